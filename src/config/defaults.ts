@@ -1,0 +1,78 @@
+import type { BusinessServerConfig, Config, LuaRedisConfig } from './schema';
+
+/**
+ * Defaults of one `engine.servers[]` entry, as CONNMIX ships them plus our own limits.
+ * `entry` is still relative here: the loader resolves it against the yaml's folder, then the working directory.
+ */
+export function defaultServerConfig(): BusinessServerConfig {
+  return {
+    port: 6790,
+    bind: '0.0.0.0',
+    protocol: 'websocket',
+    options: [{ name: 'path', value: '/chat' }],
+    entry: 'lua/entry.websocket.lua',
+    byteCodeExpires: 10,
+    readBufferSize: 1024,
+    writeBufferSize: 1024,
+    readTimeout: 60,
+    writeTimeout: 10,
+    maxMessageSize: 1048576,
+    maxBufferedBytes: 4194304,
+  };
+}
+
+/** Defaults of one `engine.luavm.redis[]` entry (the shipped `default` connection). */
+export function defaultLuaRedisConfig(): LuaRedisConfig {
+  return {
+    name: 'default',
+    addr: 'localhost:6379',
+    password: '',
+    db: 0,
+    poolSize: 20,
+    minIdleConns: 10,
+    maxConnAge: 0,
+    idleTimeout: 300,
+  };
+}
+
+/**
+ * The whole config as CONNMIX ships it (reference section 2.1), plus our extensions.
+ * Returns a fresh object on every call, so callers may mutate it. `file` is '' and the paths
+ * (`logging.filename`, `servers[].entry`) are still relative: only the loader knows what they are relative to.
+ */
+export function defaultConfig(): Config {
+  return {
+    file: '',
+    logging: { filename: 'logs/connmix.log', maxFiles: 7, level: 'debug' },
+    prometheus: { summary: { maxAge: 600, ageBuckets: 5, bufCap: 500 } },
+    licenses: { activationCode: '', server: 'https://connmix.com' },
+    access: { users: [] },
+    center: {
+      registry: { port: 6786, bind: '0.0.0.0' },
+      apiServer: { port: 6787, bind: '0.0.0.0' },
+    },
+    engine: {
+      centerRegistry: 'localhost:6786',
+      meshPoint: { port: 6788, bind: '0.0.0.0' },
+      apiServer: {
+        port: 6789,
+        bind: '0.0.0.0',
+        // 40096 (not 4096) is the literal shipped value; kept on purpose (reference section 10.9).
+        readBufferSize: 40096,
+        writeBufferSize: 40096,
+        readTimeout: 60,
+        writeTimeout: 60,
+      },
+      luavm: {
+        queue: { topicSize: 2000, maxTopics: 100 },
+        redis: [defaultLuaRedisConfig()],
+        callBudget: 100,
+      },
+      servers: [defaultServerConfig()],
+      mesh: {
+        broker: 'memory',
+        redis: { addrs: ['127.0.0.1:6379'], cluster: false, password: '', db: 0, prefix: 'connmix:' },
+      },
+    },
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * The shape of `connmix.yaml`: CONNMIX's schema (reference section 2, camelCase keys, defaults as
+ * shipped) plus connmix-ts extensions, which are marked "ours" below.
+ */
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface LoggingConfig {
+  filename: string;
+  maxFiles: number;
+  level: LogLevel;
+}
+
+export interface PrometheusConfig {
+  summary: { maxAge: number; ageBuckets: number; bufCap: number };
+}
+
+export interface AccessUser {
+  username: string;
+  password: string;
+  roles: Array<'read' | 'write'>;
+  /** Client-IP glob, `*` matches any run of characters. */
+  host: string;
+}
+
+export interface ListenConfig {
+  port: number;
+  bind: string;
+}
+
+export interface ApiServerConfig extends ListenConfig {
+  readBufferSize: number;
+  writeBufferSize: number;
+  readTimeout: number;
+  writeTimeout: number;
+}
+
+export interface LuaRedisConfig {
+  name: string;
+  addr: string;
+  password: string;
+  db: number;
+  poolSize: number;
+  minIdleConns: number;
+  maxConnAge: number;
+  idleTimeout: number;
+}
+
+export interface LuaVmConfig {
+  queue: { topicSize: number; maxTopics: number };
+  redis: LuaRedisConfig[];
+  /** Ours: milliseconds of Lua execution one hook call may use before it is stopped. */
+  callBudget: number;
+}
+
+export interface ServerOption {
+  name: string;
+  value: string;
+}
+
+export interface BusinessServerConfig extends ListenConfig {
+  protocol: 'websocket' | 'socket';
+  options: ServerOption[];
+  /** Absolute path of the Lua entry, resolved against the yaml's folder, then the working directory. */
+  entry: string;
+  byteCodeExpires: number;
+  readBufferSize: number;
+  writeBufferSize: number;
+  /** Seconds without any inbound data before the connection is closed; 0 = never. */
+  readTimeout: number;
+  /** Seconds a pending write may wait for the socket to drain before the connection is closed; 0 = never. */
+  writeTimeout: number;
+  /** Ours: the largest inbound message in bytes; a larger one closes the connection with 1009. */
+  maxMessageSize: number;
+  /** Ours: bytes that may wait in one connection's send buffer; past it the connection is closed with 1008. */
+  maxBufferedBytes: number;
+}
+
+export interface RedisMeshConfig {
+  addrs: string[];
+  cluster: boolean;
+  password: string;
+  db: number;
+  prefix: string;
+}
+
+/** Ours: how nodes share channels, sends and the node list. */
+export interface MeshConfig {
+  broker: 'memory' | 'redis';
+  redis: RedisMeshConfig;
+}
+
+export interface EngineConfig {
+  centerRegistry: string;
+  meshPoint: ListenConfig;
+  apiServer: ApiServerConfig;
+  luavm: LuaVmConfig;
+  servers: BusinessServerConfig[];
+  mesh: MeshConfig;
+}
+
+export interface Config {
+  /** Absolute path of the yaml file this config came from ('' for a config built in code). */
+  file: string;
+  logging: LoggingConfig;
+  prometheus: PrometheusConfig;
+  licenses: { activationCode: string; server: string };
+  access: { users: AccessUser[] };
+  center: { registry: ListenConfig; apiServer: ListenConfig };
+  engine: EngineConfig;
+}
