@@ -1,0 +1,50 @@
+/**
+ * The one place that loads fengari. Fengari reads FENGARICONF once, when it is first required:
+ * LUA_COMPAT_FLOATSTRING prints integral floats as `100001` (Lua 5.1 style, what CONNMIX scripts
+ * expect) instead of `100001.0`, because host numbers reach Lua as floats.
+ */
+process.env.FENGARICONF ??= JSON.stringify({ LUA_COMPAT_FLOATSTRING: true });
+
+// fengari ships no typings; its API mirrors the C API of lua.h / lauxlib.h / lualib.h.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const fengari = require('fengari');
+
+/** A Lua thread (`lua_State *`). */
+export type LuaState = { readonly __luaState: unique symbol };
+/** A JS function callable from Lua: reads its arguments from `L`, pushes results, returns their count. */
+export type LuaFunction = (L: LuaState) => number;
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+export const lua: any = fengari.lua;
+export const lauxlib: any = fengari.lauxlib;
+export const lualib: any = fengari.lualib;
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+/** JS string to Lua string; `cache` interns the conversion (use it for constant names only). */
+export const toLuaString: (s: string, cache?: boolean) => Uint8Array = fengari.to_luastring;
+
+/** A cached Lua string for a constant name. */
+export function K(name: string): Uint8Array {
+  return fengari.to_luastring(name, true);
+}
+
+/** Lua bytes (a Uint8Array) as a Buffer view, without copying. */
+export function bytesView(u8: Uint8Array): Buffer {
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+/** Lua bytes decoded as UTF-8 (invalid sequences become U+FFFD). */
+export function luaToJsString(u8: Uint8Array): string {
+  return bytesView(u8).toString('utf8');
+}
+
+/**
+ * Raises a Lua error with `message`, prefixed by the calling script's position like luaL_error
+ * (without its printf-style formatting, so a `%` in user data is harmless).
+ */
+export function raise(L: LuaState, message: string): never {
+  lauxlib.luaL_where(L, 1);
+  lua.lua_pushstring(L, Buffer.from(message));
+  lua.lua_concat(L, 2);
+  return lua.lua_error(L) as never;
+}

@@ -1,0 +1,336 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari';
+import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
+import { openCompat51, bitModule } from './compat51';
+import { openRequire, forgetModules, type BuiltinModule } from './require';
+import type { Logger } from '../log';
+
+const {
+  LUA_OK, LUA_YIELD, LUA_REGISTRYINDEX, LUA_MASKCOUNT, LUA_TFUNCTION, LUA_TSTRING, LUA_TNUMBER,
+  lua_newthread, lua_resume, lua_sethook, lua_atnativeerror, lua_isyieldable, lua_yield, lua_pushstring,
+  lua_settop, lua_gettop, lua_rawgeti, lua_getglobal, lua_type, lua_pushjsfunction, lua_pcall, lua_tolstring,
+  lua_touserdata, lua_pushnil, lua_typename,
+} = lua;
+const { luaL_newstate, luaL_ref, luaL_unref, luaL_traceback, luaL_loadbufferx } = lauxlib;
+
+/** Instructions between two budget checks: small enough to stop a runaway loop within a millisecond. */
+const HOOK_INTERVAL = 1000;
+/** Top-level code of an entry file (run at load) gets this budget instead of the per-call one. */
+const LOAD_BUDGET_MS = 10_000;
+
+export interface LuaVmOptions<Owner = unknown> {
+  /** Absolute path of the entry file; `require` is limited to its folder. */
+  entry: string;
+  /** Hooks the entry must define. */
+  hooks: readonly string[];
+  /** Milliseconds of Lua execution one hook call may use. */
+  callBudget: number;
+  log: Logger;
+  limits?: SandboxLimits;
+  /** Installs host modules (the `mix` table) into a fresh state. */
+  install?: (vm: LuaVM<Owner>) => void;
+  /** Extra modules served by `require` before any file. */
+  builtins?: Record<string, BuiltinModule>;
+}
+
+/** A hook call that failed: a Lua error, a native error or an exhausted budget, with its traceback. */
+export class LuaHookError extends Error {
+  constructor(
+    readonly hook: string,
+    readonly traceback: string,
+    readonly timedOut: boolean,
+  ) {
+    super(`${hook}: ${traceback}`);
+  }
+}
+
+/** The entry (or a changed file at reload) failed to compile, run, or define its hooks. */
+export class LuaLoadError extends Error {}
+
+/** Pushes the arguments of a hook call onto the coroutine and returns how many it pushed. */
+export type PushArgs = (L: LuaState) => number;
+
+/** One hook call in progress: its coroutine, owner, and the Lua time it has used so far. */
+interface Call<Owner> {
+  readonly hook: string;
+  readonly owner: Owner;
+  readonly thread: LuaState;
+  readonly ref: number;
+  readonly done: (error: LuaHookError | null) => void;
+  used: number;
+  timedOut: boolean;
+}
+
+/**
+ * One Lua state for one business server. Each hook call runs in a coroutine of its own, so a host
+ * function that waits (`suspend`) pauses that call only. A count hook enforces a per-call budget of
+ * Lua time; once it is spent the hook fires on every instruction, so a `pcall` cannot swallow it.
+ */
+export class LuaVM<Owner = unknown> {
+  readonly L: LuaState;
+  readonly entry: string;
+  readonly chunkName: string;
+  private readonly hookRefs = new Map<string, number>();
+  private running: Call<Owner> | null = null;
+  private deadline = Infinity;
+  private loadedAt = 0;
+
+  constructor(private readonly options: LuaVmOptions<Owner>) {
+    this.entry = options.entry;
+    this.chunkName = displayPath(options.entry);
+    const L = (this.L = luaL_newstate());
+    lua_atnativeerror(L, (L: LuaState) => {
+      const error = lua_touserdata(L, 1) as Error | undefined;
+      options.log.error('native error in a Lua host function', { stack: error?.stack ?? String(error) });
+      lua_pushstring(L, Buffer.from(`host error: ${error?.message ?? String(error)}`));
+      return 1;
+    });
+    openSandbox(L, (line) => options.log.info(line, { lua: this.chunkName }), options.limits ?? DEFAULT_LIMITS);
+    openCompat51(L);
+    openRequire(L, path.dirname(options.entry), { bit: bitModule, ...options.builtins });
+    options.install?.(this);
+    lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, HOOK_INTERVAL);
+  }
+
+  /** The owner (connection) whose hook is running right now, or null outside hook calls. */
+  get current(): Owner | null {
+    return this.running ? this.running.owner : null;
+  }
+
+  /** Compiles and runs the entry file, then checks that every required hook is a function. */
+  load(): void {
+    this.runChunk(this.compile(fs.readFileSync(this.entry)));
+    this.resolveHooks();
+    this.loadedAt = Date.now();
+  }
+
+  /**
+   * Reloads the entry (and, lazily, its modules) if any `.lua` file under its folder changed since the
+   * last load. A file that fails to compile leaves the previous code serving. Returns whether it reloaded.
+   */
+  reloadIfChanged(): boolean {
+    if (newestLuaFile(path.dirname(this.entry)) <= this.loadedAt) return false;
+    let chunk: number;
+    try {
+      chunk = this.compile(fs.readFileSync(this.entry));
+    } catch (error) {
+      this.loadedAt = Date.now();
+      this.options.log.error('Lua reload failed, previous code keeps serving', { error: (error as Error).message });
+      return false;
+    }
+    forgetModules(this.L);
+    try {
+      this.runChunk(chunk);
+      this.resolveHooks();
+      this.options.log.info('Lua code reloaded', { entry: this.chunkName });
+      return true;
+    } catch (error) {
+      this.options.log.error('Lua reload failed', { error: (error as Error).message });
+      return false;
+    } finally {
+      this.loadedAt = Date.now();
+    }
+  }
+
+  hasHook(hook: string): boolean {
+    return this.hookRefs.has(hook);
+  }
+
+  /**
+   * Calls global `hook` with the arguments `pushArgs` pushes, in a new coroutine owned by `owner`.
+   * `done` runs when the call finishes, possibly later if the hook waits on a host function.
+   */
+  call(owner: Owner, hook: string, pushArgs: PushArgs, done: (error: LuaHookError | null) => void): void {
+    const ref = this.hookRefs.get(hook);
+    if (ref === undefined) {
+      done(null);
+      return;
+    }
+    const L = this.L;
+    const thread = lua_newthread(L) as LuaState;
+    const threadRef = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(thread, LUA_REGISTRYINDEX, ref);
+    let nargs: number;
+    try {
+      nargs = pushArgs(thread);
+    } catch (error) {
+      luaL_unref(L, LUA_REGISTRYINDEX, threadRef);
+      done(new LuaHookError(hook, `cannot pass arguments: ${(error as Error).message}`, false));
+      return;
+    }
+    const call: Call<Owner> = { hook, owner, thread, ref: threadRef, done, used: 0, timedOut: false };
+    this.resume(call, nargs);
+  }
+
+  /**
+   * For host functions that wait: pauses the running hook call until `work` settles, then resumes it
+   * with the values `pushResult` pushes. Raises a Lua error where waiting is impossible (the main
+   * chunk, a metamethod, a sort comparator, or a coroutine the script made itself).
+   */
+  suspend<T>(L: LuaState, work: Promise<T>, pushResult: (L: LuaState, value: T) => number,
+    pushError: (L: LuaState, error: Error) => number): number {
+    const call = this.running;
+    if (!call || call.thread !== L || !lua_isyieldable(L)) {
+      work.catch(() => undefined);
+      return raise(L, 'cannot wait here (only directly inside a hook, not in the main chunk, a metamethod or a coroutine)');
+    }
+    work.then(
+      (value) => this.resumeWith(call, (thread) => pushResult(thread, value)),
+      (error: Error) => this.resumeWith(call, (thread) => pushError(thread, error)),
+    );
+    lua_yield(L, 0);
+    return 0;
+  }
+
+  private resumeWith(call: Call<Owner>, push: (thread: LuaState) => number): void {
+    let nresults: number;
+    try {
+      nresults = push(call.thread);
+    } catch (error) {
+      lua_settop(call.thread, 0);
+      lua_pushnil(call.thread);
+      lua_pushstring(call.thread, Buffer.from(String((error as Error).message)));
+      nresults = 2;
+    }
+    this.resume(call, nresults);
+  }
+
+  private resume(call: Call<Owner>, nargs: number): void {
+    const outer = this.running;
+    const outerDeadline = this.deadline;
+    this.running = call;
+    const started = Date.now();
+    this.deadline = started + this.options.callBudget - call.used;
+    let status: number;
+    try {
+      status = lua_resume(call.thread, null, nargs);
+    } catch (error) {
+      status = -1;
+      lua_settop(call.thread, 0);
+      lua_pushstring(call.thread, Buffer.from(`host error: ${(error as Error).message}`));
+    } finally {
+      call.used += Date.now() - started;
+      this.running = outer;
+      this.deadline = outerDeadline;
+    }
+    if (status === LUA_YIELD) return;
+    const error = status === LUA_OK ? null : new LuaHookError(call.hook, this.traceback(call.thread), call.timedOut);
+    luaL_unref(this.L, LUA_REGISTRYINDEX, call.ref);
+    call.done(error);
+  }
+
+  /** The error on top of a dead coroutine, with the coroutine's traceback. */
+  private traceback(thread: LuaState): string {
+    luaL_traceback(this.L, thread, Buffer.from(describeError(thread, -1)), 0);
+    const text = luaToJsString(lua_tolstring(this.L, -1));
+    lua_settop(this.L, 0);
+    return text;
+  }
+
+  private readonly budgetHook = (L: LuaState): void => {
+    if (Date.now() <= this.deadline) return;
+    if (this.running) this.running.timedOut = true;
+    // Fire again on the very next instruction, so a pcall that catches this error cannot go on.
+    lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, 1);
+    raise(L, `exceeded its budget of ${this.running ? this.options.callBudget : LOAD_BUDGET_MS} ms of Lua time`);
+  };
+
+  /** Compiles `source` as the entry chunk and anchors it; returns its registry ref. */
+  private compile(source: Buffer): number {
+    const L = this.L;
+    if (luaL_loadbufferx(L, source, null, Buffer.from(`@${this.chunkName}`), K('t')) !== LUA_OK) {
+      const message = luaToJsString(lua_tolstring(L, -1));
+      lua_settop(L, 0);
+      throw new LuaLoadError(message);
+    }
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+
+  /** Runs a compiled chunk on the main thread, under the load budget. */
+  private runChunk(chunk: number): void {
+    const L = this.L;
+    lua_pushjsfunction(L, messageHandler);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, chunk);
+    luaL_unref(L, LUA_REGISTRYINDEX, chunk);
+    this.deadline = Date.now() + LOAD_BUDGET_MS;
+    let status: number;
+    try {
+      status = lua_pcall(L, 0, 0, 1);
+    } finally {
+      this.deadline = Infinity;
+      lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, HOOK_INTERVAL);
+    }
+    if (status !== LUA_OK) {
+      const message = luaToJsString(lua_tolstring(L, -1) ?? K('(no message)'));
+      lua_settop(L, 0);
+      throw new LuaLoadError(message);
+    }
+    lua_settop(L, 0);
+  }
+
+  private resolveHooks(): void {
+    const L = this.L;
+    const refs = new Map<string, number>();
+    for (const hook of this.options.hooks) {
+      lua_getglobal(L, K(hook));
+      if (lua_type(L, -1) !== LUA_TFUNCTION) {
+        lua_settop(L, 0);
+        for (const ref of refs.values()) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        throw new LuaLoadError(`${this.chunkName}: hook '${hook}' is not defined (it must be a global function)`);
+      }
+      refs.set(hook, luaL_ref(L, LUA_REGISTRYINDEX));
+    }
+    for (const ref of this.hookRefs.values()) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    this.hookRefs.clear();
+    for (const [hook, ref] of refs) this.hookRefs.set(hook, ref);
+  }
+
+  /** Main-stack height; stays 0 between calls (useful to tests that look for leaks). */
+  stackHeight(): number {
+    return lua_gettop(this.L);
+  }
+}
+
+/** The message handler for protected calls on the main thread: the error plus a traceback. */
+const messageHandler: LuaFunction = (L) => {
+  luaL_traceback(L, L, Buffer.from(describeError(L, 1)), 1);
+  return 1;
+};
+
+/**
+ * An error value as text without running any Lua (no __tostring: the budget may be spent, and a
+ * dead coroutine cannot run code).
+ */
+function describeError(L: LuaState, index: number): string {
+  const type = lua_type(L, index);
+  if (type === LUA_TSTRING || type === LUA_TNUMBER) return luaToJsString(lua_tolstring(L, index));
+  return `(error object is a ${luaToJsString(lua_typename(L, type))} value)`;
+}
+
+/** A path relative to the working directory when it lies inside it, as Lua chunk names read best. */
+function displayPath(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
+}
+
+/** The newest modification time (ms) of the `.lua` files under `dir`. */
+function newestLuaFile(dir: string): number {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !entry.name.endsWith('.lua')) continue;
+    try {
+      newest = Math.max(newest, fs.statSync(path.join(entry.parentPath ?? entry.path, entry.name)).mtimeMs);
+    } catch {
+      // removed between listing and stat
+    }
+  }
+  return newest;
+}
+
+/** Pushes `nil, message`: the `result, err` convention of every CONNMIX API. */
+export function pushNilError(L: LuaState, message: string): number {
+  lua_pushnil(L);
+  lua_pushstring(L, Buffer.from(message));
+  return 2;
+}

@@ -1,0 +1,104 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { scriptVm } from './harness';
+
+test('Lua 5.1 surface: getn, unpack, loadstring, math.pow, bit', async () => {
+  const { exec } = scriptVm();
+  const r = await exec(`
+    local bit = require("bit")
+    return table.getn({1, 2, 3}), select("#", unpack({4, 5})), loadstring("return 6")(), math.pow(2, 10),
+      bit.band(0xff, 0x0f), bit.bor(1, 2), bit.lshift(1, 4), bit.rshift(-1, 28), bit.tohex(255, 4),
+      table.maxn({[1]=1, [7]=2}), tostring(100001 * 1.0), tostring(os.time() * 1000 > 1.7e12)`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, [3, 2, 6, 1024, 15, 3, 16, 15, '00ff', 7, '100001', 'true']);
+});
+
+test('table.getn rejects a non-table like Lua 5.1', async () => {
+  const { exec } = scriptVm();
+  const r = await exec(`return table.getn("x")`);
+  assert.match(r.error ?? '', /bad argument #1 to 'getn' \(table expected, got string\)/);
+});
+
+test('sandbox: every escape is closed', async () => {
+  const { exec } = scriptVm();
+  const r = await exec(`
+    return type(io), type(debug), type(package), type(dofile), type(loadfile), type(string.dump),
+      type(os.execute), type(os.remove), type(os.getenv), type(os.exit), type(os.time), type(js)`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, ['nil', 'nil', 'nil', 'nil', 'nil', 'nil', 'nil', 'nil', 'nil', 'nil', 'function', 'nil']);
+});
+
+test('sandbox: load refuses bytecode, setfenv explains itself', async () => {
+  const { exec } = scriptVm();
+  const bytecode = await exec(`return load("\\27Lua\\83\\0")`);
+  assert.equal(bytecode.values[0], null);
+  assert.match(String(bytecode.values[1]), /attempt to load a binary chunk/);
+  const fenv = await exec(`setfenv(1, {})`);
+  assert.match(fenv.error ?? '', /setfenv is not supported/);
+});
+
+test('require: modules under the entry folder, nothing outside', async () => {
+  const { exec } = scriptVm({}, {
+    'utils/greet.lua': 'local M = {} function M.hi(n) return "hi " .. n end return M',
+    'protocols/text.lua': 'return { name = "text" }',
+  });
+  const ok = await exec(`return require("utils.greet").hi("x"), require("protocols/text").name, require("utils.greet") == require("utils.greet")`);
+  assert.deepEqual(ok.values, ['hi x', 'text', true]);
+  for (const name of ['../etc/passwd', '/etc/passwd', 'utils..greet', 'missing.module']) {
+    const r = await exec(`return require(${JSON.stringify(name)})`);
+    assert.match(r.error ?? '', /module '.*' not found/, name);
+  }
+});
+
+test('string.rep and table.concat are capped', async () => {
+  const { exec } = scriptVm({ limits: { maxStringSize: 1024 } });
+  assert.equal((await exec(`return #string.rep("ab", 512)`)).values[0], 1024);
+  assert.match((await exec(`return string.rep("ab", 513)`)).error ?? '', /exceeds the 1024-byte limit/);
+  assert.match((await exec(`local t = {} for i = 1, 200 do t[i] = "0123456789" end return table.concat(t)`)).error ?? '', /exceeds/);
+  assert.equal((await exec(`return table.concat({"a", "b", 3}, "-")`)).values[0], 'a-b-3');
+});
+
+test('a runaway loop is stopped by the budget, also through pcall, and the state keeps working', async () => {
+  const { exec, vm } = scriptVm({ callBudget: 50 });
+  for (const source of ['while true do end', 'while true do pcall(function() while true do end end) end',
+    'local co = coroutine.wrap(function() while true do end end) co()']) {
+    const started = Date.now();
+    const r = await exec(source);
+    assert.equal(r.timedOut, true, source);
+    assert.match(r.error ?? '', /exceeded its budget of 50 ms/);
+    assert.ok(Date.now() - started < 5000, 'stopped');
+  }
+  assert.deepEqual((await exec('return 1 + 1')).values, [2]);
+  assert.equal(vm.stackHeight(), 0);
+});
+
+test('errors carry a traceback, native host errors become Lua errors', async () => {
+  const { exec } = scriptVm();
+  const r = await exec(`local function inner() error("boom") end inner()`);
+  assert.match(r.error ?? '', /boom/);
+  assert.match(r.error ?? '', /stack traceback/);
+  const caught = await exec(`return pcall(error, {code = 1})`);
+  assert.equal(caught.values[0], false);
+});
+
+test('suspend: a host function that waits resumes its own call only', async () => {
+  const { exec } = scriptVm({
+    install: (vm) => {
+      const { lua } = require('../../src/lua/fengari');
+      lua.lua_pushjsfunction(vm.L, (L: never) => {
+        const ms = lua.lua_tonumber(L, 1);
+        return vm.suspend(L, new Promise<number>((resolve) => setTimeout(() => resolve(ms), ms)),
+          (L, value) => { lua.lua_pushnumber(L, value); return 1; },
+          (L, error) => { lua.lua_pushnil(L); lua.lua_pushstring(L, Buffer.from(error.message)); return 2; });
+      });
+      lua.lua_setglobal(vm.L, Buffer.from('sleep'));
+    },
+  });
+  const slow = exec('return sleep(60), "slow"');
+  const fast = exec('return sleep(5), "fast"');
+  const order: string[] = [];
+  await Promise.all([slow.then((r) => order.push(String(r.values[1]))), fast.then((r) => order.push(String(r.values[1])))]);
+  assert.deepEqual(order, ['fast', 'slow']);
+  const sorted = await exec('local t = {3, 1, 2} table.sort(t, function(a, b) sleep(1) return a < b end)');
+  assert.match(sorted.error ?? '', /cannot wait here/);
+});
