@@ -1,0 +1,137 @@
+import { lua, lauxlib, K, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari';
+import { pushValue, toJs, ConversionError, type LuaValue } from '../values';
+import type { LuaVM } from '../vm';
+import type { MixHost, ScriptConnection } from './host';
+import { settle, checkMessageType } from './settle';
+
+const { LUA_REGISTRYINDEX, lua_pushstring, lua_pushnil, lua_gettop, lua_newuserdata, lua_rawgeti, lua_createtable,
+  lua_setfield, lua_pushvalue, lua_pop } = lua;
+const { luaL_checkudata, luaL_checklstring, luaL_newmetatable, luaL_setfuncs, luaL_setmetatable, luaL_ref, luaL_unref,
+  luaL_checktype, luaL_checkany, luaL_argerror } = lauxlib;
+
+/** The metatable name of connection userdata (error messages show it: "connmix.conn expected"). */
+const CONN = K('connmix.conn');
+
+function self(L: LuaState): ScriptConnection {
+  return (luaL_checkudata(L, 1, CONN) as { conn: ScriptConnection }).conn;
+}
+
+function stringArgs(L: LuaState, first: number): string[] {
+  const values: string[] = [];
+  for (let i = first, n = lua_gettop(L); i <= n; i++) values.push(luaToJsString(luaL_checklstring(L, i)));
+  return values;
+}
+
+function pushError(L: LuaState, error: string | null): number {
+  if (error === null) lua_pushnil(L);
+  else lua_pushstring(L, Buffer.from(error));
+  return 1;
+}
+
+/** Reads a Lua value to store in a context, raising a Lua argument error if it cannot be stored. */
+function contextValue(L: LuaState, index: number): LuaValue {
+  try {
+    return toJs(L, index);
+  } catch (error) {
+    if (error instanceof ConversionError) return luaL_argerror(L, index, Buffer.from(error.message)) as never;
+    throw error;
+  }
+}
+
+/**
+ * Registers the connection metatable: the methods of reference 4.4 on userdata that points at a
+ * JS connection. Subscribing may wait for the broker; it then suspends the calling hook only.
+ */
+export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): void {
+  const methods: Record<string, LuaFunction> = {
+    client_id: (L) => {
+      lua_pushstring(L, Buffer.from(self(L).clientId));
+      return 1;
+    },
+    remote_addr: (L) => {
+      lua_pushstring(L, Buffer.from(self(L).remoteAddr));
+      return 1;
+    },
+    context: (L) => {
+      const context = self(L).context;
+      lua_createtable(L, 0, context.size);
+      for (const [key, value] of context) {
+        pushValue(L, value);
+        lua_setfield(L, -2, Buffer.from(key));
+      }
+      return 1;
+    },
+    context_value: (L) => {
+      const conn = self(L);
+      pushValue(L, conn.context.get(luaToJsString(luaL_checklstring(L, 2))) ?? null);
+      return 1;
+    },
+    set_context: (L) => {
+      const conn = self(L);
+      luaL_checktype(L, 2, lua.LUA_TTABLE);
+      const table = contextValue(L, 2);
+      conn.context.clear();
+      for (const [key, value] of Object.entries(Array.isArray(table) ? { ...table } : table ?? {})) {
+        conn.context.set(key, value);
+      }
+      return 0;
+    },
+    set_context_value: (L) => {
+      const conn = self(L);
+      const key = luaToJsString(luaL_checklstring(L, 2));
+      luaL_checkany(L, 3);
+      const value = contextValue(L, 3);
+      if (value === null) conn.context.delete(key);
+      else conn.context.set(key, value);
+      return 0;
+    },
+    subscribe: (L) => {
+      const conn = self(L);
+      const channels = stringArgs(L, 2);
+      if (!conn.open) return pushError(L, 'connection closed');
+      return settle(vm, L, host.subscribe(conn, channels), pushError);
+    },
+    unsubscribe: (L) => {
+      const conn = self(L);
+      return settle(vm, L, host.unsubscribe(conn, stringArgs(L, 2)), pushError);
+    },
+    send: (L) => {
+      const conn = self(L);
+      const data = bytesView(luaL_checklstring(L, 2));
+      const binary = checkMessageType(L, 3);
+      return pushError(L, conn.send(data, binary) ? null : 'send failed: connection closed or its buffer is full');
+    },
+    close: (L) => {
+      self(L).close();
+      return pushError(L, null);
+    },
+    __tostring: (L) => {
+      lua_pushstring(L, Buffer.from(`conn: ${self(L).clientId}`));
+      return 1;
+    },
+  };
+  const L = vm.L;
+  luaL_newmetatable(L, CONN);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, K('__index'));
+  lua_pop(L, 1);
+}
+
+/** Pushes the connection's userdata, creating it on first use (one per connection). */
+export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptConnection): void {
+  if (conn.luaRef < 0) {
+    (lua_newuserdata(vm.L, 0) as { conn: ScriptConnection }).conn = conn;
+    luaL_setmetatable(vm.L, CONN);
+    conn.luaRef = luaL_ref(vm.L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, conn.luaRef);
+}
+
+/** Drops the connection's userdata anchor once its last hook has run (fengari has no __gc). */
+export function releaseConn(vm: LuaVM<ScriptConnection>, conn: ScriptConnection): void {
+  if (conn.luaRef >= 0) {
+    luaL_unref(vm.L, LUA_REGISTRYINDEX, conn.luaRef);
+    conn.luaRef = -1;
+  }
+}

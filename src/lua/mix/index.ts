@@ -1,0 +1,123 @@
+import { lua, lauxlib, K, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari';
+import type { LuaVM } from '../vm';
+import type { LogLevel } from '../../config/schema';
+import type { PublishResult } from '../../mesh/broker';
+import { MIX_UTILS } from './utils';
+import { registerConnType, pushConn } from './conn';
+import { settle, checkMessageType } from './settle';
+import type { MixHost, ScriptConnection } from './host';
+
+const { lua_newtable, lua_setfield, lua_setglobal, lua_pushstring, lua_pushnil, lua_pushnumber, lua_pushboolean,
+  lua_type, lua_tonumber, lua_gettop, LUA_TNUMBER } = lua;
+const { luaL_setfuncs, luaL_checklstring, luaL_tolstring, luaL_argerror } = lauxlib;
+
+const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+export type { MixHost, ScriptConnection } from './host';
+
+/**
+ * Installs the global `mix` table of reference section 4 on a server's VM: the utilities, `log` and its
+ * levels, `server.option`, `websocket()` (the connection whose hook is running), and `mesh`.
+ */
+export function installMix(vm: LuaVM<ScriptConnection>, host: MixHost): void {
+  const L = vm.L;
+  registerConnType(vm, host);
+  lua_newtable(L);
+  luaL_setfuncs(L, { ...MIX_UTILS, log: mixLog(vm, host), websocket: currentConn(vm) }, 0);
+  LEVELS.forEach((level, index) => {
+    lua_pushnumber(L, index);
+    lua_setfield(L, -2, K(level.toUpperCase()));
+  });
+  lua_newtable(L);
+  luaL_setfuncs(L, { option: serverOption(host) }, 0);
+  lua_setfield(L, -2, K('server'));
+  lua_newtable(L);
+  luaL_setfuncs(L, { publish: meshPublish(vm, host), send: meshSend(vm, host) }, 0);
+  lua_setfield(L, -2, K('mesh'));
+  lua_setglobal(L, K('mix'));
+}
+
+/** `mix.log(level, ...)`: level is mix.DEBUG..mix.ERROR (0..3) or its name; the rest is joined by spaces. */
+function mixLog(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
+  return (L) => {
+    let level: LogLevel | undefined;
+    if (lua_type(L, 1) === LUA_TNUMBER) level = LEVELS[lua_tonumber(L, 1)];
+    else level = LEVELS.find((name) => name === luaToJsString(luaL_checklstring(L, 1)).toLowerCase());
+    if (!level) return luaL_argerror(L, 1, K('level must be mix.DEBUG, mix.INFO, mix.WARN or mix.ERROR'));
+    const parts: string[] = [];
+    for (let i = 2, n = lua_gettop(L); i <= n; i++) {
+      parts.push(luaToJsString(luaL_tolstring(L, i)));
+      lua.lua_pop(L, 1);
+    }
+    host.log.write(level, parts.join(' '), { client_id: vm.current?.clientId });
+    lua_pushboolean(L, true);
+    return 1;
+  };
+}
+
+function currentConn(vm: LuaVM<ScriptConnection>): LuaFunction {
+  return (L) => {
+    const conn = vm.current;
+    if (!conn) {
+      lua_pushnil(L);
+      lua_pushstring(L, K('no current connection: mix.websocket() works inside hooks only'));
+      return 2;
+    }
+    pushConn(L, vm, conn);
+    return 1;
+  };
+}
+
+function serverOption(host: MixHost): LuaFunction {
+  return (L) => {
+    const value = host.serverOptions.get(luaToJsString(luaL_checklstring(L, 1)));
+    if (value === undefined) lua_pushnil(L);
+    else lua_pushstring(L, Buffer.from(value));
+    return 1;
+  };
+}
+
+/** `mix.mesh.publish(channel, data[, type])` → `success, fail` (or `nil, nil, err` if the broker fails). */
+function meshPublish(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
+  return (L) => {
+    const channel = luaToJsString(luaL_checklstring(L, 1));
+    const data = bytesView(luaL_checklstring(L, 2));
+    const binary = checkMessageType(L, 3);
+    const pushCounts = (L: LuaState, result: PublishResult): number => {
+      lua_pushnumber(L, result.s);
+      lua_pushnumber(L, result.f);
+      return 2;
+    };
+    const pushFailure = (L: LuaState, error: Error): number => {
+      lua_pushnil(L);
+      lua_pushnil(L);
+      lua_pushstring(L, Buffer.from(error.message));
+      return 3;
+    };
+    let answer: PublishResult | Promise<PublishResult>;
+    try {
+      answer = host.publish(channel, data, binary);
+    } catch (error) {
+      return pushFailure(L, error as Error);
+    }
+    return settle(vm, L, answer, pushCounts, pushFailure);
+  };
+}
+
+/** `mix.mesh.send(client_id, data[, type])` → `err` (nil on success). */
+function meshSend(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
+  return (L) => {
+    const clientId = luaToJsString(luaL_checklstring(L, 1));
+    const data = bytesView(luaL_checklstring(L, 2));
+    const binary = checkMessageType(L, 3);
+    const pushOutcome = (L: LuaState, delivered: boolean): number => {
+      if (delivered) lua_pushnil(L);
+      else lua_pushstring(L, Buffer.from(`send failed: client ${clientId} not found or gone`));
+      return 1;
+    };
+    return settle(vm, L, host.send(clientId, data, binary), pushOutcome, (L, error) => {
+      lua_pushstring(L, Buffer.from(`send failed: ${error.message}`));
+      return 1;
+    });
+  };
+}
