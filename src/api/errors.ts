@@ -1,0 +1,27 @@
+/** The `E.c` codes of CONNMIX's APIs (reference 5.2 error table), plus ours from 500 up. */
+export const ErrorCode = {
+  INVALID_PARAMS: 101,
+  CONSUME_FAILED: 201,
+  DUPLICATE_CONSUME: 202,
+  UNCONSUME_FAILED: 203,
+  CALL_FAILED: 301,
+  SEND_FAILED: 401,
+  /** Ours: the route does not exist. */
+  NOT_FOUND: 404,
+  /** Ours: the mesh could not carry the request (for example Redis is unreachable). */
+  MESH_UNAVAILABLE: 500,
+} as const;
+
+/** An API failure that answers `{"E": {"c": code, "m": message}}`. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function invalidParams(message: string): ApiError {
+  return new ApiError(ErrorCode.INVALID_PARAMS, message);
+}

@@ -1,0 +1,76 @@
+import express, { type Request, type Response, type NextFunction } from 'express';
+import type { Logger } from '../log';
+import type { NodeInfo, PublishResult } from '../mesh/broker';
+import { ApiError, ErrorCode } from './errors';
+import { parseBody, publishRequest, sendRequest } from './requests';
+
+/** What the HTTP API needs from its node. */
+export interface ApiNode {
+  publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
+  send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
+  nodes(): NodeInfo[] | Promise<NodeInfo[]>;
+}
+
+/** The largest API request body accepted. */
+const MAX_BODY = '16mb';
+
+/**
+ * The engine's HTTP API (reference 5.1 and 5.3): `POST /v1/mesh/publish`, `POST /v1/mesh/send`,
+ * `GET /version`, `GET /v1/nodes`. Answers are `{"E": null, "r": ...}` or `{"E": {"c", "m"}}` with
+ * HTTP 200, as CONNMIX clients key off `E`; unknown routes answer 404.
+ */
+export function createHttpApi(node: ApiNode, log: Logger): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  // Bodies are read raw and parsed here, whatever the content type, so a bad body gets code 101.
+  const body = express.raw({ type: () => true, limit: MAX_BODY });
+
+  app.post('/v1/mesh/publish', body, async (req, res) => {
+    const { target, payload, binary } = publishRequest(parseBody(req.body));
+    const result = await mesh(() => node.publish(target, payload, binary));
+    res.json({ E: null, r: { s: result.s, f: result.f } });
+  });
+
+  app.post('/v1/mesh/send', body, async (req, res) => {
+    const { target, payload, binary } = sendRequest(parseBody(req.body));
+    if (!(await mesh(() => node.send(target, payload, binary)))) {
+      throw new ApiError(ErrorCode.SEND_FAILED, `send failed: client ${target} not found or gone`);
+    }
+    res.json({ E: null, r: { s: true } });
+  });
+
+  app.get('/version', (_req, res) => {
+    res.json({ apis: ['v1'] });
+  });
+
+  app.get('/v1/nodes', async (_req, res) => {
+    res.json({ nodes: await mesh(() => node.nodes()) });
+  });
+
+  app.use((req, res) => {
+    res.status(404).json({ E: { c: ErrorCode.NOT_FOUND, m: `not found: ${req.method} ${req.path}` } });
+  });
+
+  app.use((error: Error & { type?: string; status?: number }, req: Request, res: Response, _next: NextFunction) => {
+    if (error instanceof ApiError) {
+      res.json({ E: { c: error.code, m: error.message } });
+    } else if (error.status && error.status < 500) {
+      // body-parser errors: too large, aborted, bad encoding
+      res.json({ E: { c: ErrorCode.INVALID_PARAMS, m: `invalid request: ${error.message}` } });
+    } else {
+      log.error('API request failed', { path: req.path, error: error.stack ?? String(error) });
+      res.status(500).json({ E: { c: ErrorCode.MESH_UNAVAILABLE, m: error.message } });
+    }
+  });
+  return app;
+}
+
+/** Runs a mesh operation; a failure of the mesh itself answers code 500, never a false success. */
+async function mesh<T>(operation: () => T | Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    throw new ApiError(ErrorCode.MESH_UNAVAILABLE, `mesh unavailable: ${(error as Error).message}`);
+  }
+}

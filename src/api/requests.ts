@@ -1,0 +1,56 @@
+import { channelError } from '../mesh/hub';
+import { invalidParams } from './errors';
+
+/** A validated `{c, d, t}` request of `/v1/mesh/publish` or `/v1/mesh/send` (reference 5.1). */
+export interface MeshRequest {
+  /** The channel (publish) or client_id (send). */
+  target: string;
+  payload: Buffer;
+  binary: boolean;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * A `"c"` whose value is a bare integer too long for a double (the PHP SDK sends client_ids as JSON
+ * numbers): quoted before parsing so that no digit is lost. Inside JSON strings quotes are escaped,
+ * so this cannot match text within `d`.
+ */
+const LONG_NUMERIC_C = /("c"\s*:\s*)(\d{16,20})(?=\s*[,}])/g;
+
+/** Parses a request body as JSON, answering 101 when it is not a JSON object. */
+export function parseBody(raw: Buffer | string | undefined): Record<string, unknown> {
+  const text = (Buffer.isBuffer(raw) ? raw.toString('utf8') : (raw ?? '')).replace(LONG_NUMERIC_C, '$1"$2"');
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    throw invalidParams(`invalid JSON body: ${(error as Error).message}`);
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw invalidParams('the body must be a JSON object');
+  return body as Record<string, unknown>;
+}
+
+/** The payload `d` with its type `t`: text as UTF-8, binary as strict base64. */
+function payloadOf(body: Record<string, unknown>): { payload: Buffer; binary: boolean } {
+  const { d, t } = body;
+  if (typeof d !== 'string') throw invalidParams('d must be a string');
+  if (t === undefined || t === null || t === 'text') return { payload: Buffer.from(d, 'utf8'), binary: false };
+  if (t !== 'binary') throw invalidParams('t must be "text" or "binary"');
+  if (!BASE64.test(d)) throw invalidParams('d must be base64 when t is "binary"');
+  return { payload: Buffer.from(d, 'base64'), binary: true };
+}
+
+export function publishRequest(body: Record<string, unknown>): MeshRequest {
+  const error = channelError(body.c);
+  if (error) throw invalidParams(`c: ${error}`);
+  return { target: body.c as string, ...payloadOf(body) };
+}
+
+/** client_ids arrive as decimal strings, or as JSON numbers from the PHP SDK. */
+export function sendRequest(body: Record<string, unknown>): MeshRequest {
+  const { c } = body;
+  const target = typeof c === 'number' && Number.isInteger(c) && c >= 0 ? BigInt(c).toString() : c;
+  if (typeof target !== 'string' || !/^\d{1,20}$/.test(target)) throw invalidParams('c must be a client_id (a decimal string)');
+  return { target, ...payloadOf(body) };
+}

@@ -1,0 +1,77 @@
+import { loadConfig, ConfigError } from './config';
+import { Engine, EngineConfigError } from './engine';
+import { LuaLoadError } from './lua/vm';
+import { Logger } from './log';
+
+const USAGE = `usage: connmix <dev|single|engine> -f <connmix.yaml> [-p <workers>]
+
+  dev      one process, embedded broker unless the yaml says redis, Lua hot reload on
+  single   one process for small production deployments (same as dev)
+  engine   a production node; -p N runs N worker processes (needs engine.mesh.broker: redis)
+`;
+
+/** Exit codes: 2 for a bad command line, config or Lua entry; 1 for any other startup failure. */
+const EXIT_USAGE = 2;
+
+interface Args {
+  command: 'dev' | 'single' | 'engine';
+  file: string;
+  workers: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const [command, ...rest] = argv;
+  if (command !== 'dev' && command !== 'single' && command !== 'engine') throw new UsageError(`unknown command "${command ?? ''}"`);
+  let file = '';
+  let workers = 1;
+  for (let i = 0; i < rest.length; i++) {
+    const flag = rest[i];
+    const value = rest[i + 1];
+    if ((flag === '-f' || flag === '--file') && value !== undefined) {
+      file = value;
+      i++;
+    } else if ((flag === '-p' || flag === '--procs') && value !== undefined) {
+      workers = Number(value);
+      if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`-p takes a whole number of at least 1, got "${value}"`);
+      i++;
+    } else {
+      throw new UsageError(`unexpected argument "${flag}"`);
+    }
+  }
+  if (!file) throw new UsageError('missing -f <connmix.yaml>');
+  return { command, file, workers };
+}
+
+class UsageError extends Error {}
+
+/** Runs the CLI; resolves once the engine is serving. Exits the process on startup failure. */
+export async function main(argv: string[]): Promise<void> {
+  let args: Args;
+  try {
+    args = parseArgs(argv);
+  } catch (error) {
+    process.stderr.write(`connmix: ${(error as Error).message}\n\n${USAGE}`);
+    process.exit(EXIT_USAGE);
+  }
+  let engine: Engine;
+  try {
+    const config = loadConfig(args.file, { warn: (message) => process.stderr.write(`connmix: warning: ${message}\n`) });
+    if (args.workers > 1 && config.engine.mesh.broker === 'memory') {
+      throw new EngineConfigError(`${config.file}: -p ${args.workers} needs engine.mesh.broker: redis (the memory broker serves one process)`);
+    }
+    engine = new Engine(config, { log: new Logger(config.logging.level) });
+    const listeners = await engine.start();
+    for (const listener of listeners) process.stdout.write(`connmix: ${listener.name} listening on ${listener.address}\n`);
+  } catch (error) {
+    const known = error instanceof ConfigError || error instanceof EngineConfigError || error instanceof LuaLoadError;
+    process.stderr.write(`connmix: ${known ? '' : 'cannot start: '}${(error as Error).message}\n`);
+    process.exit(known ? EXIT_USAGE : 1);
+  }
+  const shutdown = (signal: string) => {
+    process.stdout.write(`connmix: ${signal}, shutting down\n`);
+    engine.stop().then(() => process.exit(0), () => process.exit(1));
+    setTimeout(() => process.exit(1), 10_000).unref();
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}

@@ -1,0 +1,20 @@
+/**
+ * WebSocket close codes the engine sends (RFC 6455 7.4 and the 4000-4999 private range). The README's
+ * operations section lists them; clients may reconnect on every code but 1008 and 1009.
+ */
+export const CloseCode = {
+  /** `conn:close()` from Lua, or a normal end. */
+  NORMAL: 1000,
+  /** The node is shutting down: reconnect (to another node). */
+  GOING_AWAY: 1001,
+  /** The connection broke a limit (its send buffer overflowed, too many queued events). */
+  POLICY: 1008,
+  /** An inbound message was larger than `maxMessageSize`. */
+  TOO_BIG: 1009,
+  /** A Lua hook failed or ran past its budget. */
+  SCRIPT_ERROR: 1011,
+  /** Nothing was received for `readTimeout` seconds. */
+  READ_TIMEOUT: 4001,
+  /** Pending writes did not drain for `writeTimeout` seconds. */
+  WRITE_TIMEOUT: 4002,
+} as const;

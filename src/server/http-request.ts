@@ -1,0 +1,29 @@
+import type { Socket } from 'node:net';
+
+/**
+ * Request headers keyed the way Go's net/http presents them to CONNMIX scripts
+ * (`Sec-Websocket-Key`, `User-Agent`); repeated headers are joined with ", ".
+ */
+export function canonicalHeaders(rawHeaders: string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase().replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+    headers[name] = name in headers ? `${headers[name]}, ${rawHeaders[i + 1]}` : rawHeaders[i + 1];
+  }
+  return headers;
+}
+
+/** `ip:port` of the peer (`[ip]:port` for IPv6), with IPv4-mapped IPv6 addresses shown as IPv4. */
+export function remoteAddress(socket: Socket): string {
+  const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+  return ip.includes(':') ? `[${ip}]:${socket.remotePort}` : `${ip}:${socket.remotePort}`;
+}
+
+/**
+ * Whether a request URL is served by a server whose `path` option is `path`: the same path exactly, or
+ * anything below it when `path` ends with "/" (Go ServeMux rules, which CONNMIX's listener follows).
+ */
+export function pathMatches(path: string, url: string | undefined): boolean {
+  const pathname = (url ?? '/').split('?', 1)[0];
+  return path.endsWith('/') ? pathname.startsWith(path) : pathname === path;
+}

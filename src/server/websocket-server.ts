@@ -1,0 +1,253 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { BusinessServerConfig } from '../config/schema';
+import type { Logger } from '../log';
+import { lua, K, type LuaState } from '../lua/fengari';
+import { LuaVM, type LuaHookError, type PushArgs } from '../lua/vm';
+import { HookQueue } from '../lua/hook-queue';
+import { installMix, type MixHost, type ScriptConnection } from '../lua/mix';
+import { releaseConn } from '../lua/mix/conn';
+import { Connection } from './connection';
+import { CloseCode } from './close-codes';
+import { canonicalHeaders, remoteAddress, pathMatches } from './http-request';
+
+const { lua_pushstring, lua_createtable, lua_setfield, lua_pushboolean, lua_pushnil } = lua;
+
+/** Hooks a `protocol: websocket` entry must define (reference 3.2). */
+export const WEBSOCKET_HOOKS = ['on_handshake', 'on_message', 'on_close'] as const;
+
+/** Close codes that end a connection without an error for on_close (1005: the peer sent no code). */
+const CLEAN_CLOSES = new Set<number>([CloseCode.NORMAL, CloseCode.GOING_AWAY, 1005]);
+
+/** Events one connection may have waiting behind a hook call that waits; more closes it with 1008. */
+const MAX_PENDING_EVENTS = 1024;
+
+/** What a business server needs from its node. */
+export interface NodeServices {
+  nextClientId(): string;
+  subscribe(conn: Connection, channels: string[]): string | null | Promise<string | null>;
+  unsubscribe(conn: Connection, channels: string[]): string | null | Promise<string | null>;
+  publish: MixHost['publish'];
+  send: MixHost['send'];
+  /** The connection is open and registered; it may receive deliveries. */
+  attach(conn: Connection): void;
+  /** The connection is gone; forget it and its subscriptions. */
+  detach(conn: Connection): void;
+}
+
+interface Session {
+  readonly conn: Connection;
+  readonly hooks: HookQueue;
+}
+
+/**
+ * One `engine.servers[]` entry with `protocol: websocket`: an HTTP listener that upgrades requests on
+ * its `path`, one Lua state running the entry's hooks, and the connections it accepted.
+ */
+export class WebSocketBusinessServer {
+  readonly vm: LuaVM<ScriptConnection>;
+  private readonly http: http.Server;
+  private readonly wss: WebSocketServer;
+  private readonly sessions = new Map<Connection, Session>();
+  private readonly path: string;
+  private readonly timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    private readonly config: BusinessServerConfig,
+    private readonly services: NodeServices,
+    private readonly log: Logger,
+    callBudget: number,
+  ) {
+    const options = new Map(config.options.map((option) => [option.name, option.value]));
+    this.path = options.get('path') ?? '/';
+    // Every connection a script sees was made by this server, so it is a Connection.
+    const host: MixHost = {
+      log,
+      serverOptions: options,
+      subscribe: (conn, channels) => services.subscribe(conn as Connection, channels),
+      unsubscribe: (conn, channels) => services.unsubscribe(conn as Connection, channels),
+      publish: (channel, payload, binary) => services.publish(channel, payload, binary),
+      send: (clientId, payload, binary) => services.send(clientId, payload, binary),
+    };
+    this.vm = new LuaVM<ScriptConnection>({
+      entry: config.entry,
+      hooks: WEBSOCKET_HOOKS,
+      callBudget,
+      log,
+      install: (vm) => installMix(vm, host),
+    });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: config.maxMessageSize,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    this.http = http.createServer((req, res) => {
+      res.writeHead(pathMatches(this.path, req.url) ? 426 : 404, { 'content-type': 'text/plain', connection: 'close' });
+      res.end(pathMatches(this.path, req.url) ? 'Upgrade Required\n' : 'Not Found\n');
+    });
+    this.http.on('upgrade', (req, socket, head) => {
+      socket.on('error', () => socket.destroy());
+      if (!pathMatches(this.path, req.url)) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
+    });
+    this.http.on('clientError', (_error, socket) => socket.destroy());
+  }
+
+  get connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Loads the Lua entry (throws LuaLoadError) and starts listening. */
+  async start(): Promise<AddressInfo> {
+    this.vm.load();
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.config.port, this.config.bind, () => {
+        this.http.off('error', reject);
+        resolve();
+      });
+    });
+    this.timers.push(setInterval(() => this.sweep(), 1000).unref());
+    if (this.config.byteCodeExpires > 0) {
+      this.timers.push(setInterval(() => this.vm.reloadIfChanged(), this.config.byteCodeExpires * 1000).unref());
+    }
+    return this.http.address() as AddressInfo;
+  }
+
+  /** Stops accepting, closes every connection with `code`, and waits for their on_close hooks. */
+  async stop(code: number = CloseCode.GOING_AWAY): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    for (const conn of this.sessions.keys()) conn.close(code, 'server shutting down');
+    const deadline = Date.now() + 2000;
+    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const conn of this.sessions.keys()) conn.ws.terminate();
+    this.http.closeAllConnections();
+    await closed;
+  }
+
+  private accept(ws: WebSocket, req: http.IncomingMessage): void {
+    const conn = new Connection(ws, this.services.nextClientId(), remoteAddress(req.socket), {
+      maxBufferedBytes: this.config.maxBufferedBytes,
+    });
+    const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS) };
+    this.sessions.set(conn, session);
+    this.services.attach(conn);
+    const touch = () => {
+      conn.lastReadAt = Date.now();
+    };
+    ws.on('ping', touch);
+    ws.on('pong', touch);
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      touch();
+      this.dispatch(session, 'on_message', (L) => pushMessage(L, data, isBinary));
+    });
+    ws.on('error', (error) => this.log.debug('websocket error', { client_id: conn.clientId, error: error.message }));
+    ws.on('close', (code: number, reason: Buffer) => this.closed(session, code, reason.toString()));
+    const headers = canonicalHeaders(req.rawHeaders);
+    this.dispatch(session, 'on_handshake', (L) => {
+      lua_pushstring(L, Buffer.from(conn.clientId));
+      pushStringTable(L, headers);
+      pushStringTable(L, {
+        Method: req.method ?? 'GET',
+        RequestUri: req.url ?? '/',
+        ServerProtocol: `HTTP/${req.httpVersion}`,
+        Host: req.headers.host ?? '',
+        RemoteAddr: conn.remoteAddr,
+      });
+      return 3;
+    });
+  }
+
+  /** Queues a hook call behind the connection's earlier events. */
+  private dispatch(session: Session, hook: string, pushArgs: PushArgs): void {
+    const { conn } = session;
+    const accepted = session.hooks.push((done) => {
+      if (hook !== 'on_close' && !conn.open) return done();
+      this.vm.call(conn, hook, pushArgs, (error) => {
+        if (error) this.hookFailed(conn, error);
+        done();
+      });
+    }, hook === 'on_close');
+    if (!accepted) conn.close(CloseCode.POLICY, 'too many pending messages');
+  }
+
+  private hookFailed(conn: Connection, error: LuaHookError): void {
+    this.log.error(error.timedOut ? 'Lua hook stopped: budget exceeded' : 'Lua hook failed', {
+      client_id: conn.clientId,
+      hook: error.hook,
+      error: error.traceback,
+    });
+    if (error.hook !== 'on_close') conn.close(CloseCode.SCRIPT_ERROR, error.timedOut ? 'script timeout' : 'script error');
+  }
+
+  private closed(session: Session, code: number, reason: string): void {
+    const { conn } = session;
+    this.services.detach(conn);
+    const err = CLEAN_CLOSES.has(code) ? null : `close ${code}${reason ? `: ${reason}` : ''}`;
+    this.dispatch(session, 'on_close', (L) => {
+      lua_pushstring(L, Buffer.from(conn.clientId));
+      if (err === null) lua_pushnil(L);
+      else lua_pushstring(L, Buffer.from(err));
+      return 2;
+    });
+    session.hooks.push((done) => {
+      releaseConn(this.vm, conn);
+      this.sessions.delete(conn);
+      done();
+    }, true);
+  }
+
+  /** Enforces readTimeout (nothing received) and writeTimeout (writes not draining). */
+  private sweep(): void {
+    const now = Date.now();
+    const { readTimeout, writeTimeout } = this.config;
+    for (const conn of this.sessions.keys()) {
+      if (!conn.open) continue;
+      if (readTimeout > 0 && now - conn.lastReadAt > readTimeout * 1000) {
+        conn.close(CloseCode.READ_TIMEOUT, 'read timeout');
+        continue;
+      }
+      if (conn.socket.writableLength === 0) {
+        conn.blockedSince = 0;
+      } else if (conn.blockedSince === 0) {
+        conn.blockedSince = now;
+      } else if (writeTimeout > 0 && now - conn.blockedSince > writeTimeout * 1000) {
+        this.log.warn('write timeout, closing', { client_id: conn.clientId });
+        conn.ws.terminate();
+      }
+    }
+  }
+}
+
+const TYPE = K('type');
+const DATA = K('data');
+const FINISH = K('finish');
+const TEXT = K('text');
+const BINARY = K('binary');
+
+/** `msg = {type = "text"|"binary", data = <bytes>, finish = true}` (reference 3.2). */
+function pushMessage(L: LuaState, data: Buffer, isBinary: boolean): number {
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, isBinary ? BINARY : TEXT);
+  lua_setfield(L, -2, TYPE);
+  lua_pushstring(L, data);
+  lua_setfield(L, -2, DATA);
+  lua_pushboolean(L, true);
+  lua_setfield(L, -2, FINISH);
+  return 1;
+}
+
+function pushStringTable(L: LuaState, values: Record<string, string>): void {
+  const entries = Object.entries(values);
+  lua_createtable(L, 0, entries.length);
+  for (const [key, value] of entries) {
+    lua_pushstring(L, Buffer.from(value));
+    lua_setfield(L, -2, Buffer.from(key));
+  }
+}
