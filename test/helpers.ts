@@ -1,0 +1,202 @@
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { WebSocket } from 'ws';
+import { parseConfig } from '../src/config';
+import { Engine } from '../src/engine';
+import { memoryLogger } from './lua/harness';
+
+/** The repository root (tests run from dist/test). */
+export const ROOT = path.resolve(__dirname, '..', '..');
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface TestNode {
+  engine: Engine;
+  dir: string;
+  /** ws://127.0.0.1:<port><path> of the first business server. */
+  wsUrl: string;
+  /** http://127.0.0.1:<port> of the API server. */
+  apiUrl: string;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+export interface TestNodeOptions {
+  /** Lua files by relative path; `lua/entry.websocket.lua` defaults to the shipped barrage script. */
+  lua?: Record<string, string>;
+  /** Extra keys for the server entry, as yaml lines (indented under the entry). */
+  serverYaml?: string;
+  /** Extra yaml under `engine:` (indented by 2). */
+  engineYaml?: string;
+  path?: string;
+  callBudget?: number;
+  /** Seconds between Lua reload checks (0 = off, the default in tests). */
+  byteCodeExpires?: number;
+}
+
+/** Starts an engine in this process on free loopback ports, with its own folder of Lua files. */
+export async function startNode(options: TestNodeOptions = {}): Promise<TestNode> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-node-'));
+  const files = {
+    'lua/entry.websocket.lua': fs.readFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), 'utf8'),
+    ...options.lua,
+  };
+  for (const [name, source] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), source);
+  }
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  const urlPath = options.path ?? '/barrage-videos';
+  const yaml = `
+logging:
+  level: debug
+engine:
+  apiServer:
+    port: ${apiPort}
+    bind: 127.0.0.1
+  luavm:
+    callBudget: ${options.callBudget ?? 100}
+${options.engineYaml ?? ''}
+  servers:
+    - port: ${wsPort}
+      bind: 127.0.0.1
+      options:
+        - name: path
+          value: ${urlPath}
+      entry: lua/entry.websocket.lua
+      byteCodeExpires: ${options.byteCodeExpires ?? 0}
+${options.serverYaml ?? ''}
+`;
+  const file = path.join(dir, 'connmix.yaml');
+  fs.writeFileSync(file, yaml);
+  const { log, lines } = memoryLogger();
+  const engine = new Engine(parseConfig(yaml, file, { warn: () => undefined }), { log });
+  await engine.start();
+  return {
+    engine,
+    dir,
+    wsUrl: `ws://127.0.0.1:${wsPort}${urlPath}`,
+    apiUrl: `http://127.0.0.1:${apiPort}`,
+    logs: lines,
+    stop: () => engine.stop(),
+  };
+}
+
+/** A message a test client received. */
+export interface Received {
+  data: string;
+  binary: boolean;
+  raw: Buffer;
+}
+
+/** A WebSocket client that queues what it receives, so tests can await messages in order. */
+export class TestClient {
+  readonly ws: WebSocket;
+  readonly received: Received[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private waiter: (() => void) | null = null;
+
+  constructor(url: string, options?: ConstructorParameters<typeof WebSocket>[2]) {
+    this.ws = new WebSocket(url, options);
+    this.ws.on('message', (raw: Buffer, binary: boolean) => {
+      this.received.push({ data: raw.toString('utf8'), binary, raw });
+      this.waiter?.();
+    });
+    this.ws.on('error', () => undefined);
+    this.closed = new Promise((resolve) => {
+      this.ws.on('close', (code, reason) => {
+        resolve({ code, reason: reason.toString() });
+        this.waiter?.();
+      });
+    });
+  }
+
+  static async open(url: string, options?: ConstructorParameters<typeof WebSocket>[2]): Promise<TestClient> {
+    const client = new TestClient(url, options);
+    await new Promise<void>((resolve, reject) => {
+      client.ws.once('open', () => resolve());
+      client.ws.once('error', reject);
+      client.ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    });
+    return client;
+  }
+
+  send(data: string | Buffer, binary = false): void {
+    this.ws.send(data, { binary });
+  }
+
+  /** The next message not yet taken, waiting up to `timeoutMs`. */
+  async next(timeoutMs = 3000): Promise<Received> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.received.length === 0) {
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error('connection closed while waiting for a message');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no message within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = null;
+    }
+    return this.received.shift() as Received;
+  }
+
+  /** Sends `data` and returns the next message. */
+  async request(data: string): Promise<string> {
+    this.send(data);
+    return (await this.next()).data;
+  }
+
+  /** Resolves to true if nothing arrives within `ms`. */
+  async silentFor(ms: number): Promise<boolean> {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return this.received.length === 0;
+  }
+
+  async waitClosed(timeoutMs = 3000): Promise<{ code: number; reason: string }> {
+    return withTimeout(this.closed, timeoutMs, 'connection did not close');
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+export async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${message} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** POSTs a JSON body (or raw text) and returns the parsed answer with its HTTP status. */
+export async function post(url: string, body: unknown): Promise<{ status: number; json: any }> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json() };
+}
+
+export async function get(url: string): Promise<{ status: number; json: any }> {
+  const response = await fetch(url);
+  return { status: response.status, json: await response.json() };
+}
