@@ -74,7 +74,8 @@ export class LuaVM<Owner = unknown> {
   private readonly hookRefs = new Map<string, number>();
   private running: Call<Owner> | null = null;
   private deadline = Infinity;
-  private loadedAt = 0;
+  /** What the `.lua` files looked like at the last (re)load; a change triggers a reload. */
+  private loadedFiles = '';
 
   constructor(private readonly options: LuaVmOptions<Owner>) {
     this.entry = options.entry;
@@ -100,9 +101,9 @@ export class LuaVM<Owner = unknown> {
 
   /** Compiles and runs the entry file, then checks that every required hook is a function. */
   load(): void {
+    this.loadedFiles = luaFilesSignature(path.dirname(this.entry));
     this.runChunk(this.compile(fs.readFileSync(this.entry)));
     this.resolveHooks();
-    this.loadedAt = Date.now();
   }
 
   /**
@@ -110,12 +111,13 @@ export class LuaVM<Owner = unknown> {
    * last load. A file that fails to compile leaves the previous code serving. Returns whether it reloaded.
    */
   reloadIfChanged(): boolean {
-    if (newestLuaFile(path.dirname(this.entry)) <= this.loadedAt) return false;
+    const files = luaFilesSignature(path.dirname(this.entry));
+    if (files === this.loadedFiles) return false;
+    this.loadedFiles = files;
     let chunk: number;
     try {
       chunk = this.compile(fs.readFileSync(this.entry));
     } catch (error) {
-      this.loadedAt = Date.now();
       this.options.log.error('Lua reload failed, previous code keeps serving', { error: (error as Error).message });
       return false;
     }
@@ -128,8 +130,6 @@ export class LuaVM<Owner = unknown> {
     } catch (error) {
       this.options.log.error('Lua reload failed', { error: (error as Error).message });
       return false;
-    } finally {
-      this.loadedAt = Date.now();
     }
   }
 
@@ -314,18 +314,23 @@ function displayPath(file: string): string {
   return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
 }
 
-/** The newest modification time (ms) of the `.lua` files under `dir`. */
-function newestLuaFile(dir: string): number {
-  let newest = 0;
+/**
+ * Names, sizes and modification times of the `.lua` files under `dir`. Compared as a whole rather than
+ * against a load time, because file times come from a coarse clock that lags Date.now() by milliseconds.
+ */
+function luaFilesSignature(dir: string): string {
+  const parts: string[] = [];
   for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
     if (!entry.isFile() || !entry.name.endsWith('.lua')) continue;
+    const file = path.join(entry.parentPath ?? entry.path, entry.name);
     try {
-      newest = Math.max(newest, fs.statSync(path.join(entry.parentPath ?? entry.path, entry.name)).mtimeMs);
+      const stat = fs.statSync(file);
+      parts.push(`${file}:${stat.size}:${stat.mtimeMs}`);
     } catch {
       // removed between listing and stat
     }
   }
-  return newest;
+  return parts.sort().join('\n');
 }
 
 /** Pushes `nil, message`: the `result, err` convention of every CONNMIX API. */
