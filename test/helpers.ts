@@ -7,6 +7,28 @@ import { parseConfig } from '../src/config';
 import { Engine } from '../src/engine';
 import { memoryLogger } from './lua/harness';
 
+/**
+ * A test entry that runs each text message as Lua inside on_message and answers with the returned
+ * values as a JSON array; binary messages are echoed. on_handshake keeps its arguments in `handshake`
+ * and fails when asked to (header X-Fail: handshake); on_close publishes "<client_id> <err>" to `closes`.
+ */
+export const EVAL = `
+function on_handshake(client_id, headers, server)
+  if headers["X-Fail"] == "handshake" then error("handshake refused by script") end
+  handshake = { id = client_id, headers = headers, server = server }
+end
+function on_message(msg)
+  local conn = mix.websocket()
+  if msg.type == "binary" then conn:send(msg.data, "binary") return end
+  local f, err = load(msg.data, "=cmd")
+  if not f then conn:send("compile error: " .. err) return end
+  conn:send(mix.json_encode({ f() }))
+end
+function on_close(client_id, err)
+  mix.mesh.publish("closes", client_id .. " " .. tostring(err))
+end
+`;
+
 /** The repository root (tests run from dist/test). */
 export const ROOT = path.resolve(__dirname, '..', '..');
 

@@ -4,27 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { startNode, TestClient, post } from './helpers';
-
-/** A script that runs each text message as Lua and answers with its results as JSON. */
-const EVAL = `
-closed = {}
-function on_handshake(client_id, headers, server)
-  if headers["X-Fail"] == "handshake" then error("handshake refused by script") end
-  handshake = { id = client_id, headers = headers, server = server }
-end
-function on_message(msg)
-  local conn = mix.websocket()
-  if msg.type == "binary" then conn:send(msg.data, "binary") return end
-  local f, err = load(msg.data, "=cmd")
-  if not f then conn:send("compile error: " .. err) return end
-  local result = { f() }
-  conn:send(mix.json_encode(result))
-end
-function on_close(client_id, err)
-  mix.mesh.publish("closes", client_id .. " " .. tostring(err))
-end
-`;
+import { startNode, TestClient, post, EVAL } from './helpers';
 
 test('requests to other paths are refused before the upgrade', async () => {
   const node = await startNode({ lua: { 'lua/entry.websocket.lua': EVAL } });
@@ -226,6 +206,62 @@ test('publish reaches subscribers from Lua too, with counts', async () => {
     assert.equal((await a.next()).data, 'api');
     a.close();
     b.close();
+  } finally {
+    await node.stop();
+  }
+});
+
+test('invalid UTF-8 in a text frame closes that connection with 1007', async () => {
+  const node = await startNode({ lua: { 'lua/entry.websocket.lua': EVAL } });
+  try {
+    const client = await TestClient.open(node.wsUrl);
+    client.send(Buffer.from([0x72, 0x65, 0xff, 0xfe]), false);
+    assert.equal((await client.waitClosed()).code, 1007);
+  } finally {
+    await node.stop();
+  }
+});
+
+/** Subscribes a client that then stops reading, and a watcher of on_close reports. */
+async function stalledSubscriber(node: Awaited<ReturnType<typeof startNode>>) {
+  const watcher = await TestClient.open(node.wsUrl);
+  assert.equal(await watcher.request('mix.websocket():subscribe("closes") return 1'), '[1]');
+  const stalled = await TestClient.open(node.wsUrl);
+  const [id] = JSON.parse(await stalled.request('local c = mix.websocket() c:subscribe("flood") return c:client_id()'));
+  (stalled.ws as unknown as { _socket: net.Socket })._socket.pause();
+  return { watcher, stalled, id };
+}
+
+test('a subscriber that stops reading is dropped past maxBufferedBytes; others are unaffected', async () => {
+  const node = await startNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      maxBufferedBytes: 262144' });
+  try {
+    const { watcher, id } = await stalledSubscriber(node);
+    const chunk = 'z'.repeat(256 * 1024);
+    let failed = 0;
+    for (let i = 0; i < 200 && failed === 0; i++) {
+      failed += (await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'flood', d: chunk })).json.r.f;
+    }
+    assert.equal(failed, 1);
+    assert.equal((await watcher.next()).data, `${id} close 1008: send buffer full`);
+    assert.equal(await watcher.request('return "fine"'), '["fine"]');
+    watcher.close();
+  } finally {
+    await node.stop();
+  }
+});
+
+test('writes that do not drain for writeTimeout seconds drop the connection', async () => {
+  const node = await startNode({
+    lua: { 'lua/entry.websocket.lua': EVAL },
+    serverYaml: '      writeTimeout: 1\n      maxBufferedBytes: 268435456',
+  });
+  try {
+    const { watcher, id } = await stalledSubscriber(node);
+    const chunk = 'w'.repeat(1024 * 1024);
+    // Enough to fill the loopback socket buffers, so writes stay pending.
+    for (let i = 0; i < 24; i++) await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'flood', d: chunk });
+    assert.equal((await watcher.next(6000)).data, `${id} close 4002: write timeout`);
+    watcher.close();
   } finally {
     await node.stop();
   }

@@ -7,7 +7,8 @@ export const CloseCode = {
   NORMAL: 1000,
   /** The node is shutting down: reconnect (to another node). */
   GOING_AWAY: 1001,
-  /** The connection broke a limit (its send buffer overflowed, too many queued events). */
+  /** The connection broke a limit (its send buffer overflowed, too many queued events). A peer whose
+   * buffer overflowed is dropped without a close frame; on_close and the logs report this code. */
   POLICY: 1008,
   /** An inbound message was larger than `maxMessageSize`. */
   TOO_BIG: 1009,
@@ -15,6 +16,6 @@ export const CloseCode = {
   SCRIPT_ERROR: 1011,
   /** Nothing was received for `readTimeout` seconds. */
   READ_TIMEOUT: 4001,
-  /** Pending writes did not drain for `writeTimeout` seconds. */
+  /** Pending writes did not drain for `writeTimeout` seconds (dropped, reported as for 1008). */
   WRITE_TIMEOUT: 4002,
 } as const;

@@ -27,6 +27,8 @@ export class Connection implements Subscriber, Batchable {
   lastReadAt = Date.now();
   /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty. */
   blockedSince = 0;
+  /** Why the engine dropped the connection without a close handshake, if it did. */
+  abortedWith: { code: number; reason: string } | null = null;
 
   constructor(
     readonly ws: WebSocket,
@@ -45,7 +47,7 @@ export class Connection implements Subscriber, Batchable {
   write(bytes: Buffer): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return false;
     if (this.socket.writableLength + bytes.length > this.limits.maxBufferedBytes) {
-      this.close(CloseCode.POLICY, 'send buffer full');
+      this.abort(CloseCode.POLICY, 'send buffer full');
       return false;
     }
     writeBatched(this, bytes);
@@ -55,6 +57,16 @@ export class Connection implements Subscriber, Batchable {
   /** Sends one message (text unless `binary`). */
   send(data: Uint8Array, binary: boolean): boolean {
     return this.write(frame(data, binary));
+  }
+
+  /**
+   * Drops the connection at once: a peer that does not read would never see a close frame queued
+   * behind its full buffer. `code` and `reason` are what on_close and the logs report.
+   */
+  abort(code: number, reason: string): void {
+    if (this.abortedWith) return;
+    this.abortedWith = { code, reason };
+    this.ws.terminate();
   }
 
   close(code: number = CloseCode.NORMAL, reason = ''): void {

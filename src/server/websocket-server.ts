@@ -188,6 +188,7 @@ export class WebSocketBusinessServer {
 
   private closed(session: Session, code: number, reason: string): void {
     const { conn } = session;
+    if (conn.abortedWith) ({ code, reason } = conn.abortedWith);
     this.services.detach(conn);
     const err = CLEAN_CLOSES.has(code) ? null : `close ${code}${reason ? `: ${reason}` : ''}`;
     this.dispatch(session, 'on_close', (L) => {
@@ -218,8 +219,8 @@ export class WebSocketBusinessServer {
       } else if (conn.blockedSince === 0) {
         conn.blockedSince = now;
       } else if (writeTimeout > 0 && now - conn.blockedSince > writeTimeout * 1000) {
-        this.log.warn('write timeout, closing', { client_id: conn.clientId });
-        conn.ws.terminate();
+        this.log.warn('write timeout, dropping the connection', { client_id: conn.clientId });
+        conn.abort(CloseCode.WRITE_TIMEOUT, 'write timeout');
       }
     }
   }

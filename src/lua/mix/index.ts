@@ -2,6 +2,7 @@ import { lua, lauxlib, K, luaToJsString, bytesView, type LuaState, type LuaFunct
 import type { LuaVM } from '../vm';
 import type { LogLevel } from '../../config/schema';
 import type { PublishResult } from '../../mesh/broker';
+import { channelError } from '../../mesh/hub';
 import { MIX_UTILS } from './utils';
 import { registerConnType, pushConn } from './conn';
 import { settle, checkMessageType } from './settle';
@@ -94,6 +95,8 @@ function meshPublish(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
       lua_pushstring(L, Buffer.from(error.message));
       return 3;
     };
+    const invalid = channelError(channel);
+    if (invalid) return pushFailure(L, new Error(invalid));
     let answer: PublishResult | Promise<PublishResult>;
     try {
       answer = host.publish(channel, data, binary);

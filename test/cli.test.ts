@@ -1,0 +1,136 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ROOT, freePort, TestClient, post } from './helpers';
+
+const BIN = path.join(ROOT, 'bin/connmix.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI until it exits (or `until` matches stdout, then SIGTERM); bounded by `timeoutMs`. */
+function runCli(args: string[], cwd: string, until?: RegExp, timeoutMs = 10_000): Promise<Run & { stop?: () => void }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`connmix did not finish within ${timeoutMs} ms: ${stdout} ${stderr}`));
+    }, timeoutMs);
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+      if (until && until.test(stdout)) {
+        until = undefined;
+        resolve({ code: null, stdout, stderr, stop: () => child.kill('SIGTERM') });
+      }
+    });
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function folder(files: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-cli-'));
+  for (const [name, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), text);
+  }
+  return dir;
+}
+
+const ENTRY = fs.readFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), 'utf8');
+
+test('connmix dev serves the seed barrage and prints one line per listener', async () => {
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  const yaml = fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8')
+    .replace('port: 6790', `port: ${wsPort}`).replace('port: 6789', `port: ${apiPort}`).replace('bind: 0.0.0.0', 'bind: 127.0.0.1');
+  // Run from another folder: the entry path resolves against the yaml's folder.
+  const dir = folder({ 'conf/connmix.yaml': yaml, 'conf/lua/entry.websocket.lua': ENTRY });
+  const run = await runCli(['dev', '-f', 'conf/connmix.yaml'], dir, /api server listening/);
+  try {
+    assert.match(run.stdout, new RegExp(`websocket server .*entry\\.websocket\\.lua listening on 127\\.0\\.0\\.1:${wsPort}`));
+    assert.match(run.stdout, new RegExp(`api server listening on 127\\.0\\.0\\.1:${apiPort}`));
+    const viewer = await TestClient.open(`ws://127.0.0.1:${wsPort}/barrage-videos`);
+    assert.equal(await viewer.request('{"op":"subscribe","channel":"100001@video"}'), '{"result":true}');
+    const d = '{"event":"@video","data":{"uid":1001,"video_id":100001,"msg":"Hello,World!"}}';
+    assert.deepEqual((await post(`http://127.0.0.1:${apiPort}/v1/mesh/publish`, { c: 'video:100001', d })).json, { E: null, r: { s: 1, f: 0 } });
+    assert.equal((await viewer.next()).data, d);
+    run.stop?.();
+    // Shutdown closes clients with 1001 so they reconnect elsewhere.
+    assert.equal((await viewer.waitClosed()).code, 1001);
+  } finally {
+    run.stop?.();
+  }
+});
+
+test('a bad config exits with code 2 naming file, line and key', async () => {
+  const dir = folder({
+    'connmix.yaml': 'engine:\n  servers:\n    - port: 70000\n      entry: lua/entry.websocket.lua\n',
+    'lua/entry.websocket.lua': ENTRY,
+  });
+  const run = await runCli(['dev', '-f', 'connmix.yaml'], dir);
+  assert.equal(run.code, 2);
+  assert.match(run.stderr, /connmix\.yaml:3: engine\.servers\[0\]\.port: /);
+});
+
+test('a missing entry file and a missing hook exit with code 2', async () => {
+  const missing = folder({ 'connmix.yaml': 'engine:\n  servers:\n    - port: 7001\n      entry: lua/nope.lua\n' });
+  const run = await runCli(['dev', '-f', 'connmix.yaml'], missing);
+  assert.equal(run.code, 2);
+  assert.match(run.stderr, /connmix\.yaml:4: engine\.servers\[0\]\.entry: entry file not found/);
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  const noHook = folder({
+    'connmix.yaml': `engine:\n  apiServer:\n    port: ${apiPort}\n  servers:\n    - port: ${wsPort}\n      entry: lua/entry.websocket.lua\n`,
+    'lua/entry.websocket.lua': 'function on_message(msg) end\nfunction on_close() end\n',
+  });
+  const hookRun = await runCli(['dev', '-f', 'connmix.yaml'], noHook);
+  assert.equal(hookRun.code, 2);
+  assert.match(hookRun.stderr, /hook 'on_handshake' is not defined/);
+  const syntax = folder({
+    'connmix.yaml': `engine:\n  apiServer:\n    port: ${apiPort}\n  servers:\n    - port: ${wsPort}\n      entry: lua/entry.websocket.lua\n`,
+    'lua/entry.websocket.lua': 'function on_message(msg)\n  if then\nend\n',
+  });
+  const syntaxRun = await runCli(['dev', '-f', 'connmix.yaml'], syntax);
+  assert.equal(syntaxRun.code, 2);
+  assert.match(syntaxRun.stderr, /entry\.websocket\.lua:2: unexpected symbol near 'then'/);
+});
+
+test('usage errors exit with code 2; -p above 1 with the memory broker is refused', async () => {
+  const dir = folder({ 'connmix.yaml': '', 'lua/entry.websocket.lua': ENTRY });
+  for (const args of [[], ['serve'], ['dev'], ['dev', '-f'], ['dev', '-f', 'connmix.yaml', '-p', 'zero']]) {
+    const run = await runCli(args, dir);
+    assert.equal(run.code, 2, args.join(' '));
+    assert.match(run.stderr, /usage: connmix/);
+  }
+  const workers = await runCli(['engine', '-f', 'connmix.yaml', '-p', '2'], dir);
+  assert.equal(workers.code, 2);
+  assert.match(workers.stderr, /-p 2 needs engine\.mesh\.broker: redis/);
+});
+
+test('a port in use exits with code 1 and says so', async () => {
+  const net = await import('node:net');
+  const blocker = net.createServer();
+  const port = await freePort();
+  await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+  try {
+    const dir = folder({
+      'connmix.yaml': `engine:\n  apiServer:\n    port: ${await freePort()}\n  servers:\n    - port: ${port}\n      bind: 127.0.0.1\n      entry: lua/entry.websocket.lua\n`,
+      'lua/entry.websocket.lua': ENTRY,
+    });
+    const run = await runCli(['dev', '-f', 'connmix.yaml'], dir);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /EADDRINUSE/);
+  } finally {
+    blocker.close();
+  }
+});
