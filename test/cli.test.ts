@@ -50,13 +50,13 @@ function folder(files: Record<string, string>): string {
 
 const ENTRY = fs.readFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), 'utf8');
 
-test('connmix dev serves the seed barrage and prints one line per listener', async () => {
+for (const command of ['dev', 'single']) test(`connmix ${command} serves the seed barrage and prints one line per listener`, async () => {
   const [wsPort, apiPort] = [await freePort(), await freePort()];
   const yaml = fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8')
     .replace('port: 6790', `port: ${wsPort}`).replace('port: 6789', `port: ${apiPort}`).replace('bind: 0.0.0.0', 'bind: 127.0.0.1');
   // Run from another folder: the entry path resolves against the yaml's folder.
   const dir = folder({ 'conf/connmix.yaml': yaml, 'conf/lua/entry.websocket.lua': ENTRY });
-  const run = await runCli(['dev', '-f', 'conf/connmix.yaml'], dir, /api server listening/);
+  const run = await runCli([command, '-f', 'conf/connmix.yaml'], dir, /api server listening/);
   try {
     assert.match(run.stdout, new RegExp(`websocket server .*entry\\.websocket\\.lua listening on 127\\.0\\.0\\.1:${wsPort}`));
     assert.match(run.stdout, new RegExp(`api server listening on 127\\.0\\.0\\.1:${apiPort}`));

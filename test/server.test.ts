@@ -266,3 +266,15 @@ test('writes that do not drain for writeTimeout seconds drop the connection', as
     await node.stop();
   }
 });
+
+test('permessage-deflate is never negotiated', async () => {
+  const node = await startNode({ lua: { 'lua/entry.websocket.lua': EVAL } });
+  try {
+    const client = await TestClient.open(node.wsUrl, { perMessageDeflate: true });
+    assert.equal(client.ws.extensions, '');
+    assert.equal(await client.request('return "plain"'), '["plain"]');
+    client.close();
+  } finally {
+    await node.stop();
+  }
+});

@@ -102,3 +102,22 @@ test('suspend: a host function that waits resumes its own call only', async () =
   const sorted = await exec('local t = {3, 1, 2} table.sort(t, function(a, b) sleep(1) return a < b end)');
   assert.match(sorted.error ?? '', /cannot wait here/);
 });
+
+test('a JS exception in a host function becomes a Lua error with its message; the stack is logged', async () => {
+  const { exec, lines } = scriptVm({
+    install: (vm) => {
+      const { lua } = require('../../src/lua/fengari');
+      lua.lua_pushjsfunction(vm.L, () => {
+        throw new TypeError('host bug');
+      });
+      lua.lua_setglobal(vm.L, Buffer.from('boom'));
+    },
+  });
+  const r = await exec('boom()');
+  assert.match(r.error ?? '', /host error: host bug/);
+  const caught = await exec('return pcall(boom)');
+  assert.equal(caught.values[0], false);
+  assert.match(String(caught.values[1]), /host bug/);
+  assert.ok(lines.some((line) => line.includes('native error in a Lua host function') && line.includes('TypeError')));
+  assert.deepEqual((await exec('return "alive"')).values, ['alive']);
+});
