@@ -113,6 +113,16 @@ ${options.serverYaml ?? ''}
   };
 }
 
+/** Runs `body` with a fresh node and stops the node afterwards, whatever happens. */
+export async function withNode(options: TestNodeOptions, body: (node: TestNode) => Promise<void>): Promise<void> {
+  const node = await startNode(options);
+  try {
+    await body(node);
+  } finally {
+    await node.stop();
+  }
+}
+
 /** A message a test client received. */
 export interface Received {
   data: string;
