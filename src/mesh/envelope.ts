@@ -1,0 +1,111 @@
+/**
+ * The binary messages nodes exchange through Redis. Integers are big-endian; ids are ASCII.
+ *
+ *   publish  0x01 | flags u8 | request u32 | origin length u8 | origin | payload
+ *   send     0x02 | flags u8 | request u32 | origin length u8 | origin | client_id length u8 | client_id | payload
+ *   reply    0x03 | (request u32 | s u32 | f u32) repeated
+ *
+ * `flags` bit 0 marks a binary payload. `origin` is the sending node's id: receivers answer on that
+ * node's inbox channel with one reply entry per request (several requests of one tick share a reply
+ * message). The payload is the rest of the message, handed on as a view, never copied or decoded.
+ */
+
+export enum Kind {
+  Publish = 1,
+  Send = 2,
+  Reply = 3,
+}
+
+const BINARY = 1;
+const REPLY_ENTRY = 12;
+
+/** A publish or send as the receiving node sees it. */
+export interface Request {
+  kind: Kind.Publish | Kind.Send;
+  binary: boolean;
+  request: number;
+  origin: string;
+  /** Only for sends: the connection it is for. */
+  clientId: string;
+  payload: Buffer;
+}
+
+/** One node's answer to one request: connections written to and connections that failed. */
+export interface ReplyEntry {
+  request: number;
+  s: number;
+  f: number;
+}
+
+export type Envelope = Request | { kind: Kind.Reply; entries: ReplyEntry[] };
+
+function header(kind: Kind, binary: boolean, request: number, origin: string, extra: number): { head: Buffer; at: number } {
+  const originLength = Buffer.byteLength(origin, 'latin1');
+  const head = Buffer.allocUnsafe(7 + originLength + extra);
+  head[0] = kind;
+  head[1] = binary ? BINARY : 0;
+  head.writeUInt32BE(request >>> 0, 2);
+  head[6] = originLength;
+  head.write(origin, 7, 'latin1');
+  return { head, at: 7 + originLength };
+}
+
+/** A publish of `payload` from node `origin`, answered under `request`. */
+export function encodePublish(origin: string, request: number, binary: boolean, payload: Buffer): Buffer {
+  const { head } = header(Kind.Publish, binary, request, origin, 0);
+  return Buffer.concat([head, payload], head.length + payload.length);
+}
+
+/** A send of `payload` to `clientId` from node `origin`, answered under `request`. */
+export function encodeSend(origin: string, request: number, clientId: string, binary: boolean, payload: Buffer): Buffer {
+  const idLength = Buffer.byteLength(clientId, 'latin1');
+  const { head, at } = header(Kind.Send, binary, request, origin, 1 + idLength);
+  head[at] = idLength;
+  head.write(clientId, at + 1, 'latin1');
+  return Buffer.concat([head, payload], head.length + payload.length);
+}
+
+/** Answers to several requests of one origin in one message. */
+export function encodeReply(entries: ReplyEntry[]): Buffer {
+  const out = Buffer.allocUnsafe(1 + entries.length * REPLY_ENTRY);
+  out[0] = Kind.Reply;
+  let at = 1;
+  for (const { request, s, f } of entries) {
+    out.writeUInt32BE(request >>> 0, at);
+    out.writeUInt32BE(s, at + 4);
+    out.writeUInt32BE(f, at + 8);
+    at += REPLY_ENTRY;
+  }
+  return out;
+}
+
+/** Reads a message; null if it is not one of ours (truncated, unknown kind). */
+export function decode(message: Buffer): Envelope | null {
+  const kind = message[0];
+  if (kind === Kind.Reply) {
+    if ((message.length - 1) % REPLY_ENTRY !== 0) return null;
+    const entries: ReplyEntry[] = [];
+    for (let at = 1; at < message.length; at += REPLY_ENTRY) {
+      entries.push({ request: message.readUInt32BE(at), s: message.readUInt32BE(at + 4), f: message.readUInt32BE(at + 8) });
+    }
+    return { kind, entries };
+  }
+  if ((kind !== Kind.Publish && kind !== Kind.Send) || message.length < 7) return null;
+  let at = 7 + message[6];
+  if (message.length < at) return null;
+  const origin = message.toString('latin1', 7, at);
+  let clientId = '';
+  if (kind === Kind.Send) {
+    if (message.length < at + 1 || message.length < at + 1 + message[at]) return null;
+    clientId = message.toString('latin1', at + 1, at + 1 + message[at]);
+    at += 1 + message[at];
+  }
+  return {
+    kind,
+    binary: (message[1] & BINARY) !== 0,
+    request: message.readUInt32BE(2),
+    origin,
+    clientId,
+    payload: message.subarray(at),
+  };
+}

@@ -1,0 +1,366 @@
+import { randomInt } from 'node:crypto';
+import type { RedisMeshConfig } from '../config/schema';
+import type { LogFields, Logger } from '../log';
+import type { Broker, LocalDelivery, NodeInfo, PublishResult } from './broker';
+import { decode, encodePublish, encodeReply, encodeSend, Kind, type ReplyEntry } from './envelope';
+import { MAX_NODE_NUMBER, newNodeId, nodeNumberOf } from './ids';
+import { NodeRegistry } from './node-registry';
+import { bounded, connectMeshRedis, type MeshRedis, type Role } from './redis-connections';
+
+/** Timings of the Redis broker, in milliseconds. */
+export interface RedisBrokerOptions {
+  /**
+   * How long a publish or send waits for the answers of the nodes that received it. A node that stays
+   * silent adds nothing to `s` and one to `f` (it held at least one subscriber, whose fate is unknown),
+   * and is logged. Default 2000.
+   */
+  replyTimeout: number;
+  /** How long one Redis command (PUBLISH, a registry call, a (un)subscribe acknowledgement) may take. Default 1000. */
+  commandTimeout: number;
+  /** Registry heartbeat. Default 1000. */
+  heartbeat: number;
+  /** A node that stops heartbeating leaves the node list after this. Default 5000. */
+  ttl: number;
+  /**
+   * How long `start` waits for Redis. Past it, or as soon as Redis refuses the connection, the node
+   * starts unregistered with a provisional node number and keeps retrying in the background. Default 3000.
+   */
+  startTimeout: number;
+}
+
+export const DEFAULT_REDIS_BROKER_OPTIONS: Readonly<RedisBrokerOptions> = {
+  replyTimeout: 2000,
+  commandTimeout: 1000,
+  heartbeat: 1000,
+  ttl: 5000,
+  startTimeout: 3000,
+};
+
+/**
+ * The broker of a mesh of nodes sharing one Redis (standalone: PUBLISH/SUBSCRIBE; Redis Cluster:
+ * SPUBLISH/SSUBSCRIBE, so a channel's traffic stays on its shard).
+ *
+ * Channels: mesh channel `c` is Redis channel `<prefix>ch:<c>`, subscribed while this node has local
+ * subscribers of `c`; each node also listens on its inbox `<prefix>node:<id>` for sends and answers.
+ * A publish carries an envelope (see envelope.ts) with the origin node and a request number. PUBLISH
+ * tells how many nodes received it; each of them delivers locally and answers its `{s, f}` on the
+ * origin's inbox, and the origin sums the answers, so counts are exact across the mesh. The origin
+ * handles its own copy like any other node (without the answer round trip), which keeps one order for
+ * local and remote publishes.
+ */
+export class RedisBroker implements Broker {
+  readonly nodeId = newNodeId();
+  private readonly options: RedisBrokerOptions;
+  private readonly log: Logger;
+  private readonly channelPrefix: Buffer;
+  private readonly inbox: string;
+  private readonly replies: PendingReplies;
+  /** The channels this node's hub holds, for the logs. */
+  private readonly channels = new Set<string>();
+  /** Per channel, the (un)subscribe in progress, so one channel's operations run one after another. */
+  private readonly queues = new Map<string, Promise<void>>();
+  /** Answers to other nodes, sent together once per tick. */
+  private readonly outbox = new Map<string, ReplyEntry[]>();
+  private flushScheduled = false;
+  private nextRequest = 0;
+  private local: LocalDelivery | null = null;
+  private link: MeshRedis | null = null;
+  private registry: NodeRegistry | null = null;
+  private subscriberLost = false;
+  private onDown: (() => void) | null = null;
+
+  constructor(
+    private readonly config: RedisMeshConfig,
+    private readonly apiAddress: string,
+    log: Logger,
+    options: Partial<RedisBrokerOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_REDIS_BROKER_OPTIONS, ...options };
+    this.log = log.child({ node: this.nodeId });
+    this.channelPrefix = Buffer.from(`${config.prefix}ch:`);
+    this.inbox = this.inboxOf(this.nodeId);
+    this.replies = new PendingReplies(this.options.replyTimeout, this.log);
+  }
+
+  get nodeNumber(): number {
+    return this.registry?.number ?? -1;
+  }
+
+  /** Connects, subscribes the inbox and registers; resolves within `startTimeout` even if Redis is away. */
+  async start(local: LocalDelivery): Promise<void> {
+    this.local = local;
+    const { commandTimeout, startTimeout, heartbeat, ttl } = this.options;
+    const addrs = this.config.addrs.join(',');
+    this.log.info(`mesh: redis broker starting (${this.config.cluster ? 'cluster, sharded pub/sub' : 'standalone'})`, { addrs });
+    const link = connectMeshRedis(
+      this.config,
+      {
+        message: (channel, message) => this.receive(channel, message),
+        up: (role) => this.up(role),
+        down: (role) => this.down(role),
+      },
+      this.log,
+      commandTimeout,
+    );
+    this.link = link;
+    const self = { id: this.nodeId, api_server: this.apiAddress };
+    this.registry = new NodeRegistry(link.commands, this.config.prefix, self, { heartbeat, ttl }, this.log);
+    this.registry.start();
+    const unreachable = new Promise<void>((resolve) => (this.onDown = resolve));
+    const inbox = bounded(link.subscribe(this.inbox), startTimeout, 'inbox subscribe').catch(() => undefined);
+    await Promise.race([Promise.all([this.registry.whenRegistered(startTimeout), inbox]), unreachable]);
+    this.onDown = null;
+    if (!this.registry.isRegistered) this.registry.assume(randomInt(MAX_NODE_NUMBER + 1));
+  }
+
+  subscribe(channel: string): Promise<void> {
+    this.channels.add(channel);
+    return this.serialize(channel, 'subscribe', (link, key) => link.subscribe(key));
+  }
+
+  unsubscribe(channel: string): Promise<void> {
+    this.channels.delete(channel);
+    return this.serialize(channel, 'unsubscribe', (link, key) => link.unsubscribe(key));
+  }
+
+  publish(channel: string, payload: Buffer, binary: boolean): Promise<PublishResult> {
+    const encode = (request: number): Buffer => encodePublish(this.nodeId, request, binary, payload);
+    return this.ask(this.channelKey(channel), encode, { op: 'publish', channel });
+  }
+
+  async send(clientId: string, payload: Buffer, binary: boolean): Promise<boolean> {
+    this.started();
+    const number = nodeNumberOf(clientId);
+    if (number < 0) return false;
+    if (number === this.nodeNumber) return this.local?.deliverTo(clientId, payload, binary) ?? false;
+    const owner = await bounded((this.registry as NodeRegistry).ownerOf(number), this.options.commandTimeout, 'node lookup');
+    if (!owner) return false;
+    const encode = (request: number): Buffer => encodeSend(this.nodeId, request, clientId, binary, payload);
+    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'send', client_id: clientId, owner });
+    return s > 0;
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    this.started();
+    return bounded((this.registry as NodeRegistry).list(), this.options.commandTimeout, 'node list');
+  }
+
+  ready(): boolean {
+    return !!this.link?.ready() && !!this.registry?.isRegistered;
+  }
+
+  /** Deregisters (so the node leaves the list at once), answers pending requests, closes connections. */
+  async stop(): Promise<void> {
+    const { link, registry } = this;
+    if (!link || !registry) return;
+    this.link = null;
+    this.local = null;
+    await bounded(registry.stop(), this.options.commandTimeout, 'deregister').catch((error: Error) =>
+      this.log.warn('node not deregistered; it leaves the list when its TTL runs out', { error: error.message }),
+    );
+    this.replies.closeAll();
+    link.close();
+    this.log.info('mesh: redis broker stopped');
+  }
+
+  private started(): MeshRedis {
+    if (!this.link) throw new Error('redis broker not started');
+    return this.link;
+  }
+
+  private channelKey(channel: string): string {
+    return `${this.config.prefix}ch:${channel}`;
+  }
+
+  private inboxOf(nodeId: string): string {
+    return `${this.config.prefix}node:${nodeId}`;
+  }
+
+  /**
+   * Publishes a request envelope on `redisChannel` and sums the answers of the nodes that received it.
+   * Rejects only if Redis did not take the PUBLISH.
+   */
+  private async ask(redisChannel: string, encode: (request: number) => Buffer, context: LogFields): Promise<PublishResult> {
+    const link = this.started();
+    this.nextRequest = (this.nextRequest + 1) >>> 0;
+    const request = this.nextRequest;
+    this.replies.open(request);
+    let receivers: number;
+    try {
+      receivers = await link.publish(redisChannel, encode(request));
+    } catch (error) {
+      this.replies.cancel(request);
+      throw error;
+    }
+    return this.replies.wait(request, receivers, context);
+  }
+
+  /**
+   * Runs a channel's (un)subscribes in call order. Each waits at most `commandTimeout` for Redis: while
+   * Redis is away the command stays queued in the subscriber connection (in order) and applies on
+   * reconnect, so the hub goes on instead of stalling its connection's Lua hooks. Never rejects.
+   */
+  private serialize(channel: string, what: string, op: (link: MeshRedis, key: string) => Promise<unknown>): Promise<void> {
+    const link = this.link;
+    // Connections closing while the node stops unsubscribe after the broker is gone: nothing to do.
+    if (!link) return Promise.resolve();
+    const key = this.channelKey(channel);
+    const run = (): Promise<void> =>
+      bounded(op(link, key), this.options.commandTimeout, what).then(
+        () => this.log.debug(`mesh ${what}`, { channel }),
+        (error: Error) =>
+          this.log.warn(`mesh ${what} not confirmed yet; it applies when Redis answers`, { channel, error: error.message }),
+      );
+    const next = (this.queues.get(channel) ?? Promise.resolve()).then(run);
+    this.queues.set(channel, next);
+    void next.then(() => {
+      if (this.queues.get(channel) === next) this.queues.delete(channel);
+    });
+    return next;
+  }
+
+  private receive(channel: Buffer, message: Buffer): void {
+    const envelope = decode(message);
+    if (!envelope) {
+      this.log.debug('ignored a message that is not a mesh envelope', { channel: channel.toString() });
+      return;
+    }
+    if (envelope.kind === Kind.Reply) {
+      for (const { request, s, f } of envelope.entries) this.replies.add(request, s, f);
+      return;
+    }
+    const local = this.local;
+    if (!local) return;
+    // This runs inside ioredis's reply parser: an exception here would break the connection, so none escapes.
+    try {
+      if (envelope.kind === Kind.Publish) {
+        const prefix = this.channelPrefix;
+        if (channel.length < prefix.length || channel.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0) return;
+        const { s, f } = local.deliver(channel.toString('utf8', prefix.length), envelope.payload, envelope.binary);
+        this.answer(envelope.origin, envelope.request, s, f);
+      } else {
+        const delivered = local.deliverTo(envelope.clientId, envelope.payload, envelope.binary);
+        this.answer(envelope.origin, envelope.request, delivered ? 1 : 0, delivered ? 0 : 1);
+      }
+    } catch (error) {
+      this.log.error('mesh delivery failed', { channel: channel.toString(), error: (error as Error).stack ?? String(error) });
+      this.answer(envelope.origin, envelope.request, 0, 1);
+    }
+  }
+
+  private answer(origin: string, request: number, s: number, f: number): void {
+    if (origin === this.nodeId) {
+      this.replies.add(request, s, f);
+      return;
+    }
+    let entries = this.outbox.get(origin);
+    if (!entries) this.outbox.set(origin, (entries = []));
+    entries.push({ request, s, f });
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flushAnswers());
+  }
+
+  private flushAnswers(): void {
+    this.flushScheduled = false;
+    const link = this.link;
+    for (const [origin, entries] of this.outbox) {
+      link?.publish(this.inboxOf(origin), encodeReply(entries)).catch((error: Error) => {
+        this.log.debug('mesh answer not sent', { origin, answers: entries.length, error: error.message });
+      });
+    }
+    this.outbox.clear();
+  }
+
+  private up(role: Role): void {
+    if (role === 'commands') void this.registry?.beat();
+    if (role === 'subscriber' && this.subscriberLost) {
+      this.subscriberLost = false;
+      // ioredis re-issues the subscriptions of the lost connection as soon as it is ready again.
+      this.log.info('mesh: redis subscriber back, resubscribing channels and inbox', { channels: this.channels.size });
+    }
+  }
+
+  private down(role: Role): void {
+    this.onDown?.();
+    if (role === 'subscriber') this.subscriberLost = true;
+  }
+}
+
+interface Pending {
+  s: number;
+  f: number;
+  answers: number;
+  /** How many answers to wait for; -1 until PUBLISH has told. */
+  expected: number;
+  done: ((result: PublishResult) => void) | null;
+  timer: NodeJS.Timeout | null;
+}
+
+/**
+ * Answers being collected for this node's publishes and sends. Collection opens before the PUBLISH
+ * goes out, because answers can arrive (on the subscriber connection) before PUBLISH's own reply tells
+ * how many to expect.
+ */
+class PendingReplies {
+  private readonly byRequest = new Map<number, Pending>();
+
+  constructor(
+    private readonly timeout: number,
+    private readonly log: Logger,
+  ) {}
+
+  open(request: number): void {
+    this.byRequest.set(request, { s: 0, f: 0, answers: 0, expected: -1, done: null, timer: null });
+  }
+
+  cancel(request: number): void {
+    this.byRequest.delete(request);
+  }
+
+  add(request: number, s: number, f: number): void {
+    const pending = this.byRequest.get(request);
+    if (!pending) return; // late (timed out) or not ours
+    pending.s += s;
+    pending.f += f;
+    pending.answers++;
+    if (pending.done && pending.answers >= pending.expected) this.finish(request, pending);
+  }
+
+  /** Resolves once `receivers` answers arrived, or after the timeout with the silent nodes counted in `f`. */
+  wait(request: number, receivers: number, context: LogFields): Promise<PublishResult> {
+    const pending = this.byRequest.get(request);
+    if (!pending) return Promise.resolve({ s: 0, f: receivers }); // closed by stop
+    if (pending.answers >= receivers) {
+      this.byRequest.delete(request);
+      return Promise.resolve({ s: pending.s, f: pending.f });
+    }
+    pending.expected = receivers;
+    return new Promise((resolve) => {
+      pending.done = resolve;
+      pending.timer = setTimeout(() => {
+        const silent = receivers - pending.answers;
+        this.log.warn('mesh peer timeout: nodes did not answer in time, counted as failed', {
+          ...context,
+          silent,
+          receivers,
+          timeout_ms: this.timeout,
+        });
+        pending.f += silent;
+        this.finish(request, pending);
+      }, this.timeout);
+    });
+  }
+
+  /** Answers every waiting request with what it has (the node is stopping). */
+  closeAll(): void {
+    for (const [request, pending] of this.byRequest) if (pending.done) this.finish(request, pending);
+    this.byRequest.clear();
+  }
+
+  private finish(request: number, pending: Pending): void {
+    if (pending.timer) clearTimeout(pending.timer);
+    this.byRequest.delete(request);
+    pending.done?.({ s: pending.s, f: pending.f });
+  }
+}

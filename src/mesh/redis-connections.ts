@@ -1,0 +1,183 @@
+import Redis, { Cluster, type RedisOptions } from 'ioredis';
+import type { RedisMeshConfig } from '../config/schema';
+import type { Logger } from '../log';
+import { ShardedSubscriber } from './sharded-subscriber';
+
+/**
+ * The two Redis roles of a node: `commands` (publishes, registry keys) fails fast while Redis is away,
+ * so callers get an error instead of a stall; the subscriber side (one connection, or one per master on
+ * a cluster) queues its (un)subscribes while away and resubscribes its channels on every reconnect
+ * (ioredis autoResubscribe; on a cluster also moving channels to a promoted master), so deliveries
+ * resume by themselves.
+ */
+export interface MeshRedis {
+  /** Keys and scripts; rejects at once while disconnected, and after `commandTimeout` if Redis is slow. */
+  readonly commands: Redis | Cluster;
+  /** PUBLISH (standalone) or SPUBLISH (cluster): how many subscriber connections received `message`. */
+  publish(channel: string, message: Buffer): Promise<number>;
+  /**
+   * SUBSCRIBE (standalone) or SSUBSCRIBE on the channel's master (cluster). While Redis is away it is
+   * kept and applied on reconnect, so its promise may settle late (or reject) although it will apply.
+   */
+  subscribe(channel: string): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+  /** Both roles are connected. */
+  ready(): boolean;
+  /** Drops both connections without waiting for Redis. */
+  close(): void;
+}
+
+/** What the link reports to its owner. */
+export interface MeshRedisEvents {
+  /** A message on a subscribed channel, both as Buffers. */
+  message(channel: Buffer, message: Buffer): void;
+  /** A role became ready (first connect or reconnect). */
+  up(role: Role): void;
+  /** A role failed to connect or lost its connection. */
+  down(role: Role): void;
+}
+
+export type Role = 'commands' | 'subscriber';
+
+/** Reconnect delays: 100 ms doubling up to 2 s, so a returning Redis is found within about 2 s. */
+export function reconnectDelay(attempt: number): number {
+  return Math.min(50 * 2 ** Math.min(attempt, 6), 2000);
+}
+
+/** Rejects with `what timed out` if `promise` has not settled within `ms`. */
+export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** `host:port` or `[v6]:port` (port 6379 if omitted). */
+export function parseAddress(address: string): { host: string; port: number } {
+  const match = /^\[([^\]]+)\](?::(\d+))?$/.exec(address) ?? /^([^:]+)(?::(\d+))?$/.exec(address);
+  if (!match) throw new Error(`invalid Redis address "${address}": expected host:port`);
+  return { host: match[1], port: match[2] ? Number(match[2]) : 6379 };
+}
+
+/**
+ * Opens the node's connections to a standalone Redis (`cluster: false`, the first address) or a Redis
+ * Cluster (`cluster: true`, any addresses as seeds, sharded pub/sub). Connecting goes on in the
+ * background with backoff; nothing here throws when Redis is unreachable.
+ */
+export function connectMeshRedis(
+  config: RedisMeshConfig,
+  events: MeshRedisEvents,
+  log: Logger,
+  commandTimeout: number,
+): MeshRedis {
+  const base: RedisOptions = {
+    password: config.password || undefined,
+    connectTimeout: Math.max(commandTimeout, 1000),
+    keepAlive: 10_000,
+    retryStrategy: reconnectDelay,
+  };
+  // Commands that cannot be written now fail now; in-flight ones fail when the connection drops.
+  const failFast: RedisOptions = { commandTimeout, maxRetriesPerRequest: 0 };
+  const onMessage = (channel: Buffer, message: Buffer): void => events.message(channel, message);
+  let closed = false;
+  const isClosed = (): boolean => closed;
+
+  if (!config.cluster) {
+    const address = parseAddress(config.addrs[0]);
+    const commands = new Redis({
+      ...base,
+      ...failFast,
+      ...address,
+      db: config.db,
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+    });
+    const subscriber = new Redis({ ...base, ...address, db: config.db, maxRetriesPerRequest: null, autoResubscribe: true });
+    subscriber.on('messageBuffer', onMessage);
+    watch(commands, 'commands', events, log, isClosed);
+    watch(subscriber, 'subscriber', events, log, isClosed);
+    return {
+      commands,
+      publish: (channel, message) =>
+        bounded(whenReady(commands, () => commands.publish(channel, message)), commandTimeout, 'PUBLISH'),
+      subscribe: (channel) => subscriber.subscribe(channel),
+      unsubscribe: (channel) => subscriber.unsubscribe(channel),
+      ready: () => commands.status === 'ready' && subscriber.status === 'ready',
+      close: () => {
+        closed = true;
+        commands.disconnect();
+        subscriber.disconnect();
+      },
+    };
+  }
+
+  const seeds = config.addrs.map(parseAddress);
+  const commands = new Cluster(seeds, {
+    clusterRetryStrategy: reconnectDelay,
+    // Failovers move slots: look at the slot map often, so sends and subscriptions follow a promoted replica quickly.
+    slotsRefreshInterval: 2000,
+    slotsRefreshTimeout: Math.max(commandTimeout, 1000),
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    redisOptions: { ...base, ...failFast },
+  });
+  const subscriber = new ShardedSubscriber(
+    commands,
+    base,
+    onMessage,
+    (redis, node) => watch(redis, 'subscriber', events, log, isClosed, node),
+    log,
+  );
+  watch(commands, 'commands', events, log, isClosed);
+  return {
+    commands,
+    publish: (channel, message) =>
+      bounded(whenReady(commands, () => commands.spublish(channel, message) as Promise<number>), commandTimeout, 'SPUBLISH'),
+    subscribe: (channel) => subscriber.subscribe(channel),
+    unsubscribe: (channel) => subscriber.unsubscribe(channel),
+    ready: () => commands.status === 'ready' && subscriber.ready(),
+    close: () => {
+      closed = true;
+      subscriber.close();
+      commands.disconnect();
+    },
+  };
+}
+
+/** Runs `command` if `client` is connected; otherwise fails at once with a plain message. */
+function whenReady<T>(client: Redis | Cluster, command: () => Promise<T>): Promise<T> {
+  return client.status === 'ready' ? command() : Promise.reject(new Error(`Redis is not connected (${client.status})`));
+}
+
+/** Logs each change between connected and disconnected once (not every retry) and reports it. */
+function watch(
+  client: Redis | Cluster,
+  role: Role,
+  events: MeshRedisEvents,
+  log: Logger,
+  closed: () => boolean,
+  node?: string,
+): void {
+  let up = false;
+  let errorLogged = false;
+  client.on('ready', () => {
+    up = true;
+    errorLogged = false;
+    log.info('redis connected', { role, redis: node });
+    events.up(role);
+  });
+  client.on('error', (error: Error) => {
+    // ioredis emits an error per failed attempt; the first of an outage says what is wrong.
+    if (errorLogged) log.debug('redis error', { role, redis: node, error: error.message });
+    else log.warn('redis error', { role, redis: node, error: error.message });
+    errorLogged = true;
+    if (!up) events.down(role);
+  });
+  client.on('close', () => {
+    if (!up || closed()) return;
+    up = false;
+    log.warn('redis disconnected, reconnecting', { role, redis: node });
+    events.down(role);
+  });
+}

@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { WebSocket } from 'ws';
+import { ROOT, freePort, startNode, post, get, type TestNode } from './helpers';
+import { RedisServer, freeRedisPort, waitFor } from './redis';
+import { meshYaml, viewer } from './mesh';
+
+// Standalone Redis going away and coming back under running nodes, and nodes dying under Redis.
+
+test('Redis down at start: the node starts, is not ready, and serves once Redis comes up', async () => {
+  const port = await freeRedisPort();
+  const started = Date.now();
+  const node = await startNode({ engineYaml: meshYaml([`127.0.0.1:${port}`], 'f1:') });
+  let redis: RedisServer | undefined;
+  try {
+    assert.ok(Date.now() - started < 3000, `start took ${Date.now() - started} ms`);
+    assert.equal(node.engine.broker.ready(), false);
+    const provisional = node.engine.broker.nodeNumber;
+    assert.ok(provisional >= 0 && provisional <= 1023);
+    assert.notEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'video:1', d: 'x' })).json.E, null);
+    // A viewer subscribing during the outage is accepted; its subscription reaches Redis later.
+    const client = await viewer(node.wsUrl, 1);
+    redis = await RedisServer.start({ port });
+    await waitFor('node ready', () => node.engine.broker.ready(), 5000);
+    assert.equal(node.engine.broker.nodeNumber, provisional, 'the provisional number was free and kept');
+    await waitFor('subscription in Redis', async () => (await redis!.cli('pubsub', 'numsub', 'f1:ch:video:1')).endsWith('\n1'), 3000);
+    assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'video:1', d: 'hello' })).json, { E: null, r: { s: 1, f: 0 } });
+    assert.equal((await client.next()).data, 'hello');
+    assert.deepEqual((await get(`${node.apiUrl}/v1/nodes`)).json.nodes.map((n: { id: string }) => n.id), [node.engine.broker.nodeId]);
+    client.close();
+  } finally {
+    await node.stop();
+    await redis?.stop();
+  }
+});
+
+test('Redis killed while serving: clients stay, publishes fail fast, delivery resumes after restart', async () => {
+  const redis = await RedisServer.start();
+  const nodes: TestNode[] = [];
+  try {
+    nodes.push(await startNode({ engineYaml: meshYaml([redis.address], 'f2:') }), await startNode({ engineYaml: meshYaml([redis.address], 'f2:') }));
+    const [a, b] = nodes;
+    const viewers = [await viewer(a.wsUrl, 8), await viewer(b.wsUrl, 8)];
+    assert.deepEqual((await post(`${a.apiUrl}/v1/mesh/publish`, { c: 'video:8', d: 'before' })).json.r, { s: 2, f: 0 });
+    for (const client of viewers) assert.equal((await client.next()).data, 'before');
+
+    await redis.kill();
+    await waitFor('nodes see the outage', () => !a.engine.broker.ready() && !b.engine.broker.ready(), 3000);
+    const started = Date.now();
+    const during = await post(`${a.apiUrl}/v1/mesh/publish`, { c: 'video:8', d: 'during' });
+    assert.notEqual(during.json.E, null, 'a publish during the outage must not claim success');
+    assert.ok(Date.now() - started < 1500, `publish answered after ${Date.now() - started} ms`);
+    assert.notEqual((await get(`${b.apiUrl}/v1/nodes`)).json.E, null);
+
+    await redis.restart();
+    await waitFor('both nodes ready again', () => a.engine.broker.ready() && b.engine.broker.ready(), 5000);
+    await waitFor('both nodes resubscribed', async () => (await redis.cli('pubsub', 'numsub', 'f2:ch:video:8')).endsWith('\n2'), 5000);
+    for (const client of viewers) assert.equal(client.ws.readyState, WebSocket.OPEN, 'clients stay connected through the outage');
+    assert.deepEqual((await post(`${b.apiUrl}/v1/mesh/publish`, { c: 'video:8', d: 'after' })).json, { E: null, r: { s: 2, f: 0 } });
+    for (const client of viewers) assert.equal((await client.next()).data, 'after');
+    await waitFor('both nodes listed again', async () => (await get(`${a.apiUrl}/v1/nodes`)).json.nodes?.length === 2, 3000);
+    for (const node of nodes) {
+      assert.ok(node.logs.some((line) => line.includes('redis disconnected')));
+      assert.ok(node.logs.some((line) => line.includes('resubscribing channels')));
+      assert.ok(node.logs.some((line) => line.includes('node re-registered')));
+    }
+    for (const client of viewers) client.close();
+  } finally {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await redis.stop();
+  }
+});
+
+test('a killed node process leaves /v1/nodes within its TTL', async () => {
+  const redis = await RedisServer.start();
+  const node = await startNode({ engineYaml: meshYaml([redis.address], 'f3:') });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-victim-'));
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  fs.mkdirSync(path.join(dir, 'lua'));
+  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
+  fs.writeFileSync(
+    path.join(dir, 'connmix.yaml'),
+    `engine:\n  apiServer:\n    port: ${apiPort}\n    bind: 127.0.0.1\n${meshYaml([redis.address], 'f3:')}  servers:\n    - port: ${wsPort}\n      bind: 127.0.0.1\n      entry: lua/entry.websocket.lua\n`,
+  );
+  const victim = spawn(process.execPath, [path.join(ROOT, 'bin/connmix.js'), 'engine', '-f', path.join(dir, 'connmix.yaml')], { stdio: 'ignore' });
+  const exited = new Promise((resolve) => victim.once('exit', resolve));
+  try {
+    const listed = async (): Promise<string[]> => ((await get(`${node.apiUrl}/v1/nodes`)).json.nodes as { api_server: string }[]).map((n) => n.api_server);
+    await waitFor('the second node is listed', async () => (await listed()).includes(`127.0.0.1:${apiPort}`), 10_000);
+    victim.kill('SIGKILL');
+    await exited;
+    const killed = Date.now();
+    await waitFor('the killed node leaves the list', async () => !(await listed()).includes(`127.0.0.1:${apiPort}`), 7000, 200);
+    assert.ok(Date.now() - killed <= 5000 + 500, `left after ${Date.now() - killed} ms (TTL 5000)`);
+  } finally {
+    victim.kill('SIGKILL');
+    await node.stop();
+    await redis.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

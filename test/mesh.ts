@@ -1,0 +1,48 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ROOT, TestClient } from './helpers';
+
+// Shared pieces of the multi-node tests: the mesh yaml, and the seed script with a few test-only ops.
+
+/** `engine.mesh` yaml for `startNode({ engineYaml })`. */
+export function meshYaml(addrs: string[], prefix: string, cluster = false): string {
+  return `  mesh:
+    broker: redis
+    redis:
+      addrs: [${addrs.join(', ')}]
+      cluster: ${cluster}
+      prefix: "${prefix}"
+`;
+}
+
+/**
+ * The shipped barrage script plus test ops on frames starting with "!": `!id` answers the client_id,
+ * `!pub <channel> <text>` publishes through Lua's `mix.mesh.publish` and answers `s,f` (or `err:...`).
+ */
+export const SEED_WITH_TEST_OPS = {
+  'lua/entry.websocket.lua': `${fs.readFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), 'utf8')}
+local seed_on_message = on_message
+function on_message(msg)
+    local data = msg["data"]
+    if msg["type"] ~= "text" or string.sub(data, 1, 1) ~= "!" then
+        return seed_on_message(msg)
+    end
+    local conn = mix.websocket()
+    if data == "!id" then
+        conn:send(conn:client_id())
+        return
+    end
+    local channel, text = string.match(data, "^!pub (%S+) (.*)$")
+    local s, f, err = mix.mesh.publish(channel, text)
+    if err then conn:send("err:" .. err) else conn:send(string.format("%d,%d", s, f)) end
+end
+`,
+};
+
+/** Opens a viewer and subscribes it to video `id` as the seed describes. */
+export async function viewer(wsUrl: string, id: number | string): Promise<TestClient> {
+  const client = await TestClient.open(wsUrl);
+  const answer = await client.request(`{"op":"subscribe","channel":"${id}@video"}`);
+  if (answer !== '{"result":true}') throw new Error(`subscribe answered ${answer}`);
+  return client;
+}
