@@ -1,12 +1,31 @@
 import type { Broker, LocalDelivery, PublishResult } from './broker';
 import { frame } from '../server/frame';
 
+/**
+ * One message on its way to local connections. Each connection writes it in its own protocol: WebSocket
+ * connections share one frame, built on first use, so a publish is framed once for all of them and a
+ * channel with no WebSocket subscriber is not framed at all; socket connections encode `payload` in Lua.
+ */
+export class Outgoing {
+  private framed: Buffer | null = null;
+
+  constructor(
+    readonly payload: Buffer,
+    readonly binary: boolean,
+  ) {}
+
+  /** The message as one WebSocket frame, the same Buffer for every caller. */
+  frame(): Buffer {
+    return (this.framed ??= frame(this.payload, this.binary));
+  }
+}
+
 /** What the hub needs of a connection. */
 export interface Subscriber {
   readonly clientId: string;
   readonly channels: Set<string>;
-  /** Writes a pre-built frame; false if the connection cannot take it. */
-  write(bytes: Buffer): boolean;
+  /** Writes one message in the connection's protocol; false if the connection cannot take it. */
+  deliver(message: Outgoing): boolean;
 }
 
 /** The longest channel name accepted, in characters. */
@@ -23,7 +42,7 @@ export function channelError(channel: unknown): string | null {
 /**
  * The node's local subscribers: which connection listens to which channel, and who is connected.
  * It tells the broker when a channel gains its first or loses its last local subscriber, and fans
- * out deliveries, framing each message once for all its sockets.
+ * out deliveries, framing each message once for all its WebSocket connections (see Outgoing).
  */
 export class Hub implements LocalDelivery {
   private readonly byChannel = new Map<string, Set<Subscriber>>();
@@ -37,6 +56,11 @@ export class Hub implements LocalDelivery {
 
   get channelCount(): number {
     return this.byChannel.size;
+  }
+
+  /** The local connection with this client_id, if it is here. */
+  connection(clientId: string): Subscriber | undefined {
+    return this.byId.get(clientId);
   }
 
   add(subscriber: Subscriber): void {
@@ -96,11 +120,11 @@ export class Hub implements LocalDelivery {
   deliver(channel: string, payload: Buffer, binary: boolean): PublishResult {
     const members = this.byChannel.get(channel);
     if (!members) return { s: 0, f: 0 };
-    const bytes = frame(payload, binary);
+    const message = new Outgoing(payload, binary);
     let s = 0;
     let f = 0;
     for (const member of members) {
-      if (member.write(bytes)) s++;
+      if (member.deliver(message)) s++;
       else f++;
     }
     return { s, f };
@@ -108,6 +132,6 @@ export class Hub implements LocalDelivery {
 
   deliverTo(clientId: string, payload: Buffer, binary: boolean): boolean {
     const subscriber = this.byId.get(clientId);
-    return subscriber ? subscriber.write(frame(payload, binary)) : false;
+    return subscriber ? subscriber.deliver(new Outgoing(payload, binary)) : false;
   }
 }

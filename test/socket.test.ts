@@ -1,0 +1,416 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { withNode, startNode, TestClient, post, withTimeout, EVAL, ROOT, type TestNode, type TestNodeOptions } from './helpers';
+import { LuaLoadError } from '../src/lua/vm';
+
+const TEXT = fs.readFileSync(path.join(ROOT, 'lua/protocols/text.lua'), 'utf8');
+const JSONRPC = fs.readFileSync(path.join(ROOT, 'lua/protocols/jsonrpc.lua'), 'utf8');
+
+/**
+ * A socket entry framed by protocols.text that runs each line as Lua and answers with the returned
+ * values as a JSON line (nothing if none). It greets with "welcome <client_id>" and publishes
+ * "<client_id> <err>" to `closes` from on_close. Context keys switch protocol_input ("input") and
+ * protocol_encode ("encode") to misbehave on purpose.
+ */
+const SOCKET_EVAL = `
+local text = require("protocols.text")
+
+function on_connect(client_id)
+  mix.socket.tcp():send(text.encode("welcome " .. client_id))
+end
+
+function on_close(client_id, err)
+  mix.mesh.publish("closes", client_id .. " " .. tostring(err))
+end
+
+function protocol_input(buf)
+  local conn = mix.socket.tcp()
+  local mode = conn:context_value("input")
+  if mode == "reject" and string.find(buf:tostring(), "bad", 1, true) then return -1 end
+  if mode == "hold" then return 0 end
+  if mode == "string" then return "3" end
+  if mode == "handshake" then
+    -- As the Lua websocket library does: answer raw, then drop whatever input is pending.
+    conn:set_context_value("input", nil)
+    conn:send("HANDSHAKE OK\\r\\n")
+    conn:clear_buffer()
+    return 0
+  end
+  return text.input(buf)
+end
+
+function protocol_decode(str)
+  return text.decode(str)
+end
+
+function protocol_encode(str)
+  local mode = mix.socket.tcp():context_value("encode")
+  if mode == "table" then return {} end
+  if mode == "empty" then return "" end
+  if mode == "error" then error("encode refused") end
+  return text.encode(str)
+end
+
+function on_message(line)
+  local conn = mix.socket.tcp()
+  local f, err = load(line, "=cmd")
+  if not f then conn:send(text.encode("compile error: " .. err)) return end
+  local results = { f() }
+  if #results > 0 then conn:send(text.encode(mix.json_encode(results))) end
+end
+`;
+
+const ENTRY = 'lua/entry.socket.lua';
+
+function socketNode(entry: string, extra: TestNodeOptions = {}): TestNodeOptions {
+  return {
+    ...extra,
+    lua: { 'lua/entry.websocket.lua': EVAL, 'lua/protocols/text.lua': TEXT, 'lua/protocols/jsonrpc.lua': JSONRPC, [ENTRY]: entry, ...extra.lua },
+    socketEntry: ENTRY,
+  };
+}
+
+/** A raw TCP client that splits what it receives into lines. */
+class LineClient {
+  readonly socket: net.Socket;
+  readonly closed: Promise<void>;
+  private input = '';
+  private wake: (() => void) | null = null;
+
+  private constructor(port: number) {
+    this.socket = net.connect({ port, host: '127.0.0.1', noDelay: true });
+    this.socket.setEncoding('utf8');
+    this.socket.on('data', (chunk: string) => {
+      this.input += chunk;
+      this.wake?.();
+    });
+    this.socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) => this.socket.on('close', () => {
+      resolve();
+      this.wake?.();
+    }));
+  }
+
+  /** Connects and takes the "welcome <client_id>" line. */
+  static async open(node: TestNode): Promise<LineClient & { id: string }> {
+    const client = new LineClient(node.socketPort);
+    const welcome = await client.line();
+    assert.match(welcome, /^welcome \d+$/);
+    return Object.assign(client, { id: welcome.slice('welcome '.length) });
+  }
+
+  static raw(node: TestNode): LineClient {
+    return new LineClient(node.socketPort);
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** The next `length` characters received, waiting up to `timeoutMs`. */
+  async take(length: number, timeoutMs = 3000): Promise<string> {
+    await this.until(() => this.input.length >= length, timeoutMs);
+    const out = this.input.slice(0, length);
+    this.input = this.input.slice(length);
+    return out;
+  }
+
+  /** The next line, without its "\n". */
+  async line(timeoutMs = 3000): Promise<string> {
+    await this.until(() => this.input.includes('\n'), timeoutMs);
+    const end = this.input.indexOf('\n');
+    const line = this.input.slice(0, end);
+    this.input = this.input.slice(end + 1);
+    return line;
+  }
+
+  /** Sends a line of Lua and returns the answer line. */
+  async eval(source: string): Promise<string> {
+    this.write(`${source}\n`);
+    return this.line();
+  }
+
+  async silentFor(ms: number): Promise<boolean> {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return this.input.length === 0;
+  }
+
+  waitClosed(timeoutMs = 3000): Promise<void> {
+    return withTimeout(this.closed, timeoutMs, 'connection did not close');
+  }
+
+  close(): void {
+    this.socket.end();
+  }
+
+  private async until(ready: () => boolean, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!ready()) {
+      if (this.socket.destroyed) throw new Error(`connection closed while waiting (had ${JSON.stringify(this.input)})`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`nothing within ${timeoutMs} ms (had ${JSON.stringify(this.input)})`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Whether the node logged a line about `clientId` whose message or error contains `text`. */
+function logged(node: TestNode, clientId: string, text: string): boolean {
+  return node.logs.some((line) => {
+    const entry = JSON.parse(line);
+    return entry.client_id === clientId && `${entry.msg} ${entry.error ?? ''}`.includes(text);
+  });
+}
+
+/** A socket client subscribed to `closes`, where on_close reports "<client_id> <err>". */
+async function closeWatcher(node: TestNode) {
+  const watcher = await LineClient.open(node);
+  assert.equal(await watcher.eval('return mix.socket.tcp():subscribe("closes") == nil'), '[true]');
+  return watcher;
+}
+
+test('text protocol: one on_message per line, whatever the TCP segments', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const client = await LineClient.open(node);
+    for (const part of ['ret', 'urn 40 ', '+ 2\n']) {
+      client.write(part);
+      await sleep(30);
+    }
+    assert.equal(await client.line(), '[42]');
+    const count = 'local c = mix.socket.tcp() local n = (c:context_value("n") or 0) + 1 c:set_context_value("n", n) return n';
+    client.write(`${count}\n${count}\n${count}\nreturn "tail"\n`);
+    for (const expected of ['[1]', '[2]', '[3]', '["tail"]']) assert.equal(await client.line(), expected);
+    client.write(Array.from({ length: 2000 }, (_, i) => `return ${i}\n`).join(''));
+    for (let i = 0; i < 2000; i++) assert.equal(await client.line(), `[${i}]`);
+    client.close();
+  });
+});
+
+test('conn:send writes raw bytes, without protocol_encode', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const client = await LineClient.open(node);
+    client.write('mix.socket.tcp():send("raw|") return "x"\n');
+    assert.equal(await client.take('raw|["x"]\n'.length), 'raw|["x"]\n');
+    client.close();
+  });
+});
+
+test('on_connect and on_close get the client_id; a client that ends cleanly gives on_close no error', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const watcher = await closeWatcher(node);
+    const client = await LineClient.open(node);
+    assert.equal(await client.eval('return mix.socket.tcp():client_id()'), JSON.stringify([client.id]));
+    const [addr] = JSON.parse(await client.eval('return mix.socket.tcp():remote_addr()'));
+    assert.equal(addr, `127.0.0.1:${client.socket.localPort}`);
+    client.close();
+    assert.equal(await watcher.line(), `${client.id} nil`);
+    watcher.close();
+  });
+});
+
+test('mix.socket.tcp() is the socket getter: mix.websocket() answers nil, err there', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const client = await LineClient.open(node);
+    assert.equal(await client.eval('local c, err = mix.websocket() return c == nil, err'), '[true,"mix.websocket() is for protocol: websocket servers"]');
+    const ws = await TestClient.open(node.wsUrl);
+    assert.equal(await ws.request('local c, err = mix.socket.tcp() return c == nil, err'), '[true,"mix.socket.tcp() is for protocol: socket servers"]');
+    assert.match(await ws.request('return pcall(function() mix.websocket():clear_buffer() end)'), /clear_buffer\(\) is for protocol: socket connections/);
+    ws.close();
+    client.close();
+  });
+});
+
+test('a publish reaches socket subscribers through protocol_encode and WebSocket ones as frames', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const socketClient = await LineClient.open(node);
+    assert.equal(await socketClient.eval('return mix.socket.tcp():subscribe("news") == nil'), '[true]');
+    const ws = await TestClient.open(node.wsUrl);
+    assert.equal(await ws.request('return mix.websocket():subscribe("news") == nil'), '[true]');
+    const answer = await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'news', d: 'hello world' });
+    assert.deepEqual(answer.json, { E: null, r: { s: 2, f: 0 } });
+    assert.equal(await socketClient.take('hello world\n'.length), 'hello world\n');
+    assert.equal((await ws.next()).data, 'hello world');
+    // From Lua too: the publishing connection is a subscriber and gets its line before the answer.
+    assert.equal(await socketClient.eval('return mix.mesh.publish("news", "from lua")'), 'from lua');
+    assert.equal(await socketClient.line(), '[2,0]');
+    assert.equal((await ws.next()).data, 'from lua');
+    ws.close();
+    socketClient.close();
+  });
+});
+
+test('protocol_encode that answers no string, an empty one or an error fails that delivery only', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const good = await LineClient.open(node);
+    const bad = await LineClient.open(node);
+    for (const client of [good, bad]) assert.equal(await client.eval('return mix.socket.tcp():subscribe("feed") == nil'), '[true]');
+    for (const mode of ['table', 'empty']) {
+      assert.equal(await bad.eval(`mix.socket.tcp():set_context_value("encode", "${mode}") return 1`), '[1]');
+      const answer = await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'feed', d: mode });
+      assert.deepEqual(answer.json, { E: null, r: { s: 1, f: 1 } });
+      assert.equal(await good.line(), mode);
+    }
+    assert.ok(await bad.silentFor(50));
+    assert.ok(logged(node, bad.id, 'protocol_encode must return a non-empty string'));
+    assert.equal(await bad.eval('mix.socket.tcp():set_context_value("encode", "error") return 1'), '[1]');
+    const answer = await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'feed', d: 'last' });
+    assert.deepEqual(answer.json, { E: null, r: { s: 1, f: 1 } });
+    assert.equal(await good.line(), 'last');
+    await bad.waitClosed();
+    assert.ok(logged(node, bad.id, 'encode refused'));
+    good.close();
+  });
+});
+
+test('mesh send to a socket client goes through protocol_encode', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const client = await LineClient.open(node);
+    const answer = await post(`${node.apiUrl}/v1/mesh/send`, { c: client.id, d: 'direct' });
+    assert.deepEqual(answer.json, { E: null, r: { s: true } });
+    assert.equal(await client.line(), 'direct');
+    const ws = await TestClient.open(node.wsUrl);
+    assert.equal(await ws.request(`return mix.mesh.send("${client.id}", "from a websocket") == nil`), '[true]');
+    assert.equal(await client.line(), 'from a websocket');
+    ws.close();
+    client.close();
+  });
+});
+
+test('protocol_input returning -1 closes the connection, and a non-integer answer is an error', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const watcher = await closeWatcher(node);
+    const rejected = await LineClient.open(node);
+    assert.equal(await rejected.eval('mix.socket.tcp():set_context_value("input", "reject") return 1'), '[1]');
+    rejected.write('this is bad\n');
+    await rejected.waitClosed();
+    assert.equal(await watcher.line(), `${rejected.id} protocol_input returned -1`);
+    const confused = await LineClient.open(node);
+    assert.equal(await confused.eval('mix.socket.tcp():set_context_value("input", "string") return 1'), '[1]');
+    confused.write('x\n');
+    await confused.waitClosed();
+    assert.equal(await watcher.line(), `${confused.id} protocol_input must return an integer, got string`);
+    watcher.close();
+  });
+});
+
+test('pending input past maxMessageSize closes the connection; so does a text line over 65535 bytes', async () => {
+  await withNode(socketNode(SOCKET_EVAL, { socketYaml: '      maxMessageSize: 100000' }), async (node) => {
+    const watcher = await closeWatcher(node);
+    const holding = await LineClient.open(node);
+    assert.equal(await holding.eval('mix.socket.tcp():set_context_value("input", "hold") return 1'), '[1]');
+    holding.write('a'.repeat(60000));
+    assert.ok(await holding.silentFor(50));
+    holding.write('a'.repeat(40001));
+    await holding.waitClosed();
+    assert.equal(await watcher.line(), `${holding.id} pending input over maxMessageSize (100000 bytes)`);
+    const long = await LineClient.open(node);
+    assert.equal(await long.eval(`return #"${'b'.repeat(65000)}"`), '[65000]');
+    long.write('c'.repeat(65536));
+    await long.waitClosed();
+    assert.equal(await watcher.line(), `${long.id} protocol_input returned -1`);
+    watcher.close();
+  });
+});
+
+test('conn:clear_buffer drops the pending input', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const client = await LineClient.open(node);
+    assert.equal(await client.eval('mix.socket.tcp():set_context_value("input", "handshake") return 1'), '[1]');
+    client.write('GET / HTTP/1.1\r\nreturn "dropped"\n');
+    assert.equal(await client.take('HANDSHAKE OK\r\n'.length), 'HANDSHAKE OK\r\n');
+    assert.ok(await client.silentFor(50));
+    assert.equal(await client.eval('return "after"'), '["after"]');
+    client.close();
+  });
+});
+
+test('a Lua error in on_message closes only that connection, logged with traceback and client_id', async () => {
+  await withNode(socketNode(SOCKET_EVAL, { callBudget: 100 }), async (node) => {
+    const watcher = await closeWatcher(node);
+    const failing = await LineClient.open(node);
+    const looping = await LineClient.open(node);
+    const bystander = await LineClient.open(node);
+    failing.write('error("boom")\n');
+    looping.write('while true do end\n');
+    await failing.waitClosed();
+    await looping.waitClosed();
+    const reports = [await watcher.line(), await watcher.line()].sort();
+    assert.deepEqual(reports, [`${failing.id} script error`, `${looping.id} script timeout`].sort());
+    assert.ok(logged(node, failing.id, 'boom') && logged(node, failing.id, 'stack traceback'));
+    assert.equal(await bystander.eval('return "still here"'), '["still here"]');
+    bystander.close();
+    watcher.close();
+  });
+});
+
+test('readTimeout closes a socket connection that sends nothing', async () => {
+  await withNode(socketNode(SOCKET_EVAL, { socketYaml: '      readTimeout: 1' }), async (node) => {
+    const ws = await TestClient.open(node.wsUrl);
+    assert.equal(await ws.request('return mix.websocket():subscribe("closes") == nil'), '[true]');
+    const idle = await LineClient.open(node);
+    await idle.waitClosed(4000);
+    assert.equal((await ws.next()).data, `${idle.id} read timeout`);
+    ws.close();
+  });
+});
+
+test('a socket entry without a required hook does not start, and the error names the hook', async () => {
+  const entry = SOCKET_EVAL.replace('function protocol_encode(str)', 'function not_the_encoder(str)');
+  await assert.rejects(startNode(socketNode(entry)), (error: Error) => {
+    assert.ok(error instanceof LuaLoadError);
+    assert.match(error.message, /hook 'protocol_encode' is not defined/);
+    return true;
+  });
+});
+
+test('jsonrpc example: calls are answered, subscribers are notified, bad JSON closes only that connection', async () => {
+  const entry = fs.readFileSync(path.join(ROOT, 'lua/examples/entry.socket.jsonrpc.lua'), 'utf8');
+  await withNode(socketNode(entry), async (node) => {
+    const alice = LineClient.raw(node);
+    const bob = LineClient.raw(node);
+    const call = async (client: LineClient, request: object) => {
+      client.write(`${JSON.stringify(request)}\n`);
+      return JSON.parse(await client.line());
+    };
+    assert.deepEqual(await call(alice, { id: 1, method: 'hello', params: ['Ann'] }), { id: 1, result: 'Hello, Ann!' });
+    assert.deepEqual(await call(bob, { id: 1, method: 'subscribe', params: ['room:1'] }), { id: 1, result: true });
+    assert.deepEqual(await call(alice, { id: 2, method: 'publish', params: ['room:1', 'hi'] }), { id: 2, result: { s: 1, f: 0 } });
+    assert.deepEqual(JSON.parse(await bob.line()), { method: 'message', params: ['room:1', 'hi'] });
+    assert.deepEqual(await call(alice, { id: 3, method: 'nope', params: [] }), { id: 3, error: { code: -32601, message: 'method not found' } });
+    alice.write('{"id": 4, "method": "hello"\n');
+    await alice.waitClosed();
+    const carol = LineClient.raw(node);
+    carol.write('{"id": 5, "params": []}\n');
+    await carol.waitClosed();
+    assert.deepEqual(await call(bob, { id: 6, method: 'hello', params: ['Bob'] }), { id: 6, result: 'Hello, Bob!' });
+    bob.close();
+  });
+});
+
+test('text example: greets, echoes, and delivers what is published to a subscribed channel as lines', async () => {
+  const entry = fs.readFileSync(path.join(ROOT, 'lua/examples/entry.socket.text.lua'), 'utf8');
+  await withNode(socketNode(entry), async (node) => {
+    const client = LineClient.raw(node);
+    assert.match(await client.line(), /^hello \d+$/);
+    client.write('hi there\n');
+    assert.equal(await client.line(), 'echo: hi there');
+    client.write('subscribe room:1\n');
+    assert.equal(await client.line(), 'subscribed room:1');
+    assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room:1', d: 'news' })).json, { E: null, r: { s: 1, f: 0 } });
+    assert.equal(await client.line(), 'news');
+    client.write('quit\n');
+    await client.waitClosed();
+  });
+});
