@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import type { LuaValue } from '../lua/values';
-import type { Subscriber } from '../mesh/hub';
+import { ConnectionContext } from '../lua/mix/context';
+import type { Subscriber, Outgoing } from '../mesh/hub';
 import { frame } from './frame';
 import { writeBatched, type Batchable } from './write-batch';
 import { CloseCode } from './close-codes';
@@ -17,7 +17,7 @@ export interface ConnectionLimits {
  * batched per event-loop turn; ws keeps reading, control frames and the close handshake.
  */
 export class Connection implements Subscriber, Batchable {
-  readonly context = new Map<string, LuaValue>();
+  readonly context = new ConnectionContext();
   readonly channels = new Set<string>();
   readonly socket: Socket;
   batched = false;
@@ -52,6 +52,11 @@ export class Connection implements Subscriber, Batchable {
     }
     writeBatched(this, bytes);
     return true;
+  }
+
+  /** Writes a published or sent message: its frame, shared with the other WebSocket subscribers. */
+  deliver(message: Outgoing): boolean {
+    return this.write(message.frame());
   }
 
   /** Sends one message (text unless `binary`). */

@@ -1,13 +1,14 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { BusinessServerConfig } from '../config/schema';
+import type { BusinessServerConfig, LuaVmConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { lua, K, type LuaState } from '../lua/fengari';
 import { LuaVM, type LuaHookError, type PushArgs } from '../lua/vm';
 import { HookQueue } from '../lua/hook-queue';
 import { installMix, type MixHost, type ScriptConnection } from '../lua/mix';
 import { releaseConn } from '../lua/mix/conn';
+import { LuaRedisPool } from '../lua/mix/redis';
 import { Connection } from './connection';
 import { CloseCode } from './close-codes';
 import { canonicalHeaders, remoteAddress, pathMatches } from './http-request';
@@ -25,10 +26,13 @@ const MAX_PENDING_EVENTS = 1024;
 
 /** What a business server needs from its node. */
 export interface NodeServices {
+  /** The node's config; servers read `engine.luavm.redis` (the connections of `mix.redis`) from it. */
+  readonly config: { readonly engine: { readonly luavm: Pick<LuaVmConfig, 'redis'> } };
   nextClientId(): string;
   subscribe(conn: Connection, channels: string[]): string | null | Promise<string | null>;
   unsubscribe(conn: Connection, channels: string[]): string | null | Promise<string | null>;
   publish: MixHost['publish'];
+  queuePush: MixHost['queuePush'];
   send: MixHost['send'];
   /** The connection is open and registered; it may receive deliveries. */
   attach(conn: Connection): void;
@@ -52,6 +56,7 @@ export class WebSocketBusinessServer {
   private readonly sessions = new Map<Connection, Session>();
   private readonly path: string;
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly redis: LuaRedisPool;
 
   constructor(
     private readonly config: BusinessServerConfig,
@@ -61,6 +66,7 @@ export class WebSocketBusinessServer {
   ) {
     const options = new Map(config.options.map((option) => [option.name, option.value]));
     this.path = options.get('path') ?? '/';
+    this.redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
     // Every connection a script sees was made by this server, so it is a Connection.
     const host: MixHost = {
       log,
@@ -69,6 +75,8 @@ export class WebSocketBusinessServer {
       unsubscribe: (conn, channels) => services.unsubscribe(conn as Connection, channels),
       publish: (channel, payload, binary) => services.publish(channel, payload, binary),
       send: (clientId, payload, binary) => services.send(clientId, payload, binary),
+      queuePush: (item) => services.queuePush(item),
+      redis: this.redis,
     };
     this.vm = new LuaVM<ScriptConnection>({
       entry: config.entry,
@@ -129,6 +137,7 @@ export class WebSocketBusinessServer {
     for (const conn of this.sessions.keys()) conn.ws.terminate();
     this.http.closeAllConnections();
     await closed;
+    this.redis.close();
   }
 
   private accept(ws: WebSocket, req: http.IncomingMessage): void {
@@ -190,6 +199,7 @@ export class WebSocketBusinessServer {
     const { conn } = session;
     if (conn.abortedWith) ({ code, reason } = conn.abortedWith);
     this.services.detach(conn);
+    conn.context.close('connection closed');
     const err = CLEAN_CLOSES.has(code) ? null : `close ${code}${reason ? `: ${reason}` : ''}`;
     this.dispatch(session, 'on_close', (L) => {
       lua_pushstring(L, Buffer.from(conn.clientId));

@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari';
 import { pushValue, toJs, ConversionError, type LuaValue } from '../values';
 import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
@@ -28,6 +28,11 @@ function pushError(L: LuaState, error: string | null): number {
   return 1;
 }
 
+function pushContextValue(L: LuaState, value: LuaValue): number {
+  pushValue(L, value);
+  return 1;
+}
+
 /** Reads a Lua value to store in a context, raising a Lua argument error if it cannot be stored. */
 function contextValue(L: LuaState, index: number): LuaValue {
   try {
@@ -40,7 +45,8 @@ function contextValue(L: LuaState, index: number): LuaValue {
 
 /**
  * Registers the connection metatable: the methods of reference 4.4 on userdata that points at a
- * JS connection. Subscribing may wait for the broker; it then suspends the calling hook only.
+ * JS connection. Subscribing may wait for the broker and `wait_context_value` for the context; both
+ * suspend the calling hook only (its connection's later events queue behind it).
  */
 export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   const methods: Record<string, LuaFunction> = {
@@ -55,7 +61,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     context: (L) => {
       const context = self(L).context;
       lua_createtable(L, 0, context.size);
-      for (const [key, value] of context) {
+      for (const [key, value] of context.entries()) {
         pushValue(L, value);
         lua_setfield(L, -2, Buffer.from(key));
       }
@@ -65,6 +71,13 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
       const conn = self(L);
       pushValue(L, conn.context.get(luaToJsString(luaL_checklstring(L, 2))) ?? null);
       return 1;
+    },
+    wait_context_value: (L) => {
+      const conn = self(L);
+      const key = luaToJsString(luaL_checklstring(L, 2));
+      const value = conn.context.get(key);
+      if (value !== undefined) return pushContextValue(L, value);
+      return settle(vm, L, conn.context.waitFor(key), pushContextValue);
     },
     set_context: (L) => {
       const conn = self(L);
@@ -104,6 +117,12 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     close: (L) => {
       self(L).close();
       return pushError(L, null);
+    },
+    clear_buffer: (L) => {
+      const conn = self(L);
+      if (!conn.clearBuffer) return raise(L, 'conn:clear_buffer() is for protocol: socket connections');
+      conn.clearBuffer();
+      return 0;
     },
     __tostring: (L) => {
       lua_pushstring(L, Buffer.from(`conn: ${self(L).clientId}`));

@@ -1,17 +1,22 @@
 import type { Logger } from '../../log';
-import type { LuaValue } from '../values';
+import type { ConnectionContext } from './context';
 import type { PublishResult } from '../../mesh/broker';
+import type { QueueItem } from '../../queue/memory-queue';
+import type { LuaRedisPool } from './redis';
 
-/** A connection as Lua scripts see it through `mix.websocket()`. */
+/** A connection as Lua scripts see it through `mix.websocket()` or `mix.socket.tcp()`. */
 export interface ScriptConnection {
   readonly clientId: string;
   readonly remoteAddr: string;
-  readonly context: Map<string, LuaValue>;
+  readonly context: ConnectionContext;
   readonly open: boolean;
   /** Registry ref of the connection's userdata, -1 until a script asks for it. */
   luaRef: number;
+  /** WebSocket: one message (text unless `binary`). Socket: raw bytes, `binary` does not apply. */
   send(data: Uint8Array, binary: boolean): boolean;
   close(): void;
+  /** Drops the input not yet taken as packets; socket connections only. */
+  clearBuffer?(): void;
 }
 
 /**
@@ -20,11 +25,17 @@ export interface ScriptConnection {
  */
 export interface MixHost {
   readonly log: Logger;
+  /** The server's `protocol`: which of `mix.websocket()` / `mix.socket.tcp()` gives the connection (default websocket). */
+  readonly protocol?: 'websocket' | 'socket';
   /** `servers[].options` of this server, by name. */
   readonly serverOptions: ReadonlyMap<string, string>;
   subscribe(conn: ScriptConnection, channels: string[]): string | null | Promise<string | null>;
   unsubscribe(conn: ScriptConnection, channels: string[]): string | null | Promise<string | null>;
   publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
+  /** Queues an item for `/ws/v1` consumers; returns the topic's waiting count, throws when full. */
+  queuePush(item: QueueItem): number;
   /** Sends to a connection anywhere in the mesh; false if it is unknown or gone. */
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
+  /** The named Redis connections of `mix.redis.connection` (none configured if absent). */
+  readonly redis?: LuaRedisPool;
 }

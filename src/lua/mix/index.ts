@@ -6,6 +6,10 @@ import { channelError } from '../../mesh/hub';
 import { MIX_UTILS } from './utils';
 import { registerConnType, pushConn } from './conn';
 import { settle, checkMessageType } from './settle';
+import { queuePush } from './queue';
+import { pushHttpModule } from './http';
+import { pushRedisModule } from './redis';
+import { phpPackFn, phpUnpackFn } from './php-pack';
 import type { MixHost, ScriptConnection } from './host';
 
 const { lua_newtable, lua_setfield, lua_setglobal, lua_pushstring, lua_pushnil, lua_pushnumber, lua_pushboolean,
@@ -18,13 +22,15 @@ export type { MixHost, ScriptConnection } from './host';
 
 /**
  * Installs the global `mix` table of reference section 4 on a server's VM: the utilities, `log` and its
- * levels, `server.option`, `websocket()` (the connection whose hook is running), and `mesh`.
+ * levels, `server.option`, `websocket()` / `socket.tcp()` (the connection whose hook is running), `mesh`,
+ * `queue`, `http`, `redis`, and `php_pack` / `php_unpack`.
  */
 export function installMix(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   const L = vm.L;
   registerConnType(vm, host);
   lua_newtable(L);
-  luaL_setfuncs(L, { ...MIX_UTILS, log: mixLog(vm, host), websocket: currentConn(vm) }, 0);
+  const protocol = host.protocol ?? 'websocket';
+  luaL_setfuncs(L, { ...MIX_UTILS, log: mixLog(vm, host), websocket: currentConn(vm, 'websocket', protocol) }, 0);
   LEVELS.forEach((level, index) => {
     lua_pushnumber(L, index);
     lua_setfield(L, -2, K(level.toUpperCase()));
@@ -33,8 +39,19 @@ export function installMix(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   luaL_setfuncs(L, { option: serverOption(host) }, 0);
   lua_setfield(L, -2, K('server'));
   lua_newtable(L);
+  luaL_setfuncs(L, { tcp: currentConn(vm, 'socket', protocol) }, 0);
+  lua_setfield(L, -2, K('socket'));
+  lua_newtable(L);
   luaL_setfuncs(L, { publish: meshPublish(vm, host), send: meshSend(vm, host) }, 0);
   lua_setfield(L, -2, K('mesh'));
+  lua_newtable(L);
+  luaL_setfuncs(L, { push: queuePush(vm, host) }, 0);
+  lua_setfield(L, -2, K('queue'));
+  pushHttpModule(vm);
+  lua_setfield(L, -2, K('http'));
+  pushRedisModule(vm, host);
+  lua_setfield(L, -2, K('redis'));
+  luaL_setfuncs(L, { php_pack: phpPackFn, php_unpack: phpUnpackFn }, 0);
   lua_setglobal(L, K('mix'));
 }
 
@@ -56,12 +73,19 @@ function mixLog(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
   };
 }
 
-function currentConn(vm: LuaVM<ScriptConnection>): LuaFunction {
+/**
+ * `mix.websocket()` (for `protocol`: websocket) or `mix.socket.tcp()` (socket) → `conn, err`: the
+ * connection whose hook is running, on servers of that protocol only.
+ */
+function currentConn(vm: LuaVM<ScriptConnection>, protocol: 'websocket' | 'socket', serverProtocol: string): LuaFunction {
+  const name = protocol === 'websocket' ? 'mix.websocket()' : 'mix.socket.tcp()';
   return (L) => {
     const conn = vm.current;
-    if (!conn) {
+    if (protocol !== serverProtocol || !conn) {
       lua_pushnil(L);
-      lua_pushstring(L, K('no current connection: mix.websocket() works inside hooks only'));
+      const why = protocol !== serverProtocol ? `${name} is for protocol: ${protocol} servers`
+        : `no current connection: ${name} works inside hooks only`;
+      lua_pushstring(L, Buffer.from(why));
       return 2;
     }
     pushConn(L, vm, conn);

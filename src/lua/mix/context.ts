@@ -1,0 +1,85 @@
+import type { LuaValue } from '../values';
+
+interface Waiter {
+  resolve(value: LuaValue): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A connection's context (reference 4.4): named values that live as long as the connection, set from
+ * its hooks or remotely by the backend (`conn.call set_context_value`). Holds no nils: setting null
+ * removes the key. `waitFor` lets a hook wait until a key is set, whoever sets it.
+ */
+export class ConnectionContext {
+  private readonly values = new Map<string, LuaValue>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  private closedWith: string | null = null;
+
+  get size(): number {
+    return this.values.size;
+  }
+
+  /** How many waits are pending, over all keys. */
+  get waiting(): number {
+    let count = 0;
+    for (const list of this.waiters.values()) count += list.length;
+    return count;
+  }
+
+  get(key: string): LuaValue | undefined {
+    return this.values.get(key);
+  }
+
+  /** Sets `key` (null removes it) and wakes whoever waits for it. */
+  set(key: string, value: LuaValue): void {
+    if (value === null) {
+      this.values.delete(key);
+      return;
+    }
+    this.values.set(key, value);
+    const waiting = this.waiters.get(key);
+    if (!waiting) return;
+    this.waiters.delete(key);
+    for (const waiter of waiting) waiter.resolve(value);
+  }
+
+  delete(key: string): void {
+    this.values.delete(key);
+  }
+
+  clear(): void {
+    this.values.clear();
+  }
+
+  entries(): IterableIterator<[string, LuaValue]> {
+    return this.values.entries();
+  }
+
+  /**
+   * The value of `key` once it is set: at once if it already is, otherwise when a later `set` gives it
+   * one. Rejects with the close reason once the context is closed (there is no timeout: CONNMIX has none).
+   */
+  waitFor(key: string): Promise<LuaValue> {
+    const value = this.values.get(key);
+    if (value !== undefined) return Promise.resolve(value);
+    if (this.closedWith !== null) return Promise.reject(new Error(this.closedWith));
+    return new Promise((resolve, reject) => {
+      const waiting = this.waiters.get(key);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.waiters.set(key, [{ resolve, reject }]);
+    });
+  }
+
+  /**
+   * The connection is gone: pending and later waits fail with `reason`, so the hooks that wait can end.
+   * Values stay readable (on_close usually needs them).
+   */
+  close(reason: string): void {
+    if (this.closedWith !== null) return;
+    this.closedWith = reason;
+    const waiting = [...this.waiters.values()].flat();
+    this.waiters.clear();
+    const error = new Error(reason);
+    for (const waiter of waiting) waiter.reject(error);
+  }
+}
