@@ -1,5 +1,7 @@
 import express, { type Request, type Response, type NextFunction } from 'express';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../log';
+import type { AccessDenial, Role } from './access';
 import type { NodeInfo, PublishResult } from '../mesh/broker';
 import { ApiError, ErrorCode } from './errors';
 import { parseBody, publishRequest, sendRequest } from './requests';
@@ -11,6 +13,9 @@ export interface ApiNode {
   nodes(): NodeInfo[] | Promise<NodeInfo[]>;
 }
 
+/** Decides whether a request may go on (null) or is refused with an HTTP status and message. */
+export type Authorize = (req: IncomingMessage, role: Role) => AccessDenial;
+
 /** The largest API request body accepted. */
 const MAX_BODY = '16mb';
 
@@ -19,10 +24,16 @@ const MAX_BODY = '16mb';
  * `GET /version`, `GET /v1/nodes`. Answers are `{"E": null, "r": ...}` or `{"E": {"c", "m"}}` with
  * HTTP 200, as CONNMIX clients key off `E`; unknown routes answer 404.
  */
-export function createHttpApi(node: ApiNode, log: Logger): express.Express {
+export function createHttpApi(node: ApiNode, log: Logger, authorize: Authorize = () => null): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use((req, res, next) => {
+    const denial = authorize(req, req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'write');
+    if (!denial) return next();
+    if (denial.status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="connmix"');
+    res.status(denial.status).json({ E: { c: denial.status, m: denial.message } });
+  });
   // Bodies are read raw and parsed here, whatever the content type, so a bad body gets code 101.
   const body = express.raw({ type: () => true, limit: MAX_BODY });
 

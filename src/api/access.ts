@@ -1,0 +1,64 @@
+import type { IncomingMessage } from 'node:http';
+import type { AccessUser } from '../config/schema';
+
+/** What a request needs: `read` for GET routes and metrics, `write` for everything that changes state. */
+export type Role = 'read' | 'write';
+
+/** The outcome of an access check: null when allowed, else the HTTP status and message to answer. */
+export type AccessDenial = { status: 401 | 403; message: string } | null;
+
+/**
+ * `access.users` (reference 2.2): HTTP Basic accounts with roles and a client-IP glob. With no users the
+ * API is open, as CONNMIX's examples assume. The account list can be replaced at run time (hot key).
+ */
+export class AccessControl {
+  private users: Array<AccessUser & { hostPattern: RegExp }> = [];
+
+  constructor(users: AccessUser[]) {
+    this.update(users);
+  }
+
+  get open(): boolean {
+    return this.users.length === 0;
+  }
+
+  update(users: AccessUser[]): void {
+    this.users = users.map((user) => ({ ...user, hostPattern: globToRegExp(user.host) }));
+  }
+
+  /** Checks the request's Basic credentials, its client address, and the account's roles. */
+  check(req: IncomingMessage, role: Role): AccessDenial {
+    if (this.open) return null;
+    const credentials = basicCredentials(req.headers.authorization);
+    if (!credentials) return { status: 401, message: 'authentication required (HTTP Basic)' };
+    const user = this.users.find((candidate) => candidate.username === credentials.username);
+    if (!user || !safeEqual(user.password, credentials.password)) return { status: 401, message: 'invalid username or password' };
+    const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    if (!user.hostPattern.test(ip)) return { status: 403, message: `user ${user.username} may not connect from ${ip}` };
+    if (!user.roles.includes(role)) return { status: 403, message: `user ${user.username} lacks the ${role} role` };
+    return null;
+  }
+}
+
+function basicCredentials(header: string | undefined): { username: string; password: string } | null {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
+  if (!match) return null;
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? null : { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/** Compares in time independent of where the strings differ, so passwords cannot be guessed by timing. */
+function safeEqual(expected: string, given: string): boolean {
+  const a = Buffer.from(expected);
+  const b = Buffer.from(given);
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ (b[i % (b.length || 1)] ?? 0);
+  return diff === 0;
+}
+
+/** `*` matches any run of characters (`172.*.*.*`, `*`); everything else is literal. */
+function globToRegExp(glob: string): RegExp {
+  const source = glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
+  return new RegExp(`^${source}$`);
+}

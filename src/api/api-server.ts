@@ -1,0 +1,90 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ApiServerConfig, AccessUser } from '../config/schema';
+import type { Logger } from '../log';
+import { AccessControl, type AccessDenial } from './access';
+import { createHttpApi, type ApiNode } from './http-api';
+import { WsApi, type WsApiNode } from './ws-api';
+
+/** Largest `/ws/v1` request accepted, in bytes. */
+const MAX_WS_REQUEST = 16 * 1024 * 1024;
+
+/**
+ * The engine's API server: the HTTP API and the WebSocket API at `/ws/v1` on one port, behind
+ * `access.users` (HTTP Basic; `read` for GET routes, `write` for the rest and for `/ws/v1`).
+ */
+export class ApiServer {
+  private readonly http: http.Server;
+  private readonly access: AccessControl;
+  private readonly wsApi: WsApi;
+
+  constructor(
+    private readonly config: ApiServerConfig,
+    node: ApiNode & WsApiNode,
+    users: AccessUser[],
+    private readonly log: Logger,
+  ) {
+    this.access = new AccessControl(users);
+    this.wsApi = new WsApi(node, log, { readTimeout: config.readTimeout, maxPayload: MAX_WS_REQUEST });
+    const app = createHttpApi(node, log, (req, role) => this.access.check(req, role));
+    this.http = http.createServer(app);
+    this.http.on('upgrade', (req, socket, head) => {
+      socket.on('error', () => socket.destroy());
+      if ((req.url ?? '').split('?', 1)[0] !== '/ws/v1') {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      const denial = this.access.check(req, 'write');
+      if (denial) {
+        socket.end(refusal(denial));
+        return;
+      }
+      this.wsApi.handleUpgrade(req, socket, head);
+    });
+    this.http.on('clientError', (_error, socket) => socket.destroy());
+  }
+
+  /** Replaces the accounts (`access` is a hot key). */
+  updateUsers(users: AccessUser[]): void {
+    this.access.update(users);
+    this.warnIfOpen();
+  }
+
+  async start(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.config.port, this.config.bind, () => {
+        this.http.off('error', reject);
+        resolve();
+      });
+    });
+    this.warnIfOpen();
+    return this.http.address() as AddressInfo;
+  }
+
+  async stop(): Promise<void> {
+    this.wsApi.close();
+    await new Promise<void>((resolve) => {
+      this.http.close(() => resolve());
+      this.http.closeAllConnections();
+    });
+  }
+
+  private warnIfOpen(): void {
+    const loopback = /^(127\.|::1$|localhost$)/.test(this.config.bind);
+    if (this.access.open && !loopback) {
+      this.log.warn('the API is open: no access.users are set and it listens on a non-loopback address', {
+        bind: this.config.bind,
+      });
+    }
+  }
+}
+
+/** A raw HTTP answer refusing an upgrade. */
+function refusal(denial: NonNullable<AccessDenial>): string {
+  const body = JSON.stringify({ E: { c: denial.status, m: denial.message } });
+  const status = denial.status === 401 ? '401 Unauthorized' : '403 Forbidden';
+  const challenge = denial.status === 401 ? 'WWW-Authenticate: Basic realm="connmix"\r\n' : '';
+  return `HTTP/1.1 ${status}\r\n${challenge}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+}
+

@@ -1,0 +1,231 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, WebSocket } from 'ws';
+import type { Logger } from '../log';
+import type { PublishResult } from '../mesh/broker';
+import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memory-queue';
+import { ApiError, ErrorCode, invalidParams } from './errors';
+import { publishRequest, sendRequest } from './requests';
+
+/** The `conn.call` functions a backend may run on a connection (reference 5.2). */
+export const CALLABLE = ['set_context_value', 'set_context', 'subscribe', 'unsubscribe'] as const;
+export type CallableFunction = (typeof CALLABLE)[number];
+
+/** What the WebSocket API needs from its node. */
+export interface WsApiNode {
+  readonly queue: MemoryQueue;
+  publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
+  send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
+  /** Runs `fn(args)` on the connection, wherever it is; resolves to an error message or null. */
+  call(clientId: string, fn: CallableFunction, args: unknown[]): string | null | Promise<string | null>;
+}
+
+export interface WsApiOptions {
+  /** Seconds without any inbound data (requests or pings) before an API connection is closed; 0 = never. */
+  readTimeout: number;
+  /** Largest request in bytes. */
+  maxPayload: number;
+}
+
+/** Bytes a consumer may have waiting to be sent before queue items wait in the queue instead. */
+const CONSUMER_HIGH_WATER = 1024 * 1024;
+
+type Reply = { E: null; r: unknown; i: unknown } | { E: { c: number; m: string }; r: null; i: unknown };
+
+/**
+ * A backend connection to `/ws/v1`: requests `{m, p, i}` answered `{E, r, i}` in request order (the
+ * PHP SDK's sync mode reads "the next frame" as the answer), and `queue.pop` events pushed to it.
+ */
+class ApiSession implements QueueConsumer {
+  lastReadAt = Date.now();
+  /** Answers still being computed, so later answers wait for earlier ones. */
+  private pending: Promise<void> | null = null;
+
+  constructor(readonly ws: WebSocket) {}
+
+  offer(event: string): boolean {
+    if (this.ws.readyState !== WebSocket.OPEN || this.ws.bufferedAmount > CONSUMER_HIGH_WATER) return false;
+    this.ws.send(event);
+    return true;
+  }
+
+  /** Sends the answer to a request, after every earlier answer. */
+  answer(reply: Reply | Promise<Reply>): void {
+    if (!(reply instanceof Promise) && this.pending === null) {
+      this.write(reply);
+      return;
+    }
+    const previous = this.pending ?? Promise.resolve();
+    const done: Promise<void> = Promise.all([previous, reply]).then(([, value]) => {
+      this.write(value);
+      if (this.pending === done) this.pending = null;
+    });
+    this.pending = done;
+  }
+
+  private write(reply: Reply): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(reply));
+  }
+}
+
+/** The engine's WebSocket API at `/ws/v1` (reference 5.2). */
+export class WsApi {
+  private readonly wss: WebSocketServer;
+  private readonly sessions = new Set<ApiSession>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly node: WsApiNode,
+    private readonly log: Logger,
+    private readonly options: WsApiOptions,
+  ) {
+    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false, maxPayload: options.maxPayload });
+    this.sweeper = setInterval(() => this.sweep(), 1000).unref();
+  }
+
+  /** Takes over an upgrade request the API server has already authorised. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    for (const session of this.sessions) session.ws.close(1001, 'server shutting down');
+  }
+
+  private accept(ws: WebSocket): void {
+    const session = new ApiSession(ws);
+    this.sessions.add(session);
+    const touch = () => {
+      session.lastReadAt = Date.now();
+    };
+    ws.on('ping', touch);
+    ws.on('message', (data: Buffer) => {
+      touch();
+      this.request(session, data);
+    });
+    ws.on('error', (error) => this.log.debug('ws api connection error', { error: error.message }));
+    ws.on('close', () => {
+      this.sessions.delete(session);
+      this.node.queue.release(session);
+    });
+    const socket = (ws as unknown as { _socket: Duplex })._socket;
+    // A consumer that was too busy for queue items asks for them again once its buffer drains.
+    socket.on('drain', () => this.node.queue.resume());
+  }
+
+  private request(session: ApiSession, data: Buffer): void {
+    let id: unknown = null;
+    try {
+      const request = JSON.parse(data.toString('utf8'));
+      if (request === null || typeof request !== 'object' || Array.isArray(request)) throw invalidParams('a request must be a JSON object {m, p, i}');
+      id = request.i ?? request.id ?? null;
+      const result = this.dispatch(session, request.m, unwrapParams(request.p));
+      session.answer(result instanceof Promise ? result.then((r) => ok(r, id), (error) => failure(error, id)) : ok(result, id));
+    } catch (error) {
+      if (error instanceof SyntaxError) session.answer(failure(invalidParams(`invalid JSON: ${error.message}`), id));
+      else session.answer(failure(error, id));
+    }
+  }
+
+  private dispatch(session: ApiSession, method: unknown, params: Record<string, unknown>): unknown {
+    switch (method) {
+      case 'queue.pop':
+        return this.pop(session, params);
+      case 'queue.unpop':
+        if (this.node.queue.release(session) === 0) throw new ApiError(ErrorCode.UNCONSUME_FAILED, 'not consuming any topic');
+        return { s: true };
+      case 'conn.call':
+        return this.call(params);
+      case 'mesh.send': {
+        const { target, payload, binary } = sendRequest(params);
+        return settle(this.node.send(target, payload, binary), (sent) => {
+          if (!sent) throw new ApiError(ErrorCode.SEND_FAILED, `send failed: client ${target} not found or gone`);
+          return { s: true };
+        });
+      }
+      case 'mesh.publish': {
+        const { target, payload, binary } = publishRequest(params);
+        return settle(this.node.publish(target, payload, binary), (result) => ({ s: result.s, f: result.f }));
+      }
+      default:
+        throw invalidParams(`unknown method ${JSON.stringify(method)}`);
+    }
+  }
+
+  private pop(session: ApiSession, params: Record<string, unknown>): unknown {
+    const topics = params.t;
+    if (!Array.isArray(topics) || topics.length === 0 || !topics.every((t) => typeof t === 'string' && t.length > 0)) {
+      throw invalidParams('p.t must be a non-empty list of topic names');
+    }
+    for (const topic of topics as string[]) {
+      let added: boolean;
+      try {
+        added = this.node.queue.consume(session, topic);
+      } catch (error) {
+        if (error instanceof QueueError) throw new ApiError(ErrorCode.CONSUME_FAILED, error.message);
+        throw error;
+      }
+      if (!added) throw new ApiError(ErrorCode.DUPLICATE_CONSUME, `already consuming topic "${topic}"`);
+    }
+    return { s: true };
+  }
+
+  private call(params: Record<string, unknown>): unknown {
+    const { c, f, a } = params;
+    const clientId = typeof c === 'number' && Number.isInteger(c) ? BigInt(c).toString() : c;
+    if (typeof clientId !== 'string' || !/^\d{1,20}$/.test(clientId)) throw invalidParams('p.c must be a client_id');
+    if (!CALLABLE.includes(f as CallableFunction)) throw invalidParams(`p.f must be one of ${CALLABLE.join(', ')}`);
+    if (!Array.isArray(a)) throw invalidParams('p.a must be a list of arguments');
+    checkCallArgs(f as CallableFunction, a);
+    return settle(this.node.call(clientId, f as CallableFunction, a), (error) => {
+      if (error) throw new ApiError(ErrorCode.CALL_FAILED, error);
+      return { s: true };
+    });
+  }
+
+  private sweep(): void {
+    if (this.options.readTimeout <= 0) return;
+    const limit = Date.now() - this.options.readTimeout * 1000;
+    for (const session of this.sessions) {
+      if (session.lastReadAt < limit) session.ws.close(4001, 'read timeout');
+    }
+  }
+}
+
+function checkCallArgs(fn: CallableFunction, args: unknown[]): void {
+  if (fn === 'set_context_value' && (args.length !== 2 || typeof args[0] !== 'string')) {
+    throw invalidParams('set_context_value takes a = [key, value]');
+  }
+  if (fn === 'set_context' && (args.length !== 1 || args[0] === null || typeof args[0] !== 'object' || Array.isArray(args[0]))) {
+    throw invalidParams('set_context takes a = [{...}]');
+  }
+  if ((fn === 'subscribe' || fn === 'unsubscribe') && (args.length === 0 || !args.every((x) => typeof x === 'string'))) {
+    throw invalidParams(`${fn} takes a = [channel, ...]`);
+  }
+}
+
+/** `p` as an object; CONNMIX's May 2022 docs wrapped it in a one-element array, which is accepted. */
+function unwrapParams(params: unknown): Record<string, unknown> {
+  if (Array.isArray(params)) {
+    // The 2022 SDK sent queue.pop topics as a bare array.
+    if (params.every((x) => typeof x === 'string')) return { t: params };
+    if (params.length === 1 && params[0] !== null && typeof params[0] === 'object') return params[0] as Record<string, unknown>;
+  }
+  if (params === null || params === undefined) return {};
+  if (typeof params !== 'object') throw invalidParams('p must be an object');
+  return params as Record<string, unknown>;
+}
+
+function settle<T, R>(value: T | Promise<T>, then: (value: T) => R): R | Promise<R> {
+  return value instanceof Promise ? value.then(then) : then(value);
+}
+
+function ok(result: unknown, id: unknown): Reply {
+  return { E: null, r: result, i: id };
+}
+
+function failure(error: unknown, id: unknown): Reply {
+  if (error instanceof ApiError) return { E: { c: error.code, m: error.message }, r: null, i: id };
+  return { E: { c: ErrorCode.MESH_UNAVAILABLE, m: (error as Error).message ?? String(error) }, r: null, i: id };
+}

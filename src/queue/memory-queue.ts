@@ -1,0 +1,127 @@
+/** A consumer of queue items: one `/ws/v1` connection that sent `queue.pop`. */
+export interface QueueConsumer {
+  /** Writes one encoded `queue.pop` event; false if the consumer cannot take it now. */
+  offer(event: string): boolean;
+}
+
+/** One item as consumers receive it (reference 5.2): node, client, topic, and the JSON text of `d`. */
+export interface QueueItem {
+  clientId: string;
+  topic: string;
+  /** `d` already encoded as JSON (a pushed table is an object, a string stays a string). */
+  dataJson: string;
+}
+
+export interface QueueLimits {
+  /** Items one topic may hold while no consumer can take them. */
+  topicSize: number;
+  /** Topics that may exist at once (a topic exists while it has items or consumers). */
+  maxTopics: number;
+}
+
+export class QueueError extends Error {}
+
+interface Topic {
+  readonly waiting: string[];
+  readonly consumers: QueueConsumer[];
+  /** Round-robin position among consumers. */
+  next: number;
+}
+
+/**
+ * The node's in-memory queue (`mix.queue.push` → `/ws/v1 queue.pop`). Consumers of a topic share its
+ * items, each item going to one consumer in turn; items wait, up to `topicSize`, while no consumer can
+ * take them, and what waits when a consumer leaves stays for the others or the next one.
+ */
+export class MemoryQueue {
+  private readonly topics = new Map<string, Topic>();
+
+  constructor(
+    private readonly nodeId: string,
+    private readonly limits: QueueLimits,
+  ) {}
+
+  /** Pushes an item; returns how many items of the topic are waiting afterwards. */
+  push(item: QueueItem): number {
+    let topic = this.topics.get(item.topic);
+    if (!topic) {
+      if (this.topics.size >= this.limits.maxTopics) {
+        throw new QueueError(`queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
+      }
+      topic = { waiting: [], consumers: [], next: 0 };
+      this.topics.set(item.topic, topic);
+    }
+    const event = this.encode(item);
+    if (topic.waiting.length === 0 && this.hand(topic, event)) return 0;
+    if (topic.waiting.length >= this.limits.topicSize) {
+      throw new QueueError(`queue: topic "${item.topic}" is full (topicSize is ${this.limits.topicSize})`);
+    }
+    topic.waiting.push(event);
+    return topic.waiting.length;
+  }
+
+  /** Adds a consumer to topics; false for a topic it already consumes (the API answers 202). */
+  consume(consumer: QueueConsumer, topicName: string): boolean {
+    let topic = this.topics.get(topicName);
+    if (!topic) {
+      if (this.topics.size >= this.limits.maxTopics) {
+        throw new QueueError(`queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
+      }
+      topic = { waiting: [], consumers: [], next: 0 };
+      this.topics.set(topicName, topic);
+    }
+    if (topic.consumers.includes(consumer)) return false;
+    topic.consumers.push(consumer);
+    this.drain(topic);
+    return true;
+  }
+
+  /** Removes a consumer from every topic; returns how many topics it consumed. */
+  release(consumer: QueueConsumer): number {
+    let released = 0;
+    for (const [name, topic] of this.topics) {
+      const index = topic.consumers.indexOf(consumer);
+      if (index < 0) continue;
+      topic.consumers.splice(index, 1);
+      released++;
+      this.forgetIfIdle(name, topic);
+    }
+    return released;
+  }
+
+  /** Hands waiting items to consumers that can take them again (call when a consumer drains). */
+  resume(): void {
+    for (const [name, topic] of this.topics) {
+      this.drain(topic);
+      this.forgetIfIdle(name, topic);
+    }
+  }
+
+  /** Items waiting in a topic (0 for an unknown topic). */
+  waiting(topicName: string): number {
+    return this.topics.get(topicName)?.waiting.length ?? 0;
+  }
+
+  private drain(topic: Topic): void {
+    while (topic.waiting.length > 0 && this.hand(topic, topic.waiting[0])) topic.waiting.shift();
+  }
+
+  /** Gives the event to the next consumer in turn that takes it; false if none can. */
+  private hand(topic: Topic, event: string): boolean {
+    const count = topic.consumers.length;
+    for (let tried = 0; tried < count; tried++) {
+      const consumer = topic.consumers[topic.next % count];
+      topic.next = (topic.next + 1) % count;
+      if (consumer.offer(event)) return true;
+    }
+    return false;
+  }
+
+  private forgetIfIdle(name: string, topic: Topic): void {
+    if (topic.waiting.length === 0 && topic.consumers.length === 0) this.topics.delete(name);
+  }
+
+  private encode(item: QueueItem): string {
+    return `{"e":"queue.pop","p":{"n":${JSON.stringify(this.nodeId)},"c":${JSON.stringify(item.clientId)},"t":${JSON.stringify(item.topic)},"d":${item.dataJson}},"i":null}`;
+  }
+}

@@ -1,0 +1,102 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { withNode, EVAL } from './helpers';
+import { ApiClient } from './api-client';
+
+const USERS = `
+    - username: console
+      password: read-only
+      roles: [read]
+      host: '*'
+    - username: backend
+      password: s3cret
+      roles: [read, write]
+      host: '127.*.*.*'
+    - username: remote
+      password: pw
+      roles: [read, write]
+      host: '10.*.*.*'`;
+
+function basic(user: string, password: string): Record<string, string> {
+  return { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` };
+}
+
+async function call(url: string, init: RequestInit = {}): Promise<{ status: number; json: any; challenge: string | null }> {
+  const response = await fetch(url, init);
+  return { status: response.status, json: await response.json(), challenge: response.headers.get('www-authenticate') };
+}
+
+const publish = (headers: Record<string, string> = {}): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json', ...headers },
+  body: JSON.stringify({ c: 'news', d: 'x' }),
+});
+
+test('access.users: Basic auth, roles and host globs on the HTTP API', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, accessYaml: USERS }, async (node) => {
+    const anonymous = await call(`${node.apiUrl}/v1/mesh/publish`, publish());
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.json.E.c, 401);
+    assert.match(anonymous.challenge ?? '', /^Basic realm=/);
+    assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 'wrong')))).status, 401);
+    assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('nobody', 's3cret')))).status, 401);
+    const readOnly = await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('console', 'read-only')));
+    assert.equal(readOnly.status, 403);
+    assert.match(readOnly.json.E.m, /lacks the write role/);
+    assert.deepEqual((await call(`${node.apiUrl}/version`, { headers: basic('console', 'read-only') })).json, { apis: ['v1'] });
+    assert.equal((await call(`${node.apiUrl}/version`)).status, 401);
+    const wrongHost = await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('remote', 'pw')));
+    assert.equal(wrongHost.status, 403);
+    assert.match(wrongHost.json.E.m, /may not connect from 127\.0\.0\.1/);
+    assert.deepEqual((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 's3cret')))).json, { E: null, r: { s: 0, f: 0 } });
+  });
+});
+
+test('access.users guards the /ws/v1 upgrade', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, accessYaml: USERS }, async (node) => {
+    await assert.rejects(ApiClient.open(node.apiUrl), /HTTP 401/);
+    await assert.rejects(ApiClient.open(node.apiUrl, basic('console', 'read-only')), /HTTP 403/);
+    const api = await ApiClient.open(node.apiUrl, basic('backend', 's3cret'));
+    assert.deepEqual((await api.call('mesh.publish', { c: 'news', d: 'x' })).r, { s: 0, f: 0 });
+    api.close();
+  });
+});
+
+test('an open API on a non-loopback address is logged as a warning; loopback is quiet', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, apiBind: '0.0.0.0' }, async (node) => {
+    assert.ok(node.logs.some((line) => line.includes('"level":"warn"') && line.includes('the API is open')));
+  });
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
+    assert.ok(!node.logs.some((line) => line.includes('the API is open')));
+  });
+});
+
+async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+test('access and logging.level reload without a restart; other keys say they need one', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
+    const file = path.join(node.dir, 'connmix.yaml');
+    assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status, 200);
+    const original = fs.readFileSync(file, 'utf8');
+    fs.writeFileSync(file, original.replace('access:\n  users:\n', `access:\n  users:\n${USERS}\n`).replace('level: debug', 'level: error'));
+    await waitFor(async () => (await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status === 401, 'access reload');
+    assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 's3cret')))).status, 200);
+    assert.equal(node.engine.log.enabled('debug'), false);
+    assert.equal(node.engine.log.enabled('error'), true);
+    // A broken edit keeps the running config.
+    fs.writeFileSync(file, 'engine: [unclosed');
+    await waitFor(() => node.logs.some((line) => line.includes('config reload failed')), 'reload failure log');
+    assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 's3cret')))).status, 200);
+    fs.writeFileSync(file, original.replace('readTimeout: 60', 'readTimeout: 30'));
+    await waitFor(() => node.logs.some((line) => line.includes('need a restart') && line.includes('engine.apiServer.readTimeout')), 'restart warning');
+    assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status, 200);
+  });
+});
