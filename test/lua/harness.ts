@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { Logger } from '../../src/log';
 import { LuaVM, type LuaVmOptions } from '../../src/lua/vm';
 import { toJs, type LuaValue } from '../../src/lua/values';
@@ -10,13 +9,7 @@ import { lua, type LuaState } from '../../src/lua/fengari';
 /** A logger that keeps its lines in memory, for assertions. */
 export function memoryLogger(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
-  const out = new Writable({
-    write(chunk, _encoding, callback) {
-      lines.push(String(chunk));
-      callback();
-    },
-  });
-  return { log: new Logger('debug', out), lines };
+  return { log: new Logger('debug', { write: (line: string) => lines.push(line) }), lines };
 }
 
 /** Writes `files` (relative path → Lua source) into a fresh temp folder and returns its path. */

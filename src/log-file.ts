@@ -1,0 +1,77 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { LogSink } from './log';
+
+/**
+ * `logging.filename` with daily rotation: lines go to the file; the first line of a new day renames
+ * it to `<name>-YYYY-MM-DD<ext>` (the day it covered) and starts a fresh one, keeping the newest
+ * `maxFiles` rotated files. Writes are appended synchronously in order; a file that cannot be written
+ * is reported once on stderr and skipped, never crashing the node.
+ */
+export class RotatingLogFile implements LogSink {
+  private day: string;
+  private fd: number | null = null;
+  private failed = false;
+
+  constructor(
+    private readonly file: string,
+    private readonly maxFiles: number,
+    private readonly today: () => string = () => new Date().toISOString().slice(0, 10),
+  ) {
+    this.day = this.today();
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      const existing = fs.statSync(file, { throwIfNoEntry: false });
+      // A file left by a run on an earlier day belongs to that day.
+      if (existing && existing.mtime.toISOString().slice(0, 10) !== this.day) this.rotate(existing.mtime.toISOString().slice(0, 10));
+    } catch (error) {
+      this.fail(error as Error);
+    }
+  }
+
+  write(line: string): void {
+    if (this.failed) return;
+    try {
+      const day = this.today();
+      if (day !== this.day) {
+        this.rotate(this.day);
+        this.day = day;
+      }
+      this.fd ??= fs.openSync(this.file, 'a');
+      fs.writeSync(this.fd, line);
+    } catch (error) {
+      this.fail(error as Error);
+    }
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+  }
+
+  /** The rotated files of this log, newest first. */
+  rotatedFiles(): string[] {
+    const { dir, name, ext } = path.parse(this.file);
+    const pattern = new RegExp(`^${escape(name)}-\\d{4}-\\d{2}-\\d{2}(?:\\.\\d+)?${escape(ext)}$`);
+    return fs.readdirSync(dir).filter((entry) => pattern.test(entry)).sort().reverse().map((entry) => path.join(dir, entry));
+  }
+
+  private rotate(day: string): void {
+    this.close();
+    if (!fs.existsSync(this.file)) return;
+    const { dir, name, ext } = path.parse(this.file);
+    let target = path.join(dir, `${name}-${day}${ext}`);
+    for (let n = 1; fs.existsSync(target); n++) target = path.join(dir, `${name}-${day}.${n}${ext}`);
+    fs.renameSync(this.file, target);
+    for (const old of this.rotatedFiles().slice(this.maxFiles)) fs.rmSync(old, { force: true });
+  }
+
+  private fail(error: Error): void {
+    this.failed = true;
+    process.stderr.write(`connmix: cannot write the log file ${this.file}: ${error.message}; logging to stdout only\n`);
+  }
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
