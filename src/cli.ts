@@ -1,7 +1,10 @@
+import cluster from 'node:cluster';
 import { loadConfig, ConfigError } from './config';
+import { superviseWorkers } from './workers';
 import { Engine, EngineConfigError } from './engine';
 import { LuaLoadError } from './lua/vm';
-import { Logger } from './log';
+import { Logger, type LogSink } from './log';
+import { RotatingLogFile } from './log-file';
 
 const USAGE = `usage: connmix <dev|single|engine> -f <connmix.yaml> [-p <workers>]
 
@@ -59,9 +62,16 @@ export async function main(argv: string[]): Promise<void> {
     if (args.workers > 1 && config.engine.mesh.broker === 'memory') {
       throw new EngineConfigError(`${config.file}: -p ${args.workers} needs engine.mesh.broker: redis (the memory broker serves one process)`);
     }
-    engine = new Engine(config, { log: new Logger(config.logging.level) });
+    if (args.workers > 1 && cluster.isPrimary) {
+      superviseWorkers(args.workers, (line) => process.stdout.write(`connmix: ${line}\n`));
+      return;
+    }
+    const sinks: LogSink[] = [process.stdout];
+    if (config.logging.filename) sinks.push(new RotatingLogFile(config.logging.filename, config.logging.maxFiles));
+    engine = new Engine(config, { log: new Logger(config.logging.level, sinks) });
     const listeners = await engine.start();
-    for (const listener of listeners) process.stdout.write(`connmix: ${listener.name} listening on ${listener.address}\n`);
+    const worker = cluster.isWorker ? `worker ${process.env.CONNMIX_WORKER_SLOT} (pid ${process.pid}): ` : '';
+    for (const listener of listeners) process.stdout.write(`connmix: ${worker}${listener.name} listening on ${listener.address}\n`);
   } catch (error) {
     const known = error instanceof ConfigError || error instanceof EngineConfigError || error instanceof LuaLoadError;
     process.stderr.write(`connmix: ${known ? '' : 'cannot start: '}${(error as Error).message}\n`);

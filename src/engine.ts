@@ -1,16 +1,24 @@
-import * as http from 'node:http';
 import * as os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config/schema';
+import { watchConfig, changedKeys, HOT_KEYS } from './config/watch';
 import { Logger } from './log';
 import type { Broker, NodeInfo, PublishResult } from './mesh/broker';
 import { MemoryBroker } from './mesh/memory-broker';
-import { Hub } from './mesh/hub';
+import { RedisBroker } from './mesh/redis-broker';
+import { Hub, type Subscriber } from './mesh/hub';
 import { ClientIdGenerator } from './mesh/ids';
-import { createHttpApi } from './api/http-api';
+import { ApiServer } from './api/api-server';
+import type { CallableFunction } from './api/ws-api';
+import { MemoryQueue, type QueueItem } from './queue/memory-queue';
 import { WebSocketBusinessServer, type NodeServices } from './server/websocket-server';
+import { SocketBusinessServer } from './server/socket-server';
 import type { Connection } from './server/connection';
+import type { LuaValue } from './lua/values';
 import { CloseCode } from './server/close-codes';
+
+/** How often the yaml file is checked for changes to its hot keys. */
+const CONFIG_POLL_MS = 1000;
 
 /** A listener the engine opened, for the startup lines. */
 export interface Listener {
@@ -30,27 +38,34 @@ export class Engine implements NodeServices {
   readonly log: Logger;
   readonly broker: Broker;
   readonly hub: Hub;
-  readonly servers: WebSocketBusinessServer[] = [];
-  private api: http.Server | null = null;
+  readonly servers: (WebSocketBusinessServer | SocketBusinessServer)[] = [];
+  private api: ApiServer | null = null;
   private ids: ClientIdGenerator | null = null;
+  private memoryQueue: MemoryQueue | null = null;
+  private unwatchConfig: (() => void) | null = null;
+  private currentConfig: Config;
+
+  /** The running config: as loaded, plus the hot keys changed since. */
+  get config(): Config {
+    return this.currentConfig;
+  }
 
   constructor(
-    readonly config: Config,
+    config: Config,
     options: { log?: Logger } = {},
   ) {
+    this.currentConfig = config;
     this.log = options.log ?? new Logger(config.logging.level);
     const apiAddress = advertisedAddress(config.engine.apiServer.bind, config.engine.apiServer.port);
-    if (config.engine.mesh.broker !== 'memory') {
-      throw new EngineConfigError(`${config.file}: engine.mesh.broker: "${config.engine.mesh.broker}" is not available yet`);
-    }
-    this.broker = new MemoryBroker(apiAddress);
+    this.broker =
+      config.engine.mesh.broker === 'redis'
+        ? new RedisBroker(config.engine.mesh.redis, apiAddress, this.log)
+        : new MemoryBroker(apiAddress);
     this.hub = new Hub(this.broker);
-    config.engine.servers.forEach((server, index) => {
-      if (server.protocol !== 'websocket') {
-        throw new EngineConfigError(`${config.file}: engine.servers[${index}].protocol: "${server.protocol}" is not available yet`);
-      }
-      this.servers.push(new WebSocketBusinessServer(server, this, this.log, config.engine.luavm.callBudget));
-    });
+    for (const server of config.engine.servers) {
+      const Server = server.protocol === 'socket' ? SocketBusinessServer : WebSocketBusinessServer;
+      this.servers.push(new Server(server, this, this.log, config.engine.luavm.callBudget));
+    }
   }
 
   /** Starts the broker, loads every Lua entry, and opens the listeners. */
@@ -60,30 +75,73 @@ export class Engine implements NodeServices {
     const listeners: Listener[] = [];
     for (const server of this.servers) {
       const address = await server.start();
-      listeners.push({ name: `websocket server ${server.vm.chunkName}`, address: formatAddress(address) });
+      const protocol = server instanceof SocketBusinessServer ? 'socket' : 'websocket';
+      listeners.push({ name: `${protocol} server ${server.vm.chunkName}`, address: formatAddress(address) });
     }
-    const { port, bind } = this.config.engine.apiServer;
-    const api = http.createServer(createHttpApi(this, this.log));
-    await new Promise<void>((resolve, reject) => {
-      api.once('error', reject);
-      api.listen(port, bind, () => resolve());
-    });
-    this.api = api;
-    listeners.push({ name: 'api server', address: formatAddress(api.address() as AddressInfo) });
+    this.memoryQueue = new MemoryQueue(this.broker.nodeId, this.config.engine.luavm.queue);
+    this.api = new ApiServer(this.config.engine.apiServer, this, this.config.access.users, this.log);
+    const apiAddress = await this.api.start();
+    listeners.push({ name: 'api server', address: formatAddress(apiAddress) });
+    if (this.config.file) {
+      this.unwatchConfig = watchConfig(this.config.file, CONFIG_POLL_MS, (next) => this.applyConfig(next), (error) =>
+        this.log.error('config reload failed, the running config stays', { error: error.message }),
+      );
+    }
     return listeners;
   }
 
   /** Closes every client with 1001 (so it reconnects elsewhere), then the API and the broker. */
   async stop(): Promise<void> {
+    this.unwatchConfig?.();
     await Promise.all(this.servers.map((server) => server.stop(CloseCode.GOING_AWAY)));
-    if (this.api) {
-      const api = this.api;
-      await new Promise<void>((resolve) => {
-        api.close(() => resolve());
-        api.closeAllConnections();
-      });
-    }
+    await this.api?.stop();
     await this.broker.stop();
+  }
+
+  /** The node's memory queue (`mix.queue.push` → `/ws/v1 queue.pop`). */
+  get queue(): MemoryQueue {
+    if (!this.memoryQueue) throw new Error('engine not started');
+    return this.memoryQueue;
+  }
+
+  /** Applies the hot keys of a new config version and names the changed keys that need a restart. */
+  applyConfig(next: Config): void {
+    const current = this.config;
+    if (next.logging.level !== current.logging.level) {
+      this.log.setLevel(next.logging.level);
+      this.log.info('logging.level changed', { level: next.logging.level });
+    }
+    if (JSON.stringify(next.access) !== JSON.stringify(current.access)) {
+      this.api?.updateUsers(next.access.users);
+      this.log.info('access changed', { users: next.access.users.length });
+    }
+    const cold = changedKeys(current, next).filter((key) => !HOT_KEYS.some((hot) => key === hot || key.startsWith(`${hot}.`)));
+    if (cold.length > 0) this.log.warn('config keys changed that need a restart', { keys: cold.join(',') });
+    this.currentConfig = { ...current, logging: { ...current.logging, level: next.logging.level }, access: next.access };
+  }
+
+  queuePush(item: QueueItem): number {
+    return this.queue.push(item);
+  }
+
+  /** `conn.call`: runs a connection function for a backend; resolves to an error message or null. */
+  call(clientId: string, fn: CallableFunction, args: unknown[]): string | null | Promise<string | null> {
+    const conn = this.hub.connection(clientId) as Connection | undefined;
+    if (!conn) return `client ${clientId} not found or gone`;
+    switch (fn) {
+      case 'set_context_value':
+        if (args[1] === null || args[1] === undefined) conn.context.delete(args[0] as string);
+        else conn.context.set(args[0] as string, args[1] as LuaValue);
+        return null;
+      case 'set_context':
+        conn.context.clear();
+        for (const [key, value] of Object.entries(args[0] as Record<string, LuaValue>)) conn.context.set(key, value);
+        return null;
+      case 'subscribe':
+        return this.hub.subscribe(conn, args as string[]);
+      case 'unsubscribe':
+        return this.hub.unsubscribe(conn, args as string[]);
+    }
   }
 
   nextClientId(): string {
@@ -91,19 +149,19 @@ export class Engine implements NodeServices {
     return this.ids.next();
   }
 
-  attach(conn: Connection): void {
+  attach(conn: Subscriber): void {
     this.hub.add(conn);
   }
 
-  detach(conn: Connection): void {
+  detach(conn: Subscriber): void {
     this.hub.remove(conn);
   }
 
-  subscribe(conn: Connection, channels: string[]): string | null | Promise<string | null> {
+  subscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null> {
     return this.hub.subscribe(conn, channels);
   }
 
-  unsubscribe(conn: Connection, channels: string[]): string | null | Promise<string | null> {
+  unsubscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null> {
     return this.hub.unsubscribe(conn, channels);
   }
 

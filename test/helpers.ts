@@ -48,6 +48,8 @@ export interface TestNode {
   wsUrl: string;
   /** http://127.0.0.1:<port> of the API server. */
   apiUrl: string;
+  /** Port of the `protocol: socket` server on 127.0.0.1 when `socketEntry` asked for one, else 0. */
+  socketPort: number;
   logs: string[];
   stop(): Promise<void>;
 }
@@ -61,8 +63,18 @@ export interface TestNodeOptions {
   engineYaml?: string;
   path?: string;
   callBudget?: number;
+  /** `engine.apiServer.readTimeout` in seconds (default 60). */
+  apiReadTimeout?: number;
+  /** `engine.apiServer.bind` (default 127.0.0.1). */
+  apiBind?: string;
+  /** Yaml for `access.users` entries (indented by 4). */
+  accessYaml?: string;
   /** Seconds between Lua reload checks (0 = off, the default in tests). */
   byteCodeExpires?: number;
+  /** Adds a `protocol: socket` server after the websocket one, running this entry (a path among `lua`). */
+  socketEntry?: string;
+  /** Extra keys for the socket server entry, as yaml lines (indented like serverYaml). */
+  socketYaml?: string;
 }
 
 /** Starts an engine in this process on free loopback ports, with its own folder of Lua files. */
@@ -77,14 +89,27 @@ export async function startNode(options: TestNodeOptions = {}): Promise<TestNode
     fs.writeFileSync(path.join(dir, name), source);
   }
   const [wsPort, apiPort] = [await freePort(), await freePort()];
+  const socketPort = options.socketEntry ? await freePort() : 0;
+  const socketServer = options.socketEntry
+    ? `    - port: ${socketPort}
+      bind: 127.0.0.1
+      protocol: socket
+      entry: ${options.socketEntry}
+      byteCodeExpires: 0
+${options.socketYaml ?? ''}`
+    : '';
   const urlPath = options.path ?? '/barrage-videos';
   const yaml = `
 logging:
   level: debug
+access:
+  users:
+${options.accessYaml ?? ''}
 engine:
   apiServer:
     port: ${apiPort}
-    bind: 127.0.0.1
+    bind: ${options.apiBind ?? '127.0.0.1'}
+    readTimeout: ${options.apiReadTimeout ?? 60}
   luavm:
     callBudget: ${options.callBudget ?? 100}
 ${options.engineYaml ?? ''}
@@ -97,17 +122,25 @@ ${options.engineYaml ?? ''}
       entry: lua/entry.websocket.lua
       byteCodeExpires: ${options.byteCodeExpires ?? 0}
 ${options.serverYaml ?? ''}
+${socketServer}
 `;
   const file = path.join(dir, 'connmix.yaml');
   fs.writeFileSync(file, yaml);
   const { log, lines } = memoryLogger();
   const engine = new Engine(parseConfig(yaml, file, { warn: () => undefined }), { log });
-  await engine.start();
+  try {
+    await engine.start();
+  } catch (error) {
+    // A server that failed to start must not leave the ones before it listening.
+    await engine.stop();
+    throw error;
+  }
   return {
     engine,
     dir,
     wsUrl: `ws://127.0.0.1:${wsPort}${urlPath}`,
     apiUrl: `http://127.0.0.1:${apiPort}`,
+    socketPort,
     logs: lines,
     stop: () => engine.stop(),
   };

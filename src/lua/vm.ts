@@ -89,7 +89,7 @@ export class LuaVM<Owner = unknown> {
     });
     openSandbox(L, (line) => options.log.info(line, { lua: this.chunkName }), options.limits ?? DEFAULT_LIMITS);
     openCompat51(L);
-    openRequire(L, path.dirname(options.entry), { bit: bitModule, ...options.builtins });
+    openRequire(L, scriptsRoot(options.entry), { bit: bitModule, ...options.builtins });
     options.install?.(this);
     lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, HOOK_INTERVAL);
   }
@@ -101,7 +101,7 @@ export class LuaVM<Owner = unknown> {
 
   /** Compiles and runs the entry file, then checks that every required hook is a function. */
   load(): void {
-    this.loadedFiles = luaFilesSignature(path.dirname(this.entry));
+    this.loadedFiles = luaFilesSignature(scriptsRoot(this.entry));
     this.runChunk(this.compile(fs.readFileSync(this.entry)));
     this.resolveHooks();
   }
@@ -111,7 +111,7 @@ export class LuaVM<Owner = unknown> {
    * last load. A file that fails to compile leaves the previous code serving. Returns whether it reloaded.
    */
   reloadIfChanged(): boolean {
-    const files = luaFilesSignature(path.dirname(this.entry));
+    const files = luaFilesSignature(scriptsRoot(this.entry));
     if (files === this.loadedFiles) return false;
     this.loadedFiles = files;
     let chunk: number;
@@ -306,6 +306,17 @@ function describeError(L: LuaState, index: number): string {
   const type = lua_type(L, index);
   if (type === LUA_TSTRING || type === LUA_TNUMBER) return luaToJsString(lua_tolstring(L, index));
   return `(error object is a ${luaToJsString(lua_typename(L, type))} value)`;
+}
+
+/**
+ * The folder `require` may load from: the nearest folder named `lua` that holds the entry (so
+ * `lua/examples/entry.lua` can `require("protocols.text")` from `lua/protocols/`), else the entry's own folder.
+ */
+function scriptsRoot(entry: string): string {
+  for (let dir = path.dirname(entry); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (path.basename(dir) === 'lua') return dir;
+  }
+  return path.dirname(entry);
 }
 
 /** A path relative to the working directory when it lies inside it, as Lua chunk names read best. */

@@ -121,3 +121,14 @@ test('a JS exception in a host function becomes a Lua error with its message; th
   assert.ok(lines.some((line) => line.includes('native error in a Lua host function') && line.includes('TypeError')));
   assert.deepEqual((await exec('return "alive"')).values, ['alive']);
 });
+
+test('require is rooted at the lua/ folder that holds the entry, so examples reach lua/protocols', () => {
+  const { luaFolder, memoryLogger } = require('./harness') as typeof import('./harness');
+  const { LuaVM } = require('../../src/lua/vm') as typeof import('../../src/lua/vm');
+  const dir = luaFolder({
+    'lua/protocols/text.lua': 'return { name = "text" }',
+    'lua/examples/entry.lua': 'local text = require("protocols.text") function run() end name = text.name',
+  });
+  const vm = new LuaVM({ entry: `${dir}/lua/examples/entry.lua`, hooks: ['run'], callBudget: 100, log: memoryLogger().log });
+  assert.doesNotThrow(() => vm.load());
+});
