@@ -3,18 +3,15 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from './config/schema';
 import { watchConfig, changedKeys, HOT_KEYS } from './config/watch';
 import { Logger } from './log';
-import type { Broker, NodeInfo, PublishResult } from './mesh/broker';
+import type { Broker, CallOutcome, ConnFunction, NodeInfo, PublishResult } from './mesh/broker';
 import { MemoryBroker } from './mesh/memory-broker';
 import { RedisBroker } from './mesh/redis-broker';
 import { Hub, type Subscriber } from './mesh/hub';
 import { ClientIdGenerator } from './mesh/ids';
 import { ApiServer } from './api/api-server';
-import type { CallableFunction } from './api/ws-api';
 import { MemoryQueue, type QueueItem } from './queue/memory-queue';
 import { WebSocketBusinessServer, type NodeServices } from './server/websocket-server';
 import { SocketBusinessServer } from './server/socket-server';
-import type { Connection } from './server/connection';
-import type { LuaValue } from './lua/values';
 import { CloseCode } from './server/close-codes';
 
 /** How often the yaml file is checked for changes to its hot keys. */
@@ -71,7 +68,6 @@ export class Engine implements NodeServices {
   /** Starts the broker, loads every Lua entry, and opens the listeners. */
   async start(): Promise<Listener[]> {
     await this.broker.start(this.hub);
-    this.ids = new ClientIdGenerator(this.broker.nodeNumber);
     const listeners: Listener[] = [];
     for (const server of this.servers) {
       const address = await server.start();
@@ -124,28 +120,15 @@ export class Engine implements NodeServices {
     return this.queue.push(item);
   }
 
-  /** `conn.call`: runs a connection function for a backend; resolves to an error message or null. */
-  call(clientId: string, fn: CallableFunction, args: unknown[]): string | null | Promise<string | null> {
-    const conn = this.hub.connection(clientId) as Connection | undefined;
-    if (!conn) return `client ${clientId} not found or gone`;
-    switch (fn) {
-      case 'set_context_value':
-        if (args[1] === null || args[1] === undefined) conn.context.delete(args[0] as string);
-        else conn.context.set(args[0] as string, args[1] as LuaValue);
-        return null;
-      case 'set_context':
-        conn.context.clear();
-        for (const [key, value] of Object.entries(args[0] as Record<string, LuaValue>)) conn.context.set(key, value);
-        return null;
-      case 'subscribe':
-        return this.hub.subscribe(conn, args as string[]);
-      case 'unsubscribe':
-        return this.hub.unsubscribe(conn, args as string[]);
-    }
+  /** `conn.call`: runs a connection function for a backend, on whichever node holds the connection. */
+  call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome {
+    return this.broker.call(clientId, fn, args);
   }
 
+
   nextClientId(): string {
-    if (!this.ids) throw new Error('engine not started');
+    // The broker may take a new node number while serving (its number was taken during a Redis outage).
+    if (!this.ids || this.ids.nodeNumber !== this.broker.nodeNumber) this.ids = new ClientIdGenerator(this.broker.nodeNumber);
     return this.ids.next();
   }
 

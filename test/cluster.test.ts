@@ -1,7 +1,8 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import Redis from 'ioredis';
-import { startNode, TestClient, post, get, type TestNode } from './helpers';
+import { startNode, TestClient, post, get, EVAL, type TestNode } from './helpers';
+import { ApiClient } from './api-client';
 import { memoryLogger } from './lua/harness';
 import { RedisServer, waitFor } from './redis';
 import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './mesh';
@@ -139,7 +140,7 @@ test('/v1/nodes on any node lists every live node; a stopped node leaves at once
 });
 
 test('node numbers are unique when five brokers start at the same moment', async () => {
-  const local: LocalDelivery = { deliver: () => ({ s: 0, f: 0 }), deliverTo: () => false };
+  const local: LocalDelivery = { deliver: () => ({ s: 0, f: 0 }), deliverTo: () => false, callOn: () => 'no connections' };
   const config = { addrs: [redis.address], cluster: false, password: '', db: 0, prefix: 't5:' };
   const brokers = Array.from({ length: 5 }, (_, i) => new RedisBroker(config, `127.0.0.1:${7000 + i}`, memoryLogger().log));
   try {
@@ -170,4 +171,31 @@ test('a node that does not answer is counted as failed after the reply timeout, 
   assert.ok(a.logs.some((line) => line.includes('mesh peer timeout')));
   silent.disconnect();
   client.close();
+});
+
+test('conn.call reaches a connection on another node and releases its wait_context_value', async () => {
+  const [evalA, evalB] = await Promise.all(
+    [0, 1].map(() => startNode({ engineYaml: meshYaml([redis.address], 't6:'), lua: { 'lua/entry.websocket.lua': EVAL } })),
+  );
+  extra.push(evalA, evalB);
+  const api = await ApiClient.open(evalA.apiUrl);
+  const client = await TestClient.open(evalB.wsUrl);
+  const [id] = JSON.parse(await client.request('return mix.websocket():client_id()'));
+  // The client waits for a uid that only the backend can set, through node A.
+  client.send('return mix.websocket():wait_context_value("uid")');
+  assert.ok(await client.silentFor(100));
+  assert.deepEqual((await api.call('conn.call', { c: id, f: 'set_context_value', a: ['uid', 1001] })).r, { s: true });
+  assert.equal((await client.next()).data, '[1001]');
+  assert.deepEqual((await api.call('conn.call', { c: id, f: 'subscribe', a: ['room:remote'] })).r, { s: true });
+  assert.deepEqual((await post(`${evalA.apiUrl}/v1/mesh/publish`, { c: 'room:remote', d: 'across' })).json.r, { s: 1, f: 0 });
+  assert.equal((await client.next()).data, 'across');
+  assert.deepEqual((await api.call('conn.call', { c: id, f: 'set_context', a: [{ room: 'remote' }] })).r, { s: true });
+  assert.equal(await client.request('return mix.websocket():context_value("room"), mix.websocket():context_value("uid")'), '["remote"]');
+  const bad = await api.call('conn.call', { c: id, f: 'subscribe', a: ['has space'] });
+  assert.equal(bad.E?.c, 301);
+  client.close();
+  await client.waitClosed();
+  const gone = await api.call('conn.call', { c: id, f: 'subscribe', a: ['x'] });
+  assert.equal(gone.E?.c, 301);
+  api.close();
 });

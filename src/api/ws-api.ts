@@ -2,14 +2,10 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, WebSocket } from 'ws';
 import type { Logger } from '../log';
-import type { PublishResult } from '../mesh/broker';
+import { CONN_FUNCTIONS, type CallOutcome, type ConnFunction, type PublishResult } from '../mesh/broker';
 import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memory-queue';
 import { ApiError, ErrorCode, invalidParams } from './errors';
 import { publishRequest, sendRequest } from './requests';
-
-/** The `conn.call` functions a backend may run on a connection (reference 5.2). */
-export const CALLABLE = ['set_context_value', 'set_context', 'subscribe', 'unsubscribe'] as const;
-export type CallableFunction = (typeof CALLABLE)[number];
 
 /** What the WebSocket API needs from its node. */
 export interface WsApiNode {
@@ -17,7 +13,7 @@ export interface WsApiNode {
   publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
   /** Runs `fn(args)` on the connection, wherever it is; resolves to an error message or null. */
-  call(clientId: string, fn: CallableFunction, args: unknown[]): string | null | Promise<string | null>;
+  call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome;
 }
 
 export interface WsApiOptions {
@@ -175,10 +171,10 @@ export class WsApi {
     const { c, f, a } = params;
     const clientId = typeof c === 'number' && Number.isInteger(c) ? BigInt(c).toString() : c;
     if (typeof clientId !== 'string' || !/^\d{1,20}$/.test(clientId)) throw invalidParams('p.c must be a client_id');
-    if (!CALLABLE.includes(f as CallableFunction)) throw invalidParams(`p.f must be one of ${CALLABLE.join(', ')}`);
+    if (!CONN_FUNCTIONS.includes(f as ConnFunction)) throw invalidParams(`p.f must be one of ${CONN_FUNCTIONS.join(', ')}`);
     if (!Array.isArray(a)) throw invalidParams('p.a must be a list of arguments');
-    checkCallArgs(f as CallableFunction, a);
-    return settle(this.node.call(clientId, f as CallableFunction, a), (error) => {
+    checkCallArgs(f as ConnFunction, a);
+    return settle(this.node.call(clientId, f as ConnFunction, a), (error) => {
       if (error) throw new ApiError(ErrorCode.CALL_FAILED, error);
       return { s: true };
     });
@@ -193,7 +189,7 @@ export class WsApi {
   }
 }
 
-function checkCallArgs(fn: CallableFunction, args: unknown[]): void {
+function checkCallArgs(fn: ConnFunction, args: unknown[]): void {
   if (fn === 'set_context_value' && (args.length !== 2 || typeof args[0] !== 'string')) {
     throw invalidParams('set_context_value takes a = [key, value]');
   }

@@ -10,12 +10,21 @@ export interface NodeInfo {
   api_server: string;
 }
 
+/** The connection functions a backend may run through `conn.call` (reference 5.2). */
+export const CONN_FUNCTIONS = ['set_context_value', 'set_context', 'subscribe', 'unsubscribe'] as const;
+export type ConnFunction = (typeof CONN_FUNCTIONS)[number];
+
+/** An answer that may come now or later: an error message, or null for success. */
+export type CallOutcome = string | null | Promise<string | null>;
+
 /** What a broker hands to its node: deliveries to the node's own connections. */
 export interface LocalDelivery {
   /** Writes `payload` to every local subscriber of `channel`. */
   deliver(channel: string, payload: Buffer, binary: boolean): PublishResult;
   /** Writes `payload` to the local connection `clientId`; false if it is not here or cannot take it. */
   deliverTo(clientId: string, payload: Buffer, binary: boolean): boolean;
+  /** Runs `fn(args)` on the local connection `clientId`. */
+  callOn(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome;
 }
 
 /**
@@ -39,6 +48,8 @@ export interface Broker {
   publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
   /** Delivers to one connection anywhere in the mesh; false if it is unknown or gone. */
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
+  /** Runs a `conn.call` function on a connection anywhere in the mesh. */
+  call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome;
   /** The live nodes of the mesh. */
   nodes(): NodeInfo[] | Promise<NodeInfo[]>;
   /** Whether the broker can carry traffic now. */

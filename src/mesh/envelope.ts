@@ -4,6 +4,7 @@
  *   publish  0x01 | flags u8 | request u32 | origin length u8 | origin | payload
  *   send     0x02 | flags u8 | request u32 | origin length u8 | origin | client_id length u8 | client_id | payload
  *   reply    0x03 | (request u32 | s u32 | f u32) repeated
+ *   call     0x04 | flags u8 | request u32 | origin length u8 | origin | client_id length u8 | client_id | JSON {"f","a"}
  *
  * `flags` bit 0 marks a binary payload. `origin` is the sending node's id: receivers answer on that
  * node's inbox channel with one reply entry per request (several requests of one tick share a reply
@@ -14,6 +15,8 @@ export enum Kind {
   Publish = 1,
   Send = 2,
   Reply = 3,
+  /** A `conn.call` for one connection; answered s=1 on success, f=1 on failure. */
+  Call = 4,
 }
 
 const BINARY = 1;
@@ -21,7 +24,7 @@ const REPLY_ENTRY = 12;
 
 /** A publish or send as the receiving node sees it. */
 export interface Request {
-  kind: Kind.Publish | Kind.Send;
+  kind: Kind.Publish | Kind.Send | Kind.Call;
   binary: boolean;
   request: number;
   origin: string;
@@ -58,8 +61,17 @@ export function encodePublish(origin: string, request: number, binary: boolean, 
 
 /** A send of `payload` to `clientId` from node `origin`, answered under `request`. */
 export function encodeSend(origin: string, request: number, clientId: string, binary: boolean, payload: Buffer): Buffer {
+  return addressed(Kind.Send, origin, request, clientId, binary, payload);
+}
+
+/** A `conn.call` of `fn(args)` on `clientId` from node `origin`, answered under `request`. */
+export function encodeCall(origin: string, request: number, clientId: string, fn: string, args: unknown[]): Buffer {
+  return addressed(Kind.Call, origin, request, clientId, false, Buffer.from(JSON.stringify({ f: fn, a: args })));
+}
+
+function addressed(kind: Kind.Send | Kind.Call, origin: string, request: number, clientId: string, binary: boolean, payload: Buffer): Buffer {
   const idLength = Buffer.byteLength(clientId, 'latin1');
-  const { head, at } = header(Kind.Send, binary, request, origin, 1 + idLength);
+  const { head, at } = header(kind, binary, request, origin, 1 + idLength);
   head[at] = idLength;
   head.write(clientId, at + 1, 'latin1');
   return Buffer.concat([head, payload], head.length + payload.length);
@@ -90,12 +102,12 @@ export function decode(message: Buffer): Envelope | null {
     }
     return { kind, entries };
   }
-  if ((kind !== Kind.Publish && kind !== Kind.Send) || message.length < 7) return null;
+  if ((kind !== Kind.Publish && kind !== Kind.Send && kind !== Kind.Call) || message.length < 7) return null;
   let at = 7 + message[6];
   if (message.length < at) return null;
   const origin = message.toString('latin1', 7, at);
   let clientId = '';
-  if (kind === Kind.Send) {
+  if (kind === Kind.Send || kind === Kind.Call) {
     if (message.length < at + 1 || message.length < at + 1 + message[at]) return null;
     clientId = message.toString('latin1', at + 1, at + 1 + message[at]);
     at += 1 + message[at];

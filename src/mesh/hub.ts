@@ -1,4 +1,6 @@
-import type { Broker, LocalDelivery, PublishResult } from './broker';
+import type { Broker, CallOutcome, ConnFunction, LocalDelivery, PublishResult } from './broker';
+import type { ConnectionContext } from '../lua/mix/context';
+import type { LuaValue } from '../lua/values';
 import { frame } from '../server/frame';
 
 /**
@@ -24,6 +26,7 @@ export class Outgoing {
 export interface Subscriber {
   readonly clientId: string;
   readonly channels: Set<string>;
+  readonly context: ConnectionContext;
   /** Writes one message in the connection's protocol; false if the connection cannot take it. */
   deliver(message: Outgoing): boolean;
 }
@@ -134,4 +137,24 @@ export class Hub implements LocalDelivery {
     const subscriber = this.byId.get(clientId);
     return subscriber ? subscriber.deliver(new Outgoing(payload, binary)) : false;
   }
+  /** `conn.call` on a local connection: context writes apply at once, (un)subscribes as usual. */
+  callOn(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome {
+    const conn = this.byId.get(clientId);
+    if (!conn) return `client ${clientId} not found or gone`;
+    switch (fn) {
+      case 'set_context_value':
+        if (args[1] === null || args[1] === undefined) conn.context.delete(String(args[0]));
+        else conn.context.set(String(args[0]), args[1] as LuaValue);
+        return null;
+      case 'set_context':
+        conn.context.clear();
+        for (const [key, value] of Object.entries(args[0] as Record<string, LuaValue>)) conn.context.set(key, value);
+        return null;
+      case 'subscribe':
+        return this.subscribe(conn, args as string[]);
+      case 'unsubscribe':
+        return this.unsubscribe(conn, args as string[]);
+    }
+  }
+
 }

@@ -18,7 +18,7 @@ export class ClientIdGenerator {
   private sequence = 0n;
   private readonly node: bigint;
 
-  constructor(nodeNumber: number) {
+  constructor(readonly nodeNumber: number) {
     if (!Number.isInteger(nodeNumber) || nodeNumber < 0 || nodeNumber > MAX_NODE_NUMBER) {
       throw new RangeError(`node number must be an integer from 0 to ${MAX_NODE_NUMBER}, got ${nodeNumber}`);
     }

@@ -1,4 +1,4 @@
-import type { Broker, LocalDelivery, NodeInfo, PublishResult } from './broker';
+import type { Broker, CallOutcome, ConnFunction, LocalDelivery, NodeInfo, PublishResult } from './broker';
 import { newNodeId } from './ids';
 
 /** The embedded broker: one node, nothing else to run. Publishes and sends are local deliveries. */
@@ -23,6 +23,10 @@ export class MemoryBroker implements Broker {
 
   send(clientId: string, payload: Buffer, binary: boolean): boolean {
     return this.local ? this.local.deliverTo(clientId, payload, binary) : false;
+  }
+
+  call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome {
+    return this.local ? this.local.callOn(clientId, fn, args) : `client ${clientId} not found or gone`;
   }
 
   nodes(): NodeInfo[] {

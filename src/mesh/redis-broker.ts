@@ -1,8 +1,8 @@
 import { randomInt } from 'node:crypto';
 import type { RedisMeshConfig } from '../config/schema';
 import type { LogFields, Logger } from '../log';
-import type { Broker, LocalDelivery, NodeInfo, PublishResult } from './broker';
-import { decode, encodePublish, encodeReply, encodeSend, Kind, type ReplyEntry } from './envelope';
+import type { Broker, ConnFunction, LocalDelivery, NodeInfo, PublishResult } from './broker';
+import { decode, encodeCall, encodePublish, encodeReply, encodeSend, Kind, type ReplyEntry } from './envelope';
 import { MAX_NODE_NUMBER, newNodeId, nodeNumberOf } from './ids';
 import { NodeRegistry } from './node-registry';
 import { bounded, connectMeshRedis, type MeshRedis, type Role } from './redis-connections';
@@ -133,11 +133,29 @@ export class RedisBroker implements Broker {
     const number = nodeNumberOf(clientId);
     if (number < 0) return false;
     if (number === this.nodeNumber) return this.local?.deliverTo(clientId, payload, binary) ?? false;
-    const owner = await bounded((this.registry as NodeRegistry).ownerOf(number), this.options.commandTimeout, 'node lookup');
+    const owner = await this.ownerOf(number);
     if (!owner) return false;
     const encode = (request: number): Buffer => encodeSend(this.nodeId, request, clientId, binary, payload);
     const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'send', client_id: clientId, owner });
     return s > 0;
+  }
+
+  async call(clientId: string, fn: ConnFunction, args: unknown[]): Promise<string | null> {
+    this.started();
+    const gone = `client ${clientId} not found or gone`;
+    const number = nodeNumberOf(clientId);
+    if (number < 0) return gone;
+    if (number === this.nodeNumber) return this.local ? this.local.callOn(clientId, fn, args) : gone;
+    const owner = await this.ownerOf(number);
+    if (!owner) return gone;
+    const encode = (request: number): Buffer => encodeCall(this.nodeId, request, clientId, fn, args);
+    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'conn.call', client_id: clientId, owner });
+    return s > 0 ? null : `${fn} failed on node ${owner} (client gone or invalid arguments)`;
+  }
+
+  /** The id of the live node holding node number `number`, or null. */
+  private ownerOf(number: number): Promise<string | null> {
+    return bounded((this.registry as NodeRegistry).ownerOf(number), this.options.commandTimeout, 'node lookup');
   }
 
   async nodes(): Promise<NodeInfo[]> {
@@ -238,14 +256,28 @@ export class RedisBroker implements Broker {
         if (channel.length < prefix.length || channel.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0) return;
         const { s, f } = local.deliver(channel.toString('utf8', prefix.length), envelope.payload, envelope.binary);
         this.answer(envelope.origin, envelope.request, s, f);
-      } else {
+      } else if (envelope.kind === Kind.Send) {
         const delivered = local.deliverTo(envelope.clientId, envelope.payload, envelope.binary);
         this.answer(envelope.origin, envelope.request, delivered ? 1 : 0, delivered ? 0 : 1);
+      } else {
+        this.runCall(local, envelope.origin, envelope.request, envelope.clientId, envelope.payload);
       }
     } catch (error) {
       this.log.error('mesh delivery failed', { channel: channel.toString(), error: (error as Error).stack ?? String(error) });
       this.answer(envelope.origin, envelope.request, 0, 1);
     }
+  }
+
+  /** Runs a `conn.call` from another node and answers s=1 on success, f=1 on failure. */
+  private runCall(local: LocalDelivery, origin: string, request: number, clientId: string, payload: Buffer): void {
+    const { f, a } = JSON.parse(payload.toString('utf8')) as { f: ConnFunction; a: unknown[] };
+    const report = (error: string | null) => {
+      if (error) this.log.debug('conn.call from another node failed', { client_id: clientId, f, error });
+      this.answer(origin, request, error ? 0 : 1, error ? 1 : 0);
+    };
+    const outcome = local.callOn(clientId, f, a);
+    if (outcome instanceof Promise) outcome.then(report, (error: Error) => report(error.message));
+    else report(outcome);
   }
 
   private answer(origin: string, request: number, s: number, f: number): void {
