@@ -1,0 +1,110 @@
+import { test, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ROOT, freePort, get, post } from './helpers';
+import { RedisServer, waitFor } from './redis';
+import { viewer } from './mesh';
+
+// `connmix engine -p 2`: two worker processes on the same ports, each a node of the mesh over Redis.
+let redis: RedisServer;
+before(async () => {
+  redis = await RedisServer.start();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+interface Running {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function startEngine(yamlFile: string, workers: number): Running {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/connmix.js'), 'engine', '-f', yamlFile, '-p', String(workers)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+test('engine -p 2 serves one port from two mesh nodes, replaces a dead worker, and stops on SIGTERM', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-workers-'));
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  fs.mkdirSync(path.join(dir, 'lua'));
+  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
+  const yaml = `
+logging:
+  level: info
+  filename: ""
+engine:
+  apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
+  mesh:
+    broker: redis
+    redis: { addrs: ["${redis.address}"], prefix: "w1:" }
+  servers:
+    - port: ${wsPort}
+      bind: 127.0.0.1
+      options: [{ name: path, value: /barrage-videos }]
+      entry: lua/entry.websocket.lua
+`;
+  fs.writeFileSync(path.join(dir, 'connmix.yaml'), yaml);
+  const engine = startEngine(path.join(dir, 'connmix.yaml'), 2);
+  try {
+    const pids = await waitFor('both workers listening', () => {
+      const found = [...engine.output().matchAll(/worker \d \(pid (\d+)\): api server listening/g)].map((m) => Number(m[1]));
+      return found.length === 2 ? found : null;
+    }, 20_000);
+    const api = `http://127.0.0.1:${apiPort}`;
+    await waitFor('two nodes registered', async () => (await get(`${api}/v1/nodes`)).json.nodes?.length === 2);
+    const viewers = await Promise.all(Array.from({ length: 8 }, () => viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 100001)));
+    const d = '{"event":"@video","data":{"msg":"both workers"}}';
+    assert.deepEqual((await post(`${api}/v1/mesh/publish`, { c: 'video:100001', d })).json, { E: null, r: { s: 8, f: 0 } });
+    for (const v of viewers) assert.equal((await v.next()).data, d);
+    const nodes = (await get(`${api}/v1/nodes`)).json.nodes as Array<{ id: string }>;
+    assert.equal(new Set(nodes.map((n) => n.id)).size, 2);
+    // A killed worker is replaced; its viewers are gone, the other worker's keep receiving (so the
+    // primary had handed connections to both workers).
+    process.kill((pids as number[])[0], 'SIGKILL');
+    await waitFor('worker replaced', () => /worker 0 \(pid \d+\) exited \(SIGKILL\), restarting/.test(engine.output()), 10_000);
+    await waitFor('replacement listening', () => [...engine.output().matchAll(/api server listening/g)].length === 3, 20_000);
+    const after = await waitFor('publish after the replacement', async () => {
+      const r = (await post(`${api}/v1/mesh/publish`, { c: 'video:100001', d: 'still' })).json.r;
+      return r && r.s > 0 && r.s < 8 ? r : null;
+    });
+    assert.equal(after.f, 0);
+    for (const v of viewers) v.close();
+    engine.child.kill('SIGTERM');
+    assert.equal(await engine.exited, 0);
+  } finally {
+    engine.child.kill('SIGKILL');
+  }
+});
+
+test('engine -p 2 with a Lua entry that does not compile stops with code 2 instead of restarting forever', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-workers-'));
+  fs.mkdirSync(path.join(dir, 'lua'));
+  fs.writeFileSync(path.join(dir, 'lua/entry.websocket.lua'), 'function on_message(\n');
+  fs.writeFileSync(path.join(dir, 'connmix.yaml'), `
+logging: { filename: "" }
+engine:
+  apiServer: { port: ${await freePort()}, bind: 127.0.0.1 }
+  mesh: { broker: redis, redis: { addrs: ["${redis.address}"], prefix: "w2:" } }
+  servers:
+    - { port: ${await freePort()}, bind: 127.0.0.1, entry: lua/entry.websocket.lua }
+`);
+  const engine = startEngine(path.join(dir, 'connmix.yaml'), 2);
+  try {
+    const code = await Promise.race([engine.exited, new Promise((resolve) => setTimeout(() => resolve('timeout'), 15_000))]);
+    assert.equal(code, 2, engine.output());
+    assert.match(engine.output(), /cannot start \(exit code 2\)/);
+  } finally {
+    engine.child.kill('SIGKILL');
+  }
+});
