@@ -7,7 +7,8 @@ import type { Broker, CallOutcome, ConnFunction, NodeInfo, PublishResult } from 
 import { MemoryBroker } from './mesh/memory-broker';
 import { RedisBroker } from './mesh/redis-broker';
 import { Hub, type Subscriber } from './mesh/hub';
-import { ClientIdGenerator } from './mesh/ids';
+import { ClientIdGenerator, nodeNumberOf } from './mesh/ids';
+import { Metrics, secondsSince } from './metrics';
 import { ApiServer } from './api/api-server';
 import { MemoryQueue, type QueueItem } from './queue/memory-queue';
 import { WebSocketBusinessServer, type NodeServices } from './server/websocket-server';
@@ -35,6 +36,7 @@ export class Engine implements NodeServices {
   readonly log: Logger;
   readonly broker: Broker;
   readonly hub: Hub;
+  readonly metrics: Metrics;
   readonly servers: (WebSocketBusinessServer | SocketBusinessServer)[] = [];
   private api: ApiServer | null = null;
   private ids: ClientIdGenerator | null = null;
@@ -58,10 +60,16 @@ export class Engine implements NodeServices {
       config.engine.mesh.broker === 'redis'
         ? new RedisBroker(config.engine.mesh.redis, apiAddress, this.log)
         : new MemoryBroker(apiAddress);
-    this.hub = new Hub(this.broker);
+    this.metrics = new Metrics(config.prometheus.summary, {
+      clients: (protocol) => this.servers.reduce((sum, server) => sum + (server.protocol === protocol ? server.connectionCount : 0), 0),
+      channels: () => this.hub.channelCount,
+      queueWaiting: () => this.memoryQueue?.waitingItems ?? 0,
+      brokerReady: () => this.broker.ready(),
+    }, { node: this.broker.nodeId });
+    this.hub = new Hub(this.broker, this.metrics);
     for (const server of config.engine.servers) {
       const Server = server.protocol === 'socket' ? SocketBusinessServer : WebSocketBusinessServer;
-      this.servers.push(new Server(server, this, this.log, config.engine.luavm.callBudget));
+      this.servers.push(new Server(server, this, this.log, config.engine.luavm.callBudget, this.metrics));
     }
   }
 
@@ -75,7 +83,7 @@ export class Engine implements NodeServices {
       listeners.push({ name: `${protocol} server ${server.vm.chunkName}`, address: formatAddress(address) });
     }
     this.memoryQueue = new MemoryQueue(this.broker.nodeId, this.config.engine.luavm.queue);
-    this.api = new ApiServer(this.config.engine.apiServer, this, this.config.access.users, this.log);
+    this.api = new ApiServer(this.config.engine.apiServer, this, this.config.access.users, this.log, this.metrics);
     const apiAddress = await this.api.start();
     listeners.push({ name: 'api server', address: formatAddress(apiAddress) });
     if (this.config.file) {
@@ -149,11 +157,32 @@ export class Engine implements NodeServices {
   }
 
   publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult> {
-    return this.broker.publish(channel, payload, binary);
+    return this.timed('publish', this.broker instanceof MemoryBroker ? 'local' : 'forward', this.broker.publish(channel, payload, binary));
   }
 
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean> {
-    return this.broker.send(clientId, payload, binary);
+    const scenario = nodeNumberOf(clientId) === this.broker.nodeNumber ? 'local' : 'forward';
+    return this.timed('send', scenario, this.broker.send(clientId, payload, binary));
+  }
+
+  /** Whether the node can carry traffic: its broker is connected (for /readyz). */
+  ready(): boolean {
+    return this.api !== null && this.broker.ready();
+  }
+
+  /** Records how long a broker answer took (send_duration_seconds and broker_duration_seconds). */
+  private timed<T>(op: string, scenario: 'local' | 'forward', answer: T | Promise<T>): T | Promise<T> {
+    const started = process.hrtime.bigint();
+    const record = () => {
+      const seconds = secondsSince(started);
+      this.metrics.sendDuration.observe({ protocol: 'websocket', scenario }, seconds);
+      this.metrics.brokerDuration.observe({ op }, seconds);
+    };
+    if (!(answer instanceof Promise)) {
+      record();
+      return answer;
+    }
+    return answer.finally(record);
   }
 
   nodes(): NodeInfo[] | Promise<NodeInfo[]> {

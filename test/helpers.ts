@@ -62,6 +62,8 @@ export interface TestNodeOptions {
   /** Extra yaml under `engine:` (indented by 2). */
   engineYaml?: string;
   path?: string;
+  /** Extra `options` entries of the websocket server (name → value), read by Lua with `mix.server.option(name)`. */
+  options?: Record<string, string>;
   callBudget?: number;
   /** `engine.apiServer.readTimeout` in seconds (default 60). */
   apiReadTimeout?: number;
@@ -99,6 +101,9 @@ export async function startNode(options: TestNodeOptions = {}): Promise<TestNode
 ${options.socketYaml ?? ''}`
     : '';
   const urlPath = options.path ?? '/barrage-videos';
+  const extraOptions = Object.entries(options.options ?? {})
+    .map(([name, value]) => `        - name: ${name}\n          value: ${JSON.stringify(value)}\n`)
+    .join('');
   const yaml = `
 logging:
   level: debug
@@ -119,7 +124,7 @@ ${options.engineYaml ?? ''}
       options:
         - name: path
           value: ${urlPath}
-      entry: lua/entry.websocket.lua
+${extraOptions}      entry: lua/entry.websocket.lua
       byteCodeExpires: ${options.byteCodeExpires ?? 0}
 ${options.serverYaml ?? ''}
 ${socketServer}

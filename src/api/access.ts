@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { AccessUser } from '../config/schema';
+import { globPattern } from '../server/http-request';
 
 /** What a request needs: `read` for GET routes and metrics, `write` for everything that changes state. */
 export type Role = 'read' | 'write';
@@ -23,7 +24,7 @@ export class AccessControl {
   }
 
   update(users: AccessUser[]): void {
-    this.users = users.map((user) => ({ ...user, hostPattern: globToRegExp(user.host) }));
+    this.users = users.map((user) => ({ ...user, hostPattern: globPattern(user.host) }));
   }
 
   /** Checks the request's Basic credentials, its client address, and the account's roles. */
@@ -55,10 +56,4 @@ function safeEqual(expected: string, given: string): boolean {
   let diff = a.length ^ b.length;
   for (let i = 0; i < a.length; i++) diff |= a[i] ^ (b[i % (b.length || 1)] ?? 0);
   return diff === 0;
-}
-
-/** `*` matches any run of characters (`172.*.*.*`, `*`); everything else is literal. */
-function globToRegExp(glob: string): RegExp {
-  const source = glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
-  return new RegExp(`^${source}$`);
 }

@@ -5,6 +5,7 @@ import type { Logger } from '../log';
 import { AccessControl, type AccessDenial } from './access';
 import { createHttpApi, type ApiNode } from './http-api';
 import { WsApi, type WsApiNode } from './ws-api';
+import type { Metrics } from '../metrics';
 
 /** Largest `/ws/v1` request accepted, in bytes. */
 const MAX_WS_REQUEST = 16 * 1024 * 1024;
@@ -23,10 +24,11 @@ export class ApiServer {
     node: ApiNode & WsApiNode,
     users: AccessUser[],
     private readonly log: Logger,
+    metrics?: Metrics,
   ) {
     this.access = new AccessControl(users);
     this.wsApi = new WsApi(node, log, { readTimeout: config.readTimeout, maxPayload: MAX_WS_REQUEST });
-    const app = createHttpApi(node, log, (req, role) => this.access.check(req, role));
+    const app = createHttpApi(node, log, (req, role) => this.access.check(req, role), metrics);
     this.http = http.createServer(app);
     this.http.on('upgrade', (req, socket, head) => {
       socket.on('error', () => socket.destroy());

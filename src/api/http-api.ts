@@ -5,12 +5,15 @@ import type { AccessDenial, Role } from './access';
 import type { NodeInfo, PublishResult } from '../mesh/broker';
 import { ApiError, ErrorCode } from './errors';
 import { parseBody, publishRequest, sendRequest } from './requests';
+import type { Metrics } from '../metrics';
 
 /** What the HTTP API needs from its node. */
 export interface ApiNode {
   publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
   nodes(): NodeInfo[] | Promise<NodeInfo[]>;
+  /** Whether the node can carry traffic (its broker is connected). */
+  ready(): boolean;
 }
 
 /** Decides whether a request may go on (null) or is refused with an HTTP status and message. */
@@ -21,19 +24,44 @@ const MAX_BODY = '16mb';
 
 /**
  * The engine's HTTP API (reference 5.1 and 5.3): `POST /v1/mesh/publish`, `POST /v1/mesh/send`,
- * `GET /version`, `GET /v1/nodes`. Answers are `{"E": null, "r": ...}` or `{"E": {"c", "m"}}` with
+ * `GET /version`, `GET /v1/nodes`, plus `GET /metrics` (Prometheus) and the unauthenticated probes
+ * `GET /healthz` and `GET /readyz`. Answers are `{"E": null, "r": ...}` or `{"E": {"c", "m"}}` with
  * HTTP 200, as CONNMIX clients key off `E`; unknown routes answer 404.
  */
-export function createHttpApi(node: ApiNode, log: Logger, authorize: Authorize = () => null): express.Express {
+export function createHttpApi(node: ApiNode, log: Logger, authorize: Authorize = () => null, metrics?: Metrics): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  if (metrics) {
+    app.use((req, res, next) => {
+      res.on('finish', () => {
+        const route = (req.route?.path as string | undefined) ?? 'unknown';
+        metrics.apiRequests.inc({ route, code: String(res.locals.code ?? 0) });
+      });
+      next();
+    });
+  }
+  // Probes for load balancers and orchestrators: no credentials, nothing revealed.
+  app.get('/healthz', (_req, res) => {
+    res.json({ ok: true });
+  });
+  app.get('/readyz', (_req, res) => {
+    const ready = node.ready();
+    res.status(ready ? 200 : 503).json({ ready });
+  });
   app.use((req, res, next) => {
     const denial = authorize(req, req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'write');
     if (!denial) return next();
     if (denial.status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="connmix"');
+    res.locals.code = denial.status;
     res.status(denial.status).json({ E: { c: denial.status, m: denial.message } });
   });
+  if (metrics) {
+    app.get('/metrics', async (_req, res) => {
+      res.setHeader('content-type', metrics.registry.contentType);
+      res.end(await metrics.registry.metrics());
+    });
+  }
   // Bodies are read raw and parsed here, whatever the content type, so a bad body gets code 101.
   const body = express.raw({ type: () => true, limit: MAX_BODY });
 
@@ -60,10 +88,12 @@ export function createHttpApi(node: ApiNode, log: Logger, authorize: Authorize =
   });
 
   app.use((req, res) => {
+    res.locals.code = ErrorCode.NOT_FOUND;
     res.status(404).json({ E: { c: ErrorCode.NOT_FOUND, m: `not found: ${req.method} ${req.path}` } });
   });
 
   app.use((error: Error & { type?: string; status?: number }, req: Request, res: Response, _next: NextFunction) => {
+    res.locals.code = error instanceof ApiError ? error.code : error.status && error.status < 500 ? ErrorCode.INVALID_PARAMS : ErrorCode.MESH_UNAVAILABLE;
     if (error instanceof ApiError) {
       res.json({ E: { c: error.code, m: error.message } });
     } else if (error.status && error.status < 500) {

@@ -18,12 +18,17 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  */
 const LONG_NUMERIC_C = /("c"\s*:\s*)(\d{16,20})(?=\s*[,}])/g;
 
+/** JSON.parse, except that client_ids sent as long JSON numbers keep every digit (as strings). */
+export function parseJsonKeepingIds(text: string): unknown {
+  return JSON.parse(text.replace(LONG_NUMERIC_C, '$1"$2"'));
+}
+
 /** Parses a request body as JSON, answering 101 when it is not a JSON object. */
 export function parseBody(raw: Buffer | string | undefined): Record<string, unknown> {
-  const text = (Buffer.isBuffer(raw) ? raw.toString('utf8') : (raw ?? '')).replace(LONG_NUMERIC_C, '$1"$2"');
+  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : (raw ?? '');
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    body = parseJsonKeepingIds(text);
   } catch (error) {
     throw invalidParams(`invalid JSON body: ${(error as Error).message}`);
   }

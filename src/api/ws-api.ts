@@ -5,7 +5,7 @@ import type { Logger } from '../log';
 import { CONN_FUNCTIONS, type CallOutcome, type ConnFunction, type PublishResult } from '../mesh/broker';
 import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memory-queue';
 import { ApiError, ErrorCode, invalidParams } from './errors';
-import { publishRequest, sendRequest } from './requests';
+import { parseJsonKeepingIds, publishRequest, sendRequest } from './requests';
 
 /** What the WebSocket API needs from its node. */
 export interface WsApiNode {
@@ -113,7 +113,7 @@ export class WsApi {
   private request(session: ApiSession, data: Buffer): void {
     let id: unknown = null;
     try {
-      const request = JSON.parse(data.toString('utf8'));
+      const request = parseJsonKeepingIds(data.toString('utf8')) as Record<string, unknown> | null;
       if (request === null || typeof request !== 'object' || Array.isArray(request)) throw invalidParams('a request must be a JSON object {m, p, i}');
       id = request.i ?? request.id ?? null;
       const result = this.dispatch(session, request.m, unwrapParams(request.p));

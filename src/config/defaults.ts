@@ -18,6 +18,13 @@ export function defaultServerConfig(): BusinessServerConfig {
     writeTimeout: 10,
     maxMessageSize: 1048576,
     maxBufferedBytes: 4194304,
+    softBufferedBytes: 1048576,
+    maxConnections: 100000,
+    maxConnectionsPerIp: 0,
+    maxChannelsPerConnection: 100,
+    maxMessagesPerSecond: 100,
+    handshakeTimeout: 10,
+    origins: [],
   };
 }
 

@@ -302,6 +302,13 @@ const readServer = object<BusinessServerConfig>({
   writeTimeout: seconds,
   maxMessageSize: positiveInteger,
   maxBufferedBytes: positiveInteger,
+  softBufferedBytes: positiveInteger,
+  maxConnections: count,
+  maxConnectionsPerIp: count,
+  maxChannelsPerConnection: count,
+  maxMessagesPerSecond: count,
+  handshakeTimeout: positiveNumber,
+  origins: list(str, () => ''),
 });
 
 const readMesh = object<MeshConfig>({

@@ -72,8 +72,22 @@ export interface BusinessServerConfig extends ListenConfig {
   writeTimeout: number;
   /** Ours: the largest inbound message in bytes; a larger one closes the connection with 1009. */
   maxMessageSize: number;
-  /** Ours: bytes that may wait in one connection's send buffer; past it the connection is closed with 1008. */
+  /** Ours: bytes that may wait in one connection's send buffer; past it the connection is dropped (1008). */
   maxBufferedBytes: number;
+  /** Ours: past this many buffered bytes a connection skips published messages until it catches up. */
+  softBufferedBytes: number;
+  /** Ours: connections this server holds at most; more are refused with HTTP 503. 0 = no limit. */
+  maxConnections: number;
+  /** Ours: connections from one client IP at most; more are refused with HTTP 429. 0 = no limit. */
+  maxConnectionsPerIp: number;
+  /** Ours: channels one connection may subscribe to at most; `subscribe` returns an error past it. 0 = no limit. */
+  maxChannelsPerConnection: number;
+  /** Ours: inbound messages per second one connection may send; more closes it with 1008. 0 = no limit. */
+  maxMessagesPerSecond: number;
+  /** Ours: seconds a client has to complete the HTTP upgrade request. */
+  handshakeTimeout: number;
+  /** Ours: allowed `Origin` header values (globs); empty allows every origin and requests without one. */
+  origins: string[];
 }
 
 export interface RedisMeshConfig {

@@ -2,6 +2,7 @@ import type { Broker, CallOutcome, ConnFunction, LocalDelivery, PublishResult } 
 import type { ConnectionContext } from '../lua/mix/context';
 import type { LuaValue } from '../lua/values';
 import { frame } from '../server/frame';
+import type { Metrics, Protocol } from '../metrics';
 
 /**
  * One message on its way to local connections. Each connection writes it in its own protocol: WebSocket
@@ -25,7 +26,10 @@ export class Outgoing {
 /** What the hub needs of a connection. */
 export interface Subscriber {
   readonly clientId: string;
+  readonly protocol: Protocol;
   readonly channels: Set<string>;
+  /** Channels this connection may hold at most (0 = no limit). */
+  readonly maxChannels: number;
   readonly context: ConnectionContext;
   /** Writes one message in the connection's protocol; false if the connection cannot take it. */
   deliver(message: Outgoing): boolean;
@@ -51,7 +55,10 @@ export class Hub implements LocalDelivery {
   private readonly byChannel = new Map<string, Set<Subscriber>>();
   private readonly byId = new Map<string, Subscriber>();
 
-  constructor(private readonly broker: Broker) {}
+  constructor(
+    private readonly broker: Broker,
+    private readonly metrics?: Metrics,
+  ) {}
 
   get connectionCount(): number {
     return this.byId.size;
@@ -84,6 +91,12 @@ export class Hub implements LocalDelivery {
     for (const channel of channels) {
       const error = channelError(channel);
       if (error) return error;
+    }
+    if (subscriber.maxChannels > 0) {
+      const added = new Set(channels.filter((channel) => !subscriber.channels.has(channel))).size;
+      if (subscriber.channels.size + added > subscriber.maxChannels) {
+        return `too many channels: a connection may subscribe to ${subscriber.maxChannels}`;
+      }
     }
     const waits: Promise<void>[] = [];
     for (const channel of channels) {
@@ -126,16 +139,27 @@ export class Hub implements LocalDelivery {
     const message = new Outgoing(payload, binary);
     let s = 0;
     let f = 0;
+    let socketS = 0;
+    let socketF = 0;
     for (const member of members) {
-      if (member.deliver(message)) s++;
-      else f++;
+      const delivered = member.deliver(message);
+      if (member.protocol === 'websocket') {
+        if (delivered) s++;
+        else f++;
+      } else if (delivered) socketS++;
+      else socketF++;
     }
-    return { s, f };
+    this.metrics?.countSends(s, f, socketS, socketF);
+    return { s: s + socketS, f: f + socketF };
   }
 
   deliverTo(clientId: string, payload: Buffer, binary: boolean): boolean {
     const subscriber = this.byId.get(clientId);
-    return subscriber ? subscriber.deliver(new Outgoing(payload, binary)) : false;
+    if (!subscriber) return false;
+    const delivered = subscriber.deliver(new Outgoing(payload, binary));
+    if (subscriber.protocol === 'websocket') this.metrics?.countSends(delivered ? 1 : 0, delivered ? 0 : 1, 0, 0);
+    else this.metrics?.countSends(0, 0, delivered ? 1 : 0, delivered ? 0 : 1);
+    return delivered;
   }
   /** `conn.call` on a local connection: context writes apply at once, (un)subscribes as usual. */
   callOn(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome {

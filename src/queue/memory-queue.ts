@@ -97,6 +97,13 @@ export class MemoryQueue {
     }
   }
 
+  /** Items waiting in all topics. */
+  get waitingItems(): number {
+    let total = 0;
+    for (const topic of this.topics.values()) total += topic.waiting.length;
+    return total;
+  }
+
   /** Items waiting in a topic (0 for an unknown topic). */
   waiting(topicName: string): number {
     return this.topics.get(topicName)?.waiting.length ?? 0;

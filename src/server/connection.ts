@@ -5,10 +5,16 @@ import type { Subscriber, Outgoing } from '../mesh/hub';
 import { frame } from './frame';
 import { writeBatched, type Batchable } from './write-batch';
 import { CloseCode } from './close-codes';
+import type { DropReason, Metrics } from '../metrics';
 
 export interface ConnectionLimits {
-  /** Bytes that may wait in the send buffer; a write past it closes the connection with 1008. */
+  /** Bytes that may wait in the send buffer; a write past it drops the connection (1008). */
   maxBufferedBytes: number;
+  /** Past this many buffered bytes, published messages are skipped until the connection catches up. */
+  softBufferedBytes: number;
+  /** Channels the connection may hold (0 = no limit). */
+  maxChannels: number;
+  metrics?: Metrics;
 }
 
 /**
@@ -17,6 +23,7 @@ export interface ConnectionLimits {
  * batched per event-loop turn; ws keeps reading, control frames and the close handshake.
  */
 export class Connection implements Subscriber, Batchable {
+  readonly protocol = 'websocket' as const;
   readonly context = new ConnectionContext();
   readonly channels = new Set<string>();
   readonly socket: Socket;
@@ -43,25 +50,42 @@ export class Connection implements Subscriber, Batchable {
     return this.ws.readyState === WebSocket.OPEN;
   }
 
-  /** Writes one pre-built frame; false if the connection is not open or its buffer is full. */
-  write(bytes: Buffer): boolean {
-    if (this.ws.readyState !== WebSocket.OPEN) return false;
-    if (this.socket.writableLength + bytes.length > this.limits.maxBufferedBytes) {
+  get maxChannels(): number {
+    return this.limits.maxChannels;
+  }
+
+  /**
+   * Writes one pre-built frame; false if the connection is not open or its buffer is full. A
+   * `skippable` message (a delivery) is skipped while the buffer is past the soft limit, so a slow
+   * consumer loses messages instead of growing memory; past the hard limit the connection is dropped.
+   */
+  write(bytes: Buffer, skippable = false): boolean {
+    if (this.ws.readyState !== WebSocket.OPEN) return this.dropped('closed');
+    const buffered = this.socket.writableLength;
+    if (buffered + bytes.length > this.limits.maxBufferedBytes) {
       this.abort(CloseCode.POLICY, 'send buffer full');
-      return false;
+      return this.dropped('buffer_full');
     }
+    if (skippable && buffered > this.limits.softBufferedBytes) return this.dropped('slow_consumer');
     writeBatched(this, bytes);
     return true;
   }
 
   /** Writes a published or sent message: its frame, shared with the other WebSocket subscribers. */
   deliver(message: Outgoing): boolean {
-    return this.write(message.frame());
+    return this.write(message.frame(), true);
   }
 
-  /** Sends one message (text unless `binary`). */
+  private dropped(reason: DropReason): false {
+    this.limits.metrics?.drop(reason);
+    return false;
+  }
+
+  /** `conn:send` from Lua: one message (text unless `binary`), never skipped for a slow consumer. */
   send(data: Uint8Array, binary: boolean): boolean {
-    return this.write(frame(data, binary));
+    const sent = this.write(frame(data, binary));
+    this.limits.metrics?.countSends(sent ? 1 : 0, sent ? 0 : 1, 0, 0);
+    return sent;
   }
 
   /**

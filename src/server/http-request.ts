@@ -13,10 +13,20 @@ export function canonicalHeaders(rawHeaders: string[]): Record<string, string> {
   return headers;
 }
 
-/** `ip:port` of the peer (`[ip]:port` for IPv6), with IPv4-mapped IPv6 addresses shown as IPv4. */
+/** The peer's IP, with IPv4-mapped IPv6 addresses shown as IPv4. */
+export function clientIp(socket: Socket): string {
+  return (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+}
+
+/** `ip:port` of the peer (`[ip]:port` for IPv6). */
 export function remoteAddress(socket: Socket): string {
-  const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+  const ip = clientIp(socket);
   return ip.includes(':') ? `[${ip}]:${socket.remotePort}` : `${ip}:${socket.remotePort}`;
+}
+
+/** A glob (`*` matches any run of characters, the rest is literal) as an anchored pattern. */
+export function globPattern(glob: string): RegExp {
+  return new RegExp(`^${glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
 }
 
 /**

@@ -8,6 +8,8 @@ const EMPTY = Buffer.alloc(0);
 export interface SocketConnectionOptions {
   /** Bytes that may wait in the send buffer; a write past it drops the connection. */
   maxBufferedBytes: number;
+  /** Channels the connection may hold (0 = no limit). */
+  maxChannels: number;
   /** Turns a published or sent payload into the bytes to write (`protocol_encode`); null if it cannot. */
   encode(conn: SocketConnection, payload: Buffer): Buffer | null;
 }
@@ -18,6 +20,7 @@ export interface SocketConnectionOptions {
  * mesh go through `protocol_encode` first. Writes are batched per event-loop turn like WebSocket frames.
  */
 export class SocketConnection implements Subscriber, Batchable {
+  readonly protocol = 'socket' as const;
   readonly context = new ConnectionContext();
   readonly channels = new Set<string>();
   batched = false;
@@ -39,6 +42,10 @@ export class SocketConnection implements Subscriber, Batchable {
     readonly remoteAddr: string,
     private readonly options: SocketConnectionOptions,
   ) {}
+
+  get maxChannels(): number {
+    return this.options.maxChannels;
+  }
 
   /** Open until either side starts closing it. */
   get open(): boolean {

@@ -12,6 +12,7 @@ import type { Subscriber } from '../mesh/hub';
 import type { NodeServices } from './websocket-server';
 import { SocketConnection } from './socket-connection';
 import { remoteAddress } from './http-request';
+import type { Metrics } from '../metrics';
 
 const { LUA_TNUMBER, LUA_TSTRING, LUA_TNIL, lua_pushstring, lua_pushnil, lua_gettop, lua_type, lua_typename,
   lua_tonumber, lua_tolstring, lua_settop, lua_xmove } = lua;
@@ -56,6 +57,7 @@ export class SocketBusinessServer {
     private readonly services: SocketNodeServices,
     private readonly log: Logger,
     callBudget: number,
+    private readonly metrics?: Metrics,
   ) {
     this.redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
     // Every connection a script sees was made by this server, so it is a SocketConnection.
@@ -82,6 +84,8 @@ export class SocketBusinessServer {
     });
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
+
+  readonly protocol = 'socket' as const;
 
   get connectionCount(): number {
     return this.sessions.size;
@@ -119,6 +123,7 @@ export class SocketBusinessServer {
   private accept(socket: net.Socket): void {
     const conn = new SocketConnection(socket, this.services.nextClientId(), remoteAddress(socket), {
       maxBufferedBytes: this.config.maxBufferedBytes,
+      maxChannels: this.config.maxChannelsPerConnection,
       encode: this.encode,
     });
     const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), reading: false, fresh: false };
@@ -189,6 +194,7 @@ export class SocketBusinessServer {
         }, (error, decoded) => {
           if (error) return next(this.hookFailed(conn, error));
           if (!conn.open || !decoded || lua_gettop(decoded) === 0 || lua_type(decoded, 1) === LUA_TNIL) return next(true);
+          this.metrics?.readMessages.inc({ protocol: 'socket' });
           this.vm.call(conn, 'on_message', (L) => {
             lua_settop(decoded, 1);
             lua_xmove(decoded, L, 1);
@@ -264,6 +270,7 @@ export class SocketBusinessServer {
 
   /** Logs a failed hook and closes its connection (unless it already closed); returns false to stop the loop. */
   private hookFailed(conn: SocketConnection, error: LuaHookError): false {
+    this.metrics?.hookErrors.inc({ hook: error.hook, kind: error.timedOut ? 'timeout' : 'error' });
     this.log.error(error.timedOut ? 'Lua hook stopped: budget exceeded' : 'Lua hook failed', {
       client_id: conn.clientId,
       hook: error.hook,

@@ -11,7 +11,8 @@ import { releaseConn } from '../lua/mix/conn';
 import { LuaRedisPool } from '../lua/mix/redis';
 import { Connection } from './connection';
 import { CloseCode } from './close-codes';
-import { canonicalHeaders, remoteAddress, pathMatches } from './http-request';
+import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern } from './http-request';
+import { secondsSince, type Metrics } from '../metrics';
 
 const { lua_pushstring, lua_createtable, lua_setfield, lua_pushboolean, lua_pushnil } = lua;
 
@@ -43,6 +44,10 @@ export interface NodeServices {
 interface Session {
   readonly conn: Connection;
   readonly hooks: HookQueue;
+  readonly ip: string;
+  /** The second (epoch) `inWindow` counts messages for, for maxMessagesPerSecond. */
+  window: number;
+  inWindow: number;
 }
 
 /**
@@ -57,14 +62,22 @@ export class WebSocketBusinessServer {
   private readonly path: string;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly redis: LuaRedisPool;
+  /** Open connections per client IP, for maxConnectionsPerIp. */
+  private readonly perIp = new Map<string, number>();
+  /** The Origin allow-list as patterns, or null when every origin is allowed. */
+  private readonly origins: RegExp[] | null;
+  private readonly readMessages: { inc(): void } | undefined;
 
   constructor(
     private readonly config: BusinessServerConfig,
     private readonly services: NodeServices,
     private readonly log: Logger,
     callBudget: number,
+    private readonly metrics?: Metrics,
   ) {
     const options = new Map(config.options.map((option) => [option.name, option.value]));
+    this.origins = config.origins.length > 0 ? config.origins.map(globPattern) : null;
+    this.readMessages = metrics?.readMessages.labels('websocket');
     this.path = options.get('path') ?? '/';
     this.redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
     // Every connection a script sees was made by this server, so it is a Connection.
@@ -91,20 +104,29 @@ export class WebSocketBusinessServer {
       perMessageDeflate: false,
       clientTracking: false,
     });
-    this.http = http.createServer((req, res) => {
+    this.http = http.createServer({
+      // The upgrade request must arrive within handshakeTimeout; Node checks every connectionsCheckingInterval.
+      headersTimeout: config.handshakeTimeout * 1000,
+      requestTimeout: config.handshakeTimeout * 1000,
+      connectionsCheckingInterval: Math.min(1000, config.handshakeTimeout * 1000),
+    }, (req, res) => {
       res.writeHead(pathMatches(this.path, req.url) ? 426 : 404, { 'content-type': 'text/plain', connection: 'close' });
       res.end(pathMatches(this.path, req.url) ? 'Upgrade Required\n' : 'Not Found\n');
     });
     this.http.on('upgrade', (req, socket, head) => {
       socket.on('error', () => socket.destroy());
-      if (!pathMatches(this.path, req.url)) {
-        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      const refusal = this.refusal(req);
+      if (refusal) {
+        this.metrics?.refused.inc({ reason: refusal.reason });
+        socket.end(`HTTP/1.1 ${refusal.status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
         return;
       }
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
     });
     this.http.on('clientError', (_error, socket) => socket.destroy());
   }
+
+  readonly protocol = 'websocket' as const;
 
   get connectionCount(): number {
     return this.sessions.size;
@@ -140,11 +162,30 @@ export class WebSocketBusinessServer {
     this.redis.close();
   }
 
+  /** Why an upgrade request is refused (path, origin, connection limits), or null to accept it. */
+  private refusal(req: http.IncomingMessage): { status: string; reason: string } | null {
+    const { maxConnections, maxConnectionsPerIp } = this.config;
+    if (!pathMatches(this.path, req.url)) return { status: '404 Not Found', reason: 'path' };
+    if (this.origins && !this.origins.some((pattern) => pattern.test(req.headers.origin ?? ''))) {
+      return { status: '403 Forbidden', reason: 'origin' };
+    }
+    if (maxConnections > 0 && this.sessions.size >= maxConnections) return { status: '503 Service Unavailable', reason: 'max_connections' };
+    if (maxConnectionsPerIp > 0 && (this.perIp.get(clientIp(req.socket)) ?? 0) >= maxConnectionsPerIp) {
+      return { status: '429 Too Many Requests', reason: 'max_connections_per_ip' };
+    }
+    return null;
+  }
+
   private accept(ws: WebSocket, req: http.IncomingMessage): void {
     const conn = new Connection(ws, this.services.nextClientId(), remoteAddress(req.socket), {
       maxBufferedBytes: this.config.maxBufferedBytes,
+      softBufferedBytes: this.config.softBufferedBytes,
+      maxChannels: this.config.maxChannelsPerConnection,
+      metrics: this.metrics,
     });
-    const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS) };
+    const ip = clientIp(req.socket);
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), ip, window: 0, inWindow: 0 };
     this.sessions.set(conn, session);
     this.services.attach(conn);
     const touch = () => {
@@ -154,6 +195,11 @@ export class WebSocketBusinessServer {
     ws.on('pong', touch);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       touch();
+      this.readMessages?.inc();
+      if (this.overRate(session)) {
+        conn.close(CloseCode.POLICY, 'rate limit exceeded');
+        return;
+      }
       this.dispatch(session, 'on_message', (L) => pushMessage(L, data, isBinary));
     });
     ws.on('error', (error) => this.log.debug('websocket error', { client_id: conn.clientId, error: error.message }));
@@ -173,12 +219,26 @@ export class WebSocketBusinessServer {
     });
   }
 
+  /** Counts a message in the connection's current one-second window; true past maxMessagesPerSecond. */
+  private overRate(session: Session): boolean {
+    const limit = this.config.maxMessagesPerSecond;
+    if (limit <= 0) return false;
+    const second = Math.floor(Date.now() / 1000);
+    if (session.window !== second) {
+      session.window = second;
+      session.inWindow = 0;
+    }
+    return ++session.inWindow > limit;
+  }
+
   /** Queues a hook call behind the connection's earlier events. */
   private dispatch(session: Session, hook: string, pushArgs: PushArgs): void {
     const { conn } = session;
     const accepted = session.hooks.push((done) => {
       if (hook !== 'on_close' && !conn.open) return done();
+      const started = process.hrtime.bigint();
       this.vm.call(conn, hook, pushArgs, (error) => {
+        this.metrics?.hookDuration.observe({ hook }, secondsSince(started));
         if (error) this.hookFailed(conn, error);
         done();
       });
@@ -187,6 +247,7 @@ export class WebSocketBusinessServer {
   }
 
   private hookFailed(conn: Connection, error: LuaHookError): void {
+    this.metrics?.hookErrors.inc({ hook: error.hook, kind: error.timedOut ? 'timeout' : 'error' });
     this.log.error(error.timedOut ? 'Lua hook stopped: budget exceeded' : 'Lua hook failed', {
       client_id: conn.clientId,
       hook: error.hook,
@@ -198,6 +259,10 @@ export class WebSocketBusinessServer {
   private closed(session: Session, code: number, reason: string): void {
     const { conn } = session;
     if (conn.abortedWith) ({ code, reason } = conn.abortedWith);
+    this.metrics?.closes.inc({ code: String(code) });
+    const left = (this.perIp.get(session.ip) ?? 1) - 1;
+    if (left > 0) this.perIp.set(session.ip, left);
+    else this.perIp.delete(session.ip);
     this.services.detach(conn);
     conn.context.close('connection closed');
     const err = CLEAN_CLOSES.has(code) ? null : `close ${code}${reason ? `: ${reason}` : ''}`;

@@ -1,0 +1,119 @@
+import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+import type { PrometheusConfig } from './config/schema';
+
+/** The business protocols, as the `protocol` label of CONNMIX's metrics names them. */
+export type Protocol = 'websocket' | 'socket';
+
+/** Why a message did not reach a connection. */
+export type DropReason = 'slow_consumer' | 'buffer_full' | 'closed';
+
+/** Live figures the metrics read when scraped, rather than being told on every change. */
+export interface MetricSources {
+  clients(protocol: Protocol): number;
+  channels(): number;
+  queueWaiting(): number;
+  brokerReady(): boolean;
+}
+
+/** Seconds since `started` (a `process.hrtime.bigint()` reading). */
+export function secondsSince(started: bigint): number {
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/**
+ * The node's Prometheus metrics: CONNMIX's names (reference 5.4) and ours. Counters on the delivery path
+ * are bumped once per publish with the summed counts, never once per socket.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  /** CONNMIX: messages read from clients. */
+  readonly readMessages: Counter<'protocol'>;
+  /** CONNMIX: messages written to clients. */
+  readonly sendMessages: Counter<'protocol'>;
+  /** CONNMIX: messages that could not be written. */
+  readonly sendErrors: Counter<'protocol'>;
+  /** CONNMIX: API publish/send duration; `scenario` is `local` (this node only) or `forward` (through the mesh). */
+  readonly sendDuration: Summary<'protocol' | 'scenario'>;
+  /** Messages not delivered to one connection, by reason (`slow_consumer`, `buffer_full`, `closed`). */
+  readonly drops: Counter<'reason'>;
+  /** Connections ended, by close code (README's close code table). */
+  readonly closes: Counter<'code'>;
+  /** Upgrades refused before a connection existed, by reason. */
+  readonly refused: Counter<'reason'>;
+  readonly hookDuration: Histogram<'hook'>;
+  readonly hookErrors: Counter<'hook' | 'kind'>;
+  /** Time the broker took to answer a publish, send or conn.call. */
+  readonly brokerDuration: Histogram<'op'>;
+  readonly apiRequests: Counter<'route' | 'code'>;
+  private readonly sent: Record<Protocol, { ok: Counter.Internal; failed: Counter.Internal }>;
+  private readonly dropped = new Map<DropReason, Counter.Internal>();
+
+  constructor(summary: PrometheusConfig['summary'], sources: MetricSources, labels: Record<string, string> = {}) {
+    const registers = [this.registry];
+    this.registry.setDefaultLabels(labels);
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'connmix_engine_servers_clients',
+      help: 'Connected clients.',
+      labelNames: ['protocol'],
+      registers,
+      collect(this: Gauge<'protocol'>) {
+        for (const protocol of ['websocket', 'socket'] as const) this.set({ protocol }, sources.clients(protocol));
+      },
+    });
+    this.readMessages = new Counter({ name: 'connmix_engine_servers_read_messages_total', help: 'Messages read from clients.', labelNames: ['protocol'], registers });
+    this.sendMessages = new Counter({ name: 'connmix_engine_servers_send_messages_total', help: 'Messages written to clients.', labelNames: ['protocol'], registers });
+    this.sendErrors = new Counter({ name: 'connmix_engine_servers_send_errors_total', help: 'Messages that could not be written to a client.', labelNames: ['protocol'], registers });
+    this.sendDuration = new Summary({
+      name: 'connmix_engine_servers_send_duration_seconds',
+      help: 'Duration of API publishes and sends.',
+      labelNames: ['protocol', 'scenario'],
+      percentiles: [0, 0.25, 0.5, 0.75, 1],
+      maxAgeSeconds: summary.maxAge,
+      ageBuckets: summary.ageBuckets,
+      registers,
+    });
+    new Gauge({ name: 'connmix_channels', help: 'Channels with at least one subscriber on this node.', registers, collect(this: Gauge) { this.set(sources.channels()); } });
+    new Gauge({ name: 'connmix_queue_waiting_items', help: 'Items waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueWaiting()); } });
+    new Gauge({ name: 'connmix_broker_ready', help: '1 when the broker can carry traffic.', registers, collect(this: Gauge) { this.set(sources.brokerReady() ? 1 : 0); } });
+    this.drops = new Counter({ name: 'connmix_drops_total', help: 'Messages not delivered to a connection, by reason.', labelNames: ['reason'], registers });
+    this.closes = new Counter({ name: 'connmix_closes_total', help: 'Connections ended, by close code.', labelNames: ['code'], registers });
+    this.refused = new Counter({ name: 'connmix_connections_refused_total', help: 'Upgrades refused, by reason.', labelNames: ['reason'], registers });
+    this.hookDuration = new Histogram({
+      name: 'connmix_lua_hook_duration_seconds',
+      help: 'Wall time of Lua hook calls (waits included).',
+      labelNames: ['hook'],
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    });
+    this.hookErrors = new Counter({ name: 'connmix_lua_hook_errors_total', help: 'Lua hook calls that failed (kind error) or ran past their budget (kind timeout).', labelNames: ['hook', 'kind'], registers });
+    this.brokerDuration = new Histogram({
+      name: 'connmix_broker_duration_seconds',
+      help: 'Time the broker took to answer, by operation.',
+      labelNames: ['op'],
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5],
+      registers,
+    });
+    this.sent = {
+      websocket: { ok: this.sendMessages.labels('websocket'), failed: this.sendErrors.labels('websocket') },
+      socket: { ok: this.sendMessages.labels('socket'), failed: this.sendErrors.labels('socket') },
+    };
+    this.apiRequests = new Counter({ name: 'connmix_api_requests_total', help: 'API requests, by route and E code (0 = success).', labelNames: ['route', 'code'], registers });
+  }
+
+  /** Counts one fan-out's writes: successes and failures per protocol. */
+  countSends(websocketOk: number, websocketFailed: number, socketOk: number, socketFailed: number): void {
+    if (websocketOk) this.sent.websocket.ok.inc(websocketOk);
+    if (websocketFailed) this.sent.websocket.failed.inc(websocketFailed);
+    if (socketOk) this.sent.socket.ok.inc(socketOk);
+    if (socketFailed) this.sent.socket.failed.inc(socketFailed);
+  }
+
+  /** Counts a message one connection did not get. */
+  drop(reason: DropReason): void {
+    let child = this.dropped.get(reason);
+    if (!child) this.dropped.set(reason, (child = this.drops.labels(reason)));
+    child.inc();
+  }
+
+}
