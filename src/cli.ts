@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import { loadConfig, ConfigError } from './config';
-import { superviseWorkers } from './workers';
+import { WorkerSupervisor, READY_MESSAGE } from './workers';
 import { Engine, EngineConfigError } from './engine';
 import { LuaLoadError } from './lua/vm';
 import { Logger, type LogSink } from './log';
@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<void> {
       throw new EngineConfigError(`${config.file}: -p ${args.workers} needs engine.mesh.broker: redis (the memory broker serves one process)`);
     }
     if (args.workers > 1 && cluster.isPrimary) {
-      superviseWorkers(args.workers, (line) => process.stdout.write(`connmix: ${line}\n`));
+      new WorkerSupervisor(args.workers, (line) => process.stdout.write(`connmix: ${line}\n`)).start();
       return;
     }
     const sinks: LogSink[] = [process.stdout];
@@ -72,6 +72,7 @@ export async function main(argv: string[]): Promise<void> {
     const listeners = await engine.start();
     const worker = cluster.isWorker ? `worker ${process.env.CONNMIX_WORKER_SLOT} (pid ${process.pid}): ` : '';
     for (const listener of listeners) process.stdout.write(`connmix: ${worker}${listener.name} listening on ${listener.address}\n`);
+    process.send?.(READY_MESSAGE);
   } catch (error) {
     const known = error instanceof ConfigError || error instanceof EngineConfigError || error instanceof LuaLoadError;
     process.stderr.write(`connmix: ${known ? '' : 'cannot start: '}${(error as Error).message}\n`);
@@ -82,6 +83,8 @@ export async function main(argv: string[]): Promise<void> {
     engine.stop().then(() => process.exit(0), () => process.exit(1));
     setTimeout(() => process.exit(1), 10_000).unref();
   };
+  // A worker is restarted by its primary, never by a terminal hangup.
+  if (cluster.isWorker) process.on('SIGHUP', () => undefined);
   process.once('SIGINT', () => shutdown('SIGINT'));
   process.once('SIGTERM', () => shutdown('SIGTERM'));
 }

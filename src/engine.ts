@@ -95,8 +95,14 @@ export class Engine implements NodeServices {
   }
 
   /** Closes every client with 1001 (so it reconnects elsewhere), then the API and the broker. */
+  /**
+   * Graceful stop: leaves the node list, stops accepting, closes every client with 1001 (so it
+   * reconnects to another node) and runs their on_close hooks, lets API requests in flight finish, then
+   * disconnects from the mesh. Each step is bounded, so the whole stop takes a few seconds at most.
+   */
   async stop(): Promise<void> {
     this.unwatchConfig?.();
+    await this.broker.leave();
     await Promise.all(this.servers.map((server) => server.stop(CloseCode.GOING_AWAY)));
     await this.api?.stop();
     await this.broker.stop();

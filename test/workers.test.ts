@@ -34,7 +34,8 @@ function startEngine(yamlFile: string, workers: number): Running {
   return { child, output: () => output, exited };
 }
 
-test('engine -p 2 serves one port from two mesh nodes, replaces a dead worker, and stops on SIGTERM', async () => {
+/** A folder with the shipped barrage entry and a yaml for a 2-worker mesh; returns the yaml path. */
+async function workerSetup(prefix: string): Promise<{ file: string; wsPort: number; apiPort: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-workers-'));
   const [wsPort, apiPort] = [await freePort(), await freePort()];
   fs.mkdirSync(path.join(dir, 'lua'));
@@ -47,7 +48,7 @@ engine:
   apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
   mesh:
     broker: redis
-    redis: { addrs: ["${redis.address}"], prefix: "w1:" }
+    redis: { addrs: ["${redis.address}"], prefix: "${prefix}" }
   servers:
     - port: ${wsPort}
       bind: 127.0.0.1
@@ -55,7 +56,12 @@ engine:
       entry: lua/entry.websocket.lua
 `;
   fs.writeFileSync(path.join(dir, 'connmix.yaml'), yaml);
-  const engine = startEngine(path.join(dir, 'connmix.yaml'), 2);
+  return { file: path.join(dir, 'connmix.yaml'), wsPort, apiPort };
+}
+
+test('engine -p 2 serves one port from two mesh nodes, replaces a dead worker, and stops on SIGTERM', async () => {
+  const { file, wsPort, apiPort } = await workerSetup('w1:');
+  const engine = startEngine(file, 2);
   try {
     const pids = await waitFor('both workers listening', () => {
       const found = [...engine.output().matchAll(/worker \d \(pid (\d+)\): api server listening/g)].map((m) => Number(m[1]));
@@ -104,6 +110,48 @@ engine:
     const code = await Promise.race([engine.exited, new Promise((resolve) => setTimeout(() => resolve('timeout'), 15_000))]);
     assert.equal(code, 2, engine.output());
     assert.match(engine.output(), /cannot start \(exit code 2\)/);
+  } finally {
+    engine.child.kill('SIGKILL');
+  }
+});
+
+test('SIGHUP replaces the workers one at a time while the others keep serving', async () => {
+  const { file, wsPort, apiPort } = await workerSetup('w3:');
+  const engine = startEngine(file, 2);
+  const api = `http://127.0.0.1:${apiPort}`;
+  try {
+    await waitFor('both workers ready', async () => (await get(`${api}/v1/nodes`).catch(() => ({ json: {} as any }))).json.nodes?.length === 2, 20_000);
+    const before = new Set(((await get(`${api}/v1/nodes`)).json.nodes as Array<{ id: string }>).map((n) => n.id));
+    let publishes = 0;
+    const failures: string[] = [];
+    let rolling = true;
+    const traffic = (async () => {
+      while (rolling) {
+        try {
+          const answer = await post(`${api}/v1/mesh/publish`, { c: 'video:1', d: 'x' });
+          if (answer.json.E !== null) failures.push(JSON.stringify(answer.json));
+          const viewerDuringRoll = await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 1);
+          viewerDuringRoll.close();
+        } catch (error) {
+          failures.push(`${(error as Error).message} ${(error as { cause?: { code?: string } }).cause?.code ?? ''}`);
+        }
+        publishes++;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    engine.child.kill('SIGHUP');
+    await waitFor('rolling restart done', () => /rolling restart done/.test(engine.output()), 45_000);
+    rolling = false;
+    await traffic;
+    assert.ok(publishes > 20, `only ${publishes} publishes during the roll`);
+    assert.deepEqual(failures, [], `${failures.length} of ${publishes} rounds failed during the roll`);
+    const after = await waitFor('two new nodes', async () => {
+      const ids = ((await get(`${api}/v1/nodes`)).json.nodes as Array<{ id: string }>).map((n) => n.id);
+      return ids.length === 2 && ids.every((id) => !before.has(id)) ? ids : null;
+    }, 10_000);
+    assert.equal(after?.length, 2);
+    engine.child.kill('SIGTERM');
+    assert.equal(await engine.exited, 0);
   } finally {
     engine.child.kill('SIGKILL');
   }

@@ -7,6 +7,9 @@ import { createHttpApi, type ApiNode } from './http-api';
 import { WsApi, type WsApiNode } from './ws-api';
 import type { Metrics } from '../metrics';
 
+/** How long requests in flight may take to finish when the server stops. */
+const STOP_GRACE_MS = 2000;
+
 /** Largest `/ws/v1` request accepted, in bytes. */
 const MAX_WS_REQUEST = 16 * 1024 * 1024;
 
@@ -64,12 +67,14 @@ export class ApiServer {
     return this.http.address() as AddressInfo;
   }
 
+  /** Stops accepting, lets requests in flight finish (up to STOP_GRACE_MS), then closes what is left. */
   async stop(): Promise<void> {
     this.wsApi.close();
-    await new Promise<void>((resolve) => {
-      this.http.close(() => resolve());
-      this.http.closeAllConnections();
-    });
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    this.http.closeIdleConnections();
+    const grace = setTimeout(() => this.http.closeAllConnections(), STOP_GRACE_MS);
+    await closed;
+    clearTimeout(grace);
   }
 
   private warnIfOpen(): void {

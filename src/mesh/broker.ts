@@ -52,6 +52,8 @@ export interface Broker {
   call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome;
   /** The live nodes of the mesh. */
   nodes(): NodeInfo[] | Promise<NodeInfo[]>;
+  /** Leaves the node list (so SDKs stop using this node) while still carrying traffic; idempotent. */
+  leave(): Promise<void>;
   /** Whether the broker can carry traffic now. */
   ready(): boolean;
   stop(): Promise<void>;

@@ -33,6 +33,8 @@ export class MemoryBroker implements Broker {
     return [{ id: this.nodeId, api_server: this.apiAddress }];
   }
 
+  async leave(): Promise<void> {}
+
   ready(): boolean {
     return this.local !== null;
   }

@@ -68,6 +68,7 @@ export class RedisBroker implements Broker {
   private registry: NodeRegistry | null = null;
   private subscriberLost = false;
   private onDown: (() => void) | null = null;
+  private left = false;
 
   constructor(
     private readonly config: RedisMeshConfig,
@@ -168,14 +169,21 @@ export class RedisBroker implements Broker {
   }
 
   /** Deregisters (so the node leaves the list at once), answers pending requests, closes connections. */
-  async stop(): Promise<void> {
-    const { link, registry } = this;
-    if (!link || !registry) return;
-    this.link = null;
-    this.local = null;
+  async leave(): Promise<void> {
+    const registry = this.registry;
+    if (!registry || this.left) return;
+    this.left = true;
     await bounded(registry.stop(), this.options.commandTimeout, 'deregister').catch((error: Error) =>
       this.log.warn('node not deregistered; it leaves the list when its TTL runs out', { error: error.message }),
     );
+  }
+
+  async stop(): Promise<void> {
+    const { link, registry } = this;
+    if (!link || !registry) return;
+    await this.leave();
+    this.link = null;
+    this.local = null;
     this.replies.closeAll();
     link.close();
     this.log.info('mesh: redis broker stopped');
