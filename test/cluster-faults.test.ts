@@ -53,7 +53,11 @@ test('Redis killed while serving: clients stay, publishes fail fast, delivery re
     const started = Date.now();
     const during = await post(`${a.apiUrl}/v1/mesh/publish`, { c: 'video:8', d: 'during' });
     assert.notEqual(during.json.E, null, 'a publish during the outage must not claim success');
+    assert.match(during.json.E.m, /delivered on this node only: s=1, f=0/);
     assert.ok(Date.now() - started < 1500, `publish answered after ${Date.now() - started} ms`);
+    // Node A's own viewer got it (local delivery needs no Redis); node B's could not.
+    assert.equal((await viewers[0].next()).data, 'during');
+    assert.ok(await viewers[1].silentFor(200));
     assert.notEqual((await get(`${b.apiUrl}/v1/nodes`)).json.E, null);
 
     await redis.restart();

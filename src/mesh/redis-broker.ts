@@ -124,9 +124,22 @@ export class RedisBroker implements Broker {
     return this.serialize(channel, 'unsubscribe', (link, key) => link.unsubscribe(key));
   }
 
-  publish(channel: string, payload: Buffer, binary: boolean): Promise<PublishResult> {
+  /**
+   * Delivers to this node's subscribers at once, then to the other nodes through Redis: so a publish
+   * and a send that follow each other from one caller reach a local client in that order, and local
+   * viewers do not wait for a Redis round trip. This node's own copy coming back from Redis is skipped.
+   */
+  async publish(channel: string, payload: Buffer, binary: boolean): Promise<PublishResult> {
+    this.started();
+    const here = this.local?.deliver(channel, payload, binary) ?? { s: 0, f: 0 };
     const encode = (request: number): Buffer => encodePublish(this.nodeId, request, binary, payload);
-    return this.ask(this.channelKey(channel), encode, { op: 'publish', channel });
+    let there: PublishResult;
+    try {
+      there = await this.ask(this.channelKey(channel), encode, { op: 'publish', channel });
+    } catch (error) {
+      throw new Error(`${(error as Error).message} (delivered on this node only: s=${here.s}, f=${here.f})`);
+    }
+    return { s: here.s + there.s, f: here.f + there.f };
   }
 
   async send(clientId: string, payload: Buffer, binary: boolean): Promise<boolean> {
@@ -260,6 +273,11 @@ export class RedisBroker implements Broker {
     // This runs inside ioredis's reply parser: an exception here would break the connection, so none escapes.
     try {
       if (envelope.kind === Kind.Publish) {
+        if (envelope.origin === this.nodeId) {
+          // Delivered locally when published; only the count of answers needs this copy.
+          this.answer(envelope.origin, envelope.request, 0, 0);
+          return;
+        }
         const prefix = this.channelPrefix;
         if (channel.length < prefix.length || channel.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0) return;
         const { s, f } = local.deliver(channel.toString('utf8', prefix.length), envelope.payload, envelope.binary);
