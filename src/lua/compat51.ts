@@ -3,7 +3,7 @@ import { setField, setGlobal } from './sandbox';
 
 const { LUA_TTABLE, LUA_TNUMBER, lua_pushinteger, lua_pushnumber, lua_rawlen, lua_next, lua_pushnil, lua_pop,
   lua_type, lua_tonumber, lua_gettop, lua_pushstring } = lua;
-const { luaL_checktype, luaL_checknumber, luaL_optinteger, luaL_newlib, luaL_loadbufferx } = lauxlib;
+const { luaL_checktype, luaL_checknumber, luaL_optinteger, luaL_newlib, luaL_loadbufferx, luaL_checklstring } = lauxlib;
 
 /**
  * The Lua 5.1 surface CONNMIX scripts were written for (CONNMIX runs gopher-lua 5.1), installed on a
@@ -18,6 +18,11 @@ export function openCompat51(L: LuaState): void {
     return 1;
   });
   setField(L, 'table', 'maxn', tableMaxn);
+  lua.lua_getglobal(L, K('string'));
+  lua.lua_getfield(L, -1, K('format'));
+  lua.lua_pushjsclosure(L, format51, 1);
+  lua.lua_setfield(L, -2, K('format'));
+  lua.lua_pop(L, 1);
   setField(L, 'math', 'pow', (L) => {
     lua_pushnumber(L, Math.pow(luaL_checknumber(L, 1), luaL_checknumber(L, 2)));
     return 1;
@@ -37,6 +42,70 @@ export function openCompat51(L: LuaState): void {
   }
   lua.lua_call(L, 0, 0);
 }
+
+const PERCENT = 0x25;
+const FLAGS = new Set([0x2d, 0x2b, 0x20, 0x23, 0x30]); // - + space # 0
+const isDigit = (byte: number) => byte >= 0x30 && byte <= 0x39;
+const INT32 = 2 ** 31;
+
+/**
+ * `string.format` as Lua 5.1 had it for `%d`, `%i` and `%c`: a float argument is truncated (5.1 cast
+ * it to an integer; 5.3 raises "number has no integer representation"), and a whole number beyond
+ * Fengari's 32-bit integers (a millisecond timestamp) is printed in full through `%.0f`. Everything else
+ * goes to the stock function unchanged.
+ */
+const format51: LuaFunction = (L) => {
+  const fmt: Uint8Array = luaL_checklstring(L, 1);
+  /** Positions of `d`/`i` conversions to print as `.0f` (whole numbers too large for an integer). */
+  const wide: number[] = [];
+  let arg = 1;
+  for (let i = 0; i < fmt.length; i++) {
+    if (fmt[i] !== PERCENT) continue;
+    if (fmt[i + 1] === PERCENT) {
+      i++;
+      continue;
+    }
+    arg++;
+    let j = i + 1;
+    while (FLAGS.has(fmt[j])) j++;
+    while (isDigit(fmt[j])) j++;
+    const hasPrecision = fmt[j] === 0x2e;
+    if (hasPrecision) for (j++; isDigit(fmt[j]); j++);
+    const conversion = fmt[j];
+    i = j;
+    const integral = conversion === 0x64 || conversion === 0x69 || conversion === 0x63; // d i c
+    if (!integral || lua_type(L, arg) !== LUA_TNUMBER || lua.lua_isinteger(L, arg)) continue;
+    const value = Math.trunc(lua_tonumber(L, arg));
+    if (!Number.isFinite(value)) continue;
+    if (value >= -INT32 && value < INT32) {
+      lua.lua_pushinteger(L, value);
+      lua.lua_replace(L, arg);
+    } else if (conversion !== 0x63 && !hasPrecision) {
+      lua_pushnumber(L, value);
+      lua.lua_replace(L, arg);
+      wide.push(j);
+    }
+  }
+  if (wide.length > 0) {
+    const parts: Uint8Array[] = [];
+    let from = 0;
+    for (const at of wide) {
+      parts.push(fmt.subarray(from, at), WIDE);
+      from = at + 1;
+    }
+    parts.push(fmt.subarray(from));
+    lua_pushstring(L, Buffer.concat(parts));
+    lua.lua_replace(L, 1);
+  }
+  const nargs = lua_gettop(L);
+  lua.lua_pushvalue(L, lua.lua_upvalueindex(1));
+  lua.lua_insert(L, 1);
+  lua.lua_call(L, nargs, 1);
+  return 1;
+};
+
+/** `%d` of a whole number beyond 32 bits becomes `%.0f`. */
+const WIDE = Buffer.from('.0f');
 
 const tableMaxn: LuaFunction = (L) => {
   luaL_checktype(L, 1, LUA_TTABLE);

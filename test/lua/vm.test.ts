@@ -132,3 +132,29 @@ test('require is rooted at the lua/ folder that holds the entry, so examples rea
   const vm = new LuaVM({ entry: `${dir}/lua/examples/entry.lua`, hooks: ['run'], callBudget: 100, log: memoryLogger().log });
   assert.doesNotThrow(() => vm.load());
 });
+
+test('string.format keeps Lua 5.1 behaviour for %d: floats truncate, big whole numbers print in full', async () => {
+  const { exec } = scriptVm();
+  const r = await exec(`return string.format("%d|%5d|%i|%c", 1001.9, -2.5, 3.0, 65.7),
+    string.format("%d@%s", 1001, "balance"), string.format("%d", os.time() * 1000) == tostring(os.time() * 1000),
+    string.format("%d ms", 1.7e12), string.format("%%d %s %x", "x", 255), string.format("%-8d|", 5e9)`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, ['1001|   -2|3|A', '1001@balance', true, '1700000000000 ms', '%d x ff', '5000000000|']);
+  const bad = await exec('return string.format("%d", "x")');
+  assert.match(bad.error ?? '', /bad argument #2 to .*\(number expected, got string\)/);
+});
+
+test('utils.prettyprint ships and makes print show tables', async () => {
+  const fs = require('node:fs') as typeof import('node:fs');
+  const path = require('node:path') as typeof import('node:path');
+  const source = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'lua/utils/prettyprint.lua'), 'utf8');
+  const { exec, lines } = scriptVm({}, { 'utils/prettyprint.lua': source });
+  const r = await exec(`local pp = require("utils.prettyprint")
+    local t = { Method = "GET", list = { 1, 2 }, n = 3 } t.self = t
+    print("headers:", t, nil, 5)
+    return pp.render({ a = { b = "c" } })`);
+  assert.equal(r.error, null);
+  assert.equal(r.values[0], '{\n  "a" = {\n    "b" = "c"\n  }\n}');
+  const printed = JSON.parse(lines.find((line) => line.includes('headers:')) ?? '{}').msg;
+  assert.equal(printed, 'headers:\t{\n  "Method" = "GET",\n  "list" = {\n    [1] = 1,\n    [2] = 2\n  },\n  "n" = 3,\n  "self" = <cycle>\n}\tnil\t5');
+});
