@@ -8,128 +8,133 @@ import { withNode, TestClient, post, EVAL, type TestNode } from './helpers';
 
 test('requests to other paths are refused before the upgrade', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
-  const port = new URL(node.wsUrl).port;
-  for (const other of ['/', '/chat', '/barrage-videos/x', '/barrage-videosx']) {
-    await assert.rejects(TestClient.open(`ws://127.0.0.1:${port}${other}`), /HTTP 404/, other);
-  }
-  const withQuery = await TestClient.open(`${node.wsUrl}?token=abc`);
-  assert.deepEqual(JSON.parse(await withQuery.request('return handshake.server.RequestUri')), ['/barrage-videos?token=abc']);
-  withQuery.close();
-  const plain = await new Promise<number>((resolve) => http.get(node.wsUrl.replace('ws:', 'http:'), (res) => resolve(res.statusCode ?? 0)));
-  assert.equal(plain, 426);
+    const port = new URL(node.wsUrl).port;
+    for (const other of ['/', '/chat', '/barrage-videos/x', '/barrage-videosx']) {
+      await assert.rejects(TestClient.open(`ws://127.0.0.1:${port}${other}`), /HTTP 404/, other);
+    }
+    const withQuery = await TestClient.open(`${node.wsUrl}?token=abc`);
+    assert.deepEqual(JSON.parse(await withQuery.request('return handshake.server.RequestUri')), ['/barrage-videos?token=abc']);
+    withQuery.close();
+    const plain = await new Promise<number>((resolve) => http.get(node.wsUrl.replace('ws:', 'http:'), (res) => resolve(res.statusCode ?? 0)));
+    assert.equal(plain, 426);
   });
 });
 
 test('on_handshake receives client_id, Go-style headers and the server table', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
-  const client = await TestClient.open(node.wsUrl, { headers: { 'user-agent': 'test-agent', 'x-custom': 'v' } });
-  const [info] = JSON.parse(await client.request(`
-    return { id = handshake.id == mix.websocket():client_id(), ua = handshake.headers["User-Agent"],
-      custom = handshake.headers["X-Custom"], version = handshake.headers["Sec-Websocket-Version"],
-      method = handshake.server.Method, proto = handshake.server.ServerProtocol,
-      host = handshake.server.Host, remote = handshake.server.RemoteAddr, addr = mix.websocket():remote_addr() }`));
-  assert.equal(info.id, true);
-  assert.equal(info.ua, 'test-agent');
-  assert.equal(info.custom, 'v');
-  assert.equal(info.version, '13');
-  assert.equal(info.method, 'GET');
-  assert.equal(info.proto, 'HTTP/1.1');
-  assert.match(info.host, /^127\.0\.0\.1:\d+$/);
-  assert.match(info.remote, /^127\.0\.0\.1:\d+$/);
-  assert.equal(info.addr, info.remote);
-  client.close();
+    const client = await TestClient.open(node.wsUrl, { headers: { 'user-agent': 'test-agent', 'x-custom': 'v' } });
+    const [info] = JSON.parse(await client.request(`
+      return { id = handshake.id == mix.websocket():client_id(), ua = handshake.headers["User-Agent"],
+        custom = handshake.headers["X-Custom"], version = handshake.headers["Sec-Websocket-Version"],
+        method = handshake.server.Method, proto = handshake.server.ServerProtocol,
+        host = handshake.server.Host, remote = handshake.server.RemoteAddr, addr = mix.websocket():remote_addr() }`));
+    assert.equal(info.id, true);
+    assert.equal(info.ua, 'test-agent');
+    assert.equal(info.custom, 'v');
+    assert.equal(info.version, '13');
+    assert.equal(info.method, 'GET');
+    assert.equal(info.proto, 'HTTP/1.1');
+    assert.match(info.host, /^127\.0\.0\.1:\d+$/);
+    assert.match(info.remote, /^127\.0\.0\.1:\d+$/);
+    assert.equal(info.addr, info.remote);
+    client.close();
   });
 });
 
 test('a failing on_handshake closes that connection with 1011, and on_close still runs', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
-  const watcher = await TestClient.open(node.wsUrl);
-  assert.equal(await watcher.request('mix.websocket():subscribe("closes") return 1'), '[1]');
-  const failing = new TestClient(node.wsUrl, { headers: { 'x-fail': 'handshake' } });
-  const { code, reason } = await failing.waitClosed();
-  assert.equal(code, 1011);
-  assert.equal(reason, 'script error');
-  assert.match((await watcher.next()).data, /^\d+ close 1011: script error$/);
-  assert.ok(node.logs.some((line) => line.includes('handshake refused by script') && /"client_id":"\d+"/.test(line)));
-  watcher.close();
+    const watcher = await TestClient.open(node.wsUrl);
+    assert.equal(await watcher.request('mix.websocket():subscribe("closes") return 1'), '[1]');
+    const failing = new TestClient(node.wsUrl, { headers: { 'x-fail': 'handshake' } });
+    const { code, reason } = await failing.waitClosed();
+    assert.equal(code, 1011);
+    assert.equal(reason, 'script error');
+    assert.match((await watcher.next()).data, /^\d+ close 1011: script error$/);
+    assert.ok(node.logs.some((line) => line.includes('handshake refused by script') && /"client_id":"\d+"/.test(line)));
+    watcher.close();
   });
 });
 
 test('a message larger than maxMessageSize closes that connection with 1009', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      maxMessageSize: 1000' }, async (node) => {
-  const client = await TestClient.open(node.wsUrl);
-  assert.equal(await client.request(`return "${'a'.repeat(900)}" ~= nil`), '[true]');
-  client.send('x'.repeat(1001));
-  assert.equal((await client.waitClosed()).code, 1009);
+    const client = await TestClient.open(node.wsUrl);
+    assert.equal(await client.request(`return "${'a'.repeat(900)}" ~= nil`), '[true]');
+    client.send('x'.repeat(1001));
+    assert.equal((await client.waitClosed()).code, 1009);
   });
 });
 
-test('readTimeout closes a connection that sends nothing', async () => {
-  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      readTimeout: 1' }, async (node) => {
-  const idle = await TestClient.open(node.wsUrl);
-  const { code, reason } = await idle.waitClosed(4000);
-  assert.equal(code, 4001);
-  assert.equal(reason, 'read timeout');
+test('readTimeout: a silent client that answers pings stays; one that does not is closed with 4001', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      readTimeout: 2' }, async (node) => {
+    // ws clients answer pings as browsers do.
+    const quiet = await TestClient.open(node.wsUrl);
+    const deaf = await TestClient.open(node.wsUrl, { autoPong: false });
+    const { code, reason } = await deaf.waitClosed(6000);
+    assert.equal(code, 4001);
+    assert.equal(reason, 'read timeout');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(await quiet.request('return "still here"'), '["still here"]');
+    quiet.close();
   });
 });
 
 test('a runaway hook is stopped within its budget while other connections keep being answered', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, callBudget: 100 }, async (node) => {
-  const busy = await TestClient.open(node.wsUrl);
-  const sneaky = await TestClient.open(node.wsUrl);
-  const bystander = await TestClient.open(node.wsUrl);
-  busy.send('while true do end');
-  sneaky.send('while true do pcall(function() while true do end end) end');
-  assert.equal(await bystander.request('return 40 + 2'), '[42]');
-  for (const client of [busy, sneaky]) {
-    const { code, reason } = await client.waitClosed();
-    assert.equal(code, 1011);
-    assert.equal(reason, 'script timeout');
-  }
-  assert.equal(await bystander.request('return "still here"'), '["still here"]');
-  assert.ok(node.logs.some((line) => line.includes('budget exceeded')));
-  bystander.close();
+    const busy = await TestClient.open(node.wsUrl);
+    const sneaky = await TestClient.open(node.wsUrl);
+    const bystander = await TestClient.open(node.wsUrl);
+    busy.send('while true do end');
+    sneaky.send('while true do pcall(function() while true do end end) end');
+    assert.equal(await bystander.request('return 40 + 2'), '[42]');
+    for (const client of [busy, sneaky]) {
+      const { code, reason } = await client.waitClosed();
+      assert.equal(code, 1011);
+      assert.equal(reason, 'script timeout');
+    }
+    assert.equal(await bystander.request('return "still here"'), '["still here"]');
+    assert.ok(node.logs.some((line) => line.includes('budget exceeded')));
+    bystander.close();
   });
 });
 
 test('a connection\'s events run in order, one at a time', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
-  const client = await TestClient.open(node.wsUrl);
-  for (let i = 0; i < 50; i++) client.send(`local c = mix.websocket() local n = (c:context_value("n") or 0) + 1 c:set_context_value("n", n) return n`);
-  for (let i = 1; i <= 50; i++) assert.equal((await client.next()).data, `[${i}]`);
-  client.close();
+    const client = await TestClient.open(node.wsUrl);
+    for (let i = 0; i < 50; i++) client.send(`local c = mix.websocket() local n = (c:context_value("n") or 0) + 1 c:set_context_value("n", n) return n`);
+    for (let i = 1; i <= 50; i++) assert.equal((await client.next()).data, `[${i}]`);
+    client.close();
   });
 });
 
 test('on_close gets the client_id; a normal close has no error', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
-  const watcher = await TestClient.open(node.wsUrl);
-  assert.equal(await watcher.request('mix.websocket():subscribe("closes") return 1'), '[1]');
-  const leaving = await TestClient.open(node.wsUrl);
-  const [id] = JSON.parse(await leaving.request('return mix.websocket():client_id()'));
-  leaving.close();
-  assert.equal((await watcher.next()).data, `${id} nil`);
-  const dropped = await TestClient.open(node.wsUrl);
-  const [droppedId] = JSON.parse(await dropped.request('return mix.websocket():client_id()'));
-  dropped.ws.terminate();
-  assert.equal((await watcher.next()).data, `${droppedId} close 1006`);
-  watcher.close();
+    const watcher = await TestClient.open(node.wsUrl);
+    assert.equal(await watcher.request('mix.websocket():subscribe("closes") return 1'), '[1]');
+    const leaving = await TestClient.open(node.wsUrl);
+    const [id] = JSON.parse(await leaving.request('return mix.websocket():client_id()'));
+    leaving.close();
+    assert.equal((await watcher.next()).data, `${id} nil`);
+    const dropped = await TestClient.open(node.wsUrl);
+    const [droppedId] = JSON.parse(await dropped.request('return mix.websocket():client_id()'));
+    dropped.ws.terminate();
+    assert.equal((await watcher.next()).data, `${droppedId} close 1006`);
+    watcher.close();
   });
 });
 
 test('a truncated handshake and garbage bytes do not disturb the node', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
-  const port = Number(new URL(node.wsUrl).port);
-  for (const junk of ['GET /barrage-videos HTTP/1.1\r\nUpgrade: websocket\r\n', '\x00\x01\x02 not http\r\n\r\n']) {
-    const socket = net.connect(port, '127.0.0.1');
-    await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(junk);
-    socket.end();
-    await new Promise((resolve) => socket.once('close', resolve));
-  }
-  const client = await TestClient.open(node.wsUrl);
-  assert.equal(await client.request('return 1'), '[1]');
-  client.close();
+    const port = Number(new URL(node.wsUrl).port);
+    for (const junk of ['GET /barrage-videos HTTP/1.1\r\nUpgrade: websocket\r\n', '\x00\x01\x02 not http\r\n\r\n']) {
+      const socket = net.connect(port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(junk);
+      socket.end();
+      await new Promise((resolve) => socket.once('close', resolve));
+    }
+    const client = await TestClient.open(node.wsUrl);
+    assert.equal(await client.request('return 1'), '[1]');
+    client.close();
   });
 });
 
@@ -139,50 +144,50 @@ function on_handshake() end
 function on_close() end
 function on_message(msg) mix.websocket():send("${reply}") end`;
   await withNode({ lua: { 'lua/entry.websocket.lua': script('v1') }, byteCodeExpires: 1 }, async (node) => {
-  const client = await TestClient.open(node.wsUrl);
-  assert.equal(await client.request('x'), 'v1');
-  const entry = path.join(node.dir, 'lua/entry.websocket.lua');
-  fs.writeFileSync(entry, script('v2'));
-  const deadline = Date.now() + 5000;
-  let reply = 'v1';
-  while (reply !== 'v2' && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    reply = await client.request('x');
-  }
-  assert.equal(reply, 'v2');
-  fs.writeFileSync(entry, 'function on_message(msg) this is not lua');
-  await new Promise((resolve) => setTimeout(resolve, 2500));
-  assert.equal(await client.request('x'), 'v2');
-  assert.ok(node.logs.some((line) => line.includes('Lua reload failed')));
-  client.close();
+    const client = await TestClient.open(node.wsUrl);
+    assert.equal(await client.request('x'), 'v1');
+    const entry = path.join(node.dir, 'lua/entry.websocket.lua');
+    fs.writeFileSync(entry, script('v2'));
+    const deadline = Date.now() + 5000;
+    let reply = 'v1';
+    while (reply !== 'v2' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      reply = await client.request('x');
+    }
+    assert.equal(reply, 'v2');
+    fs.writeFileSync(entry, 'function on_message(msg) this is not lua');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.equal(await client.request('x'), 'v2');
+    assert.ok(node.logs.some((line) => line.includes('Lua reload failed')));
+    client.close();
   });
 });
 
 test('publish reaches subscribers from Lua too, with counts', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
-  const a = await TestClient.open(node.wsUrl);
-  const b = await TestClient.open(node.wsUrl);
-  assert.equal(await a.request('return tostring(mix.websocket():subscribe("room:1", "room:2"))'), '["nil"]');
-  assert.equal(await b.request('return tostring(mix.websocket():subscribe("room:1"))'), '["nil"]');
-  // b is a subscriber too: the publish reaches it before the hook's own answer.
-  b.send('return mix.mesh.publish("room:1", "hi")');
-  assert.deepEqual([(await b.next()).data, (await b.next()).data], ['hi', '[2,0]']);
-  assert.equal((await a.next()).data, 'hi');
-  assert.equal(await b.request('return mix.mesh.publish("room:2", "\\0\\1", "binary")'), '[1,0]');
-  assert.deepEqual((await a.next()).raw, Buffer.from([0, 1]));
-  const answer = await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room:2', d: 'api' });
-  assert.deepEqual(answer.json.r, { s: 1, f: 0 });
-  assert.equal((await a.next()).data, 'api');
-  a.close();
-  b.close();
+    const a = await TestClient.open(node.wsUrl);
+    const b = await TestClient.open(node.wsUrl);
+    assert.equal(await a.request('return tostring(mix.websocket():subscribe("room:1", "room:2"))'), '["nil"]');
+    assert.equal(await b.request('return tostring(mix.websocket():subscribe("room:1"))'), '["nil"]');
+    // b is a subscriber too: the publish reaches it before the hook's own answer.
+    b.send('return mix.mesh.publish("room:1", "hi")');
+    assert.deepEqual([(await b.next()).data, (await b.next()).data], ['hi', '[2,0]']);
+    assert.equal((await a.next()).data, 'hi');
+    assert.equal(await b.request('return mix.mesh.publish("room:2", "\\0\\1", "binary")'), '[1,0]');
+    assert.deepEqual((await a.next()).raw, Buffer.from([0, 1]));
+    const answer = await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room:2', d: 'api' });
+    assert.deepEqual(answer.json.r, { s: 1, f: 0 });
+    assert.equal((await a.next()).data, 'api');
+    a.close();
+    b.close();
   });
 });
 
 test('invalid UTF-8 in a text frame closes that connection with 1007', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
-  const client = await TestClient.open(node.wsUrl);
-  client.send(Buffer.from([0x72, 0x65, 0xff, 0xfe]), false);
-  assert.equal((await client.waitClosed()).code, 1007);
+    const client = await TestClient.open(node.wsUrl);
+    client.send(Buffer.from([0x72, 0x65, 0xff, 0xfe]), false);
+    assert.equal((await client.waitClosed()).code, 1007);
   });
 });
 
@@ -198,16 +203,16 @@ async function stalledSubscriber(node: TestNode) {
 
 test('a subscriber that stops reading is dropped past maxBufferedBytes; others are unaffected', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      maxBufferedBytes: 262144' }, async (node) => {
-  const { watcher, id } = await stalledSubscriber(node);
-  const chunk = 'z'.repeat(256 * 1024);
-  let failed = 0;
-  for (let i = 0; i < 200 && failed === 0; i++) {
-    failed += (await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'flood', d: chunk })).json.r.f;
-  }
-  assert.equal(failed, 1);
-  assert.equal((await watcher.next()).data, `${id} close 1008: send buffer full`);
-  assert.equal(await watcher.request('return "fine"'), '["fine"]');
-  watcher.close();
+    const { watcher, id } = await stalledSubscriber(node);
+    const chunk = 'z'.repeat(256 * 1024);
+    let failed = 0;
+    for (let i = 0; i < 200 && failed === 0; i++) {
+      failed += (await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'flood', d: chunk })).json.r.f;
+    }
+    assert.equal(failed, 1);
+    assert.equal((await watcher.next()).data, `${id} close 1008: send buffer full`);
+    assert.equal(await watcher.request('return "fine"'), '["fine"]');
+    watcher.close();
   });
 });
 
@@ -227,9 +232,9 @@ test('writes that do not drain for writeTimeout seconds drop the connection', as
 
 test('permessage-deflate is never negotiated', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
-  const client = await TestClient.open(node.wsUrl, { perMessageDeflate: true });
-  assert.equal(client.ws.extensions, '');
-  assert.equal(await client.request('return "plain"'), '["plain"]');
-  client.close();
+    const client = await TestClient.open(node.wsUrl, { perMessageDeflate: true });
+    assert.equal(client.ws.extensions, '');
+    assert.equal(await client.request('return "plain"'), '["plain"]');
+    client.close();
   });
 });

@@ -32,6 +32,8 @@ export class Connection implements Subscriber, Batchable {
   luaRef = -1;
   /** Last time any data arrived (ms), for `readTimeout`. */
   lastReadAt = Date.now();
+  /** When the server last pinged this connection (ms), so a silent one is pinged once per silence. */
+  pingedAt = 0;
   /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty. */
   blockedSince = 0;
   /** Why the engine dropped the connection without a close handshake, if it did. */

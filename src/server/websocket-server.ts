@@ -279,15 +279,24 @@ export class WebSocketBusinessServer {
     }, true);
   }
 
-  /** Enforces readTimeout (nothing received) and writeTimeout (writes not draining). */
+  /**
+   * Enforces readTimeout (nothing received) and writeTimeout (writes not draining). A connection silent
+   * for half its readTimeout is pinged: a live client's pong counts as data (browsers cannot ping but
+   * always answer pings), so only dead or stalled peers reach the timeout.
+   */
   private sweep(): void {
     const now = Date.now();
     const { readTimeout, writeTimeout } = this.config;
     for (const conn of this.sessions.keys()) {
       if (!conn.open) continue;
-      if (readTimeout > 0 && now - conn.lastReadAt > readTimeout * 1000) {
+      const silent = now - conn.lastReadAt;
+      if (readTimeout > 0 && silent > readTimeout * 1000) {
         conn.close(CloseCode.READ_TIMEOUT, 'read timeout');
         continue;
+      }
+      if (readTimeout > 0 && silent > (readTimeout * 1000) / 2 && conn.pingedAt < conn.lastReadAt) {
+        conn.pingedAt = now;
+        conn.ws.ping();
       }
       if (conn.socket.writableLength === 0) {
         conn.blockedSince = 0;
