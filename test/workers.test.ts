@@ -78,7 +78,8 @@ test('engine -p 2 serves one port from two mesh nodes, replaces a dead worker, a
     // A killed worker is replaced; its viewers are gone, the other worker's keep receiving (so the
     // primary had handed connections to both workers).
     process.kill((pids as number[])[0], 'SIGKILL');
-    await waitFor('worker replaced', () => /worker 0 \(pid \d+\) exited \(SIGKILL\), restarting/.test(engine.output()), 10_000);
+    const killed = (pids as number[])[0];
+    await waitFor('worker replaced', () => new RegExp(`worker \\d \\(pid ${killed}\\) exited \\(SIGKILL\\), restarting`).test(engine.output()), 10_000);
     await waitFor('replacement listening', () => [...engine.output().matchAll(/api server listening/g)].length === 3, 20_000);
     const after = await waitFor('publish after the replacement', async () => {
       const r = (await post(`${api}/v1/mesh/publish`, { c: 'video:100001', d: 'still' })).json.r;
