@@ -11,7 +11,8 @@ import { ClientIdGenerator, nodeNumberOf } from './mesh/ids';
 import { Metrics, secondsSince } from './metrics';
 import { ApiServer } from './api/api-server';
 import { MemoryQueue, type QueueItem } from './queue/memory-queue';
-import { WebSocketBusinessServer, type NodeServices } from './server/websocket-server';
+import { WebSocketBusinessServer } from './server/websocket-server';
+import type { NodeServices } from './server/node-services';
 import { SocketBusinessServer } from './server/socket-server';
 import { CloseCode } from './server/close-codes';
 

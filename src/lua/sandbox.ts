@@ -1,31 +1,28 @@
 import { pcall, xpcall } from './pcall';
-import { lua, lauxlib, lualib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari';
+import { lua, lauxlib, lualib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from './fengari';
+import { installLimits, resolveLimits, type SandboxLimits } from './limits';
 
 const {
-  LUA_REGISTRYINDEX, LUA_TTABLE, LUA_TSTRING, LUA_TNUMBER,
+  LUA_REGISTRYINDEX, LUA_TTABLE, LUA_TSTRING, LUA_TNUMBER, LUA_TFUNCTION,
   lua_pop, lua_pushnil, lua_setglobal, lua_getglobal, lua_setfield, lua_getfield, lua_pushjsfunction,
-  lua_pushjsclosure, lua_pushvalue, lua_upvalueindex, lua_insert, lua_call, lua_gettop, lua_pushnumber,
-  lua_pushstring, lua_newtable, lua_settop, lua_isnoneornil, lua_rawgeti, lua_type, lua_rawlen, lua_tolstring,
+  lua_pushjsclosure, lua_pushvalue, lua_upvalueindex, lua_call, lua_gettop, lua_pushnumber,
+  lua_pushstring, lua_newtable, lua_settop, lua_isnoneornil, lua_rawgeti, lua_type, lua_tolstring,
+  lua_tocfunction, lua_getupvalue, lua_pushinteger, lua_replace, lua_toboolean,
 } = lua;
 const {
   luaL_requiref, luaL_checkinteger, luaL_checklstring, luaL_optlstring, luaL_tolstring,
-  luaL_checktype, luaL_optinteger,
+  luaL_checktype, luaL_optinteger, luaL_len,
 } = lauxlib;
 
-/** Limits on what one library call may build, because a single JS-side call cannot be interrupted. */
-export interface SandboxLimits {
-  /** Largest string `string.rep` and `table.concat` may produce, in bytes. */
-  maxStringSize: number;
-}
-
-export const DEFAULT_LIMITS: SandboxLimits = { maxStringSize: 16 * 1024 * 1024 };
+export { DEFAULT_LIMITS, type SandboxLimits } from './limits';
 
 /**
  * Opens the safe standard libraries and removes every way out of the sandbox: no io, no package
  * search path, no debug, no file loading, no bytecode, no string.dump. `os` keeps only its clock
  * functions, and `print` goes to the host's log.
  */
-export function openSandbox(L: LuaState, print: (line: string) => void, limits: SandboxLimits): void {
+export function openSandbox(L: LuaState, print: (line: string) => void, options: SandboxLimits = {}): void {
+  const limits = resolveLimits(options);
   for (const [name, open] of [
     ['_G', lualib.luaopen_base],
     ['table', lualib.luaopen_table],
@@ -44,7 +41,7 @@ export function openSandbox(L: LuaState, print: (line: string) => void, limits: 
   setField(L, 'string', 'dump', null);
   lua_getglobal(L, K('load'));
   lua_setfield(L, LUA_REGISTRYINDEX, STOCK_LOAD);
-  setGlobal(L, 'load', textOnlyLoad);
+  setGlobal(L, 'load', textOnlyLoad(limits.maxLoadSize));
   setGlobal(L, 'collectgarbage', () => 0);
   setGlobal(L, 'pcall', pcall);
   setGlobal(L, 'xpcall', xpcall);
@@ -58,8 +55,19 @@ export function openSandbox(L: LuaState, print: (line: string) => void, limits: 
     return 0;
   });
   openOs(L);
+  installLimits(L, limits);
   setField(L, 'string', 'rep', cappedRep(limits.maxStringSize));
-  wrapField(L, 'table', 'concat', cappedConcatGuard(limits.maxStringSize));
+  guardField(L, 'string', 'find', plainFind);
+  guardField(L, 'string', 'byte', sliceGuard('string.byte', limits.maxItems));
+  guardField(L, 'utf8', 'codepoint', sliceGuard('utf8.codepoint', limits.maxItems));
+  guardField(L, 'string', 'char', argCountGuard('string.char', limits.maxItems));
+  guardField(L, 'utf8', 'char', argCountGuard('utf8.char', limits.maxItems));
+  guardField(L, 'table', 'concat', cappedConcatGuard(limits.maxStringSize, limits.maxItems));
+  guardField(L, 'table', 'unpack', unpackGuard(limits.maxItems));
+  guardField(L, 'table', 'move', moveGuard(limits.maxItems));
+  guardField(L, 'table', 'sort', sortGuard(limits.maxItems));
+  guardField(L, 'table', 'insert', shiftGuard('table.insert', 3, 1, limits.maxItems));
+  guardField(L, 'table', 'remove', shiftGuard('table.remove', 2, 0, limits.maxItems));
 }
 
 /** Sets `_G[name]` to a JS function, or to nil. */
@@ -78,18 +86,18 @@ export function setField(L: LuaState, table: string, name: string, fn: LuaFuncti
   lua_pop(L, 1);
 }
 
-/** Replaces `_G[table][name]` by `guard` followed by the original function, called with the same arguments. */
-function wrapField(L: LuaState, table: string, name: string, guard: (L: LuaState) => void): void {
+/**
+ * Replaces the library function `_G[table][name]` by one that runs `guard` first. The guard returns
+ * undefined to let the stock function run on the same stack frame (so its error messages still name
+ * the function), or a result count when it has answered the call itself.
+ */
+function guardField(L: LuaState, table: string, name: string, guard: (L: LuaState) => number | undefined): void {
   lua_getglobal(L, K(table));
   lua_getfield(L, -1, K(name));
-  lua_pushjsclosure(L, (L: LuaState) => {
-    guard(L);
-    const nargs = lua_gettop(L);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, nargs, 1);
-    return 1;
-  }, 1);
+  const stock = lua_tocfunction(L, -1) as LuaFunction | null;
+  if (!stock || lua_getupvalue(L, -1, 1) !== null) throw new Error(`sandbox: ${table}.${name} is not a plain library function`);
+  lua_pop(L, 1);
+  lua_pushjsfunction(L, (L: LuaState) => guard(L) ?? stock(L));
   lua_setfield(L, -2, K(name));
   lua_pop(L, 1);
 }
@@ -97,19 +105,49 @@ function wrapField(L: LuaState, table: string, name: string, guard: (L: LuaState
 /** Where the stock `load` is kept: a registry field, out of scripts' reach. */
 const STOCK_LOAD = K('connmix.load');
 
-/** `load` that refuses precompiled chunks: user code is always text. */
-const textOnlyLoad: LuaFunction = (L) => {
-  // Forward the caller's arguments with the mode forced to text; an explicit nil env must stay explicit.
-  const nargs = lua_gettop(L);
-  lua_settop(L, 4);
-  lua_getfield(L, LUA_REGISTRYINDEX, STOCK_LOAD);
-  lua_pushvalue(L, 1);
-  lua_pushvalue(L, 2);
-  lua_pushstring(L, K('t'));
-  if (nargs >= 4) lua_pushvalue(L, 4);
-  lua_call(L, nargs >= 4 ? 4 : 3, 2);
-  return 2;
-};
+/**
+ * `load` that refuses precompiled chunks (user code is always text) and sources over `maxSize`
+ * bytes: Fengari's parser is one JS call the budget cannot interrupt (1 MiB parses in about a second).
+ * A reader function is wrapped so the pieces it returns are counted.
+ */
+function textOnlyLoad(maxSize: number): LuaFunction {
+  return (L) => {
+    // Forward the caller's arguments with the mode forced to text; an explicit nil env must stay explicit.
+    const nargs = lua_gettop(L);
+    lua_settop(L, 4);
+    if (lua_type(L, 1) === LUA_TSTRING && lua_tolstring(L, 1).length > maxSize) {
+      lua_pushnil(L);
+      lua_pushstring(L, Buffer.from(`chunk of ${lua_tolstring(L, 1).length} bytes exceeds the ${maxSize}-byte load limit`));
+      return 2;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, STOCK_LOAD);
+    if (lua_type(L, 1) === LUA_TFUNCTION) {
+      lua_pushvalue(L, 1);
+      lua_pushjsclosure(L, countedReader(maxSize), 1);
+    } else {
+      lua_pushvalue(L, 1);
+    }
+    lua_pushvalue(L, 2);
+    lua_pushstring(L, K('t'));
+    if (nargs >= 4) lua_pushvalue(L, 4);
+    lua_call(L, nargs >= 4 ? 4 : 3, 2);
+    return 2;
+  };
+}
+
+/** A `load` reader that calls the script's reader (upvalue 1) and fails once the pieces pass `maxSize`. */
+function countedReader(maxSize: number): LuaFunction {
+  let total = 0;
+  return (L) => {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_call(L, 0, 1);
+    if (lua_type(L, -1) === LUA_TSTRING) {
+      total += lua_tolstring(L, -1).length;
+      if (total > maxSize) return raise(L, `chunk exceeds the ${maxSize}-byte load limit`);
+    }
+    return 1;
+  };
+}
 
 /** `os` with only its clock functions; `os.time()` is a float so `os.time() * 1000` does not wrap. */
 function openOs(L: LuaState): void {
@@ -143,37 +181,34 @@ const osTime: LuaFunction = (L) => {
   return 1;
 };
 
-/** `string.rep` that refuses to build a string larger than `max` bytes. */
+/** `string.rep` that refuses to build a string larger than `max` bytes, and fills it natively. */
 function cappedRep(max: number): LuaFunction {
   return (L) => {
     const s: Uint8Array = luaL_checklstring(L, 1);
     const n: number = luaL_checkinteger(L, 2);
     const sep: Uint8Array = luaL_optlstring(L, 3, new Uint8Array(0));
-    if (n <= 0) {
+    const total = n <= 0 ? 0 : n * s.length + (n - 1) * sep.length;
+    if (total > max) return raise(L, `string.rep: result of ${total} bytes exceeds the ${max}-byte limit`);
+    if (total === 0) {
       lua_pushstring(L, new Uint8Array(0));
       return 1;
     }
-    const total = n * s.length + (n - 1) * sep.length;
-    if (total > max) return raise(L, `string.rep: result of ${total} bytes exceeds the ${max}-byte limit`);
     const out = Buffer.allocUnsafe(total);
-    let at = 0;
-    for (let i = 0; i < n; i++) {
-      if (i > 0 && sep.length) at += Buffer.from(sep).copy(out, at);
-      out.set(s, at);
-      at += s.length;
-    }
+    // fill() repeats its pattern and cuts the last copy short: s, sep, s, ..., s.
+    out.fill(sep.length === 0 ? s : Buffer.concat([s, sep]));
     lua_pushstring(L, out);
     return 1;
   };
 }
 
-/** Checks the size `table.concat` would build before the stock function builds it. */
-function cappedConcatGuard(max: number): (L: LuaState) => void {
+/** Checks the size `table.concat` would build, and how many items it would walk, before it starts. */
+function cappedConcatGuard(max: number, maxItems: number): (L: LuaState) => undefined {
   return (L) => {
     luaL_checktype(L, 1, LUA_TTABLE);
     const sep: Uint8Array = luaL_optlstring(L, 2, new Uint8Array(0));
     const first: number = luaL_optinteger(L, 3, 1);
-    const last: number = lua_isnoneornil(L, 4) ? lua_rawlen(L, 1) : luaL_checkinteger(L, 4);
+    const last: number = lua_isnoneornil(L, 4) ? luaL_len(L, 1) : luaL_checkinteger(L, 4);
+    checkItems(L, 'table.concat', last - first + 1, maxItems);
     let total = 0;
     for (let i = first; i <= last; i++) {
       lua_rawgeti(L, 1, i);
@@ -183,5 +218,130 @@ function cappedConcatGuard(max: number): (L: LuaState) => void {
       if (i > first) total += sep.length;
       if (total > max) raise(L, `table.concat: result exceeds the ${max}-byte limit`);
     }
+    return undefined;
   };
+}
+
+function checkItems(L: LuaState, name: string, count: number, max: number): void {
+  if (count > max) raise(L, `${name}: ${count} elements exceed the ${max}-element limit`);
+}
+
+/** `table.unpack(t, i, j)`: at most `max` results. Passes `j` on, so `__len` runs once. */
+function unpackGuard(max: number): (L: LuaState) => undefined {
+  return (L) => {
+    const first: number = luaL_optinteger(L, 2, 1);
+    const last: number = lua_isnoneornil(L, 3) ? luaL_len(L, 1) : luaL_checkinteger(L, 3);
+    checkItems(L, 'table.unpack', last - first + 1, max);
+    lua_settop(L, 3);
+    lua_pushinteger(L, last);
+    lua_replace(L, 3);
+    return undefined;
+  };
+}
+
+/** `table.move(a1, f, e, t)`: moves `e - f + 1` elements, one by one. */
+function moveGuard(max: number): (L: LuaState) => undefined {
+  return (L) => {
+    const first: number = luaL_checkinteger(L, 2);
+    const last: number = luaL_checkinteger(L, 3);
+    checkItems(L, 'table.move', last - first + 1, max);
+    return undefined;
+  };
+}
+
+/** `table.sort(t)`: n log n comparisons in one call. */
+function sortGuard(max: number): (L: LuaState) => undefined {
+  return (L) => {
+    if (lua_type(L, 1) === LUA_TTABLE) checkItems(L, 'table.sort', luaL_len(L, 1), max);
+    return undefined;
+  };
+}
+
+/**
+ * Positional `table.insert(t, pos, v)` / `table.remove(t, pos)` shift every element after `pos`;
+ * `extra` is 1 for insert (the list grows by one). Appending and removing the last element are free.
+ */
+function shiftGuard(name: string, positionalArgs: number, extra: number, max: number): (L: LuaState) => undefined {
+  return (L) => {
+    if (lua_gettop(L) !== positionalArgs || lua_type(L, 1) !== LUA_TTABLE || lua_type(L, 2) !== LUA_TNUMBER) return undefined;
+    const size = luaL_len(L, 1) + extra;
+    const position = lua.lua_tonumber(L, 2) as number;
+    checkItems(L, name, size - position, max);
+    return undefined;
+  };
+}
+
+/** Lua's posrelat: a negative position counts from the end. */
+function relativePosition(position: number, length: number): number {
+  if (position >= 0) return position;
+  if (-position > length) return 0;
+  return length + position + 1;
+}
+
+/** `string.byte(s, i, j)` and `utf8.codepoint(s, i, j)` return one value per position in i..j. */
+function sliceGuard(name: string, max: number): (L: LuaState) => undefined {
+  return (L) => {
+    const length = (luaL_checklstring(L, 1) as Uint8Array).length;
+    const first = relativePosition(luaL_optinteger(L, 2, 1), length);
+    const last = relativePosition(luaL_optinteger(L, 3, first), length);
+    checkItems(L, name, Math.min(last, length) - Math.max(first, 1) + 1, max);
+    return undefined;
+  };
+}
+
+/** `string.char(...)` and `utf8.char(...)` take one argument per character. */
+function argCountGuard(name: string, max: number): (L: LuaState) => undefined {
+  return (L) => {
+    checkItems(L, name, lua_gettop(L), max);
+    return undefined;
+  };
+}
+
+/** Lua pattern magic characters: a pattern without any is searched for as plain text. */
+const SPECIALS = new Set(Array.from('^$*+?.([%-', (c) => c.charCodeAt(0)));
+
+/**
+ * `string.find` of plain text (the `plain` flag, or a pattern without magic characters) in linear
+ * time. Fengari, like Buffer#indexOf, compares byte by byte from every candidate position, which
+ * takes seconds for a 100 KB subject and a 50 KB needle; patterns go to the stock function.
+ */
+const plainFind = (L: LuaState): number | undefined => {
+  const s: Uint8Array = luaL_checklstring(L, 1);
+  const p: Uint8Array = luaL_checklstring(L, 2);
+  if (!lua_toboolean(L, 4) && p.some((byte) => SPECIALS.has(byte))) return undefined;
+  let init = relativePosition(luaL_optinteger(L, 3, 1), s.length);
+  if (init < 1) init = 1;
+  if (init > s.length + 1) {
+    lua_pushnil(L);
+    return 1;
+  }
+  const at = searchBytes(s, p, init - 1);
+  if (at < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, at + 1);
+  lua_pushinteger(L, at + p.length);
+  return 2;
+};
+
+/** Where `needle` first occurs in `haystack` at or after `from`, or -1; O(n + m) in the worst case. */
+export function searchBytes(haystack: Uint8Array, needle: Uint8Array, from: number): number {
+  const m = needle.length;
+  if (m === 0) return from;
+  // Short needles or small inputs: the native search is fastest and its worst case is small.
+  if (m <= 16 || (haystack.length - from) * m <= 1 << 22) return bytesView(haystack).indexOf(bytesView(needle), from);
+  // Knuth-Morris-Pratt.
+  const fail = new Int32Array(m);
+  for (let i = 1, k = 0; i < m; i++) {
+    while (k > 0 && needle[i] !== needle[k]) k = fail[k - 1];
+    if (needle[i] === needle[k]) k++;
+    fail[i] = k;
+  }
+  for (let i = from, k = 0; i < haystack.length; i++) {
+    while (k > 0 && haystack[i] !== needle[k]) k = fail[k - 1];
+    if (haystack[i] === needle[k]) k++;
+    if (k === m) return i - m + 1;
+  }
+  return -1;
 }

@@ -8,8 +8,8 @@ import { installMix, type MixHost, type ScriptConnection } from '../lua/mix';
 import { releaseConn } from '../lua/mix/conn';
 import { registerBufferType, pushBuffer } from '../lua/mix/buffer';
 import { LuaRedisPool } from '../lua/mix/redis';
-import type { Subscriber } from '../mesh/hub';
-import type { NodeServices } from './websocket-server';
+import type { NodeServices } from './node-services';
+import { blockedFor } from './write-batch';
 import { SocketConnection } from './socket-connection';
 import { remoteAddress } from './http-request';
 import type { Metrics } from '../metrics';
@@ -22,14 +22,6 @@ export const SOCKET_HOOKS = ['on_connect', 'on_close', 'protocol_input', 'protoc
 
 /** Events one connection may have waiting; input is one event however much arrives, so this is a backstop. */
 const MAX_PENDING_EVENTS = 1024;
-
-/** What a socket server needs from its node: NodeServices, for any kind of subscriber. */
-export type SocketNodeServices = Omit<NodeServices, 'subscribe' | 'unsubscribe' | 'attach' | 'detach'> & {
-  subscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null>;
-  unsubscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null>;
-  attach(conn: Subscriber): void;
-  detach(conn: Subscriber): void;
-};
 
 interface Session {
   readonly conn: SocketConnection;
@@ -54,7 +46,7 @@ export class SocketBusinessServer {
 
   constructor(
     private readonly config: BusinessServerConfig,
-    private readonly services: SocketNodeServices,
+    private readonly services: NodeServices,
     private readonly log: Logger,
     callBudget: number,
     private readonly metrics?: Metrics,
@@ -314,11 +306,7 @@ export class SocketBusinessServer {
         conn.close('read timeout');
         continue;
       }
-      if (conn.socket.writableLength === 0) {
-        conn.blockedSince = 0;
-      } else if (conn.blockedSince === 0) {
-        conn.blockedSince = now;
-      } else if (writeTimeout > 0 && now - conn.blockedSince > writeTimeout * 1000) {
+      if (writeTimeout > 0 && blockedFor(conn, now) > writeTimeout * 1000) {
         this.log.warn('write timeout, dropping the connection', { client_id: conn.clientId });
         conn.abort('write timeout');
       }

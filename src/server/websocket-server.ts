@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { BusinessServerConfig, LuaVmConfig } from '../config/schema';
+import type { BusinessServerConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { lua, K, type LuaState } from '../lua/fengari';
 import { LuaVM, type LuaHookError, type PushArgs } from '../lua/vm';
@@ -10,6 +10,8 @@ import { installMix, type MixHost, type ScriptConnection } from '../lua/mix';
 import { releaseConn } from '../lua/mix/conn';
 import { LuaRedisPool } from '../lua/mix/redis';
 import { Connection } from './connection';
+import type { NodeServices } from './node-services';
+import { blockedFor } from './write-batch';
 import { CloseCode } from './close-codes';
 import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern } from './http-request';
 import { secondsSince, type Metrics } from '../metrics';
@@ -24,22 +26,6 @@ const CLEAN_CLOSES = new Set<number>([CloseCode.NORMAL, CloseCode.GOING_AWAY, 10
 
 /** Events one connection may have waiting behind a hook call that waits; more closes it with 1008. */
 const MAX_PENDING_EVENTS = 1024;
-
-/** What a business server needs from its node. */
-export interface NodeServices {
-  /** The node's config; servers read `engine.luavm.redis` (the connections of `mix.redis`) from it. */
-  readonly config: { readonly engine: { readonly luavm: Pick<LuaVmConfig, 'redis'> } };
-  nextClientId(): string;
-  subscribe(conn: Connection, channels: string[]): string | null | Promise<string | null>;
-  unsubscribe(conn: Connection, channels: string[]): string | null | Promise<string | null>;
-  publish: MixHost['publish'];
-  queuePush: MixHost['queuePush'];
-  send: MixHost['send'];
-  /** The connection is open and registered; it may receive deliveries. */
-  attach(conn: Connection): void;
-  /** The connection is gone; forget it and its subscriptions. */
-  detach(conn: Connection): void;
-}
 
 interface Session {
   readonly conn: Connection;
@@ -298,11 +284,7 @@ export class WebSocketBusinessServer {
         conn.pingedAt = now;
         conn.ws.ping();
       }
-      if (conn.socket.writableLength === 0) {
-        conn.blockedSince = 0;
-      } else if (conn.blockedSince === 0) {
-        conn.blockedSince = now;
-      } else if (writeTimeout > 0 && now - conn.blockedSince > writeTimeout * 1000) {
+      if (writeTimeout > 0 && blockedFor(conn, now) > writeTimeout * 1000) {
         this.log.warn('write timeout, dropping the connection', { client_id: conn.clientId });
         conn.abort(CloseCode.WRITE_TIMEOUT, 'write timeout');
       }

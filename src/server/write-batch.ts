@@ -28,6 +28,19 @@ export function writeBatched(target: Batchable, chunk: Buffer): void {
   target.socket.write(chunk);
 }
 
+/**
+ * How long (ms) the target's writes have been waiting to drain, for `writeTimeout`; 0 once its buffer is
+ * empty. Call it on every sweep: it remembers when the wait began in `blockedSince`.
+ */
+export function blockedFor(target: Batchable & { blockedSince: number }, now: number): number {
+  if (target.socket.writableLength === 0) {
+    target.blockedSince = 0;
+    return 0;
+  }
+  if (target.blockedSince === 0) target.blockedSince = now;
+  return now - target.blockedSince;
+}
+
 function flush(): void {
   scheduled = false;
   const targets = pending.splice(0);

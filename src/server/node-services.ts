@@ -1,0 +1,19 @@
+import type { LuaVmConfig } from '../config/schema';
+import type { MixHost } from '../lua/mix';
+import type { Subscriber } from '../mesh/hub';
+
+/** What a business server needs from its node. */
+export interface NodeServices {
+  /** The node's config; servers read `engine.luavm.redis` (the connections of `mix.redis`) from it. */
+  readonly config: { readonly engine: { readonly luavm: Pick<LuaVmConfig, 'redis'> } };
+  nextClientId(): string;
+  subscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null>;
+  unsubscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null>;
+  publish: MixHost['publish'];
+  queuePush: MixHost['queuePush'];
+  send: MixHost['send'];
+  /** The connection is open and registered; it may receive deliveries. */
+  attach(conn: Subscriber): void;
+  /** The connection is gone; forget it and its subscriptions. */
+  detach(conn: Subscriber): void;
+}
