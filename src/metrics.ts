@@ -40,6 +40,8 @@ export class Metrics {
   readonly closes: Counter<'code'>;
   /** Upgrades refused before a connection existed, by reason. */
   readonly refused: Counter<'reason'>;
+  /** Subscribes refused because the connection holds maxChannelsPerConnection channels. */
+  readonly subscribesRefused: Counter;
   readonly hookDuration: Histogram<'hook'>;
   readonly hookErrors: Counter<'hook' | 'kind'>;
   /** Time the broker took to answer a publish, send or conn.call. */
@@ -78,6 +80,7 @@ export class Metrics {
     new Gauge({ name: 'connmix_broker_ready', help: '1 when the broker can carry traffic.', registers, collect(this: Gauge) { this.set(sources.brokerReady() ? 1 : 0); } });
     this.drops = new Counter({ name: 'connmix_drops_total', help: 'Messages not delivered to a connection, by reason.', labelNames: ['reason'], registers });
     this.closes = new Counter({ name: 'connmix_closes_total', help: 'Connections ended, by close code.', labelNames: ['code'], registers });
+    this.subscribesRefused = new Counter({ name: 'connmix_subscribes_refused_total', help: 'Subscribes refused by maxChannelsPerConnection.', registers });
     this.refused = new Counter({ name: 'connmix_connections_refused_total', help: 'Upgrades refused, by reason.', labelNames: ['reason'], registers });
     this.hookDuration = new Histogram({
       name: 'connmix_lua_hook_duration_seconds',

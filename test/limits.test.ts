@@ -56,6 +56,7 @@ test('maxChannelsPerConnection: subscribe past the limit returns an error and su
     assert.match(err, /too many channels: a connection may subscribe to 3/);
     assert.equal(await client.request('return tostring(mix.websocket():subscribe("a", "c"))'), '["nil"]');
     assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'd', d: 'x' })).json.r, { s: 0, f: 0 });
+    assert.equal(await metric(node.apiUrl, /^connmix_subscribes_refused_total\{/), 1);
     client.close();
   });
 });
@@ -82,6 +83,7 @@ test('handshakeTimeout drops a client that never finishes its upgrade request', 
     const started = Date.now();
     await new Promise((resolve) => socket.once('close', resolve));
     assert.ok(Date.now() - started < 5000);
+    assert.equal(await metric(node.apiUrl, /^connmix_connections_refused_total\{.*reason="handshake_timeout"/), 1);
   });
 });
 

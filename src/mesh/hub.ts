@@ -95,6 +95,7 @@ export class Hub implements LocalDelivery {
     if (subscriber.maxChannels > 0) {
       const added = new Set(channels.filter((channel) => !subscriber.channels.has(channel))).size;
       if (subscriber.channels.size + added > subscriber.maxChannels) {
+        this.metrics?.subscribesRefused.inc();
         return `too many channels: a connection may subscribe to ${subscriber.maxChannels}`;
       }
     }

@@ -109,7 +109,10 @@ export class WebSocketBusinessServer {
       }
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
     });
-    this.http.on('clientError', (_error, socket) => socket.destroy());
+    this.http.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') this.metrics?.refused.inc({ reason: 'handshake_timeout' });
+      socket.destroy();
+    });
   }
 
   readonly protocol = 'websocket' as const;
