@@ -1,0 +1,72 @@
+import { WebSocket } from 'ws';
+import type { Dialect } from './dialects';
+
+export interface ClientOptions {
+  url: string;
+  dialect: Dialect;
+  /** Source address (127.0.0.x): each gives its own ~28,000 ephemeral ports towards one server port. */
+  localAddress: string;
+  timeoutMs: number;
+  /** Application frames (not the dialect's protocol frames). */
+  onData(ws: WebSocket, data: Buffer): void;
+}
+
+/** Opens one client and resolves once it may subscribe (after the dialect's handshake, if any). */
+export function openClient(options: ClientOptions): Promise<WebSocket> {
+  const { dialect } = options;
+  return new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(options.url, {
+      perMessageDeflate: false,
+      localAddress: options.localAddress,
+      handshakeTimeout: options.timeoutMs,
+      // The load generator shares the CPU with the server: skip what a real client would not notice.
+      skipUTF8Validation: true,
+    });
+    let settled = false;
+    const timer = setTimeout(() => fail(new Error(`not ready after ${options.timeoutMs} ms`)), options.timeoutMs);
+    const done = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(ws);
+    };
+    const fail = (error: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      ws.terminate();
+      reject(error);
+    };
+    ws.on('open', () => {
+      if (dialect.readyOnOpen) done();
+    });
+    ws.on('message', (data: Buffer) => {
+      const kind = dialect.control(ws, data);
+      if (kind === 'ready') done();
+      else if (kind === 'data') options.onData(ws, data);
+    });
+    ws.on('error', (error) => fail(error));
+    ws.on('close', (code) => fail(new Error(`closed with ${code} before ready`)));
+  });
+}
+
+/** Runs `task(i)` for i in [0, count) with at most `limit` running at once. */
+export async function forEachLimit(count: number, limit: number, task: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < count) await task(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, count) }, lane));
+}
+
+/** Closes clients and waits (bounded) until their sockets are gone, so fds are free for the next phase. */
+export async function closeAll(clients: Iterable<WebSocket>, timeoutMs = 5000): Promise<void> {
+  const waits: Promise<void>[] = [];
+  for (const ws of clients) {
+    if (ws.readyState === WebSocket.CLOSED) continue;
+    waits.push(new Promise<void>((resolve) => ws.once('close', () => resolve())));
+    // terminate: no close handshake to wait for; the server sees the TCP close at once.
+    ws.terminate();
+  }
+  await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, timeoutMs))]);
+}

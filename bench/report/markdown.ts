@@ -1,0 +1,188 @@
+import type { ApiRow, FanoutRow, IdleRow, ProfileSummary, RunRecord, StormRow } from './types';
+
+/** Targets whose figures are divided by each peer's, and the peers they are compared with. */
+const COMPARISONS: { subject: string; peers: string[] }[] = [
+  { subject: 'connmix-ts', peers: ['raw-ws', 'socketio-redis', 'socketio-redis-2n'] },
+  { subject: 'connmix-ts-redis-2n', peers: ['socketio-redis-2n', 'raw-ws'] },
+];
+
+export const HOW_TO_RUN = `## How to run
+
+\`\`\`sh
+apt-get install -y redis-server      # once: the Redis targets start their own redis-server
+npm run bench -- --quick             # every target and scenario at small sizes, under 2 minutes
+npm run bench                        # the full run (tens of minutes; nothing else should run meanwhile)
+npm run bench -- --targets raw-ws,connmix-ts --scenarios hot-video --viewers 5000 --rates 10,50 --all-rates --name hot-video-5k --profile 50
+\`\`\`
+
+\`npm run bench\` builds, then runs \`dist/bench/run.js\`. Options: \`--quick\`; \`--targets a,b\` (raw-ws,
+socketio-redis, socketio-redis-2n, connmix-ts, connmix-ts-redis-2n); \`--scenarios a,b\` (idle, hot-video,
+many-videos, subscribe-storm, publish-api); \`--viewers N,M\` and \`--rates r1,r2\` for hot-video;
+\`--step-ms\`; \`--all-rates\` (no stop at the p99 limit or a loss); \`--name\` (the run's key in results.json, default \`quick\` or \`full\`); \`--profile RATE\`
+(\`node --cpu-prof\` on the connmix-ts nodes, summarised over the hot-video step at RATE msg/s, the
+storm's message phase and each publish-API phase);
+\`--deadline-s\` (the whole run is killed past it; default 300 quick, 4 h full); \`--wait-quiet S\` (first wait up
+to S seconds for the machine to go quiet, under 1 CPU second used per 5 s: others' test suites skew
+every figure; each fan-out step reports the CPU that processes outside the run used meanwhile). Each run replaces the run of the same name in
+\`bench/results.json\`; \`bench/RESULTS.md\` and \`bench/p99-vs-rate.svg\` are rewritten from all stored runs.
+Hand-written analysis lives in \`bench/notes.md\` and is copied into RESULTS.md
+(\`npm run bench -- --report-only\` rewrites the reports from results.json without running anything).
+
+How it works: the bench starts each target (its server processes, and a redis-server on a free
+127.0.0.1 port for the Redis targets), drives it with load processes (\`bench/load/worker.ts\`, at least
+one per core, at most 18,000 connections each because a process may open 20,000 files here), then
+stops everything it started, by pid. Viewers connect from 127.1.x.y source addresses (a fresh block per
+phase; each address gives ~28,000 ports), subscribe with the seed's \`{"op":"subscribe","channel":"<id>@video"}\`
+(Socket.IO: the same text as a \`message\` event) and count comments. Every comment is the seed's event
+\`{"event":"@video","data":{"s":<seq>,"t":<send time>,"p":"xx…"}}\`, 160 bytes, posted to
+\`POST /v1/mesh/publish\` at a fixed rate (open loop: \`t\` is when it was due, on CLOCK_MONOTONIC shared by
+all processes). A viewer counts a sequence number once (a repeat is a duplicate); *lost* = comments
+accepted by the API times the video's subscribers, minus deliveries that arrived before the step's drain
+time ran out. Server CPU is utime+stime from \`/proc/<pid>/stat\` of every server process, redis-server
+included, over the step; RSS is VmRSS. Server and load share the two cores, so the box caps throughput:
+compare the servers' own costs (CPU per million deliveries, memory per connection) more than raw rates.
+The large sizes are 19,500 connections per node, not 20,000: a process cannot hold more files here.
+`;
+
+function table(headers: string[], rows: (string | number)[][]): string {
+  const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
+  return [line(headers), line(headers.map((h) => (/^(target|peer|api|note|function|where)$/.test(h) ? '---' : '---:'))), ...rows.map(line)].join('\n');
+}
+
+function kib(bytes: number): string {
+  return (bytes / 1024).toFixed(2);
+}
+
+function ratio(subject: number, peer: number): string {
+  if (!(peer > 0) || !(subject >= 0)) return '–';
+  return `${(subject / peer).toFixed(2)}x`;
+}
+
+function fanoutTable(rows: FanoutRow[]): string {
+  return table(
+    ['target', 'nodes', 'viewers', 'videos', 'rate msg/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'server CPU s', 'CPU s / M deliveries', 'load CPU s', 'others CPU s', 'note'],
+    rows.map((r) => [
+      r.target,
+      r.nodes,
+      r.subscribed === r.viewers ? r.viewers : `${r.subscribed}/${r.viewers}`,
+      r.videos,
+      r.rate,
+      r.deliveriesPerSec,
+      r.p50,
+      r.p99,
+      r.max,
+      r.losses,
+      r.duplicates,
+      r.serverCpuS,
+      r.cpuPerMillion,
+      r.loadCpuS,
+      r.otherCpuS ?? '',
+      [r.stop ? `stop: ${r.stop}` : '', r.closed > 0 ? `${r.closed} viewers closed` : '', r.error ?? ''].filter(Boolean).join('; ') || '',
+    ]),
+  );
+}
+
+function fanoutRatios(rows: FanoutRow[]): string {
+  const out: string[] = [];
+  for (const { subject, peers } of COMPARISONS) {
+    const lines: (string | number)[][] = [];
+    for (const s of rows.filter((r) => r.target === subject)) {
+      for (const peer of peers) {
+        const p = rows.find((r) => r.target === peer && r.viewers === s.viewers && r.rate === s.rate);
+        if (!p) continue;
+        lines.push([peer, s.viewers, s.rate, ratio(s.cpuPerMillion, p.cpuPerMillion), ratio(s.p99, p.p99), ratio(s.p50, p.p50), ratio(s.deliveriesPerSec, p.deliveriesPerSec), `${s.losses} / ${p.losses}`]);
+      }
+    }
+    if (lines.length === 0) continue;
+    out.push(`${subject} ÷ peer (below 1.00x is better for ${subject}):\n\n` + table(['peer', 'viewers', 'rate msg/s', 'CPU / M deliveries', 'p99', 'p50', 'deliveries/s (higher is better)', `lost (${subject} / peer)`], lines));
+  }
+  return out.join('\n\n');
+}
+
+function idleTables(rows: IdleRow[]): string {
+  const main = table(
+    ['target', 'nodes', 'connections', 'RSS before MiB', 'RSS after MiB', 'RSS/conn KiB', 'connect CPU s / 1k', 'note'],
+    rows.map((r) => [r.target, r.nodes, r.subscribed === r.connections ? r.connections : `${r.subscribed}/${r.connections}`, (r.rssBefore / 2 ** 20).toFixed(1), (r.rssAfter / 2 ** 20).toFixed(1), kib(r.bytesPerConn), r.connectCpuPerK, r.error ?? '']),
+  );
+  const lines: (string | number)[][] = [];
+  for (const { subject, peers } of COMPARISONS) {
+    for (const s of rows.filter((r) => r.target === subject)) {
+      for (const peer of peers) {
+        const p = rows.find((r) => r.target === peer && r.connections === s.connections);
+        if (p) lines.push([`${subject} ÷ ${peer}`, s.connections, ratio(s.bytesPerConn, p.bytesPerConn)]);
+      }
+    }
+  }
+  return lines.length ? `${main}\n\n${table(['target', 'connections', 'RSS/conn ratio (lower is better)'], lines)}` : main;
+}
+
+function stormTables(rows: StormRow[]): string {
+  const main = table(
+    ['target', 'nodes', 'new connections', 'connect+subscribe/s', 'failed', 'subscribe msgs/s (on_message calls/s)', 'sending conns', 'server CPU ms / 1k msgs', 'note'],
+    rows.map((r) => [r.target, r.nodes, r.connections, r.connectPerSec, r.connectFailed, r.messagesPerSec, r.messageConnections, r.cpuMsPerKMessages, r.error ?? '']),
+  );
+  const lines: (string | number)[][] = [];
+  for (const { subject, peers } of COMPARISONS) {
+    const s = rows.find((r) => r.target === subject);
+    if (!s) continue;
+    for (const peer of peers) {
+      const p = rows.find((r) => r.target === peer);
+      if (p) lines.push([`${subject} ÷ ${peer}`, ratio(s.connectPerSec, p.connectPerSec), ratio(s.messagesPerSec, p.messagesPerSec), ratio(s.cpuMsPerKMessages, p.cpuMsPerKMessages)]);
+    }
+  }
+  return lines.length ? `${main}\n\n${table(['target', 'connect/s (higher is better)', 'msgs/s (higher is better)', 'CPU / msg (lower is better)'], lines)}` : main;
+}
+
+function apiTables(rows: ApiRow[]): string {
+  const main = table(
+    ['target', 'nodes', 'api', 'publishes', 'publishes/s', 'errors', 'deliveries', 'server CPU ms / 1k', 'note'],
+    rows.map((r) => [r.target, r.nodes, r.api, r.requests, r.perSec, r.errors, r.deliveries, r.cpuMsPerKRequests, (r.error ?? r.firstError ?? '').replace(/[|\r\n]+/g, ' ').slice(0, 80)]),
+  );
+  const lines: (string | number)[][] = [];
+  for (const { subject, peers } of COMPARISONS) {
+    for (const s of rows.filter((r) => r.target === subject)) {
+      for (const peer of peers) {
+        const p = rows.find((r) => r.target === peer && r.api === s.api);
+        if (p) lines.push([`${subject} ÷ ${peer}`, s.api, ratio(s.perSec, p.perSec), ratio(s.cpuMsPerKRequests, p.cpuMsPerKRequests)]);
+      }
+    }
+  }
+  return lines.length ? `${main}\n\n${table(['target', 'api', 'publishes/s (higher is better)', 'CPU / publish (lower is better)'], lines)}` : main;
+}
+
+function profileSection(profiles: ProfileSummary[]): string {
+  return profiles
+    .map((p) => {
+      const head = `**${p.target}, ${p.scenario}** (${p.window}${p.note ? `; ${p.note}` : ''}); top self time:`;
+      return `${head}\n\n${table(['#', 'function', 'where', 'self ms', '% of sampled'], p.top.map((e, i) => [i + 1, `\`${e.name}\``, e.where ? `\`${e.where}\`` : '', e.selfMs, e.percent]))}`;
+    })
+    .join('\n\n');
+}
+
+export function runSection(run: RunRecord): string {
+  const m = run.machine;
+  const parts = [
+    `## Run \`${run.name}\`${run.quick ? ' (quick mode)' : ''}`,
+    `- date: ${run.date}; took ${run.durationS} s; load average ${run.loadAverage?.[0] ?? '?'} at the start, ${run.loadAverage?.[1] ?? '?'} at the end (others' processes share the machine; see "others CPU s")\n- command: \`${run.command}\`\n- machine: ${m.cpus} CPUs (\`nproc\`), ${m.model}, ${m.memoryGiB} GiB, ${m.os}; Node ${m.node}; open files ${m.fdLimit}`,
+    `- targets: ${run.targets.map((t) => `\`${t.name}\`: ${t.description}`).join('; ')}`,
+  ];
+  if (run.hotVideo.length) parts.push(`### hot-video\n\nAll viewers on one video; the rate steps up until p99 passes 500 ms or a comment is lost.\n\n${fanoutTable(run.hotVideo)}\n\n${fanoutRatios(run.hotVideo)}`);
+  if (run.manyVideos.length) parts.push(`### many-videos\n\nViewers spread over many videos; comments go to the videos in turn (rate = comments per second over all videos).\n\n${fanoutTable(run.manyVideos)}\n\n${fanoutRatios(run.manyVideos)}`);
+  if (run.idle.length) parts.push(`### idle\n\nServer RSS (all its processes, redis-server included) after the subscribed viewers connected and settled, minus before, per connection; measured first, on a freshly started target (memory per connection is measured here only).\n\n${idleTables(run.idle)}`);
+  if (run.storm.length) parts.push(`### subscribe-storm\n\n${stormTables(run.storm)}`);
+  if (run.publishApi.length) parts.push(`### publish-api\n\nPublishes to 10 channels of 3 subscribers each, as fast as answered (HTTP pipelined on keep-alive connections; WebSocket API with 64 requests in flight per connection).\n\n${apiTables(run.publishApi)}`);
+  if (run.profiles.length) parts.push(`### CPU profile\n\n${profileSection(run.profiles)}`);
+  if (run.failures.length) parts.push(`### Failures\n\n${run.failures.map((f) => `- ${f.replace(/\n/g, ' ').slice(0, 400)}`).join('\n')}`);
+  return parts.join('\n\n');
+}
+
+export function resultsMarkdown(runs: RunRecord[], notes: string | null): string {
+  return [
+    '# connmix-ts benchmark results',
+    'Generated by `bench/run.ts` from `bench/results.json`; the chart is `bench/p99-vs-rate.svg`.',
+    HOW_TO_RUN.trim(),
+    '![p99 latency against publish rate](p99-vs-rate.svg)',
+    ...(notes ? [`## Notes\n\n${notes.trim()}`] : []),
+    ...runs.map(runSection),
+  ].join('\n\n') + '\n';
+}

@@ -1,0 +1,132 @@
+/** What each scenario measures, one row per target and size (and rate). Times in ms, CPU in seconds. */
+
+export interface FanoutRow {
+  target: string;
+  nodes: number;
+  viewers: number;
+  videos: number;
+  /** Viewers that connected and subscribed (the rest failed). */
+  subscribed: number;
+  /** Subscribed viewers no longer open at the end of the step (dropped by the server, for example). */
+  closed: number;
+  rate: number;
+  published: number;
+  publishErrors: number;
+  expected: number;
+  delivered: number;
+  losses: number;
+  duplicates: number;
+  late: number;
+  /** Seconds from the first publish to the last delivery seen. */
+  windowS: number;
+  deliveriesPerSec: number;
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+  /** CPU of every server process (redis-server included) over the window. */
+  serverCpuS: number;
+  cpuPerMillion: number;
+  /** CPU of the load processes over the window (the other half of the box). */
+  loadCpuS: number;
+  /** CPU used over the window by processes outside this run (others' test suites): noise when high. */
+  otherCpuS: number;
+  /** Server RSS growth while the viewers connected, per viewer, in bytes. */
+  rssPerConn: number;
+  /** Set on the step that ended the ramp, and why. */
+  stop?: string;
+  /** Step window on the machine's monotonic clock (ms), for profiles. */
+  t0: number;
+  t1: number;
+  error?: string;
+}
+
+export interface IdleRow {
+  target: string;
+  nodes: number;
+  connections: number;
+  subscribed: number;
+  rssBefore: number;
+  rssAfter: number;
+  bytesPerConn: number;
+  /** Server CPU while the connections opened, per thousand connections. */
+  connectCpuPerK: number;
+  error?: string;
+}
+
+export interface StormRow {
+  target: string;
+  nodes: number;
+  connections: number;
+  connectPerSec: number;
+  connectFailed: number;
+  /** subscribe/unsubscribe messages answered per second on open connections: on_message calls for connmix-ts. */
+  messagesPerSec: number;
+  messageConnections: number;
+  /** Server CPU per thousand answered messages, in ms. */
+  cpuMsPerKMessages: number;
+  /** The message phase on the machine's monotonic clock (ms), for profiles. */
+  t0: number;
+  t1: number;
+  error?: string;
+}
+
+export interface ApiRow {
+  target: string;
+  nodes: number;
+  api: 'http' | 'ws';
+  requests: number;
+  perSec: number;
+  errors: number;
+  deliveries: number;
+  /** Server CPU per thousand requests, in ms. */
+  cpuMsPerKRequests: number;
+  t0: number;
+  t1: number;
+  firstError?: string;
+  error?: string;
+}
+
+export interface ProfileEntry {
+  name: string;
+  where: string;
+  selfMs: number;
+  percent: number;
+}
+
+export interface ProfileSummary {
+  target: string;
+  scenario: string;
+  window: string;
+  totalMs: number;
+  top: ProfileEntry[];
+  note?: string;
+}
+
+export interface Machine {
+  cpus: number;
+  model: string;
+  node: string;
+  os: string;
+  memoryGiB: number;
+  fdLimit: string;
+}
+
+export interface RunRecord {
+  name: string;
+  date: string;
+  command: string;
+  quick: boolean;
+  durationS: number;
+  machine: Machine;
+  /** 1-minute load average at the start and the end of the run (2 = both cores busy). */
+  loadAverage: [number, number];
+  targets: { name: string; description: string }[];
+  hotVideo: FanoutRow[];
+  manyVideos: FanoutRow[];
+  idle: IdleRow[];
+  storm: StormRow[];
+  publishApi: ApiRow[];
+  profiles: ProfileSummary[];
+  failures: string[];
+}

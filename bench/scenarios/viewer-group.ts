@@ -1,0 +1,132 @@
+import type { Fleet } from '../load/fleet';
+import { shares } from '../load/fleet';
+import { Histogram, type HistogramData } from '../load/histogram';
+import type { OpenResult, ViewerStats } from '../load/viewers';
+import { sourceAddresses } from '../lib/addresses';
+import { sleep, totalRss } from '../lib/proc';
+import type { RunningTarget } from '../targets/target';
+
+/** Video ids start here (the seed's example video is 100001). */
+export const FIRST_VIDEO = 100001;
+
+export interface GroupOptions {
+  viewers: number;
+  videos: number;
+  /** Connections opening at once, per load process. */
+  concurrency: number;
+  timeoutMs: number;
+}
+
+/** Merged statistics of every load process for one step. */
+export interface GroupStats {
+  delivered: number;
+  duplicates: number;
+  late: number;
+  latency: Histogram;
+  open: number;
+}
+
+/**
+ * A target's viewers, spread over every load process, every node of the target and enough source
+ * addresses; knows how many viewers each video has, which is what a publish should reach.
+ */
+export class ViewerGroup {
+  readonly perVideo = new Map<number, number>();
+  opened = 0;
+  failed = 0;
+  errors: string[] = [];
+  openMs = 0;
+  /** Server RSS before and after the viewers connected, in bytes. */
+  rssBefore = 0;
+  rssAfter = 0;
+
+  private constructor(
+    private readonly fleet: Fleet,
+    readonly options: GroupOptions,
+  ) {}
+
+  static async open(fleet: Fleet, target: RunningTarget, options: GroupOptions): Promise<ViewerGroup> {
+    const group = new ViewerGroup(fleet, options);
+    const split = shares(options.viewers, fleet.size);
+    const urls = target.nodes.map((node) => node.wsUrl);
+    group.rssBefore = totalRss(target.pids);
+    const results = await fleet.all<OpenResult>((i) => ({
+      op: 'viewers.open',
+      params: {
+        urls,
+        dialect: target.dialect,
+        firstIndex: split[i][0],
+        count: split[i][1],
+        videos: options.videos,
+        firstVideo: FIRST_VIDEO,
+        addresses: sourceAddresses(split[i][1]),
+        concurrency: options.concurrency,
+        timeoutMs: options.timeoutMs,
+      },
+    }));
+    for (const result of results) {
+      group.opened += result.opened;
+      group.failed += result.failed;
+      group.errors.push(...result.errors);
+      group.openMs = Math.max(group.openMs, result.ms);
+      for (const [video, count] of Object.entries(result.perVideo)) {
+        group.perVideo.set(Number(video), (group.perVideo.get(Number(video)) ?? 0) + count);
+      }
+    }
+    group.rssAfter = totalRss(target.pids);
+    return group;
+  }
+
+  /** Deliveries a run should produce: each accepted publish times the subscribers of its video. */
+  expected(perChannel: Map<string, number>): number {
+    let total = 0;
+    for (const [channel, count] of perChannel) total += count * (this.perVideo.get(Number(channel.slice('video:'.length))) ?? 0);
+    return total;
+  }
+
+  /** Starts a step: counters to zero; comments due before `minT` (monotonic ms) count as late. */
+  async reset(minT: number): Promise<void> {
+    await this.fleet.all(() => ({ op: 'viewers.reset', minT }));
+  }
+
+  async delivered(): Promise<number> {
+    const counts = await this.fleet.all<number>(() => ({ op: 'viewers.count' }));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  /**
+   * Waits until `expected` deliveries arrived, or nothing arrived for `quietMs`, or `timeoutMs` passed.
+   * Returns the time (Date.now()) of the last progress seen: the end of the step's delivery window.
+   */
+  async drain(expected: number, quietMs: number, timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let last = await this.delivered();
+    let lastProgress = Date.now();
+    while (last < expected && Date.now() < deadline && Date.now() - lastProgress < quietMs) {
+      await sleep(50);
+      const now = await this.delivered();
+      if (now > last) {
+        last = now;
+        lastProgress = Date.now();
+      }
+    }
+    return lastProgress;
+  }
+
+  async stats(): Promise<GroupStats> {
+    const all = await this.fleet.all<ViewerStats>(() => ({ op: 'viewers.stats' }));
+    const merged: GroupStats = { delivered: 0, duplicates: 0, late: 0, latency: new Histogram(), open: 0 };
+    for (const stats of all) {
+      merged.delivered += stats.delivered;
+      merged.duplicates += stats.duplicates;
+      merged.late += stats.late;
+      merged.open += stats.open;
+      merged.latency.add(stats.latency as HistogramData);
+    }
+    return merged;
+  }
+
+  async close(): Promise<void> {
+    await this.fleet.all(() => ({ op: 'viewers.close' }));
+  }
+}

@@ -1,0 +1,94 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import YAML from 'yaml';
+import { startProcess, stopProcess, freePort, type Started } from '../lib/proc';
+import { startRedis, type RunningRedis } from './redis';
+import type { RunningTarget, StartOptions, TargetNode, TargetSpec } from './target';
+
+/** The repository root (this file runs from dist/bench/targets). */
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+
+/**
+ * The shipped connmix.yaml with only what a bench run must change: free ports on 127.0.0.1, the seed's
+ * entry by absolute path, warnings only on stdout and no log file, the broker, and no per-connection
+ * message rate limit (maxMessagesPerSecond, 100 by default): subscribe-storm sends faster than that on
+ * purpose, to measure the Lua path rather than the abuse limiter. Every other limit stays as shipped.
+ */
+function benchYaml(wsPort: number, apiPort: number, redisPort: number | null): string {
+  const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8'));
+  config.logging = { ...config.logging, level: 'warn', filename: '' };
+  config.engine.apiServer = { ...config.engine.apiServer, port: apiPort, bind: '127.0.0.1' };
+  const server = config.engine.servers[0];
+  config.engine.servers = [{ ...server, port: wsPort, bind: '127.0.0.1', entry: path.join(ROOT, server.entry), maxMessagesPerSecond: 0 }];
+  config.engine.mesh =
+    redisPort === null
+      ? { ...config.engine.mesh, broker: 'memory' }
+      : { ...config.engine.mesh, broker: 'redis', redis: { ...config.engine.mesh.redis, addrs: [`127.0.0.1:${redisPort}`] } };
+  return YAML.stringify(config);
+}
+
+/** The viewer path of the shipped yaml (the seed's /barrage-videos). */
+function viewerPath(): string {
+  const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8'));
+  const option = (config.engine.servers[0].options as { name: string; value: string }[]).find((o) => o.name === 'path');
+  return option?.value ?? '/';
+}
+
+function connmix(name: string, nodeCount: number, broker: 'memory' | 'redis'): TargetSpec {
+  return {
+    name,
+    description: `connmix-ts (bin/connmix.js dev) with the seed's Lua and connmix.yaml, ${broker} broker, ${nodeCount} node${nodeCount > 1 ? 's' : ''}`,
+    nodes: nodeCount,
+    meshed: broker === 'redis',
+    async start(options: StartOptions): Promise<RunningTarget> {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-bench-'));
+      let redis: RunningRedis | null = null;
+      const processes: { wsPort: number; apiPort: number; started: Started }[] = [];
+      const stop = async () => {
+        await Promise.all(processes.map((p) => stopProcess(p.started.child, 12_000)));
+        await redis?.stop();
+        fs.rmSync(dir, { recursive: true, force: true });
+      };
+      try {
+        if (broker === 'redis') redis = await startRedis();
+        for (let i = 0; i < options.nodes; i++) {
+          const wsPort = await freePort();
+          const apiPort = await freePort();
+          const file = path.join(dir, `node${i}.yaml`);
+          fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null));
+          const nodeArgs = options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] : [];
+          const started = await startProcess(
+            process.execPath,
+            [...nodeArgs, path.join(ROOT, 'bin', 'connmix.js'), 'dev', '-f', file],
+            /api server listening/,
+            20_000,
+            { cwd: dir },
+          );
+          processes.push({ wsPort, apiPort, started });
+        }
+      } catch (error) {
+        await stop();
+        throw error;
+      }
+      const nodes: TargetNode[] = processes.map(({ wsPort, apiPort, started }) => ({
+        wsUrl: `ws://127.0.0.1:${wsPort}${viewerPath()}`,
+        httpHost: '127.0.0.1',
+        httpPort: apiPort,
+        wsApiUrl: `ws://127.0.0.1:${apiPort}/ws/v1`,
+        pid: started.pid,
+      }));
+      return {
+        name,
+        dialect: 'seed',
+        nodes,
+        pids: [...nodes.map((node) => node.pid), ...(redis ? [redis.pid] : [])],
+        meshed: broker === 'redis' || options.nodes === 1,
+        stop,
+      };
+    },
+  };
+}
+
+export const connmixMemory = connmix('connmix-ts', 1, 'memory');
+export const connmixRedis2 = connmix('connmix-ts-redis-2n', 2, 'redis');
