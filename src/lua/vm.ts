@@ -10,7 +10,7 @@ const {
   LUA_OK, LUA_YIELD, LUA_REGISTRYINDEX, LUA_MASKCOUNT, LUA_TFUNCTION, LUA_TSTRING, LUA_TNUMBER,
   lua_newthread, lua_resume, lua_sethook, lua_atnativeerror, lua_isyieldable, lua_yield, lua_pushstring,
   lua_settop, lua_gettop, lua_rawgeti, lua_getglobal, lua_type, lua_pushjsfunction, lua_pcall, lua_tolstring,
-  lua_touserdata, lua_pushnil, lua_typename,
+  lua_touserdata, lua_pushnil, lua_typename, lua_pop,
 } = lua;
 const { luaL_newstate, luaL_ref, luaL_unref, luaL_traceback, luaL_loadbufferx } = lauxlib;
 
@@ -56,7 +56,6 @@ interface Call<Owner> {
   readonly hook: string;
   readonly owner: Owner;
   readonly thread: LuaState;
-  readonly ref: number;
   readonly done: (error: LuaHookError | null) => void;
   used: number;
   timedOut: boolean;
@@ -148,18 +147,19 @@ export class LuaVM<Owner = unknown> {
       return;
     }
     const L = this.L;
+    // Fengari's objects live as long as JS holds them: the Call below keeps the coroutine alive, so it
+    // is not anchored in the registry (a registry ref per call made every call slower as refs piled up).
     const thread = lua_newthread(L) as LuaState;
-    const threadRef = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
     lua_rawgeti(thread, LUA_REGISTRYINDEX, ref);
     let nargs: number;
     try {
       nargs = pushArgs(thread);
     } catch (error) {
-      luaL_unref(L, LUA_REGISTRYINDEX, threadRef);
       done(new LuaHookError(hook, `cannot pass arguments: ${(error as Error).message}`, false));
       return;
     }
-    const call: Call<Owner> = { hook, owner, thread, ref: threadRef, done, used: 0, timedOut: false };
+    const call: Call<Owner> = { hook, owner, thread, done, used: 0, timedOut: false };
     this.resume(call, nargs);
   }
 
@@ -216,7 +216,6 @@ export class LuaVM<Owner = unknown> {
     }
     if (status === LUA_YIELD) return;
     const error = status === LUA_OK ? null : new LuaHookError(call.hook, this.traceback(call.thread), call.timedOut);
-    luaL_unref(this.L, LUA_REGISTRYINDEX, call.ref);
     call.done(error);
   }
 
