@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import type { ApiServerConfig, AccessUser } from '../config/schema';
 import type { Logger } from '../log';
 import { AccessControl, type AccessDenial } from './access';
-import { createHttpApi, type ApiNode } from './http-api';
+import { createHttpApi, type ApiNode, type Authorize } from './http-api';
+import { meshRouteOf, serveMeshRoute } from './mesh-routes';
 import { WsApi, type WsApiNode } from './ws-api';
 import type { Metrics } from '../metrics';
 
@@ -31,8 +32,13 @@ export class ApiServer {
   ) {
     this.access = new AccessControl(users);
     this.wsApi = new WsApi(node, log, { readTimeout: config.readTimeout, maxPayload: MAX_WS_REQUEST });
-    const app = createHttpApi(node, log, (req, role) => this.access.check(req, role), metrics);
-    this.http = http.createServer(app);
+    const authorize: Authorize = (req, role) => this.access.check(req, role);
+    const app = createHttpApi(node, log, authorize, metrics);
+    this.http = http.createServer((req, res) => {
+      const route = meshRouteOf(req);
+      if (route) serveMeshRoute(route, req, res, node, authorize, log, metrics);
+      else app(req, res);
+    });
     this.http.on('upgrade', (req, socket, head) => {
       socket.on('error', () => socket.destroy());
       if ((req.url ?? '').split('?', 1)[0] !== '/ws/v1') {

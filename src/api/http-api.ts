@@ -4,7 +4,6 @@ import type { Logger } from '../log';
 import type { AccessDenial, Role } from './access';
 import type { NodeInfo, PublishResult } from '../mesh/broker';
 import { ApiError, ErrorCode } from './errors';
-import { parseBody, publishRequest, sendRequest } from './requests';
 import type { Metrics } from '../metrics';
 
 /** What the HTTP API needs from its node. */
@@ -18,9 +17,6 @@ export interface ApiNode {
 
 /** Decides whether a request may go on (null) or is refused with an HTTP status and message. */
 export type Authorize = (req: IncomingMessage, role: Role) => AccessDenial;
-
-/** The largest API request body accepted. */
-const MAX_BODY = '16mb';
 
 /**
  * The engine's HTTP API (reference 5.1 and 5.3): `POST /v1/mesh/publish`, `POST /v1/mesh/send`,
@@ -62,23 +58,7 @@ export function createHttpApi(node: ApiNode, log: Logger, authorize: Authorize =
       res.end(await metrics.registry.metrics());
     });
   }
-  // Bodies are read raw and parsed here, whatever the content type, so a bad body gets code 101.
-  const body = express.raw({ type: () => true, limit: MAX_BODY });
-
-  app.post('/v1/mesh/publish', body, async (req, res) => {
-    const { target, payload, binary } = publishRequest(parseBody(req.body));
-    const result = await mesh(() => node.publish(target, payload, binary));
-    res.json({ E: null, r: { s: result.s, f: result.f } });
-  });
-
-  app.post('/v1/mesh/send', body, async (req, res) => {
-    const { target, payload, binary } = sendRequest(parseBody(req.body));
-    if (!(await mesh(() => node.send(target, payload, binary)))) {
-      throw new ApiError(ErrorCode.SEND_FAILED, `send failed: client ${target} not found or gone`);
-    }
-    res.json({ E: null, r: { s: true } });
-  });
-
+  // POST /v1/mesh/publish and /v1/mesh/send are served before express (see mesh-routes.ts).
   app.get('/version', (_req, res) => {
     res.json({ apis: ['v1'] });
   });
