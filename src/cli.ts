@@ -78,13 +78,19 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`connmix: ${known ? '' : 'cannot start: '}${(error as Error).message}\n`);
     process.exit(known ? EXIT_USAGE : 1);
   }
+  let stopping = false;
   const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
     process.stdout.write(`connmix: ${signal}, shutting down\n`);
     engine.stop().then(() => process.exit(0), () => process.exit(1));
     setTimeout(() => process.exit(1), 10_000).unref();
   };
-  // A worker is restarted by its primary, never by a terminal hangup.
-  if (cluster.isWorker) process.on('SIGHUP', () => undefined);
+  if (cluster.isWorker) {
+    // A worker is restarted by its primary, never by a terminal hangup, and never outlives it.
+    process.on('SIGHUP', () => undefined);
+    process.once('disconnect', () => shutdown('primary gone'));
+  }
   process.once('SIGINT', () => shutdown('SIGINT'));
   process.once('SIGTERM', () => shutdown('SIGTERM'));
 }

@@ -87,6 +87,7 @@ test('engine -p 2 serves one port from two mesh nodes, replaces a dead worker, a
     });
     assert.equal(after.f, 0);
     for (const v of viewers) v.close();
+
     engine.child.kill('SIGTERM');
     assert.equal(await engine.exited, 0);
   } finally {
@@ -155,5 +156,30 @@ test('SIGHUP replaces the workers one at a time while the others keep serving', 
     assert.equal(await engine.exited, 0);
   } finally {
     engine.child.kill('SIGKILL');
+  }
+});
+
+test('workers never outlive their primary, even when it is killed hard', async () => {
+  const { file } = await workerSetup('w4:');
+  const engine = startEngine(file, 2);
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let workers: number[] = [];
+  try {
+    workers = (await waitFor('both workers listening', () => {
+      const found = [...engine.output().matchAll(/worker \d \(pid (\d+)\): api server listening/g)].map((m) => Number(m[1]));
+      return found.length === 2 ? found : null;
+    }, 20_000)) as number[];
+    engine.child.kill('SIGKILL');
+    await waitFor('workers gone', () => workers.every((pid) => !alive(pid)), 10_000);
+  } finally {
+    engine.child.kill('SIGKILL');
+    for (const pid of workers) if (alive(pid)) process.kill(pid, 'SIGKILL');
   }
 });
