@@ -86,6 +86,12 @@ engine:
 const received = new Map<number, number>();
 const reported = new Map<number, number>();
 let viewerErrors = 0;
+/** What went wrong for viewers, by kind (`close 1011`, `error ECONNRESET`, ...). */
+const viewerProblems = new Map<string, number>();
+function viewerProblem(kind: string): void {
+  viewerErrors++;
+  viewerProblems.set(kind, (viewerProblems.get(kind) ?? 0) + 1);
+}
 let apiErrors = 0;
 let connected = 0;
 
@@ -106,11 +112,11 @@ class Viewer {
       const seq = (JSON.parse(text) as { data: { s: number } }).data.s;
       received.set(seq, (received.get(seq) ?? 0) + 1);
     });
-    this.ws.on('error', () => {
-      if (!this.leaving) viewerErrors++;
+    this.ws.on('error', (error: NodeJS.ErrnoException) => {
+      if (!this.leaving) viewerProblem(`error ${error.code ?? error.message}`);
     });
-    this.ws.on('close', (code) => {
-      if (!this.leaving && code !== 1000) viewerErrors++;
+    this.ws.on('close', (code, reason) => {
+      if (!this.leaving && code !== 1000) viewerProblem(`close ${code} ${reason.toString()}`.trim());
     });
   }
 
@@ -183,6 +189,7 @@ async function main(): Promise<void> {
     answered: reported.size,
     apiErrors,
     viewerErrors,
+    viewerProblems: Object.fromEntries(viewerProblems),
     deliveriesReported: expected,
     deliveriesReceived: got,
     publishesShortBeyondChurn: short,

@@ -283,7 +283,8 @@ export class WebSocketBusinessServer {
         conn.close(CloseCode.READ_TIMEOUT, 'read timeout');
         continue;
       }
-      if (readTimeout > 0 && silent > (readTimeout * 1000) / 2 && conn.pingedAt < conn.lastReadAt) {
+      // `<=`: on loopback a pong can arrive in the very millisecond of its ping.
+      if (readTimeout > 0 && silent > (readTimeout * 1000) / 2 && conn.pingedAt <= conn.lastReadAt) {
         conn.pingedAt = now;
         conn.ws.ping();
       }
