@@ -16,6 +16,8 @@ const { luaL_newstate, luaL_ref, luaL_unref, luaL_traceback, luaL_loadbufferx } 
 
 /** Instructions between two budget checks: small enough to stop a runaway loop within a millisecond. */
 const HOOK_INTERVAL = 1000;
+/** Hook firings a call must have run before its budget can stop it (MIN_TICKS x HOOK_INTERVAL instructions). */
+const MIN_TICKS = 20;
 /** Top-level code of an entry file (run at load) gets this budget instead of the per-call one. */
 const LOAD_BUDGET_MS = 10_000;
 
@@ -73,6 +75,8 @@ export class LuaVM<Owner = unknown> {
   private readonly hookRefs = new Map<string, number>();
   private running: Call<Owner> | null = null;
   private deadline = Infinity;
+  /** Budget hook firings (HOOK_INTERVAL instructions each) since the running call last resumed. */
+  private ticks = 0;
   /** What the `.lua` files looked like at the last (re)load; a change triggers a reload. */
   private loadedFiles = '';
 
@@ -202,6 +206,7 @@ export class LuaVM<Owner = unknown> {
     this.running = call;
     const started = Date.now();
     this.deadline = started + this.options.callBudget - call.used;
+    this.ticks = 0;
     let status: number;
     try {
       status = lua_resume(call.thread, null, nargs);
@@ -228,7 +233,9 @@ export class LuaVM<Owner = unknown> {
   }
 
   private readonly budgetHook = (L: LuaState): void => {
-    if (Date.now() <= this.deadline) return;
+    // A call that ran only a few thousand instructions is not runaway, however late the clock says it
+    // is: the process was descheduled (a busy machine), and stopping it would be a false alarm.
+    if (++this.ticks < MIN_TICKS || Date.now() <= this.deadline) return;
     if (this.running) this.running.timedOut = true;
     // Fire again on the very next instruction, so a pcall that catches this error cannot go on.
     lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, 1);
@@ -253,6 +260,7 @@ export class LuaVM<Owner = unknown> {
     lua_rawgeti(L, LUA_REGISTRYINDEX, chunk);
     luaL_unref(L, LUA_REGISTRYINDEX, chunk);
     this.deadline = Date.now() + LOAD_BUDGET_MS;
+    this.ticks = 0;
     let status: number;
     try {
       status = lua_pcall(L, 0, 0, 1);

@@ -158,3 +158,23 @@ test('utils.prettyprint ships and makes print show tables', async () => {
   const printed = JSON.parse(lines.find((line) => line.includes('headers:')) ?? '{}').msg;
   assert.equal(printed, 'headers:\t{\n  "Method" = "GET",\n  "list" = {\n    [1] = 1,\n    [2] = 2\n  },\n  "n" = 3,\n  "self" = <cycle>\n}\tnil\t5');
 });
+
+test('a short call is not stopped when the process was held up elsewhere (a busy machine), only runaway Lua is', async () => {
+  const { exec } = scriptVm({
+    callBudget: 50,
+    install: (vm) => {
+      const { lua } = require('../../src/lua/fengari');
+      lua.lua_pushjsfunction(vm.L, (L: never) => {
+        const until = Date.now() + lua.lua_tonumber(L, 1);
+        while (Date.now() < until); // the JS side is slow, as when the OS deschedules the process
+        return 0;
+      });
+      lua.lua_setglobal(vm.L, Buffer.from('stall'));
+    },
+  });
+  const held = await exec('stall(120) local n = 0 for i = 1, 5000 do n = n + i end return n');
+  assert.equal(held.error, null);
+  assert.deepEqual(held.values, [12502500]);
+  const runaway = await exec('stall(10) while true do end');
+  assert.equal(runaway.timedOut, true);
+});
