@@ -154,3 +154,16 @@ test('metrics: CONNMIX names and ours; health and readiness probes need no crede
     assert.ok(lines.some((line) => /^connmix_engine_servers_send_messages_total\{.*protocol="websocket".*\} 2$/.test(line) && /node="[a-z0-9]+"/.test(line)));
   });
 });
+
+test('engine.luavm.limits caps what one Lua library call may build', async () => {
+  await withNode({ lua, engineYaml: '    limits:\n      maxStringSize: 1024\n      maxItems: 50' }, async (node) => {
+    const client = await TestClient.open(node.wsUrl);
+    assert.equal(await client.request('return #string.rep("x", 1024)'), '[1024]');
+    const [ok, err] = JSON.parse(await client.request('return pcall(string.rep, "x", 1025)'));
+    assert.equal(ok, false);
+    assert.match(err, /1024/);
+    const [okItems] = JSON.parse(await client.request('local t = {} for i = 1, 60 do t[i] = "a" end return pcall(table.concat, t)'));
+    assert.equal(okItems, false);
+    client.close();
+  });
+});

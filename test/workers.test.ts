@@ -132,7 +132,10 @@ test('SIGHUP replaces the workers one at a time while the others keep serving', 
         try {
           const answer = await post(`${api}/v1/mesh/publish`, { c: 'video:1', d: 'x' });
           if (answer.json.E !== null) failures.push(JSON.stringify(answer.json));
-          const viewerDuringRoll = await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 1);
+          // A viewer that lands on the worker being replaced is closed with 1001 and reconnects, as
+          // real clients do; it must get in on that second try.
+          const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
+          const viewerDuringRoll = await viewer(url, 1).catch(() => viewer(url, 1));
           viewerDuringRoll.close();
         } catch (error) {
           failures.push(`${(error as Error).message} ${(error as { cause?: { code?: string } }).cause?.code ?? ''}`);

@@ -189,12 +189,26 @@ export class WsApi {
   }
 }
 
+/** How deeply a context value may nest: Lua reads it back through values.ts, which stops at 64 levels. */
+const MAX_CONTEXT_DEPTH = 64;
+
+/** Whether `value` nests arrays/objects deeper than `limit` levels. */
+function nestedDeeper(value: unknown, limit: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (limit <= 0) return true;
+  return Object.values(value).some((item) => nestedDeeper(item, limit - 1));
+}
+
 function checkCallArgs(fn: ConnFunction, args: unknown[]): void {
   if (fn === 'set_context_value' && (args.length !== 2 || typeof args[0] !== 'string')) {
     throw invalidParams('set_context_value takes a = [key, value]');
   }
   if (fn === 'set_context' && (args.length !== 1 || args[0] === null || typeof args[0] !== 'object' || Array.isArray(args[0]))) {
     throw invalidParams('set_context takes a = [{...}]');
+  }
+  if ((fn === 'set_context_value' && nestedDeeper(args[1], MAX_CONTEXT_DEPTH))
+    || (fn === 'set_context' && Object.values(args[0] as object).some((value) => nestedDeeper(value, MAX_CONTEXT_DEPTH)))) {
+    throw invalidParams(`context values may nest at most ${MAX_CONTEXT_DEPTH} levels`);
   }
   if ((fn === 'subscribe' || fn === 'unsubscribe') && (args.length === 0 || !args.every((x) => typeof x === 'string'))) {
     throw invalidParams(`${fn} takes a = [channel, ...]`);

@@ -74,6 +74,7 @@ export function defaultConfig(): Config {
         queue: { topicSize: 2000, maxTopics: 100 },
         redis: [defaultLuaRedisConfig()],
         callBudget: 100,
+        limits: { maxStringSize: 16777216, maxPatternSteps: 2000000, maxItems: 100000, maxLoadSize: 1048576 },
       },
       servers: [defaultServerConfig()],
       mesh: {

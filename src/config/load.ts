@@ -287,6 +287,12 @@ const readLuaVm = object<LuaVmConfig>({
     defaultLuaRedisConfig,
   ),
   callBudget: positiveNumber,
+  limits: object<LuaVmConfig['limits']>({
+    maxStringSize: positiveInteger,
+    maxPatternSteps: positiveInteger,
+    maxItems: positiveInteger,
+    maxLoadSize: positiveInteger,
+  }),
 });
 
 const readServer = object<BusinessServerConfig>({

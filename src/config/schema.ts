@@ -51,6 +51,8 @@ export interface LuaVmConfig {
   redis: LuaRedisConfig[];
   /** Ours: milliseconds of Lua execution one hook call may use before it is stopped. */
   callBudget: number;
+  /** Ours: what one Lua library call may build or walk (src/lua/limits.ts). */
+  limits: { maxStringSize: number; maxPatternSteps: number; maxItems: number; maxLoadSize: number };
 }
 
 export interface ServerOption {

@@ -1,25 +1,29 @@
 import { performance } from 'node:perf_hooks';
-import { lua, lauxlib, lualib, K, raise, type LuaState } from './fengari';
+import { lua, lauxlib, lualib, K, raise, type LuaState, type LuaFunction } from './fengari';
 
 /**
  * Caps on what one Lua library call may build or scan. The count hook that enforces
  * `engine.luavm.callBudget` runs between VM instructions, so it cannot stop a single library call
- * (Fengari runs each one as a plain JS loop) and Fengari has no allocator hook to cap memory
- * (stack-notes 1.9, 1.10). These caps keep every single call short and small; `installLimits` also
- * makes the budget hook look at the clock right after any slow call, so a loop of calls that are each
- * under the caps is still stopped by the budget.
+ * (Fengari runs each one as a plain JS loop), and Fengari has no allocator hook to cap memory
+ * (stack-notes 1.9, 1.10). These caps keep every single call short and small. `installLimits` also
+ * has the budget hook look at the clock right after a slow or large call (instead of up to 1000
+ * instructions later), so a loop of calls that each stay under the caps still stops within its budget.
  *
  * | limit | default | what it caps |
  * | --- | --- | --- |
- * | `maxStringSize` | 16 MiB | bytes of any string the script builds: `string.rep`, `table.concat`, the `..` operator, and every string the string library assembles (`string.format`, `gsub`, `char`, `pack`, `utf8.char`, `%q`). `mix.json_encode` output too. |
- * | `maxPatternSteps` | 2,000,000 | subject positions one `string.find`/`match`/`gsub` call, or one step of a `gmatch` iterator, may examine; backtracking patterns (`(".-"):rep(5) .. "b"`, `a*b`, `%b()`) hit it instead of running for minutes. Plain finds use a linear-time search and are not counted. |
- * | `maxItems` | 100,000 | elements one call may walk, move or return: `table.concat`, `table.unpack`, `table.move`, `table.sort`, the shift of a positional `table.insert`/`table.remove`, results of `string.byte`/`utf8.codepoint`, arguments of `string.char`/`utf8.char`. |
- * | `maxLoadSize` | 1 MiB | bytes of source `load`/`loadstring` compile (a string, or the pieces a reader function returns). Entry files and `require`d modules are not affected. |
+ * | `maxStringSize` | 16 MiB | bytes of any string a script builds: `string.rep`, `table.concat`, the `..` operator, every string the string library assembles (`string.format`, `gsub`, `char`, `pack`, `utf8.char`, `%q`, `upper`...); also the JSON text of `mix.json_encode`/`mix.queue.push`, and the string bytes of a table stored with `conn:set_context[_value]` (each reference to the same string counts). |
+ * | `maxPatternSteps` | 2,000,000 | subject positions one `string.find`/`match`/`gsub` call, or one step of a `gmatch` iterator, may examine, backtracking included (each byte `gsub` writes counts as one too). Backtracking patterns (`.-.-.-b`, `a*b`, `%b()` on long subjects) fail with "pattern too complex" instead of running for minutes. Plain finds (the `plain` flag, or no magic characters) use a linear-time search and are not counted. |
+ * | `maxItems` | 100,000 | elements one call may walk, move or return: `table.concat`, `table.unpack`, `table.move`, `table.sort`, the shift of a positional `table.insert`/`table.remove`, results of `string.byte`/`utf8.codepoint`, arguments of `string.char`/`utf8.char`, pieces of `mix.str_split`, values of a `mix.json_decode` document (about 1 µs each to build in Fengari). |
+ * | `maxLoadSize` | 1 MiB | bytes of source one `load`/`loadstring` call compiles (a string, or the pieces a reader function returns); Fengari parses about 1 MiB a second. Entry files and `require`d modules are not affected. |
  *
- * What is not capped: memory a script keeps across calls (a global table that grows by one budget's
- * worth each call), and the size of a single string operation on a string under `maxStringSize`
- * (`s:upper()` on 16 MiB takes a few hundred ms in Fengari). A string built through a `__concat`
- * metamethod in the middle of a `..` chain may reach twice `maxStringSize` before it is refused.
+ * Measured here (a loaded 2-core box): at the caps, one call takes at most a few hundred ms (a 16 MiB
+ * `s:upper()`, 2,000,000 pattern steps of `gsub` replacements); the guards cost about 10% on a tight
+ * arithmetic loop (a check per instruction for `..`) and nothing measurable on library-heavy code.
+ *
+ * Not capped: memory a script keeps across calls (a global table grows by one budget's worth per
+ * call; a heap watchdog is the remedy), a `__concat` metamethod's result inside a `..` chain (the
+ * chain may reach twice `maxStringSize` before it is refused), and strings the C API builds for error
+ * messages (`error(s)` adds a position to `s`).
  */
 export interface SandboxLimits {
   /** Largest string, in bytes, that a library call or `..` may produce (default 16 MiB). */
@@ -65,7 +69,7 @@ interface FengariThread {
   hookmask: number;
   hookcount: number;
   ci: { l_base: number; l_code: Array<{ opcode: number; B: number; C: number }>; l_savedpc: number };
-  stack: Array<{ type: number; ttisstring(): boolean; ttisnumber(): boolean; vslen(): number }>;
+  stack: Array<{ type: number; value: unknown; ttisstring(): boolean; ttisnumber(): boolean; vslen(): number }>;
 }
 
 function internals(L: LuaState): FengariThread {
@@ -83,7 +87,22 @@ export function limitsOf(L: LuaState | null | undefined): Required<SandboxLimits
  */
 export function checkBudgetSoon(L: LuaState): void {
   const thread = internals(L);
-  if (thread.hookmask & lua.LUA_MASKCOUNT) thread.hookcount = 1;
+  if (thread.hookmask & lua.LUA_MASKCOUNT) {
+    thread.hookcount = 1;
+    slowCallPending.add(L);
+  }
+}
+
+/** Threads whose next budget check follows a slow library call (see `tookSlowCall`). */
+const slowCallPending = new WeakSet<LuaState>();
+
+/**
+ * Whether the budget check now running on `L` was asked for by a slow library call: such a check weighs
+ * more than an ordinary one, so a loop of slow calls stops soon after its budget while one call that
+ * only looked slow (the process was descheduled) cannot stop a short hook alone.
+ */
+export function tookSlowCall(L: LuaState): boolean {
+  return slowCallPending.delete(L);
 }
 
 /**
@@ -107,15 +126,21 @@ const ldo: any = require('fengari/src/ldo.js');
 const ldebug: any = require('fengari/src/ldebug.js');
 const lopcodes: any = require('fengari/src/lopcodes.js');
 const defs: any = require('fengari/src/defs.js');
+const lobject: any = require('fengari/src/lobject.js');
 /* eslint-enable @typescript-eslint/no-require-imports, @typescript-eslint/no-explicit-any */
 
 const OP_CONCAT: number = lopcodes.OpCodesI.OP_CONCAT;
 const LUA_TLCL: number = defs.constant_types.LUA_TLCL;
+const LUA_TLCF: number = defs.constant_types.LUA_TLCF;
+/** Strings from this size on take long enough to copy or scan that the budget is checked after them. */
+export const LARGE_BYTES = 65_536;
+/** Upper bound on the text of a number (`%.14g` or a 32-bit integer). */
+const NUMBER_TEXT = 32;
 /** A `..` at least this long also asks for a budget check (copying it takes a while). */
 const CONCAT_CHECK_BYTES = 256 * 1024;
 /** Pattern steps after which a budget check is requested once the call returns. */
 const PATTERN_CHECK_STEPS = 65_536;
-/** Host-call time (ms, summed over calls) after which a budget check is requested. */
+/** Time (ms) between two looks at the clock after host calls that requests a budget check. */
 const SLOW_CALL_MS = 1;
 
 let patched = false;
@@ -151,40 +176,62 @@ function checkConcat(L: FengariThread, first: number, last: number): void {
   for (let r = first; r <= last; r++) {
     const value = L.stack[r];
     if (value.ttisstring()) total += value.vslen();
-    else if (value.ttisnumber()) total += 32; // a number's text is at most ~24 bytes
+    else if (value.ttisnumber()) total += NUMBER_TEXT; // at most; made exact below when it matters
     // Other operands go through __concat, whose string results are themselves capped.
   }
   if (total < CONCAT_CHECK_BYTES && total <= smallestStringCap) return;
   if (total >= CONCAT_CHECK_BYTES) checkBudgetSoon(L as unknown as LuaState);
   const limits = registry.get(L.l_G);
-  if (limits && total > limits.maxStringSize) {
+  if (!limits || total <= limits.maxStringSize) return;
+  // Near the limit, count numbers exactly: convert them in place, as luaV_concat is about to do
+  // (the operands are temporaries of the instruction).
+  total = 0;
+  for (let r = first; r <= last; r++) {
+    const value = L.stack[r];
+    if (value.ttisnumber()) lobject.luaO_tostring(L, value);
+    if (value.ttisstring()) total += value.vslen();
+  }
+  if (total > limits.maxStringSize) {
     ldebug.luaG_runerror(L, defs.to_luastring(`string concatenation of ${total} bytes exceeds the ${limits.maxStringSize}-byte limit`));
   }
 }
 
+/** Host functions that are cheap or request budget checks themselves: calls to them are not timed. */
+const untimed = new WeakSet<object>();
+
+/** Marks a host function as not worth timing (constant-time, or it calls checkBudgetSoon itself). */
+export function markUntimed(fn: LuaFunction): void {
+  untimed.add(fn);
+}
+
 /**
- * Host calls (library and `mix` functions) run without the hook. Time them (Lua-to-Lua calls go
- * straight through) and once they add up to a millisecond, have the hook check the budget before the
- * next instruction: a loop of slow calls then stops within its budget plus one call.
+ * Host calls (library and `mix` functions) run without the hook. After each one (Lua-to-Lua calls and
+ * functions marked untimed go straight through), look at the clock: when a millisecond or more passed
+ * since the last look, have the hook check the budget before the next instruction. A loop of slow calls
+ * then stops within its budget plus one call. One clock read per call (~70 ns here), none for the
+ * cheap library functions.
  */
 function patchSlowCalls(): void {
   const precall = ldo.luaD_precall as (L: FengariThread, off: number, nresults: number) => boolean;
   if (typeof precall !== 'function') throw new Error('fengari internals changed: ldo.luaD_precall is missing');
-  let slow = 0;
+  let lastLook = performance.now();
   ldo.luaD_precall = function timedPrecall(L: FengariThread, off: number, nresults: number): boolean {
-    if (L.stack[off].type === LUA_TLCL) return precall(L, off, nresults);
-    const started = performance.now();
+    const func = L.stack[off];
+    if (func.type === LUA_TLCL || (func.type === LUA_TLCF && untimed.has(func.value as object))) {
+      return precall(L, off, nresults);
+    }
     try {
       return precall(L, off, nresults);
     } finally {
-      slow += performance.now() - started;
-      if (slow >= SLOW_CALL_MS) {
-        slow = 0;
-        checkBudgetSoon(L as unknown as LuaState);
-      }
+      const now = performance.now();
+      if (now - lastLook >= SLOW_CALL_MS) checkBudgetSoon(L as unknown as LuaState);
+      lastLook = now;
     }
   };
 }
+
+/** Writes into any luaL_Buffer so far: `gsub` counts the ones its replacements make as matching steps. */
+let bufferWrites = 0;
 
 interface CappedBuffer {
   _L: LuaState | null;
@@ -196,7 +243,8 @@ interface CappedBuffer {
 /**
  * The string library builds its results in a luaL_Buffer (`format`, `gsub`, `char`, `pack`,
  * `utf8.char`, `table.concat`, ...). Accessors on its prototype see every growth: the content length
- * `n` may not pass maxStringSize, nor the allocation twice that.
+ * `n` may not pass maxStringSize, nor the allocation twice that, and a large buffer asks for a budget
+ * check after the call.
  */
 function patchBuffer(): void {
   const proto = lauxlib.luaL_Buffer?.prototype as object | undefined;
@@ -217,6 +265,7 @@ function patchBuffer(): void {
       return this._n;
     },
     set(this: CappedBuffer, n: number) {
+      bufferWrites++;
       if (n > this._max) bufferTooLarge(this, n);
       this._n = n;
     },
@@ -228,6 +277,7 @@ function patchBuffer(): void {
     },
     set(this: CappedBuffer, b: Uint8Array) {
       if (b.length > 2 * this._max + 64) bufferTooLarge(this, b.length);
+      if (b.length >= LARGE_BYTES && this._L) checkBudgetSoon(this._L);
       this._b = b;
     },
   });
@@ -247,12 +297,15 @@ interface CountedMatch {
   _limit: number;
   /** Step count at which patternSteps runs next. */
   _next: number;
+  /** bufferWrites when the call started. */
+  _base: number;
 }
 
 /**
  * The pattern matcher (lstrlib `match` and friends) reads `ms.src_end` for every subject position it
  * examines, backtracking included. An accessor on MatchState counts those reads per call (the counter
- * restarts whenever a call sets `ms.L`) and raises past maxPatternSteps.
+ * restarts whenever a call sets `ms.L`), plus the buffer writes `gsub` makes for its replacements, and
+ * raises past maxPatternSteps.
  */
 function patchMatcher(proto: object): void {
   Object.defineProperty(proto, 'L', {
@@ -263,6 +316,7 @@ function patchMatcher(proto: object): void {
     set(this: CountedMatch, L: LuaState | undefined) {
       this._L = L;
       this._steps = 0;
+      this._base = bufferWrites;
       this._limit = limitsOf(L)?.maxPatternSteps ?? Infinity;
       this._next = Math.min(this._limit, PATTERN_CHECK_STEPS);
     },
@@ -270,7 +324,7 @@ function patchMatcher(proto: object): void {
   Object.defineProperty(proto, 'src_end', {
     configurable: true,
     get(this: CountedMatch) {
-      if (++this._steps > this._next) patternSteps(this);
+      if (++this._steps + (bufferWrites - this._base) > this._next) patternSteps(this);
       return this._end;
     },
     set(this: CountedMatch, end: number) {
@@ -281,7 +335,7 @@ function patchMatcher(proto: object): void {
 
 /** Past PATTERN_CHECK_STEPS: ask for a budget check after the call; past the limit: fail the call. */
 function patternSteps(ms: CountedMatch): void {
-  if (ms._steps <= ms._limit) {
+  if (ms._steps + (bufferWrites - ms._base) <= ms._limit) {
     if (ms._L) checkBudgetSoon(ms._L);
     ms._next = ms._limit;
     return;

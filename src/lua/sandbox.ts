@@ -1,13 +1,13 @@
 import { pcall, xpcall } from './pcall';
 import { lua, lauxlib, lualib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from './fengari';
-import { installLimits, resolveLimits, type SandboxLimits } from './limits';
+import { installLimits, resolveLimits, markUntimed, checkBudgetSoon, LARGE_BYTES, type SandboxLimits } from './limits';
 
 const {
   LUA_REGISTRYINDEX, LUA_TTABLE, LUA_TSTRING, LUA_TNUMBER, LUA_TFUNCTION,
   lua_pop, lua_pushnil, lua_setglobal, lua_getglobal, lua_setfield, lua_getfield, lua_pushjsfunction,
   lua_pushjsclosure, lua_pushvalue, lua_upvalueindex, lua_call, lua_gettop, lua_pushnumber,
   lua_pushstring, lua_newtable, lua_settop, lua_isnoneornil, lua_rawgeti, lua_type, lua_tolstring,
-  lua_tocfunction, lua_getupvalue, lua_pushinteger, lua_replace, lua_toboolean,
+  lua_tocfunction, lua_getupvalue, lua_pushinteger, lua_replace, lua_toboolean, lua_rawlen,
 } = lua;
 const {
   luaL_requiref, luaL_checkinteger, luaL_checklstring, luaL_optlstring, luaL_tolstring,
@@ -19,7 +19,8 @@ export { DEFAULT_LIMITS, type SandboxLimits } from './limits';
 /**
  * Opens the safe standard libraries and removes every way out of the sandbox: no io, no package
  * search path, no debug, no file loading, no bytecode, no string.dump. `os` keeps only its clock
- * functions, and `print` goes to the host's log.
+ * functions, and `print` goes to the host's log. `limits` (defaults in limits.ts) cap what one library
+ * call may build or scan, since no hook can interrupt a single call.
  */
 export function openSandbox(L: LuaState, print: (line: string) => void, options: SandboxLimits = {}): void {
   const limits = resolveLimits(options);
@@ -68,6 +69,42 @@ export function openSandbox(L: LuaState, print: (line: string) => void, options:
   guardField(L, 'table', 'sort', sortGuard(limits.maxItems));
   guardField(L, 'table', 'insert', shiftGuard('table.insert', 3, 1, limits.maxItems));
   guardField(L, 'table', 'remove', shiftGuard('table.remove', 2, 0, limits.maxItems));
+  for (const name of ['sub', 'upper', 'lower', 'reverse']) guardField(L, 'string', name, undefined, largeResultCheck);
+  guardField(L, '_G', 'tonumber', undefined, largeArgumentCheck);
+  for (const [table, names] of Object.entries(UNTIMED)) {
+    lua_getglobal(L, K(table));
+    for (const name of names) {
+      lua_getfield(L, -1, K(name));
+      const fn = lua_tocfunction(L, -1) as LuaFunction | null;
+      if (fn) markUntimed(fn);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/**
+ * Library functions whose calls are not timed (see limits.ts patchSlowCalls): constant time, or
+ * asking for a budget check themselves when their input or output is large (the string buffer, the
+ * pattern matcher, the guards here).
+ */
+const UNTIMED: Record<string, string[]> = {
+  _G: ['type', 'select', 'rawget', 'rawset', 'rawequal', 'rawlen', 'next', 'ipairs', 'pairs', 'tonumber',
+    'tostring', 'getmetatable', 'setmetatable', 'assert', 'error'],
+  string: ['byte', 'char', 'len', 'sub', 'upper', 'lower', 'reverse', 'format', 'find', 'match', 'gmatch', 'gsub', 'rep'],
+  math: ['abs', 'ceil', 'floor', 'fmod', 'max', 'min', 'modf', 'random', 'randomseed', 'sqrt', 'tointeger', 'type',
+    'ult', 'exp', 'log', 'sin', 'cos', 'tan', 'asin', 'acos', 'atan'],
+  os: ['time', 'clock', 'difftime'],
+};
+
+/** After a call: a large string result asks for a budget check (building it took a while). */
+function largeResultCheck(L: LuaState): void {
+  if (lua_type(L, -1) === LUA_TSTRING && lua_rawlen(L, -1) >= LARGE_BYTES) checkBudgetSoon(L);
+}
+
+/** After a call: a large string argument asks for a budget check (reading it took a while). */
+function largeArgumentCheck(L: LuaState): void {
+  if (lua_type(L, 1) === LUA_TSTRING && lua_rawlen(L, 1) >= LARGE_BYTES) checkBudgetSoon(L);
 }
 
 /** Sets `_G[name]` to a JS function, or to nil. */
@@ -87,17 +124,24 @@ export function setField(L: LuaState, table: string, name: string, fn: LuaFuncti
 }
 
 /**
- * Replaces the library function `_G[table][name]` by one that runs `guard` first. The guard returns
- * undefined to let the stock function run on the same stack frame (so its error messages still name
- * the function), or a result count when it has answered the call itself.
+ * Replaces the library function `_G[table][name]` by one that runs `guard` first and `after` last.
+ * The guard returns undefined to let the stock function run on the same stack frame (so its error
+ * messages still name the function), or a result count when it has answered the call itself.
  */
-function guardField(L: LuaState, table: string, name: string, guard: (L: LuaState) => number | undefined): void {
+function guardField(L: LuaState, table: string, name: string, guard?: (L: LuaState) => number | undefined,
+  after?: (L: LuaState) => void): void {
   lua_getglobal(L, K(table));
   lua_getfield(L, -1, K(name));
   const stock = lua_tocfunction(L, -1) as LuaFunction | null;
   if (!stock || lua_getupvalue(L, -1, 1) !== null) throw new Error(`sandbox: ${table}.${name} is not a plain library function`);
   lua_pop(L, 1);
-  lua_pushjsfunction(L, (L: LuaState) => guard(L) ?? stock(L));
+  lua_pushjsfunction(L, (L: LuaState) => {
+    const answered = guard?.(L);
+    if (answered !== undefined) return answered;
+    const results = stock(L);
+    after?.(L);
+    return results;
+  });
   lua_setfield(L, -2, K(name));
   lua_pop(L, 1);
 }
@@ -193,6 +237,7 @@ function cappedRep(max: number): LuaFunction {
       lua_pushstring(L, new Uint8Array(0));
       return 1;
     }
+    if (total >= LARGE_BYTES) checkBudgetSoon(L);
     const out = Buffer.allocUnsafe(total);
     // fill() repeats its pattern and cuts the last copy short: s, sep, s, ..., s.
     out.fill(sep.length === 0 ? s : Buffer.concat([s, sep]));
@@ -281,10 +326,13 @@ function relativePosition(position: number, length: number): number {
 /** `string.byte(s, i, j)` and `utf8.codepoint(s, i, j)` return one value per position in i..j. */
 function sliceGuard(name: string, max: number): (L: LuaState) => undefined {
   return (L) => {
+    if (lua_gettop(L) < 3) return undefined; // without j, one value
     const length = (luaL_checklstring(L, 1) as Uint8Array).length;
     const first = relativePosition(luaL_optinteger(L, 2, 1), length);
     const last = relativePosition(luaL_optinteger(L, 3, first), length);
-    checkItems(L, name, Math.min(last, length) - Math.max(first, 1) + 1, max);
+    const count = Math.min(last, length) - Math.max(first, 1) + 1;
+    checkItems(L, name, count, max);
+    if (count >= 10_000) checkBudgetSoon(L);
     return undefined;
   };
 }
@@ -316,6 +364,7 @@ const plainFind = (L: LuaState): number | undefined => {
     return 1;
   }
   const at = searchBytes(s, p, init - 1);
+  if ((at < 0 ? s.length : at) - init >= LARGE_BYTES) checkBudgetSoon(L); // a long scan
   if (at < 0) {
     lua_pushnil(L);
     return 1;

@@ -1,4 +1,5 @@
 import { lua, lauxlib, luaToJsString, type LuaState } from './fengari';
+import { limitsOf, DEFAULT_LIMITS } from './limits';
 
 const {
   LUA_TNIL, LUA_TBOOLEAN, LUA_TNUMBER, LUA_TSTRING, LUA_TTABLE,
@@ -62,12 +63,18 @@ export interface ToJsOptions {
   bytes?: boolean;
 }
 
+/** String bytes one conversion may still copy out of Lua (the state's maxStringSize in all). */
+interface Room {
+  left: number;
+  readonly max: number;
+}
+
 /**
  * Reads the Lua value at `index` into plain JS. A table whose keys are exactly 1..n becomes an array,
  * any other table an object with string keys; an empty table becomes an empty object. Functions,
  * userdata and threads cannot cross and raise a ConversionError naming their type.
  */
-export function toJs(L: LuaState, index: number, options: ToJsOptions = {}, depth = 0): LuaValue {
+export function toJs(L: LuaState, index: number, options: ToJsOptions = {}, depth = 0, room?: Room): LuaValue {
   switch (lua_type(L, index)) {
     case LUA_TNIL:
       return null;
@@ -77,16 +84,23 @@ export function toJs(L: LuaState, index: number, options: ToJsOptions = {}, dept
       return lua_tonumber(L, index);
     case LUA_TSTRING: {
       const bytes: Uint8Array = lua_tolstring(L, index);
+      if (room) {
+        // A table may hold the same large string many times; each copy counts.
+        room.left -= bytes.length;
+        if (room.left < 0) throw new ConversionError(`value holds more than ${room.max} bytes of strings`);
+      }
       return options.bytes ? bytes : luaToJsString(bytes);
     }
-    case LUA_TTABLE:
-      return tableToJs(L, lua_absindex(L, index), options, depth);
+    case LUA_TTABLE: {
+      const max = (limitsOf(L) ?? DEFAULT_LIMITS).maxStringSize;
+      return tableToJs(L, lua_absindex(L, index), options, depth, room ?? { left: max, max });
+    }
     default:
       throw new ConversionError(`cannot convert a Lua ${luaToJsString(lua_typename(L, lua_type(L, index)))}`);
   }
 }
 
-function tableToJs(L: LuaState, index: number, options: ToJsOptions, depth: number): LuaValue {
+function tableToJs(L: LuaState, index: number, options: ToJsOptions, depth: number, room: Room): LuaValue {
   if (depth >= MAX_DEPTH) throw new ConversionError(`table nested deeper than ${MAX_DEPTH} levels (a cycle?)`);
   luaL_checkstack(L, 3, 'table too deep');
   const length: number = lua_rawlen(L, index);
@@ -98,7 +112,7 @@ function tableToJs(L: LuaState, index: number, options: ToJsOptions, depth: numb
     const key = tableKey(L, -2);
     if (typeof key !== 'number' || !Number.isInteger(key) || key < 1 || key > length) sequential = false;
     keys.push(key);
-    values.push(toJs(L, -1, options, depth + 1));
+    values.push(toJs(L, -1, options, depth + 1, room));
     lua_pop(L, 1);
   }
   if (sequential && keys.length === length && length > 0) {

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari';
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
+import { tookSlowCall } from './limits';
 import { openCompat51, bitModule } from './compat51';
 import { openRequire, forgetModules, type BuiltinModule } from './require';
 import type { Logger } from '../log';
@@ -18,6 +19,8 @@ const { luaL_newstate, luaL_ref, luaL_unref, luaL_traceback, luaL_loadbufferx } 
 const HOOK_INTERVAL = 1000;
 /** Hook firings a call must have run before its budget can stop it (MIN_TICKS x HOOK_INTERVAL instructions). */
 const MIN_TICKS = 20;
+/** What a check right after a slow library call counts for (a loop of them stops after four). */
+const SLOW_CALL_TICKS = 5;
 /** Top-level code of an entry file (run at load) gets this budget instead of the per-call one. */
 const LOAD_BUDGET_MS = 10_000;
 
@@ -235,7 +238,8 @@ export class LuaVM<Owner = unknown> {
   private readonly budgetHook = (L: LuaState): void => {
     // A call that ran only a few thousand instructions is not runaway, however late the clock says it
     // is: the process was descheduled (a busy machine), and stopping it would be a false alarm.
-    if (++this.ticks < MIN_TICKS || Date.now() <= this.deadline) return;
+    this.ticks += tookSlowCall(L) ? SLOW_CALL_TICKS : 1;
+    if (this.ticks < MIN_TICKS || Date.now() <= this.deadline) return;
     if (this.running) this.running.timedOut = true;
     // Fire again on the very next instruction, so a pcall that catches this error cannot go on.
     lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, 1);

@@ -5,7 +5,7 @@ import type { Subscriber } from '../mesh/hub';
 /** What a business server needs from its node. */
 export interface NodeServices {
   /** The node's config; servers read `engine.luavm.redis` (the connections of `mix.redis`) from it. */
-  readonly config: { readonly engine: { readonly luavm: Pick<LuaVmConfig, 'redis'> } };
+  readonly config: { readonly engine: { readonly luavm: Pick<LuaVmConfig, 'redis' | 'limits'> } };
   nextClientId(): string;
   subscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null>;
   unsubscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null>;

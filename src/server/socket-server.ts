@@ -68,6 +68,7 @@ export class SocketBusinessServer {
       entry: config.entry,
       hooks: SOCKET_HOOKS,
       callBudget,
+      limits: services.config.engine.luavm.limits,
       log,
       install: (vm) => {
         installMix(vm, host);

@@ -81,6 +81,7 @@ export class WebSocketBusinessServer {
       entry: config.entry,
       hooks: WEBSOCKET_HOOKS,
       callBudget,
+      limits: services.config.engine.luavm.limits,
       log,
       install: (vm) => installMix(vm, host),
     });

@@ -6,8 +6,10 @@ import { lua, lauxlib, K } from '../../src/lua/fengari';
 import { MIX_UTILS } from '../../src/lua/mix/utils';
 
 /** A VM with the utilities installed as the global `mix`, plus `hex(s)` to return binary strings as text. */
+/** A VM with the mix utilities; some tests feed them megabytes, so the budget is generous. */
 function mixVm() {
   const vm = scriptVm({
+    callBudget: 2000,
     install: (vm) => {
       lua.lua_newtable(vm.L);
       lauxlib.luaL_setfuncs(vm.L, MIX_UTILS, 0);

@@ -4,7 +4,7 @@ import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
 import { settle, checkMessageType } from './settle';
 
-const { LUA_REGISTRYINDEX, lua_pushstring, lua_pushnil, lua_gettop, lua_newuserdata, lua_rawgeti, lua_createtable,
+const { LUA_REGISTRYINDEX, lua_pushstring, lua_pushnil, lua_gettop, lua_settop, lua_newuserdata, lua_rawgeti, lua_createtable,
   lua_setfield, lua_pushvalue, lua_pop } = lua;
 const { luaL_checkudata, luaL_checklstring, luaL_newmetatable, luaL_setfuncs, luaL_setmetatable, luaL_ref, luaL_unref,
   luaL_checktype, luaL_checkany, luaL_argerror } = lauxlib;
@@ -35,11 +35,14 @@ function pushContextValue(L: LuaState, value: LuaValue): number {
 
 /** Reads a Lua value to store in a context, raising a Lua argument error if it cannot be stored. */
 function contextValue(L: LuaState, index: number): LuaValue {
+  const top = lua_gettop(L);
   try {
     return toJs(L, index);
   } catch (error) {
-    if (error instanceof ConversionError) return luaL_argerror(L, index, Buffer.from(error.message)) as never;
-    throw error;
+    if (!(error instanceof ConversionError)) throw error;
+    // toJs stops midway through nested tables, leaving their keys and values on the stack.
+    lua_settop(L, top);
+    return luaL_argerror(L, index, Buffer.from(error.message)) as never;
   }
 }
 

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
-import { lua, lauxlib, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, bytesView, luaToJsString, raise, type LuaState, type LuaFunction } from '../fengari';
 import { pushValue, ConversionError, MAX_DEPTH } from '../values';
 import { pushNilError } from '../vm';
+import { limitsOf, DEFAULT_LIMITS } from '../limits';
+import { searchBytes } from '../sandbox';
 
 const {
   LUA_TNIL, LUA_TBOOLEAN, LUA_TNUMBER, LUA_TSTRING, LUA_TTABLE,
@@ -18,6 +20,24 @@ const { luaL_checklstring, luaL_checktype, luaL_checkany, luaL_checkstack, luaL_
 /** A Lua value that JSON cannot represent (function, NaN, a cycle…); the message is the Lua `err`. */
 export class JsonEncodeError extends Error {}
 
+/** What is left of the JSON text one encoding may produce (the state's maxStringSize, in characters). */
+interface JsonRoom {
+  left: number;
+  readonly max: number;
+}
+
+function jsonRoom(L: LuaState): JsonRoom {
+  const max = (limitsOf(L) ?? DEFAULT_LIMITS).maxStringSize;
+  return { left: max, max };
+}
+
+/** Counts `text` against `room`; throws before a table of many large strings can exhaust the heap. */
+function spend(room: JsonRoom, text: string): string {
+  room.left -= text.length;
+  if (room.left < 0) throw new JsonEncodeError(`JSON text exceeds the ${room.max}-byte limit`);
+  return text;
+}
+
 /**
  * The Lua value at `index` as JSON text, walking the Lua stack straight into a string (no
  * intermediate JS object). Same mapping as values.ts `toJs`: a table with keys exactly 1..n is an
@@ -25,7 +45,7 @@ export class JsonEncodeError extends Error {}
  * UTF-8. Object keys keep the table's iteration order (Fengari: insertion order).
  * Throws JsonEncodeError; the Lua stack is left as it was only when it returns normally.
  */
-export function luaToJson(L: LuaState, index: number, depth = 0): string {
+export function luaToJson(L: LuaState, index: number, depth = 0, room: JsonRoom = jsonRoom(L)): string {
   switch (lua_type(L, index)) {
     case LUA_TNIL:
       return 'null';
@@ -35,18 +55,18 @@ export function luaToJson(L: LuaState, index: number, depth = 0): string {
       const n: number = lua_tonumber(L, index);
       if (!Number.isFinite(n)) throw new JsonEncodeError(`cannot encode the number ${luaNumberName(n)} in JSON`);
       // String() prints integral floats without ".0" and big ones in plain digits up to 1e21, as Go does.
-      return String(n);
+      return spend(room, String(n));
     }
     case LUA_TSTRING:
-      return jsonString(lua_tolstring(L, index));
+      return spend(room, jsonString(lua_tolstring(L, index)));
     case LUA_TTABLE:
-      return tableToJson(L, lua_absindex(L, index), depth);
+      return tableToJson(L, lua_absindex(L, index), depth, room);
     default:
       throw new JsonEncodeError(`cannot encode a ${typeName(L, index)} in JSON`);
   }
 }
 
-function tableToJson(L: LuaState, index: number, depth: number): string {
+function tableToJson(L: LuaState, index: number, depth: number, room: JsonRoom): string {
   if (depth >= MAX_DEPTH) throw new JsonEncodeError(`cannot encode a table nested deeper than ${MAX_DEPTH} levels (a cycle?)`);
   luaL_checkstack(L, 3, 'table too deep');
   const keys: Array<Uint8Array | string | number> = [];
@@ -64,6 +84,7 @@ function tableToJson(L: LuaState, index: number, depth: number): string {
       key = n;
     } else if (keyType === LUA_TSTRING) {
       key = lua_tolstring(L, -2) as Uint8Array; // a string key: tolstring converts nothing in place
+      room.left -= key.length + 3;
       positiveIntegers = false;
     } else if (keyType === LUA_TBOOLEAN) {
       key = String(lua_toboolean(L, -2)); // as toJs does
@@ -72,7 +93,7 @@ function tableToJson(L: LuaState, index: number, depth: number): string {
       throw new JsonEncodeError(`cannot encode a table key of type ${typeName(L, -2)} in JSON`);
     }
     keys.push(key);
-    values.push(luaToJson(L, lua_gettop(L), depth + 1));
+    values.push(luaToJson(L, lua_gettop(L), depth + 1, room));
     lua_pop(L, 1);
   }
   // Distinct positive integer keys whose largest equals their count are exactly 1..n.
@@ -139,6 +160,10 @@ const jsonDecode: LuaFunction = (L) => {
   } catch (error) {
     return pushNilError(L, `invalid JSON: ${(error as Error).message}`);
   }
+  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
+  if (countJsonValues(value, maxItems) > maxItems) {
+    return pushNilError(L, `invalid JSON: more than ${maxItems} values (the maxItems limit)`);
+  }
   const top = lua_gettop(L);
   try {
     pushValue(L, value);
@@ -149,6 +174,24 @@ const jsonDecode: LuaFunction = (L) => {
   }
   return 1;
 };
+
+/**
+ * How many values (scalars, arrays and objects) a parsed JSON value holds, counting up to just past
+ * `max`: building them as Lua tables costs about a microsecond each, so a 1 MiB message of `[0,0,…]`
+ * would stall the node for half a second.
+ */
+function countJsonValues(value: unknown, max: number): number {
+  let count = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0 && count <= max) {
+    const item = stack.pop();
+    count++;
+    if (item !== null && typeof item === 'object') {
+      for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push(child);
+    }
+  }
+  return count;
+}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* base64                                                                                           */
@@ -209,18 +252,21 @@ const base64Decode: LuaFunction = (L) => {
 
 /**
  * `mix.str_split(s, sep)` → 1-indexed table of the pieces between plain (not pattern) occurrences of
- * `sep`, empty pieces kept (`"@user"` → `{"", "user"}`), binary-safe. An empty `sep` raises.
+ * `sep`, empty pieces kept (`"@user"` → `{"", "user"}`), binary-safe. An empty `sep` raises, and so
+ * does a split into more than maxItems pieces (each costs a Lua string and a table slot).
  */
 const strSplit: LuaFunction = (L) => {
   const s = bytesView(luaL_checklstring(L, 1));
   const sep = bytesView(luaL_checklstring(L, 2));
   if (sep.length === 0) return luaL_argerror(L, 2, 'separator must not be empty');
+  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
   lua_createtable(L, 0, 0);
   let start = 0;
   let n = 0;
   for (;;) {
-    const at = s.indexOf(sep, start);
+    const at = searchBytes(s, sep, start); // linear time, unlike Buffer#indexOf on long separators
     const end = at < 0 ? s.length : at;
+    if (n >= maxItems) return raise(L, `str_split: more than ${maxItems} pieces (the maxItems limit)`);
     lua_pushstring(L, s.subarray(start, end)); // pushstring copies, so a view is safe
     lua_rawseti(L, -2, ++n);
     if (at < 0) return 1;
