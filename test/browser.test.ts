@@ -19,10 +19,19 @@ import { waitFor } from './redis';
 // Globals of the page, for the functions that run in the browser (tests compile without the DOM lib).
 declare const document: { querySelector(selector: string): any; querySelectorAll(selector: string): Iterable<any> };
 declare const location: { href: string };
+declare const window: { shownAt?: number };
+declare class MutationObserver {
+  constructor(callback: (records: unknown, observer: MutationObserver) => void);
+  observe(target: unknown, options: { childList: boolean; subtree: boolean }): void;
+  disconnect(): void;
+}
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 // Playwright gives each launch a fresh --user-data-dir of its own (and refuses one in args).
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+// Several pages play at once, as several viewers' screens would: none may be throttled as a background tab.
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
+  '--disable-backgrounding-occluded-windows'];
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const skip = fs.existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install -y chromium)`;
 
@@ -116,17 +125,31 @@ test('a comment sent on one page flies over the video on another page of that vi
   });
   await sender.waitForFunction(() => document.querySelector('video').currentTime >= 4);
   await sender.fill('#msg', SENT);
-  const start = Date.now();
-  await sender.click('#send');
+  // The pages stamp the click and the comment's arrival themselves (same machine clock), so the latency
+  // measured is the product's, not Playwright's round trips on a busy machine.
+  await watcher.evaluate((text) => {
+    new MutationObserver((_records, observer) => {
+      if ([...document.querySelectorAll('#layer .dm')].some((el) => el.textContent === text)) {
+        window.shownAt = Date.now();
+        observer.disconnect();
+      }
+    }).observe(document.querySelector('#layer'), { childList: true, subtree: true });
+  }, SENT);
+  const clickedAt = await sender.evaluate(() => {
+    const at = Date.now();
+    document.querySelector('#send').click();
+    return at;
+  });
 
   // Within a second it is on the other page, over the video, and moving right to left.
   const videoBox = (await watcher.locator('video').boundingBox())!;
   await watcher.waitForFunction(
     ([text, right]) => [...document.querySelectorAll('#layer .dm')].some((el) => el.textContent === text && el.getBoundingClientRect().left < right),
     [SENT, videoBox.x + videoBox.width - 4] as const,
-    { timeout: Math.max(1, 1000 - (Date.now() - start)) },
+    { timeout: 10_000 },
   );
-  assert.ok(Date.now() - start <= 1000, `shown after ${Date.now() - start} ms`);
+  const shownAt = await watcher.evaluate(() => window.shownAt ?? Infinity);
+  assert.ok(shownAt - clickedAt <= 1000, `shown ${shownAt - clickedAt} ms after the click`);
   const first = (await comment(watcher, SENT).boundingBox())!;
   await watcher.waitForTimeout(300);
   const second = (await comment(watcher, SENT).boundingBox())!;
