@@ -31,6 +31,10 @@ function startEngine(yamlFile: string, workers: number): Running {
   child.stdout?.on('data', (chunk) => (output += chunk));
   child.stderr?.on('data', (chunk) => (output += chunk));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // If this test process ends first (a timeout, a crash), the engine must not outlive it.
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  void exited.then(() => process.off('exit', kill));
   return { child, output: () => output, exited };
 }
 
