@@ -5,7 +5,7 @@ import { startNode, TestClient, post, get, EVAL, type TestNode } from './helpers
 import { ApiClient } from './api-client';
 import { memoryLogger } from './lua/harness';
 import { RedisServer, waitFor } from './redis';
-import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './mesh';
+import { meshYaml, SEED_WITH_TEST_OPS, viewer, barrageThroughEveryNode } from './mesh';
 import { RedisBroker } from '../src/mesh/redis-broker';
 import type { LocalDelivery } from '../src/mesh/broker';
 
@@ -198,4 +198,10 @@ test('conn.call reaches a connection on another node and releases its wait_conte
   const gone = await api.call('conn.call', { c: id, f: 'subscribe', a: ['x'] });
   assert.equal(gone.E?.c, 301);
   api.close();
+});
+
+test('the seed barrage through any node of a 3-node mesh', async () => {
+  const c = await meshNode();
+  extra.push(c);
+  await barrageThroughEveryNode([a, b, c], 100003);
 });

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT, TestClient } from './helpers';
+import * as assert from 'node:assert/strict';
+import { ROOT, TestClient, post } from './helpers';
 
 // Shared pieces of the multi-node tests: the mesh yaml, and the seed script with a few test-only ops.
 
@@ -45,4 +46,19 @@ export async function viewer(wsUrl: string, id: number | string): Promise<TestCl
   const answer = await client.request(`{"op":"subscribe","channel":"${id}@video"}`);
   if (answer !== '{"result":true}') throw new Error(`subscribe answered ${answer}`);
   return client;
+}
+
+/**
+ * The seed barrage through every node of a mesh: one viewer per node subscribes with the seed's
+ * message, then each node's API publishes a comment that every viewer receives, counted exactly.
+ */
+export async function barrageThroughEveryNode(nodes: Array<{ wsUrl: string; apiUrl: string }>, video: number): Promise<void> {
+  const viewers = await Promise.all(nodes.map((node) => viewer(node.wsUrl, video)));
+  for (const [index, node] of nodes.entries()) {
+    const d = `{"event":"@video","data":{"uid":1001,"video_id":${video},"msg":"through node ${index}"}}`;
+    const answer = await post(`${node.apiUrl}/v1/mesh/publish`, { c: `video:${video}`, d });
+    assert.deepEqual(answer.json, { E: null, r: { s: nodes.length, f: 0 } });
+    for (const client of viewers) assert.equal((await client.next()).data, d);
+  }
+  for (const client of viewers) client.close();
 }

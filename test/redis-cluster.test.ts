@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { startNode, TestClient, post, get, type TestNode } from './helpers';
 import { RedisCluster, waitFor } from './redis';
-import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './mesh';
+import { meshYaml, SEED_WITH_TEST_OPS, viewer, barrageThroughEveryNode } from './mesh';
 import { keySlot } from '../src/mesh/sharded-subscriber';
 
 // Two nodes on a Redis Cluster of 3 masters with one replica each: sharded pub/sub, and a failover.
@@ -11,15 +11,16 @@ const CHANNEL_KEY = 'c1:ch:video:100001';
 let cluster: RedisCluster;
 let a: TestNode;
 let b: TestNode;
+let c: TestNode;
 
 before(async () => {
   cluster = await RedisCluster.start({ masters: 3, replicas: 1 });
   const engineYaml = meshYaml(cluster.addrs, 'c1:', true);
-  [a, b] = await Promise.all([startNode({ engineYaml, lua: SEED_WITH_TEST_OPS }), startNode({ engineYaml, lua: SEED_WITH_TEST_OPS })]);
+  [a, b, c] = await Promise.all([0, 1, 2].map(() => startNode({ engineYaml, lua: SEED_WITH_TEST_OPS })));
 });
 
 after(async () => {
-  await Promise.all([a, b].map((node) => node?.stop()));
+  await Promise.all([a, b, c].map((node) => node?.stop()));
   await cluster?.stop();
 });
 
@@ -41,6 +42,10 @@ test('the seed barrage across nodes over sharded pub/sub, with exact counts', as
   for (const server of cluster.alive) assert.equal(await server.cli('pubsub', 'channels'), '', `classic channels on ${server.port}`);
   for (const client of viewers) client.close();
   await waitFor('unsubscribed in the shard', async () => (await owner.cli('pubsub', 'shardnumsub', CHANNEL_KEY)).endsWith('\n0'), 3000);
+});
+
+test('the seed barrage through any node of a 3-node mesh over Redis Cluster', async () => {
+  await barrageThroughEveryNode([a, b, c], 100004);
 });
 
 test('keySlot agrees with CLUSTER KEYSLOT, hash tags and UTF-8 included', async () => {
@@ -68,7 +73,7 @@ test('send and the node list work on the cluster', async () => {
   assert.deepEqual((await post(`${a.apiUrl}/v1/mesh/send`, { c: clientId, d: 'hi' })).json, { E: null, r: { s: true } });
   assert.equal((await target.next()).data, 'hi');
   const ids = (await get(`${b.apiUrl}/v1/nodes`)).json.nodes.map((node: { id: string }) => node.id).sort();
-  assert.deepEqual(ids, [a.engine.broker.nodeId, b.engine.broker.nodeId].sort());
+  assert.deepEqual(ids, [a, b, c].map((node) => node.engine.broker.nodeId).sort());
   target.close();
 });
 
