@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { withNode, TestClient, EVAL, type TestNode } from './helpers';
+import { SEED, prng, type Rng } from './fuzz';
 
 /**
  * Random JSON (and non-JSON) to every API endpoint of a real node: `POST /v1/mesh/publish`,
@@ -12,27 +13,7 @@ import { withNode, TestClient, EVAL, type TestNode } from './helpers';
  * or a fixed default, named in every failure; FUZZ_SHOW=<code or ok> prints the /ws/v1 cases with that outcome.
  */
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20240611);
 
-/** mulberry32: a tiny seeded PRNG. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    chance: (p: number) => next() < p,
-    pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)],
-    bytes: (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(next() * 256))),
-  };
-}
-type Rng = ReturnType<typeof prng>;
 
 /** A random JSON value: null, numbers (huge, tiny, negative), strings (unicode, long), booleans, nesting. */
 function randomJson(rng: Rng, depth = 0): unknown {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { withNode, TestClient, EVAL, type TestNode } from './helpers';
+import { SEED, prng, type Rng } from './fuzz';
 
 /**
  * Random argument lists for every `mix` function and connection method, run through the EVAL entry
@@ -10,25 +11,7 @@ import { withNode, TestClient, EVAL, type TestNode } from './helpers';
  * every failure; FUZZ_SHOW=<function, e.g. conn.send> prints every call of that function and its outcome.
  */
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20240611);
 
-/** mulberry32: a tiny seeded PRNG. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    int: (n: number) => Math.floor(next() * n),
-    chance: (p: number) => next() < p,
-    pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)],
-  };
-}
-type Rng = ReturnType<typeof prng>;
 
 /**
  * Lua expressions for argument values. Names in capitals are locals the script prelude defines:

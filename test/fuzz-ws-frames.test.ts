@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as crypto from 'node:crypto';
 import { withNode, TestClient, type TestNode } from './helpers';
+import { SEED, prng, type Rng } from './fuzz';
 
 /**
  * Hostile WebSocket peers on a real node over 127.0.0.1: malformed and random frames after a real
@@ -13,28 +14,8 @@ import { withNode, TestClient, type TestNode } from './helpers';
  * and the case (re-run with FUZZ_SEED=<seed> to reproduce).
  */
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20240611);
 const MAX_MESSAGE = 65536;
 
-/** mulberry32: a tiny seeded PRNG. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    chance: (p: number) => next() < p,
-    pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)],
-    bytes: (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(next() * 256))),
-  };
-}
-type Rng = ReturnType<typeof prng>;
 
 /** An echo entry that counts open connections (on_handshake +1, on_close -1); "open?" asks the count. */
 const ECHO = `
