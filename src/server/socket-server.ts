@@ -4,11 +4,12 @@ import type { Logger } from '../log';
 import { lua, bytesView, luaToJsString, type LuaState } from '../lua/fengari';
 import { LuaVM, type LuaHookError, type PushArgs } from '../lua/vm';
 import { HookQueue, type HookTask } from '../lua/hook-queue';
-import { installMix, type MixHost, type ScriptConnection } from '../lua/mix';
+import type { ScriptConnection } from '../lua/mix';
 import { releaseConn } from '../lua/mix/conn';
 import { registerBufferType, pushBuffer } from '../lua/mix/buffer';
 import { LuaRedisPool } from '../lua/mix/redis';
 import type { NodeServices } from './node-services';
+import { createScriptHost, maintenanceTimers } from './script-host';
 import { blockedFor } from './write-batch';
 import { SocketConnection } from './socket-connection';
 import { remoteAddress } from './http-request';
@@ -51,30 +52,11 @@ export class SocketBusinessServer {
     callBudget: number,
     private readonly metrics?: Metrics,
   ) {
-    this.redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
-    // Every connection a script sees was made by this server, so it is a SocketConnection.
-    const host: MixHost = {
-      log,
+    ({ vm: this.vm, redis: this.redis } = createScriptHost(config, services, log, callBudget, {
       protocol: 'socket',
-      serverOptions: new Map(config.options.map((option) => [option.name, option.value])),
-      subscribe: (conn, channels) => services.subscribe(conn as SocketConnection, channels),
-      unsubscribe: (conn, channels) => services.unsubscribe(conn as SocketConnection, channels),
-      publish: (channel, payload, binary) => services.publish(channel, payload, binary),
-      send: (clientId, payload, binary) => services.send(clientId, payload, binary),
-      queuePush: (item) => services.queuePush(item),
-      redis: this.redis,
-    };
-    this.vm = new LuaVM<ScriptConnection>({
-      entry: config.entry,
       hooks: SOCKET_HOOKS,
-      callBudget,
-      limits: services.config.engine.luavm.limits,
-      log,
-      install: (vm) => {
-        installMix(vm, host);
-        registerBufferType(vm.L);
-      },
-    });
+      install: (vm) => registerBufferType(vm.L),
+    }));
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
 
@@ -94,10 +76,7 @@ export class SocketBusinessServer {
         resolve();
       });
     });
-    this.timers.push(setInterval(() => this.sweep(), 1000).unref());
-    if (this.config.byteCodeExpires > 0) {
-      this.timers.push(setInterval(() => this.vm.reloadIfChanged(), this.config.byteCodeExpires * 1000).unref());
-    }
+    this.timers.push(...maintenanceTimers(this.config, this.vm, () => this.sweep()));
     return this.server.address() as net.AddressInfo;
   }
 

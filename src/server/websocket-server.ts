@@ -6,11 +6,12 @@ import type { Logger } from '../log';
 import { lua, K, type LuaState } from '../lua/fengari';
 import { LuaVM, type LuaHookError, type PushArgs } from '../lua/vm';
 import { HookQueue } from '../lua/hook-queue';
-import { installMix, type MixHost, type ScriptConnection } from '../lua/mix';
+import type { ScriptConnection } from '../lua/mix';
 import { releaseConn } from '../lua/mix/conn';
 import { LuaRedisPool } from '../lua/mix/redis';
 import { Connection } from './connection';
 import type { NodeServices } from './node-services';
+import { createScriptHost, maintenanceTimers } from './script-host';
 import { blockedFor } from './write-batch';
 import { CloseCode } from './close-codes';
 import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern } from './http-request';
@@ -61,30 +62,13 @@ export class WebSocketBusinessServer {
     callBudget: number,
     private readonly metrics?: Metrics,
   ) {
-    const options = new Map(config.options.map((option) => [option.name, option.value]));
     this.origins = config.origins.length > 0 ? config.origins.map(globPattern) : null;
     this.readMessages = metrics?.readMessages.labels('websocket');
-    this.path = options.get('path') ?? '/';
-    this.redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
-    // Every connection a script sees was made by this server, so it is a Connection.
-    const host: MixHost = {
-      log,
-      serverOptions: options,
-      subscribe: (conn, channels) => services.subscribe(conn as Connection, channels),
-      unsubscribe: (conn, channels) => services.unsubscribe(conn as Connection, channels),
-      publish: (channel, payload, binary) => services.publish(channel, payload, binary),
-      send: (clientId, payload, binary) => services.send(clientId, payload, binary),
-      queuePush: (item) => services.queuePush(item),
-      redis: this.redis,
-    };
-    this.vm = new LuaVM<ScriptConnection>({
-      entry: config.entry,
+    this.path = config.options.find((option) => option.name === 'path')?.value ?? '/';
+    ({ vm: this.vm, redis: this.redis } = createScriptHost(config, services, log, callBudget, {
+      protocol: 'websocket',
       hooks: WEBSOCKET_HOOKS,
-      callBudget,
-      limits: services.config.engine.luavm.limits,
-      log,
-      install: (vm) => installMix(vm, host),
-    });
+    }));
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: config.maxMessageSize,
@@ -132,10 +116,7 @@ export class WebSocketBusinessServer {
         resolve();
       });
     });
-    this.timers.push(setInterval(() => this.sweep(), 1000).unref());
-    if (this.config.byteCodeExpires > 0) {
-      this.timers.push(setInterval(() => this.vm.reloadIfChanged(), this.config.byteCodeExpires * 1000).unref());
-    }
+    this.timers.push(...maintenanceTimers(this.config, this.vm, () => this.sweep()));
     return this.http.address() as AddressInfo;
   }
 

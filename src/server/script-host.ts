@@ -1,0 +1,57 @@
+import type { BusinessServerConfig } from '../config/schema';
+import type { Logger } from '../log';
+import { LuaVM } from '../lua/vm';
+import { installMix, type MixHost, type ScriptConnection } from '../lua/mix';
+import { LuaRedisPool } from '../lua/mix/redis';
+import type { Subscriber } from '../mesh/hub';
+import type { NodeServices } from './node-services';
+
+/** A business server's Lua side: its state running the entry, and the `mix.redis` connections it uses. */
+export interface ScriptHost {
+  vm: LuaVM<ScriptConnection>;
+  redis: LuaRedisPool;
+}
+
+/**
+ * Builds the Lua state of one `engine.servers[]` entry with the `mix` API wired to the node. Every
+ * connection a script sees was made by the server itself, so it is one of the hub's subscribers.
+ */
+export function createScriptHost(
+  config: BusinessServerConfig,
+  services: NodeServices,
+  log: Logger,
+  callBudget: number,
+  setup: { protocol: MixHost['protocol']; hooks: readonly string[]; install?: (vm: LuaVM<ScriptConnection>) => void },
+): ScriptHost {
+  const redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
+  const host: MixHost = {
+    log,
+    protocol: setup.protocol,
+    serverOptions: new Map(config.options.map((option) => [option.name, option.value])),
+    subscribe: (conn, channels) => services.subscribe(conn as unknown as Subscriber, channels),
+    unsubscribe: (conn, channels) => services.unsubscribe(conn as unknown as Subscriber, channels),
+    publish: (channel, payload, binary) => services.publish(channel, payload, binary),
+    send: (clientId, payload, binary) => services.send(clientId, payload, binary),
+    queuePush: (item) => services.queuePush(item),
+    redis,
+  };
+  const vm = new LuaVM<ScriptConnection>({
+    entry: config.entry,
+    hooks: setup.hooks,
+    callBudget,
+    limits: services.config.engine.luavm.limits,
+    log,
+    install: (vm) => {
+      installMix(vm, host);
+      setup.install?.(vm);
+    },
+  });
+  return { vm, redis };
+}
+
+/** The periodic work of a business server: its timeout sweep every second, and Lua hot reload. */
+export function maintenanceTimers(config: BusinessServerConfig, vm: LuaVM<ScriptConnection>, sweep: () => void): NodeJS.Timeout[] {
+  const timers = [setInterval(sweep, 1000).unref()];
+  if (config.byteCodeExpires > 0) timers.push(setInterval(() => vm.reloadIfChanged(), config.byteCodeExpires * 1000).unref());
+  return timers;
+}
