@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
-import { withNode, startNode, TestClient, post, withTimeout, EVAL, ROOT, type TestNode, type TestNodeOptions } from './helpers';
+import { withNode, startNode, TestClient, post, EVAL, ROOT, type TestNode, type TestNodeOptions } from './helpers';
 import { LuaLoadError } from '../src/lua/vm';
+import { LineClient } from './line-client';
 
 const TEXT = fs.readFileSync(path.join(ROOT, 'lua/protocols/text.lua'), 'utf8');
 const JSONRPC = fs.readFileSync(path.join(ROOT, 'lua/protocols/jsonrpc.lua'), 'utf8');
@@ -73,95 +73,12 @@ function socketNode(entry: string, extra: TestNodeOptions = {}): TestNodeOptions
   };
 }
 
-/** A raw TCP client that splits what it receives into lines. */
-class LineClient {
-  readonly socket: net.Socket;
-  readonly closed: Promise<void>;
-  private input = '';
-  private wake: (() => void) | null = null;
-
-  private constructor(port: number) {
-    this.socket = net.connect({ port, host: '127.0.0.1', noDelay: true });
-    this.socket.setEncoding('utf8');
-    this.socket.on('data', (chunk: string) => {
-      this.input += chunk;
-      this.wake?.();
-    });
-    this.socket.on('error', () => undefined);
-    this.closed = new Promise((resolve) => this.socket.on('close', () => {
-      resolve();
-      this.wake?.();
-    }));
-  }
-
-  /** Connects and takes the "welcome <client_id>" line. */
-  static async open(node: TestNode): Promise<LineClient & { id: string }> {
-    const client = new LineClient(node.socketPort);
-    const welcome = await client.line();
-    assert.match(welcome, /^welcome \d+$/);
-    return Object.assign(client, { id: welcome.slice('welcome '.length) });
-  }
-
-  static raw(node: TestNode): LineClient {
-    return new LineClient(node.socketPort);
-  }
-
-  write(data: string | Buffer): void {
-    this.socket.write(data);
-  }
-
-  /** The next `length` characters received, waiting up to `timeoutMs`. */
-  async take(length: number, timeoutMs = 3000): Promise<string> {
-    await this.until(() => this.input.length >= length, timeoutMs);
-    const out = this.input.slice(0, length);
-    this.input = this.input.slice(length);
-    return out;
-  }
-
-  /** The next line, without its "\n". */
-  async line(timeoutMs = 3000): Promise<string> {
-    await this.until(() => this.input.includes('\n'), timeoutMs);
-    const end = this.input.indexOf('\n');
-    const line = this.input.slice(0, end);
-    this.input = this.input.slice(end + 1);
-    return line;
-  }
-
-  /** Sends a line of Lua and returns the answer line. */
-  async eval(source: string): Promise<string> {
-    this.write(`${source}\n`);
-    return this.line();
-  }
-
-  async silentFor(ms: number): Promise<boolean> {
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    return this.input.length === 0;
-  }
-
-  waitClosed(timeoutMs = 3000): Promise<void> {
-    return withTimeout(this.closed, timeoutMs, 'connection did not close');
-  }
-
-  close(): void {
-    this.socket.end();
-  }
-
-  private async until(ready: () => boolean, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!ready()) {
-      if (this.socket.destroyed) throw new Error(`connection closed while waiting (had ${JSON.stringify(this.input)})`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`nothing within ${timeoutMs} ms (had ${JSON.stringify(this.input)})`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
-  }
+/** Connects and takes the "welcome <client_id>" line of the test entry. */
+async function welcomed(node: TestNode): Promise<LineClient & { id: string }> {
+  const client = new LineClient(node.socketPort);
+  const welcome = await client.line();
+  assert.match(welcome, /^welcome \d+$/);
+  return Object.assign(client, { id: welcome.slice('welcome '.length) });
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -176,14 +93,14 @@ function logged(node: TestNode, clientId: string, text: string): boolean {
 
 /** A socket client subscribed to `closes`, where on_close reports "<client_id> <err>". */
 async function closeWatcher(node: TestNode) {
-  const watcher = await LineClient.open(node);
+  const watcher = await welcomed(node);
   assert.equal(await watcher.eval('return mix.socket.tcp():subscribe("closes") == nil'), '[true]');
   return watcher;
 }
 
 test('text protocol: one on_message per line, whatever the TCP segments', async () => {
   await withNode(socketNode(SOCKET_EVAL), async (node) => {
-    const client = await LineClient.open(node);
+    const client = await welcomed(node);
     for (const part of ['ret', 'urn 40 ', '+ 2\n']) {
       client.write(part);
       await sleep(30);
@@ -200,7 +117,7 @@ test('text protocol: one on_message per line, whatever the TCP segments', async 
 
 test('conn:send writes raw bytes, without protocol_encode', async () => {
   await withNode(socketNode(SOCKET_EVAL), async (node) => {
-    const client = await LineClient.open(node);
+    const client = await welcomed(node);
     client.write('mix.socket.tcp():send("raw|") return "x"\n');
     assert.equal(await client.take('raw|["x"]\n'.length), 'raw|["x"]\n');
     client.close();
@@ -210,7 +127,7 @@ test('conn:send writes raw bytes, without protocol_encode', async () => {
 test('on_connect and on_close get the client_id; a client that ends cleanly gives on_close no error', async () => {
   await withNode(socketNode(SOCKET_EVAL), async (node) => {
     const watcher = await closeWatcher(node);
-    const client = await LineClient.open(node);
+    const client = await welcomed(node);
     assert.equal(await client.eval('return mix.socket.tcp():client_id()'), JSON.stringify([client.id]));
     const [addr] = JSON.parse(await client.eval('return mix.socket.tcp():remote_addr()'));
     assert.equal(addr, `127.0.0.1:${client.socket.localPort}`);
@@ -222,7 +139,7 @@ test('on_connect and on_close get the client_id; a client that ends cleanly give
 
 test('mix.socket.tcp() is the socket getter: mix.websocket() answers nil, err there', async () => {
   await withNode(socketNode(SOCKET_EVAL), async (node) => {
-    const client = await LineClient.open(node);
+    const client = await welcomed(node);
     assert.equal(await client.eval('local c, err = mix.websocket() return c == nil, err'), '[true,"mix.websocket() is for protocol: websocket servers"]');
     const ws = await TestClient.open(node.wsUrl);
     assert.equal(await ws.request('local c, err = mix.socket.tcp() return c == nil, err'), '[true,"mix.socket.tcp() is for protocol: socket servers"]');
@@ -234,7 +151,7 @@ test('mix.socket.tcp() is the socket getter: mix.websocket() answers nil, err th
 
 test('a publish reaches socket subscribers through protocol_encode and WebSocket ones as frames', async () => {
   await withNode(socketNode(SOCKET_EVAL), async (node) => {
-    const socketClient = await LineClient.open(node);
+    const socketClient = await welcomed(node);
     assert.equal(await socketClient.eval('return mix.socket.tcp():subscribe("news") == nil'), '[true]');
     const ws = await TestClient.open(node.wsUrl);
     assert.equal(await ws.request('return mix.websocket():subscribe("news") == nil'), '[true]');
@@ -253,8 +170,8 @@ test('a publish reaches socket subscribers through protocol_encode and WebSocket
 
 test('protocol_encode that answers no string, an empty one or an error fails that delivery only', async () => {
   await withNode(socketNode(SOCKET_EVAL), async (node) => {
-    const good = await LineClient.open(node);
-    const bad = await LineClient.open(node);
+    const good = await welcomed(node);
+    const bad = await welcomed(node);
     for (const client of [good, bad]) assert.equal(await client.eval('return mix.socket.tcp():subscribe("feed") == nil'), '[true]');
     for (const mode of ['table', 'empty']) {
       assert.equal(await bad.eval(`mix.socket.tcp():set_context_value("encode", "${mode}") return 1`), '[1]');
@@ -276,7 +193,7 @@ test('protocol_encode that answers no string, an empty one or an error fails tha
 
 test('mesh send to a socket client goes through protocol_encode', async () => {
   await withNode(socketNode(SOCKET_EVAL), async (node) => {
-    const client = await LineClient.open(node);
+    const client = await welcomed(node);
     const answer = await post(`${node.apiUrl}/v1/mesh/send`, { c: client.id, d: 'direct' });
     assert.deepEqual(answer.json, { E: null, r: { s: true } });
     assert.equal(await client.line(), 'direct');
@@ -291,12 +208,12 @@ test('mesh send to a socket client goes through protocol_encode', async () => {
 test('protocol_input returning -1 closes the connection, and a non-integer answer is an error', async () => {
   await withNode(socketNode(SOCKET_EVAL), async (node) => {
     const watcher = await closeWatcher(node);
-    const rejected = await LineClient.open(node);
+    const rejected = await welcomed(node);
     assert.equal(await rejected.eval('mix.socket.tcp():set_context_value("input", "reject") return 1'), '[1]');
     rejected.write('this is bad\n');
     await rejected.waitClosed();
     assert.equal(await watcher.line(), `${rejected.id} protocol_input returned -1`);
-    const confused = await LineClient.open(node);
+    const confused = await welcomed(node);
     assert.equal(await confused.eval('mix.socket.tcp():set_context_value("input", "string") return 1'), '[1]');
     confused.write('x\n');
     await confused.waitClosed();
@@ -308,14 +225,14 @@ test('protocol_input returning -1 closes the connection, and a non-integer answe
 test('pending input past maxMessageSize closes the connection; so does a text line over 65535 bytes', async () => {
   await withNode(socketNode(SOCKET_EVAL, { socketYaml: '      maxMessageSize: 100000' }), async (node) => {
     const watcher = await closeWatcher(node);
-    const holding = await LineClient.open(node);
+    const holding = await welcomed(node);
     assert.equal(await holding.eval('mix.socket.tcp():set_context_value("input", "hold") return 1'), '[1]');
     holding.write('a'.repeat(60000));
     assert.ok(await holding.silentFor(50));
     holding.write('a'.repeat(40001));
     await holding.waitClosed();
     assert.equal(await watcher.line(), `${holding.id} pending input over maxMessageSize (100000 bytes)`);
-    const long = await LineClient.open(node);
+    const long = await welcomed(node);
     assert.equal(await long.eval(`return #"${'b'.repeat(65000)}"`), '[65000]');
     long.write('c'.repeat(65536));
     await long.waitClosed();
@@ -326,7 +243,7 @@ test('pending input past maxMessageSize closes the connection; so does a text li
 
 test('conn:clear_buffer drops the pending input', async () => {
   await withNode(socketNode(SOCKET_EVAL), async (node) => {
-    const client = await LineClient.open(node);
+    const client = await welcomed(node);
     assert.equal(await client.eval('mix.socket.tcp():set_context_value("input", "handshake") return 1'), '[1]');
     client.write('GET / HTTP/1.1\r\nreturn "dropped"\n');
     assert.equal(await client.take('HANDSHAKE OK\r\n'.length), 'HANDSHAKE OK\r\n');
@@ -339,9 +256,9 @@ test('conn:clear_buffer drops the pending input', async () => {
 test('a Lua error in on_message closes only that connection, logged with traceback and client_id', async () => {
   await withNode(socketNode(SOCKET_EVAL, { callBudget: 100 }), async (node) => {
     const watcher = await closeWatcher(node);
-    const failing = await LineClient.open(node);
-    const looping = await LineClient.open(node);
-    const bystander = await LineClient.open(node);
+    const failing = await welcomed(node);
+    const looping = await welcomed(node);
+    const bystander = await welcomed(node);
     failing.write('error("boom")\n');
     looping.write('while true do end\n');
     await failing.waitClosed();
@@ -359,7 +276,7 @@ test('readTimeout closes a socket connection that sends nothing', async () => {
   await withNode(socketNode(SOCKET_EVAL, { socketYaml: '      readTimeout: 1' }), async (node) => {
     const ws = await TestClient.open(node.wsUrl);
     assert.equal(await ws.request('return mix.websocket():subscribe("closes") == nil'), '[true]');
-    const idle = await LineClient.open(node);
+    const idle = await welcomed(node);
     await idle.waitClosed(4000);
     assert.equal((await ws.next()).data, `${idle.id} read timeout`);
     ws.close();
@@ -378,8 +295,8 @@ test('a socket entry without a required hook does not start, and the error names
 test('jsonrpc example: calls are answered, subscribers are notified, bad JSON closes only that connection', async () => {
   const entry = fs.readFileSync(path.join(ROOT, 'lua/examples/entry.socket.jsonrpc.lua'), 'utf8');
   await withNode(socketNode(entry), async (node) => {
-    const alice = LineClient.raw(node);
-    const bob = LineClient.raw(node);
+    const alice = new LineClient(node.socketPort);
+    const bob = new LineClient(node.socketPort);
     const call = async (client: LineClient, request: object) => {
       client.write(`${JSON.stringify(request)}\n`);
       return JSON.parse(await client.line());
@@ -391,7 +308,7 @@ test('jsonrpc example: calls are answered, subscribers are notified, bad JSON cl
     assert.deepEqual(await call(alice, { id: 3, method: 'nope', params: [] }), { id: 3, error: { code: -32601, message: 'method not found' } });
     alice.write('{"id": 4, "method": "hello"\n');
     await alice.waitClosed();
-    const carol = LineClient.raw(node);
+    const carol = new LineClient(node.socketPort);
     carol.write('{"id": 5, "params": []}\n');
     await carol.waitClosed();
     assert.deepEqual(await call(bob, { id: 6, method: 'hello', params: ['Bob'] }), { id: 6, result: 'Hello, Bob!' });
@@ -402,7 +319,7 @@ test('jsonrpc example: calls are answered, subscribers are notified, bad JSON cl
 test('text example: greets, echoes, and delivers what is published to a subscribed channel as lines', async () => {
   const entry = fs.readFileSync(path.join(ROOT, 'lua/examples/entry.socket.text.lua'), 'utf8');
   await withNode(socketNode(entry), async (node) => {
-    const client = LineClient.raw(node);
+    const client = new LineClient(node.socketPort);
     assert.match(await client.line(), /^hello \d+$/);
     client.write('hi there\n');
     assert.equal(await client.line(), 'echo: hi there');

@@ -1,10 +1,10 @@
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
-import { ROOT, post, withNode, withTimeout, type TestNode, type TestNodeOptions } from '../helpers';
+import { ROOT, post, withNode, type TestNodeOptions } from '../helpers';
 import { shippedLua, startTwoNodes, type TwoNodes } from './setup';
+import { LineClient } from '../line-client';
 
 // Reference 9.8: the text and jsonrpc protocol libraries (lua/protocols/) on `protocol: socket`
 // servers, through the shipped entries lua/examples/entry.socket.text.lua and entry.socket.jsonrpc.lua,
@@ -42,65 +42,10 @@ function text(): Promise<TwoNodes> {
   return textMesh;
 }
 
-/** A raw TCP client reading lines. */
-class LineClient {
-  readonly socket: net.Socket;
-  readonly closed: Promise<void>;
-  private input = '';
-  private wake: (() => void) | null = null;
-
-  constructor(node: TestNode) {
-    this.socket = net.connect({ port: node.socketPort, host: '127.0.0.1', noDelay: true });
-    this.socket.setEncoding('utf8');
-    this.socket.on('data', (chunk: string) => {
-      this.input += chunk;
-      this.wake?.();
-    });
-    this.socket.on('error', () => undefined);
-    this.closed = new Promise((resolve) => this.socket.on('close', () => {
-      resolve();
-      this.wake?.();
-    }));
-  }
-
-  write(data: string): void {
-    this.socket.write(data);
-  }
-
-  /** The next line without its "\n", waiting up to `timeoutMs`. */
-  async line(timeoutMs = 3000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.input.includes('\n')) {
-      if (this.socket.destroyed) throw new Error('connection closed while waiting for a line');
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no line within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
-    const end = this.input.indexOf('\n');
-    const line = this.input.slice(0, end);
-    this.input = this.input.slice(end + 1);
-    return line;
-  }
-
-  async waitClosed(): Promise<void> {
-    await withTimeout(this.closed, 3000, 'socket did not close');
-  }
-
-  close(): void {
-    this.socket.end();
-  }
-}
 
 test('9.8 text: one packet per line; split and batched input, "\\n" stripped by decode and added by encode, across two nodes', async () => {
   const { a, b } = await text();
-  const client = new LineClient(a);
+  const client = new LineClient(a.socketPort);
   assert.match(await client.line(), /^hello \d+$/);
   client.write('hel');
   await new Promise((resolve) => setTimeout(resolve, 50));
@@ -122,7 +67,7 @@ test('9.8 text: one packet per line; split and batched input, "\\n" stripped by 
 
 test('9.8 text: a line of 65535 bytes with its "\\n" passes, a longer one closes the connection', async () => {
   const { a } = await text();
-  const client = new LineClient(a);
+  const client = new LineClient(a.socketPort);
   await client.line();
   client.write(`${'x'.repeat(65534)}\n`);
   assert.equal(await client.line(), `echo: ${'x'.repeat(65534)}`);
@@ -134,7 +79,7 @@ test('9.8 text (difference): many short lines arriving together are all served, 
   // CONNMIX's text.lua returns -1 when the whole pending buffer passes 65535 bytes, even if it holds
   // complete short lines; the shipped text.lua limits each line instead.
   const { a } = await text();
-  const client = new LineClient(a);
+  const client = new LineClient(a.socketPort);
   await client.line();
   const lines = Array.from({ length: 3000 }, (_, k) => `line ${String(k).padStart(20, '0')}`);
   client.write(`${lines.join('\n')}\n`);
@@ -144,8 +89,8 @@ test('9.8 text (difference): many short lines arriving together are all served, 
 
 test('9.8 jsonrpc: requests answered with encode_table lines; notifications cross nodes; a bad line closes only its connection', async () => {
   const { a, b } = await socketMesh('entry.socket.jsonrpc.lua');
-  const alice = new LineClient(a);
-  const bob = new LineClient(b);
+  const alice = new LineClient(a.socketPort);
+  const bob = new LineClient(b.socketPort);
   const call = async (client: LineClient, request: object): Promise<unknown> => {
     client.write(`${JSON.stringify(request)}\n`);
     return JSON.parse(await client.line());
@@ -156,7 +101,7 @@ test('9.8 jsonrpc: requests answered with encode_table lines; notifications cros
   assert.deepEqual(await call(alice, { id: 2, method: 'hello', params: ['Ann'] }), { id: 2, result: 'Hello, Ann!' });
 
   for (const bad of ['{"id": 3, "method": "hello"', '{"id": 3, "params": []}', '{"id": 3, "method": "hello"}', 'plain text']) {
-    const client = new LineClient(a);
+    const client = new LineClient(a.socketPort);
     client.write(`${bad}\n`);
     await client.waitClosed();
   }
@@ -191,7 +136,7 @@ function on_message(msg, ...)
 end
 `;
   await withNode(socketEntry('hooks.lua', entry), async (node) => {
-    const client = new LineClient(node);
+    const client = new LineClient(node.socketPort);
     client.write('x\n');
     assert.equal(await client.line(), 'on_connect(string) protocol_input(userdata) protocol_decode(string) on_message(string)');
     client.close();
