@@ -20,9 +20,6 @@ export const lauxlib: any = fengari.lauxlib;
 export const lualib: any = fengari.lualib;
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
-/** JS string to Lua string; `cache` interns the conversion (use it for constant names only). */
-export const toLuaString: (s: string, cache?: boolean) => Uint8Array = fengari.to_luastring;
-
 /** A cached Lua string for a constant name. */
 export function K(name: string): Uint8Array {
   return fengari.to_luastring(name, true);
