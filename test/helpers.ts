@@ -190,8 +190,9 @@ export class TestClient {
     });
   }
 
+  /** Connects, failing after 5 s when the server accepts TCP but never answers the upgrade. */
   static async open(url: string, options?: ConstructorParameters<typeof WebSocket>[2]): Promise<TestClient> {
-    const client = new TestClient(url, options);
+    const client = new TestClient(url, { handshakeTimeout: 5000, ...options });
     await new Promise<void>((resolve, reject) => {
       client.ws.once('open', () => resolve());
       client.ws.once('error', reject);

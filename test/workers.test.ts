@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, get, post } from './helpers';
+import { ROOT, freePort, get, post, withTimeout } from './helpers';
 import { RedisServer, waitFor } from './redis';
 import { viewer } from './mesh';
 
@@ -113,7 +113,7 @@ engine:
 `);
   const engine = startEngine(path.join(dir, 'connmix.yaml'), 2);
   try {
-    const code = await Promise.race([engine.exited, new Promise((resolve) => setTimeout(() => resolve('timeout'), 15_000))]);
+    const code = await withTimeout(engine.exited, 15_000, 'the engine did not stop');
     assert.equal(code, 2, engine.output());
     assert.match(engine.output(), /cannot start \(exit code 2\)/);
   } finally {
@@ -131,8 +131,9 @@ test('SIGHUP replaces the workers one at a time while the others keep serving', 
     let publishes = 0;
     const failures: string[] = [];
     let rolling = true;
+    const trafficDeadline = Date.now() + 60_000;
     const traffic = (async () => {
-      while (rolling) {
+      while (rolling && Date.now() < trafficDeadline) {
         try {
           const answer = await post(`${api}/v1/mesh/publish`, { c: 'video:1', d: 'x' });
           if (answer.json.E !== null) failures.push(JSON.stringify(answer.json));
@@ -149,9 +150,14 @@ test('SIGHUP replaces the workers one at a time while the others keep serving', 
       }
     })();
     engine.child.kill('SIGHUP');
-    await waitFor('rolling restart done', () => /rolling restart done/.test(engine.output()), 45_000);
-    rolling = false;
-    await traffic;
+    try {
+      await waitFor('rolling restart done', () => /rolling restart done/.test(engine.output()), 45_000);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${engine.output().slice(-4000)}`);
+    } finally {
+      rolling = false;
+      await traffic;
+    }
     assert.ok(publishes > 20, `only ${publishes} publishes during the roll`);
     assert.deepEqual(failures, [], `${failures.length} of ${publishes} rounds failed during the roll`);
     const after = await waitFor('two new nodes', async () => {

@@ -48,6 +48,8 @@ export class WebSocketBusinessServer {
   private readonly sessions = new Map<Connection, Session>();
   private readonly path: string;
   private readonly timers: NodeJS.Timeout[] = [];
+  /** Set by stop(): upgrades that arrive while the server drains are refused. */
+  private stopping = false;
   private readonly redis: LuaRedisPool;
   /** Open connections per client IP, for maxConnectionsPerIp. */
   private readonly perIp = new Map<string, number>();
@@ -122,6 +124,7 @@ export class WebSocketBusinessServer {
 
   /** Stops accepting, closes every connection with `code`, and waits for their on_close hooks. */
   async stop(code: number = CloseCode.GOING_AWAY): Promise<void> {
+    this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     for (const conn of this.sessions.keys()) conn.close(code, 'server shutting down');
@@ -136,6 +139,8 @@ export class WebSocketBusinessServer {
   /** Why an upgrade request is refused (path, origin, connection limits), or null to accept it. */
   private refusal(req: http.IncomingMessage): { status: string; reason: string } | null {
     const { maxConnections, maxConnectionsPerIp } = this.config;
+    // An upgrade that raced the stop (cluster workers get connections until the primary knows) is told to retry elsewhere.
+    if (this.stopping) return { status: '503 Service Unavailable', reason: 'shutting_down' };
     if (!pathMatches(this.path, req.url)) return { status: '404 Not Found', reason: 'path' };
     if (this.origins && !this.origins.some((pattern) => pattern.test(req.headers.origin ?? ''))) {
       return { status: '403 Forbidden', reason: 'origin' };
