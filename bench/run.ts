@@ -41,6 +41,8 @@ interface Args {
   deadlineS: number;
   /** Seconds to wait at most for the machine to go quiet (under 1 CPU s used per 5 s) first. */
   waitQuietS: number;
+  /** connmix-ts's write window in ms, when `--write-window` overrides the shipped yaml. */
+  writeWindow?: number;
   config: BenchConfig;
 }
 
@@ -53,7 +55,7 @@ function parseArgs(argv: string[]): Args {
     if (key === 'quick' || key === 'all-rates' || key === 'report-only') flags.set(key, 'true');
     else flags.set(key, inline ?? argv[++i] ?? '');
   }
-  const known = ['report-only', 'quick', 'targets', 'scenarios', 'name', 'profile', 'deadline-s', 'viewers', 'rates', 'step-ms', 'wait-quiet', 'all-rates'];
+  const known = ['report-only', 'quick', 'targets', 'scenarios', 'name', 'profile', 'deadline-s', 'viewers', 'rates', 'step-ms', 'wait-quiet', 'all-rates', 'write-window'];
   for (const key of flags.keys()) if (!known.includes(key)) throw new Error(`unknown option --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
   const quick = flags.has('quick');
   const config: BenchConfig = structuredClone(quick ? QUICK : FULL);
@@ -87,6 +89,7 @@ function parseArgs(argv: string[]): Args {
     profileRate: profile ? Number(profile) : null,
     deadlineS: Number(flags.get('deadline-s') ?? (quick ? 300 : 4 * 3600)),
     waitQuietS: Number(flags.get('wait-quiet') ?? 0),
+    writeWindow: flags.has('write-window') ? Number(flags.get('write-window')) : undefined,
     config,
   };
 }
@@ -115,7 +118,7 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
   log(`== ${spec.name}: ${spec.description}`);
   let target: RunningTarget;
   try {
-    target = await spec.start({ nodes: spec.nodes, profileDir });
+    target = await spec.start({ nodes: spec.nodes, profileDir, writeWindow: args.writeWindow });
     await probeMesh(target).catch(async (error) => {
       await target.stop();
       throw error;
@@ -147,7 +150,7 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
             record.idle.push(await idle(ctx, connections));
             return;
           }
-          const own = await spec.start({ nodes });
+          const own = await spec.start({ nodes, writeWindow: args.writeWindow });
           try {
             record.idle.push(await idle({ ...ctx, target: own }, connections));
           } finally {

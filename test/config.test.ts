@@ -381,6 +381,11 @@ test('maxMessageSize and maxBufferedBytes must be positive integers', () => {
   rejects(yaml('engine:', '  servers:', '    - port: 6790', '      maxBufferedBytes: 1.5'), 'engine.servers[0].maxBufferedBytes', 4, /got 1.5/);
 });
 
+test('writeWindow is a number of milliseconds from 0 to 100', () => {
+  rejects(yaml('engine:', '  servers:', '    - writeWindow: 250'), 'engine.servers[0].writeWindow', 3, /^must be a number of milliseconds from 0 to 100, got 250$/);
+  rejects(yaml('engine:', '  servers:', '    - writeWindow: -1'), 'engine.servers[0].writeWindow', 3, /from 0 to 100, got -1$/);
+});
+
 test('an entry is looked up beside the yaml first, then in the working directory', () => {
   const cwd = tempDir('connmix-cwd-');
   fs.mkdirSync(path.join(cwd, 'lua'));

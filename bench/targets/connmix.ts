@@ -13,14 +13,16 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
  * The shipped connmix.yaml with only what a bench run must change: free ports on 127.0.0.1, the seed's
  * entry by absolute path, warnings only on stdout and no log file, the broker, and no per-connection
  * message rate limit (maxMessagesPerSecond, 100 by default): subscribe-storm sends faster than that on
- * purpose, to measure the Lua path rather than the abuse limiter. Every other limit stays as shipped.
+ * purpose, to measure the Lua path rather than the abuse limiter. Every other limit stays as shipped
+ * (writeWindow too, unless `--write-window` asks for another).
  */
-function benchYaml(wsPort: number, apiPort: number, redisPort: number | null): string {
+function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, writeWindow?: number): string {
   const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8'));
   config.logging = { ...config.logging, level: 'warn', filename: '' };
   config.engine.apiServer = { ...config.engine.apiServer, port: apiPort, bind: '127.0.0.1' };
   const server = config.engine.servers[0];
   config.engine.servers = [{ ...server, port: wsPort, bind: '127.0.0.1', entry: path.join(ROOT, server.entry), maxMessagesPerSecond: 0 }];
+  if (writeWindow !== undefined) config.engine.servers[0].writeWindow = writeWindow;
   config.engine.mesh =
     redisPort === null
       ? { ...config.engine.mesh, broker: 'memory' }
@@ -56,7 +58,7 @@ function connmix(name: string, nodeCount: number, broker: 'memory' | 'redis'): T
           const wsPort = await freePort();
           const apiPort = await freePort();
           const file = path.join(dir, `node${i}.yaml`);
-          fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null));
+          fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null, options.writeWindow));
           const nodeArgs = options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] : [];
           const started = await startProcess(
             process.execPath,

@@ -28,6 +28,8 @@ export interface StartOptions {
   nodes: number;
   /** Write a V8 CPU profile of each node process here (node --cpu-prof), where supported. */
   profileDir?: string;
+  /** connmix-ts only: `engine.servers[].writeWindow` in ms instead of the shipped value. */
+  writeWindow?: number;
 }
 
 export interface TargetSpec {

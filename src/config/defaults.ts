@@ -19,6 +19,7 @@ export function defaultServerConfig(): BusinessServerConfig {
     maxMessageSize: 1048576,
     maxBufferedBytes: 4194304,
     softBufferedBytes: 1048576,
+    writeWindow: 1,
     maxConnections: 100000,
     maxConnectionsPerIp: 0,
     maxChannelsPerConnection: 100,

@@ -309,6 +309,7 @@ const readServer = object<BusinessServerConfig>({
   maxMessageSize: positiveInteger,
   maxBufferedBytes: positiveInteger,
   softBufferedBytes: positiveInteger,
+  writeWindow: numeric('a number of milliseconds from 0 to 100', (n) => n >= 0 && n <= 100),
   maxConnections: count,
   maxConnectionsPerIp: count,
   maxChannelsPerConnection: count,

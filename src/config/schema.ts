@@ -78,6 +78,8 @@ export interface BusinessServerConfig extends ListenConfig {
   maxBufferedBytes: number;
   /** Ours: past this many buffered bytes a connection skips published messages until it catches up. */
   softBufferedBytes: number;
+  /** Ours: milliseconds a connection's first pending frame may wait for others, to leave in one write (0 = end of the event-loop turn). */
+  writeWindow: number;
   /** Ours: connections this server holds at most; more are refused with HTTP 503. 0 = no limit. */
   maxConnections: number;
   /** Ours: connections from one client IP at most; more are refused with HTTP 429. 0 = no limit. */

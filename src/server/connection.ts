@@ -3,7 +3,7 @@ import { WebSocket } from 'ws';
 import { ConnectionContext } from '../lua/mix/context';
 import type { Subscriber, Outgoing } from '../mesh/hub';
 import { frame } from './frame';
-import { writeBatched, type Batchable } from './write-batch';
+import type { Batchable, WriteBatch } from './write-batch';
 import { CloseCode } from './close-codes';
 import type { DropReason, Metrics } from '../metrics';
 
@@ -14,20 +14,23 @@ export interface ConnectionLimits {
   softBufferedBytes: number;
   /** Channels the connection may hold (0 = no limit). */
   maxChannels: number;
+  /** The server's write batch, which coalesces this connection's frames into one socket write. */
+  batch: WriteBatch;
   metrics?: Metrics;
 }
 
 /**
  * One client connection of a business server: its identity, Lua context, channels, and the write
- * path. Frames are written straight to the socket (framed once by the caller for publishes) and
- * batched per event-loop turn; ws keeps reading, control frames and the close handshake.
+ * path. Frames (framed once by the caller for publishes) go to the socket through the server's write
+ * batch; ws keeps reading, control frames and the close handshake.
  */
 export class Connection implements Subscriber, Batchable {
   readonly protocol = 'websocket' as const;
   readonly context = new ConnectionContext();
   readonly channels = new Set<string>();
   readonly socket: Socket;
-  batched = false;
+  queued: Buffer | Buffer[] | null = null;
+  queuedBytes = 0;
   /** Registry ref of this connection's Lua userdata, -1 until a script asks for it. */
   luaRef = -1;
   /** Last time any data arrived (ms), for `readTimeout`. */
@@ -52,6 +55,10 @@ export class Connection implements Subscriber, Batchable {
     return this.ws.readyState === WebSocket.OPEN;
   }
 
+  get flushable(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+
   get maxChannels(): number {
     return this.limits.maxChannels;
   }
@@ -63,13 +70,13 @@ export class Connection implements Subscriber, Batchable {
    */
   write(bytes: Buffer, skippable = false): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return this.dropped('closed');
-    const buffered = this.socket.writableLength;
+    const buffered = this.socket.writableLength + this.queuedBytes;
     if (buffered + bytes.length > this.limits.maxBufferedBytes) {
       this.abort(CloseCode.POLICY, 'send buffer full');
       return this.dropped('buffer_full');
     }
     if (skippable && buffered > this.limits.softBufferedBytes) return this.dropped('slow_consumer');
-    writeBatched(this, bytes);
+    this.limits.batch.write(this, bytes);
     return true;
   }
 
@@ -102,6 +109,7 @@ export class Connection implements Subscriber, Batchable {
 
   close(code: number = CloseCode.NORMAL, reason = ''): void {
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+      this.limits.batch.flushNow(this);
       this.ws.close(code, reason);
     }
   }

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { ConnectionContext } from '../lua/mix/context';
 import type { Subscriber, Outgoing } from '../mesh/hub';
-import { writeBatched, type Batchable } from './write-batch';
+import type { Batchable, WriteBatch } from './write-batch';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -10,6 +10,8 @@ export interface SocketConnectionOptions {
   maxBufferedBytes: number;
   /** Channels the connection may hold (0 = no limit). */
   maxChannels: number;
+  /** The server's write batch, which coalesces this connection's writes into one socket write. */
+  batch: WriteBatch;
   /** Turns a published or sent payload into the bytes to write (`protocol_encode`); null if it cannot. */
   encode(conn: SocketConnection, payload: Buffer): Buffer | null;
 }
@@ -17,13 +19,14 @@ export interface SocketConnectionOptions {
 /**
  * One client of a `protocol: socket` server: a raw TCP connection whose framing the Lua entry defines.
  * It keeps the input not yet taken as packets; `conn:send` writes raw bytes, while deliveries from the
- * mesh go through `protocol_encode` first. Writes are batched per event-loop turn like WebSocket frames.
+ * mesh go through `protocol_encode` first. Writes go through the server's write batch like WebSocket frames.
  */
 export class SocketConnection implements Subscriber, Batchable {
   readonly protocol = 'socket' as const;
   readonly context = new ConnectionContext();
   readonly channels = new Set<string>();
-  batched = false;
+  queued: Buffer | Buffer[] | null = null;
+  queuedBytes = 0;
   /** Registry ref of this connection's Lua userdata, -1 until a script asks for it. */
   luaRef = -1;
   /** Last time any data arrived (ms), for `readTimeout`. */
@@ -52,6 +55,10 @@ export class SocketConnection implements Subscriber, Batchable {
     return !this.closing && this.socket.writable;
   }
 
+  get flushable(): boolean {
+    return this.socket.writable;
+  }
+
   /** Whether the socket still holds resources (it may be flushing its last writes after a close). */
   get alive(): boolean {
     return !this.socket.destroyed;
@@ -77,11 +84,11 @@ export class SocketConnection implements Subscriber, Batchable {
   /** Writes raw bytes; false if the connection is not open or its send buffer is full. */
   write(bytes: Buffer): boolean {
     if (!this.open) return false;
-    if (this.socket.writableLength + bytes.length > this.options.maxBufferedBytes) {
+    if (this.socket.writableLength + this.queuedBytes + bytes.length > this.options.maxBufferedBytes) {
       this.abort('send buffer full');
       return false;
     }
-    writeBatched(this, bytes);
+    this.options.batch.write(this, bytes);
     return true;
   }
 
@@ -102,6 +109,7 @@ export class SocketConnection implements Subscriber, Batchable {
     if (this.closing) return;
     this.closing = true;
     this.closeError = error;
+    this.options.batch.flushNow(this);
     this.socket.destroySoon();
   }
 

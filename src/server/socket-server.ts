@@ -10,7 +10,7 @@ import { registerBufferType, pushBuffer } from '../lua/mix/buffer';
 import { LuaRedisPool } from '../lua/mix/redis';
 import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
-import { blockedFor } from './write-batch';
+import { WriteBatch, blockedFor } from './write-batch';
 import { SocketConnection } from './socket-connection';
 import { remoteAddress } from './http-request';
 import type { Metrics } from '../metrics';
@@ -43,6 +43,7 @@ export class SocketBusinessServer {
   private readonly server: net.Server;
   private readonly sessions = new Map<SocketConnection, Session>();
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly batch: WriteBatch;
   private readonly redis: LuaRedisPool;
 
   constructor(
@@ -52,6 +53,7 @@ export class SocketBusinessServer {
     callBudget: number,
     private readonly metrics?: Metrics,
   ) {
+    this.batch = new WriteBatch(config.writeWindow);
     ({ vm: this.vm, redis: this.redis } = createScriptHost(config, services, log, callBudget, {
       protocol: 'socket',
       hooks: SOCKET_HOOKS,
@@ -96,6 +98,7 @@ export class SocketBusinessServer {
     const conn = new SocketConnection(socket, this.services.nextClientId(), remoteAddress(socket), {
       maxBufferedBytes: this.config.maxBufferedBytes,
       maxChannels: this.config.maxChannelsPerConnection,
+      batch: this.batch,
       encode: this.encode,
     });
     const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), reading: false, fresh: false };

@@ -12,7 +12,7 @@ import { LuaRedisPool } from '../lua/mix/redis';
 import { Connection } from './connection';
 import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
-import { blockedFor } from './write-batch';
+import { WriteBatch, blockedFor } from './write-batch';
 import { CloseCode } from './close-codes';
 import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern } from './http-request';
 import { secondsSince, type Metrics } from '../metrics';
@@ -48,6 +48,7 @@ export class WebSocketBusinessServer {
   private readonly sessions = new Map<Connection, Session>();
   private readonly path: string;
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly batch: WriteBatch;
   /** Set by stop(): upgrades that arrive while the server drains are refused. */
   private stopping = false;
   private readonly redis: LuaRedisPool;
@@ -64,6 +65,7 @@ export class WebSocketBusinessServer {
     callBudget: number,
     private readonly metrics?: Metrics,
   ) {
+    this.batch = new WriteBatch(config.writeWindow);
     this.origins = config.origins.length > 0 ? config.origins.map(globPattern) : null;
     this.readMessages = metrics?.readMessages.labels('websocket');
     this.path = config.options.find((option) => option.name === 'path')?.value ?? '/';
@@ -157,6 +159,7 @@ export class WebSocketBusinessServer {
       maxBufferedBytes: this.config.maxBufferedBytes,
       softBufferedBytes: this.config.softBufferedBytes,
       maxChannels: this.config.maxChannelsPerConnection,
+      batch: this.batch,
       metrics: this.metrics,
     });
     const ip = clientIp(req.socket);

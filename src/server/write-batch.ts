@@ -1,31 +1,78 @@
 import type { Socket } from 'node:net';
 
-/** A socket whose writes can be held back until the end of the event-loop turn. */
+/** What a WriteBatch needs of a connection. Its `queued*` fields are owned by the batch. */
 export interface Batchable {
   readonly socket: Socket;
-  /** Set while the socket is corked by the batch; owned by this module. */
-  batched: boolean;
+  /** Frames waiting for the batch's next flush: none, one, or several in order. */
+  queued: Buffer | Buffer[] | null;
+  /** Bytes in `queued`, counted with the socket's own buffer against the connection's limits. */
+  queuedBytes: number;
+  /** False once the connection started closing: what is still queued then is dropped. */
+  readonly flushable: boolean;
 }
 
-const pending: Batchable[] = [];
-let scheduled = false;
+/** Several frames up to this size are copied into one Buffer; larger ones go out as one writev. */
+const CONCAT_LIMIT = 64 * 1024;
 
 /**
- * Writes `chunk` to the socket, corking it on its first write of this turn and uncorking it once
- * after the turn's I/O (setImmediate): every message a socket gets in one turn leaves in one writev,
- * which is where most of the fan-out cost goes (stack-notes 2.4).
+ * Holds the frames written to a server's connections and writes each connection's frames with one
+ * socket write at the end of the event-loop turn (`windowMs` 0) or `windowMs` milliseconds after the
+ * first one. The write syscall is most of the fan-out cost (stack-notes 2.4): a socket that gets
+ * several messages in a window makes one syscall for all of them, and one that gets a single message
+ * skips the stream's cork/uncork bookkeeping. Each message stays its own WebSocket frame.
  */
-export function writeBatched(target: Batchable, chunk: Buffer): void {
-  if (!target.batched) {
-    target.batched = true;
-    target.socket.cork();
-    pending.push(target);
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(flush);
+export class WriteBatch {
+  private pending: Batchable[] = [];
+  private readonly flushAll = (): void => this.flush();
+
+  /** @param windowMs how long the first frame of a batch may wait for others (0 = until the turn's I/O is done) */
+  constructor(readonly windowMs: number) {}
+
+  /** Queues `chunk` for `target`; the batch writes it with whatever else the target gets meanwhile. */
+  write(target: Batchable, chunk: Buffer): void {
+    const queued = target.queued;
+    if (queued === null) {
+      target.queued = chunk;
+      if (this.pending.push(target) === 1) {
+        if (this.windowMs > 0) setTimeout(this.flushAll, this.windowMs);
+        else setImmediate(this.flushAll);
+      }
+    } else if (Array.isArray(queued)) {
+      queued.push(chunk);
+    } else {
+      target.queued = [queued, chunk];
     }
+    target.queuedBytes += chunk.length;
   }
-  target.socket.write(chunk);
+
+  /** Writes what `target` has queued now: a close frame or a socket end must come after it. */
+  flushNow(target: Batchable): void {
+    if (target.queued !== null) writeQueued(target);
+  }
+
+  private flush(): void {
+    const targets = this.pending;
+    this.pending = [];
+    for (const target of targets) if (target.queued !== null) writeQueued(target);
+  }
+}
+
+function writeQueued(target: Batchable): void {
+  const queued = target.queued as Buffer | Buffer[];
+  const bytes = target.queuedBytes;
+  target.queued = null;
+  target.queuedBytes = 0;
+  if (!target.flushable) return;
+  const socket = target.socket;
+  if (!Array.isArray(queued)) {
+    socket.write(queued);
+  } else if (bytes <= CONCAT_LIMIT) {
+    socket.write(Buffer.concat(queued, bytes));
+  } else {
+    socket.cork();
+    for (const chunk of queued) socket.write(chunk);
+    socket.uncork();
+  }
 }
 
 /**
@@ -39,13 +86,4 @@ export function blockedFor(target: Batchable & { blockedSince: number }, now: nu
   }
   if (target.blockedSince === 0) target.blockedSince = now;
   return now - target.blockedSince;
-}
-
-function flush(): void {
-  scheduled = false;
-  const targets = pending.splice(0);
-  for (const target of targets) {
-    target.batched = false;
-    target.socket.uncork();
-  }
 }

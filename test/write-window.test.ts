@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
+import { EVAL, TestClient, post, withNode, type TestNode } from './helpers';
+
+// engine.servers[].writeWindow: frames to one connection within the window leave in one socket write,
+// each still its own WebSocket message; a close frame never overtakes frames still in the window.
+
+/** A subscriber of `channel` that also counts the TCP reads its socket gets. */
+async function countingSubscriber(node: TestNode, channel: string): Promise<{ client: TestClient; reads: () => number }> {
+  const client = await TestClient.open(node.wsUrl);
+  assert.equal(await client.request(`mix.websocket():subscribe("${channel}") return 1`), '[1]');
+  let reads = 0;
+  (client.ws as unknown as { _socket: Socket })._socket.on('data', () => reads++);
+  return { client, reads: () => reads };
+}
+
+test('publishes within the write window reach a subscriber in one write, as separate messages in order', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      writeWindow: 100' }, async (node) => {
+    const { client, reads } = await countingSubscriber(node, 'room');
+    // One after the other: each publish is answered (so handled in its own turn) before the next is sent.
+    for (const d of ['one', 'two', 'three']) {
+      assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d })).json, { E: null, r: { s: 1, f: 0 } });
+    }
+    assert.deepEqual([(await client.next()).data, (await client.next()).data, (await client.next()).data], ['one', 'two', 'three']);
+    assert.equal(reads(), 1, 'three frames in one TCP read');
+    client.close();
+  });
+});
+
+test('with writeWindow 0, publishes in separate turns are separate writes', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      writeWindow: 0' }, async (node) => {
+    const { client, reads } = await countingSubscriber(node, 'room');
+    for (const d of ['one', 'two', 'three']) {
+      await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d });
+      assert.equal((await client.next()).data, d);
+    }
+    assert.equal(reads(), 3);
+    client.close();
+  });
+});
+
+test('a close from Lua comes after the frames still waiting in the window', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      writeWindow: 100' }, async (node) => {
+    const client = await TestClient.open(node.wsUrl);
+    client.send('local c = mix.websocket() c:send("first") c:send("last") c:close() return 1');
+    assert.equal((await client.next()).data, 'first');
+    assert.equal((await client.next()).data, 'last');
+    assert.equal((await client.waitClosed()).code, 1000);
+  });
+});
+
+test('conn:send answers within the window are counted against maxBufferedBytes', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      writeWindow: 100\n      maxBufferedBytes: 65536' }, async (node) => {
+    const client = await TestClient.open(node.wsUrl);
+    // 40 KiB twice in one window exceeds 64 KiB before anything reached the socket.
+    client.send('local c = mix.websocket() local x = string.rep("x", 40960) return c:send(x), c:send(x)');
+    assert.equal((await client.waitClosed()).code, 1006);
+  });
+});
