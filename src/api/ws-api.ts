@@ -1,11 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
 import type { Logger } from '../log';
 import { CONN_FUNCTIONS, type CallOutcome, type ConnFunction, type PublishResult } from '../mesh/broker';
 import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memory-queue';
 import { ApiError, ErrorCode, invalidParams } from './errors';
 import { parseJsonKeepingIds, publishRequest, sendRequest } from './requests';
+import { frame } from '../server/frame';
+import { WriteBatch, type Batchable } from '../server/write-batch';
 
 /** What the WebSocket API needs from its node. */
 export interface WsApiNode {
@@ -31,17 +34,31 @@ type Reply = { E: null; r: unknown; i: unknown } | { E: { c: number; m: string }
 /**
  * A backend connection to `/ws/v1`: requests `{m, p, i}` answered `{E, r, i}` in request order (the
  * PHP SDK's sync mode reads "the next frame" as the answer), and `queue.pop` events pushed to it.
+ * Answers and events go out through the API's write batch: a backend that pipelines requests gets
+ * every answer of a turn in one socket write instead of one syscall each.
  */
-class ApiSession implements QueueConsumer {
+class ApiSession implements QueueConsumer, Batchable {
   lastReadAt = Date.now();
+  queued: Buffer | Buffer[] | null = null;
+  queuedBytes = 0;
+  readonly socket: Socket;
   /** Answers still being computed, so later answers wait for earlier ones. */
   private pending: Promise<void> | null = null;
 
-  constructor(readonly ws: WebSocket) {}
+  constructor(
+    readonly ws: WebSocket,
+    private readonly batch: WriteBatch,
+  ) {
+    this.socket = (ws as unknown as { _socket: Socket })._socket;
+  }
+
+  get flushable(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
 
   offer(event: string): boolean {
-    if (this.ws.readyState !== WebSocket.OPEN || this.ws.bufferedAmount > CONSUMER_HIGH_WATER) return false;
-    this.ws.send(event);
+    if (this.ws.readyState !== WebSocket.OPEN || this.socket.writableLength + this.queuedBytes > CONSUMER_HIGH_WATER) return false;
+    this.batch.write(this, frame(Buffer.from(event), false));
     return true;
   }
 
@@ -59,8 +76,14 @@ class ApiSession implements QueueConsumer {
     this.pending = done;
   }
 
+  /** Closes after the answers and events still in the batch. */
+  close(code: number, reason: string): void {
+    this.batch.flushNow(this);
+    this.ws.close(code, reason);
+  }
+
   private write(reply: Reply): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(reply));
+    if (this.ws.readyState === WebSocket.OPEN) this.batch.write(this, frame(Buffer.from(JSON.stringify(reply)), false));
   }
 }
 
@@ -69,6 +92,8 @@ export class WsApi {
   private readonly wss: WebSocketServer;
   private readonly sessions = new Set<ApiSession>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Answers of a turn leave together; no window, so a request-answer backend waits for nothing. */
+  private readonly batch = new WriteBatch(0);
 
   constructor(
     private readonly node: WsApiNode,
@@ -86,11 +111,11 @@ export class WsApi {
 
   close(): void {
     clearInterval(this.sweeper);
-    for (const session of this.sessions) session.ws.close(1001, 'server shutting down');
+    for (const session of this.sessions) session.close(1001, 'server shutting down');
   }
 
   private accept(ws: WebSocket): void {
-    const session = new ApiSession(ws);
+    const session = new ApiSession(ws, this.batch);
     this.sessions.add(session);
     const touch = () => {
       session.lastReadAt = Date.now();
@@ -105,9 +130,8 @@ export class WsApi {
       this.sessions.delete(session);
       this.node.queue.release(session);
     });
-    const socket = (ws as unknown as { _socket: Duplex })._socket;
     // A consumer that was too busy for queue items asks for them again once its buffer drains.
-    socket.on('drain', () => this.node.queue.resume());
+    session.socket.on('drain', () => this.node.queue.resume());
   }
 
   private request(session: ApiSession, data: Buffer): void {
@@ -184,7 +208,7 @@ export class WsApi {
     if (this.options.readTimeout <= 0) return;
     const limit = Date.now() - this.options.readTimeout * 1000;
     for (const session of this.sessions) {
-      if (session.lastReadAt < limit) session.ws.close(4001, 'read timeout');
+      if (session.lastReadAt < limit) session.close(4001, 'read timeout');
     }
   }
 }
