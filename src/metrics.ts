@@ -49,6 +49,7 @@ export class Metrics {
   readonly apiRequests: Counter<'route' | 'code'>;
   private readonly sent: Record<Protocol, { ok: Counter.Internal; failed: Counter.Internal }>;
   private readonly dropped = new Map<DropReason, Counter.Internal>();
+  private readonly hookTimers = new Map<string, Histogram.Internal<'hook'>>();
 
   constructor(summary: PrometheusConfig['summary'], sources: MetricSources, labels: Record<string, string> = {}) {
     const registers = [this.registry];
@@ -110,6 +111,13 @@ export class Metrics {
     if (websocketFailed) this.sent.websocket.failed.inc(websocketFailed);
     if (socketOk) this.sent.socket.ok.inc(socketOk);
     if (socketFailed) this.sent.socket.failed.inc(socketFailed);
+  }
+
+  /** Records one hook call's wall time (the labelled child is looked up once per hook name). */
+  observeHook(hook: string, seconds: number): void {
+    let child = this.hookTimers.get(hook);
+    if (!child) this.hookTimers.set(hook, (child = this.hookDuration.labels(hook)));
+    child.observe(seconds);
   }
 
   /** Counts a message one connection did not get. */

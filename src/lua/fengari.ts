@@ -30,8 +30,21 @@ export function bytesView(u8: Uint8Array): Buffer {
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 }
 
+/** Below this length an ASCII string is decoded by hand: cheaper than making a Buffer view. */
+const SHORT_STRING = 64;
+
 /** Lua bytes decoded as UTF-8 (invalid sequences become U+FFFD). */
 export function luaToJsString(u8: Uint8Array): string {
+  const length = u8.length;
+  if (length < SHORT_STRING) {
+    let text = '';
+    for (let i = 0; i < length; i++) {
+      const byte = u8[i];
+      if (byte >= 0x80) return bytesView(u8).toString('utf8');
+      text += String.fromCharCode(byte);
+    }
+    return text;
+  }
   return bytesView(u8).toString('utf8');
 }
 

@@ -378,6 +378,14 @@ const plainFind = (L: LuaState): number | undefined => {
 export function searchBytes(haystack: Uint8Array, needle: Uint8Array, from: number): number {
   const m = needle.length;
   if (m === 0) return from;
+  // Tiny inputs (a channel name split at "@"): a plain loop, no Buffer views to make.
+  if ((haystack.length - from) * m <= 256) {
+    outer: for (let i = from; i <= haystack.length - m; i++) {
+      for (let j = 0; j < m; j++) if (haystack[i + j] !== needle[j]) continue outer;
+      return i;
+    }
+    return -1;
+  }
   // Short needles or small inputs: the native search is fastest and its worst case is small.
   if (m <= 16 || (haystack.length - from) * m <= 1 << 22) return bytesView(haystack).indexOf(bytesView(needle), from);
   // Knuth-Morris-Pratt.

@@ -217,7 +217,7 @@ export class WebSocketBusinessServer {
       if (hook !== 'on_close' && !conn.open) return done();
       const started = process.hrtime.bigint();
       this.vm.call(conn, hook, pushArgs, (error) => {
-        this.metrics?.hookDuration.observe({ hook }, secondsSince(started));
+        this.metrics?.observeHook(hook, secondsSince(started));
         if (error) this.hookFailed(conn, error);
         done();
       });

@@ -256,8 +256,8 @@ const base64Decode: LuaFunction = (L) => {
  * does a split into more than maxItems pieces (each costs a Lua string and a table slot).
  */
 const strSplit: LuaFunction = (L) => {
-  const s = bytesView(luaL_checklstring(L, 1));
-  const sep = bytesView(luaL_checklstring(L, 2));
+  const s: Uint8Array = luaL_checklstring(L, 1);
+  const sep: Uint8Array = luaL_checklstring(L, 2);
   if (sep.length === 0) return luaL_argerror(L, 2, 'separator must not be empty');
   const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
   lua_createtable(L, 0, 0);
