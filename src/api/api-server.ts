@@ -7,6 +7,7 @@ import { createHttpApi, type ApiNode, type Authorize } from './http-api';
 import { meshRouteOf, serveMeshRoute } from './mesh-routes';
 import { WsApi, type WsApiNode } from './ws-api';
 import type { Metrics } from '../metrics';
+import { destroySocket } from '../server/http-request';
 
 /** How long requests in flight may take to finish when the server stops. */
 const STOP_GRACE_MS = 2000;
@@ -40,7 +41,7 @@ export class ApiServer {
       else app(req, res);
     });
     this.http.on('upgrade', (req, socket, head) => {
-      socket.on('error', () => socket.destroy());
+      socket.on('error', destroySocket);
       if ((req.url ?? '').split('?', 1)[0] !== '/ws/v1') {
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
         return;

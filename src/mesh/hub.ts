@@ -35,6 +35,13 @@ export interface Subscriber {
   deliver(message: Outgoing): boolean;
 }
 
+/** A channel's local subscribers, with the name every subscriber's `channels` set shares. */
+class Members extends Set<Subscriber> {
+  constructor(readonly name: string) {
+    super();
+  }
+}
+
 /** The longest channel name accepted, in characters. */
 const MAX_CHANNEL_LENGTH = 1024;
 
@@ -52,7 +59,7 @@ export function channelError(channel: unknown): string | null {
  * out deliveries, framing each message once for all its WebSocket connections (see Outgoing).
  */
 export class Hub implements LocalDelivery {
-  private readonly byChannel = new Map<string, Set<Subscriber>>();
+  private readonly byChannel = new Map<string, Members>();
   private readonly byId = new Map<string, Subscriber>();
 
   constructor(
@@ -102,15 +109,16 @@ export class Hub implements LocalDelivery {
     const waits: Promise<void>[] = [];
     for (const channel of channels) {
       if (subscriber.channels.has(channel)) continue;
-      subscriber.channels.add(channel);
       let members = this.byChannel.get(channel);
       if (!members) {
-        members = new Set();
+        members = new Members(channel);
         this.byChannel.set(channel, members);
         const pending = this.broker.subscribe(channel);
         if (pending) waits.push(pending);
       }
       members.add(subscriber);
+      // The channel's own name string: 20,000 viewers of a video then hold one copy, not 20,000.
+      subscriber.channels.add(members.name);
     }
     if (waits.length === 0) return null;
     return Promise.all(waits).then(() => null, (error: Error) => `subscribe failed: ${error.message}`);

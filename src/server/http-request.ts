@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 
 /**
@@ -36,4 +37,12 @@ export function globPattern(glob: string): RegExp {
 export function pathMatches(path: string, url: string | undefined): boolean {
   const pathname = (url ?? '/').split('?', 1)[0];
   return path.endsWith('/') ? pathname.startsWith(path) : pathname === path;
+}
+
+/**
+ * A socket 'error' listener that closes over nothing. One written inline in an upgrade handler would
+ * share that handler's V8 context and keep the request and its headers alive as long as the socket.
+ */
+export function destroySocket(this: Duplex): void {
+  this.destroy();
 }

@@ -11,7 +11,7 @@ import { LuaRedisPool } from '../lua/mix/redis';
 import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
 import { WriteBatch, blockedFor } from './write-batch';
-import { SocketConnection } from './socket-connection';
+import { SocketConnection, type SocketConnectionOptions } from './socket-connection';
 import { remoteAddress } from './http-request';
 import type { Metrics } from '../metrics';
 
@@ -43,7 +43,8 @@ export class SocketBusinessServer {
   private readonly server: net.Server;
   private readonly sessions = new Map<SocketConnection, Session>();
   private readonly timers: NodeJS.Timeout[] = [];
-  private readonly batch: WriteBatch;
+  /** What every connection of this server shares: its limits, write batch and encoder. */
+  private readonly connectionOptions: SocketConnectionOptions;
   private readonly redis: LuaRedisPool;
 
   constructor(
@@ -53,7 +54,12 @@ export class SocketBusinessServer {
     callBudget: number,
     private readonly metrics?: Metrics,
   ) {
-    this.batch = new WriteBatch(config.writeWindow);
+    this.connectionOptions = {
+      maxBufferedBytes: config.maxBufferedBytes,
+      maxChannels: config.maxChannelsPerConnection,
+      batch: new WriteBatch(config.writeWindow),
+      encode: this.encode,
+    };
     ({ vm: this.vm, redis: this.redis } = createScriptHost(config, services, log, callBudget, {
       protocol: 'socket',
       hooks: SOCKET_HOOKS,
@@ -95,12 +101,7 @@ export class SocketBusinessServer {
   }
 
   private accept(socket: net.Socket): void {
-    const conn = new SocketConnection(socket, this.services.nextClientId(), remoteAddress(socket), {
-      maxBufferedBytes: this.config.maxBufferedBytes,
-      maxChannels: this.config.maxChannelsPerConnection,
-      batch: this.batch,
-      encode: this.encode,
-    });
+    const conn = new SocketConnection(socket, this.services.nextClientId(), remoteAddress(socket), this.connectionOptions);
     const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), reading: false, fresh: false };
     this.sessions.set(conn, session);
     this.services.attach(conn);

@@ -9,12 +9,12 @@ import { HookQueue } from '../lua/hook-queue';
 import type { ScriptConnection } from '../lua/mix';
 import { releaseConn } from '../lua/mix/conn';
 import { LuaRedisPool } from '../lua/mix/redis';
-import { Connection } from './connection';
+import { Connection, type ConnectionLimits } from './connection';
 import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
 import { WriteBatch, blockedFor } from './write-batch';
 import { CloseCode } from './close-codes';
-import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern } from './http-request';
+import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket } from './http-request';
 import { secondsSince, type Metrics } from '../metrics';
 
 const { lua_pushstring, lua_createtable, lua_setfield, lua_pushboolean, lua_pushnil } = lua;
@@ -48,7 +48,8 @@ export class WebSocketBusinessServer {
   private readonly sessions = new Map<Connection, Session>();
   private readonly path: string;
   private readonly timers: NodeJS.Timeout[] = [];
-  private readonly batch: WriteBatch;
+  /** What every connection of this server shares: its limits and its write batch. */
+  private readonly limits: ConnectionLimits;
   /** Set by stop(): upgrades that arrive while the server drains are refused. */
   private stopping = false;
   private readonly redis: LuaRedisPool;
@@ -65,7 +66,13 @@ export class WebSocketBusinessServer {
     callBudget: number,
     private readonly metrics?: Metrics,
   ) {
-    this.batch = new WriteBatch(config.writeWindow);
+    this.limits = {
+      maxBufferedBytes: config.maxBufferedBytes,
+      softBufferedBytes: config.softBufferedBytes,
+      maxChannels: config.maxChannelsPerConnection,
+      batch: new WriteBatch(config.writeWindow),
+      metrics,
+    };
     this.origins = config.origins.length > 0 ? config.origins.map(globPattern) : null;
     this.readMessages = metrics?.readMessages.labels('websocket');
     this.path = config.options.find((option) => option.name === 'path')?.value ?? '/';
@@ -89,7 +96,7 @@ export class WebSocketBusinessServer {
       res.end(pathMatches(this.path, req.url) ? 'Upgrade Required\n' : 'Not Found\n');
     });
     this.http.on('upgrade', (req, socket, head) => {
-      socket.on('error', () => socket.destroy());
+      socket.on('error', destroySocket);
       const refusal = this.refusal(req);
       if (refusal) {
         this.metrics?.refused.inc({ reason: refusal.reason });
@@ -155,13 +162,7 @@ export class WebSocketBusinessServer {
   }
 
   private accept(ws: WebSocket, req: http.IncomingMessage): void {
-    const conn = new Connection(ws, this.services.nextClientId(), remoteAddress(req.socket), {
-      maxBufferedBytes: this.config.maxBufferedBytes,
-      softBufferedBytes: this.config.softBufferedBytes,
-      maxChannels: this.config.maxChannelsPerConnection,
-      batch: this.batch,
-      metrics: this.metrics,
-    });
+    const conn = new Connection(ws, this.services.nextClientId(), remoteAddress(req.socket), this.limits);
     const ip = clientIp(req.socket);
     this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), ip, window: 0, inWindow: 0 };
@@ -183,17 +184,27 @@ export class WebSocketBusinessServer {
     });
     ws.on('error', (error) => this.log.debug('websocket error', { client_id: conn.clientId, error: error.message }));
     ws.on('close', (code: number, reason: Buffer) => this.closed(session, code, reason.toString()));
+    this.handshake(session, req);
+  }
+
+  /**
+   * Queues on_handshake. Its own scope on purpose: closures share their function's context in V8, so
+   * built inside accept() the long-lived socket listeners would keep the request and its headers alive.
+   */
+  private handshake(session: Session, req: http.IncomingMessage): void {
+    const clientId = Buffer.from(session.conn.clientId);
     const headers = canonicalHeaders(req.rawHeaders);
+    const server = {
+      Method: req.method ?? 'GET',
+      RequestUri: req.url ?? '/',
+      ServerProtocol: `HTTP/${req.httpVersion}`,
+      Host: req.headers.host ?? '',
+      RemoteAddr: session.conn.remoteAddr,
+    };
     this.dispatch(session, 'on_handshake', (L) => {
-      lua_pushstring(L, Buffer.from(conn.clientId));
+      lua_pushstring(L, clientId);
       pushStringTable(L, headers);
-      pushStringTable(L, {
-        Method: req.method ?? 'GET',
-        RequestUri: req.url ?? '/',
-        ServerProtocol: `HTTP/${req.httpVersion}`,
-        Host: req.headers.host ?? '',
-        RemoteAddr: conn.remoteAddr,
-      });
+      pushStringTable(L, server);
       return 3;
     });
   }

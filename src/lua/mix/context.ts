@@ -11,48 +11,49 @@ interface Waiter {
  * removes the key. `waitFor` lets a hook wait until a key is set, whoever sets it.
  */
 export class ConnectionContext {
-  private readonly values = new Map<string, LuaValue>();
-  private readonly waiters = new Map<string, Waiter[]>();
+  /** Made on first use: most connections of a barrage never set a value nor wait for one. */
+  private values: Map<string, LuaValue> | null = null;
+  private waiters: Map<string, Waiter[]> | null = null;
   private closedWith: string | null = null;
 
   get size(): number {
-    return this.values.size;
+    return this.values?.size ?? 0;
   }
 
   /** How many waits are pending, over all keys. */
   get waiting(): number {
     let count = 0;
-    for (const list of this.waiters.values()) count += list.length;
+    for (const list of this.waiters?.values() ?? []) count += list.length;
     return count;
   }
 
   get(key: string): LuaValue | undefined {
-    return this.values.get(key);
+    return this.values?.get(key);
   }
 
   /** Sets `key` (null removes it) and wakes whoever waits for it. */
   set(key: string, value: LuaValue): void {
     if (value === null) {
-      this.values.delete(key);
+      this.values?.delete(key);
       return;
     }
-    this.values.set(key, value);
-    const waiting = this.waiters.get(key);
+    (this.values ??= new Map()).set(key, value);
+    const waiting = this.waiters?.get(key);
     if (!waiting) return;
-    this.waiters.delete(key);
+    this.waiters?.delete(key);
     for (const waiter of waiting) waiter.resolve(value);
   }
 
   delete(key: string): void {
-    this.values.delete(key);
+    this.values?.delete(key);
   }
 
   clear(): void {
-    this.values.clear();
+    this.values?.clear();
   }
 
   entries(): IterableIterator<[string, LuaValue]> {
-    return this.values.entries();
+    return (this.values ?? new Map<string, LuaValue>()).entries();
   }
 
   /**
@@ -60,13 +61,14 @@ export class ConnectionContext {
    * one. Rejects with the close reason once the context is closed (there is no timeout: CONNMIX has none).
    */
   waitFor(key: string): Promise<LuaValue> {
-    const value = this.values.get(key);
+    const value = this.values?.get(key);
     if (value !== undefined) return Promise.resolve(value);
     if (this.closedWith !== null) return Promise.reject(new Error(this.closedWith));
     return new Promise((resolve, reject) => {
-      const waiting = this.waiters.get(key);
+      const waiters = (this.waiters ??= new Map());
+      const waiting = waiters.get(key);
       if (waiting) waiting.push({ resolve, reject });
-      else this.waiters.set(key, [{ resolve, reject }]);
+      else waiters.set(key, [{ resolve, reject }]);
     });
   }
 
@@ -77,8 +79,8 @@ export class ConnectionContext {
   close(reason: string): void {
     if (this.closedWith !== null) return;
     this.closedWith = reason;
-    const waiting = [...this.waiters.values()].flat();
-    this.waiters.clear();
+    const waiting = [...(this.waiters?.values() ?? [])].flat();
+    this.waiters = null;
     const error = new Error(reason);
     for (const waiter of waiting) waiter.reject(error);
   }
