@@ -107,7 +107,7 @@ function log(line: string): void {
 function peakConnections(args: Args): number {
   const c = args.config;
   const sizes = [c.storm.connections, c.publishApi.channels * c.publishApi.subscribersPerChannel];
-  if (args.scenarios.includes('idle')) sizes.push(...c.idle.connections);
+  if (args.scenarios.includes('idle')) sizes.push(...c.idle.connections, ...(args.targets.some((t) => t.scalesOut) ? c.idle.scaleOut : []));
   if (args.scenarios.includes('hot-video')) sizes.push(...c.hotVideo.viewers);
   if (args.scenarios.includes('many-videos')) sizes.push(c.manyVideos.viewers);
   return Math.max(...sizes);
@@ -143,7 +143,7 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
   try {
     if (args.scenarios.includes('idle')) {
       // First, on the fresh target, so that no earlier scenario's heap is in the baseline.
-      for (const connections of args.config.idle.connections) {
+      for (const connections of spec.scalesOut ? args.config.idle.scaleOut : args.config.idle.connections) {
         const nodes = Math.max(spec.nodes, Math.ceil(connections / MAX_CONNECTIONS_PER_NODE));
         await attempt(`idle ${connections}${nodes !== spec.nodes ? ` (${nodes} nodes)` : ''}`, async () => {
           if (nodes === target.nodes.length) {
@@ -159,6 +159,7 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
         });
       }
     }
+    if (spec.scalesOut) return;
     if (args.scenarios.includes('hot-video')) {
       for (const viewers of args.config.hotVideo.viewers) {
         await attempt(`hot-video ${viewers} viewers`, async () => {

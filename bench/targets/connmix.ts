@@ -92,5 +92,56 @@ function connmix(name: string, nodeCount: number, broker: 'memory' | 'redis'): T
   };
 }
 
+/**
+ * `connmix engine -p N` over Redis: N worker processes share one business port and one API port (the
+ * primary hands connections to them in turn), each a node of the mesh. `nodes` is the worker count;
+ * the target lists the shared ports once per worker, so the load spreads its requests the same way.
+ */
+function connmixEngine(name: string, workers: number): TargetSpec {
+  return {
+    name,
+    description: `connmix-ts (bin/connmix.js engine -p N) with the seed's Lua and connmix.yaml, redis broker, N worker processes on one port (N = ${workers}, or more for more connections than ${workers} processes may hold)`,
+    nodes: workers,
+    meshed: true,
+    scalesOut: true,
+    async start(options: StartOptions): Promise<RunningTarget> {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-bench-'));
+      let redis: RunningRedis | null = null;
+      let primary: Started | null = null;
+      const stop = async () => {
+        if (primary) await stopProcess(primary.child, 20_000);
+        await redis?.stop();
+        fs.rmSync(dir, { recursive: true, force: true });
+      };
+      try {
+        redis = await startRedis();
+        const [wsPort, apiPort] = [await freePort(), await freePort()];
+        const file = path.join(dir, 'engine.yaml');
+        fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis.port, options.writeWindow));
+        primary = await startProcess(
+          process.execPath,
+          [path.join(ROOT, 'bin', 'connmix.js'), 'engine', '-f', file, '-p', String(options.nodes)],
+          new RegExp(`(?:api server listening[\\s\\S]*){${options.nodes}}`),
+          60_000,
+          { cwd: dir },
+        );
+        const pids = [...primary.output().matchAll(/worker \d+ \(pid (\d+)\): api server listening/g)].map((m) => Number(m[1]));
+        const nodes: TargetNode[] = pids.map((pid) => ({
+          wsUrl: `ws://127.0.0.1:${wsPort}${viewerPath()}`,
+          httpHost: '127.0.0.1',
+          httpPort: apiPort,
+          wsApiUrl: `ws://127.0.0.1:${apiPort}/ws/v1`,
+          pid,
+        }));
+        return { name, dialect: 'seed', nodes, pids: [primary.pid, ...pids, redis.pid], meshed: true, stop };
+      } catch (error) {
+        await stop();
+        throw error;
+      }
+    },
+  };
+}
+
 export const connmixMemory = connmix('connmix-ts', 1, 'memory');
+export const connmixEngine2 = connmixEngine('connmix-ts-engine', 2);
 export const connmixRedis2 = connmix('connmix-ts-redis-2n', 2, 'redis');

@@ -40,5 +40,7 @@ export interface TargetSpec {
   nodes: number;
   /** True when more nodes share channels (Redis), false when extra nodes would be independent. */
   meshed: boolean;
+  /** A target made to hold many connections by adding workers: only its idle scenario runs, at the `idle.scaleOut` sizes. */
+  scalesOut?: boolean;
   start(options: StartOptions): Promise<RunningTarget>;
 }
