@@ -7,7 +7,7 @@ import { CONN_FUNCTIONS, type CallOutcome, type ConnFunction, type PublishResult
 import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memory-queue';
 import { ApiError, ErrorCode, invalidParams } from './errors';
 import { parseJsonKeepingIds, publishRequest, sendRequest } from './requests';
-import { frame } from '../server/frame';
+import { textFrame } from '../server/frame';
 import { WriteBatch, type Batchable } from '../server/write-batch';
 
 /** What the WebSocket API needs from its node. */
@@ -58,7 +58,7 @@ class ApiSession implements QueueConsumer, Batchable {
 
   offer(event: string): boolean {
     if (this.ws.readyState !== WebSocket.OPEN || this.socket.writableLength + this.queuedBytes > CONSUMER_HIGH_WATER) return false;
-    this.batch.write(this, frame(Buffer.from(event), false));
+    this.batch.write(this, textFrame(event));
     return true;
   }
 
@@ -83,7 +83,7 @@ class ApiSession implements QueueConsumer, Batchable {
   }
 
   private write(reply: Reply): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.batch.write(this, frame(Buffer.from(JSON.stringify(reply)), false));
+    if (this.ws.readyState === WebSocket.OPEN) this.batch.write(this, textFrame(JSON.stringify(reply)));
   }
 }
 

@@ -76,6 +76,8 @@ export class LuaVM<Owner = unknown> {
   readonly entry: string;
   readonly chunkName: string;
   private readonly hookRefs = new Map<string, number>();
+  /** Hooks whose first instruction returns nothing (see isEmptyHook). */
+  private emptyHooks = new Set<string>();
   private running: Call<Owner> | null = null;
   private deadline = Infinity;
   /** Budget hook firings (HOOK_INTERVAL instructions each) since the running call last resumed. */
@@ -137,6 +139,14 @@ export class LuaVM<Owner = unknown> {
       this.options.log.error('Lua reload failed', { error: (error as Error).message });
       return false;
     }
+  }
+
+  /**
+   * Whether `hook` returns at once without a value (its body is empty, like the seed's on_handshake):
+   * a caller that ignores results need not call it, nor build its arguments.
+   */
+  isEmptyHook(hook: string): boolean {
+    return this.emptyHooks.has(hook);
   }
 
   hasHook(hook: string): boolean {
@@ -283,6 +293,7 @@ export class LuaVM<Owner = unknown> {
   private resolveHooks(): void {
     const L = this.L;
     const refs = new Map<string, number>();
+    const empty = new Set<string>();
     for (const hook of this.options.hooks) {
       lua_getglobal(L, K(hook));
       if (lua_type(L, -1) !== LUA_TFUNCTION) {
@@ -290,17 +301,30 @@ export class LuaVM<Owner = unknown> {
         for (const ref of refs.values()) luaL_unref(L, LUA_REGISTRYINDEX, ref);
         throw new LuaLoadError(`${this.chunkName}: hook '${hook}' is not defined (it must be a global function)`);
       }
+      if (isEmptyLuaFunction(L)) empty.add(hook);
       refs.set(hook, luaL_ref(L, LUA_REGISTRYINDEX));
     }
     for (const ref of this.hookRefs.values()) luaL_unref(L, LUA_REGISTRYINDEX, ref);
     this.hookRefs.clear();
     for (const [hook, ref] of refs) this.hookRefs.set(hook, ref);
+    this.emptyHooks = empty;
   }
 
   /** Main-stack height; stays 0 between calls (useful to tests that look for leaks). */
   stackHeight(): number {
     return lua_gettop(this.L);
   }
+}
+
+/* eslint-disable-next-line @typescript-eslint/no-require-imports */
+const OP_RETURN: number = require('fengari/src/lopcodes.js').OpCodesI.OP_RETURN;
+
+/** Whether the value on top of the stack is a Lua function whose first instruction returns no value (Fengari internals). */
+function isEmptyLuaFunction(L: LuaState): boolean {
+  const thread = L as unknown as { top: number; stack: Array<{ value: { p?: { code: Array<{ opcode: number; B: number }> } } | undefined }> };
+  const first = thread.stack[thread.top - 1]?.value?.p?.code[0];
+  // RETURN with B = 1 returns nothing (B - 1 values).
+  return first !== undefined && first.opcode === OP_RETURN && first.B === 1;
 }
 
 /** The message handler for protected calls on the main thread: the error plus a traceback. */

@@ -35,11 +35,10 @@ export interface Subscriber {
   deliver(message: Outgoing): boolean;
 }
 
-/** A channel's local subscribers, with the name every subscriber's `channels` set shares. */
-class Members extends Set<Subscriber> {
-  constructor(readonly name: string) {
-    super();
-  }
+/** A channel's local subscribers, and the name string every subscriber's `channels` set shares. */
+interface ChannelEntry {
+  readonly name: string;
+  readonly members: Set<Subscriber>;
 }
 
 /** The longest channel name accepted, in characters. */
@@ -59,7 +58,7 @@ export function channelError(channel: unknown): string | null {
  * out deliveries, framing each message once for all its WebSocket connections (see Outgoing).
  */
 export class Hub implements LocalDelivery {
-  private readonly byChannel = new Map<string, Members>();
+  private readonly byChannel = new Map<string, ChannelEntry>();
   private readonly byId = new Map<string, Subscriber>();
 
   constructor(
@@ -109,16 +108,16 @@ export class Hub implements LocalDelivery {
     const waits: Promise<void>[] = [];
     for (const channel of channels) {
       if (subscriber.channels.has(channel)) continue;
-      let members = this.byChannel.get(channel);
-      if (!members) {
-        members = new Members(channel);
-        this.byChannel.set(channel, members);
+      let entry = this.byChannel.get(channel);
+      if (!entry) {
+        entry = { name: channel, members: new Set() };
+        this.byChannel.set(channel, entry);
         const pending = this.broker.subscribe(channel);
         if (pending) waits.push(pending);
       }
-      members.add(subscriber);
+      entry.members.add(subscriber);
       // The channel's own name string: 20,000 viewers of a video then hold one copy, not 20,000.
-      subscriber.channels.add(members.name);
+      subscriber.channels.add(entry.name);
     }
     if (waits.length === 0) return null;
     return Promise.all(waits).then(() => null, (error: Error) => `subscribe failed: ${error.message}`);
@@ -129,7 +128,7 @@ export class Hub implements LocalDelivery {
     const waits: Promise<void>[] = [];
     for (const channel of channels) {
       if (typeof channel !== 'string' || !subscriber.channels.delete(channel)) continue;
-      const members = this.byChannel.get(channel);
+      const members = this.byChannel.get(channel)?.members;
       if (!members) continue;
       members.delete(subscriber);
       if (members.size === 0) {
@@ -143,7 +142,7 @@ export class Hub implements LocalDelivery {
   }
 
   deliver(channel: string, payload: Buffer, binary: boolean): PublishResult {
-    const members = this.byChannel.get(channel);
+    const members = this.byChannel.get(channel)?.members;
     if (!members) return { s: 0, f: 0 };
     const message = new Outgoing(payload, binary);
     let s = 0;

@@ -7,7 +7,21 @@ const OPCODE_BINARY = 0x2;
  * many sockets is framed once and each socket gets a single write of the same bytes.
  */
 export function frame(payload: Uint8Array, binary: boolean): Buffer {
-  const length = payload.length;
+  const out = frameWithHeader(payload.length, binary);
+  out.set(payload, out.length - payload.length);
+  return out;
+}
+
+/** A text frame of `text`, encoded as UTF-8 straight into the frame (no intermediate Buffer). */
+export function textFrame(text: string): Buffer {
+  const length = Buffer.byteLength(text);
+  const out = frameWithHeader(length, false);
+  out.write(text, out.length - length);
+  return out;
+}
+
+/** A frame Buffer of the right size with its header written; the payload goes in its last `length` bytes. */
+function frameWithHeader(length: number, binary: boolean): Buffer {
   const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10;
   const out = Buffer.allocUnsafe(headerLength + length);
   out[0] = 0x80 | (binary ? OPCODE_BINARY : OPCODE_TEXT);
@@ -21,6 +35,5 @@ export function frame(payload: Uint8Array, binary: boolean): Buffer {
     out.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
     out.writeUInt32BE(length >>> 0, 6);
   }
-  out.set(payload, headerLength);
   return out;
 }

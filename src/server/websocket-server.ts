@@ -223,6 +223,8 @@ export class WebSocketBusinessServer {
 
   /** Queues a hook call behind the connection's earlier events. */
   private dispatch(session: Session, hook: string, pushArgs: PushArgs): void {
+    // Nothing to run (the seed's on_handshake): neither the call nor its arguments (a headers table per connection).
+    if (this.vm.isEmptyHook(hook)) return;
     const { conn } = session;
     const accepted = session.hooks.push((done) => {
       if (hook !== 'on_close' && !conn.open) return done();

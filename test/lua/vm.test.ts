@@ -178,3 +178,22 @@ test('a short call is not stopped when the process was held up elsewhere (a busy
   const runaway = await exec('stall(10) while true do end');
   assert.equal(runaway.timedOut, true);
 });
+
+test('hooks whose body is empty are told apart from those that do or return something', () => {
+  const { luaFolder, memoryLogger } = require('./harness') as typeof import('./harness');
+  const { LuaVM } = require('../../src/lua/vm') as typeof import('../../src/lua/vm');
+  const dir = luaFolder({
+    'entry.lua': `
+      function quiet(client_id, headers, server)
+        --print(headers)
+      end
+      function bare() return end
+      function busy(n) calls = (calls or 0) + n end
+      function echo(a) return a end
+      function answer() return 0 end`,
+  });
+  const hooks = ['quiet', 'bare', 'busy', 'echo', 'answer'];
+  const vm = new LuaVM<object>({ entry: `${dir}/entry.lua`, hooks, callBudget: 100, log: memoryLogger().log });
+  vm.load();
+  assert.deepEqual(hooks.filter((hook) => vm.isEmptyHook(hook)), ['quiet', 'bare']);
+});
