@@ -178,13 +178,9 @@ export class Engine implements NodeServices {
   }
 
   /** Records how long a broker answer took (send_duration_seconds and broker_duration_seconds). */
-  private timed<T>(op: string, scenario: 'local' | 'forward', answer: T | Promise<T>): T | Promise<T> {
+  private timed<T>(op: 'publish' | 'send', scenario: 'local' | 'forward', answer: T | Promise<T>): T | Promise<T> {
     const started = process.hrtime.bigint();
-    const record = () => {
-      const seconds = secondsSince(started);
-      this.metrics.sendDuration.observe({ protocol: 'websocket', scenario }, seconds);
-      this.metrics.brokerDuration.observe({ op }, seconds);
-    };
+    const record = () => this.metrics.observeSend(op, scenario, secondsSince(started));
     if (!(answer instanceof Promise)) {
       record();
       return answer;

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { SlidingSummary } from './sliding-summary';
 import type { PrometheusConfig } from './config/schema';
 
 /** The business protocols, as the `protocol` label of CONNMIX's metrics names them. */
@@ -33,7 +34,7 @@ export class Metrics {
   /** CONNMIX: messages that could not be written. */
   readonly sendErrors: Counter<'protocol'>;
   /** CONNMIX: API publish/send duration; `scenario` is `local` (this node only) or `forward` (through the mesh). */
-  readonly sendDuration: Summary<'protocol' | 'scenario'>;
+  readonly sendDuration: SlidingSummary<'protocol' | 'scenario'>;
   /** Messages not delivered to one connection, by reason (`slow_consumer`, `buffer_full`, `closed`). */
   readonly drops: Counter<'reason'>;
   /** Connections ended, by close code (README's close code table). */
@@ -50,6 +51,7 @@ export class Metrics {
   private readonly sent: Record<Protocol, { ok: Counter.Internal; failed: Counter.Internal }>;
   private readonly dropped = new Map<DropReason, Counter.Internal>();
   private readonly hookTimers = new Map<string, Histogram.Internal<'hook'>>();
+  private readonly sendTimers = new Map<string, { send: { observe(value: number): void }; broker: Histogram.Internal<'op'> }>();
 
   constructor(summary: PrometheusConfig['summary'], sources: MetricSources, labels: Record<string, string> = {}) {
     const registers = [this.registry];
@@ -67,13 +69,14 @@ export class Metrics {
     this.readMessages = new Counter({ name: 'connmix_engine_servers_read_messages_total', help: 'Messages read from clients.', labelNames: ['protocol'], registers });
     this.sendMessages = new Counter({ name: 'connmix_engine_servers_send_messages_total', help: 'Messages written to clients.', labelNames: ['protocol'], registers });
     this.sendErrors = new Counter({ name: 'connmix_engine_servers_send_errors_total', help: 'Messages that could not be written to a client.', labelNames: ['protocol'], registers });
-    this.sendDuration = new Summary({
+    this.sendDuration = new SlidingSummary({
       name: 'connmix_engine_servers_send_duration_seconds',
       help: 'Duration of API publishes and sends.',
       labelNames: ['protocol', 'scenario'],
       percentiles: [0, 0.25, 0.5, 0.75, 1],
       maxAgeSeconds: summary.maxAge,
       ageBuckets: summary.ageBuckets,
+      sampleSize: summary.bufCap,
       registers,
     });
     new Gauge({ name: 'connmix_channels', help: 'Channels with at least one subscriber on this node.', registers, collect(this: Gauge) { this.set(sources.channels()); } });
@@ -111,6 +114,18 @@ export class Metrics {
     if (websocketFailed) this.sent.websocket.failed.inc(websocketFailed);
     if (socketOk) this.sent.socket.ok.inc(socketOk);
     if (socketFailed) this.sent.socket.failed.inc(socketFailed);
+  }
+
+  /** Records how long a publish or send took (send_duration_seconds and broker_duration_seconds). */
+  observeSend(op: 'publish' | 'send', scenario: 'local' | 'forward', seconds: number): void {
+    const key = `${op} ${scenario}`;
+    let timers = this.sendTimers.get(key);
+    if (!timers) {
+      timers = { send: this.sendDuration.labels('websocket', scenario), broker: this.brokerDuration.labels(op) };
+      this.sendTimers.set(key, timers);
+    }
+    timers.send.observe(seconds);
+    timers.broker.observe(seconds);
   }
 
   /** Records one hook call's wall time (the labelled child is looked up once per hook name). */

@@ -20,7 +20,28 @@ const LONG_NUMERIC_C = /("c"\s*:\s*)(\d{16,20})(?=\s*[,}])/g;
 
 /** JSON.parse, except that client_ids sent as long JSON numbers keep every digit (as strings). */
 export function parseJsonKeepingIds(text: string): unknown {
-  return JSON.parse(text.replace(LONG_NUMERIC_C, '$1"$2"'));
+  return JSON.parse(hasNumericC(text) ? text.replace(LONG_NUMERIC_C, '$1"$2"') : text);
+}
+
+/**
+ * Whether some `"c"` key has a bare number for value: the common case (a channel name, a quoted
+ * client_id) then skips the regular expression, which cost ~10% of a /ws/v1 publish scanning all of `d`.
+ */
+function hasNumericC(text: string): boolean {
+  for (let at = text.indexOf('"c"'); at >= 0; at = text.indexOf('"c"', at + 3)) {
+    let i = at + 3;
+    while (isJsonSpace(text.charCodeAt(i))) i++;
+    if (text.charCodeAt(i) !== 0x3a /* : */) continue;
+    i++;
+    while (isJsonSpace(text.charCodeAt(i))) i++;
+    const first = text.charCodeAt(i);
+    if (first >= 0x30 && first <= 0x39) return true;
+  }
+  return false;
+}
+
+function isJsonSpace(code: number): boolean {
+  return code === 0x20 || code === 0x0a || code === 0x0d || code === 0x09;
 }
 
 /** Parses a request body as JSON, answering 101 when it is not a JSON object. */
