@@ -9,6 +9,9 @@ export const HOT_KEYS = ['logging.level', 'access'] as const;
  * Watches the yaml file (polling: works on every file system and survives editors that replace the
  * file) and hands each valid new version to `onChange`; a version that fails to load goes to `onError`
  * and the running config stays. Returns a function that stops watching.
+ *
+ * The version in use is stat'ed synchronously here, not by the first poll: fs.watchFile takes its
+ * baseline asynchronously, so an edit made right after start became the baseline and was never applied.
  */
 export function watchConfig(
   file: string,
@@ -16,19 +19,37 @@ export function watchConfig(
   onChange: (next: Config) => void,
   onError: (error: Error) => void,
 ): () => void {
-  const listener = (current: fs.Stats, previous: fs.Stats) => {
-    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
-    try {
-      onChange(loadConfig(file, { warn: () => undefined }));
-    } catch (error) {
-      onError(error as Error);
-    }
-  };
-  fs.watchFile(file, { interval: intervalMs, persistent: false }, listener);
-  return () => fs.unwatchFile(file, listener);
+  let seen = versionOf(file);
+  let checking = false;
+  const timer = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    fs.stat(file, (error, stats) => {
+      checking = false;
+      const version = error ? 'missing' : `${stats.mtimeMs}:${stats.size}`;
+      if (version === seen) return;
+      seen = version;
+      try {
+        onChange(loadConfig(file, { warn: () => undefined }));
+      } catch (loadError) {
+        onError(loadError as Error);
+      }
+    });
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
-/** Dotted paths whose values differ between two configs (objects compared key by key, lists whole). */
+/** What tells one version of the file from the next: its modification time and size. */
+function versionOf(file: string): string {
+  try {
+    const stats = fs.statSync(file);
+    return `${stats.mtimeMs}:${stats.size}`;
+  } catch {
+    return 'missing';
+  }
+}
+
 export function changedKeys(before: unknown, after: unknown, prefix = ''): string[] {
   const isObject = (value: unknown) => value !== null && typeof value === 'object' && !Array.isArray(value);
   if (isObject(before) && isObject(after)) {
