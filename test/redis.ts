@@ -1,8 +1,8 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { canListen } from './helpers';
 
 // Real redis-server processes on 127.0.0.1 for the mesh tests. Every wait is bounded; every process is
 // ended by its pid (and, should a test crash, when this process exits).
@@ -43,19 +43,11 @@ export function redisCli(port: number, ...args: string[]): Promise<string> {
   });
 }
 
-async function portFree(port: number): Promise<boolean> {
-  const server = net.createServer();
-  return new Promise((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** A port free on 127.0.0.1 whose cluster bus port (+10000) is free too. */
+/** A port free on 127.0.0.1 whose cluster bus port (+10000) is free too, both below the ephemeral range. */
 export async function freeRedisPort(): Promise<number> {
   for (let tries = 0; tries < 200; tries++) {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
-    if ((await portFree(port)) && (await portFree(port + 10_000))) return port;
+    const port = 20_000 + Math.floor(Math.random() * 2_700);
+    if ((await canListen(port)) && (await canListen(port + 10_000))) return port;
   }
   throw new Error('no free port pair for redis-server');
 }
