@@ -114,7 +114,7 @@ function peakConnections(args: Args): number {
 }
 
 async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: RunRecord): Promise<void> {
-  const profileDir = args.profileRate !== null && spec.name.startsWith('connmix-ts') ? fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-prof-')) : undefined;
+  const profileDir = args.profileRate !== null && (spec.name.startsWith('connmix-ts') || spec.name === 'raw-ws') ? fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-prof-')) : undefined;
   log(`== ${spec.name}: ${spec.description}`);
   let target: RunningTarget;
   try {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import YAML from 'yaml';
 import { startProcess, stopProcess, freePort, type Started } from '../lib/proc';
 import { startRedis, type RunningRedis } from './redis';
+import { profileArgs } from './raw-ws';
 import type { RunningTarget, StartOptions, TargetNode, TargetSpec } from './target';
 
 /** The repository root (this file runs from dist/bench/targets). */
@@ -59,10 +60,9 @@ function connmix(name: string, nodeCount: number, broker: 'memory' | 'redis'): T
           const apiPort = await freePort();
           const file = path.join(dir, `node${i}.yaml`);
           fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null, options.writeWindow));
-          const nodeArgs = options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] : [];
           const started = await startProcess(
             process.execPath,
-            [...nodeArgs, path.join(ROOT, 'bin', 'connmix.js'), 'dev', '-f', file],
+            [...profileArgs(options), path.join(ROOT, 'bin', 'connmix.js'), 'dev', '-f', file],
             /api server listening/,
             20_000,
             { cwd: dir },

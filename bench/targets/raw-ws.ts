@@ -11,6 +11,11 @@ export async function startScript(script: string, args: string[], ready: RegExp,
 
 export type StartedScript = Awaited<ReturnType<typeof startScript>>;
 
+/** `node --cpu-prof` into the run's profile folder, when it asks for profiles. */
+export function profileArgs(options: StartOptions): string[] {
+  return options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] : [];
+}
+
 export const rawWs: TargetSpec = {
   name: 'raw-ws',
   description: 'the smallest Node + ws server doing the same job (bench/targets/raw-ws-server.ts): frame once, cork per tick',
@@ -19,7 +24,7 @@ export const rawWs: TargetSpec = {
   async start(options: StartOptions): Promise<RunningTarget> {
     const processes: StartedScript[] = [];
     try {
-      for (let i = 0; i < options.nodes; i++) processes.push(await startScript('raw-ws-server.js', [], /raw-ws listening/));
+      for (let i = 0; i < options.nodes; i++) processes.push(await startScript('raw-ws-server.js', [], /raw-ws listening/, profileArgs(options)));
     } catch (error) {
       await Promise.all(processes.map((p) => stopProcess(p.started.child)));
       throw error;
