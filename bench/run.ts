@@ -235,8 +235,9 @@ function writeReports(runs: RunRecord[]): void {
   const notes = fs.existsSync(notesFile) ? fs.readFileSync(notesFile, 'utf8') : null;
   fs.writeFileSync(path.join(OUT, 'RESULTS.md'), resultsMarkdown(runs, notes));
   const panels: Panel[] = [];
-  // Profiled runs pay the profiler's overhead: not charted next to the others.
-  for (const run of runs.filter((r) => r.profiles.length === 0)) {
+  // The reference runs only: experiments with other names (and profiled runs, which pay the
+  // profiler's overhead) would crowd the chart.
+  for (const run of runs.filter((r) => (r.name === 'full' || r.name === 'quick') && r.profiles.length === 0)) {
     for (const viewers of [...new Set(run.hotVideo.map((row) => row.viewers))]) {
       panels.push({ title: `run "${run.name}": hot-video, ${viewers} viewers of one video`, rows: run.hotVideo.filter((row) => row.viewers === viewers) });
     }

@@ -16,15 +16,18 @@ npm run bench -- --targets raw-ws,connmix-ts --scenarios hot-video --viewers 500
 \`\`\`
 
 \`npm run bench\` builds, then runs \`dist/bench/run.js\`. Options: \`--quick\`; \`--targets a,b\` (raw-ws,
-socketio-redis, socketio-redis-2n, connmix-ts, connmix-ts-redis-2n); \`--scenarios a,b\` (idle, hot-video,
+socketio-redis, socketio-redis-2n, connmix-ts, connmix-ts-redis-2n, connmix-ts-engine: \`connmix engine -p N\`
+over Redis, idle only, with as many workers as its connections need); \`--scenarios a,b\` (idle, hot-video,
 many-videos, subscribe-storm, publish-api); \`--viewers N,M\` and \`--rates r1,r2\` for hot-video;
 \`--step-ms\`; \`--all-rates\` (no stop at the p99 limit or a loss); \`--name\` (the run's key in results.json, default \`quick\` or \`full\`); \`--profile RATE\`
-(\`node --cpu-prof\` on the connmix-ts nodes, summarised over the hot-video step at RATE msg/s, the
-storm's message phase and each publish-API phase);
+(\`node --cpu-prof\` on the connmix-ts and raw-ws processes, summarised over the hot-video step at RATE msg/s, the
+storm's message phase and each publish-API phase); \`--write-window MS\` (connmix-ts's
+\`engine.servers[].writeWindow\` instead of the shipped value);
 \`--deadline-s\` (the whole run is killed past it; default 300 quick, 4 h full); \`--wait-quiet S\` (first wait up
 to S seconds for the machine to go quiet, under 1 CPU second used per 5 s: others' test suites skew
 every figure; each fan-out step reports the CPU that processes outside the run used meanwhile). Each run replaces the run of the same name in
-\`bench/results.json\`; \`bench/RESULTS.md\` and \`bench/p99-vs-rate.svg\` are rewritten from all stored runs.
+\`bench/results.json\`; \`bench/RESULTS.md\` is rewritten from all stored runs, and \`bench/p99-vs-rate.svg\` from
+the runs named \`full\` and \`quick\`.
 Hand-written analysis lives in \`bench/notes.md\` and is copied into RESULTS.md
 (\`npm run bench -- --report-only\` rewrites the reports from results.json without running anything).
 
