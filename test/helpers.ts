@@ -271,16 +271,20 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, message: s
 }
 
 /** POSTs a JSON body (or raw text) and returns the parsed answer with its HTTP status. */
+/** How long a test's HTTP request may take before it fails (fetch alone would wait 300 s for headers). */
+const REQUEST_TIMEOUT_MS = 10_000;
+
 export async function post(url: string, body: unknown): Promise<{ status: number; json: any }> {
   const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
   return { status: response.status, json: await response.json() };
 }
 
 export async function get(url: string): Promise<{ status: number; json: any }> {
-  const response = await fetch(url);
+  const response = await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   return { status: response.status, json: await response.json() };
 }
