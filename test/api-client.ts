@@ -1,4 +1,5 @@
 import { WebSocket } from 'ws';
+import { Waker } from './waker';
 
 /** A `/ws/v1` answer or event as the PHP SDK reads it. */
 export interface ApiFrame {
@@ -14,14 +15,14 @@ export class ApiClient {
   readonly events: ApiFrame[] = [];
   private nextId = 1;
   private readonly waiting = new Map<unknown, (frame: ApiFrame) => void>();
-  private eventWaiter: (() => void) | null = null;
+  private readonly waker = new Waker();
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer) => {
       const frame = JSON.parse(data.toString()) as ApiFrame;
       if (frame.e) {
         this.events.push(frame);
-        this.eventWaiter?.();
+        this.waker.wake();
         return;
       }
       const resolve = this.waiting.get(frame.i);
@@ -60,19 +61,7 @@ export class ApiClient {
 
   /** The next pushed event, waiting up to `timeoutMs`. */
   async nextEvent(timeoutMs = 3000): Promise<ApiFrame> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.events.length === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no event within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.eventWaiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.eventWaiter = null;
-    }
+    await this.waker.until(() => this.events.length > 0, timeoutMs, () => `no event within ${timeoutMs} ms`);
     return this.events.shift() as ApiFrame;
   }
 

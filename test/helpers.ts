@@ -6,6 +6,7 @@ import { WebSocket } from 'ws';
 import { parseConfig } from '../src/config';
 import { Engine } from '../src/engine';
 import { memoryLogger } from './lua/harness';
+import { Waker } from './waker';
 
 /**
  * A test entry that runs each text message as Lua inside on_message and answers with the returned
@@ -186,19 +187,19 @@ export class TestClient {
   readonly ws: WebSocket;
   readonly received: Received[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
-  private waiter: (() => void) | null = null;
+  private readonly waker = new Waker();
 
   constructor(url: string, options?: ConstructorParameters<typeof WebSocket>[2]) {
     this.ws = new WebSocket(url, options);
     this.ws.on('message', (raw: Buffer, binary: boolean) => {
       this.received.push({ data: raw.toString('utf8'), binary, raw });
-      this.waiter?.();
+      this.waker.wake();
     });
     this.ws.on('error', () => undefined);
     this.closed = new Promise((resolve) => {
       this.ws.on('close', (code, reason) => {
         resolve({ code, reason: reason.toString() });
-        this.waiter?.();
+        this.waker.wake();
       });
     });
   }
@@ -220,20 +221,9 @@ export class TestClient {
 
   /** The next message not yet taken, waiting up to `timeoutMs`. */
   async next(timeoutMs = 3000): Promise<Received> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.received.length === 0) {
+    await this.waker.until(() => this.received.length > 0, timeoutMs, () => `no message within ${timeoutMs} ms`, () => {
       if (this.ws.readyState === WebSocket.CLOSED) throw new Error('connection closed while waiting for a message');
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no message within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.waiter = null;
-    }
+    });
     return this.received.shift() as Received;
   }
 

@@ -1,24 +1,25 @@
 import * as net from 'node:net';
 import { withTimeout } from './helpers';
+import { Waker } from './waker';
 
 /** A raw TCP client that splits what it receives into lines. */
 export class LineClient {
   readonly socket: net.Socket;
   readonly closed: Promise<void>;
   private input = '';
-  private wake: (() => void) | null = null;
+  private readonly waker = new Waker();
 
   constructor(port: number) {
     this.socket = net.connect({ port, host: '127.0.0.1', noDelay: true });
     this.socket.setEncoding('utf8');
     this.socket.on('data', (chunk: string) => {
       this.input += chunk;
-      this.wake?.();
+      this.waker.wake();
     });
     this.socket.on('error', () => undefined);
     this.closed = new Promise((resolve) => this.socket.on('close', () => {
       resolve();
-      this.wake?.();
+      this.waker.wake();
     }));
   }
 
@@ -62,20 +63,9 @@ export class LineClient {
     this.socket.end();
   }
 
-  private async until(ready: () => boolean, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!ready()) {
+  private until(ready: () => boolean, timeoutMs: number): Promise<void> {
+    return this.waker.until(ready, timeoutMs, () => `nothing within ${timeoutMs} ms (had ${JSON.stringify(this.input)})`, () => {
       if (this.socket.destroyed) throw new Error(`connection closed while waiting (had ${JSON.stringify(this.input)})`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`nothing within ${timeoutMs} ms (had ${JSON.stringify(this.input)})`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
+    });
   }
 }

@@ -1,5 +1,6 @@
 import { WebSocket } from 'ws';
 import { withTimeout } from '../helpers';
+import { Waker } from '../waker';
 
 // A queue consumer that talks to engines the way CONNMIX's PHP SDK (connmix/connmix-php, async mode)
 // does, so the conformance tests exercise the wire format real backends use, not the test ApiClient:
@@ -108,28 +109,15 @@ export interface ConsumerOptions {
 export class PhpStyleConsumer {
   /** Every `queue.pop` event received from any node, oldest first, with the node it came from. */
   readonly events: ConsumerEvent[] = [];
-  private wake: (() => void) | null = null;
+  private readonly waker = new Waker();
   nodes: ConsumerNode[] = [];
 
   private constructor() {}
 
   /** Takes the oldest event not yet taken that `match` accepts (any by default), waiting up to `timeoutMs`. */
   async nextEvent(timeoutMs = 3000, match: (event: ConsumerEvent) => boolean = () => true): Promise<ConsumerEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const index = this.events.findIndex(match);
-      if (index >= 0) return this.events.splice(index, 1)[0];
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no matching queue event within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
+    await this.waker.until(() => this.events.some(match), timeoutMs, () => `no matching queue event within ${timeoutMs} ms`);
+    return this.events.splice(this.events.findIndex(match), 1)[0];
   }
 
   /** True if no event that `match` accepts arrives within `ms`. */
@@ -143,7 +131,7 @@ export class PhpStyleConsumer {
     const onMessage = (node: ConsumerNode, message: SdkMessage): void => {
       if (message.type === 'event') {
         consumer.events.push({ node, frame: message.frame });
-        consumer.wake?.();
+        consumer.waker.wake();
       }
       options.onMessage?.(node, message);
     };
