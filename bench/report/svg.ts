@@ -78,7 +78,7 @@ function drawPanel(panel: Panel, top: number, limitMs: number): string {
     out.push(`<line x1="${lx}" x2="${lx + 24}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"/>`);
     out.push(`<text x="${lx + 30}" y="${ly + 4}">${escape(target)}</text>`);
   });
-  out.push(`<text x="${MARGIN.left + plotW + 16}" y="${top + MARGIN.top + 10 + targets.length * 20 + 8}" fill="#555">open circle: loss</text>`);
+  out.push(`<text x="${MARGIN.left + plotW + 16}" y="${top + MARGIN.top + 10 + targets.length * 20 + 8}" fill="#555">open circle: comments lost or publishes failed</text>`);
   return out.join('\n');
 }
 
