@@ -55,8 +55,9 @@ export class Connection implements Subscriber, Batchable {
     return this.ws.readyState === WebSocket.OPEN;
   }
 
+  /** Frames still in the write batch are dropped once a close began (they would follow the close frame). */
   get flushable(): boolean {
-    return this.ws.readyState === WebSocket.OPEN;
+    return this.open;
   }
 
   get maxChannels(): number {
