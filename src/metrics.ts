@@ -16,6 +16,12 @@ export interface MetricSources {
   brokerReady(): boolean;
 }
 
+/** The labelled series one kind of publish or send is recorded in. */
+interface SendTimers {
+  send: { observe(value: number): void };
+  broker: Histogram.Internal<'op'>;
+}
+
 /** Seconds since `started` (a `process.hrtime.bigint()` reading). */
 export function secondsSince(started: bigint): number {
   return Number(process.hrtime.bigint() - started) / 1e9;
@@ -51,7 +57,7 @@ export class Metrics {
   private readonly sent: Record<Protocol, { ok: Counter.Internal; failed: Counter.Internal }>;
   private readonly dropped = new Map<DropReason, Counter.Internal>();
   private readonly hookTimers = new Map<string, Histogram.Internal<'hook'>>();
-  private readonly sendTimers = new Map<string, { send: { observe(value: number): void }; broker: Histogram.Internal<'op'> }>();
+  private readonly sendTimers: Record<'publish' | 'send', Partial<Record<'local' | 'forward', SendTimers>>> = { publish: {}, send: {} };
 
   constructor(summary: PrometheusConfig['summary'], sources: MetricSources, labels: Record<string, string> = {}) {
     const registers = [this.registry];
@@ -118,11 +124,10 @@ export class Metrics {
 
   /** Records how long a publish or send took (send_duration_seconds and broker_duration_seconds). */
   observeSend(op: 'publish' | 'send', scenario: 'local' | 'forward', seconds: number): void {
-    const key = `${op} ${scenario}`;
-    let timers = this.sendTimers.get(key);
+    let timers = this.sendTimers[op][scenario];
     if (!timers) {
       timers = { send: this.sendDuration.labels('websocket', scenario), broker: this.brokerDuration.labels(op) };
-      this.sendTimers.set(key, timers);
+      this.sendTimers[op][scenario] = timers;
     }
     timers.send.observe(seconds);
     timers.broker.observe(seconds);

@@ -134,10 +134,6 @@ export class SlidingSummary<L extends string> {
     return series;
   }
 
-  observe(labels: Record<L, string>, value: number): void {
-    this.labels(...this.options.labelNames.map((name) => labels[name])).observe(value);
-  }
-
   /** What prom-client's registry formats (the same shape as its own Summary). */
   async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: SummaryValue[] }> {
     const values: SummaryValue[] = [];

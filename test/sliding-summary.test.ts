@@ -22,7 +22,7 @@ test('a sliding summary reports quantiles, an exact sum and count, in the Promet
   const durations = summary(registry);
   const local = durations.labels('local');
   for (let i = 1; i <= 100; i++) local.observe(i / 1000);
-  durations.observe({ scenario: 'forward' }, 0.5);
+  durations.labels('forward').observe(0.5);
   const text = await registry.metrics();
   assert.match(text, /^# TYPE test_duration_seconds summary$/m);
   assert.match(text, /^test_duration_seconds\{quantile="0",scenario="local",node="n1"\} 0\.001$/m);

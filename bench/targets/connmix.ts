@@ -38,6 +38,17 @@ function viewerPath(): string {
   return option?.value ?? '/';
 }
 
+/** A connmix-ts process as the load sees it: its viewer URL, its HTTP and WebSocket APIs, its pid. */
+function connmixNode(wsPort: number, apiPort: number, pid: number): TargetNode {
+  return {
+    wsUrl: `ws://127.0.0.1:${wsPort}${viewerPath()}`,
+    httpHost: '127.0.0.1',
+    httpPort: apiPort,
+    wsApiUrl: `ws://127.0.0.1:${apiPort}/ws/v1`,
+    pid,
+  };
+}
+
 function connmix(name: string, nodeCount: number, broker: 'memory' | 'redis'): TargetSpec {
   return {
     name,
@@ -73,13 +84,7 @@ function connmix(name: string, nodeCount: number, broker: 'memory' | 'redis'): T
         await stop();
         throw error;
       }
-      const nodes: TargetNode[] = processes.map(({ wsPort, apiPort, started }) => ({
-        wsUrl: `ws://127.0.0.1:${wsPort}${viewerPath()}`,
-        httpHost: '127.0.0.1',
-        httpPort: apiPort,
-        wsApiUrl: `ws://127.0.0.1:${apiPort}/ws/v1`,
-        pid: started.pid,
-      }));
+      const nodes = processes.map(({ wsPort, apiPort, started }) => connmixNode(wsPort, apiPort, started.pid));
       return {
         name,
         dialect: 'seed',
@@ -126,13 +131,7 @@ function connmixEngine(name: string, workers: number): TargetSpec {
           { cwd: dir },
         );
         const pids = [...primary.output().matchAll(/worker \d+ \(pid (\d+)\): api server listening/g)].map((m) => Number(m[1]));
-        const nodes: TargetNode[] = pids.map((pid) => ({
-          wsUrl: `ws://127.0.0.1:${wsPort}${viewerPath()}`,
-          httpHost: '127.0.0.1',
-          httpPort: apiPort,
-          wsApiUrl: `ws://127.0.0.1:${apiPort}/ws/v1`,
-          pid,
-        }));
+        const nodes = pids.map((pid) => connmixNode(wsPort, apiPort, pid));
         return { name, dialect: 'seed', nodes, pids: [primary.pid, ...pids, redis.pid], meshed: true, stop };
       } catch (error) {
         await stop();

@@ -26,7 +26,7 @@ export function watchConfig(
     checking = true;
     fs.stat(file, (error, stats) => {
       checking = false;
-      const version = error ? 'missing' : `${stats.mtimeMs}:${stats.size}`;
+      const version = error ? MISSING : versionKey(stats);
       if (version === seen) return;
       seen = version;
       try {
@@ -40,13 +40,18 @@ export function watchConfig(
   return () => clearInterval(timer);
 }
 
+const MISSING = 'missing';
+
 /** What tells one version of the file from the next: its modification time and size. */
+function versionKey(stats: fs.Stats): string {
+  return `${stats.mtimeMs}:${stats.size}`;
+}
+
 function versionOf(file: string): string {
   try {
-    const stats = fs.statSync(file);
-    return `${stats.mtimeMs}:${stats.size}`;
+    return versionKey(fs.statSync(file));
   } catch {
-    return 'missing';
+    return MISSING;
   }
 }
 

@@ -230,6 +230,7 @@ export class SocketBusinessServer {
 
   /** Queues a hook call behind the connection's earlier events. */
   private dispatch(session: Session, hook: string, pushArgs: PushArgs): void {
+    if (this.vm.isEmptyHook(hook)) return;
     const { conn } = session;
     this.queue(session, (done) => {
       if (hook !== 'on_close' && !conn.open) return done();
