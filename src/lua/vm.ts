@@ -129,6 +129,14 @@ export class LuaVM<Owner = unknown> {
       this.options.log.error('Lua reload failed, previous code keeps serving', { error: (error as Error).message });
       return false;
     }
+    // A module that no longer compiles keeps the previous code too: once forgotten, hooks that require
+    // it later would load the broken file.
+    const broken = firstCompileError(this.L, luaFiles(scriptsRoot(this.entry)));
+    if (broken) {
+      luaL_unref(this.L, LUA_REGISTRYINDEX, chunk);
+      this.options.log.error('Lua reload failed, previous code keeps serving', { error: broken });
+      return false;
+    }
     forgetModules(this.L);
     try {
       this.runChunk(chunk);
@@ -360,15 +368,20 @@ function displayPath(file: string): string {
   return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
 }
 
+/** The `.lua` files under `dir`, at any depth. */
+function luaFiles(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('.lua'))
+    .map((entry) => path.join(entry.parentPath ?? entry.path, entry.name));
+}
+
 /**
  * Names, sizes and modification times of the `.lua` files under `dir`. Compared as a whole rather than
  * against a load time, because file times come from a coarse clock that lags Date.now() by milliseconds.
  */
 function luaFilesSignature(dir: string): string {
   const parts: string[] = [];
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!entry.isFile() || !entry.name.endsWith('.lua')) continue;
-    const file = path.join(entry.parentPath ?? entry.path, entry.name);
+  for (const file of luaFiles(dir)) {
     try {
       const stat = fs.statSync(file);
       parts.push(`${file}:${stat.size}:${stat.mtimeMs}`);
@@ -377,6 +390,23 @@ function luaFilesSignature(dir: string): string {
     }
   }
   return parts.sort().join('\n');
+}
+
+/** The compile error of the first of `files` that does not compile (text chunks only), or null. */
+function firstCompileError(L: LuaState, files: string[]): string | null {
+  for (const file of files) {
+    let source: Buffer;
+    try {
+      source = fs.readFileSync(file);
+    } catch {
+      continue; // removed since it was listed
+    }
+    const failed = luaL_loadbufferx(L, source, null, Buffer.from(`@${displayPath(file)}`), K('t')) !== LUA_OK;
+    const message = failed ? luaToJsString(lua_tolstring(L, -1)) : null;
+    lua_pop(L, 1);
+    if (message) return message;
+  }
+  return null;
 }
 
 /** Pushes `nil, message`: the `result, err` convention of every CONNMIX API. */
