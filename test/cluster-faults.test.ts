@@ -19,6 +19,8 @@ test('Redis down at start: the node starts, is not ready, and serves once Redis 
   try {
     assert.ok(Date.now() - started < 3000, `start took ${Date.now() - started} ms`);
     assert.equal(node.engine.broker.ready(), false);
+    assert.equal((await get(`${node.apiUrl}/readyz`)).status, 503);
+    assert.equal((await get(`${node.apiUrl}/healthz`)).status, 200);
     const provisional = node.engine.broker.nodeNumber;
     assert.ok(provisional >= 0 && provisional <= 1023);
     assert.notEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'video:1', d: 'x' })).json.E, null);
@@ -26,6 +28,7 @@ test('Redis down at start: the node starts, is not ready, and serves once Redis 
     const client = await viewer(node.wsUrl, 1);
     redis = await RedisServer.start({ port });
     await waitFor('node ready', () => node.engine.broker.ready(), 5000);
+    assert.equal((await get(`${node.apiUrl}/readyz`)).status, 200);
     assert.equal(node.engine.broker.nodeNumber, provisional, 'the provisional number was free and kept');
     await waitFor('subscription in Redis', async () => (await redis!.cli('pubsub', 'numsub', 'f1:ch:video:1')).endsWith('\n1'), 3000);
     assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'video:1', d: 'hello' })).json, { E: null, r: { s: 1, f: 0 } });

@@ -4,7 +4,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { withNode, TestClient, post, EVAL, type TestNode } from './helpers';
+import * as os from 'node:os';
+import { withNode, TestClient, post, freePort, EVAL, type TestNode } from './helpers';
+import { Engine } from '../src/engine';
+import { parseConfig } from '../src/config';
+import { memoryLogger } from './lua/harness';
 
 test('requests to other paths are refused before the upgrade', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
@@ -163,6 +167,39 @@ function on_message(msg) mix.websocket():send("${reply}") end`;
   });
 });
 
+test('Lua hot reload covers required modules; a module that stops compiling keeps the old code serving', async () => {
+  const entry = 'function on_handshake() end function on_close() end function on_message(msg) mix.websocket():send(require("utils.reply").text) end';
+  await withNode({ lua: { 'lua/entry.websocket.lua': entry, 'lua/utils/reply.lua': 'return { text = "m1" }' }, byteCodeExpires: 1 }, async (node) => {
+    const client = await TestClient.open(node.wsUrl);
+    assert.equal(await client.request('x'), 'm1');
+    const module = path.join(node.dir, 'lua/utils/reply.lua');
+    fs.writeFileSync(module, 'return { text = "m2" }');
+    const deadline = Date.now() + 5000;
+    let reply = 'm1';
+    while (reply !== 'm2' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      reply = await client.request('x');
+    }
+    assert.equal(reply, 'm2');
+    fs.writeFileSync(module, 'return { text = ');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.equal(await client.request('x'), 'm2');
+    assert.ok(node.logs.some((line) => line.includes('Lua reload failed') && line.includes('reply.lua')));
+    client.close();
+  });
+});
+
+test('byteCodeExpires: 0 turns Lua reload off', async () => {
+  const script = (reply: string) => `function on_handshake() end function on_close() end function on_message(msg) mix.websocket():send("${reply}") end`;
+  await withNode({ lua: { 'lua/entry.websocket.lua': script('v1') }, byteCodeExpires: 0 }, async (node) => {
+    const client = await TestClient.open(node.wsUrl);
+    fs.writeFileSync(path.join(node.dir, 'lua/entry.websocket.lua'), script('v2'));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(await client.request('x'), 'v1');
+    client.close();
+  });
+});
+
 test('publish reaches subscribers from Lua too, with counts', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
     const a = await TestClient.open(node.wsUrl);
@@ -237,4 +274,75 @@ test('permessage-deflate is never negotiated', async () => {
     assert.equal(await client.request('return "plain"'), '["plain"]');
     client.close();
   });
+});
+
+test('a hook error is logged with its traceback and client_id; on_handshake past its budget closes with 1011 script timeout', async () => {
+  const entry = `
+function on_handshake(client_id, headers)
+  if headers["X-Spin"] then while true do end end
+end
+function on_message(msg) local function inner() error("boom in a helper") end inner() end
+function on_close() end`;
+  await withNode({ lua: { 'lua/entry.websocket.lua': entry } }, async (node) => {
+    const failing = await TestClient.open(node.wsUrl);
+    failing.send('x');
+    assert.equal((await failing.waitClosed()).code, 1011);
+    const logged = node.logs.find((line) => line.includes('boom in a helper'));
+    assert.ok(logged && /stack traceback/.test(logged) && /in (local|upvalue|function) '?inner/.test(logged), logged);
+    assert.match(logged ?? '', /"client_id":"\d+"/);
+    const spinning = new TestClient(node.wsUrl, { headers: { 'x-spin': '1' } });
+    const closed = await spinning.waitClosed(5000);
+    assert.deepEqual(closed, { code: 1011, reason: 'script timeout' });
+  });
+});
+
+test('numbers from the host reach Lua as floats, as in Lua 5.1', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
+    const client = await TestClient.open(node.wsUrl);
+    const answer = await client.request(`local c = mix.websocket() c:subscribe("f")
+      local s, f = mix.mesh.publish("f", "x")
+      c:set_context_value("n", 7)
+      return math.type(s), math.type(f), math.type(c:context_value("n")), s`);
+    // the publish reached this client too, before the hook's answer
+    assert.equal(answer, 'x');
+    assert.equal((await client.next()).data, '["float","float","float",1]');
+    client.close();
+  });
+});
+
+test('each engine.servers[] entry is its own listener with its own path and Lua entry', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-two-servers-'));
+  fs.mkdirSync(path.join(dir, 'lua'));
+  const entry = (name: string) => `function on_handshake() end function on_close() end
+function on_message(msg) mix.websocket():send("${name}:" .. msg.data .. ":" .. mix.server.option("path")) end`;
+  fs.writeFileSync(path.join(dir, 'lua/first.lua'), entry('first'));
+  fs.writeFileSync(path.join(dir, 'lua/second.lua'), entry('second'));
+  const [first, second, api] = [await freePort(), await freePort(), await freePort()];
+  const server = (port: number, name: string) => `    - port: ${port}
+      bind: 127.0.0.1
+      options: [{ name: path, value: /${name} }]
+      entry: lua/${name}.lua
+      byteCodeExpires: 0`;
+  const yaml = `logging: { filename: "" }
+engine:
+  apiServer: { port: ${api}, bind: 127.0.0.1 }
+  servers:
+${server(first, 'first')}
+${server(second, 'second')}
+`;
+  const file = path.join(dir, 'connmix.yaml');
+  fs.writeFileSync(file, yaml);
+  const engine = new Engine(parseConfig(yaml, file, { warn: () => undefined }), { log: memoryLogger().log });
+  await engine.start();
+  try {
+    const a = await TestClient.open(`ws://127.0.0.1:${first}/first`);
+    const b = await TestClient.open(`ws://127.0.0.1:${second}/second`);
+    assert.equal(await a.request('x'), 'first:x:/first');
+    assert.equal(await b.request('y'), 'second:y:/second');
+    await assert.rejects(TestClient.open(`ws://127.0.0.1:${first}/second`), /HTTP 404/);
+    a.close();
+    b.close();
+  } finally {
+    await engine.stop();
+  }
 });

@@ -33,6 +33,9 @@ test('sandbox: load refuses bytecode, setfenv explains itself', async () => {
   const bytecode = await exec(`return load("\\27Lua\\83\\0")`);
   assert.equal(bytecode.values[0], null);
   assert.match(String(bytecode.values[1]), /attempt to load a binary chunk/);
+  const viaLoadstring = await exec(`return loadstring("\\27Lua\\83\\0")`);
+  assert.equal(viaLoadstring.values[0], null);
+  assert.match(String(viaLoadstring.values[1]), /attempt to load a binary chunk/);
   const fenv = await exec(`setfenv(1, {})`);
   assert.match(fenv.error ?? '', /setfenv is not supported/);
 });
