@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WebSocket } from 'ws';
-import { ROOT, freePort, startNode, post, get, type TestNode } from './helpers';
+import { ROOT, freePort, startNode, post, get, EVAL, TestClient, type TestNode } from './helpers';
 import { RedisServer, freeRedisPort, waitFor } from './redis';
 import { meshYaml, viewer } from './mesh';
 
@@ -108,5 +108,30 @@ test('a killed node process leaves /v1/nodes within its TTL', async () => {
     await node.stop();
     await redis.stop();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Redis down: Lua mix.mesh.publish answers nil, nil, err; a node holds one subscriber connection', async () => {
+  const redis = await RedisServer.start();
+  const node = await startNode({ lua: { 'lua/entry.websocket.lua': EVAL }, engineYaml: meshYaml([redis.address], 'f5:') });
+  try {
+    const client = await TestClient.open(node.wsUrl);
+    assert.equal(await client.request('mix.websocket():subscribe("a", "b") return 1'), '[1]');
+    // The node's Redis links: one for commands, one subscriber carrying both channels.
+    const subscribers = (await redis.cli('client', 'list')).split('\n').filter((line) => / cmd=(p?)subscribe/.test(line) || /sub=[1-9]/.test(line));
+    assert.equal(subscribers.length, 1, subscribers.join('\n'));
+    await redis.kill();
+    await waitFor('node sees the outage', () => !node.engine.broker.ready(), 3000);
+    client.send('local s, f, err = mix.mesh.publish("a", "x") return tostring(s), tostring(f), err');
+    // This node's own subscriber still gets it (local delivery needs no Redis), before the hook's answer.
+    assert.equal((await client.next()).data, 'x');
+    const answer = JSON.parse((await client.next()).data);
+    assert.equal(answer[0], 'nil');
+    assert.equal(answer[1], 'nil');
+    assert.match(answer[2], /./);
+    client.close();
+  } finally {
+    await node.stop();
+    await redis.stop();
   }
 });
