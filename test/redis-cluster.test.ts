@@ -102,5 +102,7 @@ test('a master killed and its replica promoted: delivery resumes without clients
   assert.equal(await publisher.request('!pub video:100001 from lua'), '2,0');
   for (const client of viewers) await receiveUntil(client, 'from lua');
   assert.ok(Date.now() - killed < 25_000);
+  // Each node says where its sharded channels went.
+  for (const node of [a, b]) assert.ok(node.logs.some((line) => line.includes('sharded channels subscribed on their new master')));
   for (const client of [...viewers, publisher]) client.close();
 });
