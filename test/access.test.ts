@@ -100,3 +100,22 @@ test('access and logging.level reload without a restart; other keys say they nee
     assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status, 200);
   });
 });
+
+test('access roles: read opens /metrics and the GET routes, write alone does not', async () => {
+  const users = `${USERS}
+    - username: writer
+      password: w
+      roles: [write]
+      host: '*'`;
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, accessYaml: users }, async (node) => {
+    const metrics = await fetch(`${node.apiUrl}/metrics`, { headers: basic('console', 'read-only') });
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /connmix_engine_servers_clients/);
+    assert.equal((await fetch(`${node.apiUrl}/metrics`)).status, 401);
+    const writerGet = await call(`${node.apiUrl}/v1/nodes`, { headers: basic('writer', 'w') });
+    assert.equal(writerGet.status, 403);
+    assert.match(writerGet.json.E.m, /lacks the read role/);
+    assert.equal((await fetch(`${node.apiUrl}/metrics`, { headers: basic('writer', 'w') })).status, 403);
+    assert.deepEqual((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('writer', 'w')))).json, { E: null, r: { s: 0, f: 0 } });
+  });
+});

@@ -178,3 +178,26 @@ test('ping frames are answered; an idle API connection is closed after readTimeo
     assert.equal(code, 4001);
   });
 });
+
+test('mix.queue.push with wrong arguments raises or answers nil, err, and queues nothing', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
+    const client = await TestClient.open(node.wsUrl);
+    const answer = await client.request(`
+      local function err(f) local ok, e = pcall(f) return ok and "no error" or e end
+      local cyclic = {} cyclic.self = cyclic
+      local n, fnErr = mix.queue.push("t", { f = print })
+      local m, cycleErr = mix.queue.push("t", cyclic)
+      return err(function() return mix.queue.push(nil, "x") end), err(function() return mix.queue.push("", "x") end),
+        err(function() return mix.queue.push("t") end), tostring(n), fnErr, tostring(m), cycleErr`);
+    const [noTopic, emptyTopic, noData, n, fnErr, m, cycleErr] = JSON.parse(answer);
+    assert.match(noTopic, /bad argument #1 .*string expected, got nil/);
+    assert.match(emptyTopic, /bad argument #1 .*topic must not be empty/);
+    assert.match(noData, /bad argument #2 .*string expected, got no value/);
+    assert.equal(n, 'nil');
+    assert.match(fnErr, /^queue.push: /);
+    assert.equal(m, 'nil');
+    assert.match(cycleErr, /^queue.push: /);
+    assert.equal(node.engine.queue.waitingItems, 0);
+    client.close();
+  });
+});
