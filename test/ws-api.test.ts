@@ -201,3 +201,18 @@ test('mix.queue.push with wrong arguments raises or answers nil, err, and queues
     client.close();
   });
 });
+
+test('queue.pop past maxTopics answers 201 and the consumer keeps its other topics', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, engineYaml: '    queue:\n      topicSize: 3\n      maxTopics: 2' }, async (node) => {
+    const api = await ApiClient.open(node.apiUrl);
+    assert.deepEqual((await api.call('queue.pop', { t: ['a', 'b'] })).r, { s: true });
+    const refused = await api.call('queue.pop', { t: ['c'] });
+    assert.equal(refused.E?.c, 201);
+    assert.match(refused.E?.m ?? '', /too many topics \(maxTopics is 2\)/);
+    const pusher = await TestClient.open(node.wsUrl);
+    assert.equal(await pusher.request('return mix.queue.push("a", "still")'), '[0]');
+    assert.equal((await api.nextEvent()).p.d, 'still');
+    pusher.close();
+    api.close();
+  });
+});
