@@ -57,6 +57,13 @@ export class LuaLoadError extends Error {}
 export type PushArgs = (L: LuaState) => number;
 
 /** One hook call in progress: its coroutine, owner, and the Lua time it has used so far. */
+/** A call suspended in a host function, and how to end its wait early. */
+interface Wait<Owner> {
+  readonly call: Call<Owner>;
+  readonly pushError: (L: LuaState, error: Error) => number;
+  readonly cancel?: () => void;
+}
+
 interface Call<Owner> {
   readonly hook: string;
   readonly owner: Owner;
@@ -79,6 +86,8 @@ export class LuaVM<Owner = unknown> {
   /** Hooks whose first instruction returns nothing (see isEmptyHook). */
   private emptyHooks = new Set<string>();
   private running: Call<Owner> | null = null;
+  /** Suspended calls by owner (an owner's events run one at a time, so it has one at most). */
+  private readonly waits = new Map<Owner, Wait<Owner>>();
   private deadline = Infinity;
   /** Budget hook firings (HOOK_INTERVAL instructions each) since the running call last resumed. */
   private ticks = 0;
@@ -194,18 +203,39 @@ export class LuaVM<Owner = unknown> {
    * chunk, a metamethod, a sort comparator, or a coroutine the script made itself).
    */
   suspend<T>(L: LuaState, work: Promise<T>, pushResult: (L: LuaState, value: T) => number,
-    pushError: (L: LuaState, error: Error) => number): number {
+    pushError: (L: LuaState, error: Error) => number, cancel?: () => void): number {
     const call = this.running;
     if (!call || call.thread !== L || !lua_isyieldable(L)) {
       work.catch(() => undefined);
       return raise(L, 'cannot wait here (only directly inside a hook, not in the main chunk, a metamethod or a coroutine)');
     }
+    const wait: Wait<Owner> = { call, pushError, cancel };
+    this.waits.set(call.owner, wait);
+    const settled = (push: (thread: LuaState) => number): void => {
+      if (this.waits.get(call.owner) !== wait) return; // released meanwhile
+      this.waits.delete(call.owner);
+      this.resumeWith(call, push);
+    };
     work.then(
-      (value) => this.resumeWith(call, (thread) => pushResult(thread, value)),
-      (error: Error) => this.resumeWith(call, (thread) => pushError(thread, error)),
+      (value) => settled((thread) => pushResult(thread, value)),
+      (error: Error) => settled((thread) => pushError(thread, error)),
     );
     lua_yield(L, 0);
     return 0;
+  }
+
+  /**
+   * The owner is gone (its connection closed): a call of its that waits resumes now with the error
+   * "connection closed", and the work it waited for is cancelled where that is possible (an HTTP
+   * request is aborted; a Redis command already sent runs to its end, unheard). Its later hooks, such
+   * as on_close, then run without waiting for the work.
+   */
+  release(owner: Owner): void {
+    const wait = this.waits.get(owner);
+    if (!wait) return;
+    this.waits.delete(owner);
+    wait.cancel?.();
+    this.resumeWith(wait.call, (thread) => wait.pushError(thread, new Error('connection closed')));
   }
 
   private resumeWith(call: Call<Owner>, push: (thread: LuaState) => number): void {

@@ -268,6 +268,8 @@ export class SocketBusinessServer {
     const { conn } = session;
     this.services.detach(conn);
     conn.context.close('connection closed');
+    // A hook waiting on HTTP or Redis for this connection stops waiting, so on_close need not.
+    this.vm.release(conn);
     this.dispatch(session, 'on_close', (L) => {
       lua_pushstring(L, Buffer.from(conn.clientId));
       if (conn.closeError === null) lua_pushnil(L);

@@ -257,6 +257,8 @@ export class WebSocketBusinessServer {
     else this.perIp.delete(session.ip);
     this.services.detach(conn);
     conn.context.close('connection closed');
+    // A hook waiting on HTTP or Redis for this connection stops waiting, so on_close need not.
+    this.vm.release(conn);
     const err = CLEAN_CLOSES.has(code) ? null : `close ${code}${reason ? `: ${reason}` : ''}`;
     this.dispatch(session, 'on_close', (L) => {
       lua_pushstring(L, Buffer.from(conn.clientId));

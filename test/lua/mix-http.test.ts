@@ -10,6 +10,8 @@ let node: TestNode;
 let web: http.Server;
 let base: string;
 let client: TestClient;
+/** Requests to /hang, never answered. */
+const hanging: http.IncomingMessage[] = [];
 
 before(async () => {
   web = http.createServer((req, res) => {
@@ -39,6 +41,7 @@ before(async () => {
         res.end(Buffer.alloc(MAX_BODY_BYTES + 1, 0x61));
       } else if (url.pathname === '/hang') {
         // Never answers; the request's timeout must end it.
+        hanging.push(req);
       }
     });
   });
@@ -182,4 +185,23 @@ test('Go durations', () => {
   assert.equal(parseDuration('-1s'), -1000);
   assert.equal(parseDuration('0'), 0);
   for (const bad of ['', '1', 's', '.s', '1x', '1s ', '+']) assert.equal(parseDuration(bad), null, bad);
+});
+
+test('a connection that closes while its hook waits on a request releases it: the request is aborted and on_close runs at once', async () => {
+  const watcher = await TestClient.open(node.wsUrl);
+  assert.equal(await watcher.request('mix.websocket():subscribe("closes") return 1'), '[1]');
+  const waiting = await TestClient.open(node.wsUrl);
+  const [id] = JSON.parse(await waiting.request('return mix.websocket():client_id()'));
+  const before = hanging.length;
+  waiting.send(`return mix.http.request("GET", "${base}/hang", { timeout = 120 })`);
+  const deadline = Date.now() + 3000;
+  while (hanging.length === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  const request = hanging[hanging.length - 1];
+  assert.ok(request && hanging.length > before, 'the request reached the server');
+  const aborted = new Promise<void>((resolve) => request.socket.once('close', () => resolve()));
+  waiting.close();
+  // Without the release, on_close would wait for the request's 120 s timeout.
+  assert.equal((await watcher.next(5000)).data, `${id} nil`);
+  await aborted;
+  watcher.close();
 });

@@ -214,7 +214,11 @@ async function readBody(response: Response): Promise<Buffer> {
 class TimeoutError extends Error {}
 
 /** Performs the request with fetch, following redirects. Rejects with the `err` text Lua gets. */
-async function perform(request: HttpRequest): Promise<HttpResponse> {
+/** The connection closed while its hook waited for the request. */
+class CancelledError extends Error {}
+
+/** Runs the request; `controller` aborts it (on timeout here, or from outside when the connection closes). */
+async function perform(request: HttpRequest, controller: AbortController): Promise<HttpResponse> {
   // Go names the failed operation after the method: Get "http://…": <cause>.
   const operation = `${request.method[0]}${request.method.slice(1).toLowerCase()} "${request.url}"`;
   let url: URL;
@@ -242,7 +246,6 @@ async function perform(request: HttpRequest): Promise<HttpResponse> {
   } catch (error) {
     throw new Error(`${operation}: ${(error as Error).message}`);
   }
-  const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new TimeoutError()), request.timeoutMs);
   try {
     const response = await fetch(url, {
@@ -262,6 +265,7 @@ async function perform(request: HttpRequest): Promise<HttpResponse> {
     if (setCookies.length > 0) responseHeaders.push(['Set-Cookie', setCookies[0]]);
     return { body, headers: responseHeaders, cookies: parseCookies(setCookies), statusCode: response.status, url: response.url };
   } catch (error) {
+    if (controller.signal.reason instanceof CancelledError) throw new Error(`${operation}: cancelled, the connection closed`);
     if (controller.signal.aborted) throw new Error(`${operation}: timed out after ${request.timeoutMs} ms`);
     const cause = (error as Error & { cause?: Error }).cause;
     throw new Error(`${operation}: ${cause?.message ?? (error as Error).message}`);
@@ -307,7 +311,8 @@ function pushResponse(L: LuaState, response: HttpResponse): number {
 function request(vm: LuaVM<ScriptConnection>): LuaFunction {
   return (L) => {
     const spec = readRequest(L);
-    return settle(vm, L, perform(spec), pushResponse);
+    const controller = new AbortController();
+    return settle(vm, L, perform(spec, controller), pushResponse, undefined, () => controller.abort(new CancelledError()));
   };
 }
 

@@ -7,6 +7,7 @@ const { luaL_checklstring, luaL_argerror } = lauxlib;
 /**
  * Pushes a host answer that may be a promise: a plain value is pushed at once, a promise suspends the
  * calling hook until it settles. A rejected promise yields `nil, err` (or what `pushFailure` pushes).
+ * `cancel` ends the work early when the connection closes while the hook waits (see LuaVM.release).
  */
 export function settle<T, Owner>(
   vm: LuaVM<Owner>,
@@ -14,8 +15,9 @@ export function settle<T, Owner>(
   answer: T | Promise<T>,
   push: (L: LuaState, value: T) => number,
   pushFailure: (L: LuaState, error: Error) => number = pushNilMessage,
+  cancel?: () => void,
 ): number {
-  if (answer instanceof Promise) return vm.suspend(L, answer, push, pushFailure);
+  if (answer instanceof Promise) return vm.suspend(L, answer, push, pushFailure, cancel);
   return push(L, answer);
 }
 
