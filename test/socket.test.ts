@@ -331,3 +331,35 @@ test('text example: greets, echoes, and delivers what is published to a subscrib
     await client.waitClosed();
   });
 });
+
+test('the input buffer: read(n) answers nil, err on a short read and keeps the cursor; protocol_decode returning nil skips on_message', async () => {
+  const entry = `
+function on_connect() end
+function on_close() end
+function protocol_input(buf)
+  local head, err = buf:read(2)
+  if not head then
+    mix.socket.tcp():send("short: " .. err .. " at " .. buf:position() .. " of " .. buf:length() .. "\\n")
+    return 0
+  end
+  local body = buf:read(tonumber(head))
+  if not body then return 0 end
+  return buf:position()
+end
+function protocol_decode(packet)
+  local body = packet:sub(3)
+  if body == "skip" then return nil end
+  return body
+end
+function protocol_encode(s) return s end
+function on_message(body) mix.socket.tcp():send("got:" .. body .. "\\n") end`;
+  await withNode(socketNode(entry), async (node) => {
+    const client = new LineClient(node.socketPort);
+    client.write('0');
+    assert.equal(await client.line(), 'short: not enough data: 2 bytes wanted, 1 left at 0 of 1');
+    client.write('5hello04skip02ok');
+    assert.equal(await client.line(), 'got:hello');
+    assert.equal(await client.line(), 'got:ok');
+    client.close();
+  });
+});
