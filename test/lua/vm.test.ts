@@ -200,3 +200,10 @@ test('hooks whose body is empty are told apart from those that do or return some
   vm.load();
   assert.deepEqual(hooks.filter((hook) => vm.isEmptyHook(hook)), ['quiet', 'bare']);
 });
+
+test('integer literals are 32-bit, as the README says: 100000 * 100000 wraps; engine numbers are floats and do not', async () => {
+  const { exec } = scriptVm();
+  const r = await exec('return 100000 * 100000, math.type(100000 * 100000), 100000.0 * 100000');
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, [1410065408, 'integer', 1e10]);
+});
