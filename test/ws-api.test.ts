@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, withNode, TestClient, EVAL, type TestNode } from './helpers';
+import { startNode, withNode, withTimeout, TestClient, EVAL, type TestNode } from './helpers';
 import { ApiClient } from './api-client';
 
 let node: TestNode;
@@ -215,4 +215,38 @@ test('queue.pop past maxTopics answers 201 and the consumer keeps its other topi
     pusher.close();
     api.close();
   });
+});
+
+test('queue items a slow consumer could not take wait for the next consumer when it drops', async () => {
+  // 1,500 pushes of 4 KB in one hook take longer than the default 100 ms budget here.
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, callBudget: 2000 }, async (node) => {
+    const slow = await ApiClient.open(node.apiUrl);
+    assert.deepEqual((await slow.call('queue.pop', { t: ['jobs'] })).r, { s: true });
+    (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const pusher = await TestClient.open(node.wsUrl);
+    const count = 1500;
+    assert.equal(await pusher.request(`for i = 1, ${count} do mix.queue.push("jobs", string.rep("x", 4000) .. "#" .. i) end return 1`), '[1]');
+    // Past its buffer limit the slow consumer is offered nothing more: the rest waits in the queue.
+    const waiting = node.engine.queue.waitingItems;
+    assert.ok(waiting > 0 && waiting < count, `${waiting} waiting`);
+    slow.ws.terminate();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const next = await ApiClient.open(node.apiUrl);
+    assert.deepEqual((await next.call('queue.pop', { t: ['jobs'] })).r, { s: true });
+    const received: string[] = [];
+    while (!received.at(-1)?.endsWith(`#${count}`)) received.push(String((await next.nextEvent(5000)).p.d));
+    assert.equal(received.length, waiting);
+    assert.equal(node.engine.queue.waitingItems, 0);
+    pusher.close();
+    next.close();
+  });
+});
+
+test('stopping a node does not wait for a /ws/v1 client that stopped reading', async () => {
+  const node = await startNode({ lua: { 'lua/entry.websocket.lua': EVAL } });
+  const stalled = await ApiClient.open(node.apiUrl);
+  (stalled.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  // Without a cut-off the close handshake would wait for ws's 30 s close timeout.
+  await withTimeout(node.stop(), 10_000, 'the node did not stop');
+  stalled.ws.terminate();
 });

@@ -79,7 +79,12 @@ export class ApiServer {
     this.wsApi.close();
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     this.http.closeIdleConnections();
-    const grace = setTimeout(() => this.http.closeAllConnections(), STOP_GRACE_MS);
+    // Past the grace period, connections still open are cut: a backend that stopped reading would
+    // otherwise hold a /ws/v1 close handshake open for ws's 30 s.
+    const grace = setTimeout(() => {
+      this.http.closeAllConnections();
+      this.wsApi.terminate();
+    }, STOP_GRACE_MS);
     await closed;
     clearTimeout(grace);
   }

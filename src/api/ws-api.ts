@@ -114,6 +114,11 @@ export class WsApi {
     for (const session of this.sessions) session.close(1001, 'server shutting down');
   }
 
+  /** Drops the connections that did not finish their close handshake. */
+  terminate(): void {
+    for (const session of this.sessions) session.ws.terminate();
+  }
+
   private accept(ws: WebSocket): void {
     const session = new ApiSession(ws, this.batch);
     this.sessions.add(session);
