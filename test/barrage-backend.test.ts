@@ -7,7 +7,11 @@ import { openStore } from '../examples/barrage-backend/open-store';
 import { RateLimiter } from '../examples/barrage-backend/rate-limit';
 import { TokenError, TokenSigner } from '../examples/barrage-backend/token';
 import type { BarrageAppOptions } from '../examples/barrage-backend/app';
-import { freePort, startNode, type TestNode } from './helpers';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ROOT, freePort, startNode, type TestNode } from './helpers';
 import { viewer } from './mesh';
 import { RedisServer } from './redis';
 
@@ -193,5 +197,40 @@ test('Redis store: backends sharing one Redis share the history, by video time',
     await Promise.all([a.close(), b.close()]);
     await Promise.all([storeA.close(), storeB.close()]);
     await redis.stop();
+  }
+});
+
+test('npm run demo\'s program serves the page and the engine, prints the URL, and stops on SIGTERM', async () => {
+  const [page, wsPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-demo-'));
+  const yaml = fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8')
+    .replace('port: 6790', `port: ${wsPort}`).replace('port: 6789', `port: ${apiPort}`).replace('bind: 0.0.0.0', 'bind: 127.0.0.1')
+    .replace('filename: logs/connmix.log', 'filename: ""').replace('entry: lua/entry.websocket.lua', `entry: ${path.join(ROOT, 'lua/entry.websocket.lua')}`);
+  fs.writeFileSync(path.join(dir, 'connmix.yaml'), yaml);
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/examples/barrage-backend/demo.js')], {
+    env: { ...process.env, PORT: String(page), HOST: '127.0.0.1', CONNMIX_CONFIG: path.join(dir, 'connmix.yaml') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const deadline = Date.now() + 15_000;
+    while (!/barrage demo: open http/.test(output)) {
+      if (Date.now() > deadline) throw new Error(`no URL printed:\n${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const url = /open (http\S+)\//.exec(output)?.[1];
+    assert.equal(url, `http://127.0.0.1:${page}`);
+    const html = await fetch(`${url}/`);
+    assert.equal(html.status, 200);
+    assert.match(await html.text(), /<video/);
+    const client = await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 100001);
+    client.close();
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  } finally {
+    child.kill('SIGKILL');
   }
 });

@@ -53,7 +53,8 @@ const ENTRY = fs.readFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), 'utf8'
 for (const command of ['dev', 'single']) test(`connmix ${command} serves the seed barrage and prints one line per listener`, async () => {
   const [wsPort, apiPort] = [await freePort(), await freePort()];
   const yaml = fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8')
-    .replace('port: 6790', `port: ${wsPort}`).replace('port: 6789', `port: ${apiPort}`).replace('bind: 0.0.0.0', 'bind: 127.0.0.1');
+    .replace('port: 6790', `port: ${wsPort}`).replace('port: 6789', `port: ${apiPort}`).replace('bind: 0.0.0.0', 'bind: 127.0.0.1')
+    .replace(/level: info/, 'level: debug');
   // Run from another folder: the entry path resolves against the yaml's folder.
   const dir = folder({ 'conf/connmix.yaml': yaml, 'conf/lua/entry.websocket.lua': ENTRY });
   const run = await runCli([command, '-f', 'conf/connmix.yaml'], dir, /api server listening/);
@@ -65,9 +66,16 @@ for (const command of ['dev', 'single']) test(`connmix ${command} serves the see
     const d = '{"event":"@video","data":{"uid":1001,"video_id":100001,"msg":"Hello,World!"}}';
     assert.deepEqual((await post(`http://127.0.0.1:${apiPort}/v1/mesh/publish`, { c: 'video:100001', d })).json, { E: null, r: { s: 1, f: 0 } });
     assert.equal((await viewer.next()).data, d);
+    // The seed logs bad JSON at debug level (mix.log), then closes that connection.
+    const bad = await TestClient.open(`ws://127.0.0.1:${wsPort}/barrage-videos`);
+    bad.send('not json');
+    await bad.waitClosed();
     run.stop?.();
     // Shutdown closes clients with 1001 so they reconnect elsewhere.
     assert.equal((await viewer.waitClosed()).code, 1001);
+    // logging.filename (logs/connmix.log in the shipped yaml) resolves against the yaml's folder.
+    const logged = fs.readFileSync(path.join(dir, 'conf/logs/connmix.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    assert.ok(logged.some((entry) => entry.level === 'debug' && typeof entry.time === 'string' && /json_decode error/.test(entry.msg)), JSON.stringify(logged));
   } finally {
     run.stop?.();
   }

@@ -9,13 +9,13 @@ import { sampleComments } from './sample-comments';
 import { startBarrageServer } from './server';
 import { TokenSigner } from './token';
 
-// `npm run demo`: the engine with the shipped connmix.yaml, the barrage backend and the page, in one
-// process. Ctrl-C stops them all.
+// `npm run demo`: the engine with the shipped connmix.yaml (or the one CONNMIX_CONFIG names), the
+// barrage backend and the page, in one process. Ctrl-C stops them all.
 
 const ROOT = path.resolve(__dirname, '../../..');
 
 async function main(): Promise<void> {
-  const config = loadConfig(path.join(ROOT, 'connmix.yaml'), { warn: (message) => console.warn(`connmix: warning: ${message}`) });
+  const config = loadConfig(process.env.CONNMIX_CONFIG ?? path.join(ROOT, 'connmix.yaml'), { warn: (message) => console.warn(`connmix: warning: ${message}`) });
   // Warnings and errors only: the demo's terminal is for the URL.
   const engine = new Engine(config, { log: new Logger('warn') });
   for (const listener of await engine.start()) console.log(`connmix: ${listener.name} listening on ${listener.address}`);
