@@ -363,3 +363,25 @@ function on_message(body) mix.socket.tcp():send("got:" .. body .. "\\n") end`;
     client.close();
   });
 });
+
+test('the input buffer is a snapshot: a buf kept by the script does not change as more input arrives', async () => {
+  const entry = `
+function on_connect() end
+function on_close() end
+function protocol_input(buf)
+  if not first then first = buf end
+  local line = buf:tostring():find("\\n", 1, true)
+  return line or 0
+end
+function protocol_decode(packet) return packet end
+function protocol_encode(s) return s end
+function on_message(packet) mix.socket.tcp():send("first saw [" .. first:tostring():gsub("\\n", "|") .. "] now [" .. packet:gsub("\\n", "|") .. "]\\n") end`;
+  await withNode(socketNode(entry), async (node) => {
+    const client = new LineClient(node.socketPort);
+    client.write('ab');
+    await sleep(100);
+    client.write('c\n');
+    assert.equal(await client.line(), 'first saw [ab] now [abc|]');
+    client.close();
+  });
+});
