@@ -242,10 +242,22 @@ test('switching videos moves the subscription; the page resubscribes after the e
 
   await node.stop();
   await page.waitForSelector('#status[data-status="offline"]', { timeout: 3000 });
+  // While the engine is down the page retries with growing delays (0.5 s doubling, with jitter).
+  const retries: number[] = [];
+  let shown = '';
+  for (const until = Date.now() + 4500; Date.now() < until;) {
+    const text = (await page.textContent('#status')) ?? '';
+    const seconds = /Reconnecting in (\d+) s/.exec(text)?.[1];
+    if (text !== shown && seconds) retries.push(Number(seconds));
+    shown = text;
+    await page.waitForTimeout(50);
+  }
+  assert.ok(retries.length >= 3, `retries seen: ${retries.join(', ')}`);
+  assert.ok(retries.every((delay, i) => i === 0 || delay >= retries[i - 1]) && retries.at(-1)! > retries[0], `retries seen: ${retries.join(', ')}`);
   const { log } = memoryLogger();
   restarted = new Engine(loadConfig(path.join(node.dir, 'connmix.yaml')), { log });
   await restarted.start();
-  await page.waitForSelector('#status[data-status="live"]', { timeout: 5000 });
+  await page.waitForSelector('#status[data-status="live"]', { timeout: 10_000 });
   await subscribers(100003, 1);
   await post({ video_id: 100003, msg: 'after the restart', time: 2 });
   await comment(page, 'after the restart').waitFor({ state: 'attached', timeout: 1000 });

@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { loadConfig } from '../src/config';
 import { Engine } from '../src/engine';
+import { Backoff } from '../src/client/backoff';
 import { ConnmixClient, ConnmixError, ErrorCode, NodeSocket, type QueueEvent } from '../src/client';
 import { startNode, TestClient, withTimeout, type TestNode } from './helpers';
 import { memoryLogger } from './lua/harness';
@@ -270,4 +271,14 @@ test('discovery: one consumer consumes on every node of a Redis mesh, and finds 
     await withTimeout(Promise.all(nodes.map((node) => node.stop())), 10_000, 'mesh nodes did not stop');
     await redis.stop();
   }
+});
+
+test('reconnection delays start at minMs, double up to maxMs with at most 20% jitter, and reset after a success', () => {
+  const backoff = new Backoff({ minMs: 100, maxMs: 1000 });
+  const delays = Array.from({ length: 7 }, () => backoff.next());
+  const bases = [100, 200, 400, 800, 1000, 1000, 1000];
+  delays.forEach((delay, i) => assert.ok(delay >= bases[i] && delay <= bases[i] * 1.2, `delay ${i}: ${delay} for ${bases[i]}`));
+  backoff.reset();
+  const again = backoff.next();
+  assert.ok(again >= 100 && again <= 120, `after reset: ${again}`);
 });
