@@ -7,6 +7,8 @@ export const CloseCode = {
   NORMAL: 1000,
   /** The node is shutting down: reconnect (to another node). */
   GOING_AWAY: 1001,
+  /** The client broke the WebSocket protocol (ws closes the connection for it). */
+  PROTOCOL_ERROR: 1002,
   /** The connection broke a limit (its send buffer overflowed, too many queued events). A peer whose
    * buffer overflowed is dropped without a close frame; on_close and the logs report this code. */
   POLICY: 1008,
@@ -19,3 +21,16 @@ export const CloseCode = {
   /** Pending writes did not drain for `writeTimeout` seconds (dropped, reported as for 1008). */
   WRITE_TIMEOUT: 4002,
 } as const;
+
+/**
+ * The close code ws sent when it closed a connection for a client's protocol error (1002, 1007, 1008
+ * or 1009), or null for any other error. ws stops reading after such an error, so its own 'close'
+ * event reports 1006; this is what on_close and the metrics report instead. ws keeps the code on the
+ * error under a symbol it does not export (`Symbol('status-code')`).
+ */
+export function protocolErrorCode(error: Error & { code?: string }): number | null {
+  if (!error.code?.startsWith('WS_ERR_')) return null;
+  const status = Object.getOwnPropertySymbols(error).find((symbol) => symbol.description === 'status-code');
+  const code = status === undefined ? undefined : (error as unknown as Record<symbol, unknown>)[status];
+  return typeof code === 'number' ? code : CloseCode.PROTOCOL_ERROR;
+}

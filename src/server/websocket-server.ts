@@ -13,7 +13,7 @@ import { Connection, type ConnectionLimits } from './connection';
 import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
 import { WriteBatch, blockedFor } from './write-batch';
-import { CloseCode } from './close-codes';
+import { CloseCode, protocolErrorCode } from './close-codes';
 import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket } from './http-request';
 import { secondsSince, type Metrics } from '../metrics';
 
@@ -182,7 +182,11 @@ export class WebSocketBusinessServer {
       }
       this.dispatch(session, 'on_message', (L) => pushMessage(L, data, isBinary));
     });
-    ws.on('error', (error) => this.log.debug('websocket error', { client_id: conn.clientId, error: error.message }));
+    ws.on('error', (error) => {
+      this.log.debug('websocket error', { client_id: conn.clientId, error: error.message });
+      const code = protocolErrorCode(error);
+      if (code !== null) conn.abortedWith ??= { code, reason: error.message };
+    });
     ws.on('close', (code: number, reason: Buffer) => this.closed(session, code, reason.toString()));
     this.handshake(session, req);
   }
