@@ -278,3 +278,10 @@ export async function get(url: string): Promise<{ status: number; json: any }> {
   const response = await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   return { status: response.status, json: await response.json() };
 }
+
+/** The value of the first /metrics sample whose line matches `pattern` (0 when there is none). */
+export async function metric(apiUrl: string, pattern: RegExp): Promise<number> {
+  const text = await (await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })).text();
+  const line = text.split('\n').find((candidate) => pattern.test(candidate));
+  return line ? Number(line.split(' ').pop()) : 0;
+}

@@ -1,15 +1,9 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { withNode, TestClient, post, get, EVAL } from './helpers';
+import { withNode, TestClient, post, get, metric, EVAL } from './helpers';
 
 const lua = { 'lua/entry.websocket.lua': EVAL };
-
-async function metric(apiUrl: string, pattern: RegExp): Promise<number> {
-  const text = await (await fetch(`${apiUrl}/metrics`)).text();
-  const line = text.split('\n').find((candidate) => pattern.test(candidate));
-  return line ? Number(line.split(' ').pop()) : 0;
-}
 
 test('maxConnections refuses upgrades past the limit with 503, and counts them', async () => {
   await withNode({ lua, serverYaml: '      maxConnections: 2' }, async (node) => {
@@ -31,6 +25,7 @@ test('maxConnectionsPerIp refuses a client IP past its share with 429', async ()
     await assert.rejects(TestClient.open(node.wsUrl), /HTTP 429/);
     // Another loopback address is another client.
     const other = await TestClient.open(node.wsUrl, { localAddress: '127.0.0.2' });
+    assert.equal(await metric(node.apiUrl, /^connmix_connections_refused_total\{reason="max_connections_per_ip"/), 1);
     first.close();
     other.close();
   });
@@ -43,6 +38,7 @@ test('origins: only listed Origin values may connect', async () => {
     const ok = await TestClient.open(node.wsUrl, { origin: 'https://video.example.com' });
     const sub = await TestClient.open(node.wsUrl, { origin: 'https://cdn.example.org' });
     assert.equal(await ok.request('return 1'), '[1]');
+    assert.equal(await metric(node.apiUrl, /^connmix_connections_refused_total\{reason="origin"/), 2);
     ok.close();
     sub.close();
   });

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { withNode, TestClient, post, freePort, EVAL, type TestNode } from './helpers';
+import { withNode, TestClient, post, freePort, metric, EVAL, type TestNode } from './helpers';
 import { Engine } from '../src/engine';
 import { parseConfig } from '../src/config';
 import { memoryLogger } from './lua/harness';
@@ -59,12 +59,22 @@ test('a failing on_handshake closes that connection with 1011, and on_close stil
   });
 });
 
+/** Waits until a /metrics sample reaches `value` (close events are counted once the socket has closed on our side too). */
+async function waitForMetric(node: TestNode, pattern: RegExp, value: number): Promise<void> {
+  const deadline = Date.now() + 3000;
+  while ((await metric(node.apiUrl, pattern)) !== value) {
+    if (Date.now() > deadline) throw new Error(`${pattern} did not reach ${value}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 test('a message larger than maxMessageSize closes that connection with 1009', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      maxMessageSize: 1000' }, async (node) => {
     const client = await TestClient.open(node.wsUrl);
     assert.equal(await client.request(`return "${'a'.repeat(900)}" ~= nil`), '[true]');
     client.send('x'.repeat(1001));
     assert.equal((await client.waitClosed()).code, 1009);
+    await waitForMetric(node, /^connmix_closes_total\{code="1009"/, 1);
   });
 });
 
@@ -247,6 +257,10 @@ test('a subscriber that stops reading is dropped past maxBufferedBytes; others a
     }
     assert.equal(failed, 1);
     assert.equal((await watcher.next()).data, `${id} close 1008: send buffer full`);
+    assert.equal(await metric(node.apiUrl, /^connmix_drops_total\{reason="buffer_full"/), 1);
+    assert.ok((await metric(node.apiUrl, /^connmix_engine_servers_send_errors_total\{protocol="websocket"/)) >= 1);
+    // The watcher is subscribed to "closes"; the dropped subscriber's "flood" channel is gone.
+    assert.equal(await metric(node.apiUrl, /^connmix_channels\{/), 1);
     assert.equal(await watcher.request('return "fine"'), '["fine"]');
     watcher.close();
   });
@@ -262,6 +276,7 @@ test('writes that do not drain for writeTimeout seconds drop the connection', as
   // Enough to fill the loopback socket buffers, so writes stay pending.
   for (let i = 0; i < 24; i++) await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'flood', d: chunk });
   assert.equal((await watcher.next(6000)).data, `${id} close 4002: write timeout`);
+  assert.equal(await metric(node.apiUrl, /^connmix_closes_total\{code="4002"/), 1);
   watcher.close();
   });
 });
