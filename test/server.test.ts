@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { withNode, TestClient, post, freePort, metric, EVAL, type TestNode } from './helpers';
+import { withNode, startNode, TestClient, post, freePort, metric, EVAL, type TestNode } from './helpers';
 import { Engine } from '../src/engine';
 import { parseConfig } from '../src/config';
 import { memoryLogger } from './lua/harness';
@@ -359,4 +359,36 @@ ${server(second, 'second')}
   } finally {
     await engine.stop();
   }
+});
+
+test('a node that is draining answers an upgrade that completes meanwhile with 503, and counts it', async () => {
+  const node = await startNode({ lua: { 'lua/entry.websocket.lua': EVAL } });
+  const url = new URL(node.wsUrl);
+  const rawSocket = (handshake: string) => new Promise<{ socket: net.Socket; received: () => string }>((resolve, reject) => {
+    const socket = net.connect(Number(url.port), '127.0.0.1', () => {
+      socket.write(handshake);
+      resolve({ socket, received: () => text });
+    });
+    let text = '';
+    socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+    socket.on('error', reject);
+  });
+  const key = 'dGhlIHNhbXBsZSBub25jZQ==';
+  // A client that upgraded but never answers the close frame keeps the drain going (up to 2 s).
+  const stubborn = await rawSocket(`GET ${url.pathname} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  // A second client has sent half of its upgrade request.
+  const late = await rawSocket(`GET ${url.pathname} HTTP/1.1\r\nHost: x\r\n`);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.match(stubborn.received(), /^HTTP\/1\.1 101/);
+  const stopped = node.stop();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  late.socket.write(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  const deadline = Date.now() + 1500;
+  while (!late.received().includes('\r\n') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.match(late.received(), /^HTTP\/1\.1 503/);
+  const refused = await node.engine.metrics.registry.getSingleMetricAsString('connmix_connections_refused_total');
+  assert.match(refused, /reason="shutting_down"[^\n]* 1/);
+  stubborn.socket.destroy();
+  late.socket.destroy();
+  await stopped;
 });
