@@ -135,7 +135,13 @@ test('SIGHUP replaces the workers one at a time while the others keep serving', 
     const traffic = (async () => {
       while (rolling && Date.now() < trafficDeadline) {
         try {
-          const answer = await post(`${api}/v1/mesh/publish`, { c: 'video:1', d: 'x' });
+          // A kept-alive connection to the worker being replaced can be closed just as a request goes out
+          // on it (the request was never read); clients retry that on a new connection, as this does.
+          const publish = () => post(`${api}/v1/mesh/publish`, { c: 'video:1', d: 'x' });
+          const answer = await publish().catch((error: Error & { cause?: { code?: string } }) => {
+            if (error.cause?.code === 'UND_ERR_SOCKET') return publish();
+            throw error;
+          });
           if (answer.json.E !== null) failures.push(JSON.stringify(answer.json));
           // A viewer that lands on the worker being replaced is closed with 1001 and reconnects, as
           // real clients do; it must get in on that second try.
