@@ -44,6 +44,9 @@ export class Engine implements NodeServices {
   private memoryQueue: MemoryQueue | null = null;
   private unwatchConfig: (() => void) | null = null;
   private currentConfig: Config;
+  private stopping = false;
+  /** The connections this process may hold under `engine.maxConnections` (0 = no limit). */
+  private readonly connectionShare: number;
 
   /** The running config: as loaded, plus the hot keys changed since. */
   get config(): Config {
@@ -52,9 +55,11 @@ export class Engine implements NodeServices {
 
   constructor(
     config: Config,
-    options: { log?: Logger } = {},
+    options: { log?: Logger; workers?: number } = {},
   ) {
     this.currentConfig = config;
+    // Workers are handed connections in turn, so each holding its share caps the engine as a whole.
+    this.connectionShare = Math.ceil(config.engine.maxConnections / (options.workers ?? 1));
     this.log = options.log ?? new Logger(config.logging.level);
     const apiAddress = advertisedAddress(config.engine.apiServer.bind, config.engine.apiServer.port);
     this.broker =
@@ -95,17 +100,16 @@ export class Engine implements NodeServices {
     return listeners;
   }
 
-  /** Closes every client with 1001 (so it reconnects elsewhere), then the API and the broker. */
   /**
-   * Graceful stop: leaves the node list, stops accepting, closes every client with 1001 (so it
-   * reconnects to another node) and runs their on_close hooks, lets API requests in flight finish, then
-   * disconnects from the mesh. Each step is bounded, so the whole stop takes a few seconds at most.
+   * Graceful stop: every listener stops accepting at once, the node leaves the node list, every client
+   * is closed with 1001 (so it reconnects to another node) and its on_close hook runs, and API requests
+   * in flight finish (their publishes reach the mesh); only then does the node disconnect from the
+   * mesh. Each step is bounded, so the whole stop takes a few seconds at most.
    */
   async stop(): Promise<void> {
+    this.stopping = true;
     this.unwatchConfig?.();
-    await this.broker.leave();
-    await Promise.all(this.servers.map((server) => server.stop(CloseCode.GOING_AWAY)));
-    await this.api?.stop();
+    await Promise.all([this.broker.leave(), ...this.servers.map((server) => server.stop(CloseCode.GOING_AWAY)), this.api?.stop()]);
     await this.broker.stop();
   }
 
@@ -155,6 +159,10 @@ export class Engine implements NodeServices {
     this.hub.remove(conn);
   }
 
+  nodeFull(): boolean {
+    return this.connectionShare > 0 && this.servers.reduce((sum, server) => sum + server.connectionCount, 0) >= this.connectionShare;
+  }
+
   subscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null> {
     return this.hub.subscribe(conn, channels);
   }
@@ -172,9 +180,9 @@ export class Engine implements NodeServices {
     return this.timed('send', scenario, this.broker.send(clientId, payload, binary));
   }
 
-  /** Whether the node can carry traffic: its broker is connected (for /readyz). */
+  /** Whether the node can carry traffic: it is not stopping and its broker is connected (for /readyz). */
   ready(): boolean {
-    return this.api !== null && this.broker.ready();
+    return this.api !== null && !this.stopping && this.broker.ready();
   }
 
   /** Records how long a broker answer took (send_duration_seconds and broker_duration_seconds). */

@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as net from 'node:net';
 import Redis from 'ioredis';
 import { startNode, TestClient, post, get, EVAL, type TestNode } from './helpers';
 import { ApiClient } from './api-client';
@@ -204,4 +205,35 @@ test('the seed barrage through any node of a 3-node mesh', async () => {
   const c = await meshNode();
   extra.push(c);
   await barrageThroughEveryNode([a, b, c], 100003);
+});
+
+test('a stopping node lets API publishes in flight finish: /ws/v1 and HTTP requests are answered and reach other nodes', async () => {
+  const c = await meshNode();
+  const watcher = await viewer(b.wsUrl, 77);
+  const backend = await ApiClient.open(c.apiUrl);
+  const control = new Redis(redis.port, '127.0.0.1');
+  try {
+    // Redis holds every write (PUBLISH included) for 600 ms: the publishes below are in flight when the stop begins.
+    await control.call('CLIENT', 'PAUSE', '600', 'WRITE');
+    const viaWs = backend.call('mesh.publish', { c: 'video:77', d: 'sent on /ws/v1' });
+    const body = JSON.stringify({ c: 'video:77', d: 'sent over HTTP' });
+    const http = net.connect(Number(new URL(c.apiUrl).port), '127.0.0.1');
+    let response = '';
+    http.on('data', (chunk) => (response += chunk.toString()));
+    http.write(`POST /v1/mesh/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const stopped = c.stop();
+    assert.equal(c.engine.ready(), false, 'a stopping node is not ready');
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    http.write(body.slice(10));
+    assert.deepEqual(await viaWs, { E: null, r: { s: 1, f: 0 }, i: 1 });
+    await stopped;
+    assert.match(response, /^HTTP\/1\.1 200 [^]*\{"E":null,"r":\{"s":1,"f":0\}\}$/);
+    const received = [(await watcher.next()).data, (await watcher.next()).data].sort();
+    assert.deepEqual(received, ['sent on /ws/v1', 'sent over HTTP']);
+    http.destroy();
+  } finally {
+    control.disconnect();
+    watcher.close();
+  }
 });

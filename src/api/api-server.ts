@@ -11,6 +11,8 @@ import { destroySocket } from '../server/http-request';
 
 /** How long requests in flight may take to finish when the server stops. */
 const STOP_GRACE_MS = 2000;
+/** How often a stopping server closes the kept-alive connections that have become idle. */
+const IDLE_CHECK_MS = 20;
 
 /** Largest `/ws/v1` request accepted, in bytes. */
 const MAX_WS_REQUEST = 16 * 1024 * 1024;
@@ -23,6 +25,7 @@ export class ApiServer {
   private readonly http: http.Server;
   private readonly access: AccessControl;
   private readonly wsApi: WsApi;
+  private stopping = false;
 
   constructor(
     private readonly config: ApiServerConfig,
@@ -36,6 +39,8 @@ export class ApiServer {
     const authorize: Authorize = (req, role) => this.access.check(req, role);
     const app = createHttpApi(node, log, authorize, metrics);
     this.http = http.createServer((req, res) => {
+      // A request on a kept-alive connection after the stop is served, and its connection closed after it.
+      if (this.stopping) res.setHeader('Connection', 'close');
       const route = meshRouteOf(req);
       if (route) serveMeshRoute(route, req, res, node, authorize, log, metrics);
       else app(req, res);
@@ -76,9 +81,11 @@ export class ApiServer {
 
   /** Stops accepting, lets requests in flight finish (up to STOP_GRACE_MS), then closes what is left. */
   async stop(): Promise<void> {
+    this.stopping = true;
     this.wsApi.close();
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
-    this.http.closeIdleConnections();
+    // A kept-alive connection is closed as soon as its request in flight is answered.
+    const idle = setInterval(() => this.http.closeIdleConnections(), IDLE_CHECK_MS);
     // Past the grace period, connections still open are cut: a backend that stopped reading would
     // otherwise hold a /ws/v1 close handshake open for ws's 30 s.
     const grace = setTimeout(() => {
@@ -86,6 +93,7 @@ export class ApiServer {
       this.wsApi.terminate();
     }, STOP_GRACE_MS);
     await closed;
+    clearInterval(idle);
     clearTimeout(grace);
   }
 

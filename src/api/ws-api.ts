@@ -76,10 +76,14 @@ class ApiSession implements QueueConsumer, Batchable {
     this.pending = done;
   }
 
-  /** Closes after the answers and events still in the batch. */
+  /** Closes once the answers still being computed are written, after them and the events in the batch. */
   close(code: number, reason: string): void {
-    this.batch.flushNow(this);
-    this.ws.close(code, reason);
+    const close = () => {
+      this.batch.flushNow(this);
+      this.ws.close(code, reason);
+    };
+    if (this.pending) void this.pending.then(close);
+    else close();
   }
 
   private write(reply: Reply): void {
