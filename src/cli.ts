@@ -68,7 +68,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     const sinks: LogSink[] = [process.stdout];
     if (config.logging.filename) sinks.push(new RotatingLogFile(config.logging.filename, config.logging.maxFiles));
-    engine = new Engine(config, { log: new Logger(config.logging.level, sinks) });
+    engine = new Engine(config, { log: new Logger(config.logging.level, sinks), workers: args.workers });
     const listeners = await engine.start();
     const worker = cluster.isWorker ? `worker ${process.env.CONNMIX_WORKER_SLOT} (pid ${process.pid}): ` : '';
     for (const listener of listeners) process.stdout.write(`connmix: ${worker}${listener.name} listening on ${listener.address}\n`);

@@ -45,7 +45,7 @@ export class Metrics {
   readonly drops: Counter<'reason'>;
   /** Connections ended, by close code (README's close code table). */
   readonly closes: Counter<'code'>;
-  /** Upgrades refused before a connection existed, by reason. */
+  /** Connections (WebSocket upgrades, socket accepts) refused before a connection existed, by reason. */
   readonly refused: Counter<'reason'>;
   /** Subscribes refused because the connection holds maxChannelsPerConnection channels. */
   readonly subscribesRefused: Counter;
@@ -91,7 +91,7 @@ export class Metrics {
     this.drops = new Counter({ name: 'connmix_drops_total', help: 'Messages not delivered to a connection, by reason.', labelNames: ['reason'], registers });
     this.closes = new Counter({ name: 'connmix_closes_total', help: 'Connections ended, by close code.', labelNames: ['code'], registers });
     this.subscribesRefused = new Counter({ name: 'connmix_subscribes_refused_total', help: 'Subscribes refused by maxChannelsPerConnection.', registers });
-    this.refused = new Counter({ name: 'connmix_connections_refused_total', help: 'Upgrades refused, by reason.', labelNames: ['reason'], registers });
+    this.refused = new Counter({ name: 'connmix_connections_refused_total', help: 'Connections refused before they opened, by reason.', labelNames: ['reason'], registers });
     this.hookDuration = new Histogram({
       name: 'connmix_lua_hook_duration_seconds',
       help: 'Wall time of Lua hook calls (waits included).',

@@ -9,8 +9,8 @@ export class LineClient {
   private input = '';
   private readonly waker = new Waker();
 
-  constructor(port: number) {
-    this.socket = net.connect({ port, host: '127.0.0.1', noDelay: true });
+  constructor(port: number, localAddress?: string) {
+    this.socket = net.connect({ port, host: '127.0.0.1', noDelay: true, localAddress });
     this.socket.setEncoding('utf8');
     this.socket.on('data', (chunk: string) => {
       this.input += chunk;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withNode, startNode, TestClient, post, EVAL, ROOT, type TestNode, type TestNodeOptions } from './helpers';
+import { withNode, startNode, TestClient, post, metric, EVAL, ROOT, type TestNode, type TestNodeOptions } from './helpers';
 import { LuaLoadError } from '../src/lua/vm';
 import { LineClient } from './line-client';
 
@@ -383,5 +383,29 @@ function on_message(packet) mix.socket.tcp():send("first saw [" .. first:tostrin
     client.write('c\n');
     assert.equal(await client.line(), 'first saw [ab] now [abc|]');
     client.close();
+  });
+});
+
+test('connection limits hold for socket servers too, and engine.maxConnections counts every server of the node', async () => {
+  await withNode(socketNode(SOCKET_EVAL, { engineYaml: '  maxConnections: 2', socketYaml: '      maxConnectionsPerIp: 1' }), async (node) => {
+    const refusals = (reason: string) => metric(node.apiUrl, new RegExp(`^connmix_connections_refused_total\\{reason="${reason}"`));
+    const first = await welcomed(node);
+    // A second connection from the same IP is closed before any hook runs: no welcome line.
+    const sameIp = new LineClient(node.socketPort);
+    await sameIp.waitClosed();
+    assert.equal(await sameIp.silentFor(0), true);
+    assert.equal(await refusals('max_connections_per_ip'), 1);
+    const ws = await TestClient.open(node.wsUrl);
+    // The node holds 2 (one socket, one websocket): a third is refused on either server.
+    const otherIp = new LineClient(node.socketPort, '127.0.0.2');
+    await otherIp.waitClosed();
+    await assert.rejects(TestClient.open(node.wsUrl), /HTTP 503/);
+    assert.equal(await refusals('node_max_connections'), 2);
+    ws.close();
+    await ws.waitClosed();
+    await sleep(50);
+    const welcome = new LineClient(node.socketPort, '127.0.0.2');
+    assert.match(await welcome.line(), /^welcome \d+$/);
+    for (const client of [first, welcome]) client.close();
   });
 });

@@ -82,6 +82,7 @@ export function defaultConfig(): Config {
         broker: 'memory',
         redis: { addrs: ['127.0.0.1:6379'], cluster: false, password: '', db: 0, prefix: 'connmix:' },
       },
+      maxConnections: 0,
     },
   };
 }

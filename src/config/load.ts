@@ -342,6 +342,7 @@ const readConfig = object<Config>({
     luavm: readLuaVm,
     servers: list(readServer, defaultServerConfig),
     mesh: readMesh,
+    maxConnections: count,
   }),
 });
 

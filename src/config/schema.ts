@@ -115,6 +115,8 @@ export interface EngineConfig {
   luavm: LuaVmConfig;
   servers: BusinessServerConfig[];
   mesh: MeshConfig;
+  /** Ours: connections the engine holds over all its business servers (with `-p N`, each worker its share). 0 = no limit. */
+  maxConnections: number;
 }
 
 export interface Config {

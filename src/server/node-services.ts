@@ -16,4 +16,6 @@ export interface NodeServices {
   attach(conn: Subscriber): void;
   /** The connection is gone; forget it and its subscriptions. */
   detach(conn: Subscriber): void;
+  /** The node holds as many connections as `engine.maxConnections` lets it (its share with `-p N`). */
+  nodeFull(): boolean;
 }

@@ -12,7 +12,8 @@ import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
 import { WriteBatch, blockedFor } from './write-batch';
 import { SocketConnection, type SocketConnectionOptions } from './socket-connection';
-import { remoteAddress } from './http-request';
+import { remoteAddress, clientIp } from './http-request';
+import { Admission } from './admission';
 import type { Metrics } from '../metrics';
 
 const { LUA_TNUMBER, LUA_TSTRING, LUA_TNIL, lua_pushstring, lua_pushnil, lua_gettop, lua_type, lua_typename,
@@ -31,6 +32,8 @@ interface Session {
   reading: boolean;
   /** Input arrived since the loop last handed the buffer to protocol_input. */
   fresh: boolean;
+  /** The client's IP, for maxConnectionsPerIp. */
+  readonly ip: string;
 }
 
 /**
@@ -46,6 +49,9 @@ export class SocketBusinessServer {
   /** What every connection of this server shares: its limits, write batch and encoder. */
   private readonly connectionOptions: SocketConnectionOptions;
   private readonly redis: LuaRedisPool;
+  private readonly admission: Admission;
+  /** Set by stop(): connections that arrive while the server drains are refused. */
+  private stopping = false;
 
   constructor(
     private readonly config: BusinessServerConfig,
@@ -54,6 +60,7 @@ export class SocketBusinessServer {
     callBudget: number,
     private readonly metrics?: Metrics,
   ) {
+    this.admission = new Admission(config, () => services.nodeFull());
     this.connectionOptions = {
       maxBufferedBytes: config.maxBufferedBytes,
       maxChannels: config.maxChannelsPerConnection,
@@ -90,6 +97,7 @@ export class SocketBusinessServer {
 
   /** Stops accepting, closes every connection, and waits for their on_close hooks. */
   async stop(): Promise<void> {
+    this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const conn of this.sessions.keys()) conn.close();
@@ -101,8 +109,17 @@ export class SocketBusinessServer {
   }
 
   private accept(socket: net.Socket): void {
+    const ip = clientIp(socket);
+    // Without an HTTP answer to give, a refused client is disconnected before any hook runs.
+    const refusal = this.stopping ? 'shutting_down' : this.admission.refusal(ip, this.sessions.size);
+    if (refusal) {
+      this.metrics?.refused.inc({ reason: refusal });
+      socket.destroy();
+      return;
+    }
+    this.admission.admitted(ip);
     const conn = new SocketConnection(socket, this.services.nextClientId(), remoteAddress(socket), this.connectionOptions);
-    const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), reading: false, fresh: false };
+    const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), reading: false, fresh: false, ip };
     this.sessions.set(conn, session);
     this.services.attach(conn);
     socket.on('data', (chunk: Buffer) => this.received(session, chunk));
@@ -266,6 +283,7 @@ export class SocketBusinessServer {
 
   private closed(session: Session): void {
     const { conn } = session;
+    this.admission.left(session.ip);
     this.services.detach(conn);
     conn.context.close('connection closed');
     // A hook waiting on HTTP or Redis for this connection stops waiting, so on_close need not.

@@ -13,6 +13,7 @@ import { Connection, type ConnectionLimits } from './connection';
 import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
 import { WriteBatch, blockedFor } from './write-batch';
+import { Admission } from './admission';
 import { CloseCode, protocolErrorCode } from './close-codes';
 import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket } from './http-request';
 import { secondsSince, type Metrics } from '../metrics';
@@ -53,8 +54,7 @@ export class WebSocketBusinessServer {
   /** Set by stop(): upgrades that arrive while the server drains are refused. */
   private stopping = false;
   private readonly redis: LuaRedisPool;
-  /** Open connections per client IP, for maxConnectionsPerIp. */
-  private readonly perIp = new Map<string, number>();
+  private readonly admission: Admission;
   /** The Origin allow-list as patterns, or null when every origin is allowed. */
   private readonly origins: RegExp[] | null;
   private readonly readMessages: { inc(): void } | undefined;
@@ -66,6 +66,7 @@ export class WebSocketBusinessServer {
     callBudget: number,
     private readonly metrics?: Metrics,
   ) {
+    this.admission = new Admission(config, () => services.nodeFull());
     this.limits = {
       maxBufferedBytes: config.maxBufferedBytes,
       softBufferedBytes: config.softBufferedBytes,
@@ -145,26 +146,23 @@ export class WebSocketBusinessServer {
     this.redis.close();
   }
 
-  /** Why an upgrade request is refused (path, origin, connection limits), or null to accept it. */
+  /** Why an upgrade request is refused (draining, path, origin, connection limits), or null to accept it. */
   private refusal(req: http.IncomingMessage): { status: string; reason: string } | null {
-    const { maxConnections, maxConnectionsPerIp } = this.config;
     // An upgrade that raced the stop (cluster workers get connections until the primary knows) is told to retry elsewhere.
     if (this.stopping) return { status: '503 Service Unavailable', reason: 'shutting_down' };
     if (!pathMatches(this.path, req.url)) return { status: '404 Not Found', reason: 'path' };
     if (this.origins && !this.origins.some((pattern) => pattern.test(req.headers.origin ?? ''))) {
       return { status: '403 Forbidden', reason: 'origin' };
     }
-    if (maxConnections > 0 && this.sessions.size >= maxConnections) return { status: '503 Service Unavailable', reason: 'max_connections' };
-    if (maxConnectionsPerIp > 0 && (this.perIp.get(clientIp(req.socket)) ?? 0) >= maxConnectionsPerIp) {
-      return { status: '429 Too Many Requests', reason: 'max_connections_per_ip' };
-    }
-    return null;
+    const reason = this.admission.refusal(clientIp(req.socket), this.sessions.size);
+    if (reason === null) return null;
+    return { status: reason === 'max_connections_per_ip' ? '429 Too Many Requests' : '503 Service Unavailable', reason };
   }
 
   private accept(ws: WebSocket, req: http.IncomingMessage): void {
     const conn = new Connection(ws, this.services.nextClientId(), remoteAddress(req.socket), this.limits);
     const ip = clientIp(req.socket);
-    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    this.admission.admitted(ip);
     const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), ip, window: 0, inWindow: 0 };
     this.sessions.set(conn, session);
     this.services.attach(conn);
@@ -256,9 +254,7 @@ export class WebSocketBusinessServer {
     const { conn } = session;
     if (conn.abortedWith) ({ code, reason } = conn.abortedWith);
     this.metrics?.closes.inc({ code: String(code) });
-    const left = (this.perIp.get(session.ip) ?? 1) - 1;
-    if (left > 0) this.perIp.set(session.ip, left);
-    else this.perIp.delete(session.ip);
+    this.admission.left(session.ip);
     this.services.detach(conn);
     conn.context.close('connection closed');
     // A hook waiting on HTTP or Redis for this connection stops waiting, so on_close need not.

@@ -1,0 +1,39 @@
+import type { BusinessServerConfig } from '../config/schema';
+
+/** Why a new connection is refused: the server's limit, the node's limit, or its client IP's share. */
+export type Refusal = 'max_connections' | 'node_max_connections' | 'max_connections_per_ip';
+
+/**
+ * The connection limits one business server applies when a client connects: `maxConnections` of the
+ * server, `engine.maxConnections` of the node (asked of the node, which counts every server), and
+ * `maxConnectionsPerIp`, for which it counts open connections per client IP.
+ */
+export class Admission {
+  private readonly perIp = new Map<string, number>();
+
+  constructor(
+    private readonly config: Pick<BusinessServerConfig, 'maxConnections' | 'maxConnectionsPerIp'>,
+    private readonly nodeFull: () => boolean,
+  ) {}
+
+  /** Why a connection from `ip` is refused while the server holds `held` connections, or null. */
+  refusal(ip: string, held: number): Refusal | null {
+    const { maxConnections, maxConnectionsPerIp } = this.config;
+    if (maxConnections > 0 && held >= maxConnections) return 'max_connections';
+    if (this.nodeFull()) return 'node_max_connections';
+    if (maxConnectionsPerIp > 0 && (this.perIp.get(ip) ?? 0) >= maxConnectionsPerIp) return 'max_connections_per_ip';
+    return null;
+  }
+
+  /** Counts a connection from `ip` that was let in. */
+  admitted(ip: string): void {
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+  }
+
+  /** Forgets a connection from `ip` that closed. */
+  left(ip: string): void {
+    const count = (this.perIp.get(ip) ?? 1) - 1;
+    if (count > 0) this.perIp.set(ip, count);
+    else this.perIp.delete(ip);
+  }
+}
