@@ -1,12 +1,12 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ROOT, freePort, get, post, withTimeout } from './helpers';
 import { RedisServer, waitFor } from './redis';
 import { viewer } from './mesh';
+import { startEngine } from './engine-process';
 
 // `connmix engine -p 2`: two worker processes on the same ports, each a node of the mesh over Redis.
 let redis: RedisServer;
@@ -17,29 +17,8 @@ after(async () => {
   await redis?.stop();
 });
 
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function startEngine(yamlFile: string, workers: number): Running {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/connmix.js'), 'engine', '-f', yamlFile, '-p', String(workers)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout?.on('data', (chunk) => (output += chunk));
-  child.stderr?.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  // If this test process ends first (a timeout, a crash), the engine must not outlive it.
-  const kill = () => child.kill('SIGKILL');
-  process.once('exit', kill);
-  void exited.then(() => process.off('exit', kill));
-  return { child, output: () => output, exited };
-}
-
 /** A folder with the shipped barrage entry and a yaml for a 2-worker mesh; returns the yaml path. */
-async function workerSetup(prefix: string): Promise<{ file: string; wsPort: number; apiPort: number }> {
+async function workerSetup(prefix: string, engineYaml = ''): Promise<{ file: string; wsPort: number; apiPort: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-workers-'));
   const [wsPort, apiPort] = [await freePort(), await freePort()];
   fs.mkdirSync(path.join(dir, 'lua'));
@@ -58,7 +37,7 @@ engine:
       bind: 127.0.0.1
       options: [{ name: path, value: /barrage-videos }]
       entry: lua/entry.websocket.lua
-`;
+${engineYaml}`;
   fs.writeFileSync(path.join(dir, 'connmix.yaml'), yaml);
   return { file: path.join(dir, 'connmix.yaml'), wsPort, apiPort };
 }
@@ -200,5 +179,25 @@ test('workers never outlive their primary, even when it is killed hard', async (
   } finally {
     engine.child.kill('SIGKILL');
     for (const pid of workers) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+});
+
+test('engine.maxConnections with -p 2: each worker holds its half, so the engine holds the whole', async () => {
+  const { file, wsPort, apiPort } = await workerSetup('w3:', '  maxConnections: 4\n');
+  const engine = startEngine(file, 2);
+  try {
+    await waitFor('both workers listening', () => [...engine.output().matchAll(/api server listening/g)].length === 2, 20_000);
+    await waitFor('two nodes registered', async () => (await get(`http://127.0.0.1:${apiPort}/v1/nodes`)).json.nodes?.length === 2);
+    const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
+    // One at a time, so that the primary hands them to the workers in turn.
+    const viewers = [];
+    for (let i = 0; i < 4; i++) viewers.push(await viewer(url, 7));
+    await assert.rejects(viewer(url, 7), /HTTP 503/);
+    assert.deepEqual((await post(`http://127.0.0.1:${apiPort}/v1/mesh/publish`, { c: 'video:7', d: 'x' })).json.r, { s: 4, f: 0 });
+    for (const v of viewers) v.close();
+    engine.child.kill('SIGTERM');
+    assert.equal(await engine.exited, 0);
+  } finally {
+    engine.child.kill('SIGKILL');
   }
 });

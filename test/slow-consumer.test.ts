@@ -1,0 +1,79 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type * as net from 'node:net';
+import { ROOT, freePort, post, metric } from './helpers';
+import { waitFor } from './redis';
+import { viewer } from './mesh';
+import { startEngine, residentBytes } from './engine-process';
+
+// A viewer that never reads while its channel is flooded, against an engine in a process of its own
+// (so that its memory is its own) running the shipped script with the default buffer limits.
+
+const MESSAGES = 3000;
+const MESSAGE_BYTES = 64 * 1024;
+
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+test('a viewer that never reads while its channel is flooded: node memory stays bounded, other viewers get every message on time', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-slow-'));
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  fs.mkdirSync(path.join(dir, 'lua'));
+  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
+  fs.writeFileSync(path.join(dir, 'connmix.yaml'), `
+logging: { level: warn, filename: "" }
+engine:
+  apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
+  servers:
+    - port: ${wsPort}
+      bind: 127.0.0.1
+      options: [{ name: path, value: /barrage-videos }]
+      entry: lua/entry.websocket.lua
+`);
+  const engine = startEngine(path.join(dir, 'connmix.yaml'));
+  const api = `http://127.0.0.1:${apiPort}`;
+  try {
+    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
+    const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
+    const fast = [await viewer(url, 1), await viewer(url, 1)];
+    const slow = await viewer(url, 1);
+    (slow.ws as unknown as { _socket: net.Socket })._socket.pause();
+    const pid = engine.child.pid as number;
+    // Each fast viewer checks the order and records how long each comment took, keeping no payload.
+    const seen = fast.map((client) => {
+      const record = { next: 0, outOfOrder: 0, latencies: [] as number[] };
+      client.ws.on('message', () => {
+        for (const { data } of client.received.splice(0)) {
+          const [seq, sent] = data.slice(0, 40).split(' ', 2).map(Number);
+          if (seq !== record.next) record.outOfOrder++;
+          record.next = seq + 1;
+          record.latencies.push(Date.now() - sent);
+        }
+      });
+      return record;
+    });
+    const before = residentBytes(pid);
+    let most = before;
+    const padding = 'x'.repeat(MESSAGE_BYTES);
+    for (let i = 0; i < MESSAGES; i++) {
+      await post(`${api}/v1/mesh/publish`, { c: 'video:1', d: `${i} ${Date.now()} ${padding}` });
+      if (i % 20 === 0) most = Math.max(most, residentBytes(pid));
+    }
+    await waitFor('every comment reached the fast viewers', () => seen.every((record) => record.next === MESSAGES));
+    const latencies = seen.flatMap((record) => record.latencies).sort((x, y) => x - y);
+    const percentile = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))];
+    t.diagnostic(`resident memory ${mib(before)} -> at most ${mib(most)}; fast viewers' latency p50 ${percentile(0.5)} ms, p99 ${percentile(0.99)} ms, max ${percentile(1)} ms`);
+    for (const record of seen) assert.deepEqual([record.latencies.length, record.outOfOrder], [MESSAGES, 0]);
+    // The flood addressed ~190 MiB to the viewer that never reads; buffering it would show here.
+    assert.ok(most - before < 96 * 1024 * 1024, `the node grew by ${mib(most - before)}`);
+    // Generous on purpose: a node that stalled on the stuck socket would take seconds, not a bad moment.
+    assert.ok(percentile(1) < 1000, `a fast viewer waited ${percentile(1)} ms for a comment`);
+    assert.ok((await metric(api, /^connmix_drops_total\{reason="slow_consumer"/)) > MESSAGES / 2);
+    for (const client of [...fast, slow]) client.ws.terminate();
+  } finally {
+    engine.child.kill('SIGTERM');
+    await engine.exited;
+  }
+});
