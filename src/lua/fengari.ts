@@ -3,7 +3,11 @@
  * LUA_COMPAT_FLOATSTRING prints integral floats as `100001` (Lua 5.1 style, what CONNMIX scripts
  * expect) instead of `100001.0`, because host numbers reach Lua as floats.
  */
+import { replaceFengariStrings } from './lstring';
+
 process.env.FENGARICONF ??= JSON.stringify({ LUA_COMPAT_FLOATSTRING: true });
+
+replaceFengariStrings();
 
 // fengari ships no typings; its API mirrors the C API of lua.h / lauxlib.h / lualib.h.
 // eslint-disable-next-line @typescript-eslint/no-require-imports

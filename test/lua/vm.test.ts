@@ -207,3 +207,17 @@ test('integer literals are 32-bit, as the README says: 100000 * 100000 wraps; en
   assert.equal(r.error, null);
   assert.deepEqual(r.values, [1410065408, 'integer', 1e10]);
 });
+
+test('strings with bytes below 0x10 are distinct table keys and compare by their bytes (fengari alone gets both wrong)', async () => {
+  const { exec } = scriptVm();
+  const r = await exec(`
+    local t = { ["\\1\\35"] = "one-35", ["\\n1"] = "newline-1" }
+    local sorted = { "\\16", "\\1\\0", "b", "\\255", "a" }
+    table.sort(sorted)
+    local bytes = {}
+    for _, s in ipairs(sorted) do bytes[#bytes + 1] = table.concat({ string.byte(s, 1, -1) }, ".") end
+    return tostring(t["\\18\\3"]), tostring(t["\\163\\1"]), t["\\1\\35"], "\\1\\0" == "\\16", "\\1\\0" < "\\16",
+      table.concat(bytes, " "), "\\227\\129" < "\\227\\130", "abc" < "abd", "ab" < "abc"`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, ['nil', 'nil', 'one-35', false, true, '1.0 16 97 98 255', true, true, true]);
+});
