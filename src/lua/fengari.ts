@@ -1,17 +1,9 @@
-/**
- * The one place that loads fengari. Fengari reads FENGARICONF once, when it is first required:
- * LUA_COMPAT_FLOATSTRING prints integral floats as `100001` (Lua 5.1 style, what CONNMIX scripts
- * expect) instead of `100001.0`, because host numbers reach Lua as floats.
- */
-import { replaceFengariStrings } from './lstring';
-
-process.env.FENGARICONF ??= JSON.stringify({ LUA_COMPAT_FLOATSTRING: true });
-
-replaceFengariStrings();
+/** The one place that loads fengari (with the changes ./fengari-load describes). */
+import { loadFengari } from './fengari-load';
 
 // fengari ships no typings; its API mirrors the C API of lua.h / lauxlib.h / lualib.h.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const fengari = require('fengari');
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const fengari: any = loadFengari();
 
 /** A Lua thread (`lua_State *`). */
 export type LuaState = { readonly __luaState: unique symbol };

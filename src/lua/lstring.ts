@@ -14,7 +14,7 @@ export function replaceFengariStrings(): void {
   const file = require.resolve('fengari/src/lstring.js');
   if (require.cache[file]) throw new Error('fengari was loaded before its string module could be replaced');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { luastring_eq, luastring_from, to_luastring } = require('fengari/src/defs.js');
+  const { luastring_eq, to_luastring } = require('fengari/src/defs.js');
 
   class TString {
     hash: string | null = null;
@@ -46,9 +46,9 @@ export function replaceFengariStrings(): void {
   function luaS_bless(L: unknown, str: Uint8Array): TString {
     return new TString(L, str);
   }
-  /** Copies the array. */
+  /** Copies the array (with the typed-array constructor: a third of the cost of fengari's Uint8Array.from). */
   function luaS_new(L: unknown, str: Uint8Array): TString {
-    return new TString(L, luastring_from(str));
+    return new TString(L, new Uint8Array(str));
   }
   /** Takes a JS string. */
   function luaS_newliteral(L: unknown, str: string): TString {

@@ -1,0 +1,97 @@
+/**
+ * The cost of one Lua `on_message` call on the seed's subscribe message, without sockets or a load
+ * generator in the way: an engine in this process with the shipped Lua, one connected viewer, and
+ * its messages handed to the server as ws hands them over (the server's 'message' listener), in
+ * batches timed on their own. What the subscribe-storm scenario measures end to end, minus the
+ * network and the noise of sharing two cores with load processes.
+ *
+ *   node dist/bench/lua-calls.js [--seconds 10]
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as net from 'node:net';
+import { WebSocket } from 'ws';
+import { Engine } from '../src/engine';
+import { parseConfig } from '../src/config';
+import { Logger } from '../src/log';
+import type { Connection } from '../src/server/connection';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BATCH = 1000;
+const WARM_UP_MS = 3000;
+
+async function main(): Promise<void> {
+  const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 10;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-lua-calls-'));
+  fs.mkdirSync(path.join(dir, 'lua'));
+  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  const yaml = `
+logging: { level: warn, filename: "" }
+engine:
+  apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
+  servers:
+    - port: ${wsPort}
+      bind: 127.0.0.1
+      options: [{ name: path, value: /barrage-videos }]
+      entry: lua/entry.websocket.lua
+      maxMessagesPerSecond: 0
+      maxBufferedBytes: 1073741824
+`;
+  const engine = new Engine(parseConfig(yaml, path.join(dir, 'connmix.yaml'), { warn: () => undefined }), { log: new Logger('warn') });
+  await engine.start();
+  const client = new WebSocket(`ws://127.0.0.1:${wsPort}/barrage-videos`);
+  await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
+  let answers = 0;
+  client.on('message', () => answers++);
+  client.send('{"op":"subscribe","channel":"1@video"}');
+  while (answers === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  const conn = [...(engine.hub as unknown as { byId: Map<string, Connection> }).byId.values()][0];
+  const messages = ['{"op":"unsubscribe","channel":"1@video"}', '{"op":"subscribe","channel":"1@video"}'].map((m) => Buffer.from(m));
+
+  // The first seconds are V8 warming up (optimising fengari's interpreter), not the steady state.
+  await callsFor(WARM_UP_MS, conn, messages);
+  const cpu0 = process.cpuUsage();
+  const { calls, busyNs } = await callsFor(seconds * 1000, conn, messages);
+  const cpu = process.cpuUsage(cpu0);
+  console.log(JSON.stringify({
+    calls,
+    usPerCall: Number(busyNs / BigInt(calls)) / 1000,
+    callsPerSecond: Math.round(calls / (Number(busyNs) / 1e9)),
+    processCpuUsPerCall: Math.round(((cpu.user + cpu.system) / calls) * 100) / 100,
+  }));
+  client.terminate();
+  await engine.stop();
+}
+
+/** Hands the viewer's messages to the server for `ms`, BATCH at a time; returns how many and the time they took. */
+async function callsFor(ms: number, conn: Connection, messages: Buffer[]): Promise<{ calls: number; busyNs: bigint }> {
+  let calls = 0;
+  let busyNs = 0n;
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < BATCH; i++) conn.ws.emit('message', messages[i & 1], false);
+    busyNs += process.hrtime.bigint() - started;
+    calls += BATCH;
+    // Let the answers leave and the viewer read them, as between socket reads.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return { calls, busyNs };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
