@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { SlidingSummary } from './sliding-summary';
+import { BucketHistogram } from './bucket-histogram';
 import type { PrometheusConfig } from './config/schema';
 
 /** The business protocols, as the `protocol` label of CONNMIX's metrics names them. */
@@ -16,10 +17,35 @@ export interface MetricSources {
   brokerReady(): boolean;
 }
 
+/** A series to observe into, looked up once. */
+interface Observer {
+  observe(value: number): void;
+}
+
 /** The labelled series one kind of publish or send is recorded in. */
 interface SendTimers {
-  send: { observe(value: number): void };
-  broker: Histogram.Internal<'op'>;
+  send: Observer;
+  broker: Observer;
+}
+
+/**
+ * A counter child bumped on a hot path: increments add up in a plain number that reaches prom-client
+ * when the counter is scraped (prom-client validates and hashes a child's labels on every inc).
+ */
+class Tally {
+  private pending = 0;
+
+  constructor(private readonly child: Counter.Internal) {}
+
+  inc(by = 1): void {
+    this.pending += by;
+  }
+
+  flush(): void {
+    if (this.pending === 0) return;
+    this.child.inc(this.pending);
+    this.pending = 0;
+  }
 }
 
 /** Seconds since `started` (a `process.hrtime.bigint()` reading). */
@@ -29,7 +55,8 @@ export function secondsSince(started: bigint): number {
 
 /**
  * The node's Prometheus metrics: CONNMIX's names (reference 5.4) and ours. Counters on the delivery path
- * are bumped once per publish with the summed counts, never once per socket.
+ * are bumped once per publish with the summed counts, never once per socket; those bumped per message
+ * or per request are tallies, and per-call timings go to histograms without label hashing.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -49,18 +76,25 @@ export class Metrics {
   readonly refused: Counter<'reason'>;
   /** Subscribes refused because the connection holds maxChannelsPerConnection channels. */
   readonly subscribesRefused: Counter;
-  readonly hookDuration: Histogram<'hook'>;
+  readonly hookDuration: BucketHistogram<'hook'>;
   readonly hookErrors: Counter<'hook' | 'kind'>;
   /** Time the broker took to answer a publish, send or conn.call. */
-  readonly brokerDuration: Histogram<'op'>;
+  readonly brokerDuration: BucketHistogram<'op'>;
   readonly apiRequests: Counter<'route' | 'code'>;
-  private readonly sent: Record<Protocol, { ok: Counter.Internal; failed: Counter.Internal }>;
-  private readonly dropped = new Map<DropReason, Counter.Internal>();
-  private readonly hookTimers = new Map<string, Histogram.Internal<'hook'>>();
+  /** Every tally, flushed whenever a counter that has some is scraped. */
+  private readonly tallies: Tally[] = [];
+  private readonly read: Record<Protocol, Tally>;
+  private readonly sent: Record<Protocol, { ok: Tally; failed: Tally }>;
+  private readonly dropped = new Map<DropReason, Tally>();
+  private readonly requests = new Map<string, Tally>();
+  private readonly hookTimers = new Map<string, Observer>();
   private readonly sendTimers: Record<'publish' | 'send', Partial<Record<'local' | 'forward', SendTimers>>> = { publish: {}, send: {} };
 
   constructor(summary: PrometheusConfig['summary'], sources: MetricSources, labels: Record<string, string> = {}) {
     const registers = [this.registry];
+    const collect = () => {
+      for (const tally of this.tallies) tally.flush();
+    };
     this.registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: this.registry });
     new Gauge({
@@ -72,9 +106,9 @@ export class Metrics {
         for (const protocol of ['websocket', 'socket'] as const) this.set({ protocol }, sources.clients(protocol));
       },
     });
-    this.readMessages = new Counter({ name: 'connmix_engine_servers_read_messages_total', help: 'Messages read from clients.', labelNames: ['protocol'], registers });
-    this.sendMessages = new Counter({ name: 'connmix_engine_servers_send_messages_total', help: 'Messages written to clients.', labelNames: ['protocol'], registers });
-    this.sendErrors = new Counter({ name: 'connmix_engine_servers_send_errors_total', help: 'Messages that could not be written to a client.', labelNames: ['protocol'], registers });
+    this.readMessages = new Counter({ name: 'connmix_engine_servers_read_messages_total', help: 'Messages read from clients.', labelNames: ['protocol'], registers, collect });
+    this.sendMessages = new Counter({ name: 'connmix_engine_servers_send_messages_total', help: 'Messages written to clients.', labelNames: ['protocol'], registers, collect });
+    this.sendErrors = new Counter({ name: 'connmix_engine_servers_send_errors_total', help: 'Messages that could not be written to a client.', labelNames: ['protocol'], registers, collect });
     this.sendDuration = new SlidingSummary({
       name: 'connmix_engine_servers_send_duration_seconds',
       help: 'Duration of API publishes and sends.',
@@ -88,11 +122,11 @@ export class Metrics {
     new Gauge({ name: 'connmix_channels', help: 'Channels with at least one subscriber on this node.', registers, collect(this: Gauge) { this.set(sources.channels()); } });
     new Gauge({ name: 'connmix_queue_waiting_items', help: 'Items waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueWaiting()); } });
     new Gauge({ name: 'connmix_broker_ready', help: '1 when the broker can carry traffic.', registers, collect(this: Gauge) { this.set(sources.brokerReady() ? 1 : 0); } });
-    this.drops = new Counter({ name: 'connmix_drops_total', help: 'Messages not delivered to a connection, by reason.', labelNames: ['reason'], registers });
+    this.drops = new Counter({ name: 'connmix_drops_total', help: 'Messages not delivered to a connection, by reason.', labelNames: ['reason'], registers, collect });
     this.closes = new Counter({ name: 'connmix_closes_total', help: 'Connections ended, by close code.', labelNames: ['code'], registers });
     this.subscribesRefused = new Counter({ name: 'connmix_subscribes_refused_total', help: 'Subscribes refused by maxChannelsPerConnection.', registers });
     this.refused = new Counter({ name: 'connmix_connections_refused_total', help: 'Connections refused before they opened, by reason.', labelNames: ['reason'], registers });
-    this.hookDuration = new Histogram({
+    this.hookDuration = new BucketHistogram({
       name: 'connmix_lua_hook_duration_seconds',
       help: 'Wall time of Lua hook calls (waits included).',
       labelNames: ['hook'],
@@ -100,18 +134,38 @@ export class Metrics {
       registers,
     });
     this.hookErrors = new Counter({ name: 'connmix_lua_hook_errors_total', help: 'Lua hook calls that failed (kind error) or ran past their budget (kind timeout).', labelNames: ['hook', 'kind'], registers });
-    this.brokerDuration = new Histogram({
+    this.brokerDuration = new BucketHistogram({
       name: 'connmix_broker_duration_seconds',
       help: 'Time the broker took to answer, by operation.',
       labelNames: ['op'],
       buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5],
       registers,
     });
+    this.read = { websocket: this.tally(this.readMessages.labels('websocket')), socket: this.tally(this.readMessages.labels('socket')) };
     this.sent = {
-      websocket: { ok: this.sendMessages.labels('websocket'), failed: this.sendErrors.labels('websocket') },
-      socket: { ok: this.sendMessages.labels('socket'), failed: this.sendErrors.labels('socket') },
+      websocket: { ok: this.tally(this.sendMessages.labels('websocket')), failed: this.tally(this.sendErrors.labels('websocket')) },
+      socket: { ok: this.tally(this.sendMessages.labels('socket')), failed: this.tally(this.sendErrors.labels('socket')) },
     };
-    this.apiRequests = new Counter({ name: 'connmix_api_requests_total', help: 'API requests, by route and E code (0 = success).', labelNames: ['route', 'code'], registers });
+    this.apiRequests = new Counter({ name: 'connmix_api_requests_total', help: 'API requests, by route and E code (0 = success).', labelNames: ['route', 'code'], registers, collect });
+  }
+
+  private tally(child: Counter.Internal): Tally {
+    const tally = new Tally(child);
+    this.tallies.push(tally);
+    return tally;
+  }
+
+  /** Counts a message read from a client. */
+  countRead(protocol: Protocol): void {
+    this.read[protocol].inc();
+  }
+
+  /** Counts an API request by route and E code (0 = success). */
+  countApiRequest(route: string, code: number): void {
+    const key = `${route} ${code}`;
+    let tally = this.requests.get(key);
+    if (!tally) this.requests.set(key, (tally = this.tally(this.apiRequests.labels(route, String(code)))));
+    tally.inc();
   }
 
   /** Counts one fan-out's writes: successes and failures per protocol. */
@@ -142,9 +196,9 @@ export class Metrics {
 
   /** Counts a message one connection did not get. */
   drop(reason: DropReason): void {
-    let child = this.dropped.get(reason);
-    if (!child) this.dropped.set(reason, (child = this.drops.labels(reason)));
-    child.inc();
+    let tally = this.dropped.get(reason);
+    if (!tally) this.dropped.set(reason, (tally = this.tally(this.drops.labels(reason))));
+    tally.inc();
   }
 
 }

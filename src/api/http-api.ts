@@ -32,7 +32,7 @@ export function createHttpApi(node: ApiNode, log: Logger, authorize: Authorize =
     app.use((req, res, next) => {
       res.on('finish', () => {
         const route = (req.route?.path as string | undefined) ?? 'unknown';
-        metrics.apiRequests.inc({ route, code: String(res.locals.code ?? 0) });
+        metrics.countApiRequest(route, Number(res.locals.code ?? 0));
       });
       next();
     });

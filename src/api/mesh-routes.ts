@@ -28,7 +28,7 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
     res.end(text);
-    metrics?.apiRequests.inc({ route, code: String(code) });
+    metrics?.countApiRequest(route, code);
   };
   const fail = (error: unknown) => {
     if (error instanceof ApiError) return finish(200, { E: { c: error.code, m: error.message } }, error.code);

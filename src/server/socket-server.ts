@@ -187,7 +187,7 @@ export class SocketBusinessServer {
         }, (error, decoded) => {
           if (error) return next(this.hookFailed(conn, error));
           if (!conn.open || !decoded || lua_gettop(decoded) === 0 || lua_type(decoded, 1) === LUA_TNIL) return next(true);
-          this.metrics?.readMessages.inc({ protocol: 'socket' });
+          this.metrics?.countRead('socket');
           this.vm.call(conn, 'on_message', (L) => {
             lua_settop(decoded, 1);
             lua_xmove(decoded, L, 1);

@@ -57,7 +57,6 @@ export class WebSocketBusinessServer {
   private readonly admission: Admission;
   /** The Origin allow-list as patterns, or null when every origin is allowed. */
   private readonly origins: RegExp[] | null;
-  private readonly readMessages: { inc(): void } | undefined;
 
   constructor(
     private readonly config: BusinessServerConfig,
@@ -75,7 +74,6 @@ export class WebSocketBusinessServer {
       metrics,
     };
     this.origins = config.origins.length > 0 ? config.origins.map(globPattern) : null;
-    this.readMessages = metrics?.readMessages.labels('websocket');
     this.path = config.options.find((option) => option.name === 'path')?.value ?? '/';
     ({ vm: this.vm, redis: this.redis } = createScriptHost(config, services, log, callBudget, {
       protocol: 'websocket',
@@ -173,7 +171,7 @@ export class WebSocketBusinessServer {
     ws.on('pong', touch);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       touch();
-      this.readMessages?.inc();
+      this.metrics?.countRead('websocket');
       if (this.overRate(session)) {
         conn.close(CloseCode.POLICY, 'rate limit exceeded');
         return;
