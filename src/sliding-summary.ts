@@ -1,9 +1,6 @@
-import type { Registry } from 'prom-client';
+import { LabelledMetric, type LabelledMetricOptions, type MetricValue } from './labelled-metric';
 
-export interface SlidingSummaryOptions<L extends string> {
-  name: string;
-  help: string;
-  labelNames: readonly L[];
+export interface SlidingSummaryOptions<L extends string> extends LabelledMetricOptions<L> {
   /** Quantiles to report, each in [0, 1]; 0 and 1 are the exact minimum and maximum. */
   percentiles: number[];
   /** Seconds an observation counts towards the quantiles (CONNMIX's `prometheus.summary.maxAge`). */
@@ -12,14 +9,6 @@ export interface SlidingSummaryOptions<L extends string> {
   ageBuckets: number;
   /** Observations kept per step for the quantiles, a uniform sample past it (`prometheus.summary.bufCap`). */
   sampleSize: number;
-  registers: Registry[];
-}
-
-/** One line of the exposition: a quantile, `_sum` or `_count` of a series. */
-interface SummaryValue {
-  labels: Record<string, string | number>;
-  value: number;
-  metricName?: string;
 }
 
 /** The observations of one step of the window. */
@@ -105,48 +94,21 @@ function emptyBucket(sampleSize: number): AgeBucket {
  * (prom-client's Summary pushes each observation into one t-digest per age bucket: ~10% of the time of a
  * /ws/v1 publish.) `_sum` and `_count` are exact.
  */
-export class SlidingSummary<L extends string> {
+export class SlidingSummary<L extends string> extends LabelledMetric<L, Series> {
   readonly type = 'summary';
-  readonly aggregator = 'sum';
-  private readonly series = new Map<string, Series>();
 
   constructor(private readonly options: SlidingSummaryOptions<L>) {
-    for (const registry of options.registers) registry.registerMetric(this as never);
+    super(options);
   }
 
-  get name(): string {
-    return this.options.name;
+  protected newSeries(labels: Record<string, string>): Series {
+    return new Series(labels, this.options);
   }
 
-  get help(): string {
-    return this.options.help;
-  }
-
-  /** The series of these label values, to observe into without looking it up each time. */
-  labels(...values: string[]): { observe(value: number): void } {
-    const key = values.join('\u0000');
-    let series = this.series.get(key);
-    if (!series) {
-      const labels = Object.fromEntries(this.options.labelNames.map((name, i) => [name, values[i] ?? '']));
-      series = new Series(labels, this.options);
-      this.series.set(key, series);
-    }
-    return series;
-  }
-
-  /** What prom-client's registry formats (the same shape as its own Summary). */
-  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: SummaryValue[] }> {
-    const values: SummaryValue[] = [];
-    for (const series of this.series.values()) {
-      const quantiles = series.quantiles(this.options.percentiles);
-      this.options.percentiles.forEach((quantile, i) => values.push({ labels: { quantile, ...series.labels }, value: quantiles[i] }));
-      values.push({ metricName: `${this.name}_sum`, labels: series.labels, value: series.sum });
-      values.push({ metricName: `${this.name}_count`, labels: series.labels, value: series.count });
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-
-  reset(): void {
-    this.series.clear();
+  protected expose(series: Series, values: MetricValue[]): void {
+    const quantiles = series.quantiles(this.options.percentiles);
+    this.options.percentiles.forEach((quantile, i) => values.push({ labels: { quantile, ...series.labels }, value: quantiles[i] }));
+    values.push({ metricName: `${this.name}_sum`, labels: series.labels, value: series.sum });
+    values.push({ metricName: `${this.name}_count`, labels: series.labels, value: series.count });
   }
 }

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { SlidingSummary } from '../src/sliding-summary';
+import { BucketHistogram } from '../src/bucket-histogram';
 
 function summary(registry: Registry, maxAgeSeconds = 600, sampleSize = 500) {
   return new SlidingSummary({
@@ -55,4 +56,19 @@ test('observations older than maxAge leave the quantiles; sum and count keep the
   assert.match(text, /quantile="0\.5",scenario="local"\} Nan$/m); // prom-client writes NaN as "Nan"
   assert.match(text, /test_duration_seconds_count\{scenario="local"\} 1/);
   assert.match(text, /test_duration_seconds_sum\{scenario="local"\} 0\.25/);
+});
+
+test('a bucket histogram reports cumulative buckets, +Inf, sum and count, in the Prometheus text format', async () => {
+  const registry = new Registry();
+  registry.setDefaultLabels({ node: 'n1' });
+  const histogram = new BucketHistogram({ name: 'test_hook_seconds', help: 'Hooks.', labelNames: ['hook'], buckets: [0.001, 0.01, 0.1], registers: [registry] });
+  const hook = histogram.labels('on_message');
+  for (const seconds of [0.0005, 0.001, 0.002, 0.05, 0.05, 3]) hook.observe(seconds);
+  const text = await registry.metrics();
+  assert.match(text, /^# TYPE test_hook_seconds histogram$/m);
+  for (const [le, count] of [['0.001', 2], ['0.01', 3], ['0.1', 5], ['\\+Inf', 6]] as const) {
+    assert.match(text, new RegExp(`^test_hook_seconds_bucket\\{le="${le}",hook="on_message",node="n1"\\} ${count}$`, 'm'));
+  }
+  assert.match(text, /^test_hook_seconds_sum\{hook="on_message",node="n1"\} 3\.1035$/m);
+  assert.match(text, /^test_hook_seconds_count\{hook="on_message",node="n1"\} 6$/m);
 });
