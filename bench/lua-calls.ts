@@ -5,7 +5,7 @@
  * batches timed on their own. What the subscribe-storm scenario measures end to end, minus the
  * network and the noise of sharing two cores with load processes.
  *
- *   node dist/bench/lua-calls.js [--seconds 10]
+ *   node dist/bench/lua-calls.js [--seconds 10] [--viewers 200]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -22,7 +22,9 @@ const BATCH = 1000;
 const WARM_UP_MS = 3000;
 
 async function main(): Promise<void> {
-  const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 10;
+  const option = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(`--${name}`) + 1]) || fallback;
+  const seconds = option('seconds', 10);
+  const viewers = option('viewers', 200);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-lua-calls-'));
   fs.mkdirSync(path.join(dir, 'lua'));
   fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
@@ -41,19 +43,16 @@ engine:
 `;
   const engine = new Engine(parseConfig(yaml, path.join(dir, 'connmix.yaml'), { warn: () => undefined }), { log: new Logger('warn') });
   await engine.start();
-  const client = new WebSocket(`ws://127.0.0.1:${wsPort}/barrage-videos`);
-  await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
-  let answers = 0;
-  client.on('message', () => answers++);
-  client.send('{"op":"subscribe","channel":"1@video"}');
-  while (answers === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-  const conn = [...(engine.hub as unknown as { byId: Map<string, Connection> }).byId.values()][0];
-  const messages = ['{"op":"unsubscribe","channel":"1@video"}', '{"op":"subscribe","channel":"1@video"}'].map((m) => Buffer.from(m));
-
+  // Many viewers, each on its own video, as in the subscribe storm: one viewer would keep every cache warm.
+  const clients = await Promise.all(Array.from({ length: viewers }, () => open(`ws://127.0.0.1:${wsPort}/barrage-videos`)));
+  const messages = clients.map((_client, video) =>
+    [`{"op":"unsubscribe","channel":"${video}@video"}`, `{"op":"subscribe","channel":"${video}@video"}`].map((m) => Buffer.from(m)),
+  );
+  const connections = [...(engine.hub as unknown as { byId: Map<string, Connection> }).byId.values()];
   // The first seconds are V8 warming up (optimising fengari's interpreter), not the steady state.
-  await callsFor(WARM_UP_MS, conn, messages);
+  await callsFor(WARM_UP_MS, connections, messages);
   const cpu0 = process.cpuUsage();
-  const { calls, busyNs } = await callsFor(seconds * 1000, conn, messages);
+  const { calls, busyNs } = await callsFor(seconds * 1000, connections, messages);
   const cpu = process.cpuUsage(cpu0);
   console.log(JSON.stringify({
     calls,
@@ -61,24 +60,34 @@ engine:
     callsPerSecond: Math.round(calls / (Number(busyNs) / 1e9)),
     processCpuUsPerCall: Math.round(((cpu.user + cpu.system) / calls) * 100) / 100,
   }));
-  client.terminate();
+  for (const client of clients) client.terminate();
   await engine.stop();
 }
 
-/** Hands the viewer's messages to the server for `ms`, BATCH at a time; returns how many and the time they took. */
-async function callsFor(ms: number, conn: Connection, messages: Buffer[]): Promise<{ calls: number; busyNs: bigint }> {
+/** Hands the viewers' messages to the server for `ms`, BATCH at a time; returns how many and the time they took. */
+async function callsFor(ms: number, connections: Connection[], messages: Buffer[][]): Promise<{ calls: number; busyNs: bigint }> {
   let calls = 0;
   let busyNs = 0n;
   const until = Date.now() + ms;
   while (Date.now() < until) {
     const started = process.hrtime.bigint();
-    for (let i = 0; i < BATCH; i++) conn.ws.emit('message', messages[i & 1], false);
+    for (let i = 0; i < BATCH; i++) {
+      const n = (calls + i) % connections.length;
+      connections[n].ws.emit('message', messages[n][((calls + i) / connections.length) & 1], false);
+    }
     busyNs += process.hrtime.bigint() - started;
     calls += BATCH;
-    // Let the answers leave and the viewer read them, as between socket reads.
+    // Let the answers leave and the viewers read them, as between socket reads.
     await new Promise((resolve) => setImmediate(resolve));
   }
   return { calls, busyNs };
+}
+
+/** A viewer that has subscribed to nothing yet and counts nothing: its answers are only read. */
+async function open(url: string): Promise<WebSocket> {
+  const client = new WebSocket(url);
+  await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
+  return client;
 }
 
 function freePort(): Promise<number> {
