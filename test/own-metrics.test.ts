@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
-import { SlidingSummary } from '../src/sliding-summary';
-import { BucketHistogram } from '../src/bucket-histogram';
+import { SlidingSummary } from '../src/metrics/sliding-summary';
+import { BucketHistogram } from '../src/metrics/bucket-histogram';
 
 function summary(registry: Registry, maxAgeSeconds = 600, sampleSize = 500) {
   return new SlidingSummary({

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { SlidingSummary } from './sliding-summary';
 import { BucketHistogram } from './bucket-histogram';
-import type { PrometheusConfig } from './config/schema';
+import type { PrometheusConfig } from '../config/schema';
 
 /** The business protocols, as the `protocol` label of CONNMIX's metrics names them. */
 export type Protocol = 'websocket' | 'socket';
