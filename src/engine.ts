@@ -101,15 +101,18 @@ export class Engine implements NodeServices {
   }
 
   /**
-   * Graceful stop: every listener stops accepting at once, the node leaves the node list, every client
-   * is closed with 1001 (so it reconnects to another node) and its on_close hook runs, and API requests
-   * in flight finish (their publishes reach the mesh); only then does the node disconnect from the
-   * mesh. Each step is bounded, so the whole stop takes a few seconds at most.
+   * Graceful stop: every listener stops accepting at once; the node leaves the node list while every
+   * client is closed with 1001 (so it reconnects to another node) and its on_close hook runs; then the
+   * API's connections close, once the requests in flight are answered (their publishes reach the mesh)
+   * and the queue consumers got what those on_close hooks pushed; only then does the node disconnect
+   * from the mesh. Each step is bounded, so the whole stop takes a few seconds at most.
    */
   async stop(): Promise<void> {
     this.stopping = true;
     this.unwatchConfig?.();
-    await Promise.all([this.broker.leave(), ...this.servers.map((server) => server.stop(CloseCode.GOING_AWAY)), this.api?.stop()]);
+    this.api?.stopAccepting();
+    await Promise.all([this.broker.leave(), ...this.servers.map((server) => server.stop(CloseCode.GOING_AWAY))]);
+    await this.api?.stop();
     await this.broker.stop();
   }
 

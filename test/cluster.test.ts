@@ -2,12 +2,13 @@ import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import Redis from 'ioredis';
-import { startNode, TestClient, post, get, EVAL, type TestNode } from './helpers';
+import { startNode, freePort, TestClient, post, get, EVAL, type TestNode } from './helpers';
 import { ApiClient } from './api-client';
 import { memoryLogger } from './lua/harness';
 import { RedisServer, waitFor } from './redis';
 import { meshYaml, SEED_WITH_TEST_OPS, viewer, barrageThroughEveryNode } from './mesh';
 import { RedisBroker } from '../src/mesh/redis-broker';
+import { ApiServer } from '../src/api/api-server';
 import type { LocalDelivery } from '../src/mesh/broker';
 
 // Several nodes in this process sharing one standalone redis-server: the seed barrage across nodes,
@@ -232,6 +233,27 @@ test('a stopping node lets API publishes in flight finish: /ws/v1 and HTTP reque
     const received = [(await watcher.next()).data, (await watcher.next()).data].sort();
     assert.deepEqual(received, ['sent on /ws/v1', 'sent over HTTP']);
     http.destroy();
+  } finally {
+    control.disconnect();
+    watcher.close();
+  }
+});
+
+test('an API server that stops answers the /ws/v1 requests it is still computing before it closes their connection', async () => {
+  const api = new ApiServer({ ...a.engine.config.engine.apiServer, port: await freePort() }, a.engine, [], memoryLogger().log);
+  const { port } = await api.start();
+  const backend = await ApiClient.open(`http://127.0.0.1:${port}`);
+  const watcher = await viewer(b.wsUrl, 78);
+  const control = new Redis(redis.port, '127.0.0.1');
+  try {
+    await control.call('CLIENT', 'PAUSE', '500', 'WRITE');
+    const answer = backend.call('mesh.publish', { c: 'video:78', d: 'answered before the close' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const closed = new Promise<number>((resolve) => backend.ws.once('close', resolve));
+    await api.stop();
+    assert.deepEqual(await answer, { E: null, r: { s: 1, f: 0 }, i: 1 });
+    assert.equal(await closed, 1001);
+    assert.equal((await watcher.next()).data, 'answered before the close');
   } finally {
     control.disconnect();
     watcher.close();

@@ -250,3 +250,23 @@ test('stopping a node does not wait for a /ws/v1 client that stopped reading', a
   await withTimeout(node.stop(), 10_000, 'the node did not stop');
   stalled.ws.terminate();
 });
+
+test('a stopping node hands what its closing clients\' on_close hooks push to the queue consumers still connected', async () => {
+  const node = await startNode({
+    lua: {
+      'lua/entry.websocket.lua': `
+function on_handshake() end
+function on_message() end
+function on_close(client_id) mix.queue.push("left", client_id) end`,
+    },
+  });
+  const consumer = await ApiClient.open(node.apiUrl);
+  assert.deepEqual((await consumer.call('queue.pop', { t: ['left'] })).r, { s: true });
+  const viewers = [await TestClient.open(node.wsUrl), await TestClient.open(node.wsUrl)];
+  const stopped = node.stop();
+  const left = [(await consumer.nextEvent()).p.d, (await consumer.nextEvent()).p.d];
+  await stopped;
+  assert.equal(new Set(left).size, 2);
+  for (const id of left) assert.match(id, /^\d+$/);
+  for (const viewer of viewers) assert.equal((await viewer.waitClosed()).code, 1001);
+});

@@ -26,6 +26,8 @@ export class ApiServer {
   private readonly access: AccessControl;
   private readonly wsApi: WsApi;
   private stopping = false;
+  /** Resolves once the listener and every connection are closed (set by stopAccepting). */
+  private closed: Promise<void> | null = null;
 
   constructor(
     private readonly config: ApiServerConfig,
@@ -79,11 +81,20 @@ export class ApiServer {
     return this.http.address() as AddressInfo;
   }
 
+  /**
+   * Stops accepting connections. Those open are still served until stop(): backends that consume the
+   * queue keep receiving what the closing clients' on_close hooks push.
+   */
+  stopAccepting(): void {
+    if (this.closed) return;
+    this.stopping = true;
+    this.closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+  }
+
   /** Stops accepting, lets requests in flight finish (up to STOP_GRACE_MS), then closes what is left. */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.stopAccepting();
     this.wsApi.close();
-    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     // A kept-alive connection is closed as soon as its request in flight is answered.
     const idle = setInterval(() => this.http.closeIdleConnections(), IDLE_CHECK_MS);
     // Past the grace period, connections still open are cut: a backend that stopped reading would
@@ -92,7 +103,7 @@ export class ApiServer {
       this.http.closeAllConnections();
       this.wsApi.terminate();
     }, STOP_GRACE_MS);
-    await closed;
+    await this.closed;
     clearInterval(idle);
     clearTimeout(grace);
   }
