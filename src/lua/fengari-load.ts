@@ -34,7 +34,7 @@ export function loadFengari(): unknown {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const fengari = require('fengari');
-    if (pending.size > 0) throw new Error(`fengari was loaded before its stack pops could be changed (${[...pending.keys()].join(', ')})`);
+    if (pending.size > 0) throw new Error(`fengari was loaded before its stack pops could be changed (${[...pending.keys()].join(', ')}): load connmix-ts before anything else that requires fengari`);
     return fengari;
   } finally {
     (Module.prototype as unknown as CompilingModule)._compile = compile;

@@ -12,7 +12,7 @@ import Module from 'node:module';
  */
 export function replaceFengariStrings(): void {
   const file = require.resolve('fengari/src/lstring.js');
-  if (require.cache[file]) throw new Error('fengari was loaded before its string module could be replaced');
+  if (require.cache[file]) throw new Error('fengari was loaded before its string module could be replaced: load connmix-ts before anything else that requires fengari');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { luastring_eq, to_luastring } = require('fengari/src/defs.js');
 

@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { scriptVm } from './harness';
+import { ROOT } from '../helpers';
 
 test('Lua 5.1 surface: getn, unpack, loadstring, math.pow, bit', async () => {
   const { exec } = scriptVm();
@@ -220,4 +223,11 @@ test('strings with bytes below 0x10 are distinct table keys and compare by their
       table.concat(bytes, " "), "\\227\\129" < "\\227\\130", "abc" < "abd", "ab" < "abc"`);
   assert.equal(r.error, null);
   assert.deepEqual(r.values, ['nil', 'nil', 'one-35', false, true, '1.0 16 97 98 255', true, true, true]);
+});
+
+test('a process that loaded fengari before connmix-ts is told so at once, rather than running Lua with fengari\'s string keys', () => {
+  const host = path.join(ROOT, 'dist/src/lua/fengari.js');
+  const run = spawnSync(process.execPath, ['-e', `require('fengari'); require(${JSON.stringify(host)})`], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 });
+  assert.notEqual(run.status, 0);
+  assert.match(run.stderr, /fengari was loaded before its string module could be replaced: load connmix-ts before anything else that requires fengari/);
 });
