@@ -297,6 +297,7 @@ test('wrong types are rejected', () => {
 test('negative timeouts and sizes are rejected', () => {
   rejects(yaml('engine:', '  servers:', '    - port: 6790', '      readTimeout: -1'), 'engine.servers[0].readTimeout', 4, /non-negative number, got -1/);
   rejects(yaml('engine:', '  apiServer:', '    writeBufferSize: -5'), 'engine.apiServer.writeBufferSize', 3, /non-negative integer, got -5/);
+  rejects(yaml('engine:', '  maxConnections: -5'), 'engine.maxConnections', 2, /non-negative integer, got -5/);
   rejects(
     yaml('engine:', '  luavm:', '    redis:', '      - { name: default, idleTimeout: -300 }'),
     'engine.luavm.redis[0].idleTimeout',
