@@ -1,8 +1,8 @@
 /**
  * The cost of one Lua `on_message` call on the seed's subscribe message, without sockets or a load
- * generator in the way: an engine in this process with the shipped Lua, one connected viewer, and
- * its messages handed to the server as ws hands them over (the server's 'message' listener), in
- * batches timed on their own. What the subscribe-storm scenario measures end to end, minus the
+ * generator in the way: an engine in this process with the shipped Lua and yaml (as the bench's
+ * connmix-ts target runs them), viewers connected to it, and their messages handed to the server as ws
+ * hands them over (the server's 'message' listener), in batches timed on their own. What the subscribe-storm scenario measures end to end, minus the
  * network and the noise of sharing two cores with load processes.
  *
  *   node dist/bench/lua-calls.js [--seconds 10] [--viewers 200]
@@ -10,14 +10,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as net from 'node:net';
 import { WebSocket } from 'ws';
 import { Engine } from '../src/engine';
-import { parseConfig } from '../src/config';
+import { loadConfig } from '../src/config';
 import { Logger } from '../src/log';
 import type { Connection } from '../src/server/connection';
+import { benchYaml, viewerPath } from './targets/connmix';
+import { freePort } from './lib/proc';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const BATCH = 1000;
 const WARM_UP_MS = 3000;
 
@@ -25,26 +25,13 @@ async function main(): Promise<void> {
   const option = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(`--${name}`) + 1]) || fallback;
   const seconds = option('seconds', 10);
   const viewers = option('viewers', 200);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-lua-calls-'));
-  fs.mkdirSync(path.join(dir, 'lua'));
-  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
   const [wsPort, apiPort] = [await freePort(), await freePort()];
-  const yaml = `
-logging: { level: warn, filename: "" }
-engine:
-  apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
-  servers:
-    - port: ${wsPort}
-      bind: 127.0.0.1
-      options: [{ name: path, value: /barrage-videos }]
-      entry: lua/entry.websocket.lua
-      maxMessagesPerSecond: 0
-      maxBufferedBytes: 1073741824
-`;
-  const engine = new Engine(parseConfig(yaml, path.join(dir, 'connmix.yaml'), { warn: () => undefined }), { log: new Logger('warn') });
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-lua-calls-')), 'connmix.yaml');
+  fs.writeFileSync(file, benchYaml(wsPort, apiPort, null));
+  const engine = new Engine(loadConfig(file), { log: new Logger('warn') });
   await engine.start();
   // Many viewers, each on its own video, as in the subscribe storm: one viewer would keep every cache warm.
-  const clients = await Promise.all(Array.from({ length: viewers }, () => open(`ws://127.0.0.1:${wsPort}/barrage-videos`)));
+  const clients = await Promise.all(Array.from({ length: viewers }, () => open(`ws://127.0.0.1:${wsPort}${viewerPath()}`)));
   const messages = clients.map((_client, video) =>
     [`{"op":"unsubscribe","channel":"${video}@video"}`, `{"op":"subscribe","channel":"${video}@video"}`].map((m) => Buffer.from(m)),
   );
@@ -88,16 +75,6 @@ async function open(url: string): Promise<WebSocket> {
   const client = new WebSocket(url);
   await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
   return client;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 main().catch((error) => {

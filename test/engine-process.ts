@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT } from './helpers';
+import { ROOT, freePort } from './helpers';
 
 /** An engine started as `bin/connmix.js engine` in a process of its own. */
 export interface EngineProcess {
@@ -30,4 +31,37 @@ export function residentBytes(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!match) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(match[1]) * 1024;
+}
+
+/** A folder for an engine process, its yaml and the free ports it names. */
+export interface EngineFolder {
+  file: string;
+  wsPort: number;
+  apiPort: number;
+}
+
+/**
+ * A fresh folder with the shipped barrage entry and a yaml serving it on free loopback ports
+ * (viewers at `ws://127.0.0.1:<wsPort>/barrage-videos`); `engineYaml` adds keys under `engine:`.
+ */
+export async function seedEngineFolder(engineYaml = ''): Promise<EngineFolder> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-engine-'));
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  fs.mkdirSync(path.join(dir, 'lua'));
+  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
+  const file = path.join(dir, 'connmix.yaml');
+  fs.writeFileSync(file, `
+logging:
+  level: info
+  filename: ""
+engine:
+  apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
+${engineYaml}
+  servers:
+    - port: ${wsPort}
+      bind: 127.0.0.1
+      options: [{ name: path, value: /barrage-videos }]
+      entry: lua/entry.websocket.lua
+`);
+  return { file, wsPort, apiPort };
 }

@@ -1,13 +1,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import type * as net from 'node:net';
-import { ROOT, freePort, post, metric } from './helpers';
+import { post, metric } from './helpers';
 import { waitFor } from './redis';
 import { viewer } from './mesh';
-import { startEngine, residentBytes } from './engine-process';
+import { startEngine, residentBytes, seedEngineFolder } from './engine-process';
 
 // A viewer that never reads while its channel is flooded, against an engine in a process of its own
 // (so that its memory is its own) running the shipped script with the default buffer limits.
@@ -18,21 +15,8 @@ const MESSAGE_BYTES = 64 * 1024;
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
 test('a viewer that never reads while its channel is flooded: node memory stays bounded, other viewers get every message on time', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-slow-'));
-  const [wsPort, apiPort] = [await freePort(), await freePort()];
-  fs.mkdirSync(path.join(dir, 'lua'));
-  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
-  fs.writeFileSync(path.join(dir, 'connmix.yaml'), `
-logging: { level: warn, filename: "" }
-engine:
-  apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
-  servers:
-    - port: ${wsPort}
-      bind: 127.0.0.1
-      options: [{ name: path, value: /barrage-videos }]
-      entry: lua/entry.websocket.lua
-`);
-  const engine = startEngine(path.join(dir, 'connmix.yaml'));
+  const { file, wsPort, apiPort } = await seedEngineFolder();
+  const engine = startEngine(file);
   const api = `http://127.0.0.1:${apiPort}`;
   try {
     await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);

@@ -3,10 +3,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, get, post, withTimeout } from './helpers';
+import { freePort, get, post, withTimeout } from './helpers';
 import { RedisServer, waitFor } from './redis';
-import { viewer } from './mesh';
-import { startEngine } from './engine-process';
+import { viewer, meshYaml } from './mesh';
+import { startEngine, seedEngineFolder, type EngineFolder } from './engine-process';
 
 // `connmix engine -p 2`: two worker processes on the same ports, each a node of the mesh over Redis.
 let redis: RedisServer;
@@ -17,29 +17,9 @@ after(async () => {
   await redis?.stop();
 });
 
-/** A folder with the shipped barrage entry and a yaml for a 2-worker mesh; returns the yaml path. */
-async function workerSetup(prefix: string, engineYaml = ''): Promise<{ file: string; wsPort: number; apiPort: number }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-workers-'));
-  const [wsPort, apiPort] = [await freePort(), await freePort()];
-  fs.mkdirSync(path.join(dir, 'lua'));
-  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
-  const yaml = `
-logging:
-  level: info
-  filename: ""
-engine:
-  apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
-  mesh:
-    broker: redis
-    redis: { addrs: ["${redis.address}"], prefix: "${prefix}" }
-  servers:
-    - port: ${wsPort}
-      bind: 127.0.0.1
-      options: [{ name: path, value: /barrage-videos }]
-      entry: lua/entry.websocket.lua
-${engineYaml}`;
-  fs.writeFileSync(path.join(dir, 'connmix.yaml'), yaml);
-  return { file: path.join(dir, 'connmix.yaml'), wsPort, apiPort };
+/** A folder with the shipped barrage entry and a yaml for a mesh over the suite's Redis under `prefix`. */
+function workerSetup(prefix: string, engineYaml = ''): Promise<EngineFolder> {
+  return seedEngineFolder(meshYaml([redis.address], prefix) + engineYaml);
 }
 
 test('engine -p 2 serves one port from two mesh nodes, replaces a dead worker, and stops on SIGTERM', async () => {
@@ -183,7 +163,7 @@ test('workers never outlive their primary, even when it is killed hard', async (
 });
 
 test('engine.maxConnections with -p 2: each worker holds its half, so the engine holds the whole', async () => {
-  const { file, wsPort, apiPort } = await workerSetup('w3:', '  maxConnections: 4\n');
+  const { file, wsPort, apiPort } = await workerSetup('w5:', '  maxConnections: 4\n');
   const engine = startEngine(file, 2);
   try {
     await waitFor('both workers listening', () => [...engine.output().matchAll(/api server listening/g)].length === 2, 20_000);

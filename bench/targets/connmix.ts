@@ -17,7 +17,7 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
  * purpose, to measure the Lua path rather than the abuse limiter. Every other limit stays as shipped
  * (writeWindow too, unless `--write-window` asks for another).
  */
-function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, writeWindow?: number): string {
+export function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, writeWindow?: number): string {
   const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8'));
   config.logging = { ...config.logging, level: 'warn', filename: '' };
   config.engine.apiServer = { ...config.engine.apiServer, port: apiPort, bind: '127.0.0.1' };
@@ -32,7 +32,7 @@ function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, wr
 }
 
 /** The viewer path of the shipped yaml (the seed's /barrage-videos). */
-function viewerPath(): string {
+export function viewerPath(): string {
   const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8'));
   const option = (config.engine.servers[0].options as { name: string; value: string }[]).find((o) => o.name === 'path');
   return option?.value ?? '/';
