@@ -25,8 +25,7 @@ export class ApiServer {
   private readonly http: http.Server;
   private readonly access: AccessControl;
   private readonly wsApi: WsApi;
-  private stopping = false;
-  /** Resolves once the listener and every connection are closed (set by stopAccepting). */
+  /** Resolves once the listener and every connection are closed; set when the server stops accepting. */
   private closed: Promise<void> | null = null;
 
   constructor(
@@ -42,7 +41,7 @@ export class ApiServer {
     const app = createHttpApi(node, log, authorize, metrics);
     this.http = http.createServer((req, res) => {
       // A request on a kept-alive connection after the stop is served, and its connection closed after it.
-      if (this.stopping) res.setHeader('Connection', 'close');
+      if (this.closed) res.setHeader('Connection', 'close');
       const route = meshRouteOf(req);
       if (route) serveMeshRoute(route, req, res, node, authorize, log, metrics);
       else app(req, res);
@@ -87,7 +86,6 @@ export class ApiServer {
    */
   stopAccepting(): void {
     if (this.closed) return;
-    this.stopping = true;
     this.closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
   }
 

@@ -55,6 +55,7 @@ function versionOf(file: string): string {
   }
 }
 
+/** Dotted paths whose values differ between two configs (objects compared key by key, lists whole). */
 export function changedKeys(before: unknown, after: unknown, prefix = ''): string[] {
   const isObject = (value: unknown) => value !== null && typeof value === 'object' && !Array.isArray(value);
   if (isObject(before) && isObject(after)) {

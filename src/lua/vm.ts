@@ -56,7 +56,6 @@ export class LuaLoadError extends Error {}
 /** Pushes the arguments of a hook call onto the coroutine and returns how many it pushed. */
 export type PushArgs = (L: LuaState) => number;
 
-/** One hook call in progress: its coroutine, owner, and the Lua time it has used so far. */
 /** A call suspended in a host function, and how to end its wait early. */
 interface Wait<Owner> {
   readonly call: Call<Owner>;
@@ -64,6 +63,7 @@ interface Wait<Owner> {
   readonly cancel?: () => void;
 }
 
+/** One hook call in progress: its coroutine, owner, and the Lua time it has used so far. */
 interface Call<Owner> {
   readonly hook: string;
   readonly owner: Owner;

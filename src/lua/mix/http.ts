@@ -213,11 +213,13 @@ async function readBody(response: Response): Promise<Buffer> {
 
 class TimeoutError extends Error {}
 
-/** Performs the request with fetch, following redirects. Rejects with the `err` text Lua gets. */
 /** The connection closed while its hook waited for the request. */
 class CancelledError extends Error {}
 
-/** Runs the request; `controller` aborts it (on timeout here, or from outside when the connection closes). */
+/**
+ * Performs the request with fetch, following redirects; `controller` aborts it (on timeout here, or
+ * from outside when the connection closes). Rejects with the `err` text Lua gets.
+ */
 async function perform(request: HttpRequest, controller: AbortController): Promise<HttpResponse> {
   // Go names the failed operation after the method: Get "http://…": <cause>.
   const operation = `${request.method[0]}${request.method.slice(1).toLowerCase()} "${request.url}"`;
