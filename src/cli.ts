@@ -2,29 +2,36 @@ import cluster from 'node:cluster';
 import { loadConfig, ConfigError } from './config';
 import { WorkerSupervisor, READY_MESSAGE } from './workers';
 import { Engine, EngineConfigError } from './engine';
+import { Center } from './center';
 import { LuaLoadError } from './lua/vm';
 import { Logger, type LogSink } from './log';
 import { RotatingLogFile } from './log-file';
 
-const USAGE = `usage: connmix <dev|single|engine> -f <connmix.yaml> [-p <workers>]
+const USAGE = `usage: connmix <dev|single|engine|center> -f <connmix.yaml> [-p <workers>]
 
-  dev      one process, embedded broker unless the yaml says redis, Lua hot reload on
+  dev      one process, embedded broker unless the yaml says redis, Lua hot reload on;
+           also serves the center API (center.apiServer: /version, /v1/nodes)
   single   one process for small production deployments (same as dev)
-  engine   a production node; -p N runs N worker processes (needs engine.mesh.broker: redis)
+  engine   a production node; -p N runs N worker processes with engine.mesh.broker: redis
+           (one process, with a warning, on the memory broker)
+  center   the center API alone (/version, /v1/nodes of the Redis mesh); -p is accepted, one process serves
 `;
+
+const COMMANDS = ['dev', 'single', 'engine', 'center'] as const;
+type Command = (typeof COMMANDS)[number];
 
 /** Exit codes: 2 for a bad command line, config or Lua entry; 1 for any other startup failure. */
 const EXIT_USAGE = 2;
 
 interface Args {
-  command: 'dev' | 'single' | 'engine';
+  command: Command;
   file: string;
   workers: number;
 }
 
 function parseArgs(argv: string[]): Args {
   const [command, ...rest] = argv;
-  if (command !== 'dev' && command !== 'single' && command !== 'engine') throw new UsageError(`unknown command "${command ?? ''}"`);
+  if (!COMMANDS.includes(command as Command)) throw new UsageError(`unknown command "${command ?? ''}"`);
   let file = '';
   let workers = 1;
   for (let i = 0; i < rest.length; i++) {
@@ -42,7 +49,7 @@ function parseArgs(argv: string[]): Args {
     }
   }
   if (!file) throw new UsageError('missing -f <connmix.yaml>');
-  return { command, file, workers };
+  return { command: command as Command, file, workers };
 }
 
 class UsageError extends Error {}
@@ -56,19 +63,32 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`connmix: ${(error as Error).message}\n\n${USAGE}`);
     process.exit(EXIT_USAGE);
   }
-  let engine: Engine;
+  let engine: Engine | Center;
   try {
-    const config = loadConfig(args.file, { warn: (message) => process.stderr.write(`connmix: warning: ${message}\n`) });
-    if (args.workers > 1 && config.engine.mesh.broker === 'memory') {
-      throw new EngineConfigError(`${config.file}: -p ${args.workers} needs engine.mesh.broker: redis (the memory broker serves one process)`);
+    const warn = (message: string) => process.stderr.write(`connmix: warning: ${message}\n`);
+    const config = loadConfig(args.file, { warn });
+    let workers = args.workers;
+    if (workers > 1 && args.command === 'center') {
+      warn(`-p ${workers} runs one process: the center API only lists nodes, one process serves it`);
+      workers = 1;
+    } else if (workers > 1 && config.engine.mesh.broker === 'memory') {
+      // In CONNMIX -p is a CPU count; here it is worker processes, which share nothing without Redis.
+      warn(`-p ${workers} runs one process: with engine.mesh.broker: memory, workers would not share channels or clients; set engine.mesh.broker: redis to run ${workers} workers`);
+      workers = 1;
     }
-    if (args.workers > 1 && cluster.isPrimary) {
-      new WorkerSupervisor(args.workers, (line) => process.stdout.write(`connmix: ${line}\n`)).start();
+    if (args.command === 'center' && config.engine.mesh.broker === 'memory') {
+      warn('the center lists no nodes: with engine.mesh.broker: memory no engine registers where it can read; set engine.mesh.broker: redis, or use dev/single (they serve the center API themselves)');
+    }
+    if (workers > 1 && cluster.isPrimary) {
+      new WorkerSupervisor(workers, (line) => process.stdout.write(`connmix: ${line}\n`)).start();
       return;
     }
     const sinks: LogSink[] = [process.stdout];
     if (config.logging.filename) sinks.push(new RotatingLogFile(config.logging.filename, config.logging.maxFiles));
-    engine = new Engine(config, { log: new Logger(config.logging.level, sinks), workers: args.workers });
+    const log = new Logger(config.logging.level, sinks);
+    engine = args.command === 'center'
+      ? new Center(config, { log })
+      : new Engine(config, { log, workers, centerApi: args.command !== 'engine' });
     const listeners = await engine.start();
     const worker = cluster.isWorker ? `worker ${process.env.CONNMIX_WORKER_SLOT} (pid ${process.pid}): ` : '';
     for (const listener of listeners) process.stdout.write(`connmix: ${worker}${listener.name} listening on ${listener.address}\n`);

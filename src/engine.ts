@@ -10,6 +10,7 @@ import { Hub, type Subscriber } from './mesh/hub';
 import { ClientIdGenerator, nodeNumberOf } from './mesh/ids';
 import { Metrics, secondsSince } from './metrics';
 import { ApiServer } from './api/api-server';
+import { CenterServer } from './api/center-server';
 import { MemoryQueue, type QueueItem } from './queue/memory-queue';
 import { WebSocketBusinessServer } from './server/websocket-server';
 import type { NodeServices } from './server/node-services';
@@ -40,6 +41,9 @@ export class Engine implements NodeServices {
   readonly metrics: Metrics;
   readonly servers: (WebSocketBusinessServer | SocketBusinessServer)[] = [];
   private api: ApiServer | null = null;
+  /** CONNMIX's center API, served beside the node by `dev` and `single`. */
+  private center: CenterServer | null = null;
+  private readonly centerApi: boolean;
   private ids: ClientIdGenerator | null = null;
   private memoryQueue: MemoryQueue | null = null;
   private unwatchConfig: (() => void) | null = null;
@@ -55,9 +59,15 @@ export class Engine implements NodeServices {
 
   constructor(
     config: Config,
-    options: { log?: Logger; workers?: number } = {},
+    options: {
+      log?: Logger;
+      workers?: number;
+      /** Also serve the center API on `center.apiServer`, listing this node's mesh (`dev`, `single`). */
+      centerApi?: boolean;
+    } = {},
   ) {
     this.currentConfig = config;
+    this.centerApi = options.centerApi ?? false;
     // Workers are handed connections in turn, so each holding its share caps the engine as a whole.
     this.connectionShare = Math.ceil(config.engine.maxConnections / (options.workers ?? 1));
     this.log = options.log ?? new Logger(config.logging.level);
@@ -92,6 +102,10 @@ export class Engine implements NodeServices {
     this.api = new ApiServer(this.config.engine.apiServer, this, this.config.access.users, this.log, this.metrics);
     const apiAddress = await this.api.start();
     listeners.push({ name: 'api server', address: formatAddress(apiAddress) });
+    if (this.centerApi) {
+      this.center = new CenterServer(this.config.center.apiServer, this, this.config.access.users, this.log);
+      listeners.push({ name: 'center server', address: formatAddress(await this.center.start()) });
+    }
     if (this.config.file) {
       this.unwatchConfig = watchConfig(this.config.file, CONFIG_POLL_MS, (next) => this.applyConfig(next), (error) =>
         this.log.error('config reload failed, the running config stays', { error: error.message }),
@@ -112,7 +126,7 @@ export class Engine implements NodeServices {
     this.unwatchConfig?.();
     this.api?.stopAccepting();
     await Promise.all([this.broker.leave(), ...this.servers.map((server) => server.stop(CloseCode.GOING_AWAY))]);
-    await this.api?.stop();
+    await Promise.all([this.api?.stop(), this.center?.stop()]);
     await this.broker.stop();
   }
 
@@ -131,6 +145,7 @@ export class Engine implements NodeServices {
     }
     if (JSON.stringify(next.access) !== JSON.stringify(current.access)) {
       this.api?.updateUsers(next.access.users);
+      this.center?.updateUsers(next.access.users);
       this.log.info('access changed', { users: next.access.users.length });
     }
     const cold = changedKeys(current, next).filter((key) => !HOT_KEYS.some((hot) => key === hot || key.startsWith(`${hot}.`)));
@@ -204,7 +219,7 @@ export class Engine implements NodeServices {
   }
 }
 
-function formatAddress(address: AddressInfo): string {
+export function formatAddress(address: AddressInfo): string {
   return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
 }
 

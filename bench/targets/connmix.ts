@@ -15,10 +15,12 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
  * entry by absolute path, warnings only on stdout and no log file, the broker, and no per-connection
  * message rate limit (maxMessagesPerSecond, 100 by default): subscribe-storm sends faster than that on
  * purpose, to measure the Lua path rather than the abuse limiter. Every other limit stays as shipped
- * (writeWindow too, unless `--write-window` asks for another).
+ * (writeWindow too, unless `--write-window` asks for another). `dev` also serves the center API: give
+ * it `centerPort`, so that several nodes on one machine do not all want 6787.
  */
-export function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, writeWindow?: number): string {
+export function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, writeWindow?: number, centerPort?: number): string {
   const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8'));
+  if (centerPort !== undefined) config.center = { ...config.center, apiServer: { port: centerPort, bind: '127.0.0.1' } };
   config.logging = { ...config.logging, level: 'warn', filename: '' };
   config.engine.apiServer = { ...config.engine.apiServer, port: apiPort, bind: '127.0.0.1' };
   const server = config.engine.servers[0];
@@ -70,7 +72,7 @@ function connmix(name: string, nodeCount: number, broker: 'memory' | 'redis'): T
           const wsPort = await freePort();
           const apiPort = await freePort();
           const file = path.join(dir, `node${i}.yaml`);
-          fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null, options.writeWindow));
+          fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null, options.writeWindow, await freePort()));
           const started = await startProcess(
             process.execPath,
             [...profileArgs(options), path.join(ROOT, 'bin', 'connmix.js'), 'dev', '-f', file],

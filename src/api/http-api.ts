@@ -15,6 +15,9 @@ export interface ApiNode {
   ready(): boolean;
 }
 
+/** What the read-only routes need: the center API serves them with no publish or send behind it. */
+export type NodeListing = Pick<ApiNode, 'nodes' | 'ready'>;
+
 /** Decides whether a request may go on (null) or is refused with an HTTP status and message. */
 export type Authorize = (req: IncomingMessage, role: Role) => AccessDenial;
 
@@ -24,7 +27,7 @@ export type Authorize = (req: IncomingMessage, role: Role) => AccessDenial;
  * `GET /healthz` and `GET /readyz`. Answers are `{"E": null, "r": ...}` or `{"E": {"c", "m"}}` with
  * HTTP 200, as CONNMIX clients key off `E`; unknown routes answer 404.
  */
-export function createHttpApi(node: ApiNode, log: Logger, authorize: Authorize = () => null, metrics?: Metrics): express.Express {
+export function createHttpApi(node: NodeListing, log: Logger, authorize: Authorize = () => null, metrics?: Metrics): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);

@@ -29,7 +29,8 @@ export interface WsApiOptions {
 /** Bytes a consumer may have waiting to be sent before queue items wait in the queue instead. */
 const CONSUMER_HIGH_WATER = 1024 * 1024;
 
-type Reply = { E: null; r: unknown; i: unknown } | { E: { c: number; m: string }; r: null; i: unknown };
+/** A success carries `r`; an error only `E` and `i`, as CONNMIX's documented `{"E":{"c","m"},"i"}`. */
+type Reply = { E: null; r: unknown; i: unknown } | { E: { c: number; m: string }; i: unknown };
 
 /**
  * A backend connection to `/ws/v1`: requests `{m, p, i}` answered `{E, r, i}` in request order (the
@@ -269,6 +270,6 @@ function ok(result: unknown, id: unknown): Reply {
 }
 
 function failure(error: unknown, id: unknown): Reply {
-  if (error instanceof ApiError) return { E: { c: error.code, m: error.message }, r: null, i: id };
-  return { E: { c: ErrorCode.MESH_UNAVAILABLE, m: (error as Error).message ?? String(error) }, r: null, i: id };
+  if (error instanceof ApiError) return { E: { c: error.code, m: error.message }, i: id };
+  return { E: { c: ErrorCode.MESH_UNAVAILABLE, m: (error as Error).message ?? String(error) }, i: id };
 }

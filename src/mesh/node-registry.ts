@@ -50,6 +50,26 @@ end
 return 0`;
 
 /**
+ * The live nodes registered under `prefix`, in node-number order: what `/v1/nodes` lists. Needs no
+ * registration of its own, so a center process can read it too.
+ */
+export async function listNodes(redis: Redis | Cluster, prefix: string): Promise<NodeInfo[]> {
+  const setKey = `${prefix}{nodes}`;
+  const numbers = (await redis.smembers(setKey)).map(Number).sort((a, b) => a - b);
+  if (numbers.length === 0) return [];
+  const values = await redis.mget(numbers.map((n) => `${prefix}{nodes}:${n}`));
+  const nodes: NodeInfo[] = [];
+  const expired: number[] = [];
+  values.forEach((value, i) => {
+    if (value) nodes.push(JSON.parse(value) as NodeInfo);
+    else expired.push(numbers[i]);
+  });
+  // A live node adds its number back on its next heartbeat should this race with its claim.
+  if (expired.length > 0) redis.srem(setKey, ...expired).catch(() => undefined);
+  return nodes;
+}
+
+/**
  * The mesh's list of live nodes in Redis. Each node owns a node number (0..1023, the one its client_ids
  * carry) as a key with a TTL, refreshed by a heartbeat: a node that dies disappears within the TTL, and
  * two live nodes never hold the same number because numbers are taken with SET NX.
@@ -138,19 +158,8 @@ export class NodeRegistry {
   }
 
   /** The live nodes, in node-number order. */
-  async list(): Promise<NodeInfo[]> {
-    const numbers = (await this.redis.smembers(this.setKey)).map(Number).sort((a, b) => a - b);
-    if (numbers.length === 0) return [];
-    const values = await this.redis.mget(numbers.map((n) => this.key(n)));
-    const nodes: NodeInfo[] = [];
-    const expired: number[] = [];
-    values.forEach((value, i) => {
-      if (value) nodes.push(JSON.parse(value) as NodeInfo);
-      else expired.push(numbers[i]);
-    });
-    // A live node adds its number back on its next heartbeat should this race with its claim.
-    if (expired.length > 0) this.redis.srem(this.setKey, ...expired).catch(() => undefined);
-    return nodes;
+  list(): Promise<NodeInfo[]> {
+    return listNodes(this.redis, this.prefix);
   }
 
   /** The id of the live node holding `number`, or null. */

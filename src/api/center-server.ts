@@ -1,0 +1,61 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AccessUser, ListenConfig } from '../config/schema';
+import type { Logger } from '../log';
+import { AccessControl } from './access';
+import { createHttpApi, type NodeListing } from './http-api';
+
+/** How long requests in flight may take to finish when the server stops. */
+const STOP_GRACE_MS = 1000;
+
+/**
+ * CONNMIX's center API (`center.apiServer`, 6787 by default), where the PHP SDK starts: `GET /version`
+ * and `GET /v1/nodes` (plus the `/healthz` and `/readyz` probes), answered by the engine API's own
+ * routes behind the same `access.users`. It is read-only: the engines' API ports carry the traffic.
+ */
+export class CenterServer {
+  private readonly http: http.Server;
+  private readonly access: AccessControl;
+
+  constructor(
+    private readonly config: ListenConfig,
+    listing: NodeListing,
+    users: AccessUser[],
+    private readonly log: Logger,
+  ) {
+    this.access = new AccessControl(users);
+    this.http = http.createServer(createHttpApi(listing, log, (req, role) => this.access.check(req, role)));
+    this.http.on('clientError', (_error, socket) => socket.destroy());
+  }
+
+  /** Replaces the accounts (`access` is a hot key). */
+  updateUsers(users: AccessUser[]): void {
+    this.access.update(users);
+  }
+
+  async start(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.config.port, this.config.bind, () => {
+        this.http.off('error', reject);
+        resolve();
+      });
+    });
+    if (this.access.open && !/^(127\.|::1$|localhost$)/.test(this.config.bind)) {
+      this.log.warn('the center API is open: no access.users are set and it listens on a non-loopback address (it lists the engines\' API addresses)', {
+        bind: this.config.bind,
+      });
+    }
+    return this.http.address() as AddressInfo;
+  }
+
+  /** Stops accepting, answers the requests in flight (up to STOP_GRACE_MS), then closes what is left. */
+  async stop(): Promise<void> {
+    if (!this.http.listening) return;
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    this.http.closeIdleConnections();
+    const grace = setTimeout(() => this.http.closeAllConnections(), STOP_GRACE_MS);
+    await closed;
+    clearTimeout(grace);
+  }
+}
