@@ -4,7 +4,10 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, TestClient, post } from './helpers';
+import { ROOT, freePort, TestClient, get, post } from './helpers';
+import { waitFor } from './redis';
+import { viewer } from './mesh';
+import { seedEngineFolder, startEngine } from './engine-process';
 
 const BIN = path.join(ROOT, 'bin/connmix.js');
 
@@ -50,17 +53,22 @@ function folder(files: Record<string, string>): string {
 
 const ENTRY = fs.readFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), 'utf8');
 
-for (const command of ['dev', 'single']) test(`connmix ${command} serves the seed barrage and prints one line per listener`, async () => {
-  const [wsPort, apiPort] = [await freePort(), await freePort()];
+for (const command of ['dev', 'single']) test(`connmix ${command} serves the seed barrage and the center API, and prints one line per listener`, async () => {
+  const [wsPort, apiPort, centerPort] = [await freePort(), await freePort(), await freePort()];
   const yaml = fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8')
-    .replace('port: 6790', `port: ${wsPort}`).replace('port: 6789', `port: ${apiPort}`).replace('bind: 0.0.0.0', 'bind: 127.0.0.1')
+    .replace('port: 6790', `port: ${wsPort}`).replace('port: 6789', `port: ${apiPort}`).replace('port: 6787', `port: ${centerPort}`)
+    .replace('bind: 0.0.0.0', 'bind: 127.0.0.1')
     .replace(/level: info/, 'level: debug');
   // Run from another folder: the entry path resolves against the yaml's folder.
   const dir = folder({ 'conf/connmix.yaml': yaml, 'conf/lua/entry.websocket.lua': ENTRY });
-  const run = await runCli([command, '-f', 'conf/connmix.yaml'], dir, /api server listening/);
+  const run = await runCli([command, '-f', 'conf/connmix.yaml'], dir, /center server listening/);
   try {
     assert.match(run.stdout, new RegExp(`websocket server .*entry\\.websocket\\.lua listening on 127\\.0\\.0\\.1:${wsPort}`));
     assert.match(run.stdout, new RegExp(`api server listening on 127\\.0\\.0\\.1:${apiPort}`));
+    // The shipped yaml's center.apiServer: where CONNMIX's PHP SDK starts, listing this node's API.
+    assert.match(run.stdout, new RegExp(`center server listening on 127\\.0\\.0\\.1:${centerPort}`));
+    assert.deepEqual((await get(`http://127.0.0.1:${centerPort}/version`)).json, { apis: ['v1'] });
+    assert.deepEqual((await get(`http://127.0.0.1:${centerPort}/v1/nodes`)).json.nodes.map((n: { api_server: string }) => n.api_server), [`127.0.0.1:${apiPort}`]);
     const viewer = await TestClient.open(`ws://127.0.0.1:${wsPort}/barrage-videos`);
     assert.equal(await viewer.request('{"op":"subscribe","channel":"100001@video"}'), '{"result":true}');
     const d = '{"event":"@video","data":{"uid":1001,"video_id":100001,"msg":"Hello,World!"}}';
@@ -113,16 +121,36 @@ test('a missing entry file and a missing hook exit with code 2', async () => {
   assert.match(syntaxRun.stderr, /entry\.websocket\.lua:2: unexpected symbol near 'then'/);
 });
 
-test('usage errors exit with code 2; -p above 1 with the memory broker is refused', async () => {
+test('usage errors exit with code 2 and print the usage, which names every command', async () => {
   const dir = folder({ 'connmix.yaml': '', 'lua/entry.websocket.lua': ENTRY });
-  for (const args of [[], ['serve'], ['dev'], ['dev', '-f'], ['dev', '-f', 'connmix.yaml', '-p', 'zero']]) {
+  for (const args of [[], ['serve'], ['dev'], ['dev', '-f'], ['dev', '-f', 'connmix.yaml', '-p', 'zero'], ['center', '-p', '2']]) {
     const run = await runCli(args, dir);
     assert.equal(run.code, 2, args.join(' '));
-    assert.match(run.stderr, /usage: connmix/);
+    assert.match(run.stderr, /usage: connmix <dev\|single\|engine\|center>/);
+    assert.match(run.stderr, /^ {2}center {3}/m);
   }
-  const workers = await runCli(['engine', '-f', 'connmix.yaml', '-p', '2'], dir);
-  assert.equal(workers.code, 2);
-  assert.match(workers.stderr, /-p 2 needs engine\.mesh\.broker: redis/);
+});
+
+test('engine -p 2 on the memory broker (CONNMIX\'s CPU count) runs one process, warns once on stderr, and serves', async () => {
+  const { file, wsPort, apiPort } = await seedEngineFolder();
+  const engine = startEngine(file, 2);
+  try {
+    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
+    const warnings = engine.errors().split('\n').filter((line) => line.length > 0);
+    assert.equal(warnings.length, 1, engine.errors());
+    assert.match(warnings[0], /^connmix: warning: -p 2 runs one process: with engine\.mesh\.broker: memory, workers would not share channels .*set engine\.mesh\.broker: redis to run 2 workers$/);
+    // One process, no workers: one line per listener, none prefixed by a worker.
+    assert.equal([...engine.output().matchAll(/api server listening/g)].length, 1);
+    assert.doesNotMatch(engine.output(), /worker \d/);
+    const client = await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 100001);
+    assert.deepEqual((await post(`http://127.0.0.1:${apiPort}/v1/mesh/publish`, { c: 'video:100001', d: 'one process' })).json, { E: null, r: { s: 1, f: 0 } });
+    assert.equal((await client.next()).data, 'one process');
+    client.close();
+    engine.child.kill('SIGTERM');
+    assert.equal(await engine.exited, 0);
+  } finally {
+    engine.child.kill('SIGKILL');
+  }
 });
 
 test('a port in use exits with code 1 and says so', async () => {

@@ -8,22 +8,33 @@ import { ROOT, freePort } from './helpers';
 export interface EngineProcess {
   child: ChildProcess;
   output: () => string;
+  /** What it wrote to stderr alone. */
+  errors: () => string;
   exited: Promise<number | null>;
 }
 
 /** Starts `connmix engine -f <yamlFile> [-p workers]`; the process never outlives this test process. */
 export function startEngine(yamlFile: string, workers = 1): EngineProcess {
-  const args = [path.join(ROOT, 'bin/connmix.js'), 'engine', '-f', yamlFile, ...(workers > 1 ? ['-p', String(workers)] : [])];
+  return startConnmix('engine', yamlFile, workers);
+}
+
+/** Starts `connmix <command> -f <yamlFile> [-p workers]`; the process never outlives this test process. */
+export function startConnmix(command: 'dev' | 'single' | 'engine' | 'center', yamlFile: string, workers = 1): EngineProcess {
+  const args = [path.join(ROOT, 'bin/connmix.js'), command, '-f', yamlFile, ...(workers > 1 ? ['-p', String(workers)] : [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
+  let errors = '';
   child.stdout?.on('data', (chunk) => (output += chunk));
-  child.stderr?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => {
+    output += chunk;
+    errors += chunk;
+  });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   // If this test process ends first (a timeout, a crash), the engine must not outlive it.
   const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);
   void exited.then(() => process.off('exit', kill));
-  return { child, output: () => output, exited };
+  return { child, output: () => output, errors: () => errors, exited };
 }
 
 /** Resident memory of a process in bytes, from /proc. */

@@ -62,6 +62,8 @@ export interface TestNode {
   wsUrl: string;
   /** http://127.0.0.1:<port> of the API server. */
   apiUrl: string;
+  /** 127.0.0.1:<port> of the center API (what the PHP SDK's setHost takes) when `center` asked for it, else ''. */
+  centerHost: string;
   /** Port of the `protocol: socket` server on 127.0.0.1 when `socketEntry` asked for one, else 0. */
   socketPort: number;
   logs: string[];
@@ -91,6 +93,8 @@ export interface TestNodeOptions {
   socketEntry?: string;
   /** Extra keys for the socket server entry, as yaml lines (indented like serverYaml). */
   socketYaml?: string;
+  /** Also serve the center API on a free loopback port, as `connmix dev` and `single` do. */
+  center?: boolean;
 }
 
 /** Starts an engine in this process on free loopback ports, with its own folder of Lua files. */
@@ -106,6 +110,7 @@ export async function startNode(options: TestNodeOptions = {}): Promise<TestNode
   }
   const [wsPort, apiPort] = [await freePort(), await freePort()];
   const socketPort = options.socketEntry ? await freePort() : 0;
+  const centerPort = options.center ? await freePort() : 0;
   const socketServer = options.socketEntry
     ? `    - port: ${socketPort}
       bind: 127.0.0.1
@@ -124,7 +129,7 @@ logging:
 access:
   users:
 ${options.accessYaml ?? ''}
-engine:
+${options.center ? `center:\n  apiServer: { port: ${centerPort}, bind: 127.0.0.1 }\n` : ''}engine:
   apiServer:
     port: ${apiPort}
     bind: ${options.apiBind ?? '127.0.0.1'}
@@ -146,7 +151,7 @@ ${socketServer}
   const file = path.join(dir, 'connmix.yaml');
   fs.writeFileSync(file, yaml);
   const { log, lines } = memoryLogger();
-  const engine = new Engine(parseConfig(yaml, file, { warn: () => undefined }), { log });
+  const engine = new Engine(parseConfig(yaml, file, { warn: () => undefined }), { log, centerApi: options.center });
   try {
     await engine.start();
   } catch (error) {
@@ -159,6 +164,7 @@ ${socketServer}
     dir,
     wsUrl: `ws://127.0.0.1:${wsPort}${urlPath}`,
     apiUrl: `http://127.0.0.1:${apiPort}`,
+    centerHost: options.center ? `127.0.0.1:${centerPort}` : '',
     socketPort,
     logs: lines,
     stop: () => engine.stop(),

@@ -4,7 +4,9 @@ import { Waker } from '../waker';
 
 // A queue consumer that talks to engines the way CONNMIX's PHP SDK (connmix/connmix-php, async mode)
 // does, so the conformance tests exercise the wire format real backends use, not the test ApiClient:
-//  - discovery: GET <host>/version, take the first of `apis`, then GET <host>/<api>/nodes;
+//  - discovery: GET <host>/version, take the first of `apis`, then GET <host>/<api>/nodes, where <host>
+//    is what the user gave setHost (CONNMIX's center API, `127.0.0.1:6787` in every example; Guzzle
+//    reads a host without a scheme as http://);
 //  - one ws://<api_server>/ws/v1 connection per node, each sending `queue.pop` with the topics as a bare
 //    list (`"p": ["chat"]`, as AsyncNode::pop does);
 //  - requests `{"m", "p", "i"}` with a process-wide auto-increment `i`; replies sent on the connection
@@ -97,7 +99,7 @@ export interface ConsumerEvent {
 }
 
 export interface ConsumerOptions {
-  /** http://host:port of any engine's API server (the SDK's setHost). */
+  /** What the SDK's setHost takes: `host:port` of the center API (or of any engine's API), `http://` optional. */
   host: string;
   topics: string[];
   /** Called for every frame, as the SDK's onMessage($node). */
@@ -135,9 +137,10 @@ export class PhpStyleConsumer {
       }
       options.onMessage?.(node, message);
     };
-    const version = await getJson(`${options.host}/version`);
+    const host = /^https?:\/\//.test(options.host) ? options.host : `http://${options.host}`;
+    const version = await getJson(`${host}/version`);
     const api = (version.apis as string[])[0];
-    const { nodes } = await getJson(`${options.host}/${api}/nodes`);
+    const { nodes } = await getJson(`${host}/${api}/nodes`);
     const connected: ConsumerNode[] = [];
     try {
       for (const { id, api_server } of nodes as { id: string; api_server: string }[]) {

@@ -152,3 +152,22 @@ test('PHP SDK wire format: client ids sent as JSON numbers (the SDK types them i
   }
   assert.fail('no two clients connected within one millisecond; cannot build an id a double cannot hold');
 });
+
+test('/ws/v1 errors have CONNMIX\'s documented shape {"E":{"c","m"},"i"} (no "r"), successes keep {"E":null,"r","i"}', async () => {
+  backend = null;
+  const sdk = await startConsumer();
+  const node = sdk.node(mesh.a.engine.broker.nodeId);
+  // The docs' example: this connection already consumes foo, so a second queue.pop is 202.
+  const duplicate = await node.pop('foo');
+  assert.equal(duplicate.type, 'error');
+  assert.deepEqual(Object.keys(duplicate.frame).sort(), ['E', 'i']);
+  assert.deepEqual(duplicate.frame, { E: { c: 202, m: duplicate.frame.E.m }, i: duplicate.frame.i });
+  assert.equal(typeof duplicate.frame.E.m, 'string');
+  assert.equal(typeof duplicate.frame.i, 'number');
+  const unknown = await node.meshSend('1', 'nobody');
+  assert.deepEqual(Object.keys(unknown.frame).sort(), ['E', 'i']);
+  assert.equal(unknown.frame.E.c, 401);
+  const published = await node.meshPublish('nobody', 'x');
+  assert.equal(published.type, 'result');
+  assert.deepEqual(published.frame, { E: null, r: { s: 0, f: 0 }, i: published.frame.i });
+});
