@@ -109,6 +109,9 @@ test('access.users guards the center port as it guards the engine API (401, 403,
       (await call(`${node.apiUrl}/v1/nodes`, basic('console', 'read-only'))).json);
     // The unauthenticated probes stay open, as on the engine API.
     assert.equal((await fetch(`http://${node.centerHost}/healthz`)).status, 200);
+    // access is a hot key on the center port too.
+    node.engine.applyConfig({ ...node.engine.config, access: { users: [] } });
+    assert.equal((await call(`http://${node.centerHost}/v1/nodes`)).status, 200);
   });
 });
 
@@ -163,6 +166,9 @@ test('`connmix center` on the memory broker starts, warns that it can list no en
   assert.match(center.errors(), /warning: the center lists no nodes: with engine\.mesh\.broker: memory/);
   assert.deepEqual((await get(`http://127.0.0.1:${centerPort}/v1/nodes`)).json, { nodes: [] });
   assert.deepEqual((await get(`http://127.0.0.1:${centerPort}/version`)).json, { apis: ['v1'] });
+  // access is a hot key of the center process, as of an engine.
+  fs.appendFileSync(folder.file, `access:\n  users:\n    - { username: u, password: p, roles: [read], host: '*' }\n`);
+  await waitFor('access applied', async () => (await fetch(`http://127.0.0.1:${centerPort}/version`)).status === 401);
   center.child.kill('SIGTERM');
   assert.equal(await center.exited, 0);
 });
