@@ -54,7 +54,7 @@ function parseArgs(argv: string[]): Args {
 
 class UsageError extends Error {}
 
-/** Runs the CLI; resolves once the engine is serving. Exits the process on startup failure. */
+/** Runs the CLI; resolves once the engine (or center) is serving. Exits the process on startup failure. */
 export async function main(argv: string[]): Promise<void> {
   let args: Args;
   try {
@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`connmix: ${(error as Error).message}\n\n${USAGE}`);
     process.exit(EXIT_USAGE);
   }
-  let engine: Engine | Center;
+  let running: Engine | Center;
   try {
     const warn = (message: string) => process.stderr.write(`connmix: warning: ${message}\n`);
     const config = loadConfig(args.file, { warn });
@@ -86,10 +86,10 @@ export async function main(argv: string[]): Promise<void> {
     const sinks: LogSink[] = [process.stdout];
     if (config.logging.filename) sinks.push(new RotatingLogFile(config.logging.filename, config.logging.maxFiles));
     const log = new Logger(config.logging.level, sinks);
-    engine = args.command === 'center'
+    running = args.command === 'center'
       ? new Center(config, { log })
       : new Engine(config, { log, workers, centerApi: args.command !== 'engine' });
-    const listeners = await engine.start();
+    const listeners = await running.start();
     const worker = cluster.isWorker ? `worker ${process.env.CONNMIX_WORKER_SLOT} (pid ${process.pid}): ` : '';
     for (const listener of listeners) process.stdout.write(`connmix: ${worker}${listener.name} listening on ${listener.address}\n`);
     process.send?.(READY_MESSAGE);
@@ -103,7 +103,7 @@ export async function main(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`connmix: ${signal}, shutting down\n`);
-    engine.stop().then(() => process.exit(0), () => process.exit(1));
+    running.stop().then(() => process.exit(0), () => process.exit(1));
     setTimeout(() => process.exit(1), 10_000).unref();
   };
   if (cluster.isWorker) {
