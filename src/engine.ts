@@ -92,13 +92,14 @@ export class Engine implements NodeServices {
   /** Starts the broker, loads every Lua entry, and opens the listeners. */
   async start(): Promise<Listener[]> {
     await this.broker.start(this.hub);
+    // Before the servers: a v1.0.1 entry's init() creates its queues as its server starts.
+    this.memoryQueue = new MemoryQueue(this.broker.nodeId, this.config.engine.luavm.queue);
     const listeners: Listener[] = [];
     for (const server of this.servers) {
       const address = await server.start();
       const protocol = server instanceof SocketBusinessServer ? 'socket' : 'websocket';
       listeners.push({ name: `${protocol} server ${server.vm.chunkName}`, address: formatAddress(address) });
     }
-    this.memoryQueue = new MemoryQueue(this.broker.nodeId, this.config.engine.luavm.queue);
     this.api = new ApiServer(this.config.engine.apiServer, this, this.config.access.users, this.log, this.metrics);
     const apiAddress = await this.api.start();
     listeners.push({ name: 'api server', address: formatAddress(apiAddress) });
@@ -155,6 +156,10 @@ export class Engine implements NodeServices {
 
   queuePush(item: QueueItem): number {
     return this.queue.push(item);
+  }
+
+  queueNew(topic: string, size: number): void {
+    this.queue.declare(topic, size);
   }
 
   /** `conn.call`: runs a connection function for a backend, on whichever node holds the connection. */

@@ -9,6 +9,7 @@ export function defaultServerConfig(): BusinessServerConfig {
     port: 6790,
     bind: '0.0.0.0',
     protocol: 'websocket',
+    hooks: 'auto',
     options: [{ name: 'path', value: '/chat' }],
     entry: 'lua/entry.websocket.lua',
     byteCodeExpires: 10,

@@ -299,6 +299,7 @@ const readServer = object<BusinessServerConfig>({
   port,
   bind: str,
   protocol: oneOf('websocket', 'socket'),
+  hooks: oneOf('auto', 'current', 'v1.0.1'),
   options: list(object<ServerOption>({ name: str, value: str }), () => ({ name: '', value: '' })),
   entry: str,
   byteCodeExpires: seconds,
@@ -399,6 +400,9 @@ function checkServers(ctx: Context, servers: BusinessServerConfig[]): void {
     server.options.forEach((option, j) => {
       if (!option.name) throw failAt(ctx, `engine.servers[${i}].options[${j}].name`, 'is required');
     });
+    if (server.hooks !== 'auto' && server.protocol !== 'socket') {
+      throw failAt(ctx, `engine.servers[${i}].hooks`, 'applies to protocol: socket servers only');
+    }
     const address = `${server.bind}:${server.port}`;
     const owner = owners.get(address);
     if (owner !== undefined) {

@@ -55,6 +55,8 @@ export interface LuaVmConfig {
   limits: { maxStringSize: number; maxPatternSteps: number; maxItems: number; maxLoadSize: number };
 }
 
+export type SocketHookSetting = 'auto' | 'current' | 'v1.0.1';
+
 export interface ServerOption {
   name: string;
   value: string;
@@ -62,6 +64,12 @@ export interface ServerOption {
 
 export interface BusinessServerConfig extends ListenConfig {
   protocol: 'websocket' | 'socket';
+  /**
+   * Ours: the hook model of a `protocol: socket` entry. `current` passes client ids (`on_connect(client_id)`);
+   * `v1.0.1` passes the connection last (`on_connect(conn)`, `protocol_input(buf, conn)`) and runs `init()`;
+   * `auto` picks v1.0.1 when the entry's `protocol_input` declares a second parameter.
+   */
+  hooks: SocketHookSetting;
   options: ServerOption[];
   /** Absolute path of the Lua entry, resolved against the yaml's folder, then the working directory. */
   entry: string;

@@ -16,10 +16,11 @@ const MODULE_NAME = /^[A-Za-z0-9_-]+(?:[./][A-Za-z0-9_-]+)*$/;
 export type BuiltinModule = (L: LuaState) => void;
 
 /**
- * Installs `require`, limited to `.lua` files under `root` (the entry's folder): names cannot climb out
- * of it and nothing is searched elsewhere. Modules load as text only and are cached until `forgetModules`.
+ * Installs `require`, limited to `.lua` files under `roots`, tried in order (the entry's own folder, then
+ * the scripts folder): names cannot climb out of them and nothing is searched elsewhere. Modules load as
+ * text only and are cached until `forgetModules`.
  */
-export function openRequire(L: LuaState, root: string, builtins: Record<string, BuiltinModule>): void {
+export function openRequire(L: LuaState, roots: readonly string[], builtins: Record<string, BuiltinModule>): void {
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, LOADED);
   const require: LuaFunction = (L) => {
@@ -32,7 +33,7 @@ export function openRequire(L: LuaState, root: string, builtins: Record<string, 
     if (builtin) {
       builtin(L);
     } else {
-      loadModuleFile(L, root, name);
+      loadModuleFile(L, roots, name);
       lua_pushvalue(L, 1);
       lua_call(L, 1, 1);
       if (lua_isnil(L, -1)) {
@@ -54,16 +55,19 @@ export function forgetModules(L: LuaState): void {
   lua_setfield(L, LUA_REGISTRYINDEX, LOADED);
 }
 
-function loadModuleFile(L: LuaState, root: string, name: string): void {
+function loadModuleFile(L: LuaState, roots: readonly string[], name: string): void {
   if (!MODULE_NAME.test(name)) raise(L, `module '${name}' not found: invalid module name`);
   const relative = name.replace(/\./g, '/') + '.lua';
-  const file = path.join(root, relative);
-  let source: Buffer;
-  try {
-    source = fs.readFileSync(file);
-  } catch {
-    raise(L, `module '${name}' not found: no file ${relative} under the scripts folder`);
+  let source: Buffer | null = null;
+  for (const root of roots) {
+    try {
+      source = fs.readFileSync(path.join(root, relative));
+      break;
+    } catch {
+      // not in this folder: try the next
+    }
   }
+  if (source === null) raise(L, `module '${name}' not found: no file ${relative} in the entry's folder or the scripts folder`);
   if (luaL_loadbufferx(L, source, null, Buffer.from(`@${relative}`), K('t')) !== LUA_OK) {
     raise(L, `error loading module '${name}': ${luaToJsString(lua_tolstring(L, -1))}`);
   }

@@ -29,6 +29,8 @@ export interface LuaVmOptions<Owner = unknown> {
   entry: string;
   /** Hooks the entry must define. */
   hooks: readonly string[];
+  /** Hooks the entry may define (calling one it does not define does nothing). */
+  optionalHooks?: readonly string[];
   /** Milliseconds of Lua execution one hook call may use. */
   callBudget: number;
   log: Logger;
@@ -66,7 +68,8 @@ interface Wait<Owner> {
 /** One hook call in progress: its coroutine, owner, and the Lua time it has used so far. */
 interface Call<Owner> {
   readonly hook: string;
-  readonly owner: Owner;
+  /** Null for a call no connection made (`init`). */
+  readonly owner: Owner | null;
   readonly thread: LuaState;
   readonly done: (error: LuaHookError | null) => void;
   used: number;
@@ -87,7 +90,7 @@ export class LuaVM<Owner = unknown> {
   private emptyHooks = new Set<string>();
   private running: Call<Owner> | null = null;
   /** Suspended calls by owner (an owner's events run one at a time, so it has one at most). */
-  private readonly waits = new Map<Owner, Wait<Owner>>();
+  private readonly waits = new Map<Owner | null, Wait<Owner>>();
   private deadline = Infinity;
   /** Budget hook firings (HOOK_INTERVAL instructions each) since the running call last resumed. */
   private ticks = 0;
@@ -106,7 +109,7 @@ export class LuaVM<Owner = unknown> {
     });
     openSandbox(L, (line) => options.log.info(line, { lua: this.chunkName }), options.limits ?? DEFAULT_LIMITS);
     openCompat51(L);
-    openRequire(L, scriptsRoot(options.entry), { bit: bitModule, ...options.builtins });
+    openRequire(L, moduleRoots(options.entry), { bit: bitModule, ...options.builtins });
     options.install?.(this);
     lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, HOOK_INTERVAL);
   }
@@ -174,7 +177,7 @@ export class LuaVM<Owner = unknown> {
    * Calls global `hook` with the arguments `pushArgs` pushes, in a new coroutine owned by `owner`.
    * `done` runs when the call finishes, possibly later if the hook waits on a host function.
    */
-  call(owner: Owner, hook: string, pushArgs: PushArgs, done: (error: LuaHookError | null) => void): void {
+  call(owner: Owner | null, hook: string, pushArgs: PushArgs, done: (error: LuaHookError | null) => void): void {
     const ref = this.hookRefs.get(hook);
     if (ref === undefined) {
       done(null);
@@ -342,6 +345,11 @@ export class LuaVM<Owner = unknown> {
       if (isEmptyLuaFunction(L)) empty.add(hook);
       refs.set(hook, luaL_ref(L, LUA_REGISTRYINDEX));
     }
+    for (const hook of this.options.optionalHooks ?? []) {
+      lua_getglobal(L, K(hook));
+      if (lua_type(L, -1) === LUA_TFUNCTION) refs.set(hook, luaL_ref(L, LUA_REGISTRYINDEX));
+      else lua_pop(L, 1);
+    }
     for (const ref of this.hookRefs.values()) luaL_unref(L, LUA_REGISTRYINDEX, ref);
     this.hookRefs.clear();
     for (const [hook, ref] of refs) this.hookRefs.set(hook, ref);
@@ -390,6 +398,14 @@ function scriptsRoot(entry: string): string {
     if (path.basename(dir) === 'lua') return dir;
   }
   return path.dirname(entry);
+}
+
+/**
+ * Where `require` looks, in order: the entry's own folder (so an example kept with its own `protocols/`
+ * uses those), then the scripts folder.
+ */
+function moduleRoots(entry: string): string[] {
+  return [...new Set([path.dirname(entry), scriptsRoot(entry)])];
 }
 
 /** A path relative to the working directory when it lies inside it, as Lua chunk names read best. */

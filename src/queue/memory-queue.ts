@@ -35,11 +35,24 @@ interface Topic {
  */
 export class MemoryQueue {
   private readonly topics = new Map<string, Topic>();
+  /** Capacities set by `mix.queue.new`, kept while the topic comes and goes. */
+  private readonly capacities = new Map<string, number>();
 
   constructor(
     private readonly nodeId: string,
     private readonly limits: QueueLimits,
   ) {}
+
+  /**
+   * `mix.queue.new(name, size)` (CONNMIX v1.0.1): from now on at most `size` items of the topic wait,
+   * never more than `topicSize`. Declared topics count against `maxTopics`.
+   */
+  declare(topicName: string, size: number): void {
+    if (!this.capacities.has(topicName) && this.capacities.size >= this.limits.maxTopics) {
+      throw new QueueError(`queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
+    }
+    this.capacities.set(topicName, size);
+  }
 
   /** Pushes an item; returns how many items of the topic are waiting afterwards. */
   push(item: QueueItem): number {
@@ -53,6 +66,10 @@ export class MemoryQueue {
     }
     const event = this.encode(item);
     if (topic.waiting.length === 0 && this.hand(topic, event)) return 0;
+    const capacity = this.capacities.get(item.topic);
+    if (capacity !== undefined && capacity < this.limits.topicSize && topic.waiting.length >= capacity) {
+      throw new QueueError(`queue: topic "${item.topic}" is full (mix.queue.new gave it ${capacity} items)`);
+    }
     if (topic.waiting.length >= this.limits.topicSize) {
       throw new QueueError(`queue: topic "${item.topic}" is full (topicSize is ${this.limits.topicSize})`);
     }

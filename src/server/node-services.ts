@@ -11,6 +11,7 @@ export interface NodeServices {
   unsubscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null>;
   publish: MixHost['publish'];
   queuePush: MixHost['queuePush'];
+  queueNew: MixHost['queueNew'];
   send: MixHost['send'];
   /** The connection is open and registered; it may receive deliveries. */
   attach(conn: Subscriber): void;

@@ -21,7 +21,12 @@ export function createScriptHost(
   services: NodeServices,
   log: Logger,
   callBudget: number,
-  setup: { protocol: MixHost['protocol']; hooks: readonly string[]; install?: (vm: LuaVM<ScriptConnection>) => void },
+  setup: {
+    protocol: MixHost['protocol'];
+    hooks: readonly string[];
+    optionalHooks?: readonly string[];
+    install?: (vm: LuaVM<ScriptConnection>) => void;
+  },
 ): ScriptHost {
   const redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
   const host: MixHost = {
@@ -33,11 +38,13 @@ export function createScriptHost(
     publish: (channel, payload, binary) => services.publish(channel, payload, binary),
     send: (clientId, payload, binary) => services.send(clientId, payload, binary),
     queuePush: (item) => services.queuePush(item),
+    queueNew: (topic, size) => services.queueNew(topic, size),
     redis,
   };
   const vm = new LuaVM<ScriptConnection>({
     entry: config.entry,
     hooks: setup.hooks,
+    optionalHooks: setup.optionalHooks,
     callBudget,
     limits: services.config.engine.luavm.limits,
     log,

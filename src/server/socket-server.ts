@@ -14,6 +14,7 @@ import { WriteBatch, blockedFor } from './write-batch';
 import { SocketConnection, type SocketConnectionOptions } from './socket-connection';
 import { remoteAddress, clientIp } from './http-request';
 import { Admission } from './admission';
+import { socketHookModel, v101Args, runInit, INIT_HOOK, type SocketHookModel } from './socket-hook-model';
 import type { Metrics } from '../metrics';
 
 const { LUA_TNUMBER, LUA_TSTRING, LUA_TNIL, lua_pushstring, lua_pushnil, lua_gettop, lua_type, lua_typename,
@@ -52,6 +53,8 @@ export class SocketBusinessServer {
   private readonly admission: Admission;
   /** Set by stop(): connections that arrive while the server drains are refused. */
   private stopping = false;
+  /** Which arguments the hooks get, decided when the entry first loads. */
+  private hookModel: SocketHookModel = 'current';
 
   constructor(
     private readonly config: BusinessServerConfig,
@@ -70,6 +73,7 @@ export class SocketBusinessServer {
     ({ vm: this.vm, redis: this.redis } = createScriptHost(config, services, log, callBudget, {
       protocol: 'socket',
       hooks: SOCKET_HOOKS,
+      optionalHooks: [INIT_HOOK],
       install: (vm) => registerBufferType(vm.L),
     }));
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
@@ -84,6 +88,8 @@ export class SocketBusinessServer {
   /** Loads the Lua entry (throws LuaLoadError) and starts listening. */
   async start(): Promise<net.AddressInfo> {
     this.vm.load();
+    this.hookModel = socketHookModel(this.config.hooks, this.vm);
+    if (this.hookModel === 'v1.0.1') await runInit(this.vm);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.config.port, this.config.bind, () => {
@@ -188,11 +194,11 @@ export class SocketBusinessServer {
           if (error) return next(this.hookFailed(conn, error));
           if (!conn.open || !decoded || lua_gettop(decoded) === 0 || lua_type(decoded, 1) === LUA_TNIL) return next(true);
           this.metrics?.countRead('socket');
-          this.vm.call(conn, 'on_message', (L) => {
+          this.vm.call(conn, 'on_message', this.args(conn, 'on_message', (L) => {
             lua_settop(decoded, 1);
             lua_xmove(decoded, L, 1);
             return 1;
-          }, (error) => next(error ? this.hookFailed(conn, error) : true));
+          }), (error) => next(error ? this.hookFailed(conn, error) : true));
         });
       });
     };
@@ -239,10 +245,15 @@ export class SocketBusinessServer {
   private callForResults(conn: SocketConnection, hook: string, pushArgs: PushArgs,
     done: (error: LuaHookError | null, results: LuaState | null) => void): void {
     let thread: LuaState | null = null;
-    this.vm.call(conn, hook, (L) => {
+    this.vm.call(conn, hook, this.args(conn, hook, (L) => {
       thread = L;
       return pushArgs(L);
-    }, (error) => done(error, thread));
+    }), (error) => done(error, thread));
+  }
+
+  /** A hook's arguments in the entry's model (see socket-hook-model.ts). */
+  private args(conn: SocketConnection, hook: string, pushArgs: PushArgs): PushArgs {
+    return this.hookModel === 'v1.0.1' ? v101Args(this.vm, conn, hook, pushArgs) : pushArgs;
   }
 
   /** Queues a hook call behind the connection's earlier events. */
@@ -251,7 +262,7 @@ export class SocketBusinessServer {
     const { conn } = session;
     this.queue(session, (done) => {
       if (hook !== 'on_close' && !conn.open) return done();
-      this.vm.call(conn, hook, pushArgs, (error) => {
+      this.vm.call(conn, hook, this.args(conn, hook, pushArgs), (error) => {
         if (error) this.hookFailed(conn, error);
         done();
       });

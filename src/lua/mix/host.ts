@@ -34,6 +34,8 @@ export interface MixHost {
   publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
   /** Queues an item for `/ws/v1` consumers; returns the topic's waiting count, throws when full. */
   queuePush(item: QueueItem): number;
+  /** `mix.queue.new`: caps how many items of a topic may wait; throws past `maxTopics`. */
+  queueNew(topic: string, size: number): void;
   /** Sends to a connection anywhere in the mesh; false if it is unknown or gone. */
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
   /** The named Redis connections of `mix.redis.connection` (none configured if absent). */

@@ -6,7 +6,7 @@ import { channelError } from '../../mesh/hub';
 import { MIX_UTILS } from './utils';
 import { registerConnType, pushConn } from './conn';
 import { settle, checkMessageType } from './settle';
-import { queuePush } from './queue';
+import { queuePush, queueNew } from './queue';
 import { pushHttpModule } from './http';
 import { pushRedisModule } from './redis';
 import { phpPackFn, phpUnpackFn } from './php-pack';
@@ -45,7 +45,7 @@ export function installMix(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   luaL_setfuncs(L, { publish: meshPublish(vm, host), send: meshSend(vm, host) }, 0);
   lua_setfield(L, -2, K('mesh'));
   lua_newtable(L);
-  luaL_setfuncs(L, { push: queuePush(vm, host) }, 0);
+  luaL_setfuncs(L, { push: queuePush(vm, host), new: queueNew(host) }, 0);
   lua_setfield(L, -2, K('queue'));
   pushHttpModule(vm);
   lua_setfield(L, -2, K('http'));

@@ -4,8 +4,8 @@ import { pushNilError } from '../vm';
 import { luaToJson, JsonEncodeError } from './utils';
 import type { MixHost, ScriptConnection } from './host';
 
-const { LUA_TTABLE, lua_type, lua_pushnumber, lua_settop, lua_gettop } = lua;
-const { luaL_checklstring, luaL_argerror } = lauxlib;
+const { LUA_TTABLE, lua_type, lua_pushnumber, lua_pushboolean, lua_settop, lua_gettop } = lua;
+const { luaL_checklstring, luaL_checknumber, luaL_argerror } = lauxlib;
 
 /**
  * `mix.queue.push(topic, data)` → `n, err`: queues `data` (a string, or a table sent as a JSON object)
@@ -35,5 +35,26 @@ export function queuePush(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFuncti
     } catch (error) {
       return pushNilError(L, (error as Error).message);
     }
+  };
+}
+
+/**
+ * `mix.queue.new(name, size)` → `true` or `nil, err` (CONNMIX v1.0.1, called from `init()`): at most
+ * `size` items of topic `name` may wait for a consumer (never more than `engine.luavm.queue.topicSize`).
+ * Pushing needs no `new` here: a topic it never named holds up to `topicSize` items.
+ */
+export function queueNew(host: MixHost): LuaFunction {
+  return (L) => {
+    const topic = luaToJsString(luaL_checklstring(L, 1));
+    if (topic.length === 0) return luaL_argerror(L, 1, Buffer.from('queue name must not be empty'));
+    const size = luaL_checknumber(L, 2);
+    if (!Number.isInteger(size) || size < 1) return luaL_argerror(L, 2, Buffer.from('size must be a positive integer'));
+    try {
+      host.queueNew(topic, size);
+    } catch (error) {
+      return pushNilError(L, (error as Error).message);
+    }
+    lua_pushboolean(L, true);
+    return 1;
   };
 }

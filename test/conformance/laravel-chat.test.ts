@@ -1,0 +1,234 @@
+import { test, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { TestClient, type TestNodeOptions } from '../helpers';
+import { shippedLua, startTwoNodes, type TwoNodes } from './setup';
+import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from './php-consumer';
+
+// Reference 9.6 as CONNMIX users run it: connmix/examples laravel-chat's entry.lua and connmix/protocols'
+// websocket.lua, unchanged (lua/examples/laravel-chat/, provenance in its README.md), on a
+// `protocol: socket` server of each of two nodes, in CONNMIX v1.0.1's hook model (the connection is
+// the hooks' last argument; no yaml switch: the entry's protocol_input(buf, conn) selects it). The
+// backend follows laravel-chat's ChatMem.php (its `php artisan command:chat:mem`) through a consumer
+// that speaks the PHP SDK's wire format: pop `chat` on every node, dispatch on d.event, and answer
+// through the node the event came from.
+
+const FOLDER = 'lua/examples/laravel-chat';
+
+/** The example folder as shipped, plus the printer its prettyprint.lua points at. */
+function laravelChatFiles(): Record<string, string> {
+  const files: Record<string, string> = { 'lua/utils/prettyprint.lua': shippedLua('utils/prettyprint.lua') };
+  for (const file of ['entry.lua', 'entry.2022-05-24.lua', 'prettyprint.lua', 'protocols/websocket.lua']) {
+    files[`${FOLDER}/${file}`] = shippedLua(`examples/laravel-chat/${file}`);
+  }
+  return files;
+}
+
+/** Node options serving `lua/examples/laravel-chat/<entry>` on a socket server with no `hooks` key. */
+function laravelChat(entry: string): TestNodeOptions {
+  return { lua: laravelChatFiles(), socketEntry: `${FOLDER}/${entry}` };
+}
+
+/** users.sql, as the transcript logs in: name → id and password. */
+const USERS: Record<string, { id: number; password: string }> = {
+  user1: { id: 1, password: '123456' },
+  user2: { id: 2, password: '123456' },
+  user3: { id: 3, password: '123456' },
+  user4: { id: 4, password: '123456' },
+};
+
+/**
+ * ChatMem.php's handlers: handleEvent dispatches on d.event; handleQueueChat on the op of the frame's
+ * JSON text. Every reply goes through the node the event came from, in the PHP's order.
+ */
+class ChatMemBackend {
+  /** `users.online`, which auth sets and close clears. */
+  readonly online = new Set<number>();
+  readonly handshakes: string[] = [];
+  private replies: Promise<SdkMessage>[] = [];
+
+  handleEvent(node: ConsumerNode, event: any): void {
+    const data = event.p.d;
+    switch (data.event ?? '') {
+      case 'close':
+      case 'handshake':
+        this.handleQueueConn(event);
+        break;
+      case 'message':
+        this.handleQueueChat(node, event);
+        break;
+    }
+  }
+
+  private handleQueueChat(node: ConsumerNode, event: any): void {
+    const clientId: string = event.p.c;
+    const data = event.p.d;
+    const uid: number = data.uid ?? 0;
+    let json: any = null;
+    try {
+      json = JSON.parse(data.frame.data);
+    } catch {
+      // json_decode gives null
+    }
+    if (!json || typeof json !== 'object' || Object.keys(json).length === 0) {
+      this.reply(node.meshSend(clientId, '{"error":"Json format error"}'));
+      return;
+    }
+    const op: string = json.op ?? '';
+    const args: any[] = json.args ?? [];
+    switch (op) {
+      case 'ping':
+        this.reply(node.meshSend(clientId, '{"op":"pong"}'));
+        break;
+      case 'auth':
+        this.auth(node, clientId, args);
+        break;
+      case 'subscribe':
+      case 'unsubscribe':
+        if (!uid) return this.noAccess(node, clientId, op);
+        this.reply(op === 'subscribe' ? node.subscribe(clientId, ...args) : node.connCall(clientId, 'unsubscribe', args));
+        this.reply(node.meshSend(clientId, `{"op":"${op}","success":true}`));
+        break;
+      case 'sendtoroom':
+      case 'sendtouser': {
+        if (!uid) return this.noAccess(node, clientId, op);
+        const [channel, message] = args;
+        this.publish(node, channel, uid, message);
+        this.reply(node.meshSend(clientId, `{"op":"${op}","success":true}`));
+        break;
+      }
+      case 'sendbroadcast': {
+        if (!uid) return this.noAccess(node, clientId, op);
+        const [message] = args;
+        this.publish(node, 'broadcast', uid, message);
+        this.reply(node.meshSend(clientId, '{"op":"sendbroadcast","success":true}'));
+        break;
+      }
+    }
+  }
+
+  private handleQueueConn(event: any): void {
+    const { event: name, uid = 0 } = event.p.d;
+    if (name === 'handshake') this.handshakes.push(event.p.c);
+    if (name === 'close' && uid) this.online.delete(uid);
+  }
+
+  /** The DB check; setContextValue releases the Lua waiting in wait_context_value (0 on failure). */
+  private auth(node: ConsumerNode, clientId: string, [name, password]: string[]): void {
+    const row = USERS[name];
+    if (!row || row.password !== password) {
+      this.reply(node.setContextValue(clientId, 'uid', 0));
+      this.reply(node.meshSend(clientId, '{"op":"auth","error":"Invalid name or password"}'));
+      return;
+    }
+    this.online.add(row.id);
+    this.reply(node.setContextValue(clientId, 'uid', row.id));
+    this.reply(node.meshSend(clientId, '{"op":"auth","success":true}'));
+  }
+
+  private publish(node: ConsumerNode, channel: string, uid: number, message: string): void {
+    this.reply(node.meshPublish(channel, `{"event":"subscribe","channel":"${channel}","data":"uid:${uid},message:${message}"}`));
+  }
+
+  private noAccess(node: ConsumerNode, clientId: string, op: string): void {
+    this.reply(node.meshSend(clientId, `{"op":"${op}","error":"No access"}`));
+  }
+
+  private reply(answer: Promise<SdkMessage>): void {
+    this.replies.push(answer);
+  }
+
+  /** Waits for the requests sent so far; the engine must have answered each with a result. */
+  async settled(): Promise<void> {
+    const answers = await Promise.all(this.replies.splice(0));
+    for (const answer of answers) assert.equal(answer.type, 'result', JSON.stringify(answer.frame));
+  }
+}
+
+let mesh: TwoNodes;
+let sdk: PhpStyleConsumer;
+const chat = new ChatMemBackend();
+
+before(async () => {
+  mesh = await startTwoNodes(laravelChat('entry.lua'));
+  sdk = await PhpStyleConsumer.start({
+    host: mesh.a.apiUrl,
+    topics: ['chat'],
+    onMessage: (node, message) => {
+      if (message.type === 'event') chat.handleEvent(node, message.frame);
+    },
+  });
+});
+
+after(async () => {
+  sdk?.close();
+  await mesh?.stop();
+});
+
+function chatUrl(node: { socketPort: number }): string {
+  return `ws://127.0.0.1:${node.socketPort}/chat`;
+}
+
+async function login(url: string, name: string): Promise<TestClient> {
+  const client = await TestClient.open(url);
+  assert.equal(await client.request(JSON.stringify({ op: 'auth', args: [name, '123456'] })), '{"op":"auth","success":true}');
+  return client;
+}
+
+function roomEvent(channel: string, uid: number, message: string): string {
+  return `{"event":"subscribe","channel":"${channel}","data":"uid:${uid},message:${message}"}`;
+}
+
+test('9.6 laravel-chat, unchanged entry.lua + websocket.lua on socket servers: ping, auth, join a room, send to it, broadcast', async () => {
+  const one = await TestClient.open(chatUrl(mesh.a));
+  assert.equal(await one.request('{"op":"ping"}'), '{"op":"pong"}');
+  assert.equal(await one.request('{"op":"auth","args":["user1","123456"]}'), '{"op":"auth","success":true}');
+  const two = await login(chatUrl(mesh.b), 'user2');
+  const three = await login(chatUrl(mesh.b), 'user3');
+  assert.deepEqual([...chat.online].sort(), [1, 2, 3]);
+
+  for (const client of [one, two]) {
+    assert.equal(await client.request('{"op":"subscribe","args":["room_101"]}'), '{"op":"subscribe","success":true}');
+  }
+  for (const client of [one, two, three]) {
+    assert.equal(await client.request('{"op":"subscribe","args":["broadcast"]}'), '{"op":"subscribe","success":true}');
+  }
+
+  // As in the README: the sender gets the room event, then the answer; the other member (on the other
+  // node) gets the event; user3, not in the room, gets nothing.
+  one.send('{"op":"sendtoroom","args":["room_101","hello,world!"]}');
+  assert.equal((await one.next()).data, roomEvent('room_101', 1, 'hello,world!'));
+  assert.equal((await one.next()).data, '{"op":"sendtoroom","success":true}');
+  assert.equal((await two.next()).data, roomEvent('room_101', 1, 'hello,world!'));
+
+  two.send('{"op":"sendbroadcast","args":["hi all"]}');
+  assert.equal((await two.next()).data, roomEvent('broadcast', 2, 'hi all'));
+  assert.equal((await two.next()).data, '{"op":"sendbroadcast","success":true}');
+  for (const client of [one, three]) assert.equal((await client.next()).data, roomEvent('broadcast', 2, 'hi all'));
+  assert.ok(await three.silentFor(200), 'user3 got only the broadcast');
+
+  // The handshake events carried the client ids the engine gave.
+  assert.equal(chat.handshakes.length >= 3, true);
+  await chat.settled();
+  for (const client of [one, two, three]) client.close();
+});
+
+test('9.6 laravel-chat: before auth, ops get "No access"; bad JSON is answered by the backend; a wrong password sets uid 0', async () => {
+  const client = await TestClient.open(chatUrl(mesh.a));
+  assert.equal(await client.request('{"op":"subscribe","args":["room_101"]}'), '{"op":"subscribe","error":"No access"}');
+  assert.equal(await client.request('[]'), '{"error":"Json format error"}');
+  assert.equal(await client.request('{"op":"auth","args":["user1","wrong"]}'), '{"op":"auth","error":"Invalid name or password"}');
+  assert.equal(await client.request('{"op":"sendtoroom","args":["room_101","x"]}'), '{"op":"sendtoroom","error":"No access"}');
+  await chat.settled();
+  client.close();
+});
+
+test('9.6 laravel-chat: closing the WebSocket runs on_close(err, conn), which pushes the uid; the backend marks the user offline', async () => {
+  const client = await login(chatUrl(mesh.b), 'user4');
+  assert.ok(chat.online.has(4));
+  client.close();
+  await client.waitClosed();
+  const closed = await sdk.nextEvent(10_000, ({ frame }) => frame.p.d.event === 'close' && frame.p.d.uid === 4);
+  assert.equal(closed.node.id, mesh.b.engine.broker.nodeId);
+  assert.ok(!chat.online.has(4));
+  await chat.settled();
+});
