@@ -452,3 +452,14 @@ test('a missing file is a ConfigError naming the file, line 0', () => {
     },
   );
 });
+
+test('servers[].hooks picks a socket entry\'s hook model: auto by default, current or v1.0.1, socket servers only', () => {
+  assert.equal(defaultConfig().engine.servers[0].hooks, 'auto');
+  const { config } = load(yaml('engine:', '  servers:', '    - port: 7000', '      protocol: socket', '      hooks: v1.0.1',
+    '    - port: 7001', '      protocol: socket', '      hooks: current', '    - port: 7002', '      protocol: socket'));
+  assert.deepEqual(config.engine.servers.map((server) => server.hooks), ['v1.0.1', 'current', 'auto']);
+  rejects(yaml('engine:', '  servers:', '    - port: 7000', '      protocol: socket', '      hooks: 1.0.1'),
+    'engine.servers[0].hooks', 5, /must be one of auto, current, v1\.0\.1, got/);
+  rejects(yaml('engine:', '  servers:', '    - port: 7000', '      hooks: v1.0.1'),
+    'engine.servers[0].hooks', 4, /applies to protocol: socket servers only/);
+});

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, type TestNodeOptions } from '../helpers';
+import { TestClient, withNode, type TestNodeOptions } from '../helpers';
 import { shippedLua, startTwoNodes, type TwoNodes } from './setup';
 import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from './php-consumer';
 
@@ -14,9 +14,15 @@ import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from './php-cons
 
 const FOLDER = 'lua/examples/laravel-chat';
 
-/** The example folder as shipped, plus the printer its prettyprint.lua points at. */
+/**
+ * The example folder as shipped, plus the printer its prettyprint.lua points at, and a websocket.lua in
+ * the scripts folder that must not be the one loaded: `require` looks in the entry's folder first.
+ */
 function laravelChatFiles(): Record<string, string> {
-  const files: Record<string, string> = { 'lua/utils/prettyprint.lua': shippedLua('utils/prettyprint.lua') };
+  const files: Record<string, string> = {
+    'lua/utils/prettyprint.lua': shippedLua('utils/prettyprint.lua'),
+    'lua/protocols/websocket.lua': 'error("lua/protocols/websocket.lua was loaded instead of the example\'s own")',
+  };
   for (const file of ['entry.lua', 'entry.2022-05-24.lua', 'prettyprint.lua', 'protocols/websocket.lua']) {
     files[`${FOLDER}/${file}`] = shippedLua(`examples/laravel-chat/${file}`);
   }
@@ -45,6 +51,12 @@ class ChatMemBackend {
   readonly online = new Set<number>();
   readonly handshakes: string[] = [];
   private replies: Promise<SdkMessage>[] = [];
+
+  /** Chat.php before 2022-05-26 (entry.2022-05-24.lua): topics `chat` and `conn`, dispatched on the topic. */
+  handleConsume(node: ConsumerNode, event: any): void {
+    if (event.p.t === 'chat') this.handleQueueChat(node, event);
+    else if (event.p.t === 'conn') this.handleQueueConn(event);
+  }
 
   handleEvent(node: ConsumerNode, event: any): void {
     const data = event.p.d;
@@ -231,4 +243,43 @@ test('9.6 laravel-chat: closing the WebSocket runs on_close(err, conn), which pu
   assert.equal(closed.node.id, mesh.b.engine.broker.nodeId);
   assert.ok(!chat.online.has(4));
   await chat.settled();
+});
+
+test('9.6 laravel-chat of 2022-05-24 (init() creating its queues with mix.queue.new, topics chat and conn): the transcript with Chat.php', async () => {
+  const old = new ChatMemBackend();
+  await withNode(laravelChat('entry.2022-05-24.lua'), async (node) => {
+    // init() ran as the server started: both topics hold at most 100 waiting items. (The fillers carry
+    // an op that Chat.php has no case for, so the backend lets them pass.)
+    const filler = JSON.stringify({ event: 'filler', frame: { type: 'text', data: '{"op":"filler"}' } });
+    for (const topic of ['chat', 'conn']) {
+      for (let i = 0; i < 100; i++) node.engine.queue.push({ clientId: '0', topic, dataJson: filler });
+      assert.throws(() => node.engine.queue.push({ clientId: '0', topic, dataJson: '{}' }), /topic "\w+" is full \(mix.queue.new gave it 100 items\)/);
+    }
+    const consumer = await PhpStyleConsumer.start({
+      host: node.apiUrl,
+      topics: ['chat', 'conn'],
+      onMessage: (from, message) => {
+        if (message.type === 'event') old.handleConsume(from, message.frame);
+      },
+    });
+    try {
+      const one = await login(chatUrl(node), 'user1');
+      const two = await login(chatUrl(node), 'user2');
+      for (const client of [one, two]) {
+        assert.equal(await client.request('{"op":"subscribe","args":["room_101"]}'), '{"op":"subscribe","success":true}');
+      }
+      one.send('{"op":"sendtoroom","args":["room_101","hello,world!"]}');
+      assert.equal((await one.next()).data, roomEvent('room_101', 1, 'hello,world!'));
+      assert.equal((await one.next()).data, '{"op":"sendtoroom","success":true}');
+      assert.equal((await two.next()).data, roomEvent('room_101', 1, 'hello,world!'));
+      assert.equal(old.handshakes.length, 2, 'the handshake events came through topic conn');
+      one.close();
+      await consumer.nextEvent(10_000, ({ frame }) => frame.p.t === 'conn' && frame.p.d.event === 'close' && frame.p.d.uid === 1);
+      assert.ok(!old.online.has(1));
+      await old.settled();
+      two.close();
+    } finally {
+      consumer.close();
+    }
+  });
 });
