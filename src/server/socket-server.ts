@@ -89,7 +89,10 @@ export class SocketBusinessServer {
   async start(): Promise<net.AddressInfo> {
     this.vm.load();
     this.hookModel = socketHookModel(this.config.hooks, this.vm);
-    if (this.hookModel === 'v1.0.1') await runInit(this.vm);
+    if (this.hookModel === 'v1.0.1') {
+      this.log.info('socket server runs CONNMIX v1.0.1 hooks (the connection is their last argument)', { entry: this.vm.chunkName });
+      await runInit(this.vm);
+    }
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.config.port, this.config.bind, () => {
