@@ -11,6 +11,7 @@ import { PhpStyleConsumer } from './conformance/php-consumer';
 /**
  * A newline-framed entry written for v1.0.1. Every hook notes the Lua types of the arguments it got;
  * the line "seen" answers them, "inits" how often init ran, "push <topic>" what mix.queue.push answers,
+ * "new <topic>" what mix.queue.new(topic, 1) answers,
  * and "sub <channel>" subscribes. on_close pushes {err, id} to topic "closed".
  */
 const V101_ENTRY = `
@@ -61,6 +62,9 @@ function on_message(line, conn)
   elseif string.sub(line, 1, 5) == "push " then
     local n, err = mix.queue.push(string.sub(line, 6), "x")
     reply = tostring(n) .. " " .. tostring(err)
+  elseif string.sub(line, 1, 4) == "new " then
+    local ok, err = mix.queue.new(string.sub(line, 5), 1)
+    reply = tostring(ok) .. " " .. tostring(err)
   elseif string.sub(line, 1, 4) == "sub " then
     reply = tostring(conn:subscribe(string.sub(line, 5)))
   else
@@ -121,7 +125,7 @@ test('v1.0.1 hooks: init() runs once, when the server starts, not per connection
 });
 
 test('v1.0.1 mix.queue.new(name, size): at most size items of that topic wait, capped by topicSize; other topics keep topicSize', async () => {
-  await withNode(socketNode(V101_ENTRY, { engineYaml: '    queue:\n      topicSize: 3\n' }), async (node) => {
+  await withNode(socketNode(V101_ENTRY, { engineYaml: '    queue:\n      topicSize: 3\n      maxTopics: 3\n' }), async (node) => {
     const { client } = await greeted(node);
     assert.equal(await ask(client, 'push small'), '1 nil');
     assert.equal(await ask(client, 'push small'), '2 nil');
@@ -140,6 +144,10 @@ test('v1.0.1 mix.queue.new(name, size): at most size items of that topic wait, c
     assert.equal(first, '1 nil');
     assert.equal(await ask(client, 'push small'), '2 nil');
     assert.match(await ask(client, 'push small'), /gave it 2 items/);
+    // Declared names are bounded by maxTopics too (init declared two).
+    assert.equal(await ask(client, 'new third'), 'true nil');
+    assert.equal(await ask(client, 'new third'), 'true nil');
+    assert.equal(await ask(client, 'new fourth'), 'nil queue: too many topics (maxTopics is 3)');
     client.close();
   });
 });

@@ -45,7 +45,7 @@ export class MemoryQueue {
 
   /**
    * `mix.queue.new(name, size)` (CONNMIX v1.0.1): from now on at most `size` items of the topic wait,
-   * never more than `topicSize`. Declared topics count against `maxTopics`.
+   * never more than `topicSize`. At most `maxTopics` names may be declared (they are kept for good).
    */
   declare(topicName: string, size: number): void {
     if (!this.capacities.has(topicName) && this.capacities.size >= this.limits.maxTopics) {
