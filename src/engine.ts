@@ -3,10 +3,11 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from './config/schema';
 import { watchConfig, changedKeys, HOT_KEYS } from './config/watch';
 import { Logger } from './log';
-import type { Broker, CallOutcome, ConnFunction, NodeInfo, PublishResult } from './mesh/broker';
+import type { Broker, CallOutcome, ConnFunction, CountResult, NodeInfo, PublishResult } from './mesh/broker';
 import { MemoryBroker } from './mesh/memory-broker';
 import { RedisBroker } from './mesh/redis-broker';
 import { Hub, type Subscriber } from './mesh/hub';
+import { SubscriberCounts } from './mesh/subscriber-counts';
 import { ClientIdGenerator, nodeNumberOf } from './mesh/ids';
 import { Metrics, secondsSince } from './metrics';
 import { ApiServer } from './api/api-server';
@@ -39,6 +40,7 @@ export class Engine implements NodeServices {
   readonly broker: Broker;
   readonly hub: Hub;
   readonly metrics: Metrics;
+  private readonly counts: SubscriberCounts;
   readonly servers: (WebSocketBusinessServer | SocketBusinessServer)[] = [];
   private api: ApiServer | null = null;
   /** CONNMIX's center API, served beside the node by `dev` and `single`. */
@@ -83,6 +85,7 @@ export class Engine implements NodeServices {
       brokerReady: () => this.broker.ready(),
     }, { node: this.broker.nodeId });
     this.hub = new Hub(this.broker, this.metrics);
+    this.counts = new SubscriberCounts((channel) => this.broker.count(channel));
     for (const server of config.engine.servers) {
       const Server = server.protocol === 'socket' ? SocketBusinessServer : WebSocketBusinessServer;
       this.servers.push(new Server(server, this, this.log, config.engine.luavm.callBudget, this.metrics));
@@ -201,6 +204,11 @@ export class Engine implements NodeServices {
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean> {
     const scenario = nodeNumberOf(clientId) === this.broker.nodeNumber ? 'local' : 'forward';
     return this.timed('send', scenario, this.broker.send(clientId, payload, binary));
+  }
+
+  /** How many connections are subscribed to `channel` over the mesh (reused for a couple of seconds). */
+  count(channel: string): CountResult | Promise<CountResult> {
+    return this.counts.count(channel);
   }
 
   /** Whether the node can carry traffic: it is not stopping and its broker is connected (for /readyz). */

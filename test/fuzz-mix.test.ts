@@ -41,7 +41,7 @@ const VALUES = [
 const FUNCTIONS = [
   'mix.websocket', 'mix.json_encode', 'mix.json_decode', 'mix.base64_encode', 'mix.base64_decode', 'mix.str_split',
   'mix.parse_url', 'mix.parse_str', 'mix.url_parse', 'mix.bytes_tostring', 'mix.md5', 'mix.md5_bin', 'mix.sha1',
-  'mix.sha1_bin', 'mix.log', 'mix.server.option', 'mix.socket.tcp', 'mix.mesh.publish', 'mix.mesh.send',
+  'mix.sha1_bin', 'mix.log', 'mix.server.option', 'mix.socket.tcp', 'mix.mesh.publish', 'mix.mesh.send', 'mix.mesh.count',
   'mix.queue.push', 'mix.queue.new', 'mix.http.request', 'mix.redis.connection', 'mix.php_pack', 'mix.php_unpack',
   'conn.client_id', 'conn.remote_addr', 'conn.context', 'conn.context_value', 'conn.set_context',
   'conn.set_context_value', 'conn.subscribe', 'conn.unsubscribe', 'conn.send', 'conn.clear_buffer',
@@ -78,7 +78,7 @@ const SIGNATURES: Record<string, string> = {
   'mix.json_encode': 'a', 'mix.json_decode': 's', 'mix.base64_encode': 's', 'mix.base64_decode': 's',
   'mix.str_split': 's s', 'mix.parse_url': 'u', 'mix.parse_str': 's', 'mix.url_parse': 'u', 'mix.bytes_tostring': 'T',
   'mix.md5': 's', 'mix.md5_bin': 's', 'mix.sha1': 's', 'mix.sha1_bin': 's', 'mix.log': 'l a a',
-  'mix.server.option': 's', 'mix.mesh.publish': 'c s y', 'mix.mesh.send': 'i s y', 'mix.queue.push': 'k a', 'mix.queue.new': 'k a',
+  'mix.server.option': 's', 'mix.mesh.publish': 'c s y', 'mix.mesh.send': 'i s y', 'mix.mesh.count': 'c', 'mix.queue.push': 'k a', 'mix.queue.new': 'k a',
   'mix.http.request': 'm u T', 'mix.redis.connection': 's', 'mix.php_pack': 'f a a', 'mix.php_unpack': 'f s',
   'conn.context_value': 'k', 'conn.set_context': 'T', 'conn.set_context_value': 'k a', 'conn.subscribe': 'c c',
   'conn.unsubscribe': 'c', 'conn.send': 's y', 'RED_COMMAND': 's s s',

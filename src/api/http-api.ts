@@ -2,7 +2,7 @@ import express, { type Request, type Response, type NextFunction } from 'express
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../log';
 import type { AccessDenial, Role } from './access';
-import type { NodeInfo, PublishResult } from '../mesh/broker';
+import type { CountResult, NodeInfo, PublishResult } from '../mesh/broker';
 import { ApiError, ErrorCode } from './errors';
 import type { Metrics } from '../metrics';
 
@@ -10,6 +10,8 @@ import type { Metrics } from '../metrics';
 export interface ApiNode {
   publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
+  /** Subscribers of a channel over the mesh. */
+  count(channel: string): CountResult | Promise<CountResult>;
   nodes(): NodeInfo[] | Promise<NodeInfo[]>;
   /** Whether the node can carry traffic (its broker is connected). */
   ready(): boolean;
@@ -61,7 +63,7 @@ export function createHttpApi(node: NodeListing, log: Logger, authorize: Authori
       res.end(await metrics.registry.metrics());
     });
   }
-  // POST /v1/mesh/publish and /v1/mesh/send are served before express (see mesh-routes.ts).
+  // POST /v1/mesh/publish, /v1/mesh/send and /v1/mesh/count are served before express (see mesh-routes.ts).
   app.get('/version', (_req, res) => {
     res.json({ apis: ['v1'] });
   });

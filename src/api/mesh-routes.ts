@@ -2,16 +2,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import { ApiError, ErrorCode, invalidParams } from './errors';
-import { parseBody, publishRequest, sendRequest } from './requests';
+import { countRequest, parseBody, publishRequest, sendRequest } from './requests';
 import type { ApiNode, Authorize } from './http-api';
 
 /** The largest publish or send body accepted, in bytes. */
 const MAX_BODY = 16 * 1024 * 1024;
 
-const ROUTES = { '/v1/mesh/publish': 'publish', '/v1/mesh/send': 'send' } as const;
+const ROUTES = { '/v1/mesh/publish': 'publish', '/v1/mesh/send': 'send', '/v1/mesh/count': 'count' } as const;
 type MeshRoute = keyof typeof ROUTES;
 
-/** The mesh route a request is for, if it is `POST /v1/mesh/publish` or `POST /v1/mesh/send`. */
+/** The mesh route a request is for, if it is `POST /v1/mesh/publish`, `/v1/mesh/send` or `/v1/mesh/count`. */
 export function meshRouteOf(req: IncomingMessage): MeshRoute | null {
   if (req.method !== 'POST') return null;
   const path = (req.url ?? '').split('?', 1)[0];
@@ -19,7 +19,7 @@ export function meshRouteOf(req: IncomingMessage): MeshRoute | null {
 }
 
 /**
- * Serves `POST /v1/mesh/publish` and `POST /v1/mesh/send` on the plain HTTP server. These are the routes
+ * Serves `POST /v1/mesh/publish`, `POST /v1/mesh/send` and `POST /v1/mesh/count` on the plain HTTP server. These are the routes
  * backends call per message, and express's router and body parser cost several times the publish
  * itself (profiled in bench/: ~2-3k requests/s through express). Answers and codes are the API's.
  */
@@ -35,7 +35,8 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
     log.error('API request failed', { path: route, error: (error as Error).stack ?? String(error) });
     finish(500, { E: { c: ErrorCode.MESH_UNAVAILABLE, m: (error as Error).message } }, ErrorCode.MESH_UNAVAILABLE);
   };
-  const denial = authorize(req, 'write');
+  // A count changes nothing: the `read` role may ask for it.
+  const denial = authorize(req, ROUTES[route] === 'count' ? 'read' : 'write');
   if (denial) {
     finish(denial.status, { E: { c: denial.status, m: denial.message } }, denial.status, denial.status === 401 ? { 'www-authenticate': 'Basic realm="connmix"' } : {});
     req.resume();
@@ -54,7 +55,8 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
     try {
       if (tooLarge) throw invalidParams(`invalid request: the body is larger than ${MAX_BODY} bytes`);
       const body = parseBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
-      const answer = ROUTES[route] === 'publish' ? publish(node, body) : send(node, body);
+      const kind = ROUTES[route];
+      const answer = kind === 'publish' ? publish(node, body) : kind === 'send' ? send(node, body) : count(node, body);
       if (answer instanceof Promise) answer.then((r) => finish(200, { E: null, r }, 0), fail);
       else finish(200, { E: null, r: answer }, 0);
     } catch (error) {
@@ -63,7 +65,7 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
   });
 }
 
-type Answer = { s: number; f: number } | { s: true };
+type Answer = { s: number; f: number } | { s: true } | { n: number; f: number };
 
 function publish(node: ApiNode, body: Record<string, unknown>): Answer | Promise<Answer> {
   const { target, payload, binary } = publishRequest(body);
@@ -76,6 +78,11 @@ function send(node: ApiNode, body: Record<string, unknown>): Answer | Promise<An
     if (!sent) throw new ApiError(ErrorCode.SEND_FAILED, `send failed: client ${target} not found or gone`);
     return { s: true };
   });
+}
+
+function count(node: ApiNode, body: Record<string, unknown>): Answer | Promise<Answer> {
+  const channel = countRequest(body);
+  return settleMesh(() => node.count(channel), (result) => ({ n: result.n, f: result.f }));
 }
 
 /**

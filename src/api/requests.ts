@@ -73,6 +73,13 @@ export function publishRequest(body: Record<string, unknown>): MeshRequest {
   return { target: body.c as string, ...payloadOf(body) };
 }
 
+/** The channel `c` of a `mesh.count` request. */
+export function countRequest(body: Record<string, unknown>): string {
+  const error = channelError(body.c);
+  if (error) throw invalidParams(`c: ${error}`);
+  return body.c as string;
+}
+
 /** client_ids arrive as decimal strings, or as JSON numbers from the PHP SDK. */
 export function sendRequest(body: Record<string, unknown>): MeshRequest {
   const { c } = body;

@@ -3,10 +3,10 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
 import type { Logger } from '../log';
-import { CONN_FUNCTIONS, type CallOutcome, type ConnFunction, type PublishResult } from '../mesh/broker';
+import { CONN_FUNCTIONS, type CallOutcome, type ConnFunction, type CountResult, type PublishResult } from '../mesh/broker';
 import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memory-queue';
 import { ApiError, ErrorCode, invalidParams } from './errors';
-import { parseJsonKeepingIds, publishRequest, sendRequest } from './requests';
+import { countRequest, parseJsonKeepingIds, publishRequest, sendRequest } from './requests';
 import { textFrame } from '../server/frame';
 import { WriteBatch, type Batchable } from '../server/write-batch';
 
@@ -17,6 +17,8 @@ export interface WsApiNode {
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
   /** Runs `fn(args)` on the connection, wherever it is; resolves to an error message or null. */
   call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome;
+  /** Subscribers of a channel over the mesh. */
+  count(channel: string): CountResult | Promise<CountResult>;
 }
 
 export interface WsApiOptions {
@@ -178,6 +180,8 @@ export class WsApi {
         const { target, payload, binary } = publishRequest(params);
         return settle(this.node.publish(target, payload, binary), (result) => ({ s: result.s, f: result.f }));
       }
+      case 'mesh.count':
+        return settle(this.node.count(countRequest(params)), (result) => ({ n: result.n, f: result.f }));
       default:
         throw invalidParams(`unknown method ${JSON.stringify(method)}`);
     }

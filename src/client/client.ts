@@ -2,7 +2,7 @@ import { authHeaders } from './credentials';
 import { Consumer, type ConsumeOptions, type QueueHandler } from './consumer';
 import { HttpApi } from './http-api';
 import { NodeSocket, type NodeSocketOptions } from './node-socket';
-import type { BackoffOptions, Credentials, NodeInfo, Payload, PayloadOptions, PublishResult } from './types';
+import type { BackoffOptions, CountResult, Credentials, NodeInfo, Payload, PayloadOptions, PublishResult } from './types';
 
 export interface ClientOptions {
   /** Any node's API server: `http://127.0.0.1:6789` (a bare `host:port` means http). */
@@ -44,6 +44,14 @@ export class ConnmixClient {
   /** Delivers `data` to one connection; fails with code 401 (`SEND_FAILED`) when it is unknown or gone. */
   send(clientId: string, data: Payload, options?: PayloadOptions): Promise<void> {
     return this.seed.send(clientId, data, options);
+  }
+
+  /**
+   * How many connections are subscribed to `channel` over the whole mesh: a video's viewers, say. The
+   * node reuses an answer for about 2 s, so polling it every few seconds per channel stays cheap.
+   */
+  count(channel: string): Promise<CountResult> {
+    return this.seed.count(channel);
   }
 
   /** The live nodes of the mesh. */

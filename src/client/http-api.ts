@@ -1,8 +1,8 @@
 import { answerError, ConnmixError, ErrorCode, noAnswer } from './errors';
 import { encodePayload } from './payload';
-import type { NodeInfo, Payload, PayloadOptions, PublishResult } from './types';
+import type { CountResult, NodeInfo, Payload, PayloadOptions, PublishResult } from './types';
 
-/** One node's HTTP API (`/v1/mesh/publish`, `/v1/mesh/send`, `/v1/nodes`, `/version`). */
+/** One node's HTTP API (`/v1/mesh/publish`, `/v1/mesh/send`, `/v1/mesh/count`, `/v1/nodes`, `/version`). */
 export class HttpApi {
   constructor(
     /** `http://host:port` of the node's API server. */
@@ -18,6 +18,11 @@ export class HttpApi {
 
   async send(clientId: string, data: Payload, options?: PayloadOptions): Promise<void> {
     await this.request('POST', '/v1/mesh/send', { c: clientId, ...encodePayload(data, options) });
+  }
+
+  async count(channel: string): Promise<CountResult> {
+    const r = (await this.request('POST', '/v1/mesh/count', { c: channel })) as { n: number; f: number };
+    return { subscribers: r.n, unansweredNodes: r.f };
   }
 
   async nodes(): Promise<NodeInfo[]> {

@@ -6,4 +6,4 @@ export { ConnmixClient, type ClientOptions } from './client';
 export { Consumer, type ConsumeOptions, type QueueHandler } from './consumer';
 export { NodeSocket, type NodeSocketOptions } from './node-socket';
 export { ConnmixError, ErrorCode } from './errors';
-export type { BackoffOptions, Credentials, NodeInfo, Payload, PayloadOptions, PublishResult, QueueEvent } from './types';
+export type { BackoffOptions, CountResult, Credentials, NodeInfo, Payload, PayloadOptions, PublishResult, QueueEvent } from './types';

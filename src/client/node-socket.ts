@@ -2,7 +2,7 @@ import { WebSocket } from 'ws';
 import { Backoff } from './backoff';
 import { answerError, ConnmixError, noAnswer } from './errors';
 import { encodePayload } from './payload';
-import type { BackoffOptions, Payload, PayloadOptions, PublishResult, QueueEvent } from './types';
+import type { BackoffOptions, CountResult, Payload, PayloadOptions, PublishResult, QueueEvent } from './types';
 
 export interface NodeSocketOptions {
   /** Headers of the upgrade request (the `access.users` credentials). */
@@ -106,6 +106,12 @@ export class NodeSocket {
 
   async send(clientId: string, data: Payload, options?: PayloadOptions): Promise<void> {
     await this.call('mesh.send', { c: clientId, ...encodePayload(data, options) });
+  }
+
+  /** Connections subscribed to `channel` over the mesh (the node reuses an answer for about 2 s). */
+  async count(channel: string): Promise<CountResult> {
+    const r = (await this.call('mesh.count', { c: channel })) as { n: number; f: number };
+    return { subscribers: r.n, unansweredNodes: r.f };
   }
 
   async setContextValue(clientId: string, key: string, value: unknown): Promise<void> {

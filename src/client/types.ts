@@ -12,6 +12,14 @@ export interface PublishResult {
   failed: number;
 }
 
+/** How many connections are subscribed to a channel over the whole mesh (`POST /v1/mesh/count`). */
+export interface CountResult {
+  /** Connections subscribed, summed over the nodes that answered. */
+  subscribers: number;
+  /** Nodes holding subscribers of the channel that did not answer in time (their connections are not counted). */
+  unansweredNodes: number;
+}
+
 /** A node of the mesh, as `GET /v1/nodes` lists it. */
 export interface NodeInfo {
   id: string;

@@ -4,6 +4,15 @@ export interface PublishResult {
   f: number;
 }
 
+/**
+ * A count of a channel's subscribers over the mesh: `n` connections, summed over the nodes that answered;
+ * `f` nodes that hold subscribers of it but did not answer in time (their connections are not in `n`).
+ */
+export interface CountResult {
+  n: number;
+  f: number;
+}
+
 /** A node of the mesh as `/v1/nodes` lists it. */
 export interface NodeInfo {
   id: string;
@@ -25,6 +34,8 @@ export interface LocalDelivery {
   deliverTo(clientId: string, payload: Buffer, binary: boolean): boolean;
   /** Runs `fn(args)` on the local connection `clientId`. */
   callOn(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome;
+  /** How many local connections are subscribed to `channel`. */
+  count(channel: string): number;
 }
 
 /**
@@ -50,6 +61,8 @@ export interface Broker {
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
   /** Runs a `conn.call` function on a connection anywhere in the mesh. */
   call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome;
+  /** How many connections are subscribed to `channel`, summed over every node (uncached). */
+  count(channel: string): CountResult | Promise<CountResult>;
   /** The live nodes of the mesh. */
   nodes(): NodeInfo[] | Promise<NodeInfo[]>;
   /** Leaves the node list (so SDKs stop using this node) while still carrying traffic; idempotent. */

@@ -5,6 +5,7 @@
  *   send     0x02 | flags u8 | request u32 | origin length u8 | origin | client_id length u8 | client_id | payload
  *   reply    0x03 | (request u32 | s u32 | f u32) repeated
  *   call     0x04 | flags u8 | request u32 | origin length u8 | origin | client_id length u8 | client_id | JSON {"f","a"}
+ *   count    0x05 | flags u8 | request u32 | origin length u8 | origin
  *
  * `flags` bit 0 marks a binary payload. `origin` is the sending node's id: receivers answer on that
  * node's inbox channel with one reply entry per request (several requests of one tick share a reply
@@ -17,6 +18,8 @@ export enum Kind {
   Reply = 3,
   /** A `conn.call` for one connection; answered s=1 on success, f=1 on failure. */
   Call = 4,
+  /** How many local subscribers the channel it was published on has; answered s=count, f=0. */
+  Count = 5,
 }
 
 const BINARY = 1;
@@ -24,7 +27,7 @@ const REPLY_ENTRY = 12;
 
 /** A publish or send as the receiving node sees it. */
 export interface Request {
-  kind: Kind.Publish | Kind.Send | Kind.Call;
+  kind: Kind.Publish | Kind.Send | Kind.Call | Kind.Count;
   binary: boolean;
   request: number;
   origin: string;
@@ -57,6 +60,11 @@ function header(kind: Kind, binary: boolean, request: number, origin: string, ex
 export function encodePublish(origin: string, request: number, binary: boolean, payload: Buffer): Buffer {
   const { head } = header(Kind.Publish, binary, request, origin, 0);
   return Buffer.concat([head, payload], head.length + payload.length);
+}
+
+/** A count of the subscribers of the channel it is published on, from node `origin`, answered under `request`. */
+export function encodeCount(origin: string, request: number): Buffer {
+  return header(Kind.Count, false, request, origin, 0).head;
 }
 
 /** A send of `payload` to `clientId` from node `origin`, answered under `request`. */
@@ -102,7 +110,7 @@ export function decode(message: Buffer): Envelope | null {
     }
     return { kind, entries };
   }
-  if ((kind !== Kind.Publish && kind !== Kind.Send && kind !== Kind.Call) || message.length < 7) return null;
+  if ((kind !== Kind.Publish && kind !== Kind.Send && kind !== Kind.Call && kind !== Kind.Count) || message.length < 7) return null;
   let at = 7 + message[6];
   if (message.length < at) return null;
   const origin = message.toString('latin1', 7, at);

@@ -169,6 +169,10 @@ export class Hub implements LocalDelivery {
     else this.metrics?.countSends(0, 0, delivered ? 1 : 0, delivered ? 0 : 1);
     return delivered;
   }
+  count(channel: string): number {
+    return this.byChannel.get(channel)?.members.size ?? 0;
+  }
+
   /** `conn.call` on a local connection: context writes apply at once, (un)subscribes as usual. */
   callOn(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome {
     const conn = this.byId.get(clientId);

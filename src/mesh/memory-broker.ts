@@ -1,4 +1,4 @@
-import type { Broker, CallOutcome, ConnFunction, LocalDelivery, NodeInfo, PublishResult } from './broker';
+import type { Broker, CallOutcome, ConnFunction, CountResult, LocalDelivery, NodeInfo, PublishResult } from './broker';
 import { newNodeId } from './ids';
 
 /** The embedded broker: one node, nothing else to run. Publishes and sends are local deliveries. */
@@ -27,6 +27,10 @@ export class MemoryBroker implements Broker {
 
   call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome {
     return this.local ? this.local.callOn(clientId, fn, args) : `client ${clientId} not found or gone`;
+  }
+
+  count(channel: string): CountResult {
+    return { n: this.local ? this.local.count(channel) : 0, f: 0 };
   }
 
   nodes(): NodeInfo[] {

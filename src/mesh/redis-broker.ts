@@ -1,8 +1,8 @@
 import { randomInt } from 'node:crypto';
 import type { RedisMeshConfig } from '../config/schema';
 import type { LogFields, Logger } from '../log';
-import type { Broker, ConnFunction, LocalDelivery, NodeInfo, PublishResult } from './broker';
-import { decode, encodeCall, encodePublish, encodeReply, encodeSend, Kind, type ReplyEntry } from './envelope';
+import type { Broker, ConnFunction, CountResult, LocalDelivery, NodeInfo, PublishResult } from './broker';
+import { decode, encodeCall, encodeCount, encodePublish, encodeReply, encodeSend, Kind, type ReplyEntry } from './envelope';
 import { MAX_NODE_NUMBER, newNodeId, nodeNumberOf } from './ids';
 import { NodeRegistry } from './node-registry';
 import { bounded, connectMeshRedis, type MeshRedis, type Role } from './redis-connections';
@@ -142,6 +142,20 @@ export class RedisBroker implements Broker {
     return { s: here.s + there.s, f: here.f + there.f };
   }
 
+  /**
+   * Counts the channel's subscribers over the mesh with one request on the channel itself: only the nodes
+   * that hold subscribers of it are subscribed in Redis, so only they receive it, and each answers its
+   * local count. A node that died has lost its Redis connection and with it its subscriptions, so it is
+   * no longer asked; a node that is alive but silent is reported in `f`. No key is read or scanned.
+   */
+  async count(channel: string): Promise<CountResult> {
+    this.started();
+    const here = this.local?.count(channel) ?? 0;
+    const encode = (request: number): Buffer => encodeCount(this.nodeId, request);
+    const there = await this.ask(this.channelKey(channel), encode, { op: 'count', channel });
+    return { n: here + there.s, f: there.f };
+  }
+
   async send(clientId: string, payload: Buffer, binary: boolean): Promise<boolean> {
     this.started();
     const number = nodeNumberOf(clientId);
@@ -272,15 +286,20 @@ export class RedisBroker implements Broker {
     if (!local) return;
     // This runs inside ioredis's reply parser: an exception here would break the connection, so none escapes.
     try {
-      if (envelope.kind === Kind.Publish) {
+      if (envelope.kind === Kind.Publish || envelope.kind === Kind.Count) {
         if (envelope.origin === this.nodeId) {
-          // Delivered locally when published; only the count of answers needs this copy.
+          // Delivered (or counted) locally when sent; only the count of answers needs this copy.
           this.answer(envelope.origin, envelope.request, 0, 0);
           return;
         }
         const prefix = this.channelPrefix;
         if (channel.length < prefix.length || channel.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0) return;
-        const { s, f } = local.deliver(channel.toString('utf8', prefix.length), envelope.payload, envelope.binary);
+        const name = channel.toString('utf8', prefix.length);
+        if (envelope.kind === Kind.Count) {
+          this.answer(envelope.origin, envelope.request, local.count(name), 0);
+          return;
+        }
+        const { s, f } = local.deliver(name, envelope.payload, envelope.binary);
         this.answer(envelope.origin, envelope.request, s, f);
       } else if (envelope.kind === Kind.Send) {
         const delivered = local.deliverTo(envelope.clientId, envelope.payload, envelope.binary);

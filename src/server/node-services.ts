@@ -13,6 +13,7 @@ export interface NodeServices {
   queuePush: MixHost['queuePush'];
   queueNew: MixHost['queueNew'];
   send: MixHost['send'];
+  count: NonNullable<MixHost['count']>;
   /** The connection is open and registered; it may receive deliveries. */
   attach(conn: Subscriber): void;
   /** The connection is gone; forget it and its subscriptions. */

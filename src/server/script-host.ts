@@ -37,6 +37,7 @@ export function createScriptHost(
     unsubscribe: (conn, channels) => services.unsubscribe(conn as unknown as Subscriber, channels),
     publish: (channel, payload, binary) => services.publish(channel, payload, binary),
     send: (clientId, payload, binary) => services.send(clientId, payload, binary),
+    count: (channel) => services.count(channel),
     queuePush: (item) => services.queuePush(item),
     queueNew: (topic, size) => services.queueNew(topic, size),
     redis,

@@ -1,6 +1,6 @@
 import type { Logger } from '../../log';
 import type { ConnectionContext } from './context';
-import type { PublishResult } from '../../mesh/broker';
+import type { CountResult, PublishResult } from '../../mesh/broker';
 import type { QueueItem } from '../../queue/memory-queue';
 import type { LuaRedisPool } from './redis';
 
@@ -38,6 +38,8 @@ export interface MixHost {
   queueNew(topic: string, size: number): void;
   /** Sends to a connection anywhere in the mesh; false if it is unknown or gone. */
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
+  /** Subscribers of a channel over the mesh (absent: `mix.mesh.count` answers an error). */
+  count?(channel: string): CountResult | Promise<CountResult>;
   /** The named Redis connections of `mix.redis.connection` (none configured if absent). */
   readonly redis?: LuaRedisPool;
 }

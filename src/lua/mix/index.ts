@@ -1,7 +1,7 @@
 import { lua, lauxlib, K, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari';
 import type { LuaVM } from '../vm';
 import type { LogLevel } from '../../config/schema';
-import type { PublishResult } from '../../mesh/broker';
+import type { CountResult, PublishResult } from '../../mesh/broker';
 import { channelError } from '../../mesh/hub';
 import { MIX_UTILS } from './utils';
 import { registerConnType, pushConn } from './conn';
@@ -42,7 +42,7 @@ export function installMix(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   luaL_setfuncs(L, { tcp: currentConn(vm, 'socket', protocol) }, 0);
   lua_setfield(L, -2, K('socket'));
   lua_newtable(L);
-  luaL_setfuncs(L, { publish: meshPublish(vm, host), send: meshSend(vm, host) }, 0);
+  luaL_setfuncs(L, { publish: meshPublish(vm, host), send: meshSend(vm, host), count: meshCount(vm, host) }, 0);
   lua_setfield(L, -2, K('mesh'));
   lua_newtable(L);
   luaL_setfuncs(L, { push: queuePush(vm, host), new: queueNew(host) }, 0);
@@ -146,5 +146,35 @@ function meshSend(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
       lua_pushstring(L, Buffer.from(`send failed: ${error.message}`));
       return 1;
     });
+  };
+}
+
+/**
+ * `mix.mesh.count(channel)` → `n, f`: connections subscribed to `channel` over the mesh, and nodes that
+ * did not answer in time (or `nil, nil, err`). Answers may be a couple of seconds old (see subscriber-counts.ts).
+ */
+function meshCount(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
+  return (L) => {
+    const channel = luaToJsString(luaL_checklstring(L, 1));
+    const pushCounts = (L: LuaState, result: CountResult): number => {
+      lua_pushnumber(L, result.n);
+      lua_pushnumber(L, result.f);
+      return 2;
+    };
+    const pushFailure = (L: LuaState, error: Error): number => {
+      lua_pushnil(L);
+      lua_pushnil(L);
+      lua_pushstring(L, Buffer.from(error.message));
+      return 3;
+    };
+    const invalid = channelError(channel) ?? (host.count ? null : 'mix.mesh.count is not available on this host');
+    if (invalid) return pushFailure(L, new Error(invalid));
+    let answer: CountResult | Promise<CountResult>;
+    try {
+      answer = (host.count as NonNullable<MixHost['count']>)(channel);
+    } catch (error) {
+      return pushFailure(L, error as Error);
+    }
+    return settle(vm, L, answer, pushCounts, pushFailure);
   };
 }
