@@ -5,7 +5,7 @@ const TOKEN_KEY = 'barrage.session';
 
 /** @returns {Promise<{ websocket: { port: number, path: string, url?: string }, max_length: number }>} */
 export async function getConfig() {
-  return json(await fetch('/api/config'));
+  return json(await fetch('api/config'));
 }
 
 /**
@@ -15,14 +15,22 @@ export async function getConfig() {
 export async function signIn(fresh = false) {
   const stored = fresh ? null : JSON.parse(localStorage.getItem(TOKEN_KEY) ?? 'null');
   if (stored && stored.expires_at * 1000 > Date.now() + 60_000) return stored;
-  const session = await json(await fetch('/api/token', { method: 'POST' }));
+  const session = await json(await fetch('api/token', { method: 'POST' }));
   localStorage.setItem(TOKEN_KEY, JSON.stringify(session));
   return session;
 }
 
+/**
+ * Every comment of a video in artplayer-plugin-danmuku's format, by video time.
+ * @returns {Promise<Array<{ id: string, text: string, time: number, mode: 0 | 1 | 2, color: string }>>}
+ */
+export async function fetchArtplayerHistory(/** @type {number} */ videoId) {
+  return json(await fetch(`api/artplayer?video_id=${videoId}`));
+}
+
 /** Every comment of a video, by video time. */
 export async function fetchHistory(/** @type {number} */ videoId) {
-  return (await json(await fetch(`/api/barrage?video_id=${videoId}`))).barrages;
+  return (await json(await fetch(`api/barrage?video_id=${videoId}`))).barrages;
 }
 
 /**
@@ -31,7 +39,7 @@ export async function fetchHistory(/** @type {number} */ videoId) {
  * @param {{ video_id: number, msg: string, time: number, color: string, mode: string }} comment
  */
 export async function postBarrage(token, comment) {
-  const response = await fetch('/api/barrage', {
+  const response = await fetch('api/barrage', {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
     body: JSON.stringify(comment),

@@ -1,98 +1,130 @@
 // @ts-check
-/** The barrage page: a video, its comments over it, a send box, and a list of videos to switch between. */
-import { fetchHistory, getConfig, postBarrage, signIn } from './api.js';
-import { DanmakuLayer } from './danmaku.js';
+/**
+ * The barrage page on ArtPlayer with artplayer-plugin-danmuku: the plugin draws the comments (lanes,
+ * overlap, modes, pause and seek) and has the send box; this page feeds it the history in its own format
+ * and the live comments from the engine as they arrive, posts what the viewer sends to the backend, and
+ * keeps what the plugin has no place for: the comment list, the video switcher, the watching count.
+ */
+import Artplayer from './vendor/artplayer/artplayer.mjs';
+import artplayerPluginDanmuku from './vendor/artplayer-plugin-danmuku/artplayer-plugin-danmuku.mjs';
+import { fetchArtplayerHistory, getConfig, postBarrage, signIn } from './api.js';
 import { LiveChannel } from './live.js';
+import { $, VIDEOS, clockText, notify, showInUrl, showStatus, showWatching, videoFromUrl, websocketUrl } from './page.js';
 
-/** @typedef {import('./danmaku.js').Barrage} Barrage */
+/** @typedef {{ id: string, text: string, time?: number, mode: 0 | 1 | 2, color: string, border?: boolean }} Danmu */
 
-const VIDEOS = [
-  { id: 100001, title: 'Aurora', blurb: 'Colour drifting across the night sky', colors: ['#0b1d51', '#7b2ff7', '#f107a3', '#ff8c42'] },
-  { id: 100002, title: 'Ocean', blurb: 'Twenty seconds of deep blue', colors: ['#03045e', '#0077b6', '#00b4d8', '#90e0ef'] },
-  { id: 100003, title: 'Forest', blurb: 'Green light through the leaves', colors: ['#081c15', '#2d6a4f', '#74c69d', '#d8f3dc'] },
-];
-
+const MODES = /** @type {const} */ (['scroll', 'top', 'bottom']);
 const COLORS = ['#ffffff', '#fe0302', '#ff7204', '#ffd302', '#00cd00', '#00a2ff', '#9b5de5', '#f15bb5'];
-
-const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
-const video = /** @type {HTMLVideoElement} */ ($('video'));
-const input = /** @type {HTMLInputElement} */ ($('msg'));
-const form = /** @type {HTMLFormElement} */ ($('composer'));
 
 const config = await getConfig();
 let session = await signIn();
 $('viewer').textContent = `uid ${session.uid}`;
 
-const layer = new DanmakuLayer($('layer'), video, { isOwn: (item) => item.uid === session.uid });
-/** @type {Barrage[]} the current video's comments, for the list beside the player */
+let current = videoFromUrl();
+/** @type {Array<Danmu & { time: number }>} the current video's comments, for the list beside the player */
 let comments = [];
-let current = VIDEOS[0];
+/** Ids of comments the player already has, so one arriving twice (posted here, echoed live) shows once. */
+const known = new Set();
+/** Ids this viewer posted in this page. */
+const own = new Set();
 
-const live = new LiveChannel(websocketUrl(), {
-  onEvent: (item) => {
-    layer.live(item);
-    remember([item]);
+const art = new Artplayer({
+  container: '#player',
+  url: mediaUrl(current.id),
+  autoplay: true,
+  muted: true,
+  loop: true,
+  playsInline: true,
+  autoSize: false,
+  setting: true,
+  fullscreen: true,
+  fullscreenWeb: true,
+  theme: '#fb7299',
+  lang: 'en',
+  moreVideoAttr: { preload: 'auto' },
+  plugins: [
+    artplayerPluginDanmuku({
+      // The history, in the plugin's own format, of whichever video is current when it (re)loads.
+      danmuku: () => loadHistory(current.id),
+      speed: 7,
+      fontSize: 24,
+      antiOverlap: true,
+      maxLength: config.max_length,
+      lockTime: 1,
+      theme: 'dark',
+      COLOR: COLORS,
+      beforeEmit: (/** @type {Danmu} */ danmu) => send(danmu),
+    }),
+  ],
+});
+const danmuku = art.plugins.artplayerPluginDanmuku;
+// Where each comment showed up, in video seconds, for anyone checking the timing (the tests do).
+art.on('artplayerPluginDanmuku:visible', (/** @type {Danmu & { $ref?: HTMLElement }} */ danmu) => {
+  if (danmu.$ref) danmu.$ref.dataset.shownAt = art.currentTime.toFixed(2);
+});
+/** @type {any} */ (window).art = art;
+
+const live = new LiveChannel(websocketUrl(config), {
+  onEvent: (barrage) => {
+    const danmu = { id: String(barrage.id), text: barrage.msg, mode: MODES.indexOf(barrage.mode), color: barrage.color };
+    remember([{ ...danmu, time: barrage.time }]);
+    if (known.has(danmu.id)) return;
+    known.add(danmu.id);
+    // No time: the plugin shows it now, wherever the playhead is.
+    danmuku.emit(/** @type {Danmu} */ (danmu));
   },
+  onWatching: showWatching,
   onStatus: showStatus,
-  // Comments posted while the connection was down only reach the history: fetch it again.
-  onReconnect: () => void loadHistory(current.id),
+  // Comments posted while the connection was down only reach the history: load it again.
+  onReconnect: () => void danmuku.load(),
 });
 
 renderVideoList();
-renderPalette();
-input.maxLength = config.max_length;
-updateCounter();
-select(VIDEOS.find((v) => String(v.id) === new URLSearchParams(location.search).get('v')) ?? VIDEOS[0]);
-
-form.addEventListener('submit', (event) => {
-  event.preventDefault();
-  void send();
-});
-input.addEventListener('input', updateCounter);
-$('toggle').addEventListener('click', () => {
-  const visible = $('toggle').getAttribute('aria-pressed') !== 'true';
-  $('toggle').setAttribute('aria-pressed', String(visible));
-  layer.setVisible(visible);
-});
-
-function websocketUrl() {
-  const { url, port, path } = config.websocket;
-  return url ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.hostname}:${port}${path}`;
-}
+select(current, true);
 
 /** Switches to another video: new source, new subscription, its history. */
-function select(/** @type {typeof VIDEOS[number]} */ next) {
+function select(/** @type {typeof VIDEOS[number]} */ next, first = false) {
   current = next;
   comments = [];
+  known.clear();
   renderComments();
-  layer.reset();
   live.watch(next.id);
-  video.src = `media/${next.id}.webm`;
-  void video.play().catch(() => undefined);
+  if (!first) {
+    void art.switchUrl(mediaUrl(next.id)).then(() => art.play()).catch(() => undefined);
+    void danmuku.load();
+  }
   $('title').textContent = next.title;
   $('blurb').textContent = next.blurb;
   document.title = `${next.title} · connmix barrage`;
   showInUrl(next.id);
   for (const el of document.querySelectorAll('.video-item')) el.classList.toggle('active', el.getAttribute('data-id') === String(next.id));
-  void loadHistory(next.id);
 }
 
 async function loadHistory(/** @type {number} */ videoId) {
   try {
-    const list = await fetchHistory(videoId);
-    if (videoId !== current.id) return;
-    layer.merge(list);
+    const list = await fetchArtplayerHistory(videoId);
+    if (videoId !== current.id) return [];
+    for (const danmu of list) known.add(danmu.id);
     remember(list);
+    return list;
   } catch (error) {
     notify(`Could not load comments: ${/** @type {Error} */ (error).message}`);
+    return [];
   }
 }
 
-async function send() {
-  const msg = input.value.trim();
-  if (!msg) return;
-  const fields = new FormData(form);
-  const comment = { video_id: current.id, msg, time: Math.round(video.currentTime * 1000) / 1000, color: String(fields.get('color')), mode: String(fields.get('mode')) };
+/**
+ * The plugin's send box calls this before showing the viewer's comment: it goes to the backend, which
+ * stores and publishes it. True lets the plugin show it (with a border: it is the viewer's own).
+ */
+async function send(/** @type {Danmu} */ danmu) {
+  const comment = {
+    video_id: current.id,
+    msg: danmu.text,
+    time: Math.round((danmu.time ?? art.currentTime) * 1000) / 1000,
+    color: danmu.color.toLowerCase(),
+    mode: MODES[danmu.mode] ?? 'scroll',
+  };
   try {
     let barrage;
     try {
@@ -102,43 +134,45 @@ async function send() {
       session = await signIn(true);
       barrage = await postBarrage(session.token, comment);
     }
-    input.value = '';
-    updateCounter();
-    if (barrage.video_id === current.id) {
-      layer.live(barrage);
-      remember([barrage]);
-    }
+    const id = String(barrage.id);
+    own.add(id);
+    remember([{ id, text: barrage.msg, time: barrage.time, mode: danmu.mode, color: barrage.color }]);
+    // The engine's echo can come before this answer; then the comment is on screen already.
+    if (known.has(id) || barrage.video_id !== current.id) return false;
+    known.add(id);
+    danmu.id = id;
+    return true;
   } catch (error) {
     notify(/** @type {Error} */ (error).message);
+    return false;
   }
 }
 
 /** Adds comments to the list beside the player, once each, by video time. */
-function remember(/** @type {Barrage[]} */ list) {
+function remember(/** @type {Array<Danmu & { time: number }>} */ list) {
   const ids = new Set(comments.map((c) => c.id));
-  const fresh = list.filter((c) => c.video_id === current.id && !ids.has(c.id));
+  const fresh = list.filter((c) => !ids.has(c.id));
   if (fresh.length === 0) return;
-  comments = [...comments, ...fresh].sort((a, b) => a.time - b.time || a.id - b.id);
+  comments = [...comments, ...fresh].sort((a, b) => a.time - b.time || Number(a.id) - Number(b.id));
   renderComments();
 }
 
 function renderComments() {
   $('count').textContent = String(comments.length);
-  const list = $('comments');
-  list.replaceChildren(
+  $('comments').replaceChildren(
     ...comments.map((c) => {
       const li = document.createElement('li');
-      li.className = c.uid === session.uid ? 'own' : '';
+      li.className = own.has(c.id) ? 'own' : '';
       li.title = 'Jump to this moment';
       const time = document.createElement('time');
       time.textContent = clockText(c.time);
-      const text = document.createElement('span');
-      text.textContent = c.msg;
       const swatch = document.createElement('i');
       swatch.style.background = c.color;
+      const text = document.createElement('span');
+      text.textContent = c.text;
       li.append(time, swatch, text);
       li.addEventListener('click', () => {
-        video.currentTime = c.time;
+        art.seek = Math.max(0, c.time - 0.5);
       });
       return li;
     }),
@@ -162,58 +196,14 @@ function renderVideoList() {
       const text = document.createElement('span');
       text.append(title, meta);
       button.append(thumb, text);
-      button.addEventListener('click', () => select(v));
+      button.addEventListener('click', () => {
+        if (v.id !== current.id) select(v);
+      });
       return button;
     }),
   );
 }
 
-function renderPalette() {
-  $('palette').replaceChildren(
-    ...COLORS.map((color, index) => {
-      const label = document.createElement('label');
-      label.title = color;
-      const radio = document.createElement('input');
-      radio.type = 'radio';
-      radio.name = 'color';
-      radio.value = color;
-      radio.checked = index === 0;
-      const dot = document.createElement('span');
-      dot.style.background = color;
-      label.append(radio, dot);
-      return label;
-    }),
-  );
-}
-
-function updateCounter() {
-  $('counter').textContent = `${[...input.value].length}/${config.max_length}`;
-}
-
-function showStatus(/** @type {string} */ status, /** @type {number | undefined} */ retryMs) {
-  const el = $('status');
-  el.dataset.status = status;
-  el.textContent = status === 'live' ? 'Live' : status === 'connecting' ? 'Connecting…' : `Reconnecting in ${Math.ceil((retryMs ?? 0) / 1000)} s`;
-}
-
-/** @type {ReturnType<typeof setTimeout> | undefined} */
-let noticeTimer;
-function notify(/** @type {string} */ message) {
-  const el = $('notice');
-  el.textContent = message;
-  el.classList.add('visible');
-  clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => el.classList.remove('visible'), 4000);
-}
-
-/** Keeps the video in the address, so a reload or a shared link opens the same one. */
-function showInUrl(/** @type {number} */ id) {
-  const url = new URL(location.href);
-  url.searchParams.set('v', String(id));
-  window.history.replaceState(null, '', url);
-}
-
-function clockText(/** @type {number} */ seconds) {
-  const s = Math.floor(seconds);
-  return `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+function mediaUrl(/** @type {number} */ id) {
+  return `media/${id}.webm`;
 }

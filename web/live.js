@@ -1,7 +1,8 @@
 // @ts-check
 /**
  * The page's WebSocket to the engine, speaking the seed's protocol: `{"op":"subscribe","channel":"<id>@video"}`
- * in, `{"event":"@video","data":{...}}` out. It reconnects with backoff and subscribes again.
+ * in, `{"event":"@video","data":{...}}` (a comment) and `{"event":"@watching","data":{"video_id","watching"}}`
+ * (the backend's viewer count) out. It reconnects with backoff and subscribes again.
  */
 
 /** The engine closes connections silent this long (readTimeout, 60 s by default); stay well under it. */
@@ -13,7 +14,8 @@ export class LiveChannel {
   /**
    * @param {string} url `ws://host:6790/barrage-videos`
    * @param {{ onEvent: (data: any) => void, onStatus: (status: 'connecting' | 'live' | 'offline', retryMs?: number) => void,
-   *   onReconnect?: () => void }} handlers onReconnect runs after a reconnection, to fetch what was missed
+   *   onWatching?: (count: number) => void, onReconnect?: () => void }} handlers onReconnect runs after a
+   *   reconnection, to fetch what was missed
    */
   constructor(url, handlers) {
     this.url = url;
@@ -64,7 +66,9 @@ export class LiveChannel {
       } catch {
         return;
       }
-      if (frame.event === '@video' && frame.data && frame.data.video_id === this.videoId) this.handlers.onEvent(frame.data);
+      if (!frame || !frame.data || frame.data.video_id !== this.videoId) return;
+      if (frame.event === '@video') this.handlers.onEvent(frame.data);
+      else if (frame.event === '@watching' && Number.isInteger(frame.data.watching)) this.handlers.onWatching?.(frame.data.watching);
     };
     ws.onclose = () => {
       clearInterval(this.keepalive);

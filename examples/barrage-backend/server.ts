@@ -15,7 +15,8 @@ export interface BarrageServer {
 
 /** Listens with the barrage app on `host:port` (port 0 picks a free one). */
 export async function startBarrageServer(options: BarrageAppOptions & { port: number; host?: string }): Promise<BarrageServer> {
-  const server = http.createServer(createBarrageApp({ staticDir: WEB_DIR, ...options }));
+  const app = createBarrageApp({ staticDir: WEB_DIR, ...options });
+  const server = http.createServer(app.handler);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host ?? '127.0.0.1', resolve);
@@ -27,6 +28,7 @@ export async function startBarrageServer(options: BarrageAppOptions & { port: nu
     port,
     close: () =>
       new Promise<void>((resolve) => {
+        app.close();
         server.close(() => resolve());
         // Keep-alive connections from browsers would hold close() open.
         server.closeAllConnections();
