@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ROOT, freePort, startNode, type TestNode } from './helpers';
 import { viewer } from './mesh';
-import { RedisServer } from './redis';
+import { RedisServer, waitFor } from './redis';
 
 // The example barrage backend over a real engine: sign-in tokens, checks with clear errors, the seed's
 // event published to video:<id>, the history by video time, memory and Redis stores.
@@ -170,7 +170,9 @@ test('the page, its config and its videos are served, videos with ranges for see
   const page = await fetch(`${backend.url}/`);
   assert.equal(page.status, 200);
   assert.match(page.headers.get('content-type') ?? '', /text\/html/);
-  assert.match(await page.text(), /<video/);
+  assert.match(await page.text(), /id="player"/);
+  const dplayer = await fetch(`${backend.url}/dplayer.html`);
+  assert.match(await dplayer.text(), /vendor\/dplayer\/DPlayer\.min\.js/);
   const config = await call('GET', `${backend.url}/api/config`);
   assert.deepEqual(config.json, { websocket: { port: 6790, path: '/barrage-videos' }, max_length: 20, rate_limit: { count: 3, window_ms: 60_000 } });
   const range = await fetch(`${backend.url}/media/100001.webm`, { headers: { range: 'bytes=0-99' } });
@@ -225,12 +227,117 @@ test('npm run demo\'s program serves the page and the engine, prints the URL, an
     assert.equal(url, `http://127.0.0.1:${page}`);
     const html = await fetch(`${url}/`);
     assert.equal(html.status, 200);
-    assert.match(await html.text(), /<video/);
+    assert.match(await html.text(), /id="player"/);
     const client = await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 100001);
     client.close();
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
   } finally {
     child.kill('SIGKILL');
+  }
+});
+
+test('the players\' scripts are served from node_modules, not a CDN', async () => {
+  for (const [file, pattern] of [
+    ['/vendor/artplayer/artplayer.mjs', /export\s*\{/],
+    ['/vendor/artplayer-plugin-danmuku/artplayer-plugin-danmuku.mjs', /artplayerPluginDanmuku/],
+    ['/vendor/dplayer/DPlayer.min.js', /DPlayer/],
+  ] as const) {
+    const response = await fetch(`${backend.url}${file}`);
+    assert.equal(response.status, 200, file);
+    assert.match(response.headers.get('content-type') ?? '', /javascript/, file);
+    assert.match(await response.text(), pattern, file);
+  }
+  const missing = await fetch(`${backend.url}/vendor/dplayer/nothing.js`);
+  assert.equal(missing.status, 404);
+  for (const page of ['/', '/dplayer.html', '/app.js', '/dplayer.js']) {
+    assert.doesNotMatch(await (await fetch(`${backend.url}${page}`)).text(), /https?:\/\/(?!127)/, `${page} loads nothing from elsewhere`);
+  }
+});
+
+test('the ArtPlayer history is in artplayer-plugin-danmuku\'s own format, by video time', async () => {
+  const { token } = await signIn(backend);
+  for (const [time, msg, color, mode] of [[7, 'later', '#00FF00', 'bottom'], [2, 'sooner', undefined, 'top'], [4.5, 'middle', undefined, undefined]] as const) {
+    assert.equal((await call('POST', `${backend.url}/api/barrage`, { video_id: 31, msg, time, color, mode }, token)).status, 201);
+  }
+  const { status, json } = await call('GET', `${backend.url}/api/artplayer?video_id=31`);
+  assert.equal(status, 200);
+  assert.deepEqual(json.map((d: { id: string }) => ({ ...d, id: typeof d.id })), [
+    { id: 'string', text: 'sooner', time: 2, mode: 1, color: '#ffffff' },
+    { id: 'string', text: 'middle', time: 4.5, mode: 0, color: '#ffffff' },
+    { id: 'string', text: 'later', time: 7, mode: 2, color: '#00ff00' },
+  ]);
+  assert.match((await call('GET', `${backend.url}/api/artplayer?video_id=x`)).json.error, /video_id/);
+});
+
+test('DPlayer v3 API: DPlayer\'s own GET and POST, its field names, answers and error shape', async () => {
+  const { token, uid } = await signIn(backend);
+  const watcher = await viewer(node.wsUrl, 4242);
+  const base = `${backend.url}/api/dplayer/v3/`;
+  // DPlayer sends its body as JSON with the token inside; color is a number, type 0 right, 1 top, 2 bottom.
+  const posted = await call('POST', base, { token, id: '4242', author: 'DIYgod', time: 3.25, text: `<b>bold</b> & 'q'`, color: 0xff7204, type: 1 });
+  assert.equal(posted.status, 200);
+  assert.deepEqual(posted.json, { code: 0, data: [3.25, 1, 0xff7204, String(uid), '&#60;b&#62;bold&#60;&#47;b&#62; &#38; &#39;q&#39;'] });
+  // It reached the engine like any comment, in the page's format.
+  const event = JSON.parse((await watcher.next()).data);
+  assert.deepEqual({ ...event.data, id: 0, ts: 0 }, { uid, video_id: 4242, msg: `<b>bold</b> & 'q'`, time: 3.25, color: '#ff7204', mode: 'top', id: 0, ts: 0 });
+  watcher.close();
+  await call('POST', base, { token, id: '4242', time: 1, text: 'first', color: 16777215, type: 0 });
+  await call('POST', base, { token, id: '4242', time: 9, text: 'last', color: 0, type: 2 });
+
+  const history = await call('GET', `${base}?id=4242`);
+  assert.equal(history.status, 200);
+  assert.equal(history.json.code, 0);
+  // [time, type, color, author, text], by video time; text HTML-escaped because DPlayer draws it as HTML.
+  assert.deepEqual(history.json.data.map((d: unknown[]) => [d[0], d[1], d[2], d[4]]), [
+    [1, 0, 0xffffff, 'first'], [3.25, 1, 0xff7204, '&#60;b&#62;bold&#60;&#47;b&#62; &#38; &#39;q&#39;'], [9, 2, 0, 'last'],
+  ]);
+  // `max` keeps the newest comments (the two posted last), still by video time.
+  assert.deepEqual((await call('GET', `${base}?id=4242&max=2`)).json.data.map((d: unknown[]) => d[4]), ['first', 'last']);
+
+  // Errors: HTTP 200 with a non-zero code and msg, which DPlayer shows to the viewer.
+  const expect = async (answer: Promise<{ status: number; json: any }>, code: number, pattern: RegExp) => {
+    const { status, json } = await answer;
+    assert.equal(status, 200);
+    assert.equal(json.code, code, JSON.stringify(json));
+    assert.match(json.msg, pattern);
+  };
+  await expect(call('POST', base, { id: '4242', time: 1, text: 'hi' }), 401, /sign in/);
+  await expect(call('POST', base, { token: 'forged.token', id: '4242', time: 1, text: 'hi' }), 401, /signature/);
+  await expect(call('POST', base, { token, id: 'abc', time: 1, text: 'hi' }), 400, /video_id/);
+  await expect(call('POST', base, { token, id: '4242', time: 1, text: 'hi', color: '#fff' }), 400, /color must be a number/);
+  await expect(call('POST', base, { token, id: '4242', time: 1, text: 'hi', type: 'right' }), 400, /type must be 0/);
+  await expect(call('POST', base, { token, id: '4242', time: 1, text: '   ' }), 400, /empty/);
+  await expect(call('POST', base, '{"id":', token), 400, /invalid request body/);
+  await expect(call('GET', `${base}`), 400, /video_id/);
+  await expect(call('GET', `${backend.url}/api/dplayer/v2/?id=1`), 404, /not found/);
+  // The backend's rate limit answers 429 here too (3 comments per window in this backend: the fourth is refused).
+  await expect(call('POST', base, { token, id: '4242', time: 1, text: 'one too many' }), 429, /slow down/);
+
+  // A DPlayer on another origin: the preflight is answered and the answers allow any origin.
+  const preflight = await fetch(base, { method: 'OPTIONS', headers: { origin: 'http://video.example', 'access-control-request-method': 'POST' } });
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get('access-control-allow-origin'), '*');
+  assert.match(preflight.headers.get('access-control-allow-headers') ?? '', /content-type/);
+  assert.equal((await fetch(`${base}?id=4242`)).headers.get('access-control-allow-origin'), '*');
+});
+
+test('watching: every video a page opened gets {"event":"@watching"} with its viewers over the mesh, every interval', async () => {
+  const watched = await backendFor(node.apiUrl, { watchingIntervalMs: 200 });
+  const viewers: Awaited<ReturnType<typeof viewer>>[] = [];
+  try {
+    viewers.push(await viewer(node.wsUrl, 515), await viewer(node.wsUrl, 515));
+    const other = await viewer(node.wsUrl, 516);
+    viewers.push(other);
+    // Nobody asked for video 516's history: it gets no count.
+    assert.equal((await call('GET', `${watched.url}/api/artplayer?video_id=515`)).status, 200);
+    const event = JSON.parse((await viewers[0].next(10_000)).data);
+    assert.deepEqual(event, { event: '@watching', data: { video_id: 515, watching: 2 } });
+    viewers.push(await viewer(node.wsUrl, 515));
+    await waitFor('3 watching', async () => JSON.parse((await viewers[1].next(10_000)).data).data.watching === 3, 20_000);
+    assert.equal(await other.silentFor(500), true);
+  } finally {
+    for (const client of viewers) client.close();
+    await watched.close();
   }
 });

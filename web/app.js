@@ -58,6 +58,9 @@ const art = new Artplayer({
   ],
 });
 const danmuku = art.plugins.artplayerPluginDanmuku;
+// The plugin's send box speaks Chinese only; this page is in English.
+const emitterInput = /** @type {HTMLInputElement | null} */ (document.querySelector('.apd-input'));
+if (emitterInput) emitterInput.placeholder = 'Say something about this moment…';
 // Where each comment showed up, in video seconds, for anyone checking the timing (the tests do).
 art.on('artplayerPluginDanmuku:visible', (/** @type {Danmu & { $ref?: HTMLElement }} */ danmu) => {
   if (danmu.$ref) danmu.$ref.dataset.shownAt = art.currentTime.toFixed(2);
@@ -66,7 +69,10 @@ art.on('artplayerPluginDanmuku:visible', (/** @type {Danmu & { $ref?: HTMLElemen
 
 const live = new LiveChannel(websocketUrl(config), {
   onEvent: (barrage) => {
-    const danmu = { id: String(barrage.id), text: barrage.msg, mode: MODES.indexOf(barrage.mode), color: barrage.color };
+    const mine = barrage.uid === session.uid;
+    // The plugin's border marks one's own comments; the echo may come before the post's own answer.
+    const danmu = { id: String(barrage.id), text: barrage.msg, mode: MODES.indexOf(barrage.mode), color: barrage.color, border: mine };
+    if (mine) own.add(danmu.id);
     remember([{ ...danmu, time: barrage.time }]);
     if (known.has(danmu.id)) return;
     known.add(danmu.id);

@@ -82,6 +82,8 @@ export function createBarrageApp(options: BarrageAppOptions): BarrageApp {
     : null;
   const app = express();
   app.disable('x-powered-by');
+  // First, with its own body parser: every answer under it, errors included, has DPlayer's shape.
+  app.use('/api/dplayer', dplayerRoutes((viewer, body) => postComment(viewer, body), (value) => history(value), options.tokens));
   app.use('/api', express.json({ limit: '4kb', type: () => true }));
 
   /** Checks, rate-limits, stores and publishes a comment of `viewer`; answers it and its delivery count. */
@@ -127,8 +129,6 @@ export function createBarrageApp(options: BarrageAppOptions): BarrageApp {
   app.get('/api/artplayer', async (req, res) => {
     res.json((await history(req.query.video_id)).barrages.map(toArtplayer));
   });
-
-  app.use('/api/dplayer', dplayerRoutes(postComment, history, options.tokens));
 
   app.use('/api', (req, res) => {
     res.status(404).json({ error: `not found: ${req.method} ${req.originalUrl}` });
@@ -176,6 +176,7 @@ function dplayerRoutes(
     if (req.method === 'OPTIONS') res.status(204).end();
     else next();
   });
+  router.use(express.json({ limit: '4kb', type: () => true }));
   router.get('/v3', async (req, res) => {
     let { barrages } = await history(req.query.id);
     const max = Number(req.query.max);
