@@ -60,7 +60,7 @@ const art = new Artplayer({
 const danmuku = art.plugins.artplayerPluginDanmuku;
 // The plugin's send box speaks Chinese only; this page is in English.
 const emitterInput = /** @type {HTMLInputElement | null} */ (document.querySelector('.apd-input'));
-if (emitterInput) emitterInput.placeholder = 'Say something about this moment…';
+if (emitterInput) emitterInput.placeholder = 'Say something…';
 // Where each comment showed up, in video seconds, for anyone checking the timing (the tests do).
 art.on('artplayerPluginDanmuku:visible', (/** @type {Danmu & { $ref?: HTMLElement }} */ danmu) => {
   if (danmu.$ref) danmu.$ref.dataset.shownAt = art.currentTime.toFixed(2);
