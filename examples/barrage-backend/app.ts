@@ -7,7 +7,7 @@ import { RateLimiter } from './rate-limit';
 import type { BarrageStore } from './store';
 import { TokenError, type TokenSigner, type Viewer } from './token';
 import { vendorFolders } from './vendor';
-import { WatchingReporter } from './watching';
+import { WatchingReporter, type CountingPublisher } from './watching';
 
 /**
  * What the backend needs from the SDK (a `ConnmixClient` or a `NodeSocket`): a publish, and a count for
@@ -76,15 +76,7 @@ export function createBarrageApp(options: BarrageAppOptions): BarrageApp {
   const limits = options.rateLimit ?? { count: 5, windowMs: 10_000 };
   const limiter = new RateLimiter(limits.count, limits.windowMs);
   const { publisher } = options;
-  const watching = publisher.count
-    ? new WatchingReporter({ publish: (c, d) => publisher.publish(c, d), count: (c) => (publisher.count as NonNullable<Publisher['count']>)(c) },
-      options.watchingIntervalMs, options.onError)
-    : null;
-  const app = express();
-  app.disable('x-powered-by');
-  // First, with its own body parser: every answer under it, errors included, has DPlayer's shape.
-  app.use('/api/dplayer', dplayerRoutes((viewer, body) => postComment(viewer, body), (value) => history(value), options.tokens));
-  app.use('/api', express.json({ limit: '4kb', type: () => true }));
+  const watching = canCount(publisher) ? new WatchingReporter(publisher, options.watchingIntervalMs, options.onError) : null;
 
   /** Checks, rate-limits, stores and publishes a comment of `viewer`; answers it and its delivery count. */
   const postComment = async (viewer: Viewer, body: unknown): Promise<{ barrage: Barrage; delivered: number | null }> => {
@@ -105,6 +97,12 @@ export function createBarrageApp(options: BarrageAppOptions): BarrageApp {
     watching?.touch(videoId);
     return { videoId, barrages: await options.store.list(videoId) };
   };
+
+  const app = express();
+  app.disable('x-powered-by');
+  // First, with its own body parser: every answer under it, errors included, has DPlayer's shape.
+  app.use('/api/dplayer', dplayerRoutes(postComment, history, options.tokens));
+  app.use('/api', express.json({ limit: '4kb', type: () => true }));
 
   app.get('/api/config', (_req, res) => {
     res.json({ websocket: options.websocket, max_length: maxLength, rate_limit: { count: limits.count, window_ms: limits.windowMs } });
@@ -204,6 +202,10 @@ function dplayerRoutes(
     res.set(answer.headers).json({ code: answer.status, msg: answer.message });
   });
   return router;
+}
+
+function canCount(publisher: Publisher): publisher is Publisher & CountingPublisher {
+  return typeof publisher.count === 'function';
 }
 
 function authenticate(req: Request, tokens: TokenSigner): Viewer {

@@ -43,7 +43,7 @@ async function main(): Promise<void> {
     },
     onError: (message, error) => console.error(`barrage: ${message}: ${(error as Error).message ?? error}`),
   });
-  console.log(`\nbarrage demo: open ${server.url}/ in a browser (two windows to see comments travel); Ctrl-C stops\n`);
+  console.log(`\nbarrage demo: open ${server.url}/ in a browser (two windows to see comments travel; ${server.url}/dplayer.html is DPlayer); Ctrl-C stops\n`);
 
   let stopping = false;
   const stop = () => {
