@@ -273,7 +273,14 @@ export class LuaVM<Owner = unknown> {
       this.running = outer;
       this.deadline = outerDeadline;
     }
-    if (status === LUA_YIELD) return;
+    if (status === LUA_YIELD) {
+      if (this.waits.get(call.owner)?.call === call) return;
+      // A bare coroutine.yield(): nothing would ever resume this call, and its connection would hold its
+      // place (and a maxConnections slot) for good. It is a script error, like any other.
+      call.done(new LuaHookError(call.hook, 'attempt to yield from a hook without waiting on a host call ' +
+        '(coroutine.yield belongs inside a coroutine the script created)', false));
+      return;
+    }
     const error = status === LUA_OK ? null : new LuaHookError(call.hook, this.traceback(call.thread), call.timedOut);
     call.done(error);
   }
@@ -294,7 +301,7 @@ export class LuaVM<Owner = unknown> {
     if (this.running) this.running.timedOut = true;
     // Fire again on the very next instruction, so a pcall that catches this error cannot go on.
     lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, 1);
-    raise(L, `exceeded its budget of ${this.running ? this.options.callBudget : LOAD_BUDGET_MS} ms of Lua time`);
+    throwPastHandlers(L, `exceeded its budget of ${this.running ? this.options.callBudget : LOAD_BUDGET_MS} ms of Lua time`);
   };
 
   /** Compiles `source` as the entry chunk and anchors it; returns its registry ref. */
@@ -371,6 +378,22 @@ function isEmptyLuaFunction(L: LuaState): boolean {
   const first = thread.stack[thread.top - 1]?.value?.p?.code[0];
   // RETURN with B = 1 returns nothing (B - 1 values).
   return first !== undefined && first.opcode === OP_RETURN && first.B === 1;
+}
+
+/* eslint-disable-next-line @typescript-eslint/no-require-imports */
+const luaD_throw: (L: LuaState, status: number) => never = require('fengari/src/ldo.js').luaD_throw;
+
+/**
+ * Raises `message` (with the script position) without running any message handler. A hook runs with
+ * hooks off, so an `xpcall` handler called from it (as lua_error would) ran without a budget: one that
+ * looped froze the node for good. Thrown past the handlers, the error unwinds to the nearest pcall,
+ * where the re-armed hook raises it again on the next instruction.
+ */
+function throwPastHandlers(L: LuaState, message: string): never {
+  lauxlib.luaL_where(L, 1);
+  lua_pushstring(L, Buffer.from(message));
+  lua.lua_concat(L, 2);
+  return luaD_throw(L, lua.LUA_ERRRUN);
 }
 
 /** The message handler for protected calls on the main thread: the error plus a traceback. */

@@ -1,0 +1,117 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { withNode, withTimeout, TestClient, type TestNode } from './helpers';
+import { waitFor } from './redis';
+import { startEngine, seedEngineFolder, residentBytes } from './engine-process';
+
+/**
+ * Whatever a script does costs at most its own connection: the node goes on serving /healthz and the
+ * other viewers, frees the connection's place (on_close runs), and stops on SIGTERM.
+ */
+
+/**
+ * Runs each text message as Lua inside on_message and answers with the returned values as JSON;
+ * on_close counts closes in the global `closes`, which a bystander reads with `return closes`.
+ */
+const HOSTILE = `
+closes = 0
+function on_handshake() end
+function on_message(msg)
+  local conn = mix.websocket()
+  local f = assert(load(msg.data, "=cmd"))
+  conn:send(mix.json_encode({ f() }))
+end
+function on_close(client_id, err) closes = closes + 1 end
+`;
+
+/** The node answers /healthz and serves the bystander. */
+async function healthy(node: { apiUrl: string }, bystander: TestClient): Promise<void> {
+  const response = await fetch(`${node.apiUrl}/healthz`, { signal: AbortSignal.timeout(10_000) });
+  assert.equal(response.status, 200);
+  assert.equal(await bystander.request('return "still served"'), '["still served"]');
+}
+
+/** Waits until on_close has run `count` times in all. */
+async function closesReach(bystander: TestClient, count: number): Promise<void> {
+  await waitFor(`on_close ran ${count} times`, async () => Number(JSON.parse(await bystander.request('return closes'))[0]) >= count, 20_000);
+}
+
+/** Opens a client, sends `attack`, and returns how the node closed it. */
+async function attack(node: TestNode, source: string): Promise<{ code: number; reason: string }> {
+  const hostile = await TestClient.open(node.wsUrl);
+  hostile.send(source);
+  return hostile.waitClosed(20_000);
+}
+
+test('a hook that yields without waiting is a script error: 1011, on_close runs, its maxConnections slot is freed', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE }, serverYaml: '      maxConnections: 3' }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    // Two slots left; four yielding clients in turn would be refused with 503 if a slot stayed taken.
+    for (let round = 1; round <= 2; round++) {
+      const closed = await Promise.all([
+        attack(node, 'coroutine.yield()'),
+        attack(node, 'pcall(coroutine.yield, 1, 2)'),
+      ]);
+      for (const { code, reason } of closed) assert.deepEqual({ code, reason }, { code: 1011, reason: 'script error' });
+      await closesReach(bystander, 2 * round);
+      await healthy(node, bystander);
+    }
+    assert.ok(node.logs.some((line) => line.includes('attempt to yield from a hook without waiting')), 'the failure is logged');
+    const late = await Promise.all([TestClient.open(node.wsUrl), TestClient.open(node.wsUrl)]);
+    for (const client of late) assert.equal(await client.request('return 1 + 1'), '[2]');
+    for (const client of [...late, bystander]) client.close();
+  });
+});
+
+const LOOPS = {
+  'an xpcall handler that loops': 'return xpcall(function() error("x") end, function(e) while true do end end)',
+  'an xpcall handler that loops after the budget error': 'return xpcall(function() while true do end end, function(e) while true do end end)',
+  'a handler that loops and recurses': 'local function h(e) local ok = pcall(error, e) while true do end end return xpcall(error, h, "x")',
+  'a looping __index inside pcall': 'local t = setmetatable({}, {__index = function() while true do end end}) return pcall(function() return t.x end)',
+  'a looping __tostring in the handler': 'local o = setmetatable({}, {__tostring = function() while true do end end}) return xpcall(error, function(e) return tostring(o) end, "x")',
+  'a looping __lt in table.sort under pcall': 'local mt = {__lt = function() while true do end end} return pcall(table.sort, {setmetatable({}, mt), setmetatable({}, mt)})',
+  'a looping gsub callback in an xpcall handler': 'return xpcall(error, function(e) return (string.gsub("abc", ".", function() while true do end end)) end, "x")',
+};
+
+test('the budget holds in error handlers and metamethods: each loop costs its connection (1011 script timeout), never the node', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE } }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    let closes = 0;
+    for (const [name, source] of Object.entries(LOOPS)) {
+      const { code, reason } = await attack(node, source);
+      assert.deepEqual({ code, reason }, { code: 1011, reason: 'script timeout' }, name);
+      await closesReach(bystander, ++closes);
+      await healthy(node, bystander);
+    }
+    bystander.close();
+  });
+});
+
+test('engine process: a looping xpcall handler closes its connection with 1011, /healthz still answers, SIGTERM stops the process', async () => {
+  const { file, wsPort, apiPort } = await seedEngineFolder();
+  fs.writeFileSync(path.join(path.dirname(file), 'lua/entry.websocket.lua'), HOSTILE);
+  const engine = startEngine(file);
+  try {
+    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
+    const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
+    const api = { apiUrl: `http://127.0.0.1:${apiPort}` };
+    const bystander = await TestClient.open(url);
+    for (const source of [LOOPS['an xpcall handler that loops'], LOOPS['an xpcall handler that loops after the budget error']]) {
+      const hostile = await TestClient.open(url);
+      hostile.send(source);
+      const { code, reason } = await hostile.waitClosed(20_000);
+      assert.deepEqual({ code, reason }, { code: 1011, reason: 'script timeout' });
+      await healthy(api, bystander);
+    }
+    assert.ok(residentBytes(engine.child.pid as number) < 1024 * 2 ** 20);
+    bystander.close();
+    engine.child.kill('SIGTERM');
+    const exit = await withTimeout(engine.exited, 20_000, 'the engine did not stop on SIGTERM');
+    assert.equal(exit, 0, engine.output());
+  } finally {
+    engine.child.kill('SIGKILL');
+  }
+});
+
