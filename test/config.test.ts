@@ -193,6 +193,15 @@ test('nested sections merge over their defaults key by key', () => {
   assert.deepEqual(config.engine.luavm.redis, defaultConfig().engine.luavm.redis);
 });
 
+test('engine.luavm.limits: waitTimeout and maxMemory load over their defaults; bad values name file, line and key', () => {
+  const { config } = load(yaml('engine:', '  luavm:', '    limits:', '      waitTimeout: 5', '      maxMemory: 67108864'));
+  assert.deepEqual(config.engine.luavm.limits, { ...defaultConfig().engine.luavm.limits, waitTimeout: 5, maxMemory: 67108864 });
+  assert.equal(defaultConfig().engine.luavm.limits.waitTimeout, 60);
+  assert.equal(defaultConfig().engine.luavm.limits.maxMemory, 256 * 2 ** 20);
+  rejects(yaml('engine:', '  luavm:', '    limits:', '      waitTimeout: 0'), 'engine.luavm.limits.waitTimeout', 4, /positive integer, got 0/);
+  rejects(yaml('engine:', '  luavm:', '    limits:', '      maxMemory: 1.5'), 'engine.luavm.limits.maxMemory', 4, /positive integer, got 1.5/);
+});
+
 test('access users load; a missing access key or null users means none', () => {
   const { config } = load(
     yaml(

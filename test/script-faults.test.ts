@@ -65,6 +65,25 @@ test('a hook that yields without waiting is a script error: 1011, on_close runs,
   });
 });
 
+test('wait_context_value gives up after engine.luavm.limits.waitTimeout: nil and an error, logged; the connection goes on', async () => {
+  const lua = { 'lua/entry.websocket.lua': HOSTILE };
+  await withNode({ lua, engineYaml: '    limits:\n      waitTimeout: 1' }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    const waiter = await TestClient.open(node.wsUrl);
+    waiter.send('local v, err = mix.websocket():wait_context_value("uid") return v == nil, err');
+    waiter.send('return "next in line"');
+    await healthy(node, bystander);
+    assert.equal((await waiter.next(20_000)).data, '[true,"wait_context_value(\\"uid\\") timed out after 1 s"]');
+    assert.equal((await waiter.next(20_000)).data, '["next in line"]');
+    assert.ok(node.logs.some((line) => line.includes('wait_context_value timed out') && line.includes('"key":"uid"')), 'the timeout is logged');
+    // The expired wait is forgotten: a value set later is simply there, and a new wait returns it at once.
+    assert.equal(await waiter.request('mix.websocket():set_context_value("uid", 7) return mix.websocket():wait_context_value("uid")'), '[7]');
+    await healthy(node, bystander);
+    bystander.close();
+    waiter.close();
+  });
+});
+
 const LOOPS = {
   'an xpcall handler that loops': 'return xpcall(function() error("x") end, function(e) while true do end end)',
   'an xpcall handler that loops after the budget error': 'return xpcall(function() while true do end end, function(e) while true do end end)',

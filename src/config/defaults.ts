@@ -76,7 +76,14 @@ export function defaultConfig(): Config {
         queue: { topicSize: 2000, maxTopics: 100 },
         redis: [defaultLuaRedisConfig()],
         callBudget: 100,
-        limits: { maxStringSize: 16777216, maxPatternSteps: 2000000, maxItems: 100000, maxLoadSize: 1048576 },
+        limits: {
+          maxStringSize: 16777216,
+          maxPatternSteps: 2000000,
+          maxItems: 100000,
+          maxLoadSize: 1048576,
+          waitTimeout: 60,
+          maxMemory: 268435456,
+        },
       },
       servers: [defaultServerConfig()],
       mesh: {

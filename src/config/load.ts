@@ -292,6 +292,8 @@ const readLuaVm = object<LuaVmConfig>({
     maxPatternSteps: positiveInteger,
     maxItems: positiveInteger,
     maxLoadSize: positiveInteger,
+    waitTimeout: positiveInteger,
+    maxMemory: positiveInteger,
   }),
 });
 

@@ -51,8 +51,17 @@ export interface LuaVmConfig {
   redis: LuaRedisConfig[];
   /** Ours: milliseconds of Lua execution one hook call may use before it is stopped. */
   callBudget: number;
-  /** Ours: what one Lua library call may build or walk (src/lua/limits.ts). */
-  limits: { maxStringSize: number; maxPatternSteps: number; maxItems: number; maxLoadSize: number };
+  /** Ours: what one Lua library call may build or walk, how long a wait may last, what the state may hold (src/lua/limits.ts). */
+  limits: {
+    maxStringSize: number;
+    maxPatternSteps: number;
+    maxItems: number;
+    maxLoadSize: number;
+    /** Seconds one `conn:wait_context_value` waits before it returns `nil, err`. */
+    waitTimeout: number;
+    /** Estimated bytes the Lua state may hold across calls; past it the calling connection is closed (1011). */
+    maxMemory: number;
+  };
 }
 
 export type SocketHookSetting = 'auto' | 'current' | 'v1.0.1';

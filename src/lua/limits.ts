@@ -34,6 +34,10 @@ export interface SandboxLimits {
   maxItems?: number;
   /** Bytes of source one `load`/`loadstring` call may compile (default 1 MiB). */
   maxLoadSize?: number;
+  /** Seconds one `conn:wait_context_value` waits before it returns `nil, err` (default 60). */
+  waitTimeout?: number;
+  /** Estimated bytes the state may hold across calls (globals, tables, strings; default 256 MiB). */
+  maxMemory?: number;
 }
 
 export const DEFAULT_LIMITS: Required<SandboxLimits> = {
@@ -41,6 +45,8 @@ export const DEFAULT_LIMITS: Required<SandboxLimits> = {
   maxPatternSteps: 2_000_000,
   maxItems: 100_000,
   maxLoadSize: 1024 * 1024,
+  waitTimeout: 60,
+  maxMemory: 256 * 1024 * 1024,
 };
 
 /** `limits` completed with the defaults; throws on values that are not positive integers. */

@@ -5,6 +5,9 @@ interface Waiter {
   reject(error: Error): void;
 }
 
+/** A wait that ran out of time (see ConnectionContext.waitFor). */
+export class WaitTimeoutError extends Error {}
+
 /**
  * A connection's context (reference 4.4): named values that live as long as the connection, set from
  * its hooks or remotely by the backend (`conn.call set_context_value`). Holds no nils: setting null
@@ -58,18 +61,47 @@ export class ConnectionContext {
 
   /**
    * The value of `key` once it is set: at once if it already is, otherwise when a later `set` gives it
-   * one. Rejects with the close reason once the context is closed (there is no timeout: CONNMIX has none).
+   * one. Rejects with the close reason once the context is closed, and with a WaitTimeoutError after
+   * `timeoutMs` (CONNMIX documents no timeout; without one a backend that never answers would hold the
+   * connection's events, and its place, for good).
    */
-  waitFor(key: string): Promise<LuaValue> {
+  waitFor(key: string, timeoutMs = Infinity): Promise<LuaValue> {
     const value = this.values?.get(key);
     if (value !== undefined) return Promise.resolve(value);
     if (this.closedWith !== null) return Promise.reject(new Error(this.closedWith));
     return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const waiter: Waiter = {
+        resolve: (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
       const waiters = (this.waiters ??= new Map());
       const waiting = waiters.get(key);
-      if (waiting) waiting.push({ resolve, reject });
-      else waiters.set(key, [{ resolve, reject }]);
+      if (waiting) waiting.push(waiter);
+      else waiters.set(key, [waiter]);
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => {
+          this.forget(key, waiter);
+          reject(new WaitTimeoutError(`wait_context_value("${key}") timed out after ${timeoutMs / 1000} s`));
+        }, timeoutMs);
+        timer.unref();
+      }
     });
+  }
+
+  /** Drops one waiter of `key` (its wait timed out). */
+  private forget(key: string, waiter: Waiter): void {
+    const waiting = this.waiters?.get(key);
+    if (!waiting) return;
+    const rest = waiting.filter((candidate) => candidate !== waiter);
+    if (rest.length > 0) this.waiters?.set(key, rest);
+    else this.waiters?.delete(key);
   }
 
   /**
