@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import { scriptVm, type RunResult } from './lua/harness';
 import { lua, lauxlib, K, type LuaState } from '../src/lua/fengari';
 import { MIX_UTILS } from '../src/lua/mix/utils';
+import { phpPackFn, phpUnpackFn } from '../src/lua/mix/php-pack';
 import { searchBytes } from '../src/lua/sandbox';
 import { DEFAULT_LIMITS, type SandboxLimits } from '../src/lua/limits';
 import { withNode, TestClient, EVAL } from './helpers';
@@ -23,7 +24,7 @@ function hostileVm(limits: SandboxLimits = {}, callBudget = 5000) {
     callBudget,
     install: (vm) => {
       lua.lua_newtable(vm.L);
-      lauxlib.luaL_setfuncs(vm.L, MIX_UTILS, 0);
+      lauxlib.luaL_setfuncs(vm.L, { ...MIX_UTILS, php_pack: phpPackFn, php_unpack: phpUnpackFn }, 0);
       lua.lua_setglobal(vm.L, K('mix'));
       lua.lua_pushjsfunction(vm.L, (L: LuaState) => {
         const until = Date.now() + (lua.lua_tonumber(L, 1) as number);
@@ -190,6 +191,47 @@ test('json_decode refuses documents with more than maxItems values (a 1 MiB mess
   const fine = await exec(`local t = mix.json_decode("[" .. string.rep("[1,{\\"a\\":2}],", 20000) .. "0]") return #t, t[20000][2].a`);
   assert.equal(fine.error, null, fine.error ?? '');
   assert.deepEqual(fine.values, [20001, 2]);
+});
+
+test('host calls that loop over their input count their work against maxItems and maxStringSize, at every visit', async () => {
+  const { exec, vm } = hostileVm();
+  const SHARED = 'local t = { 1 } for i = 1, 22 do t = { t, t } end'; // 2^22 leaves through 22 tables
+  const cases: Record<string, [string, RegExp]> = {
+    'php_unpack C* of 16 MiB': ['return mix.php_unpack("C*", string.rep("x", 2^24))', /php_unpack: more than 100000 format items or values \(the maxItems limit\)/],
+    'php_unpack of a long format': ['return mix.php_unpack(string.rep("x0/", 2^20), "x")', /php_unpack: more than 100000 format items/],
+    'php_unpack H* over maxStringSize': ['return mix.php_unpack("H*", string.rep("x", 2^24))', /a string of 33554432 bytes exceeds the 16777216-byte limit/],
+    'php_pack of a long format': ['return mix.php_pack(string.rep("x", 2^20))', /php_pack: more than 100000 format items/],
+    'json_encode of a shared subtree': [`${SHARED} return assert(mix.json_encode(t))`, /more than 100000 values to encode \(the maxItems limit\)/],
+    'json_decode of a 16 MiB array': ['return assert(mix.json_decode("[" .. string.rep("0,", 2^23 - 2) .. "0]"))', /invalid JSON: more than 100000 values/],
+    'json_decode nested past the depth limit': ['return assert(mix.json_decode(string.rep("[", 2^20)))', /invalid JSON: value nested deeper than 64 levels/],
+    'bytes_tostring of a long table': ['local t = {} for i = 1, 100001 do t[i] = 65 end return mix.bytes_tostring(t)', /bytes_tostring: more than 100000 bytes/],
+    'os.date past maxStringSize': ['return os.date(string.rep("%c", 2^20))', /exceeds the 16777216-byte limit/],
+    'string.format %q past maxStringSize': ['return string.format("%q", string.rep("\\0", 2^23))', /string of 16777218 bytes exceeds the 16777216-byte limit/],
+  };
+  for (const [name, [source, expected]] of Object.entries(cases)) {
+    const before = process.memoryUsage();
+    const r = await timed(exec, source);
+    const after = process.memoryUsage();
+    assert.match(r.error ?? '', expected, `${name}: ${r.error ?? JSON.stringify(r.values).slice(0, 80)}`);
+    assert.ok(r.ms < PROMPT_MS, `${name} took ${r.ms} ms`);
+    const grown = (after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers) / 2 ** 20;
+    assert.ok(grown < 256, `${name} grew the heap by ${grown.toFixed(0)} MiB`);
+    assert.equal((await exec(`return pcall(function() ${source} end)`)).values[0], false, name);
+  }
+  // What stays under the limits still works, and quickly: os.date formats each distinct conversion once,
+  // %q quotes in one pass (Fengari's loops took 6 s for a 1 MB os.date format and 12 s for %q of 8 MiB).
+  const fine = await timed(exec, `
+    local date = os.date(string.rep("%c", 2^19), 0)
+    local q = string.format("%q", string.rep("a\\0", 2^22))
+    local all = {} for b = 0, 255 do all[#all + 1] = string.char(b) .. "1" .. string.char(b) end
+    local s = table.concat(all)
+    return #date, date:sub(1, 24), #q, load("return " .. string.format("%q, %q", s, "x"))() == s, string.format("%5s|%q|%d", "a", 12, 2^40),
+      os.date("!%Y-%m-%d %H:%M:%S %%", 86400 * 365), #mix.php_unpack("C*", string.rep("x", 99999)), #mix.json_encode({ 1, { 2, 3 } })`);
+  assert.equal(fine.error, null, fine.error ?? '');
+  assert.deepEqual(fine.values, [24 * 2 ** 19, 'Thu Jan  1 00:00:00 1970', 3 * 2 ** 22 + 2, true, '    a|12|1099511627776',
+    '1971-01-01 00:00:00 %', 99999, 9]);
+  assert.ok(fine.ms < PROMPT_MS, `took ${fine.ms} ms`);
+  assert.equal(vm.stackHeight(), 0);
 });
 
 test('load and loadstring refuse sources over maxLoadSize, also through a reader function', async () => {

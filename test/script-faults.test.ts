@@ -84,6 +84,30 @@ test('wait_context_value gives up after engine.luavm.limits.waitTimeout: nil and
   });
 });
 
+test('host calls over huge or shared inputs fail with a Lua error (1011) instead of holding the node', async () => {
+  const SHARED = 'local t = { 1 } for i = 1, 22 do t = { t, t } end'; // 2^22 leaves through 22 tables
+  const attacks: Record<string, [string, string]> = {
+    'php_unpack': ['mix.php_unpack("C*", string.rep("x", 2^24))', 'php_unpack: more than 100000 format items or values'],
+    'json_encode': [`${SHARED} assert(mix.json_encode(t))`, 'more than 100000 values to encode'],
+    'set_context_value': [`${SHARED} mix.websocket():set_context_value("tree", t)`, 'value holds more than 100000 entries'],
+    'set_context': [`${SHARED} mix.websocket():set_context({ tree = t })`, 'value holds more than 100000 entries'],
+    'json_decode': ['assert(mix.json_decode("[" .. string.rep("0,", 2^23 - 2) .. "0]"))', 'invalid JSON: more than 100000 values'],
+    'string.format %q': ['string.format("%q", string.rep("\\0", 2^23))', 'exceeds the 16777216-byte limit'],
+  };
+  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE } }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    let closes = 0;
+    for (const [name, [source, error]] of Object.entries(attacks)) {
+      const { code, reason } = await attack(node, source);
+      assert.deepEqual({ code, reason }, { code: 1011, reason: 'script error' }, name);
+      assert.ok(node.logs.some((line) => line.includes('Lua hook failed') && line.includes(error)), `${name}: ${error} is logged`);
+      await closesReach(bystander, ++closes);
+      await healthy(node, bystander);
+    }
+    bystander.close();
+  });
+});
+
 const LOOPS = {
   'an xpcall handler that loops': 'return xpcall(function() error("x") end, function(e) while true do end end)',
   'an xpcall handler that loops after the budget error': 'return xpcall(function() while true do end end, function(e) while true do end end)',

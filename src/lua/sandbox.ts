@@ -1,6 +1,6 @@
 import { pcall, xpcall } from './pcall';
 import { lua, lauxlib, lualib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from './fengari';
-import { installLimits, resolveLimits, markUntimed, checkBudgetSoon, LARGE_BYTES, type SandboxLimits } from './limits';
+import { installLimits, resolveLimits, limitsOf, markUntimed, checkBudgetSoon, LARGE_BYTES, type SandboxLimits } from './limits';
 
 const {
   LUA_REGISTRYINDEX, LUA_TTABLE, LUA_TSTRING, LUA_TNUMBER, LUA_TFUNCTION,
@@ -197,14 +197,74 @@ function countedReader(maxSize: number): LuaFunction {
 function openOs(L: LuaState): void {
   lua_newtable(L);
   luaL_requiref(L, K('os'), lualib.luaopen_os, 0);
-  for (const name of ['clock', 'date', 'difftime']) {
+  for (const name of ['clock', 'difftime']) {
     lua_getfield(L, -1, K(name));
     lua_setfield(L, -3, K(name));
   }
+  lua_getfield(L, -1, K('date'));
+  lua_pushjsclosure(L, osDate, 1);
+  lua_setfield(L, -3, K('date'));
   lua_pop(L, 1);
   lua_pushjsfunction(L, osTime);
   lua_setfield(L, -2, K('time'));
   lua_setglobal(L, K('os'));
+}
+
+/**
+ * `os.date(format, time)`: each distinct conversion of `format` is formatted once by Fengari's os.date
+ * and reused. Fengari formats every `%c` afresh (about 25 us each), so a 1 MB format of them held the
+ * node for seconds; now a call is one pass over the format, and its result is capped at maxStringSize.
+ */
+const osDate: LuaFunction = (L) => {
+  const format: Uint8Array = luaL_optlstring(L, 1, K('%c'));
+  const utc = format[0] === 0x21; // '!'
+  const start = utc ? 1 : 0;
+  if (format[start] === 0x2a && format[start + 1] === 0x74) return callOriginalDate(L, format); // "*t"
+  const max = limitsOf(L)?.maxStringSize ?? Infinity;
+  const conversions = new Map<number, Uint8Array>();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  let from = start;
+  for (let i = start; i < format.length; i++) {
+    if (format[i] !== 0x25) continue; // '%'
+    parts.push(format.subarray(from, i));
+    const letter = format[i + 1] ?? -1;
+    let text = conversions.get(letter);
+    if (text === undefined) {
+      // One conversion through Fengari (which also rejects an invalid or missing letter).
+      const spec = letter < 0 ? [0x25] : [0x25, letter];
+      text = Uint8Array.from(callOriginalDateText(L, Uint8Array.from(utc ? [0x21, ...spec] : spec)));
+      // Fengari copies the '!' into its result; C Lua does not.
+      if (utc && text[0] === 0x21) text = text.subarray(1);
+      conversions.set(letter, text);
+    }
+    parts.push(text);
+    size += i - from + text.length;
+    if (size > max) return raise(L, `string of more than ${max} bytes exceeds the ${max}-byte limit`);
+    i++;
+    from = i + 1;
+  }
+  parts.push(format.subarray(Math.min(from, format.length)));
+  lua_pushstring(L, Buffer.concat(parts));
+  return 1;
+};
+
+/** Calls Fengari's os.date (upvalue 1) with `format` and this call's time argument; leaves its result. */
+function callOriginalDate(L: LuaState, format: Uint8Array): number {
+  const now = lua_isnoneornil(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushstring(L, format);
+  if (now) lua_pushnil(L);
+  else lua_pushvalue(L, 2);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+function callOriginalDateText(L: LuaState, format: Uint8Array): Uint8Array {
+  callOriginalDate(L, format);
+  const text: Uint8Array = lua_tolstring(L, -1);
+  lua_pop(L, 1);
+  return text;
 }
 
 const osTime: LuaFunction = (L) => {

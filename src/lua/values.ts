@@ -63,10 +63,15 @@ export interface ToJsOptions {
   bytes?: boolean;
 }
 
-/** String bytes one conversion may still copy out of Lua (the state's maxStringSize in all). */
+/**
+ * String bytes one conversion may still copy out of Lua (the state's maxStringSize in all), and values
+ * it may still visit (maxItems: a table referenced many times is walked, and counted, at each reference).
+ */
 interface Room {
   left: number;
   readonly max: number;
+  items: number;
+  readonly maxItems: number;
 }
 
 /**
@@ -92,8 +97,11 @@ export function toJs(L: LuaState, index: number, options: ToJsOptions = {}, dept
       return options.bytes ? bytes : luaToJsString(bytes);
     }
     case LUA_TTABLE: {
-      const max = (limitsOf(L) ?? DEFAULT_LIMITS).maxStringSize;
-      return tableToJs(L, lua_absindex(L, index), options, depth, room ?? { left: max, max });
+      if (!room) {
+        const limits = limitsOf(L) ?? DEFAULT_LIMITS;
+        room = { left: limits.maxStringSize, max: limits.maxStringSize, items: limits.maxItems, maxItems: limits.maxItems };
+      }
+      return tableToJs(L, lua_absindex(L, index), options, depth, room);
     }
     default:
       throw new ConversionError(`cannot convert a Lua ${luaToJsString(lua_typename(L, lua_type(L, index)))}`);
@@ -109,6 +117,7 @@ function tableToJs(L: LuaState, index: number, options: ToJsOptions, depth: numb
   let sequential = true;
   lua_pushnil(L);
   while (lua_next(L, index) !== 0) {
+    if (--room.items < 0) throw new ConversionError(`value holds more than ${room.maxItems} entries (the maxItems limit)`);
     const key = tableKey(L, -2);
     if (typeof key !== 'number' || !Number.isInteger(key) || key < 1 || key > length) sequential = false;
     keys.push(key);

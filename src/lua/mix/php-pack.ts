@@ -1,5 +1,6 @@
-import { lua, lauxlib, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, bytesView, luaToJsString, raise, type LuaState, type LuaFunction } from '../fengari';
 import { pushNilError } from '../vm';
+import { limitsOf, DEFAULT_LIMITS } from '../limits';
 
 const { LUA_TSTRING, LUA_TNUMBER, lua_type, lua_typename, lua_tonumber, lua_isnumber, lua_tolstring, lua_gettop,
   lua_pop, lua_pushstring, lua_pushnumber, lua_createtable, lua_settable } = lua;
@@ -10,6 +11,23 @@ export const MAX_PACK_BYTES = 16 * 1024 * 1024;
 
 /** What PHP reports as a warning or an error; the Lua functions return it as `nil, err`. */
 export class PackError extends Error {}
+
+/** A call past engine.luavm.limits (more than maxItems steps, or a longer string): a Lua error. */
+export class PackLimitError extends Error {}
+
+/** Counts a call's steps (format codes and values) against maxItems. */
+class Steps {
+  private left: number;
+
+  constructor(private readonly max: number) {
+    this.left = max;
+  }
+
+  take(n = 1): void {
+    this.left -= n;
+    if (this.left < 0) throw new PackLimitError(`more than ${this.max} format items or values (the maxItems limit)`);
+  }
+}
 
 /** One value to pack: its text (strings, and numbers as Lua prints them) and its number, where it has them. */
 export interface PackArg {
@@ -80,10 +98,12 @@ function hexDigit(code: string, char: string): number {
  * with repeat counts and `*`. Where PHP warns (unused arguments, bad hex digits, a `*` it ignores…) or
  * throws, this throws a PackError with PHP's message. `format` and string args are bytes (latin1).
  */
-export function phpPack(format: string, args: PackArg[]): Buffer {
+export function phpPack(format: string, args: PackArg[], maxItems = Infinity): Buffer {
   const out = new Output();
+  const steps = new Steps(maxItems);
   let next = 0;
   for (let i = 0; i < format.length;) {
+    steps.take();
     const code = format[i];
     const counted = readCount(format, i + 1);
     let count = counted.count;
@@ -110,6 +130,7 @@ export function phpPack(format: string, args: PackArg[]): Buffer {
     } else if (code in INT_SIZES || code in FLOAT_SIZES) {
       if (count < 0) count = args.length - next;
       if (next + count > args.length) throw new PackError(`Type ${code}: too few arguments`);
+      steps.take(count);
       for (let k = 0; k < count; k++) {
         const arg = args[next++];
         if (arg.number === null) throw new PackError(`Type ${code}: argument ${next} is not a number (got ${arg.type})`);
@@ -186,10 +207,12 @@ function arrayKey(name: string): string | number {
  * the names (PHP's numbering: a repeated or unnamed item gets `name1`, `name2`… or `1`, `2`…).
  * Strings come back as latin1 JS strings (bytes). Throws a PackError where PHP warns or fails.
  */
-export function phpUnpack(format: string, data: Buffer): Map<string | number, string | number> {
+export function phpUnpack(format: string, data: Buffer, maxItems = Infinity, maxString = Infinity): Map<string | number, string | number> {
   const result = new Map<string | number, string | number>();
+  const steps = new Steps(maxItems);
   let pos = 0;
   for (let i = 0; i < format.length;) {
+    steps.take();
     const code = format[i];
     const counted = readCount(format, i + 1);
     let count = counted.count;
@@ -206,13 +229,10 @@ export function phpUnpack(format: string, data: Buffer): Map<string | number, st
       if (target < 0 || target > data.length) throw new PackError(`Type ${code}: outside of string`);
       pos = target;
     } else if (code === 'x') {
-      for (let k = 0; k !== count; k++) {
-        if (pos + 1 > data.length) {
-          if (count < 0) break;
-          throw new PackError(`Type x: not enough input, need 1, have ${data.length - pos}`);
-        }
-        pos++;
-      }
+      // Skips `count` bytes (`*`: the rest), as PHP does one byte at a time.
+      if (count < 0) pos = data.length;
+      else if (pos + count > data.length) throw new PackError('Type x: not enough input, need 1, have 0');
+      else pos += count;
     } else if (STRING_CODES.has(code)) {
       // One value; the count is its size: bytes for a A Z, hex digits for h H (-1: the rest).
       const digits = count;
@@ -222,6 +242,8 @@ export function phpUnpack(format: string, data: Buffer): Map<string | number, st
         throw new PackError(`Type ${code}: not enough input, need ${size}, have ${data.length - pos}`);
       }
       if (size < 0) size = data.length - pos;
+      const length = code === 'h' || code === 'H' ? 2 * size : size;
+      if (length > maxString) throw new PackLimitError(`Type ${code}: a string of ${length} bytes exceeds the ${maxString}-byte limit`);
       const bytes = data.subarray(pos, pos + size);
       result.set(keyOf(0), unpackString(code, bytes, digits));
       pos += size;
@@ -232,6 +254,7 @@ export function phpUnpack(format: string, data: Buffer): Map<string | number, st
           if (count < 0) break;
           throw new PackError(`Type ${code}: not enough input, need ${size}, have ${data.length - pos}`);
         }
+        steps.take();
         result.set(keyOf(k), unpackNumber(code, data, pos));
         pos += size;
       }
@@ -249,11 +272,11 @@ function unpackString(code: string, bytes: Buffer, digits: number): string {
     const nul = bytes.indexOf(0);
     return bytes.subarray(0, nul < 0 ? bytes.length : nul).toString('latin1');
   }
-  let hex = '';
-  for (const byte of bytes) {
-    const high = (byte >> 4).toString(16);
-    const low = (byte & 0xf).toString(16);
-    hex += code === 'H' ? high + low : low + high;
+  let hex = bytes.toString('hex'); // high nibble first, as H wants
+  if (code === 'h') {
+    const digits = Buffer.from(hex, 'latin1');
+    for (let k = 0; k + 1 < digits.length; k += 2) [digits[k], digits[k + 1]] = [digits[k + 1], digits[k]];
+    hex = digits.toString('latin1');
   }
   // An odd digit count leaves out the last nibble.
   return digits > 0 && digits % 2 === 1 ? hex.slice(0, -1) : hex;
@@ -294,9 +317,10 @@ export const phpPackFn: LuaFunction = (L) => {
   for (let i = 2, n = lua_gettop(L); i <= n; i++) args.push(packArg(L, i));
   let packed: Buffer;
   try {
-    packed = phpPack(format, args);
+    packed = phpPack(format, args, (limitsOf(L) ?? DEFAULT_LIMITS).maxItems);
   } catch (error) {
     if (error instanceof PackError) return pushNilError(L, error.message);
+    if (error instanceof PackLimitError) return raise(L, `php_pack: ${error.message}`);
     throw error;
   }
   lua_pushstring(L, packed);
@@ -308,10 +332,12 @@ export const phpUnpackFn: LuaFunction = (L) => {
   const format = bytesView(luaL_checklstring(L, 1)).toString('latin1');
   const data = Buffer.from(luaL_checklstring(L, 2));
   let values: Map<string | number, string | number>;
+  const limits = limitsOf(L) ?? DEFAULT_LIMITS;
   try {
-    values = phpUnpack(format, data);
+    values = phpUnpack(format, data, limits.maxItems, limits.maxStringSize);
   } catch (error) {
     if (error instanceof PackError) return pushNilError(L, error.message);
+    if (error instanceof PackLimitError) return raise(L, `php_unpack: ${error.message}`);
     throw error;
   }
   lua_createtable(L, 0, values.size);
