@@ -69,6 +69,15 @@ test('integers, arrays, nil', async () => {
   assert.deepEqual(await run('return r:command("lrange", "no-such-key", 0, -1)'), [{}]);
 });
 
+test('a reply of more than maxItems elements gives nil, err instead of a million-entry table', async () => {
+  await redis.cli('del', 'big');
+  for (let chunk = 0; chunk < 21; chunk++) await redis.cli('rpush', 'big', ...Array.from({ length: 5000 }, (_, i) => String(i)));
+  assert.equal(await redis.cli('llen', 'big'), '105000');
+  assert.deepEqual(await run('local v, err = r:command("lrange", "big", 0, -1) return v == nil, err'),
+    [true, 'reply has more than 100000 elements (the maxItems limit)']);
+  assert.deepEqual(await run('return #r:command("lrange", "big", 0, 99998)'), [99999]);
+});
+
 test('the db option selects the database', async () => {
   assert.deepEqual(await run('local r2 = mix.redis.connection("db2") r2:command("set", "only-in-2", "yes") return r:command("exists", "only-in-2"), r2:command("get", "only-in-2")'), [0, 'yes']);
   assert.equal(await redis.cli('-n', '2', 'get', 'only-in-2'), 'yes');

@@ -4,6 +4,7 @@ import { pushNilError, type LuaVM } from '../vm';
 import type { LuaRedisConfig } from '../../config/schema';
 import type { Logger } from '../../log';
 import { settle } from './settle';
+import { limitsOf, DEFAULT_LIMITS } from '../limits';
 import type { MixHost, ScriptConnection } from './host';
 
 const { LUA_TSTRING, LUA_TNUMBER, lua_type, lua_typename, lua_tonumber, lua_gettop, lua_pushstring, lua_pushnumber,
@@ -167,6 +168,27 @@ function pushReply(L: LuaState, reply: unknown, depth = 0): number {
   return 1;
 }
 
+/**
+ * A reply with more than maxItems elements (an `LRANGE key 0 -1` of a million) gives `nil, err`:
+ * building its tables would hold the node for seconds.
+ */
+function pushCheckedReply(L: LuaState, reply: unknown): number {
+  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
+  if (replyElements(reply, maxItems) > maxItems) return pushNilError(L, `reply has more than ${maxItems} elements (the maxItems limit)`);
+  return pushReply(L, reply);
+}
+
+/** Elements of a reply, nested arrays included, counted up to just past `max`. */
+function replyElements(reply: unknown, max: number): number {
+  if (!Array.isArray(reply)) return 1;
+  let count = 1;
+  for (const item of reply) {
+    count += replyElements(item, max - count);
+    if (count > max) break;
+  }
+  return count;
+}
+
 /** `redis:command(cmd, ...)` → `result, err`; a Redis error reply is an `err` too. */
 function command(vm: LuaVM<ScriptConnection>): LuaFunction {
   return (L) => {
@@ -174,7 +196,7 @@ function command(vm: LuaVM<ScriptConnection>): LuaFunction {
     const name = luaToJsString(luaL_checklstring(L, 2));
     const args: Array<Buffer | string> = [];
     for (let i = 3, n = lua_gettop(L); i <= n; i++) args.push(commandArg(L, i));
-    return settle(vm, L, client.command(name, args), (L, reply) => pushReply(L, reply));
+    return settle(vm, L, client.command(name, args), pushCheckedReply);
   };
 }
 
