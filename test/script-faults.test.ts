@@ -108,6 +108,43 @@ test('host calls over huge or shared inputs fail with a Lua error (1011) instead
   });
 });
 
+test('a Lua state past engine.luavm.limits.maxMemory closes the connection that grows it (1011, logged); the node stays bounded and serves the rest', async () => {
+  const GROW = 'hoard = hoard or {} for i = 1, 3000 do hoard[#hoard + 1] = string.rep("x", 64) .. #hoard end return #hoard';
+  /** Sends GROW until the node closes the connection; returns how it closed it. */
+  const hoarder = async (node: TestNode) => {
+    const client = await TestClient.open(node.wsUrl);
+    for (;;) {
+      client.send(GROW);
+      const answer = await Promise.race([client.next(20_000).then(() => null), client.closed]);
+      if (answer) return answer;
+    }
+  };
+  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE }, callBudget: 2000, engineYaml: '    limits:\n      maxMemory: 16777216' }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    const first = await hoarder(node);
+    assert.deepEqual(first, { code: 1011, reason: 'script error' });
+    assert.ok(node.logs.some((line) => line.includes('Lua state over its memory budget')), 'the node logs it');
+    assert.ok(node.logs.some((line) => line.includes('more than engine.luavm.limits.maxMemory (16.0 MiB)')), 'and the hook error');
+    await closesReach(bystander, 1);
+    await healthy(node, bystander);
+    // Calls that keep nothing are still served, however much garbage they make.
+    for (let i = 0; i < 5; i++) {
+      assert.equal(await bystander.request('local t = {} for i = 1, 20000 do t[i] = { i } end return #t'), '[20000]');
+    }
+    // Whoever grows it further is closed as well, so the state stays near its budget.
+    for (let round = 2; round <= 4; round++) {
+      assert.deepEqual(await hoarder(node), { code: 1011, reason: 'script error' });
+      await closesReach(bystander, round);
+    }
+    const entries = Number(JSON.parse(await bystander.request('return #hoard'))[0]);
+    // About 270 estimated bytes an entry: 16 MiB is some 62,000 entries; each round adds what it made
+    // before a look at the heap found it (16 MiB of heap growth at most).
+    assert.ok(entries < 250_000, `the state holds ${entries} entries`);
+    await healthy(node, bystander);
+    bystander.close();
+  });
+});
+
 const LOOPS = {
   'an xpcall handler that loops': 'return xpcall(function() error("x") end, function(e) while true do end end)',
   'an xpcall handler that loops after the budget error': 'return xpcall(function() while true do end end, function(e) while true do end end)',

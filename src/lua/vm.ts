@@ -1,8 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari';
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
-import { tookSlowCall } from './limits';
+import { tookSlowCall, limitsOf } from './limits';
+import { estimateStateBytes } from './memory';
 import { openCompat51, bitModule } from './compat51';
 import { openRequire, forgetModules, type BuiltinModule } from './require';
 import type { Logger } from '../log';
@@ -23,6 +25,16 @@ const MIN_TICKS = 20;
 const SLOW_CALL_TICKS = 5;
 /** Top-level code of an entry file (run at load) gets this budget instead of the per-call one. */
 const LOAD_BUDGET_MS = 10_000;
+/** Hook calls between two looks at the heap when none reaches the budget hook (a look costs ~0.2 us). */
+const CALLS_PER_LOOK = 16;
+/** Heap growth (bytes) that has the state walked again, at least. */
+const MIN_WALK_AFTER = 16 * 2 ** 20;
+
+/** The process heap, JS objects plus external memory (where Lua strings' bytes live). */
+function heapBytes(): number {
+  const heap = getHeapStatistics();
+  return heap.used_heap_size + heap.external_memory;
+}
 
 export interface LuaVmOptions<Owner = unknown> {
   /** Absolute path of the entry file; `require` is limited to its folder. */
@@ -74,6 +86,8 @@ interface Call<Owner> {
   readonly done: (error: LuaHookError | null) => void;
   used: number;
   timedOut: boolean;
+  /** The state grew past engine.luavm.limits.maxMemory during this call: it is being stopped. */
+  overMemory: boolean;
 }
 
 /**
@@ -96,6 +110,18 @@ export class LuaVM<Owner = unknown> {
   private ticks = 0;
   /** What the `.lua` files looked like at the last (re)load; a change triggers a reload. */
   private loadedFiles = '';
+  /** engine.luavm.limits.maxMemory: estimated bytes the state may hold. */
+  private readonly maxMemory: number;
+  /** Process heap (JS + external) when the state was last walked, or the lowest seen since. */
+  private heapAtWalk = heapBytes();
+  /** Heap growth after which the state is walked again. */
+  private walkAfter = MIN_WALK_AFTER;
+  /** The state's estimated size at the last walk. */
+  private estimate = 0;
+  /** Above this estimate a call is stopped: maxMemory, or the last estimate that was over it. */
+  private memoryMark: number;
+  /** Calls finished since the last look at the heap. */
+  private callsSinceLook = 0;
 
   constructor(private readonly options: LuaVmOptions<Owner>) {
     this.entry = options.entry;
@@ -108,6 +134,7 @@ export class LuaVM<Owner = unknown> {
       return 1;
     });
     openSandbox(L, (line) => options.log.info(line, { lua: this.chunkName }), options.limits ?? DEFAULT_LIMITS);
+    this.maxMemory = this.memoryMark = (limitsOf(L) ?? DEFAULT_LIMITS).maxMemory;
     openCompat51(L);
     openRequire(L, moduleRoots(options.entry), { bit: bitModule, ...options.builtins });
     options.install?.(this);
@@ -196,7 +223,7 @@ export class LuaVM<Owner = unknown> {
       done(new LuaHookError(hook, `cannot pass arguments: ${(error as Error).message}`, false));
       return;
     }
-    const call: Call<Owner> = { hook, owner, thread, done, used: 0, timedOut: false };
+    const call: Call<Owner> = { hook, owner, thread, done, used: 0, timedOut: false, overMemory: false };
     this.resume(call, nargs);
   }
 
@@ -281,7 +308,12 @@ export class LuaVM<Owner = unknown> {
         '(coroutine.yield belongs inside a coroutine the script created)', false));
       return;
     }
-    const error = status === LUA_OK ? null : new LuaHookError(call.hook, this.traceback(call.thread), call.timedOut);
+    let error = status === LUA_OK ? null : new LuaHookError(call.hook, this.traceback(call.thread), call.timedOut);
+    // Calls too short to reach the budget hook still add up: every few of them, a look at the heap.
+    if (!error && ++this.callsSinceLook >= CALLS_PER_LOOK) {
+      this.callsSinceLook = 0;
+      if (this.grewPastMemoryLimit()) error = new LuaHookError(call.hook, this.memoryMessage(), false);
+    }
     call.done(error);
   }
 
@@ -294,6 +326,12 @@ export class LuaVM<Owner = unknown> {
   }
 
   private readonly budgetHook = (L: LuaState): void => {
+    const call = this.running;
+    if (call && (call.overMemory || this.grewPastMemoryLimit())) {
+      call.overMemory = true;
+      lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, 1); // as for the budget: no pcall goes on
+      throwPastHandlers(L, this.memoryMessage());
+    }
     // A call that ran only a few thousand instructions is not runaway, however late the clock says it
     // is: the process was descheduled (a busy machine), and stopping it would be a false alarm.
     this.ticks += tookSlowCall(L) ? SLOW_CALL_TICKS : 1;
@@ -303,6 +341,44 @@ export class LuaVM<Owner = unknown> {
     lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, 1);
     throwPastHandlers(L, `exceeded its budget of ${this.running ? this.options.callBudget : LOAD_BUDGET_MS} ms of Lua time`);
   };
+
+  /**
+   * Whether the state has grown past maxMemory (and past what it held at the last look that found it
+   * over, so a state that stays over but stops growing does not cost every later call its connection).
+   * Cheap unless the process heap grew by walkAfter bytes since the last walk: then the state is walked
+   * (memory.ts), in time proportional to its size.
+   */
+  private grewPastMemoryLimit(): boolean {
+    const heap = heapBytes();
+    if (heap < this.heapAtWalk) this.heapAtWalk = heap; // collected since: count growth from the low
+    if (heap - this.heapAtWalk < this.walkAfter) return false;
+    const waiting = [...this.waits.values()].map((wait) => wait.call.thread);
+    // A whole walk, not one that stops past the mark: a partial count as the new mark would have the
+    // next whole walk blame a call that added nothing.
+    const started = Date.now();
+    const estimate = estimateStateBytes(this.L, waiting);
+    // The walk is the host's work, not the running call's: it does not count against its budget.
+    this.deadline += Date.now() - started;
+    this.heapAtWalk = heapBytes();
+    this.walkAfter = Math.max(MIN_WALK_AFTER, estimate / 4);
+    this.estimate = estimate;
+    if (estimate <= this.memoryMark) {
+      this.memoryMark = Math.max(this.maxMemory, estimate);
+      return false;
+    }
+    this.memoryMark = estimate;
+    this.options.log.warn('Lua state over its memory budget', {
+      lua: this.chunkName,
+      estimated_bytes: estimate,
+      max_memory: this.maxMemory,
+    });
+    return true;
+  }
+
+  private memoryMessage(): string {
+    const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+    return `the Lua state holds about ${mib(this.estimate)} MiB, more than engine.luavm.limits.maxMemory (${mib(this.maxMemory)} MiB)`;
+  }
 
   /** Compiles `source` as the entry chunk and anchors it; returns its registry ref. */
   private compile(source: Buffer): number {
