@@ -15,13 +15,16 @@ import { lua, lauxlib, lualib, K, raise, type LuaState, type LuaFunction } from 
  * | `maxPatternSteps` | 2,000,000 | subject positions one `string.find`/`match`/`gsub` call, or one step of a `gmatch` iterator, may examine, backtracking included (each byte `gsub` writes counts as one too). Backtracking patterns (`.-.-.-b`, `a*b`, `%b()` on long subjects) fail with "pattern too complex" instead of running for minutes. Plain finds (the `plain` flag, or no magic characters) use a linear-time search and are not counted. |
  * | `maxItems` | 100,000 | elements one call may walk, move or return: `table.concat`, `table.unpack`, `table.move`, `table.sort`, the shift of a positional `table.insert`/`table.remove`, results of `string.byte`/`utf8.codepoint`, arguments of `string.char`/`utf8.char`, pieces of `mix.str_split`, values of a `mix.json_decode` document (about 1 µs each to build in Fengari). |
  * | `maxLoadSize` | 1 MiB | bytes of source one `load`/`loadstring` call compiles (a string, or the pieces a reader function returns); Fengari parses about 1 MiB a second. Entry files and `require`d modules are not affected. |
+ * | `waitTimeout` | 60 | seconds one `conn:wait_context_value` waits before it returns `nil, err` (mix/conn.ts). |
+ * | `maxMemory` | 256 MiB | estimated bytes the state may hold across calls (memory.ts; enforced by vm.ts). |
  *
  * Measured here (a loaded 2-core box): at the caps, one call takes at most a few hundred ms (a 16 MiB
  * `s:upper()`, 2,000,000 pattern steps of `gsub` replacements); the guards cost about 10% on a tight
  * arithmetic loop (a check per instruction for `..`) and nothing measurable on library-heavy code.
  *
- * Not capped: memory a script keeps across calls (a global table grows by one budget's worth per
- * call; a heap watchdog is the remedy), a `__concat` metamethod's result inside a `..` chain (the
+ * `maxItems` also counts the work of host calls that walk their input (mix/php-pack.ts, mix/utils.ts
+ * json and bytes_tostring, values.ts toJs for set_context_value, mix/redis.ts replies), every visit of a
+ * shared subtree included. Not capped: a `__concat` metamethod's result inside a `..` chain (the
  * chain may reach twice `maxStringSize` before it is refused), and strings the C API builds for error
  * messages (`error(s)` adds a position to `s`).
  */

@@ -94,6 +94,8 @@ interface Call<Owner> {
  * One Lua state for one business server. Each hook call runs in a coroutine of its own, so a host
  * function that waits (`suspend`) pauses that call only. A count hook enforces a per-call budget of
  * Lua time; once it is spent the hook fires on every instruction, so a `pcall` cannot swallow it.
+ * The same hook stops a call that grows the state past its memory budget (memory.ts estimates it).
+ * A call that yields without a host wait is a script error: nothing would ever resume it.
  */
 export class LuaVM<Owner = unknown> {
   readonly L: LuaState;
