@@ -217,6 +217,7 @@ function openOs(L: LuaState): void {
  */
 const osDate: LuaFunction = (L) => {
   const format: Uint8Array = luaL_optlstring(L, 1, K('%c'));
+  if (!lua_isnoneornil(L, 2)) luaL_checkinteger(L, 2); // as Fengari checks it, even for a format without conversions
   const utc = format[0] === 0x21; // '!'
   const start = utc ? 1 : 0;
   if (format[start] === 0x2a && format[start + 1] === 0x74) return callOriginalDate(L, format); // "*t"
