@@ -204,6 +204,7 @@ test('host calls that loop over their input count their work against maxItems an
     'json_encode of a shared subtree': [`${SHARED} return assert(mix.json_encode(t))`, /more than 100000 values to encode \(the maxItems limit\)/],
     'json_decode of a 16 MiB array': ['return assert(mix.json_decode("[" .. string.rep("0,", 2^23 - 2) .. "0]"))', /invalid JSON: more than 100000 values/],
     'json_decode nested past the depth limit': ['return assert(mix.json_decode(string.rep("[", 2^20)))', /invalid JSON: value nested deeper than 64 levels/],
+    'parse_url of a 12 MiB URL': ['return mix.parse_url("/" .. string.rep("a b", 2^22))', /parse_url: a URL of more than 100000 bytes \(the maxItems limit\)/],
     'bytes_tostring of a long table': ['local t = {} for i = 1, 100001 do t[i] = 65 end return mix.bytes_tostring(t)', /bytes_tostring: more than 100000 bytes/],
     'os.date past maxStringSize': ['return os.date(string.rep("%c", 2^20))', /exceeds the 16777216-byte limit/],
     'string.format %q past maxStringSize': ['return string.format("%q", string.rep("\\0", 2^23))', /string of 16777218 bytes exceeds the 16777216-byte limit/],
