@@ -4,6 +4,7 @@ import { scriptVm, type RunResult } from './lua/harness';
 import { lua, lauxlib, K, type LuaState } from '../src/lua/fengari';
 import { MIX_UTILS } from '../src/lua/mix/utils';
 import { phpPackFn, phpUnpackFn } from '../src/lua/mix/php-pack';
+import { pushHttpModule } from '../src/lua/mix/http';
 import { searchBytes } from '../src/lua/sandbox';
 import { DEFAULT_LIMITS, type SandboxLimits } from '../src/lua/limits';
 import { withNode, TestClient, EVAL } from './helpers';
@@ -205,6 +206,7 @@ test('host calls that loop over their input count their work against maxItems an
     'json_decode of a 16 MiB array': ['return assert(mix.json_decode("[" .. string.rep("0,", 2^23 - 2) .. "0]"))', /invalid JSON: more than 100000 values/],
     'json_decode nested past the depth limit': ['return assert(mix.json_decode(string.rep("[", 2^20)))', /invalid JSON: value nested deeper than 64 levels/],
     'parse_url of a 12 MiB URL': ['return mix.parse_url("/" .. string.rep("a b", 2^22))', /parse_url: a URL of more than 100000 bytes \(the maxItems limit\)/],
+    'table.maxn of a long table': ['local t = {} for i = 1, 100001 do t[i] = i end return table.maxn(t)', /table.maxn: more than 100000 entries \(the maxItems limit\)/],
     'bytes_tostring of a long table': ['local t = {} for i = 1, 100001 do t[i] = 65 end return mix.bytes_tostring(t)', /bytes_tostring: more than 100000 bytes/],
     'os.date past maxStringSize': ['return os.date(string.rep("%c", 2^20))', /exceeds the 16777216-byte limit/],
     'string.format %q past maxStringSize': ['return string.format("%q", string.rep("\\0", 2^23))', /string of 16777218 bytes exceeds the 16777216-byte limit/],
@@ -233,6 +235,23 @@ test('host calls that loop over their input count their work against maxItems an
     '1971-01-01 00:00:00 %', 99999, 9]);
   assert.ok(fine.ms < PROMPT_MS, `took ${fine.ms} ms`);
   assert.equal(vm.stackHeight(), 0);
+});
+
+test('mix.http.request walks at most maxItems header or cookie entries', async () => {
+  const { exec } = scriptVm({
+    limits: { maxItems: 100 },
+    callBudget: 5000,
+    install: (vm) => {
+      pushHttpModule(vm as unknown as Parameters<typeof pushHttpModule>[0]);
+      lua.lua_setglobal(vm.L, K('http'));
+    },
+  });
+  for (const option of ['headers', 'cookies']) {
+    // Refused while the options are read, before any request is made (nothing listens on port 9).
+    const r = await exec(`local t = {} for i = 1, 101 do t["x" .. i] = "1" end return pcall(http.request, "GET", "http://127.0.0.1:9/", { ${option} = t })`);
+    assert.equal(r.values[0], false, option);
+    assert.match(String(r.values[1]), new RegExp(`${option} has more than 100 entries \\(the maxItems limit\\)`));
+  }
 });
 
 test('load and loadstring refuse sources over maxLoadSize, also through a reader function', async () => {

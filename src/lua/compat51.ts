@@ -157,10 +157,13 @@ function quoted(L: LuaState, s: Uint8Array): Buffer {
 
 const tableMaxn: LuaFunction = (L) => {
   luaL_checktype(L, 1, LUA_TTABLE);
+  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
   let max = 0;
+  let walked = 0;
   lua_pushnil(L);
   while (lua_next(L, 1) !== 0) {
     lua_pop(L, 1);
+    if (++walked > maxItems) return raise(L, `table.maxn: more than ${maxItems} entries (the maxItems limit)`);
     if (lua_type(L, -1) === LUA_TNUMBER) max = Math.max(max, lua_tonumber(L, -1));
   }
   lua_pushnumber(L, max);
