@@ -23,8 +23,8 @@ import { lua, lauxlib, lualib, K, raise, type LuaState, type LuaFunction } from 
  * arithmetic loop (a check per instruction for `..`) and nothing measurable on library-heavy code.
  *
  * `maxItems` also counts the work of host calls that walk their input (mix/php-pack.ts, mix/utils.ts
- * json and bytes_tostring, values.ts toJs for set_context_value, mix/redis.ts replies), every visit of a
- * shared subtree included. Not capped: a `__concat` metamethod's result inside a `..` chain (the
+ * json, parse_url and bytes_tostring, values.ts toJs for set_context_value, mix/redis.ts replies,
+ * mix/http.ts headers and cookies, compat51.ts table.maxn), every visit of a shared subtree included. Not capped: a `__concat` metamethod's result inside a `..` chain (the
  * chain may reach twice `maxStringSize` before it is refused), and strings the C API builds for error
  * messages (`error(s)` adds a position to `s`).
  */
