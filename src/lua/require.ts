@@ -1,10 +1,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari';
+import { loadLua51 } from './syntax51';
 
 const { LUA_OK, LUA_REGISTRYINDEX, lua_getfield, lua_setfield, lua_isnil, lua_pop, lua_pushvalue, lua_call,
   lua_pushboolean, lua_newtable, lua_tolstring } = lua;
-const { luaL_checklstring, luaL_loadbufferx } = lauxlib;
+const { luaL_checklstring } = lauxlib;
 
 /** Registry field holding the table of loaded modules (what `package.loaded` is in stock Lua). */
 const LOADED = K('connmix.loaded');
@@ -68,7 +69,7 @@ function loadModuleFile(L: LuaState, roots: readonly string[], name: string): vo
     }
   }
   if (source === null) raise(L, `module '${name}' not found: no file ${relative} in the entry's folder or the scripts folder`);
-  if (luaL_loadbufferx(L, source, null, Buffer.from(`@${relative}`), K('t')) !== LUA_OK) {
+  if (loadLua51(L, source, `@${relative}`) !== LUA_OK) {
     raise(L, `error loading module '${name}': ${luaToJsString(lua_tolstring(L, -1))}`);
   }
 }

@@ -7,6 +7,7 @@ import { tookSlowCall, limitsOf } from './limits';
 import { estimateStateBytes } from './memory';
 import { openCompat51, bitModule } from './compat51';
 import { openRequire, forgetModules, type BuiltinModule } from './require';
+import { loadLua51 } from './syntax51';
 import type { Logger } from '../log';
 
 const {
@@ -15,7 +16,7 @@ const {
   lua_settop, lua_gettop, lua_rawgeti, lua_getglobal, lua_type, lua_pushjsfunction, lua_pcall, lua_tolstring,
   lua_touserdata, lua_pushnil, lua_typename, lua_pop,
 } = lua;
-const { luaL_newstate, luaL_ref, luaL_unref, luaL_traceback, luaL_loadbufferx } = lauxlib;
+const { luaL_newstate, luaL_ref, luaL_unref, luaL_traceback } = lauxlib;
 
 /** Instructions between two budget checks: small enough to stop a runaway loop within a millisecond. */
 const HOOK_INTERVAL = 1000;
@@ -385,7 +386,7 @@ export class LuaVM<Owner = unknown> {
   /** Compiles `source` as the entry chunk and anchors it; returns its registry ref. */
   private compile(source: Buffer): number {
     const L = this.L;
-    if (luaL_loadbufferx(L, source, null, Buffer.from(`@${this.chunkName}`), K('t')) !== LUA_OK) {
+    if (loadLua51(L, source, `@${this.chunkName}`) !== LUA_OK) {
       const message = luaToJsString(lua_tolstring(L, -1));
       lua_settop(L, 0);
       throw new LuaLoadError(message);
@@ -548,7 +549,7 @@ function firstCompileError(L: LuaState, files: string[]): string | null {
     } catch {
       continue; // removed since it was listed
     }
-    const failed = luaL_loadbufferx(L, source, null, Buffer.from(`@${displayPath(file)}`), K('t')) !== LUA_OK;
+    const failed = loadLua51(L, source, `@${displayPath(file)}`) !== LUA_OK;
     const message = failed ? luaToJsString(lua_tolstring(L, -1)) : null;
     lua_pop(L, 1);
     if (message) return message;
