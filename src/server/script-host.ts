@@ -1,6 +1,6 @@
 import type { BusinessServerConfig } from '../config/schema';
 import type { Logger } from '../log';
-import { LuaVM } from '../lua/vm';
+import { LuaVM, type LuaVmOptions } from '../lua/vm';
 import { installMix, type MixHost, type ScriptConnection } from '../lua/mix';
 import { LuaRedisPool } from '../lua/mix/redis';
 import type { Subscriber } from '../mesh/hub';
@@ -26,6 +26,8 @@ export function createScriptHost(
     hooks: readonly string[];
     optionalHooks?: readonly string[];
     install?: (vm: LuaVM<ScriptConnection>) => void;
+    /** Modules `require` serves from the host (before any file). */
+    builtins?: LuaVmOptions['builtins'];
   },
 ): ScriptHost {
   const redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
@@ -49,6 +51,7 @@ export function createScriptHost(
     callBudget,
     limits: services.config.engine.luavm.limits,
     log,
+    builtins: setup.builtins,
     install: (vm) => {
       installMix(vm, host);
       setup.install?.(vm);

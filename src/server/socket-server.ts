@@ -7,6 +7,7 @@ import { HookQueue, type HookTask } from '../lua/hook-queue';
 import type { ScriptConnection } from '../lua/mix';
 import { releaseConn } from '../lua/mix/conn';
 import { registerBufferType, pushBuffer } from '../lua/mix/buffer';
+import { bytesModule } from '../lua/mix/bytes';
 import { LuaRedisPool } from '../lua/mix/redis';
 import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
@@ -75,6 +76,7 @@ export class SocketBusinessServer {
       hooks: SOCKET_HOOKS,
       optionalHooks: [INIT_HOOK],
       install: (vm) => registerBufferType(vm.L),
+      builtins: { 'connmix.bytes': bytesModule },
     }));
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
