@@ -170,3 +170,24 @@ test('a port in use exits with code 1 and says so', async () => {
     blocker.close();
   }
 });
+
+test('Lua 5.3 operators in the entry or a module it requires exit with code 2, naming file and line', async () => {
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  const yaml = `engine:\n  apiServer:\n    port: ${apiPort}\n  servers:\n    - port: ${wsPort}\n      bind: 127.0.0.1\n      entry: lua/entry.websocket.lua\n`;
+  const hooks = 'function on_handshake() end\nfunction on_close() end\n';
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ 'lua/entry.websocket.lua': `${hooks}function on_message(msg)\n  local half = #msg.data // 2\nend\n` },
+      /entry\.websocket\.lua:4: '\/\/' \(floor division\) is Lua 5\.3 syntax; CONNMIX runs Lua 5\.1/],
+    [{ 'lua/entry.websocket.lua': `${hooks}local flags = 6 & 3\nfunction on_message(msg) end\n` }, /entry\.websocket\.lua:3: '&'/],
+    [{ 'lua/entry.websocket.lua': `${hooks}function on_message(msg) return ~1 end\n` }, /entry\.websocket\.lua:3: '~' \(bitwise xor\/not\)/],
+    [{
+      'lua/entry.websocket.lua': `local util = require("utils.flags")\n${hooks}function on_message(msg) end\n`,
+      'lua/utils/flags.lua': '-- a // in a comment is fine, and so is "a | b" in a string\nlocal M = {}\nM.high = 256 >> 4\nreturn M\n',
+    }, /utils\/flags\.lua:3: '>>' \(right shift\)/],
+  ];
+  for (const [files, expected] of cases) {
+    const run = await runCli(['dev', '-f', 'connmix.yaml'], folder({ 'connmix.yaml': yaml, ...files }));
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, expected);
+  }
+});
