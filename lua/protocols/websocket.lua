@@ -253,7 +253,7 @@ local function control(conn, opcode, payload)
         conn:send(frame(PONG, payload))
     elseif opcode == CLOSE then
         -- Echo the peer's status code, as RFC 6455 section 5.5.1 asks, then close.
-        conn:send(frame(CLOSE, sub(payload, 1, 2)))
+        conn:send(frame(CLOSE, #payload >= 2 and sub(payload, 1, 2) or ""))
         conn:close()
         return false
     end

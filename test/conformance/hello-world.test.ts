@@ -4,8 +4,7 @@ import { TestClient } from '../helpers';
 import { exampleEntry, startTwoNodes } from './setup';
 
 // Reference 9.1: CONNMIX's default entry (lua/examples/hello-world.lua) on the default path /chat.
-// Its socket variant needs CONNMIX's Lua websocket library (protocols/websocket.lua), which connmix-ts
-// does not ship (see the protocol test for section 10.6), so only the websocket entry is covered.
+// Its socket variant (entry.socket.lua over lua/protocols/websocket.lua) is websocket-protocol.test.ts.
 
 test('9.1 hello world: every message on /chat, text or binary, is answered with the text Hello,World!, on both nodes of a mesh', async () => {
   const mesh = await startTwoNodes(exampleEntry('hello-world.lua', '/chat'));

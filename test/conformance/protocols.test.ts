@@ -1,8 +1,6 @@
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { ROOT, post, withNode, type TestNodeOptions } from '../helpers';
+import { post, withNode, type TestNodeOptions } from '../helpers';
 import { shippedLua, startTwoNodes, type TwoNodes } from './setup';
 import { LineClient } from '../line-client';
 
@@ -110,12 +108,11 @@ test('9.8 jsonrpc: requests answered with encode_table lines; notifications cros
   bob.close();
 });
 
-test('10.6 socket hooks: today\'s signatures only (client_id, buf, str, msg; no conn argument); no Lua websocket library is shipped', async () => {
+test('10.6 socket hooks: today\'s signatures only (client_id, buf, str, msg; no conn argument)', async () => {
   // The docs' socket example calls websocket.input(buf, on_handshake) while the public library is
   // input(buf, conn, uri, on_handshake) (v1.0.1). connmix-ts runs the current hook model: hooks get no
-  // connection argument (scripts call mix.socket.tcp()), and protocols/websocket.lua is not shipped:
-  // the built-in `protocol: websocket` serves WebSocket clients.
-  assert.equal(fs.existsSync(path.join(ROOT, 'lua/protocols/websocket.lua')), false);
+  // connection argument (scripts call mix.socket.tcp()), and the shipped protocols/websocket.lua has the
+  // docs' connection-implicit API (websocket-protocol.test.ts).
   const entry = `
 local text = require("protocols.text")
 local seen = {}
