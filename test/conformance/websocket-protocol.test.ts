@@ -292,16 +292,18 @@ test('frames sent right behind the handshake, in the same packet, are not lost',
 
 /**
  * Writes `data` on a raw TCP connection and collects the answer (as latin1) until the server closes
- * or the answer matches `until`; bounded by 10 s.
+ * or the answer matches `until`. After `openMs` it gives up: with `stillOpen` set it then resolves to
+ * that text, otherwise it fails.
  */
-function exchange(port: number, data: Buffer, until?: RegExp): Promise<string> {
+function exchange(port: number, data: Buffer, until?: RegExp, openMs = 10_000, stillOpen?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1', () => socket.write(data));
     let answer = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`no end of answer within 10 s: ${JSON.stringify(answer)}`));
-    }, 10_000);
+      if (stillOpen !== undefined) resolve(stillOpen);
+      else reject(new Error(`no end of answer within ${openMs} ms: ${JSON.stringify(answer)}`));
+    }, openMs);
     const finish = (): void => {
       clearTimeout(timer);
       socket.destroy();
@@ -315,3 +317,23 @@ function exchange(port: number, data: Buffer, until?: RegExp): Promise<string> {
     socket.on('close', finish);
   });
 }
+
+test('random bytes after a handshake close only that connection; the server goes on', async () => {
+  const node = await echoServer();
+  const { client } = await echoClient(node);
+  const handshake = Buffer.from('GET /chat HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+    + 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  // A fixed seed, so a failure replays.
+  let seed = 12345;
+  const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let round = 0; round < 30; round++) {
+    const junk = Buffer.alloc(1 + Math.floor(random() * 300));
+    for (let i = 0; i < junk.length; i++) junk[i] = Math.floor(random() * 256);
+    // Either the server closes it, or it waits for the rest of a frame that never comes: both are fine.
+    const answer = await exchange(node.socketPort, Buffer.concat([handshake, junk]), undefined, 300, 'still open');
+    assert.ok(answer === 'still open' || answer.startsWith('HTTP/1.1 101 '), `round ${round}: ${JSON.stringify(answer.slice(0, 60))}`);
+  }
+  assert.equal(await client.request('after the junk'), 'text:true:after the junk');
+  assert.ok(!node.logs.some((line) => /native error|Lua hook failed/.test(line)), 'no hook failed on junk');
+  client.close();
+});
