@@ -121,7 +121,10 @@ function resolvedDefaults(file: string): Config {
 test('the CONNMIX sample yaml loads with the shipped values', () => {
   const { config, file, warnings } = load(CONNMIX_SAMPLE);
   assert.deepEqual(warnings, []);
-  assert.deepEqual(config, resolvedDefaults(file));
+  // The sample names 0.0.0.0 for the API; our default is loopback.
+  const expected = resolvedDefaults(file);
+  expected.engine.apiServer.bind = '0.0.0.0';
+  assert.deepEqual(config, expected);
   assert.equal(config.licenses.activationCode, '');
   assert.equal(config.engine.luavm.redis[0].password, '');
   assert.deepEqual(config.access.users, []);
@@ -389,6 +392,40 @@ test('callBudget must be a positive number', () => {
 test('maxMessageSize and maxBufferedBytes must be positive integers', () => {
   rejects(yaml('engine:', '  servers:', '    - maxMessageSize: 0'), 'engine.servers[0].maxMessageSize', 3, /^must be a positive integer, got 0$/);
   rejects(yaml('engine:', '  servers:', '    - port: 6790', '      maxBufferedBytes: 1.5'), 'engine.servers[0].maxBufferedBytes', 4, /got 1.5/);
+});
+
+test('the API listens on loopback unless the yaml names another address', () => {
+  assert.equal(load(yaml('engine:', '  apiServer: { port: 9000 }')).config.engine.apiServer.bind, '127.0.0.1');
+  assert.equal(load(yaml('engine:', '  apiServer: { bind: 0.0.0.0 }')).config.engine.apiServer.bind, '0.0.0.0');
+});
+
+test('the API and descriptor limits load and are checked with file, line and key', () => {
+  const { config } = load(yaml(
+    'engine:',
+    '  fdReserve: 20',
+    '  apiServer:',
+    '    maxBodySize: 1000',
+    '    maxBytesInFlight: 5000',
+    '    headersTimeout: 0.5',
+    '    requestTimeout: 2',
+    '    maxBufferedBytes: 65536',
+    '  servers:',
+    '    - maxPendingBytes: 4096',
+  ));
+  assert.equal(config.engine.fdReserve, 20);
+  assert.deepEqual(
+    { ...config.engine.apiServer, port: 0, bind: '' },
+    { ...defaultConfig().engine.apiServer, port: 0, bind: '', maxBodySize: 1000, maxBytesInFlight: 5000, headersTimeout: 0.5, requestTimeout: 2, maxBufferedBytes: 65536 },
+  );
+  assert.equal(config.engine.servers[0].maxPendingBytes, 4096);
+  rejects(yaml('engine:', '  fdReserve: -1'), 'engine.fdReserve', 2, /non-negative integer, got -1/);
+  rejects(yaml('engine:', '  apiServer:', '    maxBodySize: 0'), 'engine.apiServer.maxBodySize', 3, /positive integer, got 0/);
+  rejects(yaml('engine:', '  apiServer:', '    maxBytesInFlight: lots'), 'engine.apiServer.maxBytesInFlight', 3, /got "lots"/);
+  rejects(yaml('engine:', '  apiServer:', '    headersTimeout: 0'), 'engine.apiServer.headersTimeout', 3, /positive number, got 0/);
+  rejects(yaml('engine:', '  apiServer:', '    maxBufferedBytes: -1'), 'engine.apiServer.maxBufferedBytes', 3, /positive integer/);
+  rejects(yaml('engine:', '  servers:', '    - maxPendingBytes: 1.5'), 'engine.servers[0].maxPendingBytes', 3, /positive integer, got 1.5/);
+  rejects(yaml('engine:', '  apiServer:', '    requestTimeout: 5', '    headersTimeout: 8'), 'engine.apiServer.headersTimeout', 4, /must not exceed engine.apiServer.requestTimeout \(5\)/);
+  rejects(yaml('engine:', '  apiServer:', '    maxBodySize: 9000', '    maxBytesInFlight: 5000'), 'engine.apiServer.maxBodySize', 3, /must not exceed engine.apiServer.maxBytesInFlight \(5000\)/);
 });
 
 test('writeWindow is a number of milliseconds from 0 to 100', () => {

@@ -8,14 +8,13 @@ import { meshRouteOf, serveMeshRoute } from './mesh-routes';
 import { WsApi, type WsApiNode } from './ws-api';
 import type { Metrics } from '../metrics';
 import { destroySocket } from '../server/http-request';
+import { BodyBudget } from './body-budget';
 
 /** How long requests in flight may take to finish when the server stops. */
 const STOP_GRACE_MS = 2000;
 /** How often a stopping server closes the kept-alive connections that have become idle. */
 const IDLE_CHECK_MS = 20;
 
-/** Largest `/ws/v1` request accepted, in bytes. */
-const MAX_WS_REQUEST = 16 * 1024 * 1024;
 
 /**
  * The engine's API server: the HTTP API and the WebSocket API at `/ws/v1` on one port, behind
@@ -36,14 +35,25 @@ export class ApiServer {
     metrics?: Metrics,
   ) {
     this.access = new AccessControl(users);
-    this.wsApi = new WsApi(node, log, { readTimeout: config.readTimeout, maxPayload: MAX_WS_REQUEST });
+    this.wsApi = new WsApi(node, log, {
+      readTimeout: config.readTimeout,
+      maxPayload: config.maxBodySize,
+      maxBufferedBytes: config.maxBufferedBytes,
+      writeTimeout: config.writeTimeout,
+    });
     const authorize: Authorize = (req, role) => this.access.check(req, role);
     const app = createHttpApi(node, log, authorize, metrics);
-    this.http = http.createServer((req, res) => {
+    const bodies = { maxBodySize: config.maxBodySize, budget: new BodyBudget(config.maxBytesInFlight) };
+    this.http = http.createServer({
+      // A client that trickles its headers or body (slowloris) is cut off; Node checks every connectionsCheckingInterval.
+      headersTimeout: config.headersTimeout * 1000,
+      requestTimeout: config.requestTimeout * 1000,
+      connectionsCheckingInterval: Math.min(1000, config.headersTimeout * 1000),
+    }, (req, res) => {
       // A request on a kept-alive connection after the stop is served, and its connection closed after it.
       if (this.closed) res.setHeader('Connection', 'close');
       const route = meshRouteOf(req);
-      if (route) serveMeshRoute(route, req, res, node, authorize, log, metrics);
+      if (route) serveMeshRoute(route, req, res, node, authorize, log, bodies, metrics);
       else app(req, res);
     });
     this.http.on('upgrade', (req, socket, head) => {

@@ -1,12 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
-import { ApiError, ErrorCode, invalidParams } from './errors';
+import { ApiError, ErrorCode } from './errors';
 import { countRequest, parseBody, publishRequest, sendRequest } from './requests';
 import type { ApiNode, Authorize } from './http-api';
+import type { BodyBudget } from './body-budget';
 
-/** The largest publish or send body accepted, in bytes. */
-const MAX_BODY = 16 * 1024 * 1024;
+/** How request bodies are bounded: each by `maxBodySize`, all of them together by `budget`. */
+export interface BodyLimits {
+  maxBodySize: number;
+  budget: BodyBudget;
+}
 
 const ROUTES = { '/v1/mesh/publish': 'publish', '/v1/mesh/send': 'send', '/v1/mesh/count': 'count' } as const;
 type MeshRoute = keyof typeof ROUTES;
@@ -23,8 +27,10 @@ export function meshRouteOf(req: IncomingMessage): MeshRoute | null {
  * backends call per message, and express's router and body parser cost several times the publish
  * itself (profiled in bench/: ~2-3k requests/s through express). Answers and codes are the API's.
  */
-export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: ServerResponse, node: ApiNode, authorize: Authorize, log: Logger, metrics?: Metrics): void {
+export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: ServerResponse, node: ApiNode, authorize: Authorize,
+  log: Logger, limits: BodyLimits, metrics?: Metrics): void {
   const finish = (status: number, body: unknown, code: number, headers: Record<string, string> = {}) => {
+    if (res.headersSent) return;
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
     res.end(text);
@@ -42,19 +48,43 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
     req.resume();
     return;
   }
+  // Refusals that come before the body is read close the connection, so the unread body goes with it.
+  const tooLarge = () => finish(413, { E: { c: ErrorCode.INVALID_PARAMS, m: `invalid request: the body is larger than ${limits.maxBodySize} bytes` } },
+    ErrorCode.INVALID_PARAMS, { connection: 'close' });
+  const busy = () => finish(503, { E: { c: ErrorCode.BUSY, m: `busy: ${limits.budget.limit} bytes of request bodies are being read; retry` } },
+    ErrorCode.BUSY, { connection: 'close', 'retry-after': '1' });
+  const declared = declaredLength(req);
+  if (declared > limits.maxBodySize) return tooLarge();
+  let taken = 0;
+  if (declared > 0) {
+    if (!limits.budget.take(declared)) return busy();
+    taken = declared;
+  }
+  res.once('close', () => limits.budget.give(taken));
   const chunks: Buffer[] = [];
   let size = 0;
-  let tooLarge = false;
+  let refused = false;
   req.on('data', (chunk: Buffer) => {
+    if (refused) return;
     size += chunk.length;
-    if (size > MAX_BODY) tooLarge = true;
-    else chunks.push(chunk);
+    // A chunked body takes its budget as it arrives.
+    const over = size > limits.maxBodySize ? tooLarge : size > taken && !limits.budget.take(size - taken) ? busy : null;
+    if (over) {
+      refused = true;
+      chunks.length = 0;
+      req.pause();
+      over();
+      return;
+    }
+    taken = Math.max(taken, size);
+    chunks.push(chunk);
   });
   req.on('error', () => res.destroy());
   req.on('end', () => {
+    if (refused) return;
     try {
-      if (tooLarge) throw invalidParams(`invalid request: the body is larger than ${MAX_BODY} bytes`);
       const body = parseBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+      chunks.length = 0;
       const kind = ROUTES[route];
       const answer = kind === 'publish' ? publish(node, body) : kind === 'send' ? send(node, body) : count(node, body);
       if (answer instanceof Promise) answer.then((r) => finish(200, { E: null, r }, 0), fail);
@@ -63,6 +93,12 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
       fail(error);
     }
   });
+}
+
+/** The body length the request announces (Content-Length), or 0 when it does not (chunked, or none). */
+function declaredLength(req: IncomingMessage): number {
+  const value = Number(req.headers['content-length']);
+  return Number.isSafeInteger(value) && value > 0 ? value : 0;
 }
 
 type Answer = { s: number; f: number } | { s: true } | { n: number; f: number };

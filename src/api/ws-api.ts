@@ -8,7 +8,7 @@ import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memor
 import { ApiError, ErrorCode, invalidParams } from './errors';
 import { countRequest, parseJsonKeepingIds, publishRequest, sendRequest } from './requests';
 import { textFrame } from '../server/frame';
-import { WriteBatch, type Batchable } from '../server/write-batch';
+import { WriteBatch, blockedFor, type Batchable } from '../server/write-batch';
 
 /** What the WebSocket API needs from its node. */
 export interface WsApiNode {
@@ -26,6 +26,10 @@ export interface WsApiOptions {
   readTimeout: number;
   /** Largest request in bytes. */
   maxPayload: number;
+  /** Bytes that may wait to be sent to one connection; an answer past it drops the connection (1008). */
+  maxBufferedBytes: number;
+  /** Seconds pending writes may fail to drain before the connection is dropped (4002); 0 = never. */
+  writeTimeout: number;
 }
 
 /** Bytes a consumer may have waiting to be sent before queue items wait in the queue instead. */
@@ -44,6 +48,8 @@ class ApiSession implements QueueConsumer, Batchable {
   lastReadAt = Date.now();
   queued: Buffer | Buffer[] | null = null;
   queuedBytes = 0;
+  /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty (for writeTimeout). */
+  blockedSince = 0;
   readonly socket: Socket;
   /** Answers still being computed, so later answers wait for earlier ones. */
   private pending: Promise<void> | null = null;
@@ -51,6 +57,8 @@ class ApiSession implements QueueConsumer, Batchable {
   constructor(
     readonly ws: WebSocket,
     private readonly batch: WriteBatch,
+    private readonly maxBufferedBytes: number,
+    private readonly log: Logger,
   ) {
     this.socket = (ws as unknown as { _socket: Socket })._socket;
   }
@@ -89,8 +97,22 @@ class ApiSession implements QueueConsumer, Batchable {
     else close();
   }
 
+  /**
+   * Drops the connection at once, as the business servers drop a slow consumer: a backend that does
+   * not read its answers would never see a close frame queued behind them.
+   */
+  abort(reason: string): void {
+    if (this.ws.readyState === WebSocket.CLOSED) return;
+    this.log.warn(`ws api connection dropped: ${reason}`, { buffered: this.socket.writableLength + this.queuedBytes });
+    this.ws.terminate();
+  }
+
   private write(reply: Reply): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.batch.write(this, textFrame(JSON.stringify(reply)));
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    const frame = textFrame(JSON.stringify(reply));
+    // Answers cannot be skipped like deliveries: past the limit the backend that does not read them goes.
+    if (this.socket.writableLength + this.queuedBytes + frame.length > this.maxBufferedBytes) this.abort('send buffer full (1008)');
+    else this.batch.write(this, frame);
   }
 }
 
@@ -127,7 +149,7 @@ export class WsApi {
   }
 
   private accept(ws: WebSocket): void {
-    const session = new ApiSession(ws, this.batch);
+    const session = new ApiSession(ws, this.batch, this.options.maxBufferedBytes, this.log);
     this.sessions.add(session);
     const touch = () => {
       session.lastReadAt = Date.now();
@@ -218,11 +240,13 @@ export class WsApi {
     });
   }
 
+  /** Enforces readTimeout (nothing received) and writeTimeout (answers not draining), as the business servers do. */
   private sweep(): void {
-    if (this.options.readTimeout <= 0) return;
-    const limit = Date.now() - this.options.readTimeout * 1000;
+    const now = Date.now();
+    const { readTimeout, writeTimeout } = this.options;
     for (const session of this.sessions) {
-      if (session.lastReadAt < limit) session.close(4001, 'read timeout');
+      if (writeTimeout > 0 && blockedFor(session, now) > writeTimeout * 1000) session.abort('write timeout (4002)');
+      else if (readTimeout > 0 && session.lastReadAt < now - readTimeout * 1000) session.close(4001, 'read timeout');
     }
   }
 }

@@ -26,6 +26,7 @@ export function defaultServerConfig(): BusinessServerConfig {
     maxChannelsPerConnection: 100,
     maxMessagesPerSecond: 100,
     handshakeTimeout: 10,
+    maxPendingBytes: 1048576,
     origins: [],
   };
 }
@@ -65,12 +66,18 @@ export function defaultConfig(): Config {
       meshPoint: { port: 6788, bind: '0.0.0.0' },
       apiServer: {
         port: 6789,
-        bind: '0.0.0.0',
+        // Not CONNMIX's 0.0.0.0: an API left open on every interface lets anyone publish (README "Access").
+        bind: '127.0.0.1',
         // 40096 (not 4096) is the literal shipped value; kept on purpose (reference section 10.9).
         readBufferSize: 40096,
         writeBufferSize: 40096,
         readTimeout: 60,
         writeTimeout: 60,
+        maxBodySize: 2097152,
+        maxBytesInFlight: 67108864,
+        headersTimeout: 10,
+        requestTimeout: 30,
+        maxBufferedBytes: 4194304,
       },
       luavm: {
         queue: { topicSize: 2000, maxTopics: 100 },
@@ -91,6 +98,7 @@ export function defaultConfig(): Config {
         redis: { addrs: ['127.0.0.1:6379'], cluster: false, password: '', db: 0, prefix: 'connmix:' },
       },
       maxConnections: 0,
+      fdReserve: 100,
     },
   };
 }

@@ -269,6 +269,11 @@ const readApiServer = object<ApiServerConfig>({
   writeBufferSize: count,
   readTimeout: seconds,
   writeTimeout: seconds,
+  maxBodySize: positiveInteger,
+  maxBytesInFlight: positiveInteger,
+  headersTimeout: positiveNumber,
+  requestTimeout: positiveNumber,
+  maxBufferedBytes: positiveInteger,
 });
 
 const readLuaVm = object<LuaVmConfig>({
@@ -318,6 +323,7 @@ const readServer = object<BusinessServerConfig>({
   maxChannelsPerConnection: count,
   maxMessagesPerSecond: count,
   handshakeTimeout: positiveNumber,
+  maxPendingBytes: positiveInteger,
   origins: list(str, () => ''),
 });
 
@@ -346,6 +352,7 @@ const readConfig = object<Config>({
     servers: list(readServer, defaultServerConfig),
     mesh: readMesh,
     maxConnections: count,
+    fdReserve: count,
   }),
 });
 
@@ -370,6 +377,7 @@ function completeConfig(ctx: Context, config: Config): Config {
   checkServers(ctx, config.engine.servers);
   checkLuaRedis(ctx, config.engine.luavm.redis);
   checkMeshRedis(ctx, config.engine.mesh.redis);
+  checkApiServer(ctx, config.engine.apiServer);
   const yamlDir = path.dirname(ctx.file);
   const { filename } = config.logging;
   return {
@@ -428,6 +436,16 @@ function checkMeshRedis(ctx: Context, redis: RedisMeshConfig): void {
   if (redis.addrs.length === 0) throw failAt(ctx, 'engine.mesh.redis.addrs', 'must list at least one host:port');
   if (redis.cluster && redis.db !== 0) {
     throw failAt(ctx, 'engine.mesh.redis.db', 'must be 0 with cluster: true (Redis Cluster has only db 0)');
+  }
+}
+
+function checkApiServer(ctx: Context, api: ApiServerConfig): void {
+  // Node refuses a server whose headers may take longer than the whole request.
+  if (api.headersTimeout > api.requestTimeout) {
+    throw failAt(ctx, 'engine.apiServer.headersTimeout', `must not exceed engine.apiServer.requestTimeout (${api.requestTimeout})`);
+  }
+  if (api.maxBodySize > api.maxBytesInFlight) {
+    throw failAt(ctx, 'engine.apiServer.maxBodySize', `must not exceed engine.apiServer.maxBytesInFlight (${api.maxBytesInFlight})`);
   }
 }
 

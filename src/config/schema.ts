@@ -33,6 +33,16 @@ export interface ApiServerConfig extends ListenConfig {
   writeBufferSize: number;
   readTimeout: number;
   writeTimeout: number;
+  /** Ours: the largest HTTP request body or `/ws/v1` request in bytes. */
+  maxBodySize: number;
+  /** Ours: request body bytes all HTTP requests together may have announced or sent while being read. */
+  maxBytesInFlight: number;
+  /** Ours: seconds a client has to send a request's headers. */
+  headersTimeout: number;
+  /** Ours: seconds a client has to send a whole request, body included. */
+  requestTimeout: number;
+  /** Ours: bytes that may wait to be sent to one `/ws/v1` connection; past it the connection is dropped (1008). */
+  maxBufferedBytes: number;
 }
 
 export interface LuaRedisConfig {
@@ -107,6 +117,8 @@ export interface BusinessServerConfig extends ListenConfig {
   maxMessagesPerSecond: number;
   /** Ours: seconds a client has to complete the HTTP upgrade request. */
   handshakeTimeout: number;
+  /** Ours: bytes of inbound messages one connection may have waiting for its hooks; past it reading pauses. */
+  maxPendingBytes: number;
   /** Ours: allowed `Origin` header values (globs); empty allows every origin and requests without one. */
   origins: string[];
 }
@@ -134,6 +146,8 @@ export interface EngineConfig {
   mesh: MeshConfig;
   /** Ours: connections the engine holds over all its business servers (with `-p N`, each worker its share). 0 = no limit. */
   maxConnections: number;
+  /** Ours: file descriptors kept free for the node itself; business listeners stop accepting before using them. */
+  fdReserve: number;
 }
 
 export interface Config {

@@ -23,6 +23,18 @@ export const CloseCode = {
 } as const;
 
 /**
+ * Codes `connmix_closes_total` names one by one: those the engine sends, those ws reports (1005 no code,
+ * 1006 no close frame, 1007 bad UTF-8) and those README documents. A client may close with any of about
+ * 2,000 valid codes; each would become a series of its own, so the rest count as `other`.
+ */
+const DOCUMENTED = new Set<number>([...Object.values(CloseCode), 1005, 1006, 1007]);
+
+/** The `code` label of `connmix_closes_total` for a close code. */
+export function closeCodeLabel(code: number): string {
+  return DOCUMENTED.has(code) ? String(code) : 'other';
+}
+
+/**
  * The close code ws sent when it closed a connection for a client's protocol error (1002, 1007, 1008
  * or 1009), or null for any other error. ws stops reading after such an error, so its own 'close'
  * event reports 1006; this is what on_close and the metrics report instead. ws keeps the code on the

@@ -14,7 +14,7 @@ import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
 import { WriteBatch, blockedFor } from './write-batch';
 import { Admission } from './admission';
-import { CloseCode, protocolErrorCode } from './close-codes';
+import { CloseCode, closeCodeLabel, protocolErrorCode } from './close-codes';
 import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket } from './http-request';
 import { secondsSince, type Metrics } from '../metrics';
 
@@ -36,6 +36,10 @@ interface Session {
   /** The second (epoch) `inWindow` counts messages for, for maxMessagesPerSecond. */
   window: number;
   inWindow: number;
+  /** Bytes of messages waiting in `hooks`; past maxPendingBytes the socket is not read until they run. */
+  pendingBytes: number;
+  /** Reading is paused because of pendingBytes. */
+  paused: boolean;
 }
 
 /**
@@ -161,7 +165,7 @@ export class WebSocketBusinessServer {
     const conn = new Connection(ws, this.services.nextClientId(), remoteAddress(req.socket), this.limits);
     const ip = clientIp(req.socket);
     this.admission.admitted(ip);
-    const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), ip, window: 0, inWindow: 0 };
+    const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), ip, window: 0, inWindow: 0, pendingBytes: 0, paused: false };
     this.sessions.set(conn, session);
     this.services.attach(conn);
     const touch = () => {
@@ -176,7 +180,7 @@ export class WebSocketBusinessServer {
         conn.close(CloseCode.POLICY, 'rate limit exceeded');
         return;
       }
-      this.dispatch(session, 'on_message', (L) => pushMessage(L, data, isBinary));
+      this.dispatch(session, 'on_message', (L) => pushMessage(L, data, isBinary), data.length);
     });
     ws.on('error', (error) => {
       this.log.debug('websocket error', { client_id: conn.clientId, error: error.message });
@@ -221,12 +225,18 @@ export class WebSocketBusinessServer {
     return ++session.inWindow > limit;
   }
 
-  /** Queues a hook call behind the connection's earlier events. */
-  private dispatch(session: Session, hook: string, pushArgs: PushArgs): void {
+  /**
+   * Queues a hook call behind the connection's earlier events. `bytes` (an inbound message's size) count
+   * against maxPendingBytes while the call waits: a hook that waits (mix.http.request) must not let its
+   * client queue messages without end, so past the limit the socket is not read until the queue drains.
+   */
+  private dispatch(session: Session, hook: string, pushArgs: PushArgs, bytes = 0): void {
     // Nothing to run (the seed's on_handshake): neither the call nor its arguments (a headers table per connection).
     if (this.vm.isEmptyHook(hook)) return;
     const { conn } = session;
+    session.pendingBytes += bytes;
     const accepted = session.hooks.push((done) => {
+      if (bytes > 0) this.taken(session, bytes);
       if (hook !== 'on_close' && !conn.open) return done();
       const started = process.hrtime.bigint();
       this.vm.call(conn, hook, pushArgs, (error) => {
@@ -235,7 +245,25 @@ export class WebSocketBusinessServer {
         done();
       });
     }, hook === 'on_close');
-    if (!accepted) conn.close(CloseCode.POLICY, 'too many pending messages');
+    if (!accepted) {
+      session.pendingBytes -= bytes;
+      conn.close(CloseCode.POLICY, 'too many pending messages');
+      return;
+    }
+    if (!session.paused && session.pendingBytes > this.config.maxPendingBytes) {
+      session.paused = true;
+      conn.ws.pause();
+      this.log.debug('reading paused: messages wait for a hook', { client_id: conn.clientId, bytes: session.pendingBytes });
+    }
+  }
+
+  /** A waiting message was handed to its hook; reading resumes once half the limit is free again. */
+  private taken(session: Session, bytes: number): void {
+    session.pendingBytes -= bytes;
+    if (session.paused && session.pendingBytes <= this.config.maxPendingBytes / 2) {
+      session.paused = false;
+      session.conn.ws.resume();
+    }
   }
 
   private hookFailed(conn: Connection, error: LuaHookError): void {
@@ -251,7 +279,7 @@ export class WebSocketBusinessServer {
   private closed(session: Session, code: number, reason: string): void {
     const { conn } = session;
     if (conn.abortedWith) ({ code, reason } = conn.abortedWith);
-    this.metrics?.closes.inc({ code: String(code) });
+    this.metrics?.closes.inc({ code: closeCodeLabel(code) });
     this.admission.left(session.ip);
     this.services.detach(conn);
     conn.context.close('connection closed');
