@@ -85,6 +85,8 @@ export interface TestNodeOptions {
   apiReadTimeout?: number;
   /** `engine.apiServer.bind` (default 127.0.0.1). */
   apiBind?: string;
+  /** Extra keys under `engine.apiServer`, as yaml lines (indented by 4). */
+  apiYaml?: string;
   /** Yaml for `access.users` entries (indented by 4). */
   accessYaml?: string;
   /** Seconds between Lua reload checks (0 = off, the default in tests). */
@@ -134,6 +136,7 @@ ${options.center ? `center:\n  apiServer: { port: ${centerPort}, bind: 127.0.0.1
     port: ${apiPort}
     bind: ${options.apiBind ?? '127.0.0.1'}
     readTimeout: ${options.apiReadTimeout ?? 60}
+${options.apiYaml ?? ''}
   luavm:
     callBudget: ${options.callBudget ?? 100}
 ${options.engineYaml ?? ''}

@@ -1,0 +1,153 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseConfig } from '../src/config';
+import { Engine } from '../src/engine';
+import { memoryLogger } from './lua/harness';
+import { withNode, TestClient, post, get, metric, freePort, EVAL, ROOT } from './helpers';
+import { waitFor } from './redis';
+
+// What a hostile client of the API or of a business server can no longer do to the node (in-process
+// parts; the memory and descriptor floods run against engine processes in client-guard-process.test.ts).
+
+const lua = { 'lua/entry.websocket.lua': EVAL };
+
+/** An HTTP answer read off a raw socket. */
+interface RawAnswer {
+  status: number;
+  headers: string;
+  json: any;
+}
+
+/**
+ * Writes `head` (and `body`, possibly short of what the head announces) on a fresh socket and resolves
+ * with the first answer, without finishing the request: as a client that never sends the rest would.
+ */
+function rawRequest(port: number, head: string, body = ''): { socket: net.Socket; answer: Promise<RawAnswer> } {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  socket.write(head + body);
+  const answer = new Promise<RawAnswer>((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`no answer within 15 s, got ${JSON.stringify(text)}`)), 15_000);
+    socket.on('data', (chunk) => {
+      text += chunk.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      const length = /content-length: (\d+)/i.exec(text);
+      if (end < 0 || !length || text.length < end + 4 + Number(length[1])) return;
+      clearTimeout(timer);
+      resolve({ status: Number(text.slice(9, 12)), headers: text.slice(0, end), json: JSON.parse(text.slice(end + 4, end + 4 + Number(length[1]))) });
+    });
+  });
+  return { socket, answer };
+}
+
+const publishHead = (length: number | 'chunked') =>
+  `POST /v1/mesh/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${length === 'chunked' ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`}\r\n\r\n`;
+
+test('the API listens on 127.0.0.1 when the yaml names no address', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-bind-'));
+  fs.mkdirSync(path.join(dir, 'lua'));
+  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
+  const [apiPort, wsPort] = [await freePort(), await freePort()];
+  const yaml = `engine:\n  apiServer: { port: ${apiPort} }\n  servers:\n    - { port: ${wsPort}, bind: 127.0.0.1, entry: lua/entry.websocket.lua, byteCodeExpires: 0 }\n`;
+  const { log, lines } = memoryLogger();
+  const engine = new Engine(parseConfig(yaml, path.join(dir, 'connmix.yaml'), { warn: () => undefined }), { log });
+  try {
+    const listeners = await engine.start();
+    assert.equal(listeners.find((listener) => listener.name === 'api server')?.address, `127.0.0.1:${apiPort}`);
+    assert.equal((await get(`http://127.0.0.1:${apiPort}/healthz`)).status, 200);
+    assert.ok(!lines.some((line) => /the API is open/.test(line)), lines.join('\n'));
+  } finally {
+    await engine.stop();
+  }
+});
+
+test('close codes a client picks outside the documented ones count as "other" in connmix_closes_total', async () => {
+  await withNode({ lua }, async (node) => {
+    for (const code of [3456, 4999, 3000, 1000]) {
+      const client = await TestClient.open(node.wsUrl);
+      client.ws.close(code);
+      await client.waitClosed();
+    }
+    await waitFor('the closes are counted', async () => (await metric(node.apiUrl, /^connmix_closes_total\{code="other"/)) === 3);
+    assert.equal(await metric(node.apiUrl, /^connmix_closes_total\{code="1000"/), 1);
+    const text = await (await fetch(`${node.apiUrl}/metrics`)).text();
+    assert.ok(!/connmix_closes_total\{code="(3456|4999|3000)"/.test(text), 'a client-chosen code became a series');
+  });
+});
+
+test('a body over maxBodySize is refused with 413 and E 101 before it is read; smaller ones are served', async () => {
+  await withNode({ lua, apiYaml: '    maxBodySize: 1000\n    maxBytesInFlight: 5000' }, async (node) => {
+    const port = Number(new URL(node.apiUrl).port);
+    const viewer = await TestClient.open(node.wsUrl);
+    await viewer.request('return mix.websocket():subscribe("room")');
+    // Announced too large: answered at once, although the body never comes.
+    const announced = rawRequest(port, publishHead(15 * 1024 * 1024), '{"c":"room","d":"');
+    const answer = await announced.answer;
+    assert.equal(answer.status, 413);
+    assert.equal(answer.json.E.c, 101);
+    assert.match(answer.json.E.m, /larger than 1000 bytes/);
+    assert.match(answer.headers, /connection: close/i);
+    announced.socket.destroy();
+    // Chunked, with no length announced: refused once it passes the limit.
+    const chunk = JSON.stringify({ c: 'room', d: 'y'.repeat(1180) });
+    const chunked = rawRequest(port, publishHead('chunked'), `${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+    assert.deepEqual([(await chunked.answer).status, (await chunked.answer).json.E.c], [413, 101]);
+    chunked.socket.destroy();
+    const ok = await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d: 'x'.repeat(900) });
+    assert.deepEqual(ok.json, { E: null, r: { s: 1, f: 0 } });
+    assert.equal((await viewer.next()).data, 'x'.repeat(900));
+    assert.equal(await viewer.silentFor(100), true, 'a refused body was delivered');
+    viewer.close();
+  });
+});
+
+test('maxBytesInFlight: unfinished bodies hold their share; past it a request answers 503 / E 503 unread, and the share comes back', async () => {
+  await withNode({ lua, apiYaml: '    maxBodySize: 3000\n    maxBytesInFlight: 5000' }, async (node) => {
+    const port = Number(new URL(node.apiUrl).port);
+    // Two publishes announce 2500 bytes each and never finish.
+    const stuck = [rawRequest(port, publishHead(2500), '{"c":"room"'), rawRequest(port, publishHead(2500), '{"c":"room"')];
+    const refused = (await waitFor('a third body is refused', async () => {
+      const third = rawRequest(port, publishHead(100), '');
+      const answer = await third.answer;
+      third.socket.destroy();
+      return answer.status === 503 ? answer : undefined;
+    })) as RawAnswer;
+    assert.equal(refused.json.E.c, 503);
+    assert.match(refused.json.E.m, /busy/);
+    assert.match(refused.headers, /retry-after: 1/i);
+    assert.equal((await get(`${node.apiUrl}/healthz`)).status, 200);
+    assert.equal(await metric(node.apiUrl, /^connmix_api_requests_total\{route="\/v1\/mesh\/publish",code="503"/), 1);
+    // The stuck clients go away: their share is free again.
+    for (const { socket } of stuck) socket.destroy();
+    await waitFor('publishes are served again', async () => (await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d: 'z' })).status === 200);
+  });
+});
+
+test('the API server closes a client that trickles its headers or its body (headersTimeout, requestTimeout)', async () => {
+  await withNode({ lua, apiYaml: '    headersTimeout: 0.5\n    requestTimeout: 1' }, async (node) => {
+    const port = Number(new URL(node.apiUrl).port);
+    const slow = (start: string) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write(start);
+      const state = { closed: false };
+      // One more byte now and then, so that no idle timeout could be what ends it.
+      const drip = setInterval(() => socket.write(start.endsWith('\r\n\r\n') ? 'x' : 'X-Pad: 1\r\n'), 200);
+      socket.on('close', () => {
+        state.closed = true;
+        clearInterval(drip);
+      });
+      return state;
+    };
+    const headers = slow('POST /v1/mesh/publish HTTP/1.1\r\nHost: x\r\n');
+    const body = slow('POST /v1/mesh/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n');
+    await waitFor('the header trickler is closed', () => headers.closed, 20_000);
+    await waitFor('the body trickler is closed', () => body.closed, 20_000);
+    assert.equal((await get(`${node.apiUrl}/healthz`)).status, 200);
+  });
+});
