@@ -17,6 +17,7 @@ import { WebSocketBusinessServer } from './server/websocket-server';
 import type { NodeServices } from './server/node-services';
 import { SocketBusinessServer } from './server/socket-server';
 import { CloseCode } from './server/close-codes';
+import { FdGuard, openFileLimit } from './server/fd-guard';
 
 /** How often the yaml file is checked for changes to its hot keys. */
 const CONFIG_POLL_MS = 1000;
@@ -42,6 +43,7 @@ export class Engine implements NodeServices {
   readonly metrics: Metrics;
   private readonly counts: SubscriberCounts;
   readonly servers: (WebSocketBusinessServer | SocketBusinessServer)[] = [];
+  readonly fdGuard: FdGuard;
   private api: ApiServer | null = null;
   /** CONNMIX's center API, served beside the node by `dev` and `single`. */
   private center: CenterServer | null = null;
@@ -86,6 +88,7 @@ export class Engine implements NodeServices {
     }, { node: this.broker.nodeId });
     this.hub = new Hub(this.broker, this.metrics);
     this.counts = new SubscriberCounts((channel) => this.broker.count(channel));
+    this.fdGuard = new FdGuard(openFileLimit(), config.engine.fdReserve, this.log, this.metrics);
     for (const server of config.engine.servers) {
       const Server = server.protocol === 'socket' ? SocketBusinessServer : WebSocketBusinessServer;
       this.servers.push(new Server(server, this, this.log, config.engine.luavm.callBudget, this.metrics));
@@ -97,13 +100,14 @@ export class Engine implements NodeServices {
     await this.broker.start(this.hub);
     // Before the servers: a v1.0.1 entry's init() creates its queues as its server starts.
     this.memoryQueue = new MemoryQueue(this.broker.nodeId, this.config.engine.luavm.queue);
+    this.fdGuard.start();
     const listeners: Listener[] = [];
     for (const server of this.servers) {
       const address = await server.start();
       const protocol = server instanceof SocketBusinessServer ? 'socket' : 'websocket';
       listeners.push({ name: `${protocol} server ${server.vm.chunkName}`, address: formatAddress(address) });
     }
-    this.api = new ApiServer(this.config.engine.apiServer, this, this.config.access.users, this.log, this.metrics);
+    this.api = new ApiServer(this.config.engine.apiServer, this, this.config.access.users, this.log, this.metrics, this.fdGuard);
     const apiAddress = await this.api.start();
     listeners.push({ name: 'api server', address: formatAddress(apiAddress) });
     if (this.centerApi) {
@@ -132,6 +136,7 @@ export class Engine implements NodeServices {
     await Promise.all([this.broker.leave(), ...this.servers.map((server) => server.stop(CloseCode.GOING_AWAY))]);
     await Promise.all([this.api?.stop(), this.center?.stop()]);
     await this.broker.stop();
+    this.fdGuard.stop();
   }
 
   /** The node's memory queue (`mix.queue.push` → `/ws/v1 queue.pop`). */

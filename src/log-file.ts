@@ -6,12 +6,16 @@ import type { LogSink } from './log';
  * `logging.filename` with daily rotation: lines go to the file; the first line of a new day renames
  * it to `<name>-YYYY-MM-DD<ext>` (the day it covered) and starts a fresh one, keeping the newest
  * `maxFiles` rotated files. Writes are appended synchronously in order; a file that cannot be written
- * is reported once on stderr and skipped, never crashing the node.
+ * is reported once on stderr and skipped, never crashing the node. Running out of descriptors (EMFILE)
+ * only pauses the file: it is tried again every second, and notes how many lines it missed.
  */
 export class RotatingLogFile implements LogSink {
   private day: string;
   private fd: number | null = null;
   private failed = false;
+  /** Lines not written while the process was out of descriptors, and when to try the file again. */
+  private dropped = 0;
+  private retryAt = 0;
 
   constructor(
     private readonly file: string,
@@ -31,6 +35,10 @@ export class RotatingLogFile implements LogSink {
 
   write(line: string): void {
     if (this.failed) return;
+    if (this.dropped > 0 && Date.now() < this.retryAt) {
+      this.dropped++;
+      return;
+    }
     try {
       const day = this.today();
       if (day !== this.day) {
@@ -38,10 +46,26 @@ export class RotatingLogFile implements LogSink {
         this.day = day;
       }
       this.fd ??= fs.openSync(this.file, 'a');
+      if (this.dropped > 0) {
+        const note = { time: new Date().toISOString(), level: 'warn', msg: 'log lines were dropped while no file descriptor was free', dropped: this.dropped };
+        fs.writeSync(this.fd, `${JSON.stringify(note)}\n`);
+        this.dropped = 0;
+      }
       fs.writeSync(this.fd, line);
     } catch (error) {
-      this.fail(error as Error);
+      const code = (error as NodeJS.ErrnoException).code;
+      // Out of descriptors is a spell, not a broken file: stdout keeps the lines, the file is tried again.
+      if (code === 'EMFILE' || code === 'ENFILE') this.outOfDescriptors(error as Error);
+      else this.fail(error as Error);
     }
+  }
+
+  private outOfDescriptors(error: Error): void {
+    if (this.dropped === 0) {
+      process.stderr.write(`connmix: cannot open the log file ${this.file} for now: ${error.message}; retrying every second\n`);
+    }
+    this.dropped++;
+    this.retryAt = Date.now() + 1000;
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { ApiServerConfig, AccessUser } from '../config/schema';
 import type { Logger } from '../log';
 import { AccessControl, type AccessDenial } from './access';
@@ -9,6 +9,7 @@ import { WsApi, type WsApiNode } from './ws-api';
 import type { Metrics } from '../metrics';
 import { destroySocket } from '../server/http-request';
 import { BodyBudget } from './body-budget';
+import type { FdGuard } from '../server/fd-guard';
 
 /** How long requests in flight may take to finish when the server stops. */
 const STOP_GRACE_MS = 2000;
@@ -33,6 +34,7 @@ export class ApiServer {
     users: AccessUser[],
     private readonly log: Logger,
     metrics?: Metrics,
+    fdGuard?: FdGuard,
   ) {
     this.access = new AccessControl(users);
     this.wsApi = new WsApi(node, log, {
@@ -70,6 +72,7 @@ export class ApiServer {
       this.wsApi.handleUpgrade(req, socket, head);
     });
     this.http.on('clientError', (_error, socket) => socket.destroy());
+    if (fdGuard) this.http.on('connection', (socket: Socket) => fdGuard.admit(socket, 'api'));
   }
 
   /** Replaces the accounts (`access` is a hot key). */
@@ -83,6 +86,8 @@ export class ApiServer {
       this.http.once('error', reject);
       this.http.listen(this.config.port, this.config.bind, () => {
         this.http.off('error', reject);
+        // accept() failing (EMFILE while the table is full) must not be an unhandled 'error' event.
+        this.http.on('error', (error) => this.log.warn('api server: accept failed', { error: error.message }));
         resolve();
       });
     });

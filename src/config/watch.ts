@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import type { Config } from './schema';
-import { loadConfig } from './load';
+import { ConfigError, parseConfig } from './load';
 
 /** Keys that take effect without a restart (reference section 8: `logging.level` and `access`). */
 export const HOT_KEYS = ['logging.level', 'access'] as const;
@@ -25,15 +25,24 @@ export function watchConfig(
     if (checking) return;
     checking = true;
     fs.stat(file, (error, stats) => {
-      checking = false;
       const version = error ? MISSING : versionKey(stats);
-      if (version === seen) return;
-      seen = version;
-      try {
-        onChange(loadConfig(file, { warn: () => undefined }));
-      } catch (loadError) {
-        onError(loadError as Error);
+      if (version === seen) {
+        checking = false;
+        return;
       }
+      fs.readFile(file, 'utf8', (readError, text) => {
+        checking = false;
+        const code = (readError as NodeJS.ErrnoException | null)?.code;
+        // Out of descriptors for a moment: the version is read again at the next poll.
+        if (code === 'EMFILE' || code === 'ENFILE') return;
+        seen = version;
+        try {
+          if (readError) throw new ConfigError(file, 0, '', code === 'ENOENT' ? 'config file not found' : `cannot read the config file: ${readError.message}`);
+          onChange(parseConfig(text, file, { warn: () => undefined }));
+        } catch (loadError) {
+          onError(loadError as Error);
+        }
+      });
     });
   }, intervalMs);
   timer.unref();

@@ -161,19 +161,32 @@ export class LuaVM<Owner = unknown> {
    * last load. A file that fails to compile leaves the previous code serving. Returns whether it reloaded.
    */
   reloadIfChanged(): boolean {
-    const files = luaFilesSignature(scriptsRoot(this.entry));
-    if (files === this.loadedFiles) return false;
+    // Reading the files can fail for a while (EMFILE while clients fill the descriptor table): the
+    // check is then logged and made again next time, with the previous code serving meanwhile.
+    let files: string;
+    let listed: string[];
+    try {
+      files = luaFilesSignature(scriptsRoot(this.entry));
+      if (files === this.loadedFiles) return false;
+      listed = luaFiles(scriptsRoot(this.entry));
+    } catch (error) {
+      this.options.log.warn('Lua reload check failed, retrying at the next check', { error: (error as Error).message });
+      return false;
+    }
+    const previous = this.loadedFiles;
     this.loadedFiles = files;
     let chunk: number;
     try {
       chunk = this.compile(fs.readFileSync(this.entry));
     } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EMFILE' || code === 'ENFILE') this.loadedFiles = previous;
       this.options.log.error('Lua reload failed, previous code keeps serving', { error: (error as Error).message });
       return false;
     }
     // A module that no longer compiles keeps the previous code too: once forgotten, hooks that require
     // it later would load the broken file.
-    const broken = firstCompileError(this.L, luaFiles(scriptsRoot(this.entry)));
+    const broken = firstCompileError(this.L, listed);
     if (broken) {
       luaL_unref(this.L, LUA_REGISTRYINDEX, chunk);
       this.options.log.error('Lua reload failed, previous code keeps serving', { error: broken });

@@ -10,6 +10,8 @@ export type Refusal = 'max_connections' | 'node_max_connections' | 'max_connecti
  */
 export class Admission {
   private readonly perIp = new Map<string, number>();
+  /** Sockets per client IP that have not finished their WebSocket handshake. */
+  private readonly handshaking = new Map<string, number>();
 
   constructor(
     private readonly config: Pick<BusinessServerConfig, 'maxConnections' | 'maxConnectionsPerIp'>,
@@ -35,5 +37,26 @@ export class Admission {
     const count = (this.perIp.get(ip) ?? 1) - 1;
     if (count > 0) this.perIp.set(ip, count);
     else this.perIp.delete(ip);
+  }
+
+  /**
+   * Whether a new socket from `ip` is refused because the IP already has maxConnectionsPerIp sockets
+   * that have not finished their handshake: idle sockets meet the per-IP limit before they could fill
+   * the descriptor table. Otherwise the socket is counted until handshakeEnded.
+   */
+  handshakeRefused(ip: string): boolean {
+    const { maxConnectionsPerIp } = this.config;
+    if (maxConnectionsPerIp <= 0) return false;
+    const count = this.handshaking.get(ip) ?? 0;
+    if (count >= maxConnectionsPerIp) return true;
+    this.handshaking.set(ip, count + 1);
+    return false;
+  }
+
+  /** A socket counted by handshakeRefused upgraded or closed. */
+  handshakeEnded(ip: string): void {
+    const count = (this.handshaking.get(ip) ?? 1) - 1;
+    if (count > 0) this.handshaking.set(ip, count);
+    else this.handshaking.delete(ip);
   }
 }

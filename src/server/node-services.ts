@@ -1,6 +1,7 @@
 import type { LuaVmConfig } from '../config/schema';
 import type { MixHost } from '../lua/mix';
 import type { Subscriber } from '../mesh/hub';
+import type { FdGuard } from './fd-guard';
 
 /** What a business server needs from its node. */
 export interface NodeServices {
@@ -20,4 +21,6 @@ export interface NodeServices {
   detach(conn: Subscriber): void;
   /** The node holds as many connections as `engine.maxConnections` lets it (its share with `-p N`). */
   nodeFull(): boolean;
+  /** Counts accepted sockets against the process's descriptor limit (absent: no guard). */
+  readonly fdGuard?: FdGuard;
 }

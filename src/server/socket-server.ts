@@ -99,6 +99,8 @@ export class SocketBusinessServer {
       this.server.once('error', reject);
       this.server.listen(this.config.port, this.config.bind, () => {
         this.server.off('error', reject);
+        // accept() failing (EMFILE while the table is full) must not be an unhandled 'error' event.
+        this.server.on('error', (error) => this.log.warn('socket server: accept failed', { error: error.message }));
         resolve();
       });
     });
@@ -128,6 +130,7 @@ export class SocketBusinessServer {
       socket.destroy();
       return;
     }
+    if (this.services.fdGuard && !this.services.fdGuard.admit(socket, 'business')) return;
     this.admission.admitted(ip);
     const conn = new SocketConnection(socket, this.services.nextClientId(), remoteAddress(socket), this.connectionOptions);
     const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), reading: false, fresh: false, ip };

@@ -1,5 +1,5 @@
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { BusinessServerConfig } from '../config/schema';
 import type { Logger } from '../log';
@@ -61,6 +61,8 @@ export class WebSocketBusinessServer {
   private readonly admission: Admission;
   /** The Origin allow-list as patterns, or null when every origin is allowed. */
   private readonly origins: RegExp[] | null;
+  /** Sockets counted by Admission.handshakeRefused, with their IP, until they upgrade or close. */
+  private readonly handshaking = new WeakMap<Socket, string>();
 
   constructor(
     private readonly config: BusinessServerConfig,
@@ -98,7 +100,9 @@ export class WebSocketBusinessServer {
       res.writeHead(pathMatches(this.path, req.url) ? 426 : 404, { 'content-type': 'text/plain', connection: 'close' });
       res.end(pathMatches(this.path, req.url) ? 'Upgrade Required\n' : 'Not Found\n');
     });
+    this.http.on('connection', (socket: Socket) => this.connected(socket));
     this.http.on('upgrade', (req, socket, head) => {
+      this.handshakeEnded(req.socket);
       socket.on('error', destroySocket);
       const refusal = this.refusal(req);
       if (refusal) {
@@ -127,6 +131,8 @@ export class WebSocketBusinessServer {
       this.http.once('error', reject);
       this.http.listen(this.config.port, this.config.bind, () => {
         this.http.off('error', reject);
+        // accept() failing (EMFILE while the table is full) must not be an unhandled 'error' event.
+        this.http.on('error', (error) => this.log.warn('websocket server: accept failed', { error: error.message }));
         resolve();
       });
     });
@@ -146,6 +152,31 @@ export class WebSocketBusinessServer {
     this.http.closeAllConnections();
     await closed;
     this.redis.close();
+  }
+
+  /**
+   * A TCP connection arrived, before its upgrade request: the per-IP limit (counting unfinished
+   * handshakes), then the descriptor guard may refuse it; handshakeTimeout ends it if it stays silent.
+   */
+  private connected(socket: Socket): void {
+    const ip = clientIp(socket);
+    if (this.admission.handshakeRefused(ip)) {
+      this.metrics?.refused.inc({ reason: 'max_connections_per_ip' });
+      socket.destroy();
+      return;
+    }
+    if (this.config.maxConnectionsPerIp > 0) {
+      this.handshaking.set(socket, ip);
+      socket.once('close', () => this.handshakeEnded(socket));
+    }
+    this.services.fdGuard?.admit(socket, 'business');
+  }
+
+  private handshakeEnded(socket: Socket): void {
+    const ip = this.handshaking.get(socket);
+    if (ip === undefined) return;
+    this.handshaking.delete(socket);
+    this.admission.handshakeEnded(ip);
   }
 
   /** Why an upgrade request is refused (draining, path, origin, connection limits), or null to accept it. */
