@@ -125,6 +125,36 @@ test('maxBytesInFlight: unfinished bodies hold their share; past it a request an
     // The stuck clients go away: their share is free again.
     for (const { socket } of stuck) socket.destroy();
     await waitFor('publishes are served again', async () => (await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d: 'z' })).status === 200);
+    // Answered requests give their share back: many in a row, each near the limit, all pass.
+    for (let i = 0; i < 10; i++) {
+      const answer = await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d: 'w'.repeat(2800) });
+      assert.deepEqual([answer.status, answer.json.E], [200, null]);
+    }
+  });
+});
+
+test('maxConnectionsPerIp also bounds the idle sockets one IP holds before its upgrade request', async () => {
+  await withNode({ lua, serverYaml: '      maxConnectionsPerIp: 2' }, async (node) => {
+    const port = Number(new URL(node.wsUrl).port);
+    const connect = (localAddress: string) => {
+      const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+      const state = { socket, closed: false };
+      socket.on('error', () => undefined);
+      socket.on('close', () => (state.closed = true));
+      return state;
+    };
+    const idle = [connect('127.0.0.1'), connect('127.0.0.1')];
+    await waitFor('the node counts both', async () => (await metric(node.apiUrl, /^connmix_connections_refused_total\{reason="max_connections_per_ip"/)) === 0 && idle.every((s) => s.socket.readyState === 'open'));
+    const third = connect('127.0.0.1');
+    await waitFor('a third idle socket from the same IP is closed at once', () => third.closed, 20_000);
+    assert.equal(await metric(node.apiUrl, /^connmix_connections_refused_total\{reason="max_connections_per_ip"/), 1);
+    // Another IP is another client, and the IP's share comes back when its idle sockets go.
+    const other = await TestClient.open(node.wsUrl, { localAddress: '127.0.0.2' });
+    for (const { socket } of idle) socket.destroy();
+    const again = await waitFor('the IP may connect again', async () => TestClient.open(node.wsUrl), 20_000);
+    assert.equal(idle.every((s) => s.closed), true);
+    other.close();
+    again.close();
   });
 });
 
