@@ -111,7 +111,7 @@ export class Engine implements NodeServices {
     const apiAddress = await this.api.start();
     listeners.push({ name: 'api server', address: formatAddress(apiAddress) });
     if (this.centerApi) {
-      this.center = new CenterServer(this.config.center.apiServer, this, this.config.access.users, this.log);
+      this.center = new CenterServer(this.config.center.apiServer, this, this.config.access.users, this.log, this.fdGuard);
       listeners.push({ name: 'center server', address: formatAddress(await this.center.start()) });
     }
     if (this.config.file) {

@@ -48,19 +48,23 @@ function rawRequest(port: number, head: string, body = ''): { socket: net.Socket
 const publishHead = (length: number | 'chunked') =>
   `POST /v1/mesh/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${length === 'chunked' ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`}\r\n\r\n`;
 
-test('the API listens on 127.0.0.1 when the yaml names no address', async () => {
+test('the API and the center API listen on 127.0.0.1 when the yaml names no address', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-bind-'));
   fs.mkdirSync(path.join(dir, 'lua'));
   fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
-  const [apiPort, wsPort] = [await freePort(), await freePort()];
-  const yaml = `engine:\n  apiServer: { port: ${apiPort} }\n  servers:\n    - { port: ${wsPort}, bind: 127.0.0.1, entry: lua/entry.websocket.lua, byteCodeExpires: 0 }\n`;
+  const [apiPort, wsPort, centerPort] = [await freePort(), await freePort(), await freePort()];
+  const yaml =
+    `center:\n  apiServer: { port: ${centerPort} }\n` +
+    `engine:\n  apiServer: { port: ${apiPort} }\n  servers:\n    - { port: ${wsPort}, bind: 127.0.0.1, entry: lua/entry.websocket.lua, byteCodeExpires: 0 }\n`;
   const { log, lines } = memoryLogger();
-  const engine = new Engine(parseConfig(yaml, path.join(dir, 'connmix.yaml'), { warn: () => undefined }), { log });
+  const engine = new Engine(parseConfig(yaml, path.join(dir, 'connmix.yaml'), { warn: () => undefined }), { log, centerApi: true });
   try {
     const listeners = await engine.start();
     assert.equal(listeners.find((listener) => listener.name === 'api server')?.address, `127.0.0.1:${apiPort}`);
+    assert.equal(listeners.find((listener) => listener.name === 'center server')?.address, `127.0.0.1:${centerPort}`);
     assert.equal((await get(`http://127.0.0.1:${apiPort}/healthz`)).status, 200);
-    assert.ok(!lines.some((line) => /the API is open/.test(line)), lines.join('\n'));
+    assert.equal((await get(`http://127.0.0.1:${centerPort}/version`)).status, 200);
+    assert.ok(!lines.some((line) => /the API is open|center API is open/.test(line)), lines.join('\n'));
   } finally {
     await engine.stop();
   }
@@ -179,5 +183,23 @@ test('the API server closes a client that trickles its headers or its body (head
     await waitFor('the header trickler is closed', () => headers.closed, 20_000);
     await waitFor('the body trickler is closed', () => body.closed, 20_000);
     assert.equal((await get(`${node.apiUrl}/healthz`)).status, 200);
+  });
+});
+
+test('the center API closes a client that trickles its request headers', async () => {
+  await withNode({ lua, center: true }, async (node) => {
+    const [host, port] = node.centerHost.split(':');
+    const socket = net.connect(Number(port), host);
+    socket.on('error', () => undefined);
+    let closed = false;
+    socket.write('GET /v1/nodes HTTP/1.1\r\nHost: x\r\n');
+    const drip = setInterval(() => socket.write('X-Pad: 1\r\n'), 200);
+    socket.on('close', () => {
+      closed = true;
+      clearInterval(drip);
+    });
+    // Its headersTimeout is 10 s; Node's own default (60 s, checked every 30 s) would outlast this bound.
+    await waitFor('the center closes the header trickler', () => closed, 45_000);
+    assert.equal((await get(`http://${node.centerHost}/version`)).status, 200);
   });
 });

@@ -33,6 +33,9 @@ end
 /** The repository root (tests run from dist/test). */
 export const ROOT = path.resolve(__dirname, '..', '..');
 
+/** Ports this process's freePort already returned. */
+const handedOut = new Set<number>();
+
 /**
  * A TCP port that was free a moment ago on 127.0.0.1, below Linux's ephemeral range (32768-60999): a
  * port the kernel hands out could be taken by any outgoing connection (a client reconnecting in the
@@ -41,7 +44,12 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 12_000);
-    if (await canListen(port)) return port;
+    // A port handed out earlier may not be listened on yet: two calls in a row must not return it twice.
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
   }
   throw new Error('no free port between 20000 and 31999');
 }

@@ -2,11 +2,15 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AccessUser, ListenConfig } from '../config/schema';
 import type { Logger } from '../log';
+import type { FdGuard } from '../server/fd-guard';
 import { AccessControl } from './access';
 import { createHttpApi, type NodeListing } from './http-api';
 
 /** How long requests in flight may take to finish when the server stops. */
 const STOP_GRACE_MS = 1000;
+/** The center answers two small GETs: a client that trickles its request past these is closed (slowloris). */
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /**
  * CONNMIX's center API (`center.apiServer`, 6787 by default), where the PHP SDK starts: `GET /version`
@@ -22,10 +26,16 @@ export class CenterServer {
     listing: NodeListing,
     users: AccessUser[],
     private readonly log: Logger,
+    fdGuard?: FdGuard,
   ) {
     this.access = new AccessControl(users);
-    this.http = http.createServer(createHttpApi(listing, log, (req, role) => this.access.check(req, role)));
+    this.http = http.createServer(
+      { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
+      createHttpApi(listing, log, (req, role) => this.access.check(req, role)),
+    );
     this.http.on('clientError', (_error, socket) => socket.destroy());
+    // Its sockets share the API's share of the descriptor reserve (README "Operations").
+    if (fdGuard) this.http.on('connection', (socket) => fdGuard.admit(socket, 'api'));
   }
 
   /** Replaces the accounts (`access` is a hot key). */

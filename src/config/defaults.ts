@@ -59,7 +59,8 @@ export function defaultConfig(): Config {
     access: { users: [] },
     center: {
       registry: { port: 6786, bind: '0.0.0.0' },
-      apiServer: { port: 6787, bind: '0.0.0.0' },
+      // Loopback, like engine.apiServer: the node list it serves names every engine's API address.
+      apiServer: { port: 6787, bind: '127.0.0.1' },
     },
     engine: {
       centerRegistry: 'localhost:6786',
