@@ -108,11 +108,12 @@ test('9.8 jsonrpc: requests answered with encode_table lines; notifications cros
   bob.close();
 });
 
-test('10.6 socket hooks: today\'s signatures only (client_id, buf, str, msg; no conn argument)', async () => {
+test('10.6 socket hooks: an entry written for today\'s model gets today\'s signatures (client_id, buf, str, msg; no conn argument)', async () => {
   // The docs' socket example calls websocket.input(buf, on_handshake) while the public library is
-  // input(buf, conn, uri, on_handshake) (v1.0.1). connmix-ts runs the current hook model: hooks get no
-  // connection argument (scripts call mix.socket.tcp()), and the shipped protocols/websocket.lua has the
-  // docs' connection-implicit API (websocket-protocol.test.ts).
+  // input(buf, conn, uri, on_handshake) (v1.0.1). An entry whose protocol_input declares one parameter
+  // runs the current hook model: hooks get no connection argument (scripts call mix.socket.tcp()), and
+  // the shipped protocols/websocket.lua has the docs' connection-implicit API
+  // (websocket-protocol.test.ts). The v1.0.1 model is tested in socket-v101.test.ts.
   const entry = `
 local text = require("protocols.text")
 local seen = {}
