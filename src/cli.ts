@@ -4,7 +4,7 @@ import { WorkerSupervisor, READY_MESSAGE } from './workers';
 import { Engine, EngineConfigError } from './engine';
 import { Center } from './center';
 import { LuaLoadError } from './lua/vm';
-import { Logger, type LogSink } from './log';
+import { Logger, StreamSink, type LogSink } from './log';
 import { RotatingLogFile } from './log-file';
 
 const USAGE = `usage: connmix <dev|single|engine|center> -f <connmix.yaml> [-p <workers>]
@@ -83,7 +83,7 @@ export async function main(argv: string[]): Promise<void> {
       new WorkerSupervisor(workers, (line) => process.stdout.write(`connmix: ${line}\n`)).start();
       return;
     }
-    const sinks: LogSink[] = [process.stdout];
+    const sinks: LogSink[] = [new StreamSink(process.stdout)];
     if (config.logging.filename) sinks.push(new RotatingLogFile(config.logging.filename, config.logging.maxFiles));
     const log = new Logger(config.logging.level, sinks);
     running = args.command === 'center'

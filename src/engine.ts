@@ -12,7 +12,7 @@ import { ClientIdGenerator, nodeNumberOf } from './mesh/ids';
 import { Metrics, secondsSince } from './metrics';
 import { ApiServer } from './api/api-server';
 import { CenterServer } from './api/center-server';
-import { MemoryQueue, type QueueItem } from './queue/memory-queue';
+import { MemoryQueue, QueueError, type QueueItem } from './queue/memory-queue';
 import { WebSocketBusinessServer } from './server/websocket-server';
 import type { NodeServices } from './server/node-services';
 import { SocketBusinessServer } from './server/socket-server';
@@ -84,7 +84,9 @@ export class Engine implements NodeServices {
       clients: (protocol) => this.servers.reduce((sum, server) => sum + (server.protocol === protocol ? server.connectionCount : 0), 0),
       channels: () => this.hub.channelCount,
       queueWaiting: () => this.memoryQueue?.waitingItems ?? 0,
+      queueBytes: () => this.memoryQueue?.waitingBytes ?? 0,
       brokerReady: () => this.broker.ready(),
+      logDropped: () => this.log.dropped,
     }, { node: this.broker.nodeId });
     this.hub = new Hub(this.broker, this.metrics);
     this.counts = new SubscriberCounts((channel) => this.broker.count(channel));
@@ -163,7 +165,12 @@ export class Engine implements NodeServices {
   }
 
   queuePush(item: QueueItem): number {
-    return this.queue.push(item);
+    try {
+      return this.queue.push(item);
+    } catch (error) {
+      if (error instanceof QueueError) this.metrics.queueRefused.inc({ reason: error.reason });
+      throw error;
+    }
   }
 
   queueNew(topic: string, size: number): void {

@@ -2,12 +2,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { LogSink } from './log';
 
+/** How long a log file that could not be written (a full disk) is left alone before it is tried again. */
+export const LOG_FILE_RETRY_MS = 2000;
+
 /**
  * `logging.filename` with daily rotation: lines go to the file; the first line of a new day renames
  * it to `<name>-YYYY-MM-DD<ext>` (the day it covered) and starts a fresh one, keeping the newest
  * `maxFiles` rotated files. Writes are appended synchronously in order; a file that cannot be written
- * is reported once on stderr and skipped, never crashing the node. Running out of descriptors (EMFILE)
- * only pauses the file: it is tried again every second, and notes how many lines it missed.
+ * (a full disk) is reported once on stderr, skipped, never crashing the node, and tried again every
+ * `retryMs` until it can be written. Running out of descriptors (EMFILE) only pauses the file: it is
+ * tried again every second, and notes how many lines it missed.
  */
 export class RotatingLogFile implements LogSink {
   private day: string;
@@ -21,6 +25,7 @@ export class RotatingLogFile implements LogSink {
     private readonly file: string,
     private readonly maxFiles: number,
     private readonly today: () => string = () => new Date().toISOString().slice(0, 10),
+    private readonly retryMs = LOG_FILE_RETRY_MS,
   ) {
     this.day = this.today();
     try {
@@ -34,7 +39,7 @@ export class RotatingLogFile implements LogSink {
   }
 
   write(line: string): void {
-    if (this.failed) return;
+    if (this.failed && Date.now() < this.retryAt) return;
     if (this.dropped > 0 && Date.now() < this.retryAt) {
       this.dropped++;
       return;
@@ -52,6 +57,10 @@ export class RotatingLogFile implements LogSink {
         this.dropped = 0;
       }
       fs.writeSync(this.fd, line);
+      if (this.failed) {
+        this.failed = false;
+        process.stderr.write(`connmix: writing the log file ${this.file} again\n`);
+      }
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // Out of descriptors is a spell, not a broken file: stdout keeps the lines, the file is tried again.
@@ -91,8 +100,14 @@ export class RotatingLogFile implements LogSink {
   }
 
   private fail(error: Error): void {
+    // A descriptor that hit ENOSPC may hold a partial line: the retry starts on a fresh one.
+    const fd = this.fd;
+    this.fd = null;
+    if (fd !== null) fs.close(fd, () => undefined);
+    this.retryAt = Date.now() + this.retryMs;
+    if (this.failed) return;
     this.failed = true;
-    process.stderr.write(`connmix: cannot write the log file ${this.file}: ${error.message}; logging to stdout only\n`);
+    process.stderr.write(`connmix: cannot write the log file ${this.file}: ${error.message}; logging to stdout only, retrying every ${this.retryMs} ms\n`);
   }
 }
 

@@ -191,7 +191,7 @@ test('nested sections merge over their defaults key by key', () => {
   assert.equal(config.logging.level, 'warn');
   assert.equal(config.logging.maxFiles, 7);
   assert.deepEqual(config.engine.apiServer, { ...defaultConfig().engine.apiServer, port: 9000 });
-  assert.deepEqual(config.engine.luavm.queue, { topicSize: 2000, maxTopics: 7 });
+  assert.deepEqual(config.engine.luavm.queue, { topicSize: 2000, maxTopics: 7, topicBytes: 67108864, maxBytes: 268435456 });
   assert.equal(config.engine.luavm.callBudget, 250);
   assert.deepEqual(config.engine.luavm.redis, defaultConfig().engine.luavm.redis);
 });
@@ -387,6 +387,13 @@ test('an empty servers list is rejected', () => {
 test('callBudget must be a positive number', () => {
   rejects(yaml('engine:', '  luavm:', '    callBudget: 0'), 'engine.luavm.callBudget', 3, /^must be a positive number, got 0$/);
   rejects(yaml('engine:', '  luavm:', '    queue: { topicSize: 10 }', '    callBudget: fast'), 'engine.luavm.callBudget', 4, /got "fast"/);
+});
+
+test('the queue\'s byte caps are read, and must be positive integers', () => {
+  const { config } = load(yaml('engine:', '  luavm:', '    queue: { topicBytes: 1024, maxBytes: 4096 }'));
+  assert.deepEqual(config.engine.luavm.queue, { topicSize: 2000, maxTopics: 100, topicBytes: 1024, maxBytes: 4096 });
+  rejects(yaml('engine:', '  luavm:', '    queue:', '      topicBytes: 0'), 'engine.luavm.queue.topicBytes', 4, /^must be a positive integer, got 0$/);
+  rejects(yaml('engine:', '  luavm:', '    queue:', '      maxBytes: lots'), 'engine.luavm.queue.maxBytes', 4, /got "lots"/);
 });
 
 test('maxMessageSize and maxBufferedBytes must be positive integers', () => {

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, withNode, withTimeout, TestClient, EVAL, type TestNode } from './helpers';
+import { startNode, withNode, withTimeout, metric, TestClient, EVAL, type TestNode } from './helpers';
 import { ApiClient } from './api-client';
 
 let node: TestNode;
@@ -165,6 +165,34 @@ test('queue: items wait for a consumer, are shared round robin, and survive a co
     assert.equal((await third.nextEvent()).p.d, 'kept');
     first.close();
     third.close();
+    pusher.close();
+  });
+});
+
+test('queue: topicBytes caps a topic and maxBytes the node; a refused push answers nil, err, is counted, and room comes back when items are taken', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': QUEUE_ENTRY }, engineYaml: '    queue:\n      topicBytes: 2500\n      maxBytes: 4000' }, async (local) => {
+    const pusher = await TestClient.open(local.wsUrl);
+    const data = 'x'.repeat(1000);
+    const push = async (topic: string) => JSON.parse(await pusher.request(`return mix.queue.push("${topic}", string.rep("x", 1000))`));
+    assert.deepEqual(await push('a'), [1]);
+    assert.deepEqual(await push('a'), [2]);
+    const topicFull = await push('a');
+    assert.equal(topicFull['1'], undefined);
+    assert.match(topicFull['2'], /^queue: topic "a" is full \(topicBytes is 2500, it holds \d+, the item has \d+\)$/);
+    assert.deepEqual(await push('b'), [1]);
+    const nodeFull = await push('b');
+    assert.match(nodeFull['2'], /^queue: the node's queue is full \(maxBytes is 4000, it holds \d+, the item has \d+\)$/);
+    assert.equal(local.engine.queue.waitingItems, 3);
+    assert.ok(local.engine.queue.waitingBytes > 3000 && local.engine.queue.waitingBytes <= 4000);
+    assert.equal(await metric(local.apiUrl, /^connmix_queue_refused_total\{.*reason="topic_bytes"/), 1);
+    assert.equal(await metric(local.apiUrl, /^connmix_queue_refused_total\{.*reason="node_bytes"/), 1);
+    assert.equal(await metric(local.apiUrl, /^connmix_queue_waiting_bytes\b/), local.engine.queue.waitingBytes);
+    // A consumer takes topic a: its bytes are free again for b.
+    const consumer = await ApiClient.open(local.apiUrl);
+    await consumer.call('queue.pop', { t: ['a'] });
+    assert.deepEqual([(await consumer.nextEvent()).p.d, (await consumer.nextEvent()).p.d], [data, data]);
+    assert.deepEqual(await push('b'), [2]);
+    consumer.close();
     pusher.close();
   });
 });

@@ -81,7 +81,8 @@ export function defaultConfig(): Config {
         maxBufferedBytes: 4194304,
       },
       luavm: {
-        queue: { topicSize: 2000, maxTopics: 100 },
+        // Bytes are ours: items alone would let 2,000 large messages per topic exhaust the heap.
+        queue: { topicSize: 2000, maxTopics: 100, topicBytes: 67108864, maxBytes: 268435456 },
         redis: [defaultLuaRedisConfig()],
         callBudget: 100,
         limits: {

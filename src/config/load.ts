@@ -277,7 +277,7 @@ const readApiServer = object<ApiServerConfig>({
 });
 
 const readLuaVm = object<LuaVmConfig>({
-  queue: object<LuaVmConfig['queue']>({ topicSize: positiveInteger, maxTopics: positiveInteger }),
+  queue: object<LuaVmConfig['queue']>({ topicSize: positiveInteger, maxTopics: positiveInteger, topicBytes: positiveInteger, maxBytes: positiveInteger }),
   redis: list(
     object<LuaRedisConfig>({
       name: str,

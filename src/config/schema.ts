@@ -57,7 +57,8 @@ export interface LuaRedisConfig {
 }
 
 export interface LuaVmConfig {
-  queue: { topicSize: number; maxTopics: number };
+  /** `topicBytes` and `maxBytes` are ours: bytes one topic, and the node's whole queue, may hold. */
+  queue: { topicSize: number; maxTopics: number; topicBytes: number; maxBytes: number };
   redis: LuaRedisConfig[];
   /** Ours: milliseconds of Lua execution one hook call may use before it is stopped. */
   callBudget: number;

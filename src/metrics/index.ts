@@ -14,7 +14,10 @@ export interface MetricSources {
   clients(protocol: Protocol): number;
   channels(): number;
   queueWaiting(): number;
+  queueBytes(): number;
   brokerReady(): boolean;
+  /** Log lines dropped so far because their output was not read (a running total). */
+  logDropped(): number;
 }
 
 /** A series to observe into, looked up once. */
@@ -81,6 +84,8 @@ export class Metrics {
   /** Time the broker took to answer a publish, send or conn.call. */
   readonly brokerDuration: BucketHistogram<'op'>;
   readonly apiRequests: Counter<'route' | 'code'>;
+  /** `mix.queue.push` calls refused, by the limit they hit (`topic_size`, `topic_bytes`, `node_bytes`, `topics`). */
+  readonly queueRefused: Counter<'reason'>;
   /** Every tally, flushed whenever a counter that has some is scraped. */
   private readonly tallies: Tally[] = [];
   private readonly read: Record<Protocol, Tally>;
@@ -121,6 +126,19 @@ export class Metrics {
     });
     new Gauge({ name: 'connmix_channels', help: 'Channels with at least one subscriber on this node.', registers, collect(this: Gauge) { this.set(sources.channels()); } });
     new Gauge({ name: 'connmix_queue_waiting_items', help: 'Items waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueWaiting()); } });
+    new Gauge({ name: 'connmix_queue_waiting_bytes', help: 'Bytes (UTF-8) waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueBytes()); } });
+    this.queueRefused = new Counter({ name: 'connmix_queue_refused_total', help: 'Queue pushes refused, by the limit they hit.', labelNames: ['reason'], registers });
+    let logDropped = 0;
+    new Counter({
+      name: 'connmix_log_dropped_lines_total',
+      help: 'Log lines dropped because their output (stdout) was not read fast enough.',
+      registers,
+      collect(this: Counter) {
+        const now = sources.logDropped();
+        if (now > logDropped) this.inc(now - logDropped);
+        logDropped = now;
+      },
+    });
     new Gauge({ name: 'connmix_broker_ready', help: '1 when the broker can carry traffic.', registers, collect(this: Gauge) { this.set(sources.brokerReady() ? 1 : 0); } });
     this.drops = new Counter({ name: 'connmix_drops_total', help: 'Messages not delivered to a connection, by reason.', labelNames: ['reason'], registers, collect });
     this.closes = new Counter({ name: 'connmix_closes_total', help: 'Connections ended, by close code.', labelNames: ['code'], registers });

@@ -17,12 +17,34 @@ export interface QueueLimits {
   topicSize: number;
   /** Topics that may exist at once (a topic exists while it has items or consumers). */
   maxTopics: number;
+  /** Bytes (UTF-8 of the encoded items) one topic may hold while no consumer can take them. */
+  topicBytes: number;
+  /** Bytes all topics of the node may hold together. */
+  maxBytes: number;
 }
 
-export class QueueError extends Error {}
+/** Why a push or pop was refused, as the `connmix_queue_refused_total` metric names it. */
+export type QueueRefusal = 'topic_size' | 'topic_bytes' | 'node_bytes' | 'topics';
+
+export class QueueError extends Error {
+  constructor(
+    readonly reason: QueueRefusal,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** An encoded `queue.pop` event waiting for a consumer, with its UTF-8 size. */
+interface Waiting {
+  event: string;
+  size: number;
+}
 
 interface Topic {
-  readonly waiting: string[];
+  readonly waiting: Waiting[];
+  /** UTF-8 bytes of `waiting`. */
+  bytes: number;
   readonly consumers: QueueConsumer[];
   /** Round-robin position among consumers. */
   next: number;
@@ -30,11 +52,13 @@ interface Topic {
 
 /**
  * The node's in-memory queue (`mix.queue.push` → `/ws/v1 queue.pop`). Consumers of a topic share its
- * items, each item going to one consumer in turn; items wait, up to `topicSize`, while no consumer can
- * take them, and what waits when a consumer leaves stays for the others or the next one.
+ * items, each item going to one consumer in turn; items wait, up to `topicSize` items and `topicBytes`
+ * bytes per topic and `maxBytes` over the node, while no consumer can take them, and what waits when a
+ * consumer leaves stays for the others or the next one.
  */
 export class MemoryQueue {
   private readonly topics = new Map<string, Topic>();
+  private bytes = 0;
   /** Capacities set by `mix.queue.new`, kept while the topic comes and goes. */
   private readonly capacities = new Map<string, number>();
 
@@ -49,44 +73,45 @@ export class MemoryQueue {
    */
   declare(topicName: string, size: number): void {
     if (!this.capacities.has(topicName) && this.capacities.size >= this.limits.maxTopics) {
-      throw new QueueError(`queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
+      throw new QueueError('topics', `queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
     }
     this.capacities.set(topicName, size);
   }
 
   /** Pushes an item; returns how many items of the topic are waiting afterwards. */
   push(item: QueueItem): number {
-    let topic = this.topics.get(item.topic);
-    if (!topic) {
-      if (this.topics.size >= this.limits.maxTopics) {
-        throw new QueueError(`queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
-      }
-      topic = { waiting: [], consumers: [], next: 0 };
-      this.topics.set(item.topic, topic);
-    }
+    const topic = this.topic(item.topic);
     const event = this.encode(item);
     if (topic.waiting.length === 0 && this.hand(topic, event)) return 0;
+    const { topicSize, topicBytes, maxBytes } = this.limits;
+    const size = Buffer.byteLength(event);
     const capacity = this.capacities.get(item.topic);
-    if (capacity !== undefined && capacity < this.limits.topicSize && topic.waiting.length >= capacity) {
-      throw new QueueError(`queue: topic "${item.topic}" is full (mix.queue.new gave it ${capacity} items)`);
+    try {
+      if (capacity !== undefined && capacity < topicSize && topic.waiting.length >= capacity) {
+        throw new QueueError('topic_size', `queue: topic "${item.topic}" is full (mix.queue.new gave it ${capacity} items)`);
+      }
+      if (topic.waiting.length >= topicSize) {
+        throw new QueueError('topic_size', `queue: topic "${item.topic}" is full (topicSize is ${topicSize})`);
+      }
+      if (topic.bytes + size > topicBytes) {
+        throw new QueueError('topic_bytes', `queue: topic "${item.topic}" is full (topicBytes is ${topicBytes}, it holds ${topic.bytes}, the item has ${size})`);
+      }
+      if (this.bytes + size > maxBytes) {
+        throw new QueueError('node_bytes', `queue: the node's queue is full (maxBytes is ${maxBytes}, it holds ${this.bytes}, the item has ${size})`);
+      }
+    } catch (error) {
+      this.forgetIfIdle(item.topic, topic);
+      throw error;
     }
-    if (topic.waiting.length >= this.limits.topicSize) {
-      throw new QueueError(`queue: topic "${item.topic}" is full (topicSize is ${this.limits.topicSize})`);
-    }
-    topic.waiting.push(event);
+    topic.waiting.push({ event, size });
+    topic.bytes += size;
+    this.bytes += size;
     return topic.waiting.length;
   }
 
   /** Adds a consumer to topics; false for a topic it already consumes (the API answers 202). */
   consume(consumer: QueueConsumer, topicName: string): boolean {
-    let topic = this.topics.get(topicName);
-    if (!topic) {
-      if (this.topics.size >= this.limits.maxTopics) {
-        throw new QueueError(`queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
-      }
-      topic = { waiting: [], consumers: [], next: 0 };
-      this.topics.set(topicName, topic);
-    }
+    const topic = this.topic(topicName);
     if (topic.consumers.includes(consumer)) return false;
     topic.consumers.push(consumer);
     this.drain(topic);
@@ -121,13 +146,35 @@ export class MemoryQueue {
     return total;
   }
 
+  /** Bytes (UTF-8) waiting in all topics. */
+  get waitingBytes(): number {
+    return this.bytes;
+  }
+
   /** Items waiting in a topic (0 for an unknown topic). */
   waiting(topicName: string): number {
     return this.topics.get(topicName)?.waiting.length ?? 0;
   }
 
+  /** The topic named `name`, created if the node may hold one more. */
+  private topic(name: string): Topic {
+    let topic = this.topics.get(name);
+    if (!topic) {
+      if (this.topics.size >= this.limits.maxTopics) {
+        throw new QueueError('topics', `queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
+      }
+      topic = { waiting: [], bytes: 0, consumers: [], next: 0 };
+      this.topics.set(name, topic);
+    }
+    return topic;
+  }
+
   private drain(topic: Topic): void {
-    while (topic.waiting.length > 0 && this.hand(topic, topic.waiting[0])) topic.waiting.shift();
+    while (topic.waiting.length > 0 && this.hand(topic, topic.waiting[0].event)) {
+      const { size } = topic.waiting.shift() as Waiting;
+      topic.bytes -= size;
+      this.bytes -= size;
+    }
   }
 
   /** Gives the event to the next consumer in turn that takes it; false if none can. */
