@@ -87,6 +87,7 @@ export class Engine implements NodeServices {
       queueBytes: () => this.memoryQueue?.waitingBytes ?? 0,
       brokerReady: () => this.broker.ready(),
       logDropped: () => this.log.dropped,
+      meshExpired: () => (this.broker instanceof RedisBroker ? this.broker.expired : 0),
     }, { node: this.broker.nodeId });
     this.hub = new Hub(this.broker, this.metrics);
     this.counts = new SubscriberCounts((channel) => this.broker.count(channel));

@@ -102,6 +102,16 @@ export class RedisServer {
     await this.signal('SIGKILL');
   }
 
+  /** SIGSTOPs the process: connections stay open, nothing is answered (a frozen or overloaded Redis). */
+  freeze(): void {
+    process.kill(this.pid as number, 'SIGSTOP');
+  }
+
+  /** SIGCONTs a frozen process: it answers, late, what it was sent meanwhile. */
+  thaw(): void {
+    process.kill(this.pid as number, 'SIGCONT');
+  }
+
   /** Ends the process and removes its folder. */
   async stop(): Promise<void> {
     await this.signal('SIGKILL');

@@ -10,6 +10,12 @@
  * `flags` bit 0 marks a binary payload. `origin` is the sending node's id: receivers answer on that
  * node's inbox channel with one reply entry per request (several requests of one tick share a reply
  * message). The payload is the rest of the message, handed on as a view, never copied or decoded.
+ *
+ * A publish, send or call may carry a deadline: its kind byte has bit 7 set (0x81, 0x82, 0x84) and a u48 follows the
+ * origin, the mesh time in milliseconds after which the request must not be carried out (the origin
+ * has answered by then). The kind byte, not a flag, marks it so that a node built before deadlines
+ * ignores such a request as not one of its own, rather than reading the deadline as payload; a
+ * request without the bit has no deadline.
  */
 
 export enum Kind {
@@ -24,6 +30,9 @@ export enum Kind {
 
 const BINARY = 1;
 const REPLY_ENTRY = 12;
+/** Bit 7 of the kind byte: a deadline follows the origin. */
+const WITH_DEADLINE = 0x80;
+const DEADLINE_BYTES = 6;
 
 /** A publish or send as the receiving node sees it. */
 export interface Request {
@@ -34,6 +43,8 @@ export interface Request {
   /** Only for sends: the connection it is for. */
   clientId: string;
   payload: Buffer;
+  /** Mesh time (ms) after which the request must be dropped; 0 = none (a sender without deadlines). */
+  deadline: number;
 }
 
 /** One node's answer to one request: connections written to and connections that failed. */
@@ -45,41 +56,46 @@ export interface ReplyEntry {
 
 export type Envelope = Request | { kind: Kind.Reply; entries: ReplyEntry[] };
 
-function header(kind: Kind, binary: boolean, request: number, origin: string, extra: number): { head: Buffer; at: number } {
+function header(kind: Kind, binary: boolean, request: number, origin: string, deadline: number, extra: number): { head: Buffer; at: number } {
   const originLength = Buffer.byteLength(origin, 'latin1');
-  const head = Buffer.allocUnsafe(7 + originLength + extra);
-  head[0] = kind;
+  const timed = deadline > 0 ? DEADLINE_BYTES : 0;
+  const head = Buffer.allocUnsafe(7 + originLength + timed + extra);
+  head[0] = timed ? kind | WITH_DEADLINE : kind;
   head[1] = binary ? BINARY : 0;
   head.writeUInt32BE(request >>> 0, 2);
   head[6] = originLength;
   head.write(origin, 7, 'latin1');
-  return { head, at: 7 + originLength };
+  if (timed) head.writeUIntBE(Math.floor(deadline), 7 + originLength, DEADLINE_BYTES);
+  return { head, at: 7 + originLength + timed };
 }
 
-/** A publish of `payload` from node `origin`, answered under `request`. */
-export function encodePublish(origin: string, request: number, binary: boolean, payload: Buffer): Buffer {
-  const { head } = header(Kind.Publish, binary, request, origin, 0);
+/** A publish of `payload` from node `origin`, answered under `request`, void after `deadline` (0 = never). */
+export function encodePublish(origin: string, request: number, binary: boolean, payload: Buffer, deadline = 0): Buffer {
+  const { head } = header(Kind.Publish, binary, request, origin, deadline, 0);
   return Buffer.concat([head, payload], head.length + payload.length);
 }
 
-/** A count of the subscribers of the channel it is published on, from node `origin`, answered under `request`. */
+/**
+ * A count of the subscribers of the channel it is published on, from node `origin`, answered under
+ * `request`. Without a deadline: a late count changes nothing, and its late answer is ignored.
+ */
 export function encodeCount(origin: string, request: number): Buffer {
-  return header(Kind.Count, false, request, origin, 0).head;
+  return header(Kind.Count, false, request, origin, 0, 0).head;
 }
 
-/** A send of `payload` to `clientId` from node `origin`, answered under `request`. */
-export function encodeSend(origin: string, request: number, clientId: string, binary: boolean, payload: Buffer): Buffer {
-  return addressed(Kind.Send, origin, request, clientId, binary, payload);
+/** A send of `payload` to `clientId` from node `origin`, answered under `request`, void after `deadline`. */
+export function encodeSend(origin: string, request: number, clientId: string, binary: boolean, payload: Buffer, deadline = 0): Buffer {
+  return addressed(Kind.Send, origin, request, clientId, binary, payload, deadline);
 }
 
-/** A `conn.call` of `fn(args)` on `clientId` from node `origin`, answered under `request`. */
-export function encodeCall(origin: string, request: number, clientId: string, fn: string, args: unknown[]): Buffer {
-  return addressed(Kind.Call, origin, request, clientId, false, Buffer.from(JSON.stringify({ f: fn, a: args })));
+/** A `conn.call` of `fn(args)` on `clientId` from node `origin`, answered under `request`, void after `deadline`. */
+export function encodeCall(origin: string, request: number, clientId: string, fn: string, args: unknown[], deadline = 0): Buffer {
+  return addressed(Kind.Call, origin, request, clientId, false, Buffer.from(JSON.stringify({ f: fn, a: args })), deadline);
 }
 
-function addressed(kind: Kind.Send | Kind.Call, origin: string, request: number, clientId: string, binary: boolean, payload: Buffer): Buffer {
+function addressed(kind: Kind.Send | Kind.Call, origin: string, request: number, clientId: string, binary: boolean, payload: Buffer, deadline: number): Buffer {
   const idLength = Buffer.byteLength(clientId, 'latin1');
-  const { head, at } = header(kind, binary, request, origin, 1 + idLength);
+  const { head, at } = header(kind, binary, request, origin, deadline, 1 + idLength);
   head[at] = idLength;
   head.write(clientId, at + 1, 'latin1');
   return Buffer.concat([head, payload], head.length + payload.length);
@@ -110,22 +126,27 @@ export function decode(message: Buffer): Envelope | null {
     }
     return { kind, entries };
   }
-  if ((kind !== Kind.Publish && kind !== Kind.Send && kind !== Kind.Call && kind !== Kind.Count) || message.length < 7) return null;
+  const timed = (kind & WITH_DEADLINE) !== 0 ? DEADLINE_BYTES : 0;
+  const request = kind & ~WITH_DEADLINE;
+  if ((request !== Kind.Publish && request !== Kind.Send && request !== Kind.Call && request !== Kind.Count) || message.length < 7) return null;
   let at = 7 + message[6];
-  if (message.length < at) return null;
+  if (message.length < at + timed) return null;
   const origin = message.toString('latin1', 7, at);
+  const deadline = timed ? message.readUIntBE(at, DEADLINE_BYTES) : 0;
+  at += timed;
   let clientId = '';
-  if (kind === Kind.Send || kind === Kind.Call) {
+  if (request === Kind.Send || request === Kind.Call) {
     if (message.length < at + 1 || message.length < at + 1 + message[at]) return null;
     clientId = message.toString('latin1', at + 1, at + 1 + message[at]);
     at += 1 + message[at];
   }
   return {
-    kind,
+    kind: request,
     binary: (message[1] & BINARY) !== 0,
     request: message.readUInt32BE(2),
     origin,
     clientId,
     payload: message.subarray(at),
+    deadline,
   };
 }

@@ -5,19 +5,20 @@ import type { Broker, ConnFunction, CountResult, LocalDelivery, NodeInfo, Publis
 import { decode, encodeCall, encodeCount, encodePublish, encodeReply, encodeSend, Kind, type ReplyEntry } from './envelope';
 import { MAX_NODE_NUMBER, newNodeId, nodeNumberOf } from './ids';
 import { NodeRegistry } from './node-registry';
-import { bounded, connectMeshRedis, type MeshRedis, type Role } from './redis-connections';
+import { bounded, connectMeshRedis, NotSentError, type MeshRedis, type Role } from './redis-connections';
+import { RedisProbe } from './redis-probe';
 
 /** Timings of the Redis broker, in milliseconds. */
 export interface RedisBrokerOptions {
   /**
-   * How long a publish or send waits for the answers of the nodes that received it. A node that stays
-   * silent adds nothing to `s` and one to `f` (it held at least one subscriber, whose fate is unknown),
-   * and is logged. Default 2000.
+   * How long a publish or send waits for the answers of the nodes that received it, and its deadline:
+   * a node that gets the request more than this after it was made drops it (and answers f=1). A node
+   * that stays silent adds nothing to `s` and one to `f`, and is logged. Default 2000.
    */
   replyTimeout: number;
   /** How long one Redis command (PUBLISH, a registry call, a (un)subscribe acknowledgement) may take. Default 1000. */
   commandTimeout: number;
-  /** Registry heartbeat. Default 1000. */
+  /** Registry heartbeat, and how often Redis is probed for readiness (RedisProbe). Default 1000. */
   heartbeat: number;
   /** A node that stops heartbeating leaves the node list after this. Default 5000. */
   ttl: number;
@@ -66,7 +67,11 @@ export class RedisBroker implements Broker {
   private local: LocalDelivery | null = null;
   private link: MeshRedis | null = null;
   private registry: NodeRegistry | null = null;
+  private probe: RedisProbe | null = null;
   private subscriberLost = false;
+  /** Requests from other nodes dropped because they arrived after their deadline. */
+  private late = 0;
+  private lateLoggedAt = 0;
   private onDown: (() => void) | null = null;
   private left = false;
 
@@ -107,6 +112,8 @@ export class RedisBroker implements Broker {
     const self = { id: this.nodeId, api_server: this.apiAddress };
     this.registry = new NodeRegistry(link.commands, this.config.prefix, self, { heartbeat, ttl }, this.log);
     this.registry.start();
+    this.probe = new RedisProbe(link.commands, heartbeat, commandTimeout, this.log);
+    this.probe.start();
     const unreachable = new Promise<void>((resolve) => (this.onDown = resolve));
     const inbox = bounded(link.subscribe(this.inbox), startTimeout, 'inbox subscribe').catch(() => undefined);
     await Promise.race([Promise.all([this.registry.whenRegistered(startTimeout), inbox]), unreachable]);
@@ -132,12 +139,14 @@ export class RedisBroker implements Broker {
   async publish(channel: string, payload: Buffer, binary: boolean): Promise<PublishResult> {
     this.started();
     const here = this.local?.deliver(channel, payload, binary) ?? { s: 0, f: 0 };
-    const encode = (request: number): Buffer => encodePublish(this.nodeId, request, binary, payload);
+    const encode = (request: number, deadline: number): Buffer => encodePublish(this.nodeId, request, binary, payload, deadline);
     let there: PublishResult;
     try {
       there = await this.ask(this.channelKey(channel), encode, { op: 'publish', channel });
     } catch (error) {
-      throw new Error(`${(error as Error).message} (delivered on this node only: s=${here.s}, f=${here.f})`);
+      const counts = `s=${here.s}, f=${here.f}`;
+      if (error instanceof NotSentError) throw new Error(`${error.message} (delivered on this node only: ${counts})`);
+      throw new Error(`${(error as Error).message} (delivered on this node: ${counts}; on other nodes unknown: ${this.unknownOutcome()})`);
     }
     return { s: here.s + there.s, f: here.f + there.f };
   }
@@ -156,6 +165,11 @@ export class RedisBroker implements Broker {
     return { n: here + there.s, f: there.f };
   }
 
+  /** What a caller can know of a request whose PUBLISH failed after it may have reached Redis. */
+  private unknownOutcome(): string {
+    return `a node delivers it only if it gets it within ${this.options.replyTimeout} ms, later copies are dropped`;
+  }
+
   async send(clientId: string, payload: Buffer, binary: boolean): Promise<boolean> {
     this.started();
     const number = nodeNumberOf(clientId);
@@ -163,8 +177,10 @@ export class RedisBroker implements Broker {
     if (number === this.nodeNumber) return this.local?.deliverTo(clientId, payload, binary) ?? false;
     const owner = await this.ownerOf(number);
     if (!owner) return false;
-    const encode = (request: number): Buffer => encodeSend(this.nodeId, request, clientId, binary, payload);
-    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'send', client_id: clientId, owner });
+    const encode = (request: number, deadline: number): Buffer => encodeSend(this.nodeId, request, clientId, binary, payload, deadline);
+    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'send', client_id: clientId, owner }).catch((error: Error) => {
+      throw error instanceof NotSentError ? error : new Error(`${error.message} (outcome unknown: ${this.unknownOutcome()})`);
+    });
     return s > 0;
   }
 
@@ -176,8 +192,10 @@ export class RedisBroker implements Broker {
     if (number === this.nodeNumber) return this.local ? this.local.callOn(clientId, fn, args) : gone;
     const owner = await this.ownerOf(number);
     if (!owner) return gone;
-    const encode = (request: number): Buffer => encodeCall(this.nodeId, request, clientId, fn, args);
-    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'conn.call', client_id: clientId, owner });
+    const encode = (request: number, deadline: number): Buffer => encodeCall(this.nodeId, request, clientId, fn, args, deadline);
+    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'conn.call', client_id: clientId, owner }).catch((error: Error) => {
+      throw error instanceof NotSentError ? error : new Error(`${error.message} (outcome unknown: the call runs only if the client's node gets it within ${this.options.replyTimeout} ms)`);
+    });
     return s > 0 ? null : `${fn} failed on node ${owner} (client gone or invalid arguments)`;
   }
 
@@ -191,8 +209,14 @@ export class RedisBroker implements Broker {
     return bounded((this.registry as NodeRegistry).list(), this.options.commandTimeout, 'node list');
   }
 
+  /** Connected, registered, and Redis answered its last probe in time. */
   ready(): boolean {
-    return !!this.link?.ready() && !!this.registry?.isRegistered;
+    return !!this.link?.ready() && !!this.registry?.isRegistered && !!this.probe?.answering;
+  }
+
+  /** Requests from other nodes dropped so far because they arrived after their deadline. */
+  get expired(): number {
+    return this.late;
   }
 
   /** Deregisters (so the node leaves the list at once), answers pending requests, closes connections. */
@@ -209,6 +233,7 @@ export class RedisBroker implements Broker {
     const { link, registry } = this;
     if (!link || !registry) return;
     await this.leave();
+    this.probe?.stop();
     this.link = null;
     this.local = null;
     this.replies.closeAll();
@@ -231,16 +256,18 @@ export class RedisBroker implements Broker {
 
   /**
    * Publishes a request envelope on `redisChannel` and sums the answers of the nodes that received it.
-   * Rejects only if Redis did not take the PUBLISH.
+   * The envelope's deadline is `replyTimeout` from now on the mesh clock, and the answers are awaited
+   * at least that long, so a node that has not answered by then will drop its copy if it gets it later.
+   * Rejects if Redis did not take the PUBLISH: with a NotSentError if it was never sent.
    */
-  private async ask(redisChannel: string, encode: (request: number) => Buffer, context: LogFields): Promise<PublishResult> {
+  private async ask(redisChannel: string, encode: (request: number, deadline: number) => Buffer, context: LogFields): Promise<PublishResult> {
     const link = this.started();
     this.nextRequest = (this.nextRequest + 1) >>> 0;
     const request = this.nextRequest;
     this.replies.open(request);
     let receivers: number;
     try {
-      receivers = await link.publish(redisChannel, encode(request));
+      receivers = await link.publish(redisChannel, encode(request, this.meshNow() + this.options.replyTimeout));
     } catch (error) {
       this.replies.cancel(request);
       throw error;
@@ -272,6 +299,11 @@ export class RedisBroker implements Broker {
     return next;
   }
 
+  /** The mesh clock (Redis's), against which request deadlines are set and checked. */
+  private meshNow(): number {
+    return this.probe?.now() ?? Date.now();
+  }
+
   private receive(channel: Buffer, message: Buffer): void {
     const envelope = decode(message);
     if (!envelope) {
@@ -284,6 +316,14 @@ export class RedisBroker implements Broker {
     }
     const local = this.local;
     if (!local) return;
+    if (envelope.deadline > 0 && envelope.origin !== this.nodeId) {
+      const lateBy = this.meshNow() - envelope.deadline;
+      if (lateBy > 0) {
+        this.dropLate(envelope.kind, lateBy);
+        this.answer(envelope.origin, envelope.request, 0, 1);
+        return;
+      }
+    }
     // This runs inside ioredis's reply parser: an exception here would break the connection, so none escapes.
     try {
       if (envelope.kind === Kind.Publish || envelope.kind === Kind.Count) {
@@ -311,6 +351,20 @@ export class RedisBroker implements Broker {
       this.log.error('mesh delivery failed', { channel: channel.toString(), error: (error as Error).stack ?? String(error) });
       this.answer(envelope.origin, envelope.request, 0, 1);
     }
+  }
+
+  /**
+   * Counts a request that came after its deadline: its origin has answered without it, so carrying it
+   * out now would contradict that answer (and a retrying backend would see it twice). Logged at most
+   * every 5 s, as a Redis or node that was frozen hands over all it held at once.
+   */
+  private dropLate(kind: Kind, lateBy: number): void {
+    this.late++;
+    const now = Date.now();
+    if (now - this.lateLoggedAt < 5000) return;
+    this.lateLoggedAt = now;
+    const op = kind === Kind.Publish ? 'publish' : kind === Kind.Send ? 'send' : 'conn.call';
+    this.log.warn('mesh: dropped a request that arrived after its deadline', { op, late_ms: Math.round(lateBy), expired_total: this.late });
   }
 
   /** Runs a `conn.call` from another node and answers s=1 on success, f=1 on failure. */

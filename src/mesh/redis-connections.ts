@@ -145,9 +145,16 @@ export function connectMeshRedis(
   };
 }
 
+/** A command that was not sent: Redis was not connected. Other failures leave its fate unknown. */
+export class NotSentError extends Error {}
+
 /** Runs `command` if `client` is connected; otherwise fails at once with a plain message. */
 function whenReady<T>(client: Redis | Cluster, command: () => Promise<T>): Promise<T> {
-  return client.status === 'ready' ? command() : Promise.reject(new Error(`Redis is not connected (${client.status})`));
+  if (client.status !== 'ready') return Promise.reject(new NotSentError(`Redis is not connected (${client.status})`));
+  // ioredis refuses, without writing it, a command for a connection that is going away.
+  return command().catch((error: Error) => {
+    throw /isn't writeable/.test(error.message) ? new NotSentError(error.message) : error;
+  });
 }
 
 /** Logs each change between connected and disconnected once (not every retry) and reports it. */

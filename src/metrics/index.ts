@@ -18,6 +18,8 @@ export interface MetricSources {
   brokerReady(): boolean;
   /** Log lines dropped so far because their output was not read (a running total). */
   logDropped(): number;
+  /** Requests from other nodes dropped so far because they arrived after their deadline (a running total). */
+  meshExpired(): number;
 }
 
 /** A series to observe into, looked up once. */
@@ -49,6 +51,21 @@ class Tally {
     this.child.inc(this.pending);
     this.pending = 0;
   }
+}
+
+/** A counter that follows a running total kept elsewhere, read when scraped. */
+function runningTotal(name: string, help: string, read: () => number, registers: Registry[]): void {
+  let seen = 0;
+  new Counter({
+    name,
+    help,
+    registers,
+    collect(this: Counter) {
+      const now = read();
+      if (now > seen) this.inc(now - seen);
+      seen = now;
+    },
+  });
 }
 
 /** Seconds since `started` (a `process.hrtime.bigint()` reading). */
@@ -128,17 +145,8 @@ export class Metrics {
     new Gauge({ name: 'connmix_queue_waiting_items', help: 'Items waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueWaiting()); } });
     new Gauge({ name: 'connmix_queue_waiting_bytes', help: 'Bytes (UTF-8) waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueBytes()); } });
     this.queueRefused = new Counter({ name: 'connmix_queue_refused_total', help: 'Queue pushes refused, by the limit they hit.', labelNames: ['reason'], registers });
-    let logDropped = 0;
-    new Counter({
-      name: 'connmix_log_dropped_lines_total',
-      help: 'Log lines dropped because their output (stdout) was not read fast enough.',
-      registers,
-      collect(this: Counter) {
-        const now = sources.logDropped();
-        if (now > logDropped) this.inc(now - logDropped);
-        logDropped = now;
-      },
-    });
+    runningTotal('connmix_log_dropped_lines_total', 'Log lines dropped because their output (stdout) was not read fast enough.', sources.logDropped, registers);
+    runningTotal('connmix_mesh_expired_total', 'Requests from other nodes dropped because they arrived after their deadline.', sources.meshExpired, registers);
     new Gauge({ name: 'connmix_broker_ready', help: '1 when the broker can carry traffic.', registers, collect(this: Gauge) { this.set(sources.brokerReady() ? 1 : 0); } });
     this.drops = new Counter({ name: 'connmix_drops_total', help: 'Messages not delivered to a connection, by reason.', labelNames: ['reason'], registers, collect });
     this.closes = new Counter({ name: 'connmix_closes_total', help: 'Connections ended, by close code.', labelNames: ['code'], registers });
