@@ -42,13 +42,13 @@ export class ApiClient {
   }
 
   /** Calls method `m` with params `p`; resolves with the whole answer frame. */
-  call(m: string, p: unknown, timeoutMs = 3000): Promise<ApiFrame> {
+  call(m: string, p: unknown, timeoutMs = 10_000): Promise<ApiFrame> {
     const i = this.nextId++;
     return this.raw({ m, p, i }, i, timeoutMs);
   }
 
   /** Sends any frame and waits for the answer whose `i` is `answerId`. */
-  raw(frame: unknown, answerId: unknown, timeoutMs = 3000): Promise<ApiFrame> {
+  raw(frame: unknown, answerId: unknown, timeoutMs = 10_000): Promise<ApiFrame> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no answer for ${JSON.stringify(frame)}`)), timeoutMs);
       this.waiting.set(answerId, (answer) => {
@@ -60,7 +60,7 @@ export class ApiClient {
   }
 
   /** The next pushed event, waiting up to `timeoutMs`. */
-  async nextEvent(timeoutMs = 3000): Promise<ApiFrame> {
+  async nextEvent(timeoutMs = 10_000): Promise<ApiFrame> {
     await this.waker.until(() => this.events.length > 0, timeoutMs, () => `no event within ${timeoutMs} ms`);
     return this.events.shift() as ApiFrame;
   }

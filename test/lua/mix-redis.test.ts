@@ -111,12 +111,13 @@ test('a Redis that is not running fails fast', async () => {
   const [v, err] = await run('local v, err = mix.redis.connection("down"):command("get", "x") return tostring(v), err');
   assert.equal(v, 'nil');
   assert.match(String(err), new RegExp(`redis down \\(127\\.0\\.0\\.1:${downPort}\\) is unreachable: .*ECONNREFUSED`));
-  assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
+  // Fails at once rather than after ioredis's retries (many seconds); generous for a busy machine.
+  assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
   // Still down, still fast, while ioredis retries in the background.
   const again = Date.now();
   const [, err2] = await run('local v, err = mix.redis.connection("down"):command("get", "x") return tostring(v), err');
   assert.match(String(err2), /is unreachable/);
-  assert.ok(Date.now() - again < 1500);
+  assert.ok(Date.now() - again < 5000);
 });
 
 test('Redis going away gives errors quickly; commands work again once it is back', async () => {
@@ -125,7 +126,7 @@ test('Redis going away gives errors quickly; commands work again once it is back
   const started = Date.now();
   const [, err] = await run('local v, err = r:command("get", "k") return tostring(v), err');
   assert.match(String(err), /^redis default \(127\.0\.0\.1:\d+\) is unreachable: /);
-  assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+  assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
   await redis.restart();
   await waitFor('commands work again', async () => {
     const [value] = await run('return r:command("set", "k", "after")');
