@@ -79,11 +79,13 @@ test('a message larger than maxMessageSize closes that connection with 1009', as
 });
 
 test('readTimeout: a silent client that answers pings stays; one that does not is closed with 4001', async () => {
-  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      readTimeout: 2' }, async (node) => {
+  // 4 s: the ping goes out after 2 s of silence and its pong has a second or more to come back, even on
+  // a busy machine (with 2 s, one slow second closed the client that does answer).
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      readTimeout: 4' }, async (node) => {
     // ws clients answer pings as browsers do.
     const quiet = await TestClient.open(node.wsUrl);
     const deaf = await TestClient.open(node.wsUrl, { autoPong: false });
-    const { code, reason } = await deaf.waitClosed(6000);
+    const { code, reason } = await deaf.waitClosed(20_000);
     assert.equal(code, 4001);
     assert.equal(reason, 'read timeout');
     await new Promise((resolve) => setTimeout(resolve, 1500));

@@ -52,7 +52,11 @@ test('a viewer that never reads while its channel is flooded: node memory stays 
     for (const record of seen) assert.deepEqual([record.latencies.length, record.outOfOrder], [MESSAGES, 0]);
     // The flood addressed ~190 MiB to the viewer that never reads; buffering it would show here.
     assert.ok(most - before < 96 * 1024 * 1024, `the node grew by ${mib(most - before)}`);
-    assert.ok((await metric(api, /^connmix_drops_total\{reason="slow_consumer"/)) > MESSAGES / 2);
+    // Skipped for most of the flood while it stayed; on a busy machine the flood outlasts writeTimeout
+    // (10 s) and the viewer is dropped for it instead: either way the node let it go.
+    const skipped = await metric(api, /^connmix_drops_total\{reason="slow_consumer"/);
+    const writeTimedOut = engine.output().includes('write timeout, dropping the connection');
+    assert.ok(skipped > 0 && (skipped > MESSAGES / 2 || writeTimedOut), `skipped ${skipped} messages, write timeout: ${writeTimedOut}`);
     for (const client of [...fast, slow]) client.ws.terminate();
   } finally {
     engine.child.kill('SIGTERM');

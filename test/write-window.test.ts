@@ -19,11 +19,19 @@ test('publishes within the write window reach a subscriber in one write, as sepa
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      writeWindow: 100' }, async (node) => {
     const { client, reads } = await countingSubscriber(node, 'room');
     // One after the other: each publish is answered (so handled in its own turn) before the next is sent.
-    for (const d of ['one', 'two', 'three']) {
-      assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d })).json, { E: null, r: { s: 1, f: 0 } });
+    // The three must all be sent within the 100 ms window, which a busy machine may miss: a few rounds
+    // are allowed, every one of them delivered in order, and one must leave in a single TCP read.
+    const readsPerRound: number[] = [];
+    for (let round = 0; round < 10 && readsPerRound.at(-1) !== 1; round++) {
+      const before = reads();
+      const sent = ['one', 'two', 'three'].map((d) => `${d} ${round}`);
+      for (const d of sent) {
+        assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d })).json, { E: null, r: { s: 1, f: 0 } });
+      }
+      assert.deepEqual([(await client.next()).data, (await client.next()).data, (await client.next()).data], sent);
+      readsPerRound.push(reads() - before);
     }
-    assert.deepEqual([(await client.next()).data, (await client.next()).data, (await client.next()).data], ['one', 'two', 'three']);
-    assert.equal(reads(), 1, 'three frames in one TCP read');
+    assert.equal(readsPerRound.at(-1), 1, `three frames in one TCP read (reads per round: ${readsPerRound.join(', ')})`);
     client.close();
   });
 });
