@@ -201,7 +201,10 @@ test('a comment sent in ArtPlayer flies in DPlayer and in another ArtPlayer, and
   assert.equal(await staysAway(elsewhere, FROM_ART, 1500), true, 'a viewer of another video does not get it');
   const stored = (await history(100001)).find((item) => item.msg === FROM_ART)!;
   artSentAt = stored.time;
-  assert.ok(artSentAt >= 4 && artSentAt < 6, `stored at the sender's video time, got ${artSentAt}`);
+  // Between the time it was sent from (4 s) and the sender's video time now (unless the 20 s video has
+  // looped since): a busy machine may take a while to type and click, so no fixed bound.
+  const senderNow = await sender.evaluate(() => document.querySelector('video').currentTime as number);
+  assert.ok(artSentAt >= 4 && (artSentAt <= senderNow || senderNow < 4), `stored at the sender's video time, got ${artSentAt} (sender now at ${senderNow})`);
   assert.equal(await comment(sender, FROM_ART).count(), 1, 'its echo from the engine is not shown twice');
 
   // Back: DPlayer's own send box posts to the DPlayer API; the ArtPlayer pages get it live.
@@ -304,10 +307,11 @@ test('switching videos moves the subscription; the page resubscribes after the e
 
   await node.stop();
   await page.waitForSelector('#status[data-status="offline"]');
-  // While the engine is down the page retries with growing delays (0.5 s doubling, with jitter).
+  // While the engine is down the page retries with growing delays (0.5 s doubling, with jitter): watch
+  // until the announced delay has grown, however long a busy machine takes to get there.
   const retries: number[] = [];
   let shown = '';
-  for (const until = Date.now() + 4500; Date.now() < until;) {
+  for (const until = Date.now() + 4 * SOON; Date.now() < until && (retries.length < 3 || retries.at(-1)! <= retries[0]);) {
     const text = (await page.textContent('#status')) ?? '';
     const seconds = /Reconnecting in (\d+) s/.exec(text)?.[1];
     if (text !== shown && seconds) retries.push(Number(seconds));
