@@ -91,7 +91,8 @@ test('queue: 20 clients pushing 1 MB messages with no consumer fill a topic to t
     const waiting = await metric(where.api, /^connmix_queue_waiting_bytes\b/);
     assert.ok(waiting > 0 && waiting <= TOPIC_BYTES, `${waiting} bytes waiting`);
     assert.ok((await metric(where.api, /^connmix_queue_refused_total\{.*reason="topic_bytes"/)) >= 1);
-    assert.ok(most - before < 100 * 1024 * 1024, `the node grew by ${mib(most - before)}`);
+    // What waits (8 MiB) plus the messages in flight through Lua; keeping the 160 MB would show here.
+    assert.ok(most - before < 128 * 1024 * 1024, `the node grew by ${mib(most - before)}`);
     await healthy(engine, where);
 
     // A consumer arriving later gets what waited, in order, and the round trip works again.
