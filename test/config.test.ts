@@ -124,6 +124,7 @@ test('the CONNMIX sample yaml loads with the shipped values', () => {
   // The sample names 0.0.0.0 for the API; our default is loopback.
   const expected = resolvedDefaults(file);
   expected.engine.apiServer.bind = '0.0.0.0';
+  expected.center.apiServer.bind = '0.0.0.0';
   assert.deepEqual(config, expected);
   assert.equal(config.licenses.activationCode, '');
   assert.equal(config.engine.luavm.redis[0].password, '');
