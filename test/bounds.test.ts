@@ -4,11 +4,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WebSocket } from 'ws';
-import { ROOT, TestClient, freePort, get, metric, post } from './helpers';
+import { TestClient, get, metric, post } from './helpers';
 import { ApiClient } from './api-client';
 import { waitFor } from './redis';
 import { viewer } from './mesh';
-import { startEngine, residentBytes, type EngineProcess } from './engine-process';
+import { startEngine, residentBytes, seedEngineFolder, type EngineProcess } from './engine-process';
 
 // What a client can make a node hold: the memory queue and the logs. Each test runs an engine in a
 // process of its own (so its memory and its stdout are its own) with a shipped script, floods it the
@@ -17,7 +17,6 @@ import { startEngine, residentBytes, type EngineProcess } from './engine-process
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
 interface Folder {
-  dir: string;
   file: string;
   wsUrl: string;
   api: string;
@@ -25,25 +24,8 @@ interface Folder {
 
 /** A folder with `entry` (a path in the repository) as the websocket entry, logging at debug. */
 async function folder(entry: string, extra: { engineYaml?: string; logFile?: string } = {}): Promise<Folder> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-bounds-'));
-  const [wsPort, apiPort] = [await freePort(), await freePort()];
-  fs.mkdirSync(path.join(dir, 'lua'));
-  fs.copyFileSync(path.join(ROOT, entry), path.join(dir, 'lua/entry.websocket.lua'));
-  const file = path.join(dir, 'connmix.yaml');
-  fs.writeFileSync(file, `
-logging:
-  level: debug
-  filename: "${extra.logFile ?? ''}"
-engine:
-  apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
-${extra.engineYaml ?? ''}
-  servers:
-    - port: ${wsPort}
-      bind: 127.0.0.1
-      options: [{ name: path, value: /barrage-videos }]
-      entry: lua/entry.websocket.lua
-`);
-  return { dir, file, wsUrl: `ws://127.0.0.1:${wsPort}/barrage-videos`, api: `http://127.0.0.1:${apiPort}` };
+  const { file, wsPort, apiPort } = await seedEngineFolder({ ...extra, entry, level: 'debug' });
+  return { file, wsUrl: `ws://127.0.0.1:${wsPort}/barrage-videos`, api: `http://127.0.0.1:${apiPort}` };
 }
 
 async function started(where: Folder): Promise<EngineProcess> {

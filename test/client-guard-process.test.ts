@@ -10,7 +10,7 @@ import { WebSocket } from 'ws';
 import { ROOT, TestClient, freePort, get, post } from './helpers';
 import { waitFor } from './redis';
 import { viewer } from './mesh';
-import { residentBytes, seedEngineFolder, startEngine, type EngineProcess } from './engine-process';
+import { residentBytes, seedEngineFolder, startEngine, watchProcess, type EngineProcess } from './engine-process';
 
 // Hostile clients against engines in processes of their own: so that a crash, the process's memory
 // and its descriptor table are the engine's alone.
@@ -44,18 +44,7 @@ function startLimited(file: string, fds: number): EngineProcess {
   const child = spawn('sh', ['-c', `ulimit -n ${fds} && exec "$0" "$@"`, process.execPath, path.join(ROOT, 'bin/connmix.js'), 'dev', '-f', file], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
-  let errors = '';
-  child.stdout?.on('data', (chunk) => (output += chunk));
-  child.stderr?.on('data', (chunk) => {
-    output += chunk;
-    errors += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const kill = () => child.kill('SIGKILL');
-  process.once('exit', kill);
-  void exited.then(() => process.off('exit', kill));
-  return { child, output: () => output, errors: () => errors, exited };
+  return watchProcess(child);
 }
 
 /**

@@ -140,7 +140,7 @@ after(async () => {
 });
 
 test('two nodes: counts are summed over both, from either API and from Lua, and drop when a node is killed', async () => {
-  const folder = await seedEngineFolder(meshYaml([redis.address], 'cnt:'));
+  const folder = await seedEngineFolder({ engineYaml: meshYaml([redis.address], 'cnt:') });
   const b = startEngine(folder.file);
   const bApi = `http://127.0.0.1:${folder.apiPort}`;
   const bWs = `ws://127.0.0.1:${folder.wsPort}/barrage-videos`;

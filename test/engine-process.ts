@@ -21,7 +21,11 @@ export function startEngine(yamlFile: string, workers = 1): EngineProcess {
 /** Starts `connmix <command> -f <yamlFile> [-p workers]`; the process never outlives this test process. */
 export function startConnmix(command: 'dev' | 'single' | 'engine' | 'center', yamlFile: string, workers = 1): EngineProcess {
   const args = [path.join(ROOT, 'bin/connmix.js'), command, '-f', yamlFile, ...(workers > 1 ? ['-p', String(workers)] : [])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  return watchProcess(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+/** Collects a spawned connmix's output; the process never outlives this test process. */
+export function watchProcess(child: ChildProcess): EngineProcess {
   let output = '';
   let errors = '';
   child.stdout?.on('data', (chunk) => (output += chunk));
@@ -51,20 +55,31 @@ export interface EngineFolder {
   apiPort: number;
 }
 
+/** What a seeded engine folder runs: by default the shipped barrage entry, logging at info to stdout only. */
+export interface SeedOptions {
+  /** Keys added under `engine:`. */
+  engineYaml?: string;
+  /** The websocket entry to copy, a path in the repository. */
+  entry?: string;
+  level?: string;
+  logFile?: string;
+}
+
 /**
- * A fresh folder with the shipped barrage entry and a yaml serving it on free loopback ports
- * (viewers at `ws://127.0.0.1:<wsPort>/barrage-videos`); `engineYaml` adds keys under `engine:`.
+ * A fresh folder with an entry (the shipped barrage one unless told) and a yaml serving it on free
+ * loopback ports (viewers at `ws://127.0.0.1:<wsPort>/barrage-videos`).
  */
-export async function seedEngineFolder(engineYaml = ''): Promise<EngineFolder> {
+export async function seedEngineFolder(options: SeedOptions = {}): Promise<EngineFolder> {
+  const { engineYaml = '', entry = 'lua/entry.websocket.lua', level = 'info', logFile = '' } = options;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-engine-'));
   const [wsPort, apiPort] = [await freePort(), await freePort()];
   fs.mkdirSync(path.join(dir, 'lua'));
-  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
+  fs.copyFileSync(path.join(ROOT, entry), path.join(dir, 'lua/entry.websocket.lua'));
   const file = path.join(dir, 'connmix.yaml');
   fs.writeFileSync(file, `
 logging:
-  level: info
-  filename: ""
+  level: ${level}
+  filename: "${logFile}"
 engine:
   apiServer: { port: ${apiPort}, bind: 127.0.0.1 }
 ${engineYaml}

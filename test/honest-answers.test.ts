@@ -75,7 +75,7 @@ test('Redis frozen: publishes answer E saying other nodes are unknown, /readyz t
 test('a frozen peer node: the publish counts it failed (f=1), and what it gets after its thaw, too late, it drops', async () => {
   const redis = await RedisServer.start();
   const a = await startNode({ engineYaml: meshYaml([redis.address], 'h2:') });
-  const { file, wsPort, apiPort } = await seedEngineFolder(meshYaml([redis.address], 'h2:'));
+  const { file, wsPort, apiPort } = await seedEngineFolder({ engineYaml: meshYaml([redis.address], 'h2:') });
   const peer = startEngine(file);
   const peerApi = `http://127.0.0.1:${apiPort}`;
   try {

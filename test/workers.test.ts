@@ -19,7 +19,7 @@ after(async () => {
 
 /** A folder with the shipped barrage entry and a yaml for a mesh over the suite's Redis under `prefix`. */
 function workerSetup(prefix: string, engineYaml = ''): Promise<EngineFolder> {
-  return seedEngineFolder(meshYaml([redis.address], prefix) + engineYaml);
+  return seedEngineFolder({ engineYaml: meshYaml([redis.address], prefix) + engineYaml });
 }
 
 test('engine -p 2 serves one port from two mesh nodes, replaces a dead worker, and stops on SIGTERM', async () => {

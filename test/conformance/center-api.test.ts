@@ -132,7 +132,7 @@ test('on a 2-node Redis mesh the center lists both nodes, and the SDK consumes f
 test('`connmix center -f conf/connmix.yaml -p 2` (the deployment doc) serves the center API of the Redis mesh', async () => {
   assert.ok(mesh, 'the 2-node mesh of the previous test');
   const { a, b, redis } = mesh;
-  const folder = await seedEngineFolder(meshYaml([redis.address], 'conformance:'));
+  const folder = await seedEngineFolder({ engineYaml: meshYaml([redis.address], 'conformance:') });
   const centerPort = await freePort();
   fs.appendFileSync(folder.file, `center:\n  apiServer: { port: ${centerPort}, bind: 127.0.0.1 }\n`);
   const center = startConnmix('center', folder.file, 2);

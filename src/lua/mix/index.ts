@@ -102,32 +102,37 @@ function serverOption(host: MixHost): LuaFunction {
   };
 }
 
+/** Pushes a mesh answer's two counts (`s, f` of a publish, `n, f` of a count). */
+function pushTwoCounts(L: LuaState, first: number, second: number): number {
+  lua_pushnumber(L, first);
+  lua_pushnumber(L, second);
+  return 2;
+}
+
+/** Pushes `nil, nil, err`: a mesh call that could not be made. */
+function pushMeshFailure(L: LuaState, error: Error): number {
+  lua_pushnil(L);
+  lua_pushnil(L);
+  lua_pushstring(L, Buffer.from(error.message));
+  return 3;
+}
+
 /** `mix.mesh.publish(channel, data[, type])` → `success, fail` (or `nil, nil, err` if the broker fails). */
 function meshPublish(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
+  const pushCounts = (L: LuaState, result: PublishResult): number => pushTwoCounts(L, result.s, result.f);
   return (L) => {
     const channel = luaToJsString(luaL_checklstring(L, 1));
     const data = bytesView(luaL_checklstring(L, 2));
     const binary = checkMessageType(L, 3);
-    const pushCounts = (L: LuaState, result: PublishResult): number => {
-      lua_pushnumber(L, result.s);
-      lua_pushnumber(L, result.f);
-      return 2;
-    };
-    const pushFailure = (L: LuaState, error: Error): number => {
-      lua_pushnil(L);
-      lua_pushnil(L);
-      lua_pushstring(L, Buffer.from(error.message));
-      return 3;
-    };
     const invalid = channelError(channel);
-    if (invalid) return pushFailure(L, new Error(invalid));
+    if (invalid) return pushMeshFailure(L, new Error(invalid));
     let answer: PublishResult | Promise<PublishResult>;
     try {
       answer = host.publish(channel, data, binary);
     } catch (error) {
-      return pushFailure(L, error as Error);
+      return pushMeshFailure(L, error as Error);
     }
-    return settle(vm, L, answer, pushCounts, pushFailure);
+    return settle(vm, L, answer, pushCounts, pushMeshFailure);
   };
 }
 
@@ -154,27 +159,17 @@ function meshSend(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
  * did not answer in time (or `nil, nil, err`). Answers may be a couple of seconds old (see subscriber-counts.ts).
  */
 function meshCount(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
+  const pushCounts = (L: LuaState, result: CountResult): number => pushTwoCounts(L, result.n, result.f);
   return (L) => {
     const channel = luaToJsString(luaL_checklstring(L, 1));
-    const pushCounts = (L: LuaState, result: CountResult): number => {
-      lua_pushnumber(L, result.n);
-      lua_pushnumber(L, result.f);
-      return 2;
-    };
-    const pushFailure = (L: LuaState, error: Error): number => {
-      lua_pushnil(L);
-      lua_pushnil(L);
-      lua_pushstring(L, Buffer.from(error.message));
-      return 3;
-    };
     const invalid = channelError(channel) ?? (host.count ? null : 'mix.mesh.count is not available on this host');
-    if (invalid) return pushFailure(L, new Error(invalid));
+    if (invalid) return pushMeshFailure(L, new Error(invalid));
     let answer: CountResult | Promise<CountResult>;
     try {
       answer = (host.count as NonNullable<MixHost['count']>)(channel);
     } catch (error) {
-      return pushFailure(L, error as Error);
+      return pushMeshFailure(L, error as Error);
     }
-    return settle(vm, L, answer, pushCounts, pushFailure);
+    return settle(vm, L, answer, pushCounts, pushMeshFailure);
   };
 }
