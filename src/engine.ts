@@ -16,7 +16,7 @@ import { MemoryQueue, QueueError, type QueueItem } from './queue/memory-queue';
 import { WebSocketBusinessServer } from './server/websocket-server';
 import type { NodeServices } from './server/node-services';
 import { SocketBusinessServer } from './server/socket-server';
-import { CloseCode } from './server/close-codes';
+import { CloseCode } from './wire/close-codes';
 import { FdGuard, openFileLimit } from './server/fd-guard';
 
 /** How often the yaml file is checked for changes to its hot keys. */

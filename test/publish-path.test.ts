@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { EVAL, TestClient, post, withNode } from './helpers';
-import { WriteBatch } from '../src/server/write-batch';
+import { WriteBatch } from '../src/wire/write-batch';
 import { LuaVM } from '../src/lua/vm';
 
 // The publish path: a message is framed once for all its WebSocket subscribers and never enters Lua.

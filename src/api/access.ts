@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { AccessUser } from '../config/schema';
-import { globPattern } from '../server/http-request';
+import { globPattern } from '../wire/http-request';
 
 /** What a request needs: `read` for GET routes and metrics, `write` for everything that changes state. */
 export type Role = 'read' | 'write';

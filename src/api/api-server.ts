@@ -7,7 +7,8 @@ import { createHttpApi, type ApiNode, type Authorize } from './http-api';
 import { meshRouteOf, serveMeshRoute } from './mesh-routes';
 import { WsApi, type WsApiNode } from './ws-api';
 import type { Metrics } from '../metrics';
-import { destroySocket } from '../server/http-request';
+import { destroySocket } from '../wire/http-request';
+import { refuse, type RefusalBody } from '../wire/refusal';
 import { BodyBudget } from './body-budget';
 import type { FdGuard } from '../server/fd-guard';
 
@@ -61,12 +62,12 @@ export class ApiServer {
     this.http.on('upgrade', (req, socket, head) => {
       socket.on('error', destroySocket);
       if ((req.url ?? '').split('?', 1)[0] !== '/ws/v1') {
-        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        refuse(socket, 404);
         return;
       }
       const denial = this.access.check(req, 'write');
       if (denial) {
-        socket.end(refusal(denial));
+        refuse(socket, denial.status, accessRefusal(denial));
         return;
       }
       this.wsApi.handleUpgrade(req, socket, head);
@@ -131,11 +132,12 @@ export class ApiServer {
   }
 }
 
-/** A raw HTTP answer refusing an upgrade. */
-function refusal(denial: NonNullable<AccessDenial>): string {
-  const body = JSON.stringify({ E: { c: denial.status, m: denial.message } });
-  const status = denial.status === 401 ? '401 Unauthorized' : '403 Forbidden';
-  const challenge = denial.status === 401 ? 'WWW-Authenticate: Basic realm="connmix"\r\n' : '';
-  return `HTTP/1.1 ${status}\r\n${challenge}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+/** How an upgrade the accounts deny is refused: the API's error answer, and a Basic challenge for 401. */
+function accessRefusal(denial: NonNullable<AccessDenial>): RefusalBody {
+  return {
+    body: JSON.stringify({ E: { c: denial.status, m: denial.message } }),
+    contentType: 'application/json',
+    headers: denial.status === 401 ? { 'WWW-Authenticate': 'Basic realm="connmix"' } : {},
+  };
 }
 

@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../log';
 import type { AccessDenial, Role } from './access';
 import type { CountResult, NodeInfo, PublishResult } from '../mesh/broker';
-import { ApiError, ErrorCode } from './errors';
+import { ApiError, ErrorCode } from '../wire/api-errors';
 import type { Metrics } from '../metrics';
 
 /** What the HTTP API needs from its node. */

@@ -1,7 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
-import { ApiError, ErrorCode } from './errors';
+import { ApiError, ErrorCode } from '../wire/api-errors';
+import { whenSettled, type MaybePromise } from '../wire/maybe-promise';
+import type { CountAnswer, PublishAnswer, SendAnswer } from '../wire/api-answers';
 import { countRequest, parseBody, publishRequest, sendRequest } from './requests';
 import type { ApiNode, Authorize } from './http-api';
 import type { BodyBudget } from './body-budget';
@@ -101,14 +103,14 @@ function declaredLength(req: IncomingMessage): number {
   return Number.isSafeInteger(value) && value > 0 ? value : 0;
 }
 
-type Answer = { s: number; f: number } | { s: true } | { n: number; f: number };
+type MeshAnswer = PublishAnswer | SendAnswer | CountAnswer;
 
-function publish(node: ApiNode, body: Record<string, unknown>): Answer | Promise<Answer> {
+function publish(node: ApiNode, body: Record<string, unknown>): MaybePromise<MeshAnswer> {
   const { target, payload, binary } = publishRequest(body);
   return settleMesh(() => node.publish(target, payload, binary), (result) => ({ s: result.s, f: result.f }));
 }
 
-function send(node: ApiNode, body: Record<string, unknown>): Answer | Promise<Answer> {
+function send(node: ApiNode, body: Record<string, unknown>): MaybePromise<MeshAnswer> {
   const { target, payload, binary } = sendRequest(body);
   return settleMesh(() => node.send(target, payload, binary), (sent) => {
     if (!sent) throw new ApiError(ErrorCode.SEND_FAILED, `send failed: client ${target} not found or gone`);
@@ -116,7 +118,7 @@ function send(node: ApiNode, body: Record<string, unknown>): Answer | Promise<An
   });
 }
 
-function count(node: ApiNode, body: Record<string, unknown>): Answer | Promise<Answer> {
+function count(node: ApiNode, body: Record<string, unknown>): MaybePromise<MeshAnswer> {
   const channel = countRequest(body);
   return settleMesh(() => node.count(channel), (result) => ({ n: result.n, f: result.f }));
 }
@@ -125,15 +127,15 @@ function count(node: ApiNode, body: Record<string, unknown>): Answer | Promise<A
  * Runs a mesh operation and shapes its answer, staying synchronous when the mesh is (the memory
  * broker); a failure of the mesh itself answers code 500, never a false success.
  */
-function settleMesh<T>(operation: () => T | Promise<T>, shape: (value: T) => Answer): Answer | Promise<Answer> {
+function settleMesh<T>(operation: () => MaybePromise<T>, shape: (value: T) => MeshAnswer): MaybePromise<MeshAnswer> {
   const unavailable = (error: unknown): never => {
     throw new ApiError(ErrorCode.MESH_UNAVAILABLE, `mesh unavailable: ${(error as Error).message}`);
   };
-  let value: T | Promise<T>;
+  let value: MaybePromise<T>;
   try {
     value = operation();
   } catch (error) {
     return unavailable(error);
   }
-  return value instanceof Promise ? value.then(shape, unavailable) : shape(value);
+  return whenSettled(value, shape, unavailable);
 }

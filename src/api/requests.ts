@@ -1,5 +1,5 @@
 import { channelError } from '../mesh/hub';
-import { invalidParams } from './errors';
+import { invalidParams } from '../wire/api-errors';
 
 /** A validated `{c, d, t}` request of `/v1/mesh/publish` or `/v1/mesh/send` (reference 5.1). */
 export interface MeshRequest {

@@ -5,10 +5,12 @@ import { WebSocketServer, WebSocket } from 'ws';
 import type { Logger } from '../log';
 import { CONN_FUNCTIONS, type CallOutcome, type ConnFunction, type CountResult, type PublishResult } from '../mesh/broker';
 import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memory-queue';
-import { ApiError, ErrorCode, invalidParams } from './errors';
+import { ApiError, ErrorCode, invalidParams } from '../wire/api-errors';
 import { countRequest, parseJsonKeepingIds, publishRequest, sendRequest } from './requests';
-import { textFrame } from '../server/frame';
-import { WriteBatch, blockedFor, type Batchable } from '../server/write-batch';
+import { textFrame } from '../wire/frame';
+import { whenSettled } from '../wire/maybe-promise';
+import type { Reply } from '../wire/api-answers';
+import { WriteBatch, blockedFor, type Batchable } from '../wire/write-batch';
 
 /** What the WebSocket API needs from its node. */
 export interface WsApiNode {
@@ -36,7 +38,6 @@ export interface WsApiOptions {
 const CONSUMER_HIGH_WATER = 1024 * 1024;
 
 /** A success carries `r`; an error only `E` and `i`, as CONNMIX's documented `{"E":{"c","m"},"i"}`. */
-type Reply = { E: null; r: unknown; i: unknown } | { E: { c: number; m: string }; i: unknown };
 
 /**
  * A backend connection to `/ws/v1`: requests `{m, p, i}` answered `{E, r, i}` in request order (the
@@ -193,17 +194,17 @@ export class WsApi {
         return this.call(params);
       case 'mesh.send': {
         const { target, payload, binary } = sendRequest(params);
-        return settle(this.node.send(target, payload, binary), (sent) => {
+        return whenSettled(this.node.send(target, payload, binary), (sent) => {
           if (!sent) throw new ApiError(ErrorCode.SEND_FAILED, `send failed: client ${target} not found or gone`);
           return { s: true };
         });
       }
       case 'mesh.publish': {
         const { target, payload, binary } = publishRequest(params);
-        return settle(this.node.publish(target, payload, binary), (result) => ({ s: result.s, f: result.f }));
+        return whenSettled(this.node.publish(target, payload, binary), (result) => ({ s: result.s, f: result.f }));
       }
       case 'mesh.count':
-        return settle(this.node.count(countRequest(params)), (result) => ({ n: result.n, f: result.f }));
+        return whenSettled(this.node.count(countRequest(params)), (result) => ({ n: result.n, f: result.f }));
       default:
         throw invalidParams(`unknown method ${JSON.stringify(method)}`);
     }
@@ -234,7 +235,7 @@ export class WsApi {
     if (!CONN_FUNCTIONS.includes(f as ConnFunction)) throw invalidParams(`p.f must be one of ${CONN_FUNCTIONS.join(', ')}`);
     if (!Array.isArray(a)) throw invalidParams('p.a must be a list of arguments');
     checkCallArgs(f as ConnFunction, a);
-    return settle(this.node.call(clientId, f as ConnFunction, a), (error) => {
+    return whenSettled(this.node.call(clientId, f as ConnFunction, a), (error) => {
       if (error) throw new ApiError(ErrorCode.CALL_FAILED, error);
       return { s: true };
     });
@@ -287,10 +288,6 @@ function unwrapParams(params: unknown): Record<string, unknown> {
   if (params === null || params === undefined) return {};
   if (typeof params !== 'object') throw invalidParams('p must be an object');
   return params as Record<string, unknown>;
-}
-
-function settle<T, R>(value: T | Promise<T>, then: (value: T) => R): R | Promise<R> {
-  return value instanceof Promise ? value.then(then) : then(value);
 }
 
 function ok(result: unknown, id: unknown): Reply {

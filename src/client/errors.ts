@@ -1,4 +1,4 @@
-import { ErrorCode as EngineErrorCode } from '../api/errors';
+import { ErrorCode as EngineErrorCode } from '../wire/api-errors';
 
 /**
  * The `E.c` codes an engine answers with, plus `NO_ANSWER` for requests that got no answer at all

@@ -1,6 +1,7 @@
 import { answerError, ConnmixError, ErrorCode, noAnswer } from './errors';
 import { encodePayload } from './payload';
 import type { CountResult, NodeInfo, Payload, PayloadOptions, PublishResult } from './types';
+import type { CountAnswer, PublishAnswer } from '../wire/api-answers';
 
 /** One node's HTTP API (`/v1/mesh/publish`, `/v1/mesh/send`, `/v1/mesh/count`, `/v1/nodes`, `/version`). */
 export class HttpApi {
@@ -12,7 +13,7 @@ export class HttpApi {
   ) {}
 
   async publish(channel: string, data: Payload, options?: PayloadOptions): Promise<PublishResult> {
-    const r = (await this.request('POST', '/v1/mesh/publish', { c: channel, ...encodePayload(data, options) })) as { s: number; f: number };
+    const r = (await this.request('POST', '/v1/mesh/publish', { c: channel, ...encodePayload(data, options) })) as PublishAnswer;
     return { delivered: r.s, failed: r.f };
   }
 
@@ -21,7 +22,7 @@ export class HttpApi {
   }
 
   async count(channel: string): Promise<CountResult> {
-    const r = (await this.request('POST', '/v1/mesh/count', { c: channel })) as { n: number; f: number };
+    const r = (await this.request('POST', '/v1/mesh/count', { c: channel })) as CountAnswer;
     return { subscribers: r.n, unansweredNodes: r.f };
   }
 

@@ -3,6 +3,7 @@ import { Backoff } from './backoff';
 import { answerError, ConnmixError, noAnswer } from './errors';
 import { encodePayload } from './payload';
 import type { BackoffOptions, CountResult, Payload, PayloadOptions, PublishResult, QueueEvent } from './types';
+import type { CountAnswer, PublishAnswer } from '../wire/api-answers';
 
 export interface NodeSocketOptions {
   /** Headers of the upgrade request (the `access.users` credentials). */
@@ -100,7 +101,7 @@ export class NodeSocket {
   }
 
   async publish(channel: string, data: Payload, options?: PayloadOptions): Promise<PublishResult> {
-    const r = (await this.call('mesh.publish', { c: channel, ...encodePayload(data, options) })) as { s: number; f: number };
+    const r = (await this.call('mesh.publish', { c: channel, ...encodePayload(data, options) })) as PublishAnswer;
     return { delivered: r.s, failed: r.f };
   }
 
@@ -110,7 +111,7 @@ export class NodeSocket {
 
   /** Connections subscribed to `channel` over the mesh (the node reuses an answer for about 2 s). */
   async count(channel: string): Promise<CountResult> {
-    const r = (await this.call('mesh.count', { c: channel })) as { n: number; f: number };
+    const r = (await this.call('mesh.count', { c: channel })) as CountAnswer;
     return { subscribers: r.n, unansweredNodes: r.f };
   }
 

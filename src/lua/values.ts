@@ -1,5 +1,6 @@
 import { lua, lauxlib, luaToJsString, type LuaState } from './fengari';
 import { limitsOf, DEFAULT_LIMITS } from './limits';
+import type { ContextValue } from '../session/context';
 
 const {
   LUA_TNIL, LUA_TBOOLEAN, LUA_TNUMBER, LUA_TSTRING, LUA_TTABLE,
@@ -13,7 +14,7 @@ const { luaL_checkstack } = lauxlib;
 export const MAX_DEPTH = 64;
 
 /** A plain JS value that can cross into Lua and back. */
-export type LuaValue = null | boolean | number | string | Uint8Array | LuaValue[] | { [key: string]: LuaValue };
+export type LuaValue = ContextValue;
 
 export class ConversionError extends Error {}
 

@@ -1,7 +1,6 @@
 import type { Broker, CallOutcome, ConnFunction, LocalDelivery, PublishResult } from './broker';
-import type { ConnectionContext } from '../lua/mix/context';
-import type { LuaValue } from '../lua/values';
-import { frame } from '../server/frame';
+import type { ConnectionContext } from '../session/context';
+import { frame } from '../wire/frame';
 import type { Metrics, Protocol } from '../metrics';
 
 /**
@@ -179,12 +178,8 @@ export class Hub implements LocalDelivery {
     if (!conn) return `client ${clientId} not found or gone`;
     switch (fn) {
       case 'set_context_value':
-        if (args[1] === null || args[1] === undefined) conn.context.delete(String(args[0]));
-        else conn.context.set(String(args[0]), args[1] as LuaValue);
-        return null;
       case 'set_context':
-        conn.context.clear();
-        for (const [key, value] of Object.entries(args[0] as Record<string, LuaValue>)) conn.context.set(key, value);
+        conn.context.apply(fn, args);
         return null;
       case 'subscribe':
         return this.subscribe(conn, args as string[]);

@@ -7,6 +7,7 @@ import { MAX_NODE_NUMBER, newNodeId, nodeNumberOf } from './ids';
 import { NodeRegistry } from './node-registry';
 import { bounded, connectMeshRedis, NotSentError, type MeshRedis, type Role } from './redis-connections';
 import { RedisProbe } from './redis-probe';
+import { whenSettled } from '../wire/maybe-promise';
 
 /** Timings of the Redis broker, in milliseconds. */
 export interface RedisBrokerOptions {
@@ -374,9 +375,7 @@ export class RedisBroker implements Broker {
       if (error) this.log.debug('conn.call from another node failed', { client_id: clientId, f, error });
       this.answer(origin, request, error ? 0 : 1, error ? 1 : 0);
     };
-    const outcome = local.callOn(clientId, f, a);
-    if (outcome instanceof Promise) outcome.then(report, (error: Error) => report(error.message));
-    else report(outcome);
+    void whenSettled(local.callOn(clientId, f, a), report, (error) => report((error as Error).message));
   }
 
   private answer(origin: string, request: number, s: number, f: number): void {

@@ -1,10 +1,10 @@
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import { ConnectionContext } from '../lua/mix/context';
+import { ConnectionContext } from '../session/context';
 import type { Subscriber, Outgoing } from '../mesh/hub';
-import { frame } from './frame';
-import type { Batchable, WriteBatch } from './write-batch';
-import { CloseCode } from './close-codes';
+import { frame } from '../wire/frame';
+import type { Batchable, WriteBatch } from '../wire/write-batch';
+import { CloseCode } from '../wire/close-codes';
 import type { DropReason, Metrics } from '../metrics';
 
 export interface ConnectionLimits {

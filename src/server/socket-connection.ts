@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
-import { ConnectionContext } from '../lua/mix/context';
+import { ConnectionContext } from '../session/context';
 import type { Subscriber, Outgoing } from '../mesh/hub';
-import type { Batchable, WriteBatch } from './write-batch';
+import type { Batchable, WriteBatch } from '../wire/write-batch';
 
 const EMPTY = Buffer.alloc(0);
 

@@ -5,17 +5,18 @@ import type { BusinessServerConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { lua, K, type LuaState } from '../lua/fengari';
 import { LuaVM, type LuaHookError, type PushArgs } from '../lua/vm';
-import { HookQueue } from '../lua/hook-queue';
+import { HookQueue } from '../session/hook-queue';
 import type { ScriptConnection } from '../lua/mix';
 import { releaseConn } from '../lua/mix/conn';
 import { LuaRedisPool } from '../lua/mix/redis';
 import { Connection, type ConnectionLimits } from './connection';
 import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers } from './script-host';
-import { WriteBatch, blockedFor } from './write-batch';
+import { WriteBatch, blockedFor } from '../wire/write-batch';
 import { Admission } from './admission';
-import { CloseCode, closeCodeLabel, protocolErrorCode } from './close-codes';
-import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket } from './http-request';
+import { CloseCode, closeCodeLabel, protocolErrorCode } from '../wire/close-codes';
+import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket } from '../wire/http-request';
+import { refuse } from '../wire/refusal';
 import { secondsSince, type Metrics } from '../metrics';
 
 const { lua_pushstring, lua_createtable, lua_setfield, lua_pushboolean, lua_pushnil } = lua;
@@ -97,8 +98,8 @@ export class WebSocketBusinessServer {
       requestTimeout: config.handshakeTimeout * 1000,
       connectionsCheckingInterval: Math.min(1000, config.handshakeTimeout * 1000),
     }, (req, res) => {
-      res.writeHead(pathMatches(this.path, req.url) ? 426 : 404, { 'content-type': 'text/plain', connection: 'close' });
-      res.end(pathMatches(this.path, req.url) ? 'Upgrade Required\n' : 'Not Found\n');
+      const upgrade = pathMatches(this.path, req.url);
+      refuse(res, upgrade ? 426 : 404, { body: upgrade ? 'Upgrade Required\n' : 'Not Found\n', contentType: 'text/plain' });
     });
     this.http.on('connection', (socket: Socket) => this.connected(socket));
     this.http.on('upgrade', (req, socket, head) => {
@@ -107,7 +108,7 @@ export class WebSocketBusinessServer {
       const refusal = this.refusal(req);
       if (refusal) {
         this.metrics?.refused.inc({ reason: refusal.reason });
-        socket.end(`HTTP/1.1 ${refusal.status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+        refuse(socket, refusal.status);
         return;
       }
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
@@ -180,16 +181,16 @@ export class WebSocketBusinessServer {
   }
 
   /** Why an upgrade request is refused (draining, path, origin, connection limits), or null to accept it. */
-  private refusal(req: http.IncomingMessage): { status: string; reason: string } | null {
+  private refusal(req: http.IncomingMessage): { status: number; reason: string } | null {
     // An upgrade that raced the stop (cluster workers get connections until the primary knows) is told to retry elsewhere.
-    if (this.stopping) return { status: '503 Service Unavailable', reason: 'shutting_down' };
-    if (!pathMatches(this.path, req.url)) return { status: '404 Not Found', reason: 'path' };
+    if (this.stopping) return { status: 503, reason: 'shutting_down' };
+    if (!pathMatches(this.path, req.url)) return { status: 404, reason: 'path' };
     if (this.origins && !this.origins.some((pattern) => pattern.test(req.headers.origin ?? ''))) {
-      return { status: '403 Forbidden', reason: 'origin' };
+      return { status: 403, reason: 'origin' };
     }
     const reason = this.admission.refusal(clientIp(req.socket), this.sessions.size);
     if (reason === null) return null;
-    return { status: reason === 'max_connections_per_ip' ? '429 Too Many Requests' : '503 Service Unavailable', reason };
+    return { status: reason === 'max_connections_per_ip' ? 429 : 503, reason };
   }
 
   private accept(ws: WebSocket, req: http.IncomingMessage): void {

@@ -3,7 +3,7 @@ import { pushValue, toJs, ConversionError, type LuaValue } from '../values';
 import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
 import { settle, checkMessageType } from './settle';
-import { WaitTimeoutError } from './context';
+import { WaitTimeoutError } from '../../session/context';
 import { limitsOf, DEFAULT_LIMITS } from '../limits';
 
 const { LUA_REGISTRYINDEX, lua_pushstring, lua_pushnil, lua_gettop, lua_settop, lua_newuserdata, lua_rawgeti, lua_createtable,
@@ -92,20 +92,14 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     set_context: (L) => {
       const conn = self(L);
       luaL_checktype(L, 2, lua.LUA_TTABLE);
-      const table = contextValue(L, 2);
-      conn.context.clear();
-      for (const [key, value] of Object.entries(Array.isArray(table) ? { ...table } : table ?? {})) {
-        conn.context.set(key, value);
-      }
+      conn.context.apply('set_context', [contextValue(L, 2)]);
       return 0;
     },
     set_context_value: (L) => {
       const conn = self(L);
       const key = luaToJsString(luaL_checklstring(L, 2));
       luaL_checkany(L, 3);
-      const value = contextValue(L, 3);
-      if (value === null) conn.context.delete(key);
-      else conn.context.set(key, value);
+      conn.context.apply('set_context_value', [key, contextValue(L, 3)]);
       return 0;
     },
     subscribe: (L) => {

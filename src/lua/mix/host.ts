@@ -1,5 +1,5 @@
 import type { Logger } from '../../log';
-import type { ConnectionContext } from './context';
+import type { ConnectionContext } from '../../session/context';
 import type { CountResult, PublishResult } from '../../mesh/broker';
 import type { QueueItem } from '../../queue/memory-queue';
 import type { LuaRedisPool } from './redis';

@@ -5,7 +5,6 @@ import type { LuaRedisConfig } from '../../config/schema';
 import type { Logger } from '../../log';
 import { settle } from './settle';
 import { limitsOf, DEFAULT_LIMITS } from '../limits';
-import type { MixHost, ScriptConnection } from './host';
 
 const { LUA_TSTRING, LUA_TNUMBER, lua_type, lua_typename, lua_tonumber, lua_gettop, lua_pushstring, lua_pushnumber,
   lua_pushnil, lua_pushboolean, lua_createtable, lua_rawseti, lua_newuserdata, lua_newtable, lua_pushvalue, lua_setfield,
@@ -190,7 +189,7 @@ function replyElements(reply: unknown, max: number): number {
 }
 
 /** `redis:command(cmd, ...)` → `result, err`; a Redis error reply is an `err` too. */
-function command(vm: LuaVM<ScriptConnection>): LuaFunction {
+function command<Owner>(vm: LuaVM<Owner>): LuaFunction {
   return (L) => {
     const client = self(L);
     const name = luaToJsString(luaL_checklstring(L, 2));
@@ -200,8 +199,13 @@ function command(vm: LuaVM<ScriptConnection>): LuaFunction {
   };
 }
 
+/** What `mix.redis` needs of its host (MixHost has it): the named connections, none if absent. */
+export interface RedisHost {
+  readonly redis?: LuaRedisPool;
+}
+
 /** `mix.redis.connection(name)` → `redis, err`. */
-function connection(host: MixHost): LuaFunction {
+function connection(host: RedisHost): LuaFunction {
   return (L) => {
     const name = luaToJsString(luaL_checklstring(L, 1));
     const client = host.redis?.get(name) ?? null;
@@ -216,7 +220,7 @@ function connection(host: MixHost): LuaFunction {
  * Pushes the `mix.redis` table (reference 4.7) and registers the metatable of its connection objects.
  * Waiting for Redis suspends the calling hook only.
  */
-export function pushRedisModule(vm: LuaVM<ScriptConnection>, host: MixHost): void {
+export function pushRedisModule<Owner>(vm: LuaVM<Owner>, host: RedisHost): void {
   const L = vm.L;
   luaL_newmetatable(L, REDIS);
   luaL_setfuncs(L, {

@@ -1,5 +1,6 @@
 import { lua, lauxlib, luaToJsString, type LuaState } from '../fengari';
 import type { LuaVM } from '../vm';
+import type { MaybePromise } from '../../wire/maybe-promise';
 
 const { lua_isnoneornil, lua_pushnil, lua_pushstring } = lua;
 const { luaL_checklstring, luaL_argerror } = lauxlib;
@@ -12,7 +13,7 @@ const { luaL_checklstring, luaL_argerror } = lauxlib;
 export function settle<T, Owner>(
   vm: LuaVM<Owner>,
   L: LuaState,
-  answer: T | Promise<T>,
+  answer: MaybePromise<T>,
   push: (L: LuaState, value: T) => number,
   pushFailure: (L: LuaState, error: Error) => number = pushNilMessage,
   cancel?: () => void,

@@ -1,4 +1,4 @@
-/** The `E.c` codes of CONNMIX's APIs (reference 5.2 error table), plus ours from 500 up. */
+/** The `E.c` codes of CONNMIX's APIs (the error table of its API docs), plus ours from 404 up. */
 export const ErrorCode = {
   INVALID_PARAMS: 101,
   CONSUME_FAILED: 201,

@@ -35,14 +35,24 @@ export function closeCodeLabel(code: number): string {
 }
 
 /**
+ * The close code ws sends for each error code it documents (ws's doc/ws.md, "Error codes") that is not a
+ * plain protocol error (1002): bad UTF-8 is invalid payload data (1007), too many fragments a policy
+ * breach (1008), a frame or message over `maxPayload` too big (1009).
+ */
+const WS_ERROR_CLOSE_CODES: ReadonlyMap<string, number> = new Map([
+  ['WS_ERR_INVALID_UTF8', 1007],
+  ['WS_ERR_TOO_MANY_BUFFERED_PARTS', CloseCode.POLICY],
+  ['WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH', CloseCode.TOO_BIG],
+  ['WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', CloseCode.TOO_BIG],
+]);
+
+/**
  * The close code ws sent when it closed a connection for a client's protocol error (1002, 1007, 1008
  * or 1009), or null for any other error. ws stops reading after such an error, so its own 'close'
- * event reports 1006; this is what on_close and the metrics report instead. ws keeps the code on the
- * error under a symbol it does not export (`Symbol('status-code')`).
+ * event reports 1006; this is what on_close and the metrics report instead. It is read from the error's
+ * public `code` (ws's documented `WS_ERR_*` names), not from ws internals.
  */
 export function protocolErrorCode(error: Error & { code?: string }): number | null {
   if (!error.code?.startsWith('WS_ERR_')) return null;
-  const status = Object.getOwnPropertySymbols(error).find((symbol) => symbol.description === 'status-code');
-  const code = status === undefined ? undefined : (error as unknown as Record<symbol, unknown>)[status];
-  return typeof code === 'number' ? code : CloseCode.PROTOCOL_ERROR;
+  return WS_ERROR_CLOSE_CODES.get(error.code) ?? CloseCode.PROTOCOL_ERROR;
 }

@@ -1,7 +1,14 @@
-import type { LuaValue } from '../values';
+/**
+ * A value a context holds: plain data that crosses into Lua and back (lua/values.ts converts it) and
+ * arrives as JSON from `conn.call`.
+ */
+export type ContextValue = null | boolean | number | string | Uint8Array | ContextValue[] | { [key: string]: ContextValue };
+
+/** The context writes a script (`conn:set_context*`) and the backend (`conn.call`) make. */
+export type ContextWrite = 'set_context' | 'set_context_value';
 
 interface Waiter {
-  resolve(value: LuaValue): void;
+  resolve(value: ContextValue): void;
   reject(error: Error): void;
 }
 
@@ -9,13 +16,13 @@ interface Waiter {
 export class WaitTimeoutError extends Error {}
 
 /**
- * A connection's context (reference 4.4): named values that live as long as the connection, set from
+ * A connection's context (CONNMIX's `conn:context()`): named values that live as long as the connection, set from
  * its hooks or remotely by the backend (`conn.call set_context_value`). Holds no nils: setting null
  * removes the key. `waitFor` lets a hook wait until a key is set, whoever sets it.
  */
 export class ConnectionContext {
   /** Made on first use: most connections of a barrage never set a value nor wait for one. */
-  private values: Map<string, LuaValue> | null = null;
+  private values: Map<string, ContextValue> | null = null;
   private waiters: Map<string, Waiter[]> | null = null;
   private closedWith: string | null = null;
 
@@ -30,12 +37,12 @@ export class ConnectionContext {
     return count;
   }
 
-  get(key: string): LuaValue | undefined {
+  get(key: string): ContextValue | undefined {
     return this.values?.get(key);
   }
 
   /** Sets `key` (null removes it) and wakes whoever waits for it. */
-  set(key: string, value: LuaValue): void {
+  set(key: string, value: ContextValue): void {
     if (value === null) {
       this.values?.delete(key);
       return;
@@ -55,8 +62,24 @@ export class ConnectionContext {
     this.values?.clear();
   }
 
-  entries(): IterableIterator<[string, LuaValue]> {
-    return (this.values ?? new Map<string, LuaValue>()).entries();
+  /**
+   * Applies a context write, the one path for both a hook's `conn:set_context*` and a backend's
+   * `conn.call`: `set_context_value` takes `[key, value]` (null or absent removes the key),
+   * `set_context` takes `[table]` and replaces every value with the table's (an array's by index).
+   */
+  apply(write: ContextWrite, args: readonly unknown[]): void {
+    if (write === 'set_context_value') {
+      this.set(String(args[0]), (args[1] ?? null) as ContextValue);
+      return;
+    }
+    const table = args[0];
+    this.clear();
+    if (table === null || typeof table !== 'object') return;
+    for (const [key, value] of Object.entries(Array.isArray(table) ? { ...table } : table)) this.set(key, value as ContextValue);
+  }
+
+  entries(): IterableIterator<[string, ContextValue]> {
+    return (this.values ?? new Map<string, ContextValue>()).entries();
   }
 
   /**
@@ -65,7 +88,7 @@ export class ConnectionContext {
    * `timeoutMs` (CONNMIX documents no timeout; without one a backend that never answers would hold the
    * connection's events, and its place, for good).
    */
-  waitFor(key: string, timeoutMs = Infinity): Promise<LuaValue> {
+  waitFor(key: string, timeoutMs = Infinity): Promise<ContextValue> {
     const value = this.values?.get(key);
     if (value !== undefined) return Promise.resolve(value);
     if (this.closedWith !== null) return Promise.reject(new Error(this.closedWith));
