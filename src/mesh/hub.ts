@@ -179,7 +179,7 @@ export class Hub implements LocalDelivery {
     switch (fn) {
       case 'set_context_value':
       case 'set_context':
-        conn.context.apply(fn, args);
+        conn.context.apply(fn, args[0], args[1]);
         return null;
       case 'subscribe':
         return this.subscribe(conn, args as string[]);

@@ -64,15 +64,16 @@ export class ConnectionContext {
 
   /**
    * Applies a context write, the one path for both a hook's `conn:set_context*` and a backend's
-   * `conn.call`: `set_context_value` takes `[key, value]` (null or absent removes the key),
-   * `set_context` takes `[table]` and replaces every value with the table's (an array's by index).
+   * `conn.call`, given the call's arguments as they come (no array built per call): `set_context_value`
+   * takes key and value (null or absent removes the key), `set_context` a table and replaces every value
+   * with the table's (an array's by index).
    */
-  apply(write: ContextWrite, args: readonly unknown[]): void {
+  apply(write: ContextWrite, first: unknown, second?: unknown): void {
     if (write === 'set_context_value') {
-      this.set(String(args[0]), (args[1] ?? null) as ContextValue);
+      this.set(String(first), (second ?? null) as ContextValue);
       return;
     }
-    const table = args[0];
+    const table = first;
     this.clear();
     if (table === null || typeof table !== 'object') return;
     for (const [key, value] of Object.entries(Array.isArray(table) ? { ...table } : table)) this.set(key, value as ContextValue);

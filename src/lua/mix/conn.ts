@@ -92,14 +92,14 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     set_context: (L) => {
       const conn = self(L);
       luaL_checktype(L, 2, lua.LUA_TTABLE);
-      conn.context.apply('set_context', [contextValue(L, 2)]);
+      conn.context.apply('set_context', contextValue(L, 2));
       return 0;
     },
     set_context_value: (L) => {
       const conn = self(L);
       const key = luaToJsString(luaL_checklstring(L, 2));
       luaL_checkany(L, 3);
-      conn.context.apply('set_context_value', [key, contextValue(L, 3)]);
+      conn.context.apply('set_context_value', key, contextValue(L, 3));
       return 0;
     },
     subscribe: (L) => {
