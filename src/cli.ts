@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { parseArgs } from 'node:util';
 import { loadConfig, ConfigError } from './config';
 import { WorkerSupervisor, READY_MESSAGE } from './workers';
 import { Engine, EngineConfigError } from './engine';
@@ -29,23 +30,29 @@ interface Args {
   workers: number;
 }
 
-function parseArgs(argv: string[]): Args {
+function parseCommandLine(argv: string[]): Args {
   const [command, ...rest] = argv;
   if (!COMMANDS.includes(command as Command)) throw new UsageError(`unknown command "${command ?? ''}"`);
+  // Not strict: each token is checked below, so every refusal names the argument as typed.
+  const { tokens } = parseArgs({
+    args: rest,
+    options: { file: { type: 'string', short: 'f' }, procs: { type: 'string', short: 'p' } },
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
   let file = '';
   let workers = 1;
-  for (let i = 0; i < rest.length; i++) {
-    const flag = rest[i];
-    const value = rest[i + 1];
-    if ((flag === '-f' || flag === '--file') && value !== undefined) {
-      file = value;
-      i++;
-    } else if ((flag === '-p' || flag === '--procs') && value !== undefined) {
-      workers = Number(value);
-      if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`-p takes a whole number of at least 1, got "${value}"`);
-      i++;
+  for (const token of tokens) {
+    if (token.kind === 'positional') throw new UsageError(`unexpected argument "${token.value}"`);
+    if (token.kind !== 'option' || token.value === undefined) throw new UsageError(`unexpected argument "${token.kind === 'option' ? token.rawName : '--'}"`);
+    if (token.name === 'file') {
+      file = token.value;
+    } else if (token.name === 'procs') {
+      workers = Number(token.value);
+      if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`-p takes a whole number of at least 1, got "${token.value}"`);
     } else {
-      throw new UsageError(`unexpected argument "${flag}"`);
+      throw new UsageError(`unexpected argument "${token.rawName}"`);
     }
   }
   if (!file) throw new UsageError('missing -f <connmix.yaml>');
@@ -58,7 +65,7 @@ class UsageError extends Error {}
 export async function main(argv: string[]): Promise<void> {
   let args: Args;
   try {
-    args = parseArgs(argv);
+    args = parseCommandLine(argv);
   } catch (error) {
     process.stderr.write(`connmix: ${(error as Error).message}\n\n${USAGE}`);
     process.exit(EXIT_USAGE);

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AccessUser } from '../config/schema';
 import { globPattern } from '../wire/http-request';
@@ -49,11 +50,14 @@ function basicCredentials(header: string | undefined): { username: string; passw
   return colon < 0 ? null : { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
-/** Compares in time independent of where the strings differ, so passwords cannot be guessed by timing. */
+/**
+ * Compares in time independent of where the strings differ, so passwords cannot be guessed by timing.
+ * Both sides are hashed first: timingSafeEqual needs equal lengths, and the digest hides the length too.
+ */
 function safeEqual(expected: string, given: string): boolean {
-  const a = Buffer.from(expected);
-  const b = Buffer.from(given);
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ (b[i % (b.length || 1)] ?? 0);
-  return diff === 0;
+  return timingSafeEqual(sha256(expected), sha256(given));
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
 }
