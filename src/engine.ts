@@ -3,13 +3,12 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from './config/schema';
 import { watchConfig, changedKeys, HOT_KEYS } from './config/watch';
 import { Logger } from './log';
-import type { Broker, CallOutcome, ConnFunction, CountResult, NodeInfo, PublishResult } from './mesh/broker';
+import type { Broker } from './mesh/broker';
 import { MemoryBroker } from './mesh/memory-broker';
 import { RedisBroker } from './mesh/redis-broker';
-import { Hub, type Subscriber } from './mesh/hub';
-import { SubscriberCounts } from './mesh/subscriber-counts';
-import { ClientIdGenerator, nodeNumberOf } from './mesh/ids';
-import { Metrics, secondsSince } from './metrics';
+import { Hub } from './mesh/hub';
+import { Mesh } from './mesh/mesh';
+import { Metrics } from './metrics';
 import { ApiServer } from './api/api-server';
 import { CenterServer } from './api/center-server';
 import { MemoryQueue, QueueError, type QueueItem } from './queue/memory-queue';
@@ -32,27 +31,26 @@ export interface Listener {
 export class EngineConfigError extends Error {}
 
 /**
- * One node: the business servers, the hub of local subscribers, the broker that links the node to the
- * mesh, and the API server. Data flows socket → connection → Lua → hub/broker, and
- * API → broker → hub → connection.
+ * One node, wired: the business servers, the hub of local subscribers, the broker that links the node
+ * to the mesh, the Mesh in front of them, and the API server. The engine builds, starts, stops and
+ * reloads them; traffic goes through the Mesh (socket → connection → Lua → mesh, API → mesh → hub →
+ * connection).
  */
 export class Engine implements NodeServices {
   readonly log: Logger;
   readonly broker: Broker;
   readonly hub: Hub;
+  readonly mesh: Mesh;
   readonly metrics: Metrics;
-  private readonly counts: SubscriberCounts;
   readonly servers: (WebSocketBusinessServer | SocketBusinessServer)[] = [];
   readonly fdGuard: FdGuard;
   private api: ApiServer | null = null;
   /** CONNMIX's center API, served beside the node by `dev` and `single`. */
   private center: CenterServer | null = null;
   private readonly centerApi: boolean;
-  private ids: ClientIdGenerator | null = null;
   private memoryQueue: MemoryQueue | null = null;
   private unwatchConfig: (() => void) | null = null;
   private currentConfig: Config;
-  private stopping = false;
   /** The connections this process may hold under `engine.maxConnections` (0 = no limit). */
   private readonly connectionShare: number;
 
@@ -90,7 +88,7 @@ export class Engine implements NodeServices {
       meshExpired: () => (this.broker instanceof RedisBroker ? this.broker.expired : 0),
     }, { node: this.broker.nodeId });
     this.hub = new Hub(this.broker, this.metrics);
-    this.counts = new SubscriberCounts((channel) => this.broker.count(channel));
+    this.mesh = new Mesh(this.broker, this.hub, this.metrics, { localOnly: this.broker instanceof MemoryBroker });
     this.fdGuard = new FdGuard(openFileLimit(), config.engine.fdReserve, this.log, this.metrics);
     for (const server of config.engine.servers) {
       const Server = server.protocol === 'socket' ? SocketBusinessServer : WebSocketBusinessServer;
@@ -110,11 +108,12 @@ export class Engine implements NodeServices {
       const protocol = server instanceof SocketBusinessServer ? 'socket' : 'websocket';
       listeners.push({ name: `${protocol} server ${server.vm.chunkName}`, address: formatAddress(address) });
     }
-    this.api = new ApiServer(this.config.engine.apiServer, this, this.config.access.users, this.log, this.metrics, this.fdGuard);
+    this.api = new ApiServer(this.config.engine.apiServer, { mesh: this.mesh, queue: this.queue }, this.config.access.users, this.log, this.metrics, this.fdGuard);
     const apiAddress = await this.api.start();
+    this.mesh.setServing(true);
     listeners.push({ name: 'api server', address: formatAddress(apiAddress) });
     if (this.centerApi) {
-      this.center = new CenterServer(this.config.center.apiServer, this, this.config.access.users, this.log, this.fdGuard);
+      this.center = new CenterServer(this.config.center.apiServer, this.mesh, this.config.access.users, this.log, this.fdGuard);
       listeners.push({ name: 'center server', address: formatAddress(await this.center.start()) });
     }
     if (this.config.file) {
@@ -133,7 +132,7 @@ export class Engine implements NodeServices {
    * from the mesh. Each step is bounded, so the whole stop takes a few seconds at most.
    */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.mesh.setServing(false);
     this.unwatchConfig?.();
     this.api?.stopAccepting();
     await Promise.all([this.broker.leave(), ...this.servers.map((server) => server.stop(CloseCode.GOING_AWAY))]);
@@ -178,70 +177,8 @@ export class Engine implements NodeServices {
     this.queue.declare(topic, size);
   }
 
-  /** `conn.call`: runs a connection function for a backend, on whichever node holds the connection. */
-  call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome {
-    return this.broker.call(clientId, fn, args);
-  }
-
-
-  nextClientId(): string {
-    // The broker may take a new node number while serving (its number was taken during a Redis outage).
-    if (!this.ids || this.ids.nodeNumber !== this.broker.nodeNumber) this.ids = new ClientIdGenerator(this.broker.nodeNumber);
-    return this.ids.next();
-  }
-
-  attach(conn: Subscriber): void {
-    this.hub.add(conn);
-  }
-
-  detach(conn: Subscriber): void {
-    this.hub.remove(conn);
-  }
-
   nodeFull(): boolean {
     return this.connectionShare > 0 && this.servers.reduce((sum, server) => sum + server.connectionCount, 0) >= this.connectionShare;
-  }
-
-  subscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null> {
-    return this.hub.subscribe(conn, channels);
-  }
-
-  unsubscribe(conn: Subscriber, channels: string[]): string | null | Promise<string | null> {
-    return this.hub.unsubscribe(conn, channels);
-  }
-
-  publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult> {
-    return this.timed('publish', this.broker instanceof MemoryBroker ? 'local' : 'forward', this.broker.publish(channel, payload, binary));
-  }
-
-  send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean> {
-    const scenario = nodeNumberOf(clientId) === this.broker.nodeNumber ? 'local' : 'forward';
-    return this.timed('send', scenario, this.broker.send(clientId, payload, binary));
-  }
-
-  /** How many connections are subscribed to `channel` over the mesh (reused for a couple of seconds). */
-  count(channel: string): CountResult | Promise<CountResult> {
-    return this.counts.count(channel);
-  }
-
-  /** Whether the node can carry traffic: it is not stopping and its broker is connected (for /readyz). */
-  ready(): boolean {
-    return this.api !== null && !this.stopping && this.broker.ready();
-  }
-
-  /** Records how long a broker answer took (send_duration_seconds and broker_duration_seconds). */
-  private timed<T>(op: 'publish' | 'send', scenario: 'local' | 'forward', answer: T | Promise<T>): T | Promise<T> {
-    const started = process.hrtime.bigint();
-    const record = () => this.metrics.observeSend(op, scenario, secondsSince(started));
-    if (!(answer instanceof Promise)) {
-      record();
-      return answer;
-    }
-    return answer.finally(record);
-  }
-
-  nodes(): NodeInfo[] | Promise<NodeInfo[]> {
-    return this.broker.nodes();
   }
 }
 

@@ -225,7 +225,7 @@ test('a stopping node lets API publishes in flight finish: /ws/v1 and HTTP reque
     http.write(`POST /v1/mesh/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
     await new Promise((resolve) => setTimeout(resolve, 150));
     const stopped = c.stop();
-    assert.equal(c.engine.ready(), false, 'a stopping node is not ready');
+    assert.equal(c.engine.mesh.ready(), false, 'a stopping node is not ready');
     await new Promise((resolve) => setTimeout(resolve, 150));
     http.write(body.slice(10));
     assert.deepEqual(await viaWs, { E: null, r: { s: 1, f: 0 }, i: 1 });

@@ -167,7 +167,7 @@ test('two nodes: counts are summed over both, from either API and from Lua, and 
     const publishes = async () => Number(/cmdstat_publish:calls=(\d+)/.exec(await redis.cli('info', 'commandstats'))?.[1] ?? 0);
     await waitFor('the cached answer has expired', async () => {
       const before = await publishes();
-      const answers = await Promise.all(Array.from({ length: 50 }, () => a.engine.count('video:100002')));
+      const answers = await Promise.all(Array.from({ length: 50 }, () => a.engine.mesh.count('video:100002')));
       const after = await publishes();
       assert.ok(answers.every((answer) => answer.n === 1 && answer.f === 0), JSON.stringify(answers[0]));
       // 0 when the answer came from the cache; otherwise exactly one round.

@@ -3,6 +3,9 @@ import * as assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { SlidingSummary } from '../src/metrics/sliding-summary';
 import { BucketHistogram } from '../src/metrics/bucket-histogram';
+import { withNode, post, metric, EVAL } from './helpers';
+import { LineClient } from './line-client';
+import { waitFor } from './redis';
 
 function summary(registry: Registry, maxAgeSeconds = 600, sampleSize = 500) {
   return new SlidingSummary({
@@ -71,4 +74,52 @@ test('a bucket histogram reports cumulative buckets, +Inf, sum and count, in the
   }
   assert.match(text, /^test_hook_seconds_sum\{hook="on_message",node="n1"\} 3\.1035$/m);
   assert.match(text, /^test_hook_seconds_count\{hook="on_message",node="n1"\} 6$/m);
+});
+
+/**
+ * A socket entry whose protocol_encode spends SLOW_ENCODE_S of wall time on each delivery, and which
+ * subscribes every connection to "slow" and greets it with its client_id.
+ */
+const SLOW_ENCODE_S = 0.05;
+const SLOW_ENTRY = `
+function on_connect(client_id)
+  local conn = mix.socket.tcp()
+  conn:subscribe("slow")
+  conn:send(client_id .. "\\n")
+end
+function on_close() end
+function protocol_input(buf) return 0 end
+function protocol_decode(str) return str end
+function protocol_encode(str)
+  local started = os.clock()
+  while os.clock() - started < ${SLOW_ENCODE_S} do end
+  return str .. "\\n"
+end
+function on_message() end
+`;
+
+test('publish and send durations cover the local delivery: a slow protocol_encode shows in the histograms of /metrics', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL, 'lua/slow.lua': SLOW_ENTRY }, socketEntry: 'lua/slow.lua' }, async (node) => {
+    const client = new LineClient(node.socketPort);
+    const clientId = await client.line(20_000);
+    assert.match(clientId, /^\d+$/);
+    await waitFor('the client is subscribed', async () => (await post(`${node.apiUrl}/v1/mesh/count`, { c: 'slow' })).json.r?.n === 1, 20_000);
+
+    assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'slow', d: 'p' })).json, { E: null, r: { s: 1, f: 0 } });
+    assert.equal(await client.line(20_000), 'p');
+    assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/send`, { c: clientId, d: 's' })).json, { E: null, r: { s: true } });
+    assert.equal(await client.line(20_000), 's');
+
+    // The encode ran inside the publish and the send, so each recorded at least its time (the broker
+    // answers at once on one node: a clock started after it would record about nothing).
+    for (const op of ['publish', 'send']) {
+      assert.equal(await metric(node.apiUrl, new RegExp(`^connmix_broker_duration_seconds_count\\{op="${op}"`)), 1, op);
+      const sum = await metric(node.apiUrl, new RegExp(`^connmix_broker_duration_seconds_sum\\{op="${op}"`));
+      assert.ok(sum >= SLOW_ENCODE_S, `${op}: broker_duration_seconds_sum ${sum} < ${SLOW_ENCODE_S}`);
+    }
+    assert.equal(await metric(node.apiUrl, /^connmix_engine_servers_send_duration_seconds_count\{protocol="websocket",scenario="local"/), 2);
+    const sent = await metric(node.apiUrl, /^connmix_engine_servers_send_duration_seconds_sum\{protocol="websocket",scenario="local"/);
+    assert.ok(sent >= 2 * SLOW_ENCODE_S, `send_duration_seconds_sum ${sent} < ${2 * SLOW_ENCODE_S}`);
+    client.socket.destroy();
+  });
 });

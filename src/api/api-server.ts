@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { ApiServerConfig, AccessUser } from '../config/schema';
 import type { Logger } from '../log';
 import { AccessControl, type AccessDenial } from './access';
-import { createHttpApi, type ApiNode, type Authorize } from './http-api';
+import { createHttpApi, type Authorize, type NodeListing } from './http-api';
 import { meshRouteOf, serveMeshRoute } from './mesh-routes';
 import { WsApi, type WsApiNode } from './ws-api';
 import type { Metrics } from '../metrics';
@@ -31,7 +31,7 @@ export class ApiServer {
 
   constructor(
     private readonly config: ApiServerConfig,
-    node: ApiNode & WsApiNode,
+    node: WsApiNode & { readonly mesh: NodeListing },
     users: AccessUser[],
     private readonly log: Logger,
     metrics?: Metrics,
@@ -45,7 +45,7 @@ export class ApiServer {
       writeTimeout: config.writeTimeout,
     });
     const authorize: Authorize = (req, role) => this.access.check(req, role);
-    const app = createHttpApi(node, log, authorize, metrics);
+    const app = createHttpApi(node.mesh, log, authorize, metrics);
     const bodies = { maxBodySize: config.maxBodySize, budget: new BodyBudget(config.maxBytesInFlight) };
     this.http = http.createServer({
       // A client that trickles its headers or body (slowloris) is cut off; Node checks every connectionsCheckingInterval.
@@ -56,7 +56,7 @@ export class ApiServer {
       // A request on a kept-alive connection after the stop is served, and its connection closed after it.
       if (this.closed) res.setHeader('Connection', 'close');
       const route = meshRouteOf(req);
-      if (route) serveMeshRoute(route, req, res, node, authorize, log, bodies, metrics);
+      if (route) serveMeshRoute(route, req, res, node.mesh, authorize, log, bodies, metrics);
       else app(req, res);
     });
     this.http.on('upgrade', (req, socket, head) => {

@@ -2,23 +2,11 @@ import express, { type Request, type Response, type NextFunction } from 'express
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../log';
 import type { AccessDenial, Role } from './access';
-import type { CountResult, NodeInfo, PublishResult } from '../mesh/broker';
 import { ApiError, ErrorCode } from '../wire/api-errors';
 import type { Metrics } from '../metrics';
+import { ROUTES, isMeshRoute, type ExpressRoute, type NodeListing } from './routes';
 
-/** What the HTTP API needs from its node. */
-export interface ApiNode {
-  publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
-  send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
-  /** Subscribers of a channel over the mesh. */
-  count(channel: string): CountResult | Promise<CountResult>;
-  nodes(): NodeInfo[] | Promise<NodeInfo[]>;
-  /** Whether the node can carry traffic (its broker is connected). */
-  ready(): boolean;
-}
-
-/** What the read-only routes need: the center API serves them with no publish or send behind it. */
-export type NodeListing = Pick<ApiNode, 'nodes' | 'ready'>;
+export type { NodeListing } from './routes';
 
 /** Decides whether a request may go on (null) or is refused with an HTTP status and message. */
 export type Authorize = (req: IncomingMessage, role: Role) => AccessDenial;
@@ -42,14 +30,16 @@ export function createHttpApi(node: NodeListing, log: Logger, authorize: Authori
       next();
     });
   }
-  // Probes for load balancers and orchestrators: no credentials, nothing revealed.
-  app.get('/healthz', (_req, res) => {
-    res.json({ ok: true });
-  });
-  app.get('/readyz', (_req, res) => {
-    const ready = node.ready();
-    res.status(ready ? 200 : 503).json({ ready });
-  });
+  // The per-message POST routes are served before express (see mesh-routes.ts); the rest from the table:
+  // first those that ask no credentials (the probes), then, behind the access check, the others.
+  const served = ROUTES.filter((route) => !isMeshRoute(route) && !(route.needsMetrics && !metrics)) as ExpressRoute[];
+  const register = (route: ExpressRoute) => {
+    app.get(route.path, (req, res, next) => {
+      Promise.resolve(route.serve(node, metrics, req, res)).catch(next);
+    });
+  };
+  served.filter((route) => route.role === null).forEach(register);
+  // GET routes need `read`: the table says so for each, and the check by method agrees with it.
   app.use((req, res, next) => {
     const denial = authorize(req, req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'write');
     if (!denial) return next();
@@ -57,20 +47,7 @@ export function createHttpApi(node: NodeListing, log: Logger, authorize: Authori
     res.locals.code = denial.status;
     res.status(denial.status).json({ E: { c: denial.status, m: denial.message } });
   });
-  if (metrics) {
-    app.get('/metrics', async (_req, res) => {
-      res.setHeader('content-type', metrics.registry.contentType);
-      res.end(await metrics.registry.metrics());
-    });
-  }
-  // POST /v1/mesh/publish, /v1/mesh/send and /v1/mesh/count are served before express (see mesh-routes.ts).
-  app.get('/version', (_req, res) => {
-    res.json({ apis: ['v1'] });
-  });
-
-  app.get('/v1/nodes', async (_req, res) => {
-    res.json({ nodes: await mesh(() => node.nodes()) });
-  });
+  served.filter((route) => route.role !== null).forEach(register);
 
   app.use((req, res) => {
     res.locals.code = ErrorCode.NOT_FOUND;
@@ -90,13 +67,4 @@ export function createHttpApi(node: NodeListing, log: Logger, authorize: Authori
     }
   });
   return app;
-}
-
-/** Runs a mesh operation; a failure of the mesh itself answers code 500, never a false success. */
-async function mesh<T>(operation: () => T | Promise<T>): Promise<T> {
-  try {
-    return await operation();
-  } catch (error) {
-    throw new ApiError(ErrorCode.MESH_UNAVAILABLE, `mesh unavailable: ${(error as Error).message}`);
-  }
 }

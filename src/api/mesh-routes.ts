@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
-import { ApiError, ErrorCode } from '../wire/api-errors';
-import { whenSettled, type MaybePromise } from '../wire/maybe-promise';
-import type { CountAnswer, PublishAnswer, SendAnswer } from '../wire/api-answers';
-import { countRequest, parseBody, publishRequest, sendRequest } from './requests';
-import type { ApiNode, Authorize } from './http-api';
+import type { MeshCommands } from '../mesh/mesh';
+import { ErrorCode } from '../wire/api-errors';
+import { parseBody } from './requests';
+import type { Authorize } from './http-api';
 import type { BodyBudget } from './body-budget';
+import { errorOf } from './commands';
+import { ROUTES, isMeshRoute, type MeshRoute } from './routes';
 
 /** How request bodies are bounded: each by `maxBodySize`, all of them together by `budget`. */
 export interface BodyLimits {
@@ -14,37 +15,35 @@ export interface BodyLimits {
   budget: BodyBudget;
 }
 
-const ROUTES = { '/v1/mesh/publish': 'publish', '/v1/mesh/send': 'send', '/v1/mesh/count': 'count' } as const;
-type MeshRoute = keyof typeof ROUTES;
+/** The table's per-message routes, by path. */
+const MESH_ROUTES = new Map(ROUTES.filter(isMeshRoute).map((route) => [route.path, route]));
 
 /** The mesh route a request is for, if it is `POST /v1/mesh/publish`, `/v1/mesh/send` or `/v1/mesh/count`. */
 export function meshRouteOf(req: IncomingMessage): MeshRoute | null {
   if (req.method !== 'POST') return null;
-  const path = (req.url ?? '').split('?', 1)[0];
-  return Object.hasOwn(ROUTES, path) ? (path as MeshRoute) : null;
+  return MESH_ROUTES.get((req.url ?? '').split('?', 1)[0]) ?? null;
 }
 
 /**
- * Serves `POST /v1/mesh/publish`, `POST /v1/mesh/send` and `POST /v1/mesh/count` on the plain HTTP server. These are the routes
- * backends call per message, and express's router and body parser cost several times the publish
- * itself (profiled in bench/: ~2-3k requests/s through express). Answers and codes are the API's.
+ * Serves the per-message routes of the table (`POST /v1/mesh/publish`, `/send`, `/count`) on the plain
+ * HTTP server, before express. Backends call these once per message, and express's router and body
+ * parser cost several times the publish itself: MEASURE_NOTE. Answers and codes are the commands'.
  */
-export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: ServerResponse, node: ApiNode, authorize: Authorize,
+export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: ServerResponse, mesh: MeshCommands, authorize: Authorize,
   log: Logger, limits: BodyLimits, metrics?: Metrics): void {
   const finish = (status: number, body: unknown, code: number, headers: Record<string, string> = {}) => {
     if (res.headersSent) return;
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
     res.end(text);
-    metrics?.countApiRequest(route, code);
+    metrics?.countApiRequest(route.path, code);
   };
   const fail = (error: unknown) => {
-    if (error instanceof ApiError) return finish(200, { E: { c: error.code, m: error.message } }, error.code);
-    log.error('API request failed', { path: route, error: (error as Error).stack ?? String(error) });
-    finish(500, { E: { c: ErrorCode.MESH_UNAVAILABLE, m: (error as Error).message } }, ErrorCode.MESH_UNAVAILABLE);
+    const { c, m, expected } = errorOf(error);
+    if (!expected) log.error('API request failed', { path: route.path, error: (error as Error).stack ?? String(error) });
+    finish(expected ? 200 : 500, { E: { c, m } }, c);
   };
-  // A count changes nothing: the `read` role may ask for it.
-  const denial = authorize(req, ROUTES[route] === 'count' ? 'read' : 'write');
+  const denial = authorize(req, route.role);
   if (denial) {
     finish(denial.status, { E: { c: denial.status, m: denial.message } }, denial.status, denial.status === 401 ? { 'www-authenticate': 'Basic realm="connmix"' } : {});
     req.resume();
@@ -87,8 +86,7 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
     try {
       const body = parseBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
       chunks.length = 0;
-      const kind = ROUTES[route];
-      const answer = kind === 'publish' ? publish(node, body) : kind === 'send' ? send(node, body) : count(node, body);
+      const answer = route.command(mesh, body);
       if (answer instanceof Promise) answer.then((r) => finish(200, { E: null, r }, 0), fail);
       else finish(200, { E: null, r: answer }, 0);
     } catch (error) {
@@ -101,41 +99,4 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
 function declaredLength(req: IncomingMessage): number {
   const value = Number(req.headers['content-length']);
   return Number.isSafeInteger(value) && value > 0 ? value : 0;
-}
-
-type MeshAnswer = PublishAnswer | SendAnswer | CountAnswer;
-
-function publish(node: ApiNode, body: Record<string, unknown>): MaybePromise<MeshAnswer> {
-  const { target, payload, binary } = publishRequest(body);
-  return settleMesh(() => node.publish(target, payload, binary), (result) => ({ s: result.s, f: result.f }));
-}
-
-function send(node: ApiNode, body: Record<string, unknown>): MaybePromise<MeshAnswer> {
-  const { target, payload, binary } = sendRequest(body);
-  return settleMesh(() => node.send(target, payload, binary), (sent) => {
-    if (!sent) throw new ApiError(ErrorCode.SEND_FAILED, `send failed: client ${target} not found or gone`);
-    return { s: true };
-  });
-}
-
-function count(node: ApiNode, body: Record<string, unknown>): MaybePromise<MeshAnswer> {
-  const channel = countRequest(body);
-  return settleMesh(() => node.count(channel), (result) => ({ n: result.n, f: result.f }));
-}
-
-/**
- * Runs a mesh operation and shapes its answer, staying synchronous when the mesh is (the memory
- * broker); a failure of the mesh itself answers code 500, never a false success.
- */
-function settleMesh<T>(operation: () => MaybePromise<T>, shape: (value: T) => MeshAnswer): MaybePromise<MeshAnswer> {
-  const unavailable = (error: unknown): never => {
-    throw new ApiError(ErrorCode.MESH_UNAVAILABLE, `mesh unavailable: ${(error as Error).message}`);
-  };
-  let value: MaybePromise<T>;
-  try {
-    value = operation();
-  } catch (error) {
-    return unavailable(error);
-  }
-  return whenSettled(value, shape, unavailable);
 }

@@ -3,24 +3,19 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
 import type { Logger } from '../log';
-import { CONN_FUNCTIONS, type CallOutcome, type ConnFunction, type CountResult, type PublishResult } from '../mesh/broker';
-import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memory-queue';
-import { ApiError, ErrorCode, invalidParams } from '../wire/api-errors';
-import { countRequest, parseJsonKeepingIds, publishRequest, sendRequest } from './requests';
-import { textFrame } from '../wire/frame';
-import { whenSettled } from '../wire/maybe-promise';
+import type { MeshCommands } from '../mesh/mesh';
+import type { MemoryQueue, QueueConsumer } from '../queue/memory-queue';
+import { invalidParams } from '../wire/api-errors';
+import { parseJsonKeepingIds } from './requests';
 import type { Reply } from '../wire/api-answers';
+import * as commands from './commands';
+import { textFrame } from '../wire/frame';
 import { WriteBatch, blockedFor, type Batchable } from '../wire/write-batch';
 
-/** What the WebSocket API needs from its node. */
+/** What the WebSocket API needs from its node: the mesh for `mesh.*` and `conn.call`, the queue for `queue.*`. */
 export interface WsApiNode {
+  readonly mesh: MeshCommands;
   readonly queue: MemoryQueue;
-  publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
-  send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
-  /** Runs `fn(args)` on the connection, wherever it is; resolves to an error message or null. */
-  call(clientId: string, fn: ConnFunction, args: unknown[]): CallOutcome;
-  /** Subscribers of a channel over the mesh. */
-  count(channel: string): CountResult | Promise<CountResult>;
 }
 
 export interface WsApiOptions {
@@ -37,7 +32,6 @@ export interface WsApiOptions {
 /** Bytes a consumer may have waiting to be sent before queue items wait in the queue instead. */
 const CONSUMER_HIGH_WATER = 1024 * 1024;
 
-/** A success carries `r`; an error only `E` and `i`, as CONNMIX's documented `{"E":{"c","m"},"i"}`. */
 
 /**
  * A backend connection to `/ws/v1`: requests `{m, p, i}` answered `{E, r, i}` in request order (the
@@ -183,62 +177,24 @@ export class WsApi {
     }
   }
 
+  /** Decodes `m` into a command; the commands validate `p` and shape the answer. */
   private dispatch(session: ApiSession, method: unknown, params: Record<string, unknown>): unknown {
     switch (method) {
-      case 'queue.pop':
-        return this.pop(session, params);
-      case 'queue.unpop':
-        if (this.node.queue.release(session) === 0) throw new ApiError(ErrorCode.UNCONSUME_FAILED, 'not consuming any topic');
-        return { s: true };
-      case 'conn.call':
-        return this.call(params);
-      case 'mesh.send': {
-        const { target, payload, binary } = sendRequest(params);
-        return whenSettled(this.node.send(target, payload, binary), (sent) => {
-          if (!sent) throw new ApiError(ErrorCode.SEND_FAILED, `send failed: client ${target} not found or gone`);
-          return { s: true };
-        });
-      }
-      case 'mesh.publish': {
-        const { target, payload, binary } = publishRequest(params);
-        return whenSettled(this.node.publish(target, payload, binary), (result) => ({ s: result.s, f: result.f }));
-      }
+      case 'mesh.publish':
+        return commands.publish(this.node.mesh, params);
+      case 'mesh.send':
+        return commands.send(this.node.mesh, params);
       case 'mesh.count':
-        return whenSettled(this.node.count(countRequest(params)), (result) => ({ n: result.n, f: result.f }));
+        return commands.count(this.node.mesh, params);
+      case 'conn.call':
+        return commands.call(this.node.mesh, params);
+      case 'queue.pop':
+        return commands.pop(this.node.queue, session, params);
+      case 'queue.unpop':
+        return commands.unpop(this.node.queue, session);
       default:
         throw invalidParams(`unknown method ${JSON.stringify(method)}`);
     }
-  }
-
-  private pop(session: ApiSession, params: Record<string, unknown>): unknown {
-    const topics = params.t;
-    if (!Array.isArray(topics) || topics.length === 0 || !topics.every((t) => typeof t === 'string' && t.length > 0)) {
-      throw invalidParams('p.t must be a non-empty list of topic names');
-    }
-    for (const topic of topics as string[]) {
-      let added: boolean;
-      try {
-        added = this.node.queue.consume(session, topic);
-      } catch (error) {
-        if (error instanceof QueueError) throw new ApiError(ErrorCode.CONSUME_FAILED, error.message);
-        throw error;
-      }
-      if (!added) throw new ApiError(ErrorCode.DUPLICATE_CONSUME, `already consuming topic "${topic}"`);
-    }
-    return { s: true };
-  }
-
-  private call(params: Record<string, unknown>): unknown {
-    const { c, f, a } = params;
-    const clientId = typeof c === 'number' && Number.isInteger(c) ? BigInt(c).toString() : c;
-    if (typeof clientId !== 'string' || !/^\d{1,20}$/.test(clientId)) throw invalidParams('p.c must be a client_id');
-    if (!CONN_FUNCTIONS.includes(f as ConnFunction)) throw invalidParams(`p.f must be one of ${CONN_FUNCTIONS.join(', ')}`);
-    if (!Array.isArray(a)) throw invalidParams('p.a must be a list of arguments');
-    checkCallArgs(f as ConnFunction, a);
-    return whenSettled(this.node.call(clientId, f as ConnFunction, a), (error) => {
-      if (error) throw new ApiError(ErrorCode.CALL_FAILED, error);
-      return { s: true };
-    });
   }
 
   /** Enforces readTimeout (nothing received) and writeTimeout (answers not draining), as the business servers do. */
@@ -249,32 +205,6 @@ export class WsApi {
       if (writeTimeout > 0 && blockedFor(session, now) > writeTimeout * 1000) session.abort('write timeout (4002)');
       else if (readTimeout > 0 && session.lastReadAt < now - readTimeout * 1000) session.close(4001, 'read timeout');
     }
-  }
-}
-
-/** How deeply a context value may nest: Lua reads it back through values.ts, which stops at 64 levels. */
-const MAX_CONTEXT_DEPTH = 64;
-
-/** Whether `value` nests arrays/objects deeper than `limit` levels. */
-function nestedDeeper(value: unknown, limit: number): boolean {
-  if (value === null || typeof value !== 'object') return false;
-  if (limit <= 0) return true;
-  return Object.values(value).some((item) => nestedDeeper(item, limit - 1));
-}
-
-function checkCallArgs(fn: ConnFunction, args: unknown[]): void {
-  if (fn === 'set_context_value' && (args.length !== 2 || typeof args[0] !== 'string')) {
-    throw invalidParams('set_context_value takes a = [key, value]');
-  }
-  if (fn === 'set_context' && (args.length !== 1 || args[0] === null || typeof args[0] !== 'object' || Array.isArray(args[0]))) {
-    throw invalidParams('set_context takes a = [{...}]');
-  }
-  if ((fn === 'set_context_value' && nestedDeeper(args[1], MAX_CONTEXT_DEPTH))
-    || (fn === 'set_context' && Object.values(args[0] as object).some((value) => nestedDeeper(value, MAX_CONTEXT_DEPTH)))) {
-    throw invalidParams(`context values may nest at most ${MAX_CONTEXT_DEPTH} levels`);
-  }
-  if ((fn === 'subscribe' || fn === 'unsubscribe') && (args.length === 0 || !args.every((x) => typeof x === 'string'))) {
-    throw invalidParams(`${fn} takes a = [channel, ...]`);
   }
 }
 
@@ -295,6 +225,6 @@ function ok(result: unknown, id: unknown): Reply {
 }
 
 function failure(error: unknown, id: unknown): Reply {
-  if (error instanceof ApiError) return { E: { c: error.code, m: error.message }, i: id };
-  return { E: { c: ErrorCode.MESH_UNAVAILABLE, m: (error as Error).message ?? String(error) }, i: id };
+  const { c, m } = commands.errorOf(error);
+  return { E: { c, m }, i: id };
 }

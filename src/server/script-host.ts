@@ -31,15 +31,16 @@ export function createScriptHost(
   },
 ): ScriptHost {
   const redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
+  const mesh = services.mesh;
   const host: MixHost = {
     log,
     protocol: setup.protocol,
     serverOptions: new Map(config.options.map((option) => [option.name, option.value])),
-    subscribe: (conn, channels) => services.subscribe(conn as unknown as Subscriber, channels),
-    unsubscribe: (conn, channels) => services.unsubscribe(conn as unknown as Subscriber, channels),
-    publish: (channel, payload, binary) => services.publish(channel, payload, binary),
-    send: (clientId, payload, binary) => services.send(clientId, payload, binary),
-    count: (channel) => services.count(channel),
+    subscribe: (conn, channels) => mesh.subscribe(conn as unknown as Subscriber, channels),
+    unsubscribe: (conn, channels) => mesh.unsubscribe(conn as unknown as Subscriber, channels),
+    publish: (channel, payload, binary) => mesh.publish(channel, payload, binary),
+    send: (clientId, payload, binary) => mesh.send(clientId, payload, binary),
+    count: (channel) => mesh.count(channel),
     queuePush: (item) => services.queuePush(item),
     queueNew: (topic, size) => services.queueNew(topic, size),
     redis,

@@ -132,10 +132,10 @@ export class SocketBusinessServer {
     }
     if (this.services.fdGuard && !this.services.fdGuard.admit(socket, 'business')) return;
     this.admission.admitted(ip);
-    const conn = new SocketConnection(socket, this.services.nextClientId(), remoteAddress(socket), this.connectionOptions);
+    const conn = new SocketConnection(socket, this.services.mesh.nextClientId(), remoteAddress(socket), this.connectionOptions);
     const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), reading: false, fresh: false, ip };
     this.sessions.set(conn, session);
-    this.services.attach(conn);
+    this.services.mesh.attach(conn);
     socket.on('data', (chunk: Buffer) => this.received(session, chunk));
     socket.on('error', (error) => {
       this.log.debug('socket error', { client_id: conn.clientId, error: error.message });
@@ -303,7 +303,7 @@ export class SocketBusinessServer {
   private closed(session: Session): void {
     const { conn } = session;
     this.admission.left(session.ip);
-    this.services.detach(conn);
+    this.services.mesh.detach(conn);
     conn.context.close('connection closed');
     // A hook waiting on HTTP or Redis for this connection stops waiting, so on_close need not.
     this.vm.release(conn);

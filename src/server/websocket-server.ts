@@ -194,12 +194,12 @@ export class WebSocketBusinessServer {
   }
 
   private accept(ws: WebSocket, req: http.IncomingMessage): void {
-    const conn = new Connection(ws, this.services.nextClientId(), remoteAddress(req.socket), this.limits);
+    const conn = new Connection(ws, this.services.mesh.nextClientId(), remoteAddress(req.socket), this.limits);
     const ip = clientIp(req.socket);
     this.admission.admitted(ip);
     const session: Session = { conn, hooks: new HookQueue(MAX_PENDING_EVENTS), ip, window: 0, inWindow: 0, pendingBytes: 0, paused: false };
     this.sessions.set(conn, session);
-    this.services.attach(conn);
+    this.services.mesh.attach(conn);
     const touch = () => {
       conn.lastReadAt = Date.now();
     };
@@ -313,7 +313,7 @@ export class WebSocketBusinessServer {
     if (conn.abortedWith) ({ code, reason } = conn.abortedWith);
     this.metrics?.closes.inc({ code: closeCodeLabel(code) });
     this.admission.left(session.ip);
-    this.services.detach(conn);
+    this.services.mesh.detach(conn);
     conn.context.close('connection closed');
     // A hook waiting on HTTP or Redis for this connection stops waiting, so on_close need not.
     this.vm.release(conn);

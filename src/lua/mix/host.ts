@@ -1,6 +1,6 @@
 import type { Logger } from '../../log';
 import type { ConnectionContext } from '../../session/context';
-import type { CountResult, PublishResult } from '../../mesh/broker';
+import type { Mesh } from '../../mesh/mesh';
 import type { QueueItem } from '../../queue/memory-queue';
 import type { LuaRedisPool } from './redis';
 
@@ -31,15 +31,15 @@ export interface MixHost {
   readonly serverOptions: ReadonlyMap<string, string>;
   subscribe(conn: ScriptConnection, channels: string[]): string | null | Promise<string | null>;
   unsubscribe(conn: ScriptConnection, channels: string[]): string | null | Promise<string | null>;
-  publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult>;
+  publish: Mesh['publish'];
   /** Queues an item for `/ws/v1` consumers; returns the topic's waiting count, throws when full. */
   queuePush(item: QueueItem): number;
   /** `mix.queue.new`: caps how many items of a topic may wait; throws past `maxTopics`. */
   queueNew(topic: string, size: number): void;
   /** Sends to a connection anywhere in the mesh; false if it is unknown or gone. */
-  send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean>;
+  send: Mesh['send'];
   /** Subscribers of a channel over the mesh (absent: `mix.mesh.count` answers an error). */
-  count?(channel: string): CountResult | Promise<CountResult>;
+  count?: Mesh['count'];
   /** The named Redis connections of `mix.redis.connection` (none configured if absent). */
   readonly redis?: LuaRedisPool;
 }
