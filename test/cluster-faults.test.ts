@@ -8,6 +8,7 @@ import { WebSocket } from 'ws';
 import { ROOT, freePort, startNode, post, get, EVAL, TestClient, type TestNode } from './helpers';
 import { RedisServer, freeRedisPort, waitFor } from './redis';
 import { meshYaml, viewer } from './mesh';
+import { ApiClient } from './api-client';
 
 // Standalone Redis going away and coming back under running nodes, and nodes dying under Redis.
 
@@ -63,6 +64,15 @@ test('Redis killed while serving: clients stay, publishes fail fast, delivery re
     // Node A's own viewer got it (local delivery needs no Redis); node B's could not.
     assert.equal((await viewers[0].next()).data, 'during');
     assert.ok(await viewers[1].silentFor(200));
+    // /ws/v1 answers the same failure with the same code and text as HTTP.
+    assert.equal(during.json.E.c, 500);
+    assert.match(during.json.E.m, /^mesh unavailable: /);
+    const api = await ApiClient.open(a.apiUrl);
+    const viaWs = await api.call('mesh.publish', { c: 'video:8', d: 'during ws' }, 20_000);
+    assert.equal(viaWs.E?.c, 500, JSON.stringify(viaWs));
+    assert.match(viaWs.E?.m ?? '', /^mesh unavailable: .*delivered on this node only: s=1, f=0/);
+    assert.equal((await viewers[0].next()).data, 'during ws');
+    api.close();
     assert.notEqual((await get(`${b.apiUrl}/v1/nodes`)).json.E, null);
 
     await redis.restart();
