@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { startNode, TestClient, post, get, type TestNode } from './helpers';
+import { ROUTES } from '../src/api/routes';
 
 // Each connection learns its client_id from a hook, so the send API can be tested against it.
 const ECHO_ID = `
@@ -107,4 +108,16 @@ test('unknown routes answer 404 with an E body', async () => {
   const { status, json } = await get(`${node.apiUrl}/v1/nothing`);
   assert.equal(status, 404);
   assert.equal(json.E.c, 404);
+});
+
+test('every route of the table is served with its method, and no other method', async () => {
+  for (const route of ROUTES) {
+    const url = `${node.apiUrl}${route.path}`;
+    const served = route.method === 'GET'
+      ? await fetch(url)
+      : await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ c: 'table', d: 'x' }) });
+    assert.notEqual(served.status, 404, `${route.method} ${route.path}`);
+    const other = await fetch(url, { method: route.method === 'GET' ? 'POST' : 'GET' });
+    assert.equal(other.status, 404, `the other method on ${route.path}`);
+  }
 });
