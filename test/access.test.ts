@@ -42,6 +42,10 @@ test('access.users: Basic auth, roles and host globs on the HTTP API', async () 
     assert.match(anonymous.challenge ?? '', /^Basic realm=/);
     assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 'wrong')))).status, 401);
     assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('nobody', 's3cret')))).status, 401);
+    // A prefix, an extension or an empty password of the right account is no match either.
+    for (const password of ['s3cre', 's3cret!', 's3cret\u0000', '', 'S3CRET']) {
+      assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', password)))).status, 401, JSON.stringify(password));
+    }
     const readOnly = await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('console', 'read-only')));
     assert.equal(readOnly.status, 403);
     assert.match(readOnly.json.E.m, /lacks the write role/);

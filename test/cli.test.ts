@@ -131,6 +131,28 @@ test('usage errors exit with code 2 and print the usage, which names every comma
   }
 });
 
+test('usage errors name the argument as it was typed', async () => {
+  const dir = folder({ 'connmix.yaml': '', 'lua/entry.websocket.lua': ENTRY });
+  const cases: Array<[string[], string]> = [
+    [[], 'unknown command ""'],
+    [['serve', '-f', 'connmix.yaml'], 'unknown command "serve"'],
+    [['dev'], 'missing -f <connmix.yaml>'],
+    [['dev', '-f'], 'unexpected argument "-f"'],
+    [['dev', '--file'], 'unexpected argument "--file"'],
+    [['dev', '-f', 'connmix.yaml', 'extra'], 'unexpected argument "extra"'],
+    [['dev', '-f', 'connmix.yaml', '-x'], 'unexpected argument "-x"'],
+    [['dev', '-f', 'connmix.yaml', '--verbose'], 'unexpected argument "--verbose"'],
+    [['dev', '--', '-f', 'connmix.yaml'], 'unexpected argument "--"'],
+    [['engine', '-f', 'connmix.yaml', '-p', 'zero'], '-p takes a whole number of at least 1, got "zero"'],
+    [['engine', '-f', 'connmix.yaml', '--procs', '0'], '-p takes a whole number of at least 1, got "0"'],
+  ];
+  for (const [args, message] of cases) {
+    const run = await runCli(args, dir);
+    assert.equal(run.code, 2, args.join(' '));
+    assert.equal(run.stderr.split('\n')[0], `connmix: ${message}`, args.join(' '));
+  }
+});
+
 test('engine -p 2 on the memory broker (CONNMIX\'s CPU count) runs one process, warns once on stderr, and serves', async () => {
   const { file, wsPort, apiPort } = await seedEngineFolder();
   const engine = startEngine(file, 2);
