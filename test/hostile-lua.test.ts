@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { scriptVm, type RunResult } from './lua/harness';
-import { lua, lauxlib, K, type LuaState } from '../src/lua/fengari';
+import { lua, lauxlib, K, type LuaState } from '../src/lua/fengari/index';
 import { MIX_UTILS } from '../src/lua/mix/utils';
 import { phpPackFn, phpUnpackFn } from '../src/lua/mix/php-pack';
 import { pushHttpModule } from '../src/lua/mix/http';

@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, raise, type LuaState, type LuaFunction } from './fengari';
+import { lua, lauxlib, K, raise, type LuaState, type LuaFunction } from './fengari/index';
 import { setField, setGlobal } from './sandbox';
 import { limitsOf, DEFAULT_LIMITS } from './limits';
 

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { lua, lauxlib, lualib, K, raise, type LuaState, type LuaFunction } from './fengari';
+import { lua, lauxlib, lualib, K, raise, luaString, type LuaState, type LuaFunction } from './fengari/index';
+import { ldo, ldebug, lobject, OP_CONCAT, LUA_TLCL, LUA_TLCF } from './fengari/internals';
 
 /**
  * Caps on what one Lua library call may build or scan. The count hook that enforces
@@ -22,7 +23,7 @@ import { lua, lauxlib, lualib, K, raise, type LuaState, type LuaFunction } from 
  * `s:upper()`, 2,000,000 pattern steps of `gsub` replacements); the guards cost about 10% on a tight
  * arithmetic loop (a check per instruction for `..`) and nothing measurable on library-heavy code.
  *
- * `maxItems` also counts the work of host calls that walk their input (mix/php-pack.ts, mix/utils.ts
+ * `maxItems` also counts the work of host calls that walk their input (mix/php-pack.ts, mix/json.ts, mix/url.ts, mix/strings.ts
  * json, parse_url and bytes_tostring, values.ts toJs for set_context_value, mix/redis.ts replies,
  * mix/http.ts headers and cookies, compat51.ts table.maxn), every visit of a shared subtree included. Not capped: a `__concat` metamethod's result inside a `..` chain (the
  * chain may reach twice `maxStringSize` before it is refused), and strings the C API builds for error
@@ -129,18 +130,8 @@ export function installLimits(L: LuaState, limits: Required<SandboxLimits>): voi
 /* Process-wide patches of Fengari internals (fengari 0.1.5; checked at install, loudly)            */
 /* ------------------------------------------------------------------------------------------------ */
 
-/* eslint-disable @typescript-eslint/no-require-imports, @typescript-eslint/no-explicit-any */
-// Loaded after ./fengari (which sets FENGARICONF), from the same files fengari itself uses.
-const ldo: any = require('fengari/src/ldo.js');
-const ldebug: any = require('fengari/src/ldebug.js');
-const lopcodes: any = require('fengari/src/lopcodes.js');
-const defs: any = require('fengari/src/defs.js');
-const lobject: any = require('fengari/src/lobject.js');
-/* eslint-enable @typescript-eslint/no-require-imports, @typescript-eslint/no-explicit-any */
-
-const OP_CONCAT: number = lopcodes.OpCodesI.OP_CONCAT;
-const LUA_TLCL: number = defs.constant_types.LUA_TLCL;
-const LUA_TLCF: number = defs.constant_types.LUA_TLCF;
+// Internals of the same private fengari copy ./fengari runs (see src/lua/fengari/patches.ts, runtime patches).
+const threadOf = internals;
 /** Strings from this size on take long enough to copy or scan that the budget is checked after them. */
 export const LARGE_BYTES = 65_536;
 /** Upper bound on the text of a number (`%.14g` or a 32-bit integer). */
@@ -170,13 +161,14 @@ function installPatches(): void {
  * the operands' total length is checked there, before anything is allocated.
  */
 function patchConcat(): void {
-  const traceexec = ldebug.luaG_traceexec as (L: FengariThread) => void;
+  const traceexec = ldebug.luaG_traceexec;
   if (typeof traceexec !== 'function') throw new Error('fengari internals changed: ldebug.luaG_traceexec is missing');
-  ldebug.luaG_traceexec = function concatGuard(L: FengariThread): void {
+  ldebug.luaG_traceexec = function concatGuard(state: LuaState): void {
+    const L = threadOf(state);
     const ci = L.ci;
     const instruction = ci.l_code[ci.l_savedpc - 1];
     if (instruction.opcode === OP_CONCAT) checkConcat(L, ci.l_base + instruction.B, ci.l_base + instruction.C);
-    traceexec(L);
+    traceexec(state);
   };
 }
 
@@ -197,11 +189,11 @@ function checkConcat(L: FengariThread, first: number, last: number): void {
   total = 0;
   for (let r = first; r <= last; r++) {
     const value = L.stack[r];
-    if (value.ttisnumber()) lobject.luaO_tostring(L, value);
+    if (value.ttisnumber()) lobject.luaO_tostring(L as unknown as LuaState, value);
     if (value.ttisstring()) total += value.vslen();
   }
   if (total > limits.maxStringSize) {
-    ldebug.luaG_runerror(L, defs.to_luastring(`string concatenation of ${total} bytes exceeds the ${limits.maxStringSize}-byte limit`));
+    ldebug.luaG_runerror(L as unknown as LuaState, luaString(`string concatenation of ${total} bytes exceeds the ${limits.maxStringSize}-byte limit`));
   }
 }
 
@@ -221,11 +213,11 @@ export function markUntimed(fn: LuaFunction): void {
  * cheap library functions.
  */
 function patchSlowCalls(): void {
-  const precall = ldo.luaD_precall as (L: FengariThread, off: number, nresults: number) => boolean;
+  const precall = ldo.luaD_precall;
   if (typeof precall !== 'function') throw new Error('fengari internals changed: ldo.luaD_precall is missing');
   let lastLook = performance.now();
-  ldo.luaD_precall = function timedPrecall(L: FengariThread, off: number, nresults: number): boolean {
-    const func = L.stack[off];
+  ldo.luaD_precall = function timedPrecall(L: LuaState, off: number, nresults: number): boolean {
+    const func = threadOf(L).stack[off];
     if (func.type === LUA_TLCL || (func.type === LUA_TLCF && untimed.has(func.value as object))) {
       return precall(L, off, nresults);
     }
@@ -233,7 +225,7 @@ function patchSlowCalls(): void {
       return precall(L, off, nresults);
     } finally {
       const now = performance.now();
-      if (now - lastLook >= SLOW_CALL_MS) checkBudgetSoon(L as unknown as LuaState);
+      if (now - lastLook >= SLOW_CALL_MS) checkBudgetSoon(L);
       lastLook = now;
     }
   };

@@ -1,4 +1,4 @@
-import type { LuaState } from './fengari';
+import type { LuaState } from './fengari/index';
 
 /**
  * An estimate of the memory a Lua state holds: Fengari has no allocator hook and no collector of its

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari';
+import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari/index';
 import { loadLua51 } from './syntax51';
 
 const { LUA_OK, LUA_REGISTRYINDEX, lua_getfield, lua_setfield, lua_isnil, lua_pop, lua_pushvalue, lua_call,

@@ -1,5 +1,5 @@
 import { pcall, xpcall } from './pcall';
-import { lua, lauxlib, lualib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from './fengari';
+import { lua, lauxlib, lualib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from './fengari/index';
 import { installLimits, resolveLimits, limitsOf, markUntimed, checkBudgetSoon, LARGE_BYTES, type SandboxLimits } from './limits';
 
 const {

@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, type LuaState } from './fengari';
+import { lua, lauxlib, K, type LuaState } from './fengari/index';
 
 const { LUA_OK, LUA_ERRSYNTAX, lua_pop, lua_pushstring } = lua;
 const { luaL_loadbufferx } = lauxlib;

@@ -1,4 +1,4 @@
-import { lua, lauxlib, luaToJsString, type LuaState } from './fengari';
+import { lua, lauxlib, luaToJsString, type LuaState } from './fengari/index';
 import { limitsOf, DEFAULT_LIMITS } from './limits';
 import type { ContextValue } from '../session/context';
 

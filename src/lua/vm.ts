@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getHeapStatistics } from 'node:v8';
-import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari';
+import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari/index';
+import { ldo, OP_RETURN } from './fengari/internals';
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
 import { tookSlowCall, limitsOf } from './limits';
 import { estimateStateBytes } from './memory';
@@ -461,8 +462,6 @@ export class LuaVM<Owner = unknown> {
   }
 }
 
-/* eslint-disable-next-line @typescript-eslint/no-require-imports */
-const OP_RETURN: number = require('fengari/src/lopcodes.js').OpCodesI.OP_RETURN;
 
 /** Whether the value on top of the stack is a Lua function whose first instruction returns no value (Fengari internals). */
 function isEmptyLuaFunction(L: LuaState): boolean {
@@ -472,8 +471,7 @@ function isEmptyLuaFunction(L: LuaState): boolean {
   return first !== undefined && first.opcode === OP_RETURN && first.B === 1;
 }
 
-/* eslint-disable-next-line @typescript-eslint/no-require-imports */
-const luaD_throw: (L: LuaState, status: number) => never = require('fengari/src/ldo.js').luaD_throw;
+const luaD_throw = ldo.luaD_throw;
 
 /**
  * Raises `message` (with the script position) without running any message handler. A hook runs with

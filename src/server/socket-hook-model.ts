@@ -1,5 +1,5 @@
 import type { SocketHookSetting } from '../config/schema';
-import { lua, K } from '../lua/fengari';
+import { lua, K } from '../lua/fengari/index';
 import { LuaLoadError, type LuaVM, type PushArgs } from '../lua/vm';
 import type { ScriptConnection } from '../lua/mix';
 import { pushConn } from '../lua/mix/conn';

@@ -1,7 +1,7 @@
 import * as net from 'node:net';
 import type { BusinessServerConfig } from '../config/schema';
 import type { Logger } from '../log';
-import { lua, bytesView, luaToJsString, type LuaState } from '../lua/fengari';
+import { lua, bytesView, luaToJsString, type LuaState } from '../lua/fengari/index';
 import { LuaVM, type LuaHookError, type PushArgs } from '../lua/vm';
 import { HookQueue, type HookTask } from '../session/hook-queue';
 import type { ScriptConnection } from '../lua/mix';

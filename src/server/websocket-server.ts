@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { BusinessServerConfig } from '../config/schema';
 import type { Logger } from '../log';
-import { lua, K, type LuaState } from '../lua/fengari';
+import { lua, K, type LuaState } from '../lua/fengari/index';
 import { LuaVM, type LuaHookError, type PushArgs } from '../lua/vm';
 import { HookQueue } from '../session/hook-queue';
 import type { ScriptConnection } from '../lua/mix';

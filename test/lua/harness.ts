@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Logger } from '../../src/log';
 import { LuaVM, type LuaVmOptions } from '../../src/lua/vm';
 import { toJs, type LuaValue } from '../../src/lua/values';
-import { lua, type LuaState } from '../../src/lua/fengari';
+import { lua, type LuaState } from '../../src/lua/fengari/index';
 
 /** A logger that keeps its lines in memory, for assertions. */
 export function memoryLogger(): { log: Logger; lines: string[] } {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { scriptVm } from './harness';
-import { lua, lauxlib, K } from '../../src/lua/fengari';
+import { lua, lauxlib, K } from '../../src/lua/fengari/index';
 import { MIX_UTILS } from '../../src/lua/mix/utils';
 
 /** A VM with the utilities installed as the global `mix`, plus `hex(s)` to return binary strings as text. */

@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, K, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushNilError } from '../vm';
 
 const { lua_pushstring, lua_pushinteger, lua_newuserdata, lua_setfield, lua_pushvalue, lua_pop } = lua;

@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, bytesView, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, K, bytesView, type LuaState, type LuaFunction } from '../fengari/index';
 
 const { lua_pushstring } = lua;
 const { luaL_checklstring, luaL_argerror, luaL_newlib } = lauxlib;

@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushValue, toJs, ConversionError, type LuaValue } from '../values';
 import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';

@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, K, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import { settle } from './settle';
 import { limitsOf, DEFAULT_LIMITS } from '../limits';

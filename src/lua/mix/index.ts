@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, K, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import type { LogLevel } from '../../config/schema';
 import type { CountResult, PublishResult } from '../../mesh/broker';

@@ -1,4 +1,4 @@
-import { lua, lauxlib, bytesView, luaToJsString, raise, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, bytesView, luaToJsString, raise, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushNilError } from '../vm';
 import { limitsOf, DEFAULT_LIMITS } from '../limits';
 

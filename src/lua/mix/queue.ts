@@ -1,7 +1,7 @@
-import { lua, lauxlib, luaToJsString, type LuaFunction } from '../fengari';
+import { lua, lauxlib, luaToJsString, type LuaFunction } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import { pushNilError } from '../vm';
-import { luaToJson, JsonEncodeError } from './utils';
+import { luaToJson, JsonEncodeError } from './json';
 import type { MixHost, ScriptConnection } from './host';
 
 const { LUA_TTABLE, lua_type, lua_pushnumber, lua_pushboolean, lua_settop, lua_gettop } = lua;

@@ -1,5 +1,5 @@
 import Redis from 'ioredis';
-import { lua, lauxlib, K, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari';
+import { lua, lauxlib, K, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushNilError, type LuaVM } from '../vm';
 import type { LuaRedisConfig } from '../../config/schema';
 import type { Logger } from '../../log';

@@ -1,4 +1,4 @@
-import { lua, lauxlib, luaToJsString, type LuaState } from '../fengari';
+import { lua, lauxlib, luaToJsString, type LuaState } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import type { MaybePromise } from '../../wire/maybe-promise';
 

@@ -1,7 +1,6 @@
-import Module from 'node:module';
-
 /**
- * Fengari's string module (`fengari/src/lstring.js`, fengari 0.1.5), replaced before fengari loads.
+ * Fengari's string module (`fengari/src/lstring.js`, fengari 0.1.5), replaced in our private copy
+ * (see ./patches, "string keys").
  *
  * Fengari keys every table entry by a JS string made from the Lua string's bytes, and compares
  * strings (`<`, `table.sort`) by that key. Its key is "|" plus each byte in hex without padding:
@@ -10,11 +9,12 @@ import Module from 'node:module';
  * character per byte (latin1): one native call, one key per byte sequence, ordered as the bytes are.
  * The rest is fengari's code as it is.
  */
-export function replaceFengariStrings(): void {
-  const file = require.resolve('fengari/src/lstring.js');
-  if (require.cache[file]) throw new Error('fengari was loaded before its string module could be replaced: load connmix-ts before anything else that requires fengari');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { luastring_eq, to_luastring } = require('fengari/src/defs.js');
+export function stringModule(load: (name: string) => Record<string, unknown>): object {
+  const defs = load('defs.js') as {
+    luastring_eq(a: Uint8Array, b: Uint8Array): boolean;
+    to_luastring(text: string): Uint8Array;
+  };
+  const { luastring_eq, to_luastring } = defs;
 
   class TString {
     hash: string | null = null;
@@ -54,12 +54,7 @@ export function replaceFengariStrings(): void {
   function luaS_newliteral(L: unknown, str: string): TString {
     return new TString(L, to_luastring(str));
   }
-  const exports = { TString, luaS_hash, luaS_eqlngstr, luaS_hashlongstr, luaS_bless, luaS_new, luaS_newliteral };
-  const module = new Module(file);
-  module.filename = file;
-  module.loaded = true;
-  module.exports = exports;
-  require.cache[file] = module;
+  return { TString, luaS_hash, luaS_eqlngstr, luaS_hashlongstr, luaS_bless, luaS_new, luaS_newliteral };
 }
 
 /** Below this many bytes, String.fromCharCode beats making a Buffer view to decode. */

@@ -1,9 +1,21 @@
-/** The one place that loads fengari (with the changes ./fengari-load describes). */
-import { loadFengari } from './fengari-load';
+/**
+ * The one folder that touches fengari (the Lua 5.3 VM in JS that runs scripts).
+ *
+ * We run a private copy of fengari, compiled by ./load from the installed package's source files with
+ * the changes of ./patches applied in memory. Why a private copy rather than patching the shared
+ * `fengari` module (as we once did, through `Module._compile` and `require.cache`) or patching the
+ * package at install: the copy depends on no load order (an application may require fengari itself,
+ * before or after connmix-ts, and gets fengari as published), needs no install step (works the same
+ * when connmix-ts is itself a dependency in another project's node_modules), and every change is
+ * listed in one file with its reason and test. fengari is pinned to an exact version in package.json
+ * and test/lua/fengari-pin.test.ts fails when its source files change.
+ *
+ * Nothing outside this folder may require fengari (test/lua/fengari-imports.test.ts checks src/).
+ */
+import { loadPrivateFengari } from './load';
 
-// fengari ships no typings; its API mirrors the C API of lua.h / lauxlib.h / lualib.h.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const fengari: any = loadFengari();
+const copy = loadPrivateFengari();
+const fengari = copy.module('fengari.js');
 
 /** A Lua thread (`lua_State *`). */
 export type LuaState = { readonly __luaState: unique symbol };
@@ -15,10 +27,16 @@ export const lua: any = fengari.lua;
 export const lauxlib: any = fengari.lauxlib;
 export const lualib: any = fengari.lualib;
 /* eslint-enable @typescript-eslint/no-explicit-any */
+const to_luastring = fengari.to_luastring as (text: string, cache?: boolean) => Uint8Array;
 
 /** A cached Lua string for a constant name. */
 export function K(name: string): Uint8Array {
-  return fengari.to_luastring(name, true);
+  return to_luastring(name, true);
+}
+
+/** `text` as Lua bytes (UTF-8), not cached: for messages and other one-off strings. */
+export function luaString(text: string): Uint8Array {
+  return to_luastring(text);
 }
 
 /** Lua bytes (a Uint8Array) as a Buffer view, without copying. */
@@ -53,4 +71,9 @@ export function raise(L: LuaState, message: string): never {
   lua.lua_pushstring(L, Buffer.from(message));
   lua.lua_concat(L, 2);
   return lua.lua_error(L) as never;
+}
+
+/** A module of the private fengari copy, for ./internals only. */
+export function privateModule(name: string): Record<string, unknown> {
+  return copy.module(name);
 }

@@ -1,0 +1,26 @@
+/**
+ * Fengari internals the sandbox reaches into (budget, limits, memory): modules of our private copy,
+ * typed for what we use. See ./patches for why each is needed.
+ */
+import { privateModule } from './index';
+import type { LuaState } from './index';
+
+export const ldo = privateModule('ldo.js') as {
+  luaD_precall(L: LuaState, off: number, nresults: number): boolean;
+  luaD_throw(L: LuaState, status: number): never;
+};
+export const ldebug = privateModule('ldebug.js') as {
+  luaG_traceexec(L: LuaState): void;
+  luaG_runerror(L: LuaState, message: Uint8Array): never;
+};
+export const lobject = privateModule('lobject.js') as {
+  luaO_tostring(L: LuaState, value: object): void;
+};
+const lopcodes = privateModule('lopcodes.js') as { OpCodesI: Record<string, number> };
+const defs = privateModule('defs.js') as { constant_types: Record<string, number> };
+
+export const OP_CONCAT = lopcodes.OpCodesI.OP_CONCAT;
+export const OP_RETURN = lopcodes.OpCodesI.OP_RETURN;
+/** Value types of a Lua closure and of a JS function, as fengari tags stack values. */
+export const LUA_TLCL = defs.constant_types.LUA_TLCL;
+export const LUA_TLCF = defs.constant_types.LUA_TLCF;

@@ -1,0 +1,101 @@
+import { stringModule } from './lstring';
+
+/**
+ * Every change we make to fengari 0.1.5, with its reason and the test that fails without it.
+ *
+ * Source patches and replaced modules are applied while ./load compiles our private copy of fengari
+ * (the published package is never modified). Runtime patches are installed on that same private copy
+ * by the module named; they need a live state or per-state limits, so they live beside that logic.
+ * test/lua/fengari-pin.test.ts fails when fengari's source files differ from the reviewed ones.
+ */
+
+/** A textual change to one or more of fengari's source files. */
+export interface SourcePatch {
+  name: string;
+  /** Why the change is needed. */
+  reason: string;
+  /** The test (file: title) that fails without it. */
+  test: string;
+  /** What is replaced (a global regular expression). */
+  find: RegExp;
+  replace(...match: string[]): string;
+  /** Files the patch changes, and how many places in each: any other count fails the load. */
+  files: Record<string, number>;
+}
+
+export const SOURCE_PATCHES: readonly SourcePatch[] = [
+  {
+    name: 'integral floats print as integers',
+    reason:
+      'Host numbers reach Lua as floats; CONNMIX scripts (Lua 5.1) expect `"video:" .. 100001` to give ' +
+      '`video:100001`, not `video:100001.0`. Fengari reads this setting (LUA_COMPAT_FLOATSTRING) from ' +
+      'FENGARICONF; our copy gets it without touching process.env, on top of any FENGARICONF given.',
+    test: 'test/lua/vm.test.ts: Lua 5.1 surface: getn, unpack, loadstring, math.pow, bit (tostring(100001 * 1.0))',
+    find: /const conf = \(process\.env\.FENGARICONF \? JSON\.parse\(process\.env\.FENGARICONF\) : \{\}\);/g,
+    replace: () =>
+      'const conf = Object.assign(process.env.FENGARICONF ? JSON.parse(process.env.FENGARICONF) : {}, { LUA_COMPAT_FLOATSTRING: true });',
+    files: { 'luaconf.js': 1 },
+  },
+  {
+    name: 'stack pops are stores',
+    reason:
+      'Fengari empties stack slots with `delete L.stack[i]`, which punches holes in a JS array: V8 then ' +
+      'runs every Lua call and return 5-8 times slower. Storing `undefined` instead is the same to ' +
+      'fengari (nothing in it tells a hole from undefined).',
+    test: 'test/lua/fengari-patches.test.ts: popped stack slots are stored as undefined, not deleted (stack pops are stores)',
+    find: /delete (\w+)\.stack\[([^\]]+)\]/g,
+    replace: (_pop: string, state: string, index: string) => `${state}.stack[${index}] = void 0`,
+    files: { 'lapi.js': 18, 'ldebug.js': 1, 'ldo.js': 5, 'lparser.js': 1, 'ltm.js': 1, 'lvm.js': 3 },
+  },
+];
+
+/** Fengari modules replaced whole by ours: each builds the module's exports from the copy's other modules. */
+export const REPLACED_MODULES: Readonly<Record<string, (load: (name: string) => Record<string, unknown>) => object>> = {
+  /**
+   * String keys: fengari keys tables by "|" plus each byte in hex without padding, so "\1\35" and
+   * "\18\3" were one key and compared equal, and building the key cost ~10% of a short hook call.
+   * Test: test/lua/vm.test.ts: strings with bytes below 0x10 are distinct table keys and compare by
+   * their bytes (fengari alone gets both wrong).
+   */
+  'lstring.js': stringModule,
+};
+
+/** Changes installed at run time on the private copy; listed here so every change is in one list. */
+export const RUNTIME_PATCHES: ReadonlyArray<{ name: string; where: string; reason: string; test: string }> = [
+  {
+    name: 'concat guard',
+    where: 'src/lua/limits.ts patchConcat (wraps ldebug.luaG_traceexec)',
+    reason: '`..` sizes and copies its whole result in one JS call, out of the count hook\'s reach: its length is checked first.',
+    test: 'test/hostile-lua.test.ts: every way to build a string is capped at maxStringSize, pcall-catchable, and the state goes on',
+  },
+  {
+    name: 'slow host calls ask for a budget check',
+    where: 'src/lua/limits.ts patchSlowCalls (wraps ldo.luaD_precall)',
+    reason: 'Library calls run without the hook; a loop of slow calls would run about 1000 of them between two checks.',
+    test: 'test/hostile-lua.test.ts: a loop of slow calls is stopped by the budget, not after a thousand instructions of them',
+  },
+  {
+    name: 'capped string buffers',
+    where: 'src/lua/limits.ts patchBuffer (accessors on lauxlib.luaL_Buffer.prototype)',
+    reason: 'The string library builds results in a luaL_Buffer with no size limit and no allocator hook.',
+    test: 'test/hostile-lua.test.ts: every way to build a string is capped at maxStringSize, pcall-catchable, and the state goes on',
+  },
+  {
+    name: 'counted pattern steps',
+    where: 'src/lua/limits.ts patchMatcher (accessors on lstrlib MatchState.prototype)',
+    reason: 'Backtracking patterns run for minutes inside one library call.',
+    test: 'test/hostile-lua.test.ts: backtracking patterns are stopped by maxPatternSteps instead of running for minutes',
+  },
+  {
+    name: 'pcall keeps hooks allowed in coroutines',
+    where: 'src/lua/pcall.ts (pcall and xpcall replace the base library\'s)',
+    reason: 'Fengari\'s lua_pcallk never sets CIST_OAH, so after one caught error a coroutine ran with hooks off for good.',
+    test: 'test/lua/fengari-patches.test.ts: pcall of an error inside a coroutine keeps the budget hook (pcall escape)',
+  },
+  {
+    name: 'budget errors skip message handlers',
+    where: 'src/lua/vm.ts throwPastHandlers (calls ldo.luaD_throw)',
+    reason: 'A hook runs with hooks off: an xpcall handler called from it ran without a budget.',
+    test: 'test/script-faults.test.ts: the budget holds in error handlers and metamethods: each loop costs its connection (1011 script timeout), never the node',
+  },
+];

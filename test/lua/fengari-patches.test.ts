@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { lua, lauxlib, lualib, K } from '../../src/lua/fengari/index';
+import { SOURCE_PATCHES } from '../../src/lua/fengari/patches';
+import { ROOT } from '../helpers';
+
+test('popped stack slots are stored as undefined, not deleted (stack pops are stores)', () => {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const chunk = 'local function f(a, b) return a .. b, select("#", a, b) end for i = 1, 50 do f("x", i) end return f("a", "b")';
+  assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=pops'), K('t')), lua.LUA_OK);
+  lua.lua_call(L, 0, lua.LUA_MULTRET);
+  const thread = L as unknown as { stack: unknown[]; top: number };
+  // Slots above the top were used by the calls and popped: deleted, they would no longer be keys.
+  const kept = Object.keys(thread.stack).map(Number);
+  assert.deepEqual(kept, kept.map((_slot, index) => index), 'the used slots stay one run from 0');
+  assert.ok(kept.length > thread.top + 5, `slots above the top of ${thread.top} were deleted: ${kept.length} kept`);
+  lua.lua_settop(L, 0);
+});
+
+test('pcall of an error inside a coroutine keeps the budget hook (pcall escape)', () => {
+  // In a child process: without the fix the loop never ends, and a synchronous loop cannot be timed out in-process.
+  const harness = JSON.stringify(path.join(ROOT, 'dist/test/lua/harness.js'));
+  const probe = `
+    const { scriptVm } = require(${harness});
+    const { exec, vm } = scriptVm({ callBudget: 50 });
+    (async () => {
+      const r = await exec('local co = coroutine.wrap(function() while true do pcall(error) end end) co()');
+      const after = await exec('return 1 + 1');
+      console.log(JSON.stringify({ timedOut: r.timedOut, error: r.error, after: after.values, height: vm.stackHeight() }));
+    })();`;
+  const run = spawnSync(process.execPath, ['-e', probe], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(run.status, 0, `the loop was not stopped: ${run.error?.message ?? run.stderr}`);
+  const result = JSON.parse(run.stdout) as { timedOut: boolean; error: string; after: number[]; height: number };
+  assert.equal(result.timedOut, true);
+  assert.match(result.error, /exceeded its budget of 50 ms/);
+  assert.deepEqual({ after: result.after, height: result.height }, { after: [2], height: 0 });
+});
+
+test('every source patch names its reason, its test, and fits the installed fengari exactly', () => {
+  const dir = path.dirname(require.resolve('fengari'));
+  for (const patch of SOURCE_PATCHES) {
+    assert.ok(patch.reason.length > 20 && patch.test.includes('.test.ts: '), patch.name);
+    for (const [file, expected] of Object.entries(patch.files)) {
+      const found = fs.readFileSync(path.join(dir, file), 'utf8').match(patch.find)?.length ?? 0;
+      assert.equal(found, expected, `${patch.name} in ${file}`);
+    }
+  }
+});
+
+test('nothing in src/ outside src/lua/fengari/ requires or imports fengari', () => {
+  const offenders: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (full !== path.join(ROOT, 'src', 'lua', 'fengari')) walk(full);
+      } else if (/\.[cm]?[jt]s$/.test(entry.name)) {
+        const text = fs.readFileSync(full, 'utf8');
+        if (/(require\s*\(|import\s*\(|from\s+|import\s+)\s*['"`]fengari(\/|['"`])/.test(text)) offenders.push(path.relative(ROOT, full));
+      }
+    }
+  };
+  walk(path.join(ROOT, 'src'));
+  assert.deepEqual(offenders, []);
+});
