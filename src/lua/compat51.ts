@@ -77,7 +77,7 @@ const format51: LuaFunction = (L) => {
     if (hasPrecision) for (j++; isDigit(fmt[j]); j++);
     const conversion = fmt[j];
     if (conversion === 0x71 && j === i + 1 && lua_type(L, arg) === LUA_TSTRING) { // a bare %q of a string
-      lua_pushstring(L, quoted(L, lua.lua_tolstring(L, arg)));
+      lua_pushstring(L, quoted(L, lua.lua_tolstring(L, arg)!));
       lua.lua_replace(L, arg);
       edits.push({ at: j, text: LETTER_S });
     }

@@ -70,6 +70,6 @@ function loadModuleFile(L: LuaState, roots: readonly string[], name: string): vo
   }
   if (source === null) raise(L, `module '${name}' not found: no file ${relative} in the entry's folder or the scripts folder`);
   if (loadLua51(L, source, `@${relative}`) !== LUA_OK) {
-    raise(L, `error loading module '${name}': ${luaToJsString(lua_tolstring(L, -1))}`);
+    raise(L, `error loading module '${name}': ${luaToJsString(lua_tolstring(L, -1)!)}`);
   }
 }

@@ -159,9 +159,9 @@ function textOnlyLoad(maxSize: number): LuaFunction {
     // Forward the caller's arguments with the mode forced to text; an explicit nil env must stay explicit.
     const nargs = lua_gettop(L);
     lua_settop(L, 4);
-    if (lua_type(L, 1) === LUA_TSTRING && lua_tolstring(L, 1).length > maxSize) {
+    if (lua_type(L, 1) === LUA_TSTRING && lua_tolstring(L, 1)!.length > maxSize) {
       lua_pushnil(L);
-      lua_pushstring(L, Buffer.from(`chunk of ${lua_tolstring(L, 1).length} bytes exceeds the ${maxSize}-byte load limit`));
+      lua_pushstring(L, Buffer.from(`chunk of ${lua_tolstring(L, 1)!.length} bytes exceeds the ${maxSize}-byte load limit`));
       return 2;
     }
     lua_getfield(L, LUA_REGISTRYINDEX, STOCK_LOAD);
@@ -186,7 +186,7 @@ function countedReader(maxSize: number): LuaFunction {
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_call(L, 0, 1);
     if (lua_type(L, -1) === LUA_TSTRING) {
-      total += lua_tolstring(L, -1).length;
+      total += lua_tolstring(L, -1)!.length;
       if (total > maxSize) return raise(L, `chunk exceeds the ${maxSize}-byte load limit`);
     }
     return 1;
@@ -263,7 +263,7 @@ function callOriginalDate(L: LuaState, format: Uint8Array): number {
 
 function callOriginalDateText(L: LuaState, format: Uint8Array): Uint8Array {
   callOriginalDate(L, format);
-  const text: Uint8Array = lua_tolstring(L, -1);
+  const text: Uint8Array = lua_tolstring(L, -1)!;
   lua_pop(L, 1);
   return text;
 }
@@ -319,7 +319,7 @@ function cappedConcatGuard(max: number, maxItems: number): (L: LuaState) => unde
     for (let i = first; i <= last; i++) {
       lua_rawgeti(L, 1, i);
       const type = lua_type(L, -1);
-      if (type === LUA_TSTRING || type === LUA_TNUMBER) total += lua_tolstring(L, -1).length;
+      if (type === LUA_TSTRING || type === LUA_TNUMBER) total += lua_tolstring(L, -1)!.length;
       lua_pop(L, 1);
       if (i > first) total += sep.length;
       if (total > max) raise(L, `table.concat: result exceeds the ${max}-byte limit`);

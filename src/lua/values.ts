@@ -89,7 +89,7 @@ export function toJs(L: LuaState, index: number, options: ToJsOptions = {}, dept
     case LUA_TNUMBER:
       return lua_tonumber(L, index);
     case LUA_TSTRING: {
-      const bytes: Uint8Array = lua_tolstring(L, index);
+      const bytes: Uint8Array = lua_tolstring(L, index)!;
       if (room) {
         // A table may hold the same large string many times; each copy counts.
         room.left -= bytes.length;
@@ -142,7 +142,7 @@ function tableKey(L: LuaState, index: number): string | number {
   if (type === LUA_TSTRING) {
     // lua_tolstring would convert a number key in place and confuse lua_next; this key is a string.
     lua_pushvalue(L, index);
-    const key = luaToJsString(lua_tolstring(L, -1));
+    const key = luaToJsString(lua_tolstring(L, -1)!);
     lua_pop(L, 1);
     return key;
   }

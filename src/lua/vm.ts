@@ -337,7 +337,7 @@ export class LuaVM<Owner = unknown> {
   /** The error on top of a dead coroutine, with the coroutine's traceback. */
   private traceback(thread: LuaState): string {
     luaL_traceback(this.L, thread, Buffer.from(describeError(thread, -1)), 0);
-    const text = luaToJsString(lua_tolstring(this.L, -1));
+    const text = luaToJsString(lua_tolstring(this.L, -1)!);
     lua_settop(this.L, 0);
     return text;
   }
@@ -401,7 +401,7 @@ export class LuaVM<Owner = unknown> {
   private compile(source: Buffer): number {
     const L = this.L;
     if (loadLua51(L, source, `@${this.chunkName}`) !== LUA_OK) {
-      const message = luaToJsString(lua_tolstring(L, -1));
+      const message = luaToJsString(lua_tolstring(L, -1)!);
       lua_settop(L, 0);
       throw new LuaLoadError(message);
     }
@@ -498,7 +498,7 @@ const messageHandler: LuaFunction = (L) => {
  */
 function describeError(L: LuaState, index: number): string {
   const type = lua_type(L, index);
-  if (type === LUA_TSTRING || type === LUA_TNUMBER) return luaToJsString(lua_tolstring(L, index));
+  if (type === LUA_TSTRING || type === LUA_TNUMBER) return luaToJsString(lua_tolstring(L, index)!);
   return `(error object is a ${luaToJsString(lua_typename(L, type))} value)`;
 }
 
@@ -561,7 +561,7 @@ function firstCompileError(L: LuaState, files: string[]): string | null {
       continue; // removed since it was listed
     }
     const failed = loadLua51(L, source, `@${displayPath(file)}`) !== LUA_OK;
-    const message = failed ? luaToJsString(lua_tolstring(L, -1)) : null;
+    const message = failed ? luaToJsString(lua_tolstring(L, -1)!) : null;
     lua_pop(L, 1);
     if (message) return message;
   }

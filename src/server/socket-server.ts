@@ -232,7 +232,7 @@ export class SocketBusinessServer {
       }
       if (abandoned) return;
       const type = results && lua_gettop(results) > 0 ? lua_type(results, 1) : lua.LUA_TNONE;
-      const bytes = type === LUA_TSTRING ? bytesView(lua_tolstring(results, 1)) : null;
+      const bytes = results && type === LUA_TSTRING ? bytesView(lua_tolstring(results, 1)!) : null;
       if (bytes && bytes.length > 0) encoded = bytes;
       else this.log.warn('protocol_encode must return a non-empty string; message not sent', {
         client_id: conn.clientId,
@@ -341,7 +341,7 @@ export class SocketBusinessServer {
 /** protocol_input's answer: -1, 0 or a packet length of at most `available` bytes, or why it is unusable. */
 function packetLength(results: LuaState | null, available: number): number | string {
   const type = results && lua_gettop(results) > 0 ? lua_type(results, 1) : lua.LUA_TNONE;
-  if (type !== LUA_TNUMBER) return `protocol_input must return an integer, got ${typeName(results, type)}`;
+  if (!results || type !== LUA_TNUMBER) return `protocol_input must return an integer, got ${typeName(results, type)}`;
   const n = lua_tonumber(results, 1);
   if (!Number.isInteger(n) || n < -1) return `protocol_input returned ${n}: expected -1, 0 or a packet length`;
   if (n > available) return `protocol_input returned ${n} but only ${available} bytes are buffered`;

@@ -13,20 +13,16 @@
  * Nothing outside this folder may require fengari (test/lua/fengari-imports.test.ts checks src/).
  */
 import { loadPrivateFengari } from './load';
+import type { LuaApi, LauxlibApi, LualibApi, LuaState } from './api';
 
 const copy = loadPrivateFengari();
 const fengari = copy.module('fengari.js');
 
-/** A Lua thread (`lua_State *`). */
-export type LuaState = { readonly __luaState: unique symbol };
-/** A JS function callable from Lua: reads its arguments from `L`, pushes results, returns their count. */
-export type LuaFunction = (L: LuaState) => number;
+export type { LuaState, LuaFunction, LuaKFunction, LuaHook, LuaDebug, LuaText } from './api';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-export const lua: any = fengari.lua;
-export const lauxlib: any = fengari.lauxlib;
-export const lualib: any = fengari.lualib;
-/* eslint-enable @typescript-eslint/no-explicit-any */
+export const lua = fengari.lua as LuaApi;
+export const lauxlib = fengari.lauxlib as LauxlibApi;
+export const lualib = fengari.lualib as LualibApi;
 const to_luastring = fengari.to_luastring as (text: string, cache?: boolean) => Uint8Array;
 
 /** A cached Lua string for a constant name. */

@@ -3,7 +3,7 @@
  * typed for what we use. See ./patches for why each is needed.
  */
 import { privateModule } from './index';
-import type { LuaState } from './index';
+import type { LuaState } from './api';
 
 export const ldo = privateModule('ldo.js') as {
   luaD_precall(L: LuaState, off: number, nresults: number): boolean;

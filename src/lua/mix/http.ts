@@ -82,7 +82,7 @@ function typeName(L: LuaState, index: number): string {
 /** A string or number as text, byte for byte (header values are bytes, as in Go); null for other types. */
 function scalarText(L: LuaState, index: number): string | null {
   const type = lua_type(L, index);
-  if (type === LUA_TSTRING) return bytesView(lua_tolstring(L, index)).toString('latin1');
+  if (type === LUA_TSTRING) return bytesView(lua_tolstring(L, index)!).toString('latin1');
   if (type === LUA_TNUMBER) return String(lua_tonumber(L, index));
   return null;
 }
@@ -90,7 +90,7 @@ function scalarText(L: LuaState, index: number): string | null {
 function stringOption(L: LuaState, name: string): Buffer | null {
   const type = field(L, name);
   if (type !== LUA_TNIL && type !== LUA_TSTRING) badOption(L, `${name} must be a string, got ${typeName(L, -1)}`);
-  const value = type === LUA_TSTRING ? Buffer.from(lua_tolstring(L, -1)) : null;
+  const value = type === LUA_TSTRING ? Buffer.from(lua_tolstring(L, -1)!) : null;
   lua_pop(L, 1);
   return value;
 }
@@ -123,7 +123,7 @@ function timeoutOption(L: LuaState): number {
   if (type === LUA_TNUMBER) {
     ms = lua_tonumber(L, -1) * 1000;
   } else if (type === LUA_TSTRING) {
-    const text = luaToJsString(lua_tolstring(L, -1));
+    const text = luaToJsString(lua_tolstring(L, -1)!);
     const parsed = parseDuration(text);
     if (parsed === null) badOption(L, `timeout: invalid duration "${text}"`);
     ms = parsed as number;

@@ -59,7 +59,7 @@ export function luaToJson(L: LuaState, index: number, depth = 0, room: JsonRoom 
       return spend(room, String(n));
     }
     case LUA_TSTRING:
-      return spend(room, jsonString(lua_tolstring(L, index)));
+      return spend(room, jsonString(lua_tolstring(L, index)!));
     case LUA_TTABLE:
       return tableToJson(L, lua_absindex(L, index), depth, room);
     default:
@@ -156,7 +156,7 @@ export const jsonDecode: LuaFunction = (L) => {
     return pushNilError(L, `json_decode expects a string, got ${typeName(L, 1)}`);
   }
   const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
-  const text: Uint8Array = lua_tolstring(L, 1);
+  const text: Uint8Array = lua_tolstring(L, 1)!;
   // Refused before parsing: JSON.parse of a 16 MiB `[0,0,...]` alone takes seconds and 350 MiB.
   const tooMuch = jsonTextTooLarge(text, maxItems);
   if (tooMuch !== null) return pushNilError(L, `invalid JSON: ${tooMuch}`);

@@ -299,7 +299,7 @@ function packArg(L: LuaState, index: number): PackArg {
   const type = lua_type(L, index);
   const typeName = luaToJsString(lua_typename(L, type));
   if (type === LUA_TSTRING) {
-    const text = Buffer.from(lua_tolstring(L, index));
+    const text = Buffer.from(lua_tolstring(L, index)!);
     return { text, number: lua_isnumber(L, index) ? lua_tonumber(L, index) : null, type: typeName };
   }
   if (type === LUA_TNUMBER) {
