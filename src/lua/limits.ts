@@ -5,10 +5,10 @@ import { ldo, ldebug, lobject, OP_CONCAT, LUA_TLCL, LUA_TLCF } from './fengari/i
 /**
  * Caps on what one Lua library call may build or scan. The count hook that enforces
  * `engine.luavm.callBudget` runs between VM instructions, so it cannot stop a single library call
- * (Fengari runs each one as a plain JS loop), and Fengari has no allocator hook to cap memory
- * (stack-notes 1.9, 1.10). These caps keep every single call short and small. `installLimits` also
- * has the budget hook look at the clock right after a slow or large call (instead of up to 1000
- * instructions later), so a loop of calls that each stay under the caps still stops within its budget.
+ * (Fengari runs each one as a plain JS loop), and Fengari has no allocator hook to cap memory (its
+ * values are JS objects the V8 collector owns). These caps keep every single call short and small.
+ * `installLimits` also has the budget hook look at the clock right after a slow or large call
+ * (instead of up to 1000 instructions later), so a loop of calls that each stay under the caps still stops within its budget.
  *
  * | limit | default | what it caps |
  * | --- | --- | --- |

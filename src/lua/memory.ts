@@ -2,7 +2,7 @@ import type { LuaState } from './fengari/index';
 
 /**
  * An estimate of the memory a Lua state holds: Fengari has no allocator hook and no collector of its
- * own (stack-notes 1.10), so the only way to know what a script keeps is to walk what it can reach.
+ * own (V8 collects its objects), so the only way to know what a script keeps is to walk what it can reach.
  * The walk starts at the registry (globals, loaded modules, the host's references), the type
  * metatables, and the stacks of the threads given, and adds up rough V8 sizes of every table entry,
  * string, function, userdata and thread it reaches once. It is proportional to the state's size

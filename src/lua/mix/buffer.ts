@@ -46,7 +46,7 @@ const methods: Record<string, LuaFunction> = {
   },
 };
 
-/** Registers the metatable of the `buf` objects that `protocol_input` receives (reference 3.3). */
+/** Registers the metatable of the `buf` objects that `protocol_input` receives (CONNMIX docs, configuration-protocols). */
 export function registerBufferType(L: LuaState): void {
   luaL_newmetatable(L, BUFFER);
   luaL_setfuncs(L, methods, 0);

@@ -49,7 +49,7 @@ function contextValue(L: LuaState, index: number): LuaValue {
 }
 
 /**
- * Registers the connection metatable: the methods of reference 4.4 on userdata that points at a
+ * Registers the connection metatable: the methods of CONNMIX docs, lua-api, on userdata that points at a
  * JS connection. Subscribing may wait for the broker and `wait_context_value` for the context; both
  * suspend the calling hook only (its connection's later events queue behind it).
  */

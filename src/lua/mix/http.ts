@@ -55,7 +55,7 @@ interface HttpRequest {
   timeoutMs: number;
 }
 
-/** The response table of reference 4.8. */
+/** The response table of `mix.http.request` (CONNMIX docs, lua-api). */
 interface HttpResponse {
   body: Buffer;
   headers: Array<[string, string]>;
@@ -306,7 +306,7 @@ function pushResponse(L: LuaState, response: HttpResponse): number {
 }
 
 /**
- * `mix.http.request(method, url[, options])` → `resp, err` (reference 4.8, after gluahttp). Options:
+ * `mix.http.request(method, url[, options])` → `resp, err` (CONNMIX docs, lua-api; shaped after gluahttp). Options:
  * `query` (replaces the URL's query, as gluahttp does), `body`, `headers`, `cookies`, `auth`, `timeout`
  * (seconds or a Go duration, default 30 s, covering the whole exchange). Redirects are followed;
  * `resp.url` is the final URL. A non-2xx status is a response, not an error; transport failures,

@@ -217,7 +217,7 @@ function connection(host: RedisHost): LuaFunction {
 }
 
 /**
- * Pushes the `mix.redis` table (reference 4.7) and registers the metatable of its connection objects.
+ * Pushes the `mix.redis` table (CONNMIX docs, lua-api) and registers the metatable of its connection objects.
  * Waiting for Redis suspends the calling hook only.
  */
 export function pushRedisModule<Owner>(vm: LuaVM<Owner>, host: RedisHost): void {

@@ -9,7 +9,7 @@ import { parseUrlFn } from './url';
 export { luaToJson, JsonEncodeError } from './json';
 
 /**
- * The pure utilities of CONNMIX's `mix` table (connmix.md 4.1), in JS because Lua versions are far
+ * The pure utilities of CONNMIX's `mix` table (CONNMIX docs, lua-api), in JS because Lua versions are far
  * slower in Fengari. Register with `luaL_setfuncs(L, MIX_UTILS, 0)` on the `mix` table. Wrong argument
  * types raise the standard `bad argument #n to 'name' (...)`; bad data gives `nil, err`.
  */
