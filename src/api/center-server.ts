@@ -34,7 +34,7 @@ export class CenterServer {
       createHttpApi(listing, log, (req, role) => this.access.check(req, role)),
     );
     this.http.on('clientError', (_error, socket) => socket.destroy());
-    // Its sockets share the API's share of the descriptor reserve (README "Operations").
+    // Its sockets share the API's share of the descriptor reserve (docs/operations.md "Hostile clients").
     if (fdGuard) this.http.on('connection', (socket) => fdGuard.admit(socket, 'api'));
   }
 

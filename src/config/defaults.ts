@@ -67,7 +67,7 @@ export function defaultConfig(): Config {
       meshPoint: { port: 6788, bind: '0.0.0.0' },
       apiServer: {
         port: 6789,
-        // Not CONNMIX's 0.0.0.0: an API left open on every interface lets anyone publish (README "Access").
+        // Not CONNMIX's 0.0.0.0: an API left open on every interface lets anyone publish (docs/api.md "Access").
         bind: '127.0.0.1',
         // 40096 (not 4096) is the literal shipped value; kept on purpose (reference section 10.9).
         readBufferSize: 40096,

@@ -90,7 +90,7 @@ export class Metrics {
   readonly sendDuration: SlidingSummary<'protocol' | 'scenario'>;
   /** Messages not delivered to one connection, by reason (`slow_consumer`, `buffer_full`, `closed`). */
   readonly drops: Counter<'reason'>;
-  /** Connections ended, by close code (README's close code table). */
+  /** Connections ended, by close code (the close code table of docs/operations.md). */
   readonly closes: Counter<'code'>;
   /** Connections (WebSocket upgrades, socket accepts) refused before a connection existed, by reason. */
   readonly refused: Counter<'reason'>;
