@@ -1,6 +1,6 @@
 /**
- * WebSocket close codes the engine sends (RFC 6455 7.4 and the 4000-4999 private range). docs/operations.md
- * ("WebSocket close codes") lists them; clients may reconnect on every code but 1008 and 1009.
+ * WebSocket close codes the engine sends (RFC 6455 7.4 and the 4000-4999 private range). "WebSocket close
+ * codes" in docs/operations.md lists them; clients may reconnect on every code but 1008 and 1009.
  */
 export const CloseCode = {
   /** `conn:close()` from Lua, or a normal end. */
@@ -24,8 +24,8 @@ export const CloseCode = {
 
 /**
  * Codes `connmix_closes_total` names one by one: those the engine sends, those ws reports (1005 no code,
- * 1006 no close frame, 1007 bad UTF-8) and those docs/operations.md documents. A client may close with any of about
- * 2,000 valid codes; each would become a series of its own, so the rest count as `other`.
+ * 1006 no close frame, 1007 bad UTF-8) and those docs/operations.md documents. A client may close with
+ * any of about 2,000 valid codes; each would become a series of its own, so the rest count as `other`.
  */
 const DOCUMENTED = new Set<number>([...Object.values(CloseCode), 1005, 1006, 1007]);
 
