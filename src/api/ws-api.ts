@@ -45,18 +45,17 @@ class ApiSession implements QueueConsumer, Batchable {
   queuedBytes = 0;
   /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty (for writeTimeout). */
   blockedSince = 0;
-  readonly socket: Socket;
   /** Answers still being computed, so later answers wait for earlier ones. */
   private pending: Promise<void> | null = null;
 
+  /** @param socket the upgraded request's socket, which `ws` writes to */
   constructor(
     readonly ws: WebSocket,
+    readonly socket: Socket,
     private readonly batch: WriteBatch,
     private readonly maxBufferedBytes: number,
     private readonly log: Logger,
-  ) {
-    this.socket = (ws as unknown as { _socket: Socket })._socket;
-  }
+  ) {}
 
   get flushable(): boolean {
     return this.ws.readyState === WebSocket.OPEN;
@@ -130,7 +129,8 @@ export class WsApi {
 
   /** Takes over an upgrade request the API server has already authorised. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
+    // The upgraded socket is the request's: the session gets it here rather than from ws's internals.
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req.socket));
   }
 
   close(): void {
@@ -143,8 +143,8 @@ export class WsApi {
     for (const session of this.sessions) session.ws.terminate();
   }
 
-  private accept(ws: WebSocket): void {
-    const session = new ApiSession(ws, this.batch, this.options.maxBufferedBytes, this.log);
+  private accept(ws: WebSocket, socket: Socket): void {
+    const session = new ApiSession(ws, socket, this.batch, this.options.maxBufferedBytes, this.log);
     this.sessions.add(session);
     const touch = () => {
       session.lastReadAt = Date.now();

@@ -1,11 +1,11 @@
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import { ConnectionContext } from '../session/context';
-import type { Subscriber, Outgoing } from '../mesh/hub';
+import type { Outgoing } from '../mesh/hub';
 import { frame } from '../wire/frame';
-import type { Batchable, WriteBatch } from '../wire/write-batch';
+import type { WriteBatch } from '../wire/write-batch';
 import { CloseCode } from '../wire/close-codes';
 import type { DropReason, Metrics } from '../metrics';
+import { ClientConnection } from './client-connection';
 
 export interface ConnectionLimits {
   /** Bytes that may wait in the send buffer; a write past it drops the connection (1008). */
@@ -20,48 +20,39 @@ export interface ConnectionLimits {
 }
 
 /**
- * One client connection of a business server: its identity, Lua context, channels, and the write
- * path. Frames (framed once by the caller for publishes) go to the socket through the server's write
- * batch; ws keeps reading, control frames and the close handshake.
+ * One client connection of a `protocol: websocket` server. Frames (framed once by the caller for
+ * publishes) go to the socket through the server's write batch; ws keeps reading, control frames and
+ * the close handshake.
  */
-export class Connection implements Subscriber, Batchable {
+export class Connection extends ClientConnection {
   readonly protocol = 'websocket' as const;
-  readonly context = new ConnectionContext();
-  readonly channels = new Set<string>();
-  readonly socket: Socket;
-  queued: Buffer | Buffer[] | null = null;
-  queuedBytes = 0;
-  /** Registry ref of this connection's Lua userdata, -1 until a script asks for it. */
-  luaRef = -1;
-  /** Last time any data arrived (ms), for `readTimeout`. */
-  lastReadAt = Date.now();
   /** When the server last pinged this connection (ms), so a silent one is pinged once per silence. */
   pingedAt = 0;
-  /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty. */
-  blockedSince = 0;
   /** Why the engine dropped the connection without a close handshake, if it did. */
   abortedWith: { code: number; reason: string } | null = null;
 
+  /** @param socket the upgraded request's socket, which `ws` writes to */
   constructor(
     readonly ws: WebSocket,
-    readonly clientId: string,
-    readonly remoteAddr: string,
+    socket: Socket,
+    clientId: string,
+    remoteAddr: string,
     private readonly limits: ConnectionLimits,
   ) {
-    this.socket = (ws as unknown as { _socket: Socket })._socket;
+    super(socket, clientId, remoteAddr, limits.maxChannels);
   }
 
   get open(): boolean {
     return this.ws.readyState === WebSocket.OPEN;
   }
 
-  /** Frames still in the write batch are dropped once a close began (they would follow the close frame). */
-  get flushable(): boolean {
+  get alive(): boolean {
     return this.open;
   }
 
-  get maxChannels(): number {
-    return this.limits.maxChannels;
+  /** Frames still in the write batch are dropped once a close began (they would follow the close frame). */
+  get flushable(): boolean {
+    return this.open;
   }
 
   /**
@@ -73,7 +64,7 @@ export class Connection implements Subscriber, Batchable {
     if (this.ws.readyState !== WebSocket.OPEN) return this.dropped('closed');
     const buffered = this.socket.writableLength + this.queuedBytes;
     if (buffered + bytes.length > this.limits.maxBufferedBytes) {
-      this.abort(CloseCode.POLICY, 'send buffer full');
+      this.drop(CloseCode.POLICY, 'send buffer full');
       return this.dropped('buffer_full');
     }
     if (skippable && buffered > this.limits.softBufferedBytes) return this.dropped('slow_consumer');
@@ -102,7 +93,7 @@ export class Connection implements Subscriber, Batchable {
    * Drops the connection at once: a peer that does not read would never see a close frame queued
    * behind its full buffer. `code` and `reason` are what on_close and the logs report.
    */
-  abort(code: number, reason: string): void {
+  drop(code: number, reason: string): void {
     if (this.abortedWith) return;
     this.abortedWith = { code, reason };
     this.ws.terminate();
@@ -112,6 +103,35 @@ export class Connection implements Subscriber, Batchable {
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
       this.limits.batch.flushNow(this);
       this.ws.close(code, reason);
+    }
+  }
+
+  closeWith(code: number, reason: string): void {
+    this.close(code, reason);
+  }
+
+  shutDown(code: number): void {
+    this.close(code, 'server shutting down');
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  pauseReading(): void {
+    this.ws.pause();
+  }
+
+  resumeReading(): void {
+    this.ws.resume();
+  }
+
+  /** Pings once per silence: a live client's pong counts as data (browsers cannot ping but always answer). */
+  probe(now: number): void {
+    // `<=`: on loopback a pong can arrive in the very millisecond of its ping.
+    if (this.pingedAt <= this.lastReadAt) {
+      this.pingedAt = now;
+      this.ws.ping();
     }
   }
 }

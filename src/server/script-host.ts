@@ -12,6 +12,16 @@ export interface ScriptHost {
   redis: LuaRedisPool;
 }
 
+/** What a protocol adds to its servers' Lua state. */
+export interface ScriptSetup {
+  protocol: MixHost['protocol'];
+  hooks: readonly string[];
+  optionalHooks?: readonly string[];
+  install?: (vm: LuaVM<ScriptConnection>) => void;
+  /** Modules `require` serves from the host (before any file). */
+  builtins?: LuaVmOptions['builtins'];
+}
+
 /**
  * Builds the Lua state of one `engine.servers[]` entry with the `mix` API wired to the node. Every
  * connection a script sees was made by the server itself, so it is one of the hub's subscribers.
@@ -21,14 +31,7 @@ export function createScriptHost(
   services: NodeServices,
   log: Logger,
   callBudget: number,
-  setup: {
-    protocol: MixHost['protocol'];
-    hooks: readonly string[];
-    optionalHooks?: readonly string[];
-    install?: (vm: LuaVM<ScriptConnection>) => void;
-    /** Modules `require` serves from the host (before any file). */
-    builtins?: LuaVmOptions['builtins'];
-  },
+  setup: ScriptSetup,
 ): ScriptHost {
   const redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
   const mesh = services.mesh;

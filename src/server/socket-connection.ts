@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
-import { ConnectionContext } from '../session/context';
-import type { Subscriber, Outgoing } from '../mesh/hub';
-import type { Batchable, WriteBatch } from '../wire/write-batch';
+import type { Outgoing } from '../mesh/hub';
+import type { WriteBatch } from '../wire/write-batch';
+import { ClientConnection } from './client-connection';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -19,20 +19,11 @@ export interface SocketConnectionOptions {
 /**
  * One client of a `protocol: socket` server: a raw TCP connection whose framing the Lua entry defines.
  * It keeps the input not yet taken as packets; `conn:send` writes raw bytes, while deliveries from the
- * mesh go through `protocol_encode` first. Writes go through the server's write batch like WebSocket frames.
+ * mesh go through `protocol_encode` first. Writes go through the server's write batch like WebSocket
+ * frames. A socket has no close codes: on_close gets the reason only.
  */
-export class SocketConnection implements Subscriber, Batchable {
+export class SocketConnection extends ClientConnection {
   readonly protocol = 'socket' as const;
-  readonly context = new ConnectionContext();
-  readonly channels = new Set<string>();
-  queued: Buffer | Buffer[] | null = null;
-  queuedBytes = 0;
-  /** Registry ref of this connection's Lua userdata, -1 until a script asks for it. */
-  luaRef = -1;
-  /** Last time any data arrived (ms), for `readTimeout`. */
-  lastReadAt = Date.now();
-  /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty. */
-  blockedSince = 0;
   /** Input received and not yet taken as packets. Never written into: appending makes a new Buffer. */
   pending: Buffer = EMPTY;
   /** Why the connection ended, for on_close: null for a clean end (either side closed it normally). */
@@ -40,14 +31,12 @@ export class SocketConnection implements Subscriber, Batchable {
   private closing = false;
 
   constructor(
-    readonly socket: Socket,
-    readonly clientId: string,
-    readonly remoteAddr: string,
+    socket: Socket,
+    clientId: string,
+    remoteAddr: string,
     private readonly options: SocketConnectionOptions,
-  ) {}
-
-  get maxChannels(): number {
-    return this.options.maxChannels;
+  ) {
+    super(socket, clientId, remoteAddr, options.maxChannels);
   }
 
   /** Open until either side starts closing it. */
@@ -59,7 +48,6 @@ export class SocketConnection implements Subscriber, Batchable {
     return this.socket.writable;
   }
 
-  /** Whether the socket still holds resources (it may be flushing its last writes after a close). */
   get alive(): boolean {
     return !this.socket.destroyed;
   }
@@ -126,4 +114,31 @@ export class SocketConnection implements Subscriber, Batchable {
     this.closing = true;
     this.closeError = error.message;
   }
+
+  closeWith(_code: number, reason: string): void {
+    this.close(reason);
+  }
+
+  drop(_code: number, reason: string): void {
+    this.abort(reason);
+  }
+
+  shutDown(): void {
+    this.close();
+  }
+
+  terminate(): void {
+    this.abort('server shutting down');
+  }
+
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  /** A raw socket has nothing to probe with: only its data counts against readTimeout. */
+  probe(): void {}
 }

@@ -1,0 +1,72 @@
+import type { Socket } from 'node:net';
+import { ConnectionContext } from '../session/context';
+import type { ScriptConnection } from '../lua/mix';
+import type { Subscriber, Outgoing } from '../mesh/hub';
+import type { Protocol } from '../metrics';
+import type { Batchable } from '../wire/write-batch';
+
+/**
+ * What the business-server core needs of a connection, whatever carries it (a WebSocket or a raw TCP
+ * socket). Codes are WebSocket close codes; a transport without them keeps only the reason.
+ */
+export interface Transport {
+  /** Open until either side starts closing it. */
+  readonly open: boolean;
+  /** Still holds resources (it may be flushing its last writes after a close); the sweep watches these. */
+  readonly alive: boolean;
+  /** Closes after the writes already queued, telling the peer why where the transport can. */
+  closeWith(code: number, reason: string): void;
+  /** Drops the connection at once (a peer that does not read); `reason` is what on_close reports. */
+  drop(code: number, reason: string): void;
+  /** The server stops: closes normally where the transport can say so (`code`), without an error for on_close. */
+  shutDown(code: number): void;
+  /** Destroys what is left after a shutdown's grace period. */
+  terminate(): void;
+  /** Stops and restarts reading, while the connection's messages wait for their hooks. */
+  pauseReading(): void;
+  resumeReading(): void;
+  /** Silent for half its readTimeout: a transport that can probe the peer (a WebSocket ping) does it now. */
+  probe(now: number): void;
+}
+
+/**
+ * The fields every client connection of a business server has: its identity, Lua context, channels,
+ * and its place in the server's write batch. The kinds (WebSocket, socket) add their transport.
+ */
+export abstract class ClientConnection implements Subscriber, ScriptConnection, Batchable, Transport {
+  abstract readonly protocol: Protocol;
+  readonly context = new ConnectionContext();
+  readonly channels = new Set<string>();
+  queued: Buffer | Buffer[] | null = null;
+  queuedBytes = 0;
+  /** Registry ref of this connection's Lua userdata, -1 until a script asks for it. */
+  luaRef = -1;
+  /** Last time any data arrived (ms), for `readTimeout`. */
+  lastReadAt = Date.now();
+  /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty. */
+  blockedSince = 0;
+
+  constructor(
+    readonly socket: Socket,
+    readonly clientId: string,
+    readonly remoteAddr: string,
+    /** Channels the connection may hold (0 = no limit). */
+    readonly maxChannels: number,
+  ) {}
+
+  abstract get open(): boolean;
+  abstract get alive(): boolean;
+  abstract get flushable(): boolean;
+  abstract deliver(message: Outgoing): boolean;
+  /** `conn:send` from Lua. */
+  abstract send(data: Uint8Array, binary: boolean): boolean;
+  /** `conn:close()` from Lua: a normal close. */
+  abstract close(): void;
+  abstract closeWith(code: number, reason: string): void;
+  abstract drop(code: number, reason: string): void;
+  abstract shutDown(code: number): void;
+  abstract terminate(): void;
+  abstract pauseReading(): void;
+  abstract resumeReading(): void;
+  abstract probe(now: number): void;
+}
