@@ -144,12 +144,7 @@ export class SocketHooks {
 
   /** `protocol_input(buf)`: its answer as a number (range unchecked), or why it is not a number. */
   protocolInput(conn: ScriptConnection, input: Buffer, done: (error: LuaHookError | null, result: InputResult) => void): void {
-    let thread: LuaState | null = null;
-    this.vm.call(conn, 'protocol_input', (L) => {
-      thread = L;
-      pushBuffer(L, input);
-      return this.connLast(L, conn, 1);
-    }, (error) => {
+    this.callForResults(conn, 'protocol_input', input, (error, thread) => {
       if (error) return done(error, '');
       const type = resultType(thread);
       if (!thread || type !== LUA_TNUMBER) return done(null, `protocol_input must return an integer, got ${typeName(thread, type)}`);
@@ -159,12 +154,7 @@ export class SocketHooks {
 
   /** `protocol_decode(str)`: its first result, or null for nil or nothing. */
   protocolDecode(conn: ScriptConnection, packet: Buffer, done: (error: LuaHookError | null, decoded: DecodedMessage | null) => void): void {
-    let thread: LuaState | null = null;
-    this.vm.call(conn, 'protocol_decode', (L) => {
-      thread = L;
-      lua_pushstring(L, packet);
-      return this.connLast(L, conn, 1);
-    }, (error) => {
+    this.callForResults(conn, 'protocol_decode', packet, (error, thread) => {
       if (error) return done(error, null);
       const type = resultType(thread);
       done(null, type === LUA_TNONE || type === LUA_TNIL ? null : (thread as unknown as DecodedMessage));
@@ -186,18 +176,29 @@ export class SocketHooks {
    * the hook waits (the caller decides what a wait means).
    */
   protocolEncode(conn: ScriptConnection, payload: Buffer, done: (error: LuaHookError | null, result: EncodeResult) => void): void {
-    let thread: LuaState | null = null;
-    this.vm.call(conn, 'protocol_encode', (L) => {
-      thread = L;
-      lua_pushstring(L, payload);
-      return this.connLast(L, conn, 1);
-    }, (error) => {
+    this.callForResults(conn, 'protocol_encode', payload, (error, thread) => {
       if (error) return done(error, '');
       const type = resultType(thread);
       const bytes = thread && type === LUA_TSTRING ? bytesView(lua_tolstring(thread, 1)!) : null;
       if (bytes && bytes.length > 0) done(null, bytes);
       else done(null, bytes ? 'empty string' : typeName(thread, type));
     });
+  }
+
+  /**
+   * Calls a protocol hook with `bytes` (protocol_input gets them as a buffer object, the others as a
+   * string) and hands `done` the finished coroutine, whose stack then holds exactly the hook's results
+   * (index 1 is the first); null if no call was made.
+   */
+  private callForResults(conn: ScriptConnection, hook: string, bytes: Buffer,
+    done: (error: LuaHookError | null, thread: LuaState | null) => void): void {
+    let thread: LuaState | null = null;
+    this.vm.call(conn, hook, (L) => {
+      thread = L;
+      if (hook === 'protocol_input') pushBuffer(L, bytes);
+      else lua_pushstring(L, bytes);
+      return this.connLast(L, conn, 1);
+    }, (error) => done(error, thread));
   }
 
   /** v1.0.1 passes the connection after the `count` arguments already pushed. */
