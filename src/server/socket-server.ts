@@ -12,8 +12,6 @@ import { remoteAddress, clientIp } from '../wire/http-request';
 import { BusinessServer, type HookCall, type Session } from './business-server';
 import type { Metrics } from '../metrics';
 
-export { SOCKET_HOOKS };
-
 interface SocketSession extends Session<SocketConnection> {
   /** A packet-loop turn is queued or running; more input joins it instead of queueing another. */
   reading: boolean;
@@ -114,9 +112,9 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
   }
 
   /**
-   * One turn of the packet loop (reference 3.3): protocol_input on the pending input; for a packet of
-   * n > 0 bytes, protocol_decode on them and on_message on a non-nil result. Each packet is its own
-   * queued turn, so a burst of packets runs as a loop rather than a chain of nested callbacks.
+   * One turn of the packet loop (CONNMIX docs, `protocol: socket` entries): protocol_input on the
+   * pending input; for a packet of n > 0 bytes, protocol_decode on them and on_message on a non-nil
+   * result. Each packet is its own queued turn, so a burst of packets runs as a loop rather than a chain of nested callbacks.
    */
   private readTurn(session: SocketSession): HookTask {
     return (done) => {

@@ -13,8 +13,6 @@ import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, de
 import { refuse } from '../wire/refusal';
 import type { Metrics } from '../metrics';
 
-export { WEBSOCKET_HOOKS };
-
 /** Close codes that end a connection without an error for on_close (1005: the peer sent no code). */
 const CLEAN_CLOSES = new Set<number>([CloseCode.NORMAL, CloseCode.GOING_AWAY, 1005]);
 
