@@ -10,7 +10,8 @@ import { parseJsonKeepingIds } from './requests';
 import type { Reply } from '../wire/api-answers';
 import * as commands from './commands';
 import { textFrame } from '../wire/frame';
-import { WriteBatch, blockedFor, type Batchable } from '../wire/write-batch';
+import { WriteBatch, blockedFor } from '../wire/write-batch';
+import { Peer } from '../wire/peer';
 
 /** What the WebSocket API needs from its node: the mesh for `mesh.*` and `conn.call`, the queue for `queue.*`. */
 export interface WsApiNode {
@@ -39,23 +40,19 @@ const CONSUMER_HIGH_WATER = 1024 * 1024;
  * Answers and events go out through the API's write batch: a backend that pipelines requests gets
  * every answer of a turn in one socket write instead of one syscall each.
  */
-class ApiSession implements QueueConsumer, Batchable {
-  lastReadAt = Date.now();
-  queued: Buffer | Buffer[] | null = null;
-  queuedBytes = 0;
-  /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty (for writeTimeout). */
-  blockedSince = 0;
+class ApiSession extends Peer implements QueueConsumer {
   /** Answers still being computed, so later answers wait for earlier ones. */
   private pending: Promise<void> | null = null;
 
-  /** @param socket the upgraded request's socket, which `ws` writes to */
   constructor(
     readonly ws: WebSocket,
-    readonly socket: Socket,
+    socket: Socket,
     private readonly batch: WriteBatch,
     private readonly maxBufferedBytes: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    super(socket);
+  }
 
   get flushable(): boolean {
     return this.ws.readyState === WebSocket.OPEN;

@@ -3,7 +3,7 @@ import { ConnectionContext } from '../session/context';
 import type { ScriptConnection } from '../lua/mix';
 import type { Subscriber, Outgoing } from '../mesh/hub';
 import type { Protocol } from '../metrics';
-import type { Batchable } from '../wire/write-batch';
+import { Peer } from '../wire/peer';
 
 /**
  * What the business-server core needs of a connection, whatever carries it (a WebSocket or a raw TCP
@@ -30,33 +30,28 @@ export interface Transport {
 }
 
 /**
- * The fields every client connection of a business server has: its identity, Lua context, channels,
- * and its place in the server's write batch. The kinds (WebSocket, socket) add their transport.
+ * The fields every client connection of a business server has beyond a Peer's: its identity, Lua
+ * context and channels. The kinds (WebSocket, socket) add their transport.
  */
-export abstract class ClientConnection implements Subscriber, ScriptConnection, Batchable, Transport {
+export abstract class ClientConnection extends Peer implements Subscriber, ScriptConnection, Transport {
   abstract readonly protocol: Protocol;
   readonly context = new ConnectionContext();
   readonly channels = new Set<string>();
-  queued: Buffer | Buffer[] | null = null;
-  queuedBytes = 0;
   /** Registry ref of this connection's Lua userdata, -1 until a script asks for it. */
   luaRef = -1;
-  /** Last time any data arrived (ms), for `readTimeout`. */
-  lastReadAt = Date.now();
-  /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty. */
-  blockedSince = 0;
 
   constructor(
-    readonly socket: Socket,
+    socket: Socket,
     readonly clientId: string,
     readonly remoteAddr: string,
     /** Channels the connection may hold (0 = no limit). */
     readonly maxChannels: number,
-  ) {}
+  ) {
+    super(socket);
+  }
 
   abstract get open(): boolean;
   abstract get alive(): boolean;
-  abstract get flushable(): boolean;
   abstract deliver(message: Outgoing): boolean;
   /** `conn:send` from Lua. */
   abstract send(data: Uint8Array, binary: boolean): boolean;
