@@ -6,8 +6,8 @@ import { WebSocketHooks, SocketHooks, WEBSOCKET_HOOKS, SOCKET_HOOKS, INIT_HOOK, 
 import { installMix, type ScriptConnection } from '../../src/lua/mix';
 import { ConnectionContext } from '../../src/session/context';
 import { registerBufferType } from '../../src/lua/mix/buffer';
-import { lua, type LuaState } from '../../src/lua/fengari';
-import { luaFolder, memoryLogger, toJs } from './harness';
+import { lua, type LuaState } from '../../src/lua/fengari/index';
+import { luaFolder, memoryLogger, toJs } from '../lua/harness';
 import type { LuaValue } from '../../src/lua/values';
 
 // The typed hook calls of lua/hooks.ts on an in-process Lua state: what each hook receives and how its
