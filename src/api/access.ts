@@ -10,7 +10,7 @@ export type Role = 'read' | 'write';
 export type AccessDenial = { status: 401 | 403; message: string } | null;
 
 /**
- * `access.users` (reference 2.2): HTTP Basic accounts with roles and a client-IP glob. With no users the
+ * `access.users` (CONNMIX docs, configuration-file-details): HTTP Basic accounts with roles and a client-IP glob. With no users the
  * API is open, as CONNMIX's examples assume. The account list can be replaced at run time (hot key).
  */
 export class AccessControl {

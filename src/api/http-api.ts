@@ -12,7 +12,7 @@ export type { NodeListing } from './routes';
 export type Authorize = (req: IncomingMessage, role: Role) => AccessDenial;
 
 /**
- * The engine's HTTP API (reference 5.1 and 5.3): `POST /v1/mesh/publish`, `POST /v1/mesh/send`,
+ * The engine's HTTP API (CONNMIX docs, websocket-api; the center routes the PHP SDK calls): `POST /v1/mesh/publish`, `POST /v1/mesh/send`,
  * `GET /version`, `GET /v1/nodes`, plus `GET /metrics` (Prometheus) and the unauthenticated probes
  * `GET /healthz` and `GET /readyz`. Answers are `{"E": null, "r": ...}` or `{"E": {"c", "m"}}` with
  * HTTP 200, as CONNMIX clients key off `E`; unknown routes answer 404.

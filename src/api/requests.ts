@@ -1,7 +1,7 @@
 import { channelError } from '../mesh/hub';
 import { invalidParams } from '../wire/api-errors';
 
-/** A validated `{c, d, t}` request of `/v1/mesh/publish` or `/v1/mesh/send` (reference 5.1). */
+/** A validated `{c, d, t}` request of `/v1/mesh/publish` or `/v1/mesh/send` (CONNMIX docs, websocket-api). */
 export interface MeshRequest {
   /** The channel (publish) or client_id (send). */
   target: string;

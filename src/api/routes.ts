@@ -27,7 +27,7 @@ export interface MeshRoute {
   command(mesh: MeshCommands, params: Record<string, unknown>): MaybePromise<commands.Answer>;
 }
 
-/** Every HTTP route of the API servers (reference 5.1 and 5.3, plus /metrics and the probes). */
+/** Every HTTP route of the API servers (CONNMIX docs, websocket-api, and the center routes the PHP SDK calls; plus /metrics and the probes). */
 export const ROUTES: readonly (ExpressRoute | MeshRoute)[] = [
   // Probes for load balancers and orchestrators: no credentials, nothing revealed.
   { method: 'GET', path: '/healthz', role: null, serve: (_node, _metrics, _req, res) => void res.json({ ok: true }) },

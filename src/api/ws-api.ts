@@ -107,7 +107,7 @@ class ApiSession extends Peer implements QueueConsumer {
   }
 }
 
-/** The engine's WebSocket API at `/ws/v1` (reference 5.2). */
+/** The engine's WebSocket API at `/ws/v1` (CONNMIX docs, websocket-api). */
 export class WsApi {
   private readonly wss: WebSocketServer;
   private readonly sessions = new Set<ApiSession>();

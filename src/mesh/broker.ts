@@ -19,7 +19,7 @@ export interface NodeInfo {
   api_server: string;
 }
 
-/** The connection functions a backend may run through `conn.call` (reference 5.2). */
+/** The connection functions a backend may run through `conn.call` (CONNMIX docs, websocket-api). */
 export const CONN_FUNCTIONS = ['set_context_value', 'set_context', 'subscribe', 'unsubscribe'] as const;
 export type ConnFunction = (typeof CONN_FUNCTIONS)[number];
 

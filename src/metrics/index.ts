@@ -74,7 +74,7 @@ export function secondsSince(started: bigint): number {
 }
 
 /**
- * The node's Prometheus metrics: CONNMIX's names (reference 5.4) and ours. Counters on the delivery path
+ * The node's Prometheus metrics: CONNMIX's names (CONNMIX docs, prometheus) and ours. Counters on the delivery path
  * are bumped once per publish with the summed counts, never once per socket; those bumped per message
  * or per request are tallies, and per-call timings go to histograms without label hashing.
  */

@@ -4,7 +4,7 @@ export interface QueueConsumer {
   offer(event: string): boolean;
 }
 
-/** One item as consumers receive it (reference 5.2): node, client, topic, and the JSON text of `d`. */
+/** One item as consumers receive it (CONNMIX docs, websocket-api): node, client, topic, and the JSON text of `d`. */
 export interface QueueItem {
   clientId: string;
   topic: string;
