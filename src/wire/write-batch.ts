@@ -17,7 +17,7 @@ const CONCAT_LIMIT = 64 * 1024;
 /**
  * Holds the frames written to a server's connections and writes each connection's frames with one
  * socket write at the end of the event-loop turn (`windowMs` 0) or `windowMs` milliseconds after the
- * first one. The write syscall is most of the fan-out cost (stack-notes 2.4): a socket that gets
+ * first one. The write syscall is most of the fan-out cost (bench/RESULTS.md, the hot-video profiles): a socket that gets
  * several messages in a window makes one syscall for all of them, and one that gets a single message
  * skips the stream's cork/uncork bookkeeping. Each message stays its own WebSocket frame.
  */
