@@ -8,6 +8,8 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     languageOptions: { ecmaVersion: 2022, sourceType: 'module' },
+    // A disable comment that no longer silences anything is stale: fail on it so they stay honest.
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
     rules: {
       // Unused arguments named with a leading underscore are part of a signature on purpose.
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
