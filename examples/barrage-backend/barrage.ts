@@ -40,6 +40,7 @@ export function parseBarrage(body: unknown, uid: number, maxLength: number): New
   const { video_id, msg, time, color, mode } = body as Record<string, unknown>;
   if (typeof msg !== 'string') throw new InputError('msg must be a string');
   // Line breaks and other control characters would break the one-line layout of a comment.
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this strips
   const text = msg.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
   if (text.length === 0) throw new InputError('msg is empty');
   const length = [...text].length;

@@ -151,7 +151,7 @@ function quoted(L: LuaState, s: Uint8Array): Buffer {
       out[o++] = b;
     }
   }
-  out[o++] = 0x22;
+  out[o] = 0x22;
   return out;
 }
 

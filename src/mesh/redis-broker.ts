@@ -146,8 +146,8 @@ export class RedisBroker implements Broker {
       there = await this.ask(this.channelKey(channel), encode, { op: 'publish', channel });
     } catch (error) {
       const counts = `s=${here.s}, f=${here.f}`;
-      if (error instanceof NotSentError) throw new Error(`${error.message} (delivered on this node only: ${counts})`);
-      throw new Error(`${(error as Error).message} (delivered on this node: ${counts}; on other nodes unknown: ${this.unknownOutcome()})`);
+      if (error instanceof NotSentError) throw new Error(`${error.message} (delivered on this node only: ${counts})`, { cause: error });
+      throw new Error(`${(error as Error).message} (delivered on this node: ${counts}; on other nodes unknown: ${this.unknownOutcome()})`, { cause: error });
     }
     return { s: here.s + there.s, f: here.f + there.f };
   }

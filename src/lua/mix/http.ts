@@ -249,7 +249,7 @@ async function perform(request: HttpRequest, controller: AbortController): Promi
       headers.set('Cookie', existing ? `${existing}; ${cookies}` : cookies);
     }
   } catch (error) {
-    throw new Error(`${operation}: ${(error as Error).message}`);
+    throw new Error(`${operation}: ${(error as Error).message}`, { cause: error });
   }
   const timer = setTimeout(() => controller.abort(new TimeoutError()), request.timeoutMs);
   try {
@@ -270,10 +270,10 @@ async function perform(request: HttpRequest, controller: AbortController): Promi
     if (setCookies.length > 0) responseHeaders.push(['Set-Cookie', setCookies[0]]);
     return { body, headers: responseHeaders, cookies: parseCookies(setCookies), statusCode: response.status, url: response.url };
   } catch (error) {
-    if (controller.signal.reason instanceof CancelledError) throw new Error(`${operation}: cancelled, the connection closed`);
-    if (controller.signal.aborted) throw new Error(`${operation}: timed out after ${request.timeoutMs} ms`);
+    if (controller.signal.reason instanceof CancelledError) throw new Error(`${operation}: cancelled, the connection closed`, { cause: error });
+    if (controller.signal.aborted) throw new Error(`${operation}: timed out after ${request.timeoutMs} ms`, { cause: error });
     const cause = (error as Error & { cause?: Error }).cause;
-    throw new Error(`${operation}: ${cause?.message ?? (error as Error).message}`);
+    throw new Error(`${operation}: ${cause?.message ?? (error as Error).message}`, { cause: error });
   } finally {
     clearTimeout(timer);
   }

@@ -183,6 +183,7 @@ function parseUrl(raw: string): ParsedUrl {
     scheme: '', opaque: '', user: '', host: '', path: '', raw_path: '',
     force_query: false, raw_query: '', fragment: '', raw_fragment: '',
   };
+  // eslint-disable-next-line no-control-regex -- Go's url.Parse refuses ASCII control bytes, and so do we
   if (/[\x00-\x1f\x7f]/.test(rest0)) throw new UrlError('net/url: invalid control character in URL');
   parseWithoutFragment(rest0, url);
   if (hash >= 0) [url.fragment, url.raw_fragment] = decodedWithRaw(raw.slice(hash + 1), Mode.Fragment);
@@ -194,7 +195,8 @@ function parseWithoutFragment(raw: string, url: ParsedUrl): void {
     url.path = '*';
     return;
   }
-  let [scheme, rest] = getScheme(raw);
+  const [scheme, afterScheme] = getScheme(raw);
+  let rest = afterScheme;
   url.scheme = scheme.toLowerCase();
   if (rest.endsWith('?') && rest.indexOf('?') === rest.length - 1) {
     url.force_query = true;
