@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withNode, EVAL } from './helpers';
+import { withNode, EVAL, type Json } from './helpers';
 import { ApiClient } from './api-client';
 
 const USERS = `
@@ -23,7 +23,7 @@ function basic(user: string, password: string): Record<string, string> {
   return { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` };
 }
 
-async function call(url: string, init: RequestInit = {}): Promise<{ status: number; json: any; challenge: string | null }> {
+async function call(url: string, init: RequestInit = {}): Promise<{ status: number; json: Json; challenge: string | null }> {
   const response = await fetch(url, init);
   return { status: response.status, json: await response.json(), challenge: response.headers.get('www-authenticate') };
 }

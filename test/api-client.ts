@@ -1,13 +1,14 @@
 import { WebSocket } from 'ws';
 import { Waker } from './waker';
+import type { Json } from './helpers';
 
 /** A `/ws/v1` answer or event as the PHP SDK reads it. */
 export interface ApiFrame {
   E?: { c: number; m: string } | null;
-  r?: any;
+  r?: Json;
   i?: unknown;
   e?: string;
-  p?: any;
+  p?: Json;
 }
 
 /** A raw `/ws/v1` client for tests: sends `{m, p, i}` and matches answers by `i`; keeps events apart. */

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, startNode, type TestNode } from './helpers';
+import { ROOT, freePort, startNode, type Json, type TestNode } from './helpers';
 import { viewer } from './mesh';
 import { RedisServer, waitFor } from './redis';
 
@@ -37,7 +37,7 @@ function backendFor(apiUrl: string, options: Partial<BarrageAppOptions> = {}): P
   });
 }
 
-async function call(method: 'GET' | 'POST', url: string, body?: unknown, token?: string): Promise<{ status: number; json: any; headers: Headers }> {
+async function call(method: 'GET' | 'POST', url: string, body?: unknown, token?: string): Promise<{ status: number; json: Json; headers: Headers }> {
   const response = await fetch(url, {
     method,
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
@@ -118,7 +118,7 @@ test('the history lists every comment of a video by video time', async () => {
 test('clear errors: sign-in, checks and the rate limit answer 4xx with {error}', async () => {
   const url = `${backend.url}/api/barrage`;
   const good = { video_id: 1, msg: 'hi', time: 0 };
-  const expect = async (answer: Promise<{ status: number; json: any }>, status: number, pattern: RegExp) => {
+  const expect = async (answer: Promise<{ status: number; json: Json }>, status: number, pattern: RegExp) => {
     const { status: got, json } = await answer;
     assert.equal(got, status, JSON.stringify(json));
     assert.match(json.error, pattern);
@@ -296,7 +296,7 @@ test('DPlayer v3 API: DPlayer\'s own GET and POST, its field names, answers and 
   assert.deepEqual((await call('GET', `${base}?id=4242&max=2`)).json.data.map((d: unknown[]) => d[4]), ['first', 'last']);
 
   // Errors: HTTP 200 with a non-zero code and msg, which DPlayer shows to the viewer.
-  const expect = async (answer: Promise<{ status: number; json: any }>, code: number, pattern: RegExp) => {
+  const expect = async (answer: Promise<{ status: number; json: Json }>, code: number, pattern: RegExp) => {
     const { status, json } = await answer;
     assert.equal(status, 200);
     assert.equal(json.code, code, JSON.stringify(json));

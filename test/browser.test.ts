@@ -19,7 +19,16 @@ import { waitFor } from './redis';
 // engine. Every wait is bounded generously: outcomes are checked, never how fast they came.
 
 // Globals of the page, for the functions that run in the browser (tests compile without the DOM lib).
-declare const document: { querySelector(selector: string): any; querySelectorAll(selector: string): Iterable<any> };
+/** The parts of a page element these functions touch (video, inputs, comments). */
+interface PageElement {
+  textContent: string | null;
+  value: string;
+  currentTime: number;
+  paused: boolean;
+  click(): void;
+  getBoundingClientRect(): { left: number; x: number };
+}
+declare const document: { querySelector(selector: string): PageElement | null; querySelectorAll(selector: string): Iterable<PageElement> };
 declare const location: { href: string };
 declare const window: { shownAt?: Record<string, number> };
 declare class MutationObserver {
@@ -117,7 +126,7 @@ async function recordShownAt(page: Page, text: string): Promise<void> {
     const shown = window.shownAt;
     new MutationObserver((_records, observer) => {
       if ([...document.querySelectorAll(selector)].some((el) => el.textContent === wanted)) {
-        shown[wanted] = document.querySelector('video').currentTime;
+        shown[wanted] = document.querySelector('video')!.currentTime;
         observer.disconnect();
       }
     }).observe(document.querySelector('.art-video-player, .dplayer'), { childList: true, subtree: true, attributes: true });
@@ -129,8 +138,8 @@ async function sendFromPlayer(page: Page, text: string): Promise<void> {
   await page.evaluate((value) => {
     const art = document.querySelector('.apd-input');
     const input = art ?? document.querySelector('.dplayer-comment-input');
-    input.value = value;
-    document.querySelector(art ? '.apd-send' : '.dplayer-send-icon').click();
+    input!.value = value;
+    document.querySelector(art ? '.apd-send' : '.dplayer-send-icon')!.click();
   }, text);
 }
 
@@ -174,9 +183,9 @@ test('a comment sent in ArtPlayer flies in DPlayer and in another ArtPlayer, and
     await openViewer(100001), await openViewer(100001), await openViewer(100001, 'dplayer'), await openViewer(100002),
   ];
   await sender.evaluate(() => {
-    document.querySelector('video').currentTime = 4;
+    document.querySelector('video')!.currentTime = 4;
   });
-  await sender.waitForFunction(() => document.querySelector('video').currentTime >= 4);
+  await sender.waitForFunction(() => document.querySelector('video')!.currentTime >= 4);
   await sendFromPlayer(sender, FROM_ART);
 
   // On the other ArtPlayer page it enters from the right, over the video, and moves left.
@@ -203,7 +212,7 @@ test('a comment sent in ArtPlayer flies in DPlayer and in another ArtPlayer, and
   artSentAt = stored.time;
   // Between the time it was sent from (4 s) and the sender's video time now (unless the 20 s video has
   // looped since): a busy machine may take a while to type and click, so no fixed bound.
-  const senderNow = await sender.evaluate(() => document.querySelector('video').currentTime as number);
+  const senderNow = await sender.evaluate(() => document.querySelector('video')!.currentTime);
   assert.ok(artSentAt >= 4 && (artSentAt <= senderNow || senderNow < 4), `stored at the sender's video time, got ${artSentAt} (sender now at ${senderNow})`);
   assert.equal(await comment(sender, FROM_ART).count(), 1, 'its echo from the engine is not shown twice');
 

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { parseConfig } from '../src/config';
 import { Engine } from '../src/engine';
 import { memoryLogger } from './lua/harness';
-import { withNode, TestClient, post, get, metric, freePort, EVAL, ROOT } from './helpers';
+import { withNode, TestClient, post, get, metric, freePort, EVAL, ROOT, type Json } from './helpers';
 import { waitFor } from './redis';
 
 // What a hostile client of the API or of a business server can no longer do to the node (in-process
@@ -19,7 +19,7 @@ const lua = { 'lua/entry.websocket.lua': EVAL };
 interface RawAnswer {
   status: number;
   headers: string;
-  json: any;
+  json: Json;
 }
 
 /**

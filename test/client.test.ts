@@ -71,6 +71,7 @@ function inbox(): { events: QueueEvent[]; next(ms?: number): Promise<QueueEvent>
 }
 
 test('the package exports the SDK as connmix-ts/client', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- resolving the package's own name at run time is what this test checks
   const viaExports = require('connmix-ts/client');
   assert.equal(viaExports.ConnmixClient, ConnmixClient);
   assert.equal(viaExports.ConnmixError, ConnmixError);

@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import { ConnmixClient, ConnmixError } from '../src/client';
 import { SubscriberCounts } from '../src/mesh/subscriber-counts';
 import type { CountResult } from '../src/mesh/broker';
-import { withNode, post, startNode, TestClient, type TestNode } from './helpers';
+import { withNode, post, startNode, TestClient, type Json, type TestNode } from './helpers';
 import { ApiClient } from './api-client';
 import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './mesh';
 import { RedisServer, waitFor } from './redis';
@@ -72,7 +72,7 @@ test('count: bad channels answer 101 with the reason; the read role may count, a
   await withNode({ lua: LUA, accessYaml: USERS }, async (node) => {
     const ask = (body: unknown, headers: Record<string, string>) =>
       fetch(`${node.apiUrl}/v1/mesh/count`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
-        .then(async (response): Promise<{ status: number; json: any }> => ({ status: response.status, json: await response.json() }));
+        .then(async (response): Promise<{ status: number; json: Json }> => ({ status: response.status, json: await response.json() }));
     const reader = basic('console', 'read-only');
     assert.deepEqual((await ask({ c: 'video:1' }, reader)).json, { E: null, r: { n: 0, f: 0 } });
     assert.equal((await ask({ c: 'video:1' }, {})).status, 401);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { withNode, TestClient, EVAL, type TestNode } from './helpers';
+import { withNode, TestClient, EVAL, type Json, type TestNode } from './helpers';
 import { SEED, prng, type Rng } from './fuzz';
 
 /**
@@ -20,7 +20,8 @@ function randomJson(rng: Rng, depth = 0): unknown {
   const kind = rng.int(depth > 3 ? 5 : 8);
   switch (kind) {
     case 0: return null;
-    case 1: return rng.pick([0, -0, 1, -1, 1.5, 2 ** 31, 2 ** 53 + 2, -(2 ** 63), 1e308, 5e-324, 384353859239149568, 12345678901234567890]);
+    // Big integers (client-id sized) past 2 ** 53 are written as BigInt literals: JSON carries the nearest double.
+    case 1: return rng.pick([0, -0, 1, -1, 1.5, 2 ** 31, 2 ** 53 + 2, -(2 ** 63), 1e308, 5e-324, Number(384353859239149568n), Number(12345678901234567890n)]);
     case 2: return rng.chance(0.5);
     case 3: return randomString(rng);
     case 4: return rng.pick(['video:1', '100001@video', 'text', 'binary', 'aGVsbG8=', '1', '', ' ', 'a b']);
@@ -67,7 +68,7 @@ function meshParams(rng: Rng, clientIds: string[]): Record<string, unknown> {
 interface HttpAnswer {
   status: number;
   text: string;
-  json: any;
+  json: Json;
 }
 
 /** One HTTP request over a fresh connection (so a bad request cannot poison the next one). */
@@ -79,7 +80,7 @@ function request(base: string, method: string, path: string, body?: Buffer, head
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        let json: any;
+        let json: Json;
         try {
           json = JSON.parse(text);
         } catch {
@@ -98,7 +99,7 @@ function request(base: string, method: string, path: string, body?: Buffer, head
 /** Codes the API documents; 500 (the mesh failed) must not happen on a healthy node. */
 const DOCUMENTED = new Set([101, 201, 202, 203, 301, 401]);
 
-function checkEnvelope(answer: { E?: any; r?: any }, label: string): void {
+function checkEnvelope(answer: { E?: Json; r?: Json }, label: string): void {
   assert.ok(answer !== null && typeof answer === 'object' && !Array.isArray(answer), `${label}: not an object`);
   assert.ok('E' in answer, `${label}: no E in ${JSON.stringify(answer).slice(0, 200)}`);
   if (answer.E === null) {
@@ -231,7 +232,7 @@ async function wsApi(node: TestNode): Promise<TestClient> {
 }
 
 /** The next answer (skipping queue.pop events), parsed. */
-async function nextAnswer(api: TestClient, label: string): Promise<any> {
+async function nextAnswer(api: TestClient, label: string): Promise<Json> {
   for (;;) {
     const message = await api.next(10000).catch((error: Error) => assert.fail(`${label}: ${error.message}`));
     const frame = JSON.parse(message.data);

@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePort, get, post, withTimeout } from './helpers';
+import { freePort, get, post, withTimeout, type Json } from './helpers';
 import { RedisServer, waitFor } from './redis';
 import { viewer, meshYaml } from './mesh';
 import { startEngine, seedEngineFolder, type EngineFolder } from './engine-process';
@@ -85,7 +85,7 @@ test('SIGHUP replaces the workers one at a time while the others keep serving', 
   const engine = startEngine(file, 2);
   const api = `http://127.0.0.1:${apiPort}`;
   try {
-    await waitFor('both workers ready', async () => (await get(`${api}/v1/nodes`).catch(() => ({ json: {} as any }))).json.nodes?.length === 2, 20_000);
+    await waitFor('both workers ready', async () => (await get(`${api}/v1/nodes`).catch(() => ({ json: {} as Json }))).json.nodes?.length === 2, 20_000);
     const before = new Set(((await get(`${api}/v1/nodes`)).json.nodes as Array<{ id: string }>).map((n) => n.id));
     let publishes = 0;
     const failures: string[] = [];
@@ -118,7 +118,7 @@ test('SIGHUP replaces the workers one at a time while the others keep serving', 
     try {
       await waitFor('rolling restart done', () => /rolling restart done/.test(engine.output()), 45_000);
     } catch (error) {
-      throw new Error(`${(error as Error).message}\n${engine.output().slice(-4000)}`);
+      throw new Error(`${(error as Error).message}\n${engine.output().slice(-4000)}`, { cause: error });
     } finally {
       rolling = false;
       await traffic;

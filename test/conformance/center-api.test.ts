@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { TestClient, freePort, get, withNode } from '../helpers';
+import { TestClient, freePort, get, withNode, type Json } from '../helpers';
 import { waitFor } from '../redis';
 import { meshYaml } from '../mesh';
 import { seedEngineFolder, startConnmix, type EngineProcess } from '../engine-process';
@@ -85,7 +85,7 @@ test('access.users guards the center port as it guards the engine API (401, 403,
       host: '10.*.*.*'`;
   await withNode({ ...ROUND_TRIP, center: true, accessYaml: users }, async (node) => {
     const basic = (user: string, password: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
-    const call = async (url: string, headers: Record<string, string> = {}): Promise<{ status: number; json: any; challenge: string | null }> => {
+    const call = async (url: string, headers: Record<string, string> = {}): Promise<{ status: number; json: Json; challenge: string | null }> => {
       const response = await fetch(url, { headers });
       return { status: response.status, json: await response.json(), challenge: response.headers.get('www-authenticate') };
     };

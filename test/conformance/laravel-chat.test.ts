@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, withNode, type TestNodeOptions } from '../helpers';
+import { TestClient, withNode, type Json, type TestNodeOptions } from '../helpers';
 import { shippedLua, startTwoNodes, type TwoNodes } from './setup';
 import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from './php-consumer';
 
@@ -53,12 +53,12 @@ class ChatMemBackend {
   private replies: Promise<SdkMessage>[] = [];
 
   /** Chat.php before 2022-05-26 (entry.2022-05-24.lua): topics `chat` and `conn`, dispatched on the topic. */
-  handleConsume(node: ConsumerNode, event: any): void {
+  handleConsume(node: ConsumerNode, event: Json): void {
     if (event.p.t === 'chat') this.handleQueueChat(node, event);
     else if (event.p.t === 'conn') this.handleQueueConn(event);
   }
 
-  handleEvent(node: ConsumerNode, event: any): void {
+  handleEvent(node: ConsumerNode, event: Json): void {
     const data = event.p.d;
     switch (data.event ?? '') {
       case 'close':
@@ -71,11 +71,11 @@ class ChatMemBackend {
     }
   }
 
-  private handleQueueChat(node: ConsumerNode, event: any): void {
+  private handleQueueChat(node: ConsumerNode, event: Json): void {
     const clientId: string = event.p.c;
     const data = event.p.d;
     const uid: number = data.uid ?? 0;
-    let json: any = null;
+    let json: Json = null;
     try {
       json = JSON.parse(data.frame.data);
     } catch {
@@ -86,7 +86,7 @@ class ChatMemBackend {
       return;
     }
     const op: string = json.op ?? '';
-    const args: any[] = json.args ?? [];
+    const args: Json[] = json.args ?? [];
     switch (op) {
       case 'ping':
         this.reply(node.meshSend(clientId, '{"op":"pong"}'));
@@ -118,7 +118,7 @@ class ChatMemBackend {
     }
   }
 
-  private handleQueueConn(event: any): void {
+  private handleQueueConn(event: Json): void {
     const { event: name, uid = 0 } = event.p.d;
     if (name === 'handshake') this.handshakes.push(event.p.c);
     if (name === 'close' && uid) this.online.delete(uid);

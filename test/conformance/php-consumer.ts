@@ -1,5 +1,5 @@
 import { WebSocket } from 'ws';
-import { withTimeout } from '../helpers';
+import { withTimeout, type Json } from '../helpers';
 import { Waker } from '../waker';
 
 // A queue consumer that talks to engines the way CONNMIX's PHP SDK (connmix/connmix-php, async mode)
@@ -19,7 +19,7 @@ import { Waker } from '../waker';
 /** One frame received from a node, typed as the SDK's Message::type() does. */
 export interface SdkMessage {
   type: 'event' | 'error' | 'result' | 'unknown';
-  frame: any;
+  frame: Json;
 }
 
 let lastId = 0;
@@ -95,7 +95,7 @@ export class ConsumerNode {
 /** A `queue.pop` event and the node connection it arrived on. */
 export interface ConsumerEvent {
   node: ConsumerNode;
-  frame: any;
+  frame: Json;
 }
 
 export interface ConsumerOptions {
@@ -173,7 +173,7 @@ export class PhpStyleConsumer {
   }
 }
 
-async function getJson(url: string): Promise<any> {
+async function getJson(url: string): Promise<Json> {
   const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
   if (response.status !== 200) throw new Error(`GET ${url}: HTTP ${response.status}`);
   return response.json();

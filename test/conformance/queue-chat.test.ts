@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient } from '../helpers';
+import { TestClient, type Json } from '../helpers';
 import { exampleEntry, startTwoNodes, type TwoNodes } from './setup';
 import { PhpStyleConsumer, type ConsumerEvent, type ConsumerNode, type SdkMessage } from './php-consumer';
 
@@ -17,14 +17,14 @@ let mesh: TwoNodes;
 let sdk: PhpStyleConsumer;
 /** Auth events held back instead of answered, while a test wants the login pending. */
 let holdAuth = false;
-const heldAuth: { node: ConsumerNode; event: any }[] = [];
+const heldAuth: { node: ConsumerNode; event: Json }[] = [];
 let replies: Promise<SdkMessage>[] = [];
 
 /** ChatMem.php's handlers, reduced to what the transcript needs. */
-function backend(node: ConsumerNode, event: any): void {
+function backend(node: ConsumerNode, event: Json): void {
   const { c: clientId, d: data } = event.p;
   if (data.event !== 'message') return;
-  let json: any;
+  let json: Json;
   try {
     json = JSON.parse(data.frame.data);
   } catch {

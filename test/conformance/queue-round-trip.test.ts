@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, get } from '../helpers';
+import { TestClient, get, type Json } from '../helpers';
 import { exampleEntry, startTwoNodes, type TwoNodes } from './setup';
 import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from './php-consumer';
 
@@ -12,7 +12,7 @@ import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from './php-cons
 let mesh: TwoNodes;
 let consumer: PhpStyleConsumer | null = null;
 /** How the backend answers an event; null: it does not (the test answers itself). */
-let backend: ((node: ConsumerNode, event: any) => void) | null = null;
+let backend: ((node: ConsumerNode, event: Json) => void) | null = null;
 
 /** The backend's requests still to be answered; `settled` checks that each one succeeded. */
 let replies: Promise<SdkMessage>[] = [];
@@ -25,7 +25,7 @@ async function settled(): Promise<void> {
 }
 
 /** The start-debug backend: `received: <frame data>`, sent on the connection of the node the event came from. */
-const sameNode = (node: ConsumerNode, event: any): void => {
+const sameNode = (node: ConsumerNode, event: Json): void => {
   replies.push(node.meshSend(event.p.c, `received: ${event.p.d.frame.data}`));
 };
 

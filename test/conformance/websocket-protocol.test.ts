@@ -22,8 +22,7 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '
   '--disable-component-update', '--disable-sync'];
 
 // Globals of the page, for the function that runs in the browser (tests compile without the DOM lib).
-declare class BrowserSocket {
-  constructor(url: string);
+interface BrowserSocket {
   binaryType: string;
   onopen: () => void;
   onmessage: (event: { data: string }) => void;
@@ -32,6 +31,7 @@ declare class BrowserSocket {
   send(data: string | Uint8Array): void;
   close(): void;
 }
+type BrowserSocketClass = new (url: string) => BrowserSocket;
 
 /** Node options with a socket server on `entry` (a path under lua/), beside the shipped protocols and utils. */
 function socketNode(entry: string, source: string, socketYaml = ''): TestNodeOptions {
@@ -102,7 +102,7 @@ for (const file of DOC_ENTRIES) {
     const page = await browser.newPage();
     try {
       const replies = await page.evaluate((url: string) => new Promise<string[]>((resolve, reject) => {
-        const ws = new (globalThis as unknown as { WebSocket: typeof BrowserSocket }).WebSocket(url);
+        const ws = new (globalThis as unknown as { WebSocket: BrowserSocketClass }).WebSocket(url);
         const got: string[] = [];
         const timer = setTimeout(() => reject(new Error(`only ${got.length} replies`)), 10_000);
         ws.onopen = () => {
@@ -272,6 +272,7 @@ test('a bad handshake or a bad frame closes only that connection', async () => {
   // RFC 6455's own example key, then a frame with a reserved bit set: 101, then a close frame 1002.
   const bad = await raw(`GET /chat HTTP/1.1\r\n${upgrade}Sec-WebSocket-Version: 13\r\n\r\n\xc1\x80abcd`);
   assert.match(bad, /^HTTP\/1\.1 101 Switching Protocols\r\n[^]*Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/);
+  // eslint-disable-next-line no-control-regex -- the bytes of a close frame (0x88, code 0x03ea) are what is checked
   assert.match(bad, /handshake \d+ 13[^]*\x88[^]\x03\xeareserved bits set/, 'a close frame with code 1002 follows');
   // The connection made before is untouched.
   assert.equal(await client.request('still here'), 'text:true:still here');
@@ -286,7 +287,9 @@ test('frames sent right behind the handshake, in the same packet, are not lost',
       + 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'),
     Buffer.from([0x81, 0x82, 1, 2, 3, 4]),
     masked,
+    // eslint-disable-next-line no-control-regex -- a text frame's header bytes (0x81, length 12) are what is checked
   ]), /\x81\x0ctext:true:hi/);
+  // eslint-disable-next-line no-control-regex -- the same frame header, after the 101 answer
   assert.match(answer, /^HTTP\/1\.1 101 [^]*\x81\x0ctext:true:hi$/);
 });
 

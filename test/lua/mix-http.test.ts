@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startNode, TestClient, EVAL, freePort, type TestNode } from '../helpers';
+import { startNode, TestClient, EVAL, freePort, type Json, type TestNode } from '../helpers';
 import { parseDuration, MAX_BODY_BYTES } from '../../src/lua/mix/http';
 
 // mix.http.request against a real HTTP server on 127.0.0.1, from hooks of a real node.
@@ -68,7 +68,7 @@ async function run(lua: string): Promise<unknown[]> {
 }
 
 /** Runs `mix.http.request(args)` and returns the response table (body decoded as JSON if asked) or the error. */
-async function request(args: string, json = true): Promise<{ resp: any; err: string | null }> {
+async function request(args: string, json = true): Promise<{ resp: Json; err: string | null }> {
   const [resp, err] = await run(`
     local resp, err = mix.http.request(${args})
     if resp and ${json} then resp.json = mix.json_decode(resp.body) end

@@ -1,8 +1,11 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { scriptVm } from './harness';
+import { luaFolder, memoryLogger, scriptVm } from './harness';
+import { lua } from '../../src/lua/fengari/index';
+import { LuaVM } from '../../src/lua/vm';
 import { ROOT } from '../helpers';
 
 test('Lua 5.1 surface: getn, unpack, loadstring, math.pow, bit', async () => {
@@ -90,8 +93,7 @@ test('errors carry a traceback, native host errors become Lua errors', async () 
 test('suspend: a host function that waits resumes its own call only', async () => {
   const { exec } = scriptVm({
     install: (vm) => {
-      const { lua } = require('../../src/lua/fengari/index');
-      lua.lua_pushjsfunction(vm.L, (L: never) => {
+      lua.lua_pushjsfunction(vm.L, (L) => {
         const ms = lua.lua_tonumber(L, 1);
         return vm.suspend(L, new Promise<number>((resolve) => setTimeout(() => resolve(ms), ms)),
           (L, value) => { lua.lua_pushnumber(L, value); return 1; },
@@ -112,7 +114,6 @@ test('suspend: a host function that waits resumes its own call only', async () =
 test('a JS exception in a host function becomes a Lua error with its message; the stack is logged', async () => {
   const { exec, lines } = scriptVm({
     install: (vm) => {
-      const { lua } = require('../../src/lua/fengari/index');
       lua.lua_pushjsfunction(vm.L, () => {
         throw new TypeError('host bug');
       });
@@ -129,8 +130,6 @@ test('a JS exception in a host function becomes a Lua error with its message; th
 });
 
 test('require is rooted at the lua/ folder that holds the entry, so examples reach lua/protocols', () => {
-  const { luaFolder, memoryLogger } = require('./harness') as typeof import('./harness');
-  const { LuaVM } = require('../../src/lua/vm') as typeof import('../../src/lua/vm');
   const dir = luaFolder({
     'lua/protocols/text.lua': 'return { name = "text" }',
     'lua/examples/entry.lua': 'local text = require("protocols.text") function run() end name = text.name',
@@ -151,8 +150,6 @@ test('string.format keeps Lua 5.1 behaviour for %d: floats truncate, big whole n
 });
 
 test('utils.prettyprint ships and makes print show tables', async () => {
-  const fs = require('node:fs') as typeof import('node:fs');
-  const path = require('node:path') as typeof import('node:path');
   const source = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'lua/utils/prettyprint.lua'), 'utf8');
   const { exec, lines } = scriptVm({}, { 'utils/prettyprint.lua': source });
   const r = await exec(`local pp = require("utils.prettyprint")
@@ -169,8 +166,7 @@ test('a short call is not stopped when the process was held up elsewhere (a busy
   const { exec } = scriptVm({
     callBudget: 50,
     install: (vm) => {
-      const { lua } = require('../../src/lua/fengari/index');
-      lua.lua_pushjsfunction(vm.L, (L: never) => {
+      lua.lua_pushjsfunction(vm.L, (L) => {
         const until = Date.now() + lua.lua_tonumber(L, 1);
         while (Date.now() < until); // the JS side is slow, as when the OS deschedules the process
         return 0;
@@ -186,8 +182,6 @@ test('a short call is not stopped when the process was held up elsewhere (a busy
 });
 
 test('hooks whose body is empty are told apart from those that do or return something', () => {
-  const { luaFolder, memoryLogger } = require('./harness') as typeof import('./harness');
-  const { LuaVM } = require('../../src/lua/vm') as typeof import('../../src/lua/vm');
   const dir = luaFolder({
     'entry.lua': `
       function quiet(client_id, headers, server)
