@@ -1,0 +1,94 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { MemoryBroker } from '../../src/mesh/memory-broker';
+import { Hub } from '../../src/mesh/hub';
+import { TestSubscriber } from './mesh-node';
+
+// The Hub alone, over a MemoryBroker that notes which channels the hub asks it to carry: the node's
+// local subscribers, and what reaches the broker (once per channel, not once per subscriber).
+
+class NotingBroker extends MemoryBroker {
+  readonly asked: string[] = [];
+
+  override subscribe(channel?: string): void {
+    this.asked.push(`+${channel}`);
+  }
+
+  override unsubscribe(channel?: string): void {
+    this.asked.push(`-${channel}`);
+  }
+}
+
+async function hubNode(): Promise<{ broker: NotingBroker; hub: Hub }> {
+  const broker = new NotingBroker('127.0.0.1:1');
+  const hub = new Hub(broker);
+  await broker.start(hub);
+  return { broker, hub };
+}
+
+test('Hub: the broker carries a channel from its first local subscriber to its last', async () => {
+  const { broker, hub } = await hubNode();
+  const [a, b] = [new TestSubscriber('1'), new TestSubscriber('2')];
+  hub.add(a);
+  hub.add(b);
+  assert.equal(hub.subscribe(a, ['video:1', 'video:2']), null);
+  assert.equal(hub.subscribe(b, ['video:1']), null);
+  assert.equal(hub.subscribe(b, ['video:1']), null, 'subscribing twice is not an error');
+  assert.deepEqual(broker.asked, ['+video:1', '+video:2']);
+  assert.equal(hub.channelCount, 2);
+  assert.equal(hub.count('video:1'), 2);
+
+  assert.equal(hub.unsubscribe(a, ['video:1', 'never-subscribed']), null, 'unknown channels are ignored');
+  assert.deepEqual(broker.asked, ['+video:1', '+video:2'], 'b still holds video:1');
+  hub.remove(b);
+  assert.deepEqual(broker.asked, ['+video:1', '+video:2', '-video:1']);
+  assert.equal(hub.connection('2'), undefined);
+  assert.deepEqual([...a.channels], ['video:2']);
+  assert.deepEqual(hub.deliver('video:1', Buffer.from('x'), false), { s: 0, f: 0 });
+});
+
+test('Hub: a subscribe is all or none, and maxChannels counts only channels not held yet', async () => {
+  const { broker, hub } = await hubNode();
+  const limited = new TestSubscriber('1', 'websocket', 2);
+  hub.add(limited);
+  assert.match(String(hub.subscribe(limited, ['ok', ''])), /channel/);
+  assert.deepEqual([...limited.channels], [], 'a bad name refuses the whole list');
+  assert.equal(hub.subscribe(limited, ['a', 'b']), null);
+  assert.equal(hub.subscribe(limited, ['a', 'b']), null, 'channels already held do not count again');
+  assert.match(String(hub.subscribe(limited, ['c'])), /too many channels: a connection may subscribe to 2/);
+  assert.deepEqual([...limited.channels], ['a', 'b']);
+  assert.deepEqual(broker.asked, ['+a', '+b']);
+});
+
+test('Hub: deliveries count websocket and socket members alike in s and f; deliverTo reaches one connection', async () => {
+  const { hub } = await hubNode();
+  const ws = new TestSubscriber('1');
+  const socket = new TestSubscriber('2', 'socket');
+  const full = new TestSubscriber('3');
+  full.accepts = false;
+  for (const conn of [ws, socket, full]) {
+    hub.add(conn);
+    hub.subscribe(conn, ['room']);
+  }
+  assert.deepEqual(hub.deliver('room', Buffer.from('hi'), false), { s: 2, f: 1 });
+  assert.deepEqual([ws.received, socket.received, full.received], [['hi'], ['hi'], []]);
+  assert.equal(hub.deliverTo('2', Buffer.from('just you'), false), true);
+  assert.equal(hub.deliverTo('3', Buffer.from('full'), false), false);
+  assert.equal(hub.deliverTo('404', Buffer.from('nobody'), false), false);
+  assert.deepEqual(socket.received, ['hi', 'just you']);
+});
+
+test('Hub.callOn: context writes apply at once, (un)subscribes go through the hub, a gone client is named', async () => {
+  const { broker, hub } = await hubNode();
+  const conn = new TestSubscriber('7');
+  hub.add(conn);
+  assert.equal(hub.callOn('7', 'set_context_value', ['uid', 1001]), null);
+  assert.equal(conn.context.get('uid'), 1001);
+  assert.equal(hub.callOn('7', 'set_context', [{ room: 'r1' }]), null);
+  assert.equal(conn.context.get('room'), 'r1');
+  assert.equal(hub.callOn('7', 'subscribe', ['room:r1']), null);
+  assert.equal(hub.count('room:r1'), 1);
+  assert.equal(hub.callOn('7', 'unsubscribe', ['room:r1']), null);
+  assert.deepEqual(broker.asked, ['+room:r1', '-room:r1']);
+  assert.equal(hub.callOn('8', 'subscribe', ['room:r1']), 'client 8 not found or gone');
+});
