@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withNode, EVAL, type Json } from './helpers';
-import { ApiClient } from './api-client';
+import { withNode, EVAL, type Json } from './support/helpers';
+import { ApiClient } from './support/api-client';
 
 const USERS = `
     - username: console

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, TestClient, post, get, type TestNode } from './helpers';
+import { startNode, TestClient, post, get, type TestNode } from './support/helpers';
 import { ROUTES } from '../src/api/routes';
 
 // Each connection learns its client_id from a hook, so the send API can be tested against it.

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, TestClient, post, type TestNode } from './helpers';
+import { startNode, TestClient, post, type TestNode } from './support/helpers';
 
 // The seed's "test" section, end to end on one node with the shipped Lua and the embedded broker.
 const SUBSCRIBE = '{"op":"subscribe","channel":"100001@video"}';

@@ -4,11 +4,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WebSocket } from 'ws';
-import { TestClient, get, metric, post } from './helpers';
-import { ApiClient } from './api-client';
-import { waitFor } from './redis';
-import { viewer } from './mesh';
-import { startEngine, residentBytes, seedEngineFolder, type EngineProcess } from './engine-process';
+import { TestClient, get, metric, post } from './support/helpers';
+import { ApiClient } from './support/api-client';
+import { waitFor } from './support/redis';
+import { viewer } from './support/mesh';
+import { startEngine, residentBytes, seedEngineFolder, type EngineProcess } from './support/engine-process';
 
 // What a client can make a node hold: the memory queue and the logs. Each test runs an engine in a
 // process of its own (so its memory and its stdout are its own) with a shipped script, floods it the

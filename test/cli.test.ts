@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, TestClient, get, post } from './helpers';
-import { waitFor } from './redis';
-import { viewer } from './mesh';
-import { seedEngineFolder, startEngine } from './engine-process';
+import { ROOT, freePort, TestClient, get, post } from './support/helpers';
+import { waitFor } from './support/redis';
+import { viewer } from './support/mesh';
+import { seedEngineFolder, startEngine } from './support/engine-process';
 
 const BIN = path.join(ROOT, 'bin/connmix.js');
 

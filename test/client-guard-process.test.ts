@@ -7,10 +7,10 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WebSocket } from 'ws';
-import { ROOT, TestClient, freePort, get, post } from './helpers';
-import { waitFor } from './redis';
-import { viewer } from './mesh';
-import { residentBytes, seedEngineFolder, startEngine, watchProcess, type EngineProcess } from './engine-process';
+import { ROOT, TestClient, freePort, get, post } from './support/helpers';
+import { waitFor } from './support/redis';
+import { viewer } from './support/mesh';
+import { residentBytes, seedEngineFolder, startEngine, watchProcess, type EngineProcess } from './support/engine-process';
 
 // Hostile clients against engines in processes of their own: so that a crash, the process's memory
 // and its descriptor table are the engine's alone.

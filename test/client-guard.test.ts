@@ -6,9 +6,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseConfig } from '../src/config';
 import { Engine } from '../src/engine';
-import { memoryLogger } from './lua/harness';
-import { withNode, TestClient, post, get, metric, freePort, EVAL, ROOT, type Json } from './helpers';
-import { waitFor } from './redis';
+import { memoryLogger } from './support/lua-harness';
+import { withNode, TestClient, post, get, metric, freePort, EVAL, ROOT, type Json } from './support/helpers';
+import { waitFor } from './support/redis';
 
 // What a hostile client of the API or of a business server can no longer do to the node (in-process
 // parts; the memory and descriptor floods run against engine processes in client-guard-process.test.ts).

@@ -5,10 +5,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WebSocket } from 'ws';
-import { ROOT, freePort, startNode, post, get, EVAL, TestClient, type TestNode } from './helpers';
-import { RedisServer, freeRedisPort, waitFor } from './redis';
-import { meshYaml, viewer } from './mesh';
-import { ApiClient } from './api-client';
+import { ROOT, freePort, startNode, post, get, EVAL, TestClient, type TestNode } from './support/helpers';
+import { RedisServer, freeRedisPort, waitFor } from './support/redis';
+import { meshYaml, viewer } from './support/mesh';
+import { ApiClient } from './support/api-client';
 
 // Standalone Redis going away and coming back under running nodes, and nodes dying under Redis.
 

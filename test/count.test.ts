@@ -3,11 +3,11 @@ import * as assert from 'node:assert/strict';
 import { ConnmixClient, ConnmixError } from '../src/client';
 import { SubscriberCounts } from '../src/mesh/subscriber-counts';
 import type { CountResult } from '../src/mesh/broker';
-import { withNode, post, startNode, TestClient, type Json, type TestNode } from './helpers';
-import { ApiClient } from './api-client';
-import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './mesh';
-import { RedisServer, waitFor } from './redis';
-import { seedEngineFolder, startEngine } from './engine-process';
+import { withNode, post, startNode, TestClient, type Json, type TestNode } from './support/helpers';
+import { ApiClient } from './support/api-client';
+import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './support/mesh';
+import { RedisServer, waitFor } from './support/redis';
+import { seedEngineFolder, startEngine } from './support/engine-process';
 
 // Subscribers per channel over the mesh: POST /v1/mesh/count, /ws/v1 mesh.count, mix.mesh.count and the
 // SDK's count, on one node and on a two-node mesh over a real redis-server, one node killed by its pid.

@@ -4,17 +4,17 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { RedisServer } from './redis';
+import { RedisServer } from './support/redis';
 
 // The node's own file work survives a full descriptor table: run in a process whose ulimit -n it fills
-// itself (test/emfile-child.ts), so the EMFILE is real and this test process keeps its descriptors.
+// itself (test/support/emfile-child.ts), so the EMFILE is real and this test process keeps its descriptors.
 
 test('with the descriptor table full, the Lua reload check, the log file and the config watcher fail softly and recover once descriptors are free', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-emfile-'));
   fs.mkdirSync(path.join(dir, 'lua'));
   fs.writeFileSync(path.join(dir, 'lua/entry.lua'), 'function on_message(msg) end\n');
   fs.writeFileSync(path.join(dir, 'connmix.yaml'), 'logging:\n  level: info\n');
-  const child = path.join(__dirname, 'emfile-child.js');
+  const child = path.join(__dirname, 'support', 'emfile-child.js');
   const output = await new Promise<string>((resolve, reject) => {
     execFile('sh', ['-c', 'ulimit -n 128 && exec "$0" "$1"', process.execPath, child], {
       env: { ...process.env, CONNMIX_EMFILE_DIR: dir },
@@ -37,7 +37,7 @@ test('with the descriptor table full, the Lua reload check, the log file and the
 test('with the descriptor table full, the node\'s Redis connections fail to reconnect softly, and reconnect and resubscribe once descriptors are free', async () => {
   const redis = await RedisServer.start();
   try {
-    const child = path.join(__dirname, 'emfile-child.js');
+    const child = path.join(__dirname, 'support', 'emfile-child.js');
     const output = await new Promise<string>((resolve, reject) => {
       execFile('sh', ['-c', 'ulimit -n 128 && exec "$0" "$1"', process.execPath, child], {
         env: { ...process.env, CONNMIX_EMFILE_REDIS_PORT: String(redis.port) },

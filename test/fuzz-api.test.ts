@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { withNode, TestClient, EVAL, type Json, type TestNode } from './helpers';
-import { SEED, prng, type Rng } from './fuzz';
+import { withNode, TestClient, EVAL, type Json, type TestNode } from './support/helpers';
+import { SEED, prng, type Rng } from './support/fuzz';
 
 /**
  * Random JSON (and non-JSON) to every API endpoint of a real node: `POST /v1/mesh/publish`,

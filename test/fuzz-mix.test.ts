@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { withNode, TestClient, EVAL, type TestNode } from './helpers';
-import { SEED, prng, type Rng } from './fuzz';
+import { withNode, TestClient, EVAL, type TestNode } from './support/helpers';
+import { SEED, prng, type Rng } from './support/fuzz';
 
 /**
  * Random argument lists for every `mix` function and connection method, run through the EVAL entry

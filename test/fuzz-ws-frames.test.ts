@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as crypto from 'node:crypto';
-import { withNode, TestClient, type TestNode } from './helpers';
-import { SEED, prng, type Rng } from './fuzz';
+import { withNode, TestClient, type TestNode } from './support/helpers';
+import { SEED, prng, type Rng } from './support/fuzz';
 
 /**
  * Hostile WebSocket peers on a real node over 127.0.0.1: malformed and random frames after a real

@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { decode, encodePublish, encodeSend, Kind } from '../src/mesh/envelope';
-import { startNode, post, get, metric, type TestNode } from './helpers';
-import { RedisServer, sleep, waitFor } from './redis';
-import { meshYaml, viewer } from './mesh';
-import { startEngine, seedEngineFolder } from './engine-process';
+import { startNode, post, get, metric, type TestNode } from './support/helpers';
+import { RedisServer, sleep, waitFor } from './support/redis';
+import { meshYaml, viewer } from './support/mesh';
+import { startEngine, seedEngineFolder } from './support/engine-process';
 
 // What an answer means when part of the mesh stalls: a request that could not be carried out by its
 // deadline is dropped by the node that gets it late, so an `E` or an `f` is not followed by a late

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { scriptVm, type RunResult } from './lua/harness';
+import { scriptVm, type RunResult } from './support/lua-harness';
 import { lua, lauxlib, K, type LuaState } from '../src/lua/fengari/index';
 import { MIX_UTILS } from '../src/lua/mix/utils';
 import { phpPackFn, phpUnpackFn } from '../src/lua/mix/php-pack';
 import { pushHttpModule } from '../src/lua/mix/http';
 import { searchBytes } from '../src/lua/sandbox';
 import { DEFAULT_LIMITS, type SandboxLimits } from '../src/lua/limits';
-import { withNode, TestClient, EVAL } from './helpers';
+import { withNode, TestClient, EVAL } from './support/helpers';
 
 /**
  * Hostile scripts: every library call that Fengari runs as one uninterruptible JS loop is capped

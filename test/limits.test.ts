@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { withNode, TestClient, post, get, metric, EVAL } from './helpers';
+import { withNode, TestClient, post, get, metric, EVAL } from './support/helpers';
 
 const lua = { 'lua/entry.websocket.lua': EVAL };
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { EVAL, TestClient, post, withNode } from './helpers';
+import { EVAL, TestClient, post, withNode } from './support/helpers';
 import { WriteBatch } from '../src/wire/write-batch';
 import { LuaVM } from '../src/lua/vm';
 

@@ -1,8 +1,8 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, TestClient, post, get, type TestNode } from './helpers';
-import { RedisCluster, waitFor } from './redis';
-import { meshYaml, SEED_WITH_TEST_OPS, viewer, barrageThroughEveryNode } from './mesh';
+import { startNode, TestClient, post, get, type TestNode } from './support/helpers';
+import { RedisCluster, waitFor } from './support/redis';
+import { meshYaml, SEED_WITH_TEST_OPS, viewer, barrageThroughEveryNode } from './support/mesh';
 import { keySlot } from '../src/mesh/sharded-subscriber';
 
 // Two nodes on a Redis Cluster of 3 masters with one replica each: sharded pub/sub, and a failover.

@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withNode, withTimeout, TestClient, type TestNode } from './helpers';
-import { waitFor } from './redis';
-import { startEngine, seedEngineFolder, residentBytes } from './engine-process';
+import { withNode, withTimeout, TestClient, type TestNode } from './support/helpers';
+import { waitFor } from './support/redis';
+import { startEngine, seedEngineFolder, residentBytes } from './support/engine-process';
 
 /**
  * Whatever a script does costs at most its own connection: the node goes on serving /healthz and the

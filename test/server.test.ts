@@ -5,10 +5,10 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { withNode, startNode, TestClient, post, freePort, metric, EVAL, type TestNode } from './helpers';
+import { withNode, startNode, TestClient, post, freePort, metric, EVAL, type TestNode } from './support/helpers';
 import { Engine } from '../src/engine';
 import { parseConfig } from '../src/config';
-import { memoryLogger } from './lua/harness';
+import { memoryLogger } from './support/lua-harness';
 
 test('requests to other paths are refused before the upgrade', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type * as net from 'node:net';
-import { post, metric } from './helpers';
-import { waitFor } from './redis';
-import { viewer } from './mesh';
-import { startEngine, residentBytes, seedEngineFolder } from './engine-process';
+import { post, metric } from './support/helpers';
+import { waitFor } from './support/redis';
+import { viewer } from './support/mesh';
+import { startEngine, residentBytes, seedEngineFolder } from './support/engine-process';
 
 // A viewer that never reads while its channel is flooded, against an engine in a process of its own
 // (so that its memory is its own) running the shipped script with the default buffer limits.

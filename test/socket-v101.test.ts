@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { withNode, post, type TestNode, type TestNodeOptions } from './helpers';
-import { LineClient } from './line-client';
-import { PhpStyleConsumer } from './conformance/php-consumer';
+import { withNode, post, type TestNode, type TestNodeOptions } from './support/helpers';
+import { LineClient } from './support/line-client';
+import { PhpStyleConsumer } from './support/php-consumer';
 
 // CONNMIX v1.0.1's hook model on `protocol: socket` servers (socket-hook-model.ts): the connection as
 // the hooks' last argument, init() once at start, mix.queue.new(name, size); chosen by the entry's

@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withNode, startNode, TestClient, post, metric, EVAL, ROOT, type TestNode, type TestNodeOptions } from './helpers';
+import { withNode, startNode, TestClient, post, metric, EVAL, ROOT, type TestNode, type TestNodeOptions } from './support/helpers';
 import { LuaLoadError } from '../src/lua/vm';
-import { LineClient } from './line-client';
+import { LineClient } from './support/line-client';
 
 const TEXT = fs.readFileSync(path.join(ROOT, 'lua/protocols/text.lua'), 'utf8');
 const JSONRPC = fs.readFileSync(path.join(ROOT, 'lua/protocols/jsonrpc.lua'), 'utf8');

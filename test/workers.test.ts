@@ -3,10 +3,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePort, get, post, withTimeout, type Json } from './helpers';
-import { RedisServer, waitFor } from './redis';
-import { viewer, meshYaml } from './mesh';
-import { startEngine, seedEngineFolder, type EngineFolder } from './engine-process';
+import { freePort, get, post, withTimeout, type Json } from './support/helpers';
+import { RedisServer, waitFor } from './support/redis';
+import { viewer, meshYaml } from './support/mesh';
+import { startEngine, seedEngineFolder, type EngineFolder } from './support/engine-process';
 
 // `connmix engine -p 2`: two worker processes on the same ports, each a node of the mesh over Redis.
 let redis: RedisServer;

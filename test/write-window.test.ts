@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { EVAL, TestClient, post, withNode, type TestNode } from './helpers';
+import { EVAL, TestClient, post, withNode, type TestNode } from './support/helpers';
 
 // engine.servers[].writeWindow: frames to one connection within the window leave in one socket write,
 // each still its own WebSocket message; a close frame never overtakes frames still in the window.

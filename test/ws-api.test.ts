@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, withNode, withTimeout, metric, TestClient, EVAL, type TestNode } from './helpers';
-import { ApiClient } from './api-client';
+import { startNode, withNode, withTimeout, metric, TestClient, EVAL, type TestNode } from './support/helpers';
+import { ApiClient } from './support/api-client';
 
 let node: TestNode;
 before(async () => {

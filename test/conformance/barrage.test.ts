@@ -1,8 +1,8 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, post } from '../helpers';
-import { ApiClient } from '../api-client';
-import { shippedLua, startTwoNodes, type TwoNodes } from './setup';
+import { TestClient, post } from '../support/helpers';
+import { ApiClient } from '../support/api-client';
+import { shippedLua, startTwoNodes, type TwoNodes } from '../support/two-nodes';
 
 // Reference 9.3: the video barrage. The shipped lua/entry.websocket.lua is the documented script as
 // written, served on /barrage-videos of a two-node mesh; viewers on both nodes, publishes through both.

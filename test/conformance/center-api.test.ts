@@ -1,12 +1,12 @@
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { TestClient, freePort, get, withNode, type Json } from '../helpers';
-import { waitFor } from '../redis';
-import { meshYaml } from '../mesh';
-import { seedEngineFolder, startConnmix, type EngineProcess } from '../engine-process';
-import { exampleEntry, startTwoNodes, type TwoNodes } from './setup';
-import { PhpStyleConsumer } from './php-consumer';
+import { TestClient, freePort, get, withNode, type Json } from '../support/helpers';
+import { waitFor } from '../support/redis';
+import { meshYaml } from '../support/mesh';
+import { seedEngineFolder, startConnmix, type EngineProcess } from '../support/engine-process';
+import { exampleEntry, startTwoNodes, type TwoNodes } from '../support/two-nodes';
+import { PhpStyleConsumer } from '../support/php-consumer';
 
 // Every PHP example (the SDK's README and tests, laravel-chat's ChatMem.php) starts with
 // `ClientBuilder::create()->setHost('127.0.0.1:6787')`: CONNMIX's center API. The SDK asks it

@@ -1,9 +1,9 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, post } from '../helpers';
-import { ApiClient } from '../api-client';
+import { TestClient, post } from '../support/helpers';
+import { ApiClient } from '../support/api-client';
 import { nodeNumberOf } from '../../src/mesh/ids';
-import { exampleEntry, startTwoNodes, type TwoNodes } from './setup';
+import { exampleEntry, startTwoNodes, type TwoNodes } from '../support/two-nodes';
 
 // Reference 9.2: the quick-start chat room (lua/examples/chat-room.lua, as documented) on a two-node
 // mesh: C1 on node A, C2 on node B, backends publishing through either node.

@@ -2,8 +2,8 @@ import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EVAL, ROOT, TestClient, post, startNode, type TestNode } from '../helpers';
-import { ApiClient } from '../api-client';
+import { EVAL, ROOT, TestClient, post, startNode, type TestNode } from '../support/helpers';
+import { ApiClient } from '../support/api-client';
 import { parseConfig } from '../../src/config';
 
 // Reference section 10: the documentation's inconsistencies, and what connmix-ts does about each.

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, post } from '../helpers';
-import { AuthServer, exampleEntry, startTwoNodes, type TwoNodes } from './setup';
+import { TestClient, post } from '../support/helpers';
+import { AuthServer, exampleEntry, startTwoNodes, type TwoNodes } from '../support/two-nodes';
 
 // Reference 9.5: the exchange market stream (lua/examples/exchange-stream.lua, as documented) on a
 // two-node mesh: public <symbol>@<type> channels as given, private @balance/@order/@position/@account

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient } from '../helpers';
-import { exampleEntry, startTwoNodes } from './setup';
+import { TestClient } from '../support/helpers';
+import { exampleEntry, startTwoNodes } from '../support/two-nodes';
 
 // Reference 9.1: CONNMIX's default entry (lua/examples/hello-world.lua) on the default path /chat.
 // Its socket variant (entry.socket.lua over lua/protocols/websocket.lua) is websocket-protocol.test.ts.

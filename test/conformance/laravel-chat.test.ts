@@ -1,8 +1,8 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, withNode, type Json, type TestNodeOptions } from '../helpers';
-import { shippedLua, startTwoNodes, type TwoNodes } from './setup';
-import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from './php-consumer';
+import { TestClient, withNode, type Json, type TestNodeOptions } from '../support/helpers';
+import { shippedLua, startTwoNodes, type TwoNodes } from '../support/two-nodes';
+import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from '../support/php-consumer';
 
 // Reference 9.6 as CONNMIX users run it: connmix/examples laravel-chat's entry.lua and connmix/protocols'
 // websocket.lua, unchanged (lua/examples/laravel-chat/, provenance in its README.md), on a

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, post, withNode, freePort } from '../helpers';
-import { AuthServer, exampleEntry, startTwoNodes, type TwoNodes } from './setup';
+import { TestClient, post, withNode, freePort } from '../support/helpers';
+import { AuthServer, exampleEntry, startTwoNodes, type TwoNodes } from '../support/two-nodes';
 
 // Reference 9.4: the user message center (lua/examples/message-center.lua, as documented) on a two-node
 // mesh, with the business auth endpoint POST /websocket_auth served by this test; the script reads its

@@ -1,8 +1,8 @@
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { post, withNode, type TestNodeOptions } from '../helpers';
-import { shippedLua, startTwoNodes, type TwoNodes } from './setup';
-import { LineClient } from '../line-client';
+import { post, withNode, type TestNodeOptions } from '../support/helpers';
+import { shippedLua, startTwoNodes, type TwoNodes } from '../support/two-nodes';
+import { LineClient } from '../support/line-client';
 
 // Reference 9.8: the text and jsonrpc protocol libraries (lua/protocols/) on `protocol: socket`
 // servers, through the shipped entries lua/examples/entry.socket.text.lua and entry.socket.jsonrpc.lua,

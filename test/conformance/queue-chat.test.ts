@@ -1,8 +1,8 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, type Json } from '../helpers';
-import { exampleEntry, startTwoNodes, type TwoNodes } from './setup';
-import { PhpStyleConsumer, type ConsumerEvent, type ConsumerNode, type SdkMessage } from './php-consumer';
+import { TestClient, type Json } from '../support/helpers';
+import { exampleEntry, startTwoNodes, type TwoNodes } from '../support/two-nodes';
+import { PhpStyleConsumer, type ConsumerEvent, type ConsumerNode, type SdkMessage } from '../support/php-consumer';
 
 // Reference 9.6, simplified: laravel-chat's engine side (lua/examples/queue-chat.lua) forwards every
 // event to topic `chat`; the backend below plays ChatMem.php through a PHP-SDK-style consumer popping

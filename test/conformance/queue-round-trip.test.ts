@@ -1,8 +1,8 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, get, type Json } from '../helpers';
-import { exampleEntry, startTwoNodes, type TwoNodes } from './setup';
-import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from './php-consumer';
+import { TestClient, get, type Json } from '../support/helpers';
+import { exampleEntry, startTwoNodes, type TwoNodes } from '../support/two-nodes';
+import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from '../support/php-consumer';
 
 // Reference 9.7: the queue round trip of the v1.0.1 quick start. lua/examples/queue-round-trip.lua pushes
 // {frame = msg} to topic foo on the node that holds the client; a backend written like the PHP SDK's

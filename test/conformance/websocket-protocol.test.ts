@@ -5,8 +5,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { WebSocket } from 'ws';
 import { chromium, type Browser } from 'playwright-core';
-import { ROOT, post, startNode, TestClient, type TestNode, type TestNodeOptions } from '../helpers';
-import { shippedLua } from './setup';
+import { ROOT, post, startNode, TestClient, type TestNode, type TestNodeOptions } from '../support/helpers';
+import { shippedLua } from '../support/two-nodes';
 
 // Reference 3.3 and 9.8: WebSocket spoken in Lua on a `protocol: socket` server, through the shipped
 // lua/protocols/websocket.lua. The docs' entry.socket.lua, in every version that calls the module

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { lua, lauxlib, lualib, K } from '../../src/lua/fengari/index';
 import { SOURCE_PATCHES } from '../../src/lua/fengari/patches';
-import { ROOT } from '../helpers';
+import { ROOT } from '../support/helpers';
 
 test('popped stack slots are stored as undefined, not deleted (stack pops are stores)', () => {
   const L = lauxlib.luaL_newstate();
@@ -23,7 +23,7 @@ test('popped stack slots are stored as undefined, not deleted (stack pops are st
 
 test('pcall of an error inside a coroutine keeps the budget hook (pcall escape)', () => {
   // In a child process: without the fix the loop never ends, and a synchronous loop cannot be timed out in-process.
-  const harness = JSON.stringify(path.join(ROOT, 'dist/test/lua/harness.js'));
+  const harness = JSON.stringify(path.join(ROOT, 'dist/test/support/lua-harness.js'));
   const probe = `
     const { scriptVm } = require(${harness});
     const { exec, vm } = scriptVm({ callBudget: 50 });

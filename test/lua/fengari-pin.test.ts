@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT } from '../helpers';
+import { ROOT } from '../support/helpers';
 
 /**
  * The fengari 0.1.5 source files our patches were reviewed against (sha256). Our private copy runs

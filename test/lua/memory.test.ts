@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { scriptVm } from './harness';
+import { scriptVm } from '../support/lua-harness';
 import { estimateStateBytes } from '../../src/lua/memory';
 
 /** The estimate behind engine.luavm.limits.maxMemory: what a script keeps is counted wherever it hides, once. */

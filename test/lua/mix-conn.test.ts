@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, TestClient, EVAL, type TestNode } from '../helpers';
+import { startNode, TestClient, EVAL, type TestNode } from '../support/helpers';
 
 // The connection-bound mix API, exercised from real hooks on a real node.
 let node: TestNode;

@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startNode, TestClient, EVAL, freePort, type Json, type TestNode } from '../helpers';
+import { startNode, TestClient, EVAL, freePort, type Json, type TestNode } from '../support/helpers';
 import { parseDuration, MAX_BODY_BYTES } from '../../src/lua/mix/http';
 
 // mix.http.request against a real HTTP server on 127.0.0.1, from hooks of a real node.

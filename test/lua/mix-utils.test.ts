@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { scriptVm } from './harness';
+import { scriptVm } from '../support/lua-harness';
 import { lua, lauxlib, K } from '../../src/lua/fengari/index';
 import { MIX_UTILS } from '../../src/lua/mix/utils';
 

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, TestClient, EVAL, withTimeout, type TestNode } from '../helpers';
+import { startNode, TestClient, EVAL, withTimeout, type TestNode } from '../support/helpers';
 import type { Connection } from '../../src/server/connection';
 
 // conn:wait_context_value on a real node: the wait is released from JS, as the backend's

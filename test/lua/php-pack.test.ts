@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, TestClient, EVAL, type TestNode } from '../helpers';
+import { startNode, TestClient, EVAL, type TestNode } from '../support/helpers';
 import { phpPack, phpUnpack, PackError, type PackArg } from '../../src/lua/mix/php-pack';
 
 // Expected bytes are written by hand from PHP's pack()/unpack() documentation and source.

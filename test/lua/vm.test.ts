@@ -3,10 +3,10 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { luaFolder, memoryLogger, scriptVm } from './harness';
+import { luaFolder, memoryLogger, scriptVm } from '../support/lua-harness';
 import { lua } from '../../src/lua/fengari/index';
 import { LuaVM } from '../../src/lua/vm';
-import { ROOT } from '../helpers';
+import { ROOT } from '../support/helpers';
 
 test('Lua 5.1 surface: getn, unpack, loadstring, math.pow, bit', async () => {
   const { exec } = scriptVm();

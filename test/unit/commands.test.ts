@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as commands from '../../src/api/commands';
 import { ApiError, ErrorCode } from '../../src/wire/api-errors';
 import { MemoryQueue, type QueueConsumer } from '../../src/queue/memory-queue';
-import { meshNode, TestSubscriber } from './mesh-node';
+import { meshNode, TestSubscriber } from '../support/mesh-node';
 
 // The API commands over a one-node Mesh in this process: what HTTP and /ws/v1 both answer.
 

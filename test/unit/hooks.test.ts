@@ -7,7 +7,7 @@ import { installMix, type ScriptConnection } from '../../src/lua/mix';
 import { ConnectionContext } from '../../src/session/context';
 import { registerBufferType } from '../../src/lua/mix/buffer';
 import { lua, type LuaState } from '../../src/lua/fengari/index';
-import { luaFolder, memoryLogger, toJs } from '../lua/harness';
+import { luaFolder, memoryLogger, toJs } from '../support/lua-harness';
 import type { LuaValue } from '../../src/lua/values';
 
 // The typed hook calls of lua/hooks.ts on an in-process Lua state: what each hook receives and how its

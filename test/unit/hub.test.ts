@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { MemoryBroker } from '../../src/mesh/memory-broker';
 import { Hub } from '../../src/mesh/hub';
-import { TestSubscriber } from './mesh-node';
+import { TestSubscriber } from '../support/mesh-node';
 
 // The Hub alone, over a MemoryBroker that notes which channels the hub asks it to carry: the node's
 // local subscribers, and what reaches the broker (once per channel, not once per subscriber).

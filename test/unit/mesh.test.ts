@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { ClientIdGenerator, nodeNumberOf } from '../../src/mesh/ids';
-import { meshNode, TestSubscriber, busyFor, sample } from './mesh-node';
+import { meshNode, TestSubscriber, busyFor, sample } from '../support/mesh-node';
 
 // Mesh over a MemoryBroker and a Hub in this process: no servers, no sockets.
 

@@ -1,6 +1,6 @@
 import { WebSocket } from 'ws';
-import { withTimeout, type Json } from '../helpers';
-import { Waker } from '../waker';
+import { withTimeout, type Json } from './helpers';
+import { Waker } from './waker';
 
 // A queue consumer that talks to engines the way CONNMIX's PHP SDK (connmix/connmix-php, async mode)
 // does, so the conformance tests exercise the wire format real backends use, not the test ApiClient:

@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LuaVM } from '../src/lua/vm';
-import { RotatingLogFile } from '../src/log-file';
-import { watchConfig } from '../src/config/watch';
-import { connectMeshRedis } from '../src/mesh/redis-connections';
-import { memoryLogger } from './lua/harness';
+import { LuaVM } from '../../src/lua/vm';
+import { RotatingLogFile } from '../../src/log-file';
+import { watchConfig } from '../../src/config/watch';
+import { connectMeshRedis } from '../../src/mesh/redis-connections';
+import { memoryLogger } from './lua-harness';
 
 // Run by emfile.test.ts in a process of its own: fills this process's descriptor table to EMFILE, then
 // uses the Lua reload check, the log file and the config watcher (or, given a Redis port, makes the

@@ -3,9 +3,9 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WebSocket } from 'ws';
-import { parseConfig } from '../src/config';
-import { Engine } from '../src/engine';
-import { memoryLogger } from './lua/harness';
+import { parseConfig } from '../../src/config';
+import { Engine } from '../../src/engine';
+import { memoryLogger } from './lua-harness';
 import { Waker } from './waker';
 
 /**
@@ -31,7 +31,7 @@ end
 `;
 
 /** The repository root (tests run from dist/test). */
-export const ROOT = path.resolve(__dirname, '..', '..');
+export const ROOT = path.resolve(__dirname, '..', '..', '..');
 
 /** Ports this process's freePort already returned. */
 const handedOut = new Set<number>();

@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { ROOT, startNode, type TestNode, type TestNodeOptions } from '../helpers';
-import { RedisServer } from '../redis';
-import { meshYaml } from '../mesh';
+import { ROOT, startNode, type TestNode, type TestNodeOptions } from './helpers';
+import { RedisServer } from './redis';
+import { meshYaml } from './mesh';
 
 // What every conformance file needs: the example Lua exactly as shipped under lua/examples/, and the
 // smallest real mesh (two engines in this process sharing one redis-server).
