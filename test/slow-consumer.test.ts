@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type * as net from 'node:net';
-import { post, metric } from './support/helpers';
+import { post, metric, withNode, TestClient, EVAL, type TestNode } from './support/helpers';
 import { waitFor } from './support/redis';
 import { viewer } from './support/mesh';
 import { startEngine, residentBytes, seedEngineFolder } from './support/engine-process';
 
-// A viewer that never reads while its channel is flooded, against an engine in a process of its own
+// Slow consumers: a subscriber that stops reading is dropped past maxBufferedBytes or writeTimeout, and
+// a viewer that never reads while its channel is flooded, against an engine in a process of its own
 // (so that its memory is its own) running the shipped script with the default buffer limits.
 
 const MESSAGES = 3000;
@@ -62,4 +63,48 @@ test('a viewer that never reads while its channel is flooded: node memory stays 
     engine.child.kill('SIGTERM');
     await engine.exited;
   }
+});
+
+/** Subscribes a client that then stops reading, and a watcher of on_close reports. */
+async function stalledSubscriber(node: TestNode) {
+  const watcher = await TestClient.open(node.wsUrl);
+  assert.equal(await watcher.request('mix.websocket():subscribe("closes") return 1'), '[1]');
+  const stalled = await TestClient.open(node.wsUrl);
+  const [id] = JSON.parse(await stalled.request('local c = mix.websocket() c:subscribe("flood") return c:client_id()'));
+  (stalled.ws as unknown as { _socket: net.Socket })._socket.pause();
+  return { watcher, stalled, id };
+}
+
+test('a subscriber that stops reading is dropped past maxBufferedBytes; others are unaffected', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      maxBufferedBytes: 262144' }, async (node) => {
+    const { watcher, id } = await stalledSubscriber(node);
+    const chunk = 'z'.repeat(256 * 1024);
+    let failed = 0;
+    for (let i = 0; i < 200 && failed === 0; i++) {
+      failed += (await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'flood', d: chunk })).json.r.f;
+    }
+    assert.equal(failed, 1);
+    assert.equal((await watcher.next()).data, `${id} close 1008: send buffer full`);
+    assert.equal(await metric(node.apiUrl, /^connmix_drops_total\{reason="buffer_full"/), 1);
+    assert.ok((await metric(node.apiUrl, /^connmix_engine_servers_send_errors_total\{protocol="websocket"/)) >= 1);
+    // The watcher is subscribed to "closes"; the dropped subscriber's "flood" channel is gone.
+    assert.equal(await metric(node.apiUrl, /^connmix_channels\{/), 1);
+    assert.equal(await watcher.request('return "fine"'), '["fine"]');
+    watcher.close();
+  });
+});
+
+test('writes that do not drain for writeTimeout seconds drop the connection', async () => {
+  await withNode({
+    lua: { 'lua/entry.websocket.lua': EVAL },
+    serverYaml: '      writeTimeout: 1\n      maxBufferedBytes: 268435456',
+  }, async (node) => {
+  const { watcher, id } = await stalledSubscriber(node);
+  const chunk = 'w'.repeat(1024 * 1024);
+  // Enough to fill the loopback socket buffers, so writes stay pending.
+  for (let i = 0; i < 24; i++) await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'flood', d: chunk });
+  assert.equal((await watcher.next(6000)).data, `${id} close 4002: write timeout`);
+  assert.equal(await metric(node.apiUrl, /^connmix_closes_total\{code="4002"/), 1);
+  watcher.close();
+  });
 });
