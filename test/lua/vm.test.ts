@@ -198,7 +198,7 @@ test('hooks whose body is empty are told apart from those that do or return some
   assert.deepEqual(hooks.filter((hook) => vm.isEmptyHook(hook)), ['quiet', 'bare']);
 });
 
-test('integer literals are 32-bit, as the README says: 100000 * 100000 wraps; engine numbers are floats and do not', async () => {
+test('integer literals are 32-bit, as docs/compatibility.md says: 100000 * 100000 wraps; engine numbers are floats and do not', async () => {
   const { exec } = scriptVm();
   const r = await exec('return 100000 * 100000, math.type(100000 * 100000), 100000.0 * 100000');
   assert.equal(r.error, null);
