@@ -4,24 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { withNode, EVAL, type Json } from './support/helpers';
 import { ApiClient } from './support/api-client';
-
-const USERS = `
-    - username: console
-      password: read-only
-      roles: [read]
-      host: '*'
-    - username: backend
-      password: s3cret
-      roles: [read, write]
-      host: '127.*.*.*'
-    - username: remote
-      password: pw
-      roles: [read, write]
-      host: '10.*.*.*'`;
-
-function basic(user: string, password: string): Record<string, string> {
-  return { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` };
-}
+import { ACCESS_USERS, basic } from './support/access-users';
 
 async function call(url: string, init: RequestInit = {}): Promise<{ status: number; json: Json; challenge: string | null }> {
   const response = await fetch(url, init);
@@ -35,7 +18,7 @@ const publish = (headers: Record<string, string> = {}): RequestInit => ({
 });
 
 test('access.users: Basic auth, roles and host globs on the HTTP API', async () => {
-  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, accessYaml: USERS }, async (node) => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, accessYaml: ACCESS_USERS }, async (node) => {
     const anonymous = await call(`${node.apiUrl}/v1/mesh/publish`, publish());
     assert.equal(anonymous.status, 401);
     assert.equal(anonymous.json.E.c, 401);
@@ -59,7 +42,7 @@ test('access.users: Basic auth, roles and host globs on the HTTP API', async () 
 });
 
 test('access.users guards the /ws/v1 upgrade', async () => {
-  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, accessYaml: USERS }, async (node) => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, accessYaml: ACCESS_USERS }, async (node) => {
     await assert.rejects(ApiClient.open(node.apiUrl), /HTTP 401/);
     await assert.rejects(ApiClient.open(node.apiUrl, basic('console', 'read-only')), /HTTP 403/);
     const api = await ApiClient.open(node.apiUrl, basic('backend', 's3cret'));
@@ -90,7 +73,7 @@ test('access and logging.level reload without a restart; other keys say they nee
     const file = path.join(node.dir, 'connmix.yaml');
     assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status, 200);
     const original = fs.readFileSync(file, 'utf8');
-    fs.writeFileSync(file, original.replace('access:\n  users:\n', `access:\n  users:\n${USERS}\n`).replace('level: debug', 'level: error'));
+    fs.writeFileSync(file, original.replace('access:\n  users:\n', `access:\n  users:\n${ACCESS_USERS}\n`).replace('level: debug', 'level: error'));
     await waitFor(async () => (await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status === 401, 'access reload');
     assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 's3cret')))).status, 200);
     assert.equal(node.engine.log.enabled('debug'), false);
@@ -106,7 +89,7 @@ test('access and logging.level reload without a restart; other keys say they nee
 });
 
 test('access roles: read opens /metrics and the GET routes, write alone does not', async () => {
-  const users = `${USERS}
+  const users = `${ACCESS_USERS}
     - username: writer
       password: w
       roles: [write]

@@ -8,6 +8,7 @@ import { ApiClient } from './support/api-client';
 import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './support/mesh';
 import { RedisServer, waitFor } from './support/redis';
 import { seedEngineFolder, startEngine } from './support/engine-process';
+import { ACCESS_USERS, basic } from './support/access-users';
 
 // Subscribers per channel over the mesh: POST /v1/mesh/count, /ws/v1 mesh.count, mix.mesh.count and the
 // SDK's count, on one node and on a two-node mesh over a real redis-server, one node killed by its pid.
@@ -25,20 +26,6 @@ const LUA = {
     local channel, text = string.match`,
   ),
 };
-
-const USERS = `
-    - username: console
-      password: read-only
-      roles: [read]
-      host: '*'
-    - username: backend
-      password: s3cret
-      roles: [read, write]
-      host: '*'`;
-
-function basic(user: string, password: string): Record<string, string> {
-  return { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` };
-}
 
 test('one node: every API counts the subscribers of a channel, exactly and at once', async () => {
   await withNode({ lua: LUA }, async (node) => {
@@ -69,7 +56,7 @@ test('one node: every API counts the subscribers of a channel, exactly and at on
 });
 
 test('count: bad channels answer 101 with the reason; the read role may count, anonymous callers may not', async () => {
-  await withNode({ lua: LUA, accessYaml: USERS }, async (node) => {
+  await withNode({ lua: LUA, accessYaml: ACCESS_USERS }, async (node) => {
     const ask = (body: unknown, headers: Record<string, string>) =>
       fetch(`${node.apiUrl}/v1/mesh/count`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
         .then(async (response): Promise<{ status: number; json: Json }> => ({ status: response.status, json: await response.json() }));
