@@ -3,6 +3,7 @@ import { noAnswer } from './errors';
 import { HttpApi } from './http-api';
 import { NodeSocket, type NodeSocketOptions } from './node-socket';
 import type { BackoffOptions, NodeInfo, QueueEvent } from './types';
+import { Waiters } from './waiters';
 
 /** Handles one queue item; `node` is the connection it came on, ready for replies. */
 export type QueueHandler = (event: QueueEvent, node: NodeSocket) => void | Promise<void>;
@@ -46,7 +47,7 @@ export class Consumer {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private discovered = false;
-  private readyWaiters: Array<() => void> = [];
+  private readonly readyWaiters = new Waiters();
 
   constructor(
     private readonly setup: ConsumerSetup,
@@ -66,17 +67,7 @@ export class Consumer {
   /** Resolves once the node list was read and every node on it consumes; rejects after `timeoutMs`. */
   ready(timeoutMs = 10_000): Promise<void> {
     if (this.isReady()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.readyWaiters = this.readyWaiters.filter((waiter) => waiter !== done);
-        reject(noAnswer(`consumer of ${this.topics.join(', ')} not ready within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.readyWaiters.push(done);
-    });
+    return this.readyWaiters.wait(timeoutMs, () => noAnswer(`consumer of ${this.topics.join(', ')} not ready within ${timeoutMs} ms`));
   }
 
   /** Stops consuming: closes every connection and stops rereading the node list. */
@@ -160,7 +151,7 @@ export class Consumer {
   }
 
   private checkReady(): void {
-    if (this.isReady()) for (const waiter of this.readyWaiters.splice(0)) waiter();
+    if (this.isReady()) this.readyWaiters.release();
   }
 
   private schedule(ms: number): void {

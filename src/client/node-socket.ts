@@ -4,6 +4,7 @@ import { answerError, ConnmixError, noAnswer } from './errors';
 import { encodePayload } from './payload';
 import type { BackoffOptions, CountResult, Payload, PayloadOptions, PublishResult, QueueEvent } from './types';
 import type { CountAnswer, PublishAnswer } from '../wire/api-answers';
+import { Waiters } from './waiters';
 
 export interface NodeSocketOptions {
   /** Headers of the upgrade request (the `access.users` credentials). */
@@ -45,7 +46,7 @@ export class NodeSocket {
   private readonly waiting: Request[] = [];
   private reconnectTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
-  private openWaiters: Array<() => void> = [];
+  private readonly openWaiters = new Waiters();
   private awaitingPong = false;
 
   constructor(
@@ -64,17 +65,7 @@ export class NodeSocket {
   /** Resolves once connected; rejects with `NO_ANSWER` after `timeoutMs`. */
   opened(timeoutMs = this.options.timeoutMs ?? 10_000): Promise<void> {
     if (this.connected) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.openWaiters = this.openWaiters.filter((waiter) => waiter !== done);
-        reject(noAnswer(`${this.url}: not connected within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.openWaiters.push(done);
-    });
+    return this.openWaiters.wait(timeoutMs, () => noAnswer(`${this.url}: not connected within ${timeoutMs} ms`));
   }
 
   /** Sends `{m, p, i}` and resolves with the answer's `r`, or rejects with its `E` as a ConnmixError. */
@@ -176,7 +167,7 @@ export class NodeSocket {
     this.backoff.reset();
     this.startPings(ws);
     this.options.onOpen?.(this);
-    for (const waiter of this.openWaiters.splice(0)) waiter();
+    this.openWaiters.release();
     for (const request of this.waiting.splice(0)) this.write(request);
   }
 
