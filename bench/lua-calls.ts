@@ -1,69 +1,149 @@
 /**
- * The cost of one Lua `on_message` call on the seed's subscribe message, without sockets or a load
- * generator in the way: an engine in this process with the shipped Lua and yaml (as the bench's
- * connmix-ts target runs them), viewers connected to it, and their messages handed to the server as ws
- * hands them over (the server's 'message' listener), in batches timed on their own. What the subscribe-storm scenario measures end to end, minus the
- * network and the noise of sharing two cores with load processes.
+ * The cost of one Lua `on_message` call, without sockets or a load generator in the way: an engine in
+ * this process with the shipped yaml (as the bench's connmix-ts target runs it), viewers connected to it,
+ * and their messages handed over in batches timed on their own. Three rows:
+ *
+ * - `seed, via the server`: the seed's subscribe/unsubscribe messages handed to the server as ws hands
+ *   them over (its 'message' listener): hook queue, Lua call, the answer queued. What the subscribe storm
+ *   measures end to end, minus the network and the noise of sharing two cores with load processes.
+ * - `seed, hook call`: the same messages straight to the hook call (argument table, coroutine, script).
+ * - `empty on_message, hook call`: the hook call around `function on_message(msg) end`, which the
+ *   server itself would skip: what a hook call costs before the script does anything.
+ *
+ * Each row gives the mean over the batches and the median (p50) of single calls, each timed on its own.
  *
  *   node dist/bench/lua-calls.js [--seconds 10] [--viewers 200]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as YAML from 'yaml';
 import { WebSocket } from 'ws';
 import { Engine } from '../src/engine';
 import { loadConfig } from '../src/config';
 import { Logger } from '../src/log';
 import type { Connection } from '../src/server/connection';
+import type { WebSocketHooks } from '../src/lua/hooks';
 import { benchYaml, viewerPath } from './targets/connmix';
 import { freePort } from './lib/proc';
 
 const BATCH = 1000;
 const WARM_UP_MS = 3000;
+const EMPTY_ENTRY = 'function on_handshake(client_id, headers, server) end\nfunction on_message(msg) end\nfunction on_close(client_id, err) end\n';
+
+/** Hands one message to a connection's hook; the answer (if any) is queued for the socket. */
+type Deliver = (connection: Connection, message: Buffer) => void;
+
+interface Row {
+  row: string;
+  calls: number;
+  usPerCall: number;
+  p50Us: number;
+  callsPerSecond: number;
+  processCpuUsPerCall: number;
+}
 
 async function main(): Promise<void> {
   const option = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(`--${name}`) + 1]) || fallback;
   const seconds = option('seconds', 10);
   const viewers = option('viewers', 200);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-lua-calls-'));
+  const emptyEntry = path.join(dir, 'empty.lua');
+  fs.writeFileSync(emptyEntry, EMPTY_ENTRY);
+  const rows: Row[] = [];
+  await withEngine(dir, viewers, null, async (connections, hooks) => {
+    const viaServer: Deliver = (connection, message) => connection.ws.emit('message', message, false);
+    const hookCall: Deliver = (connection, message) => hooks.onMessage(connection, message, false, failOnError);
+    rows.push(await measure('seed, via the server', seconds, connections, viaServer));
+    rows.push(await measure('seed, hook call', seconds, connections, hookCall));
+  });
+  await withEngine(dir, viewers, emptyEntry, async (connections, hooks) => {
+    const hookCall: Deliver = (connection, message) => hooks.onMessage(connection, message, false, failOnError);
+    rows.push(await measure('empty on_message, hook call', seconds, connections, hookCall));
+  });
+  for (const row of rows) console.log(JSON.stringify(row));
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+function failOnError(error: Error | null): void {
+  if (error) throw error;
+}
+
+/** Starts an engine with the shipped yaml (its entry replaced by `entry` if given) and `viewers` connected viewers. */
+async function withEngine(dir: string, viewers: number, entry: string | null,
+  work: (connections: Connection[], hooks: WebSocketHooks) => Promise<void>): Promise<void> {
   const [wsPort, apiPort] = [await freePort(), await freePort()];
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-lua-calls-')), 'connmix.yaml');
-  fs.writeFileSync(file, benchYaml(wsPort, apiPort, null));
+  const config = YAML.parse(benchYaml(wsPort, apiPort, null));
+  if (entry) config.engine.servers[0].entry = entry;
+  const file = path.join(dir, 'connmix.yaml');
+  fs.writeFileSync(file, YAML.stringify(config));
   const engine = new Engine(loadConfig(file), { log: new Logger('warn') });
   await engine.start();
   // Many viewers, each on its own video, as in the subscribe storm: one viewer would keep every cache warm.
   const clients = await Promise.all(Array.from({ length: viewers }, () => open(`ws://127.0.0.1:${wsPort}${viewerPath()}`)));
-  const messages = clients.map((_client, video) =>
-    [`{"op":"unsubscribe","channel":"${video}@video"}`, `{"op":"subscribe","channel":"${video}@video"}`].map((m) => Buffer.from(m)),
-  );
   const connections = [...(engine.hub as unknown as { byId: Map<string, Connection> }).byId.values()];
-  // The first seconds are V8 warming up (optimising fengari's interpreter), not the steady state.
-  await callsFor(WARM_UP_MS, connections, messages);
-  const cpu0 = process.cpuUsage();
-  const { calls, busyNs } = await callsFor(seconds * 1000, connections, messages);
-  const cpu = process.cpuUsage(cpu0);
-  console.log(JSON.stringify({
-    calls,
-    usPerCall: Number(busyNs / BigInt(calls)) / 1000,
-    callsPerSecond: Math.round(calls / (Number(busyNs) / 1e9)),
-    processCpuUsPerCall: Math.round(((cpu.user + cpu.system) / calls) * 100) / 100,
-  }));
-  for (const client of clients) client.terminate();
-  await engine.stop();
+  const hooks = (engine.servers[0] as unknown as { hooks: WebSocketHooks }).hooks;
+  try {
+    await work(connections, hooks);
+  } finally {
+    for (const client of clients) client.terminate();
+    await engine.stop();
+  }
 }
 
-/** Hands the viewers' messages to the server for `ms`, BATCH at a time; returns how many and the time they took. */
-async function callsFor(ms: number, connections: Connection[], messages: Buffer[][]): Promise<{ calls: number; busyNs: bigint }> {
+/** Warms up, then times `deliver` for `seconds`: batches for the mean, single calls for the median. */
+async function measure(row: string, seconds: number, connections: Connection[], deliver: Deliver): Promise<Row> {
+  const messages = connections.map((_connection, video) =>
+    [`{"op":"unsubscribe","channel":"${video}@video"}`, `{"op":"subscribe","channel":"${video}@video"}`].map((m) => Buffer.from(m)),
+  );
+  // The first seconds are V8 warming up (optimising fengari's interpreter), not the steady state.
+  await callsFor(WARM_UP_MS, connections, messages, deliver, null);
+  const singles: number[] = [];
+  const cpu0 = process.cpuUsage();
+  const { calls, busyNs } = await callsFor(seconds * 1000, connections, messages, deliver, singles);
+  const cpu = process.cpuUsage(cpu0);
+  const allCalls = calls + singles.length;
+  singles.sort((a, b) => a - b);
+  return {
+    row,
+    calls,
+    usPerCall: Number(busyNs / BigInt(calls)) / 1000,
+    p50Us: Math.round(singles[Math.floor(singles.length / 2)] / 10) / 100,
+    callsPerSecond: Math.round(calls / (Number(busyNs) / 1e9)),
+    processCpuUsPerCall: Math.round(((cpu.user + cpu.system) / allCalls) * 100) / 100,
+  };
+}
+
+/**
+ * Hands the viewers' messages over for `ms`, BATCH at a time; returns how many and the time they took.
+ * Every other batch is timed call by call into `singles` (nanoseconds), when given.
+ */
+async function callsFor(ms: number, connections: Connection[], messages: Buffer[][], deliver: Deliver,
+  singles: number[] | null): Promise<{ calls: number; busyNs: bigint }> {
   let calls = 0;
   let busyNs = 0n;
+  let batches = 0;
+  let sent = 0;
   const until = Date.now() + ms;
   while (Date.now() < until) {
+    const single = singles !== null && batches++ % 2 === 1;
     const started = process.hrtime.bigint();
     for (let i = 0; i < BATCH; i++) {
-      const n = (calls + i) % connections.length;
-      connections[n].ws.emit('message', messages[n][((calls + i) / connections.length) & 1], false);
+      const n = (sent + i) % connections.length;
+      const message = messages[n][((sent + i) / connections.length) & 1];
+      if (single) {
+        const t0 = process.hrtime.bigint();
+        deliver(connections[n], message);
+        singles!.push(Number(process.hrtime.bigint() - t0));
+      } else {
+        deliver(connections[n], message);
+      }
     }
-    busyNs += process.hrtime.bigint() - started;
-    calls += BATCH;
+    sent += BATCH;
+    if (!single) {
+      busyNs += process.hrtime.bigint() - started;
+      calls += BATCH;
+    }
     // Let the answers leave and the viewers read them, as between socket reads.
     await new Promise((resolve) => setImmediate(resolve));
   }

@@ -131,7 +131,12 @@ function tableToJs(L: LuaState, index: number, options: ToJsOptions, depth: numb
     return array;
   }
   const object: { [key: string]: LuaValue } = {};
-  for (let i = 0; i < keys.length; i++) object[String(keys[i])] = values[i];
+  for (let i = 0; i < keys.length; i++) {
+    const key = String(keys[i]);
+    // An assignment to "__proto__" would set the object's prototype and lose the entry.
+    if (key === '__proto__') Object.defineProperty(object, key, { value: values[i], enumerable: true, writable: true, configurable: true });
+    else object[key] = values[i];
+  }
   return object;
 }
 

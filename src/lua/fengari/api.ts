@@ -98,6 +98,7 @@ export interface LuaApi {
   lua_settable(L: LuaState, index: number): void;
   lua_rawgeti(L: LuaState, index: number, n: number): number;
   lua_rawseti(L: LuaState, index: number, n: number): void;
+  lua_rawset(L: LuaState, index: number): void;
   /** Pushes the next key and value of the table at `index` after the key on top; 0 when done. */
   lua_next(L: LuaState, index: number): number;
   /** The name of upvalue `n` of the function at `index` (its value pushed), or null. */

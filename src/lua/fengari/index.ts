@@ -24,10 +24,15 @@ export const lua = fengari.lua as LuaApi;
 export const lauxlib = fengari.lauxlib as LauxlibApi;
 export const lualib = fengari.lualib as LualibApi;
 const to_luastring = fengari.to_luastring as (text: string, cache?: boolean) => Uint8Array;
+const { luaS_intern } = copy.module('lstring.js') as { luaS_intern(bytes: Uint8Array): Uint8Array };
 
-/** A cached Lua string for a constant name. */
+/**
+ * A constant name as Lua bytes, interned: passing it again (lua_setfield, lua_getfield,
+ * lua_pushstring...) reuses one Lua string whose table key is built and hashed once. The bytes must
+ * never be changed.
+ */
 export function K(name: string): Uint8Array {
-  return to_luastring(name, true);
+  return luaS_intern(to_luastring(name, true));
 }
 
 /** `text` as Lua bytes (UTF-8), not cached: for messages and other one-off strings. */

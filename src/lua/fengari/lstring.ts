@@ -46,15 +46,36 @@ export function stringModule(load: (name: string) => Record<string, unknown>): o
   function luaS_bless(L: unknown, str: Uint8Array): TString {
     return new TString(L, str);
   }
-  /** Copies the array (with the typed-array constructor: a third of the cost of fengari's Uint8Array.from). */
+  /**
+   * Strings the host passes again and again (field and method names, see luaS_intern), by the array
+   * the host holds: a weak map, so a constant that goes unused lets its string go.
+   */
+  const interned = new WeakMap<Uint8Array, TString>();
+  /**
+   * Copies the array (with the typed-array constructor: a third of the cost of fengari's Uint8Array.from),
+   * unless it is an interned constant: then its one TString, whose key is already built and hashed.
+   */
   function luaS_new(L: unknown, str: Uint8Array): TString {
-    return new TString(L, new Uint8Array(str));
+    return interned.get(str) ?? new TString(L, new Uint8Array(str));
+  }
+  /**
+   * Makes `str` (which its holder must never change) an interned constant: every later luaS_new of
+   * this same array gives one shared TString. Fengari otherwise makes a TString per lua_setfield,
+   * lua_getfield or lua_pushstring of a name, and builds and hashes its table key on each first use.
+   */
+  function luaS_intern(str: Uint8Array): Uint8Array {
+    if (!interned.has(str)) {
+      const ts = new TString(null, new Uint8Array(str));
+      luaS_hashlongstr(ts);
+      interned.set(str, ts);
+    }
+    return str;
   }
   /** Takes a JS string. */
   function luaS_newliteral(L: unknown, str: string): TString {
     return new TString(L, to_luastring(str));
   }
-  return { TString, luaS_hash, luaS_eqlngstr, luaS_hashlongstr, luaS_bless, luaS_new, luaS_newliteral };
+  return { TString, luaS_hash, luaS_eqlngstr, luaS_hashlongstr, luaS_bless, luaS_new, luaS_newliteral, luaS_intern };
 }
 
 /** Below this many bytes, String.fromCharCode beats making a Buffer view to decode. */

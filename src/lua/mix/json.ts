@@ -3,6 +3,7 @@ import { lua, lauxlib, luaToJsString, type LuaState, type LuaFunction } from '..
 import { pushValue, ConversionError, MAX_DEPTH } from '../values';
 import { pushNilError } from '../vm';
 import { limitsOf, DEFAULT_LIMITS } from '../limits';
+import { pushJsonDocument } from './json-parse';
 
 const {
   LUA_TNIL, LUA_TBOOLEAN, LUA_TNUMBER, LUA_TSTRING, LUA_TTABLE,
@@ -146,7 +147,8 @@ export const jsonEncode: LuaFunction = (L) => {
 };
 
 /**
- * `mix.json_decode(str)` → `value, err`. Bad JSON or a non-string argument give `nil, err` (scripts
+ * `mix.json_decode(str)` → `value, err`: json-parse.ts pushes the usual document straight from its
+ * bytes; what it does not take goes through JSON.parse and values.ts. Bad JSON or a non-string argument give `nil, err` (scripts
  * test `err` and close the connection). Numbers arrive as floats; JSON null inside objects
  * disappears (Lua cannot store nil); a top-level `null` gives a lone nil.
  */
@@ -157,6 +159,9 @@ export const jsonDecode: LuaFunction = (L) => {
   }
   const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
   const text: Uint8Array = lua_tolstring(L, 1)!;
+  const top = lua_gettop(L);
+  if (pushJsonDocument(L, text, maxItems)) return 1;
+  lua_settop(L, top);
   // Refused before parsing: JSON.parse of a 16 MiB `[0,0,...]` alone takes seconds and 350 MiB.
   const tooMuch = jsonTextTooLarge(text, maxItems);
   if (tooMuch !== null) return pushNilError(L, `invalid JSON: ${tooMuch}`);
@@ -169,7 +174,6 @@ export const jsonDecode: LuaFunction = (L) => {
   if (countJsonValues(value, maxItems) > maxItems) {
     return pushNilError(L, `invalid JSON: more than ${maxItems} values (the maxItems limit)`);
   }
-  const top = lua_gettop(L);
   try {
     pushValue(L, value);
   } catch (error) {
