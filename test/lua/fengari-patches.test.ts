@@ -21,6 +21,27 @@ test('popped stack slots are stored as undefined, not deleted (stack pops are st
   lua.lua_settop(L, 0);
 });
 
+test('a table gets its dead-key map only when a key is removed, and pairs() still survives removals (dead-key maps on demand)', () => {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const chunk = `
+    local t = {}
+    for i = 1, 20 do t["k" .. i] = i end
+    local fresh = t
+    local seen, sum = 0, 0
+    for k, v in pairs(t) do t[k] = nil seen = seen + 1 sum = sum + v end
+    return fresh, seen, sum, next(t) == nil`;
+  assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=dead'), K('t')), lua.LUA_OK);
+  lua.lua_newtable(L);
+  const untouched = lua.lua_topointer(L, -1) as { dead_strong?: Map<unknown, unknown> };
+  lua.lua_pop(L, 1);
+  assert.equal(untouched.dead_strong, undefined, 'a new table holds no dead-key map');
+  lua.lua_call(L, 0, 4);
+  const emptied = lua.lua_topointer(L, 1) as { dead_strong?: Map<unknown, unknown> };
+  assert.ok(emptied.dead_strong instanceof Map, 'removals made one');
+  assert.deepEqual([lua.lua_tonumber(L, 2), lua.lua_tonumber(L, 3), lua.lua_toboolean(L, 4)], [20, 210, true]);
+});
+
 test('pcall of an error inside a coroutine keeps the budget hook (pcall escape)', () => {
   // In a child process: without the fix the loop never ends, and a synchronous loop cannot be timed out in-process.
   const harness = JSON.stringify(path.join(ROOT, 'dist/test/support/lua-harness.js'));

@@ -73,6 +73,8 @@ export interface LuaApi {
   /** The string at `index` (a number is converted in place), or null for other types. */
   lua_tolstring(L: LuaState, index: number): Uint8Array | null;
   lua_tocfunction(L: LuaState, index: number): LuaFunction | null;
+  /** The table, function, thread or userdata object at `index` itself (fengari: the JS object), or null. */
+  lua_topointer(L: LuaState, index: number): object | null;
   /** The JS value a userdata (or light userdata) holds. */
   lua_touserdata(L: LuaState, index: number): unknown;
   lua_rawlen(L: LuaState, index: number): number;

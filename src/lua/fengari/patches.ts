@@ -47,7 +47,27 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     replace: (_pop: string, state: string, index: string) => `${state}.stack[${index}] = void 0`,
     files: { 'lapi.js': 18, 'ldebug.js': 1, 'ldo.js': 5, 'lparser.js': 1, 'ltm.js': 1, 'lvm.js': 3 },
   },
+  {
+    name: 'dead-key maps on demand',
+    reason:
+      'Every fengari table allocates a second Map for keys removed during a traversal (`next` must still ' +
+      'find them), and clears it on every insertion. Hook calls build a few tables each (the message, a ' +
+      'decoded JSON document, a split): the Map is created only when a key is first removed, and dropped ' +
+      'instead of cleared.',
+    test: 'test/lua/fengari-patches.test.ts: a table gets its dead-key map only when a key is removed, and pairs() still survives removals (dead-key maps on demand)',
+    find: /this\.dead_strong = new Map\(\);|t\.dead_strong\.clear\(\);|t\.dead_strong\.set\(hash, e\);|table\.dead_strong\.get\(hash\)/g,
+    replace: (found: string) => DEAD_STRONG_ON_DEMAND[found],
+    files: { 'ltable.js': 4 },
+  },
 ];
+
+/** The four uses of a table's dead-key map in ltable.js, and what each becomes. */
+const DEAD_STRONG_ON_DEMAND: Record<string, string> = {
+  'this.dead_strong = new Map();': 'this.dead_strong = void 0;',
+  't.dead_strong.clear();': 't.dead_strong = void 0;',
+  't.dead_strong.set(hash, e);': '(t.dead_strong || (t.dead_strong = new Map())).set(hash, e);',
+  'table.dead_strong.get(hash)': '(table.dead_strong && table.dead_strong.get(hash))',
+};
 
 /** Fengari modules replaced whole by ours: each builds the module's exports from the copy's other modules. */
 export const REPLACED_MODULES: Readonly<Record<string, (load: (name: string) => Record<string, unknown>) => object>> = {
