@@ -208,7 +208,8 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
         });
       }
     }
-    fs.rmSync(profileDir, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP_PROFILES) console.log(`profiles kept in ${profileDir}`);
+    else fs.rmSync(profileDir, { recursive: true, force: true });
   }
 }
 

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { getHeapStatistics } from 'node:v8';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari/index';
 import { ldo, OP_RETURN } from './fengari/internals';
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
@@ -32,10 +32,18 @@ const CALLS_PER_LOOK = 16;
 /** Heap growth (bytes) that has the state walked again, at least. */
 const MIN_WALK_AFTER = 16 * 2 ** 20;
 
-/** The process heap, JS objects plus external memory (where Lua strings' bytes live). */
+/** Heap spaces whose objects are young: what a script keeps moves out of them within two collections. */
+const YOUNG_SPACES = new Set(['new_space', 'new_large_object_space']);
+
+/**
+ * The process heap a state can have grown: JS objects that survived the young generation, plus
+ * external memory (where long Lua strings' bytes live). Young objects are left out: a busy server's
+ * short-lived garbage filled them by megabytes between two looks, and had the state walked for nothing.
+ */
 function heapBytes(): number {
-  const heap = getHeapStatistics();
-  return heap.used_heap_size + heap.external_memory;
+  let old = 0;
+  for (const space of getHeapSpaceStatistics()) if (!YOUNG_SPACES.has(space.space_name)) old += space.space_used_size;
+  return old + getHeapStatistics().external_memory;
 }
 
 export interface LuaVmOptions<Owner = unknown> {

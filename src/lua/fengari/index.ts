@@ -35,6 +35,17 @@ export function K(name: string): Uint8Array {
   return luaS_intern(to_luastring(name, true));
 }
 
+const { luaS_bless } = copy.module('lstring.js') as { luaS_bless(L: LuaState, bytes: Uint8Array): object };
+const { pushsvalue2s } = copy.module('lobject.js') as { pushsvalue2s(L: LuaState, ts: object): void };
+
+/**
+ * Pushes `bytes` as a Lua string that owns them: unlike lua_pushstring, no copy. Only for a fresh array
+ * nothing else holds or changes (a view into a larger buffer would keep all of it alive).
+ */
+export function pushOwnedString(L: LuaState, bytes: Uint8Array): void {
+  pushsvalue2s(L, luaS_bless(L, bytes));
+}
+
 /** `text` as Lua bytes (UTF-8), not cached: for messages and other one-off strings. */
 export function luaString(text: string): Uint8Array {
   return to_luastring(text);

@@ -6,10 +6,10 @@
  * only ever produces what the general path would, faster.
  */
 import { isUtf8 } from 'node:buffer';
-import { lua, lauxlib, type LuaState } from '../fengari/index';
+import { lua, lauxlib, pushOwnedString, type LuaState } from '../fengari/index';
 import { MAX_DEPTH } from '../values';
 
-const { lua_pushstring, lua_pushnumber, lua_pushboolean, lua_pushnil, lua_createtable, lua_rawset, lua_rawseti } = lua;
+const { lua_pushnumber, lua_pushboolean, lua_pushnil, lua_createtable, lua_rawset, lua_rawseti } = lua;
 const { luaL_checkstack } = lauxlib;
 
 /** Why the parser gave up: the caller restores the stack and takes the general path. */
@@ -29,12 +29,14 @@ interface Cursor {
  * possibly grown (the caller resets it) when the document is not one it takes.
  */
 export function pushJsonDocument(L: LuaState, text: Uint8Array, maxItems: number): boolean {
-  const cursor: Cursor = { text, at: 0, items: maxItems, scratch: EMPTY };
+  // Strings are cut with slice(), which copies a Uint8Array (a Lua string's bytes) but only views a Buffer.
+  const bytes = Buffer.isBuffer(text) ? new Uint8Array(text) : text;
+  const cursor: Cursor = { text: bytes, at: 0, items: maxItems, scratch: EMPTY };
   try {
     skipSpace(cursor);
     pushValue(L, cursor, 0);
     skipSpace(cursor);
-    return cursor.at === text.length;
+    return cursor.at === bytes.length;
   } catch (error) {
     if (error === GIVE_UP) return false;
     throw error;
@@ -127,7 +129,7 @@ function pushArray(L: LuaState, c: Cursor, depth: number): void {
   }
 }
 
-/** A string without escapes is pushed from the text itself (lua_pushstring copies it). */
+/** A string without escapes is one copy of its bytes in the text. */
 function pushString(L: LuaState, c: Cursor): void {
   const text = c.text;
   const start = ++c.at;
@@ -142,11 +144,10 @@ function pushString(L: LuaState, c: Cursor): void {
     if (b >= 0x80) ascii = false;
     at++;
   }
-  const bytes = text.subarray(start, at);
   // The general path decodes UTF-8 with replacement: only valid UTF-8 comes out unchanged.
-  if (!ascii && !isUtf8(bytes)) giveUp();
+  if (!ascii && !isUtf8(text.subarray(start, at))) giveUp();
   c.at = at + 1;
-  lua_pushstring(L, bytes);
+  pushOwnedString(L, text.slice(start, at));
 }
 
 function pushEscapedString(L: LuaState, c: Cursor, start: number): void {
@@ -179,10 +180,10 @@ function pushEscapedString(L: LuaState, c: Cursor, start: number): void {
       out[length++] = simple;
     }
   }
-  const bytes = out.subarray(0, length);
+  const bytes = out.slice(0, length);
   if (!ascii && !isUtf8(bytes)) giveUp();
   c.at = at;
-  lua_pushstring(L, bytes);
+  pushOwnedString(L, bytes);
 }
 
 const ESCAPES: Record<number, number> = { 0x22: 0x22, 0x5c: 0x5c, 0x2f: 0x2f, 0x62: 0x08, 0x66: 0x0c, 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09 };
