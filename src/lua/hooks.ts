@@ -158,7 +158,7 @@ export class SocketHooks {
       if (error) return done(error, null);
       const type = resultType(thread);
       done(null, type === LUA_TNONE || type === LUA_TNIL ? null : (thread as unknown as DecodedMessage));
-    });
+    }, true);
   }
 
   /** `on_message(msg)` with what protocol_decode returned. */
@@ -188,17 +188,18 @@ export class SocketHooks {
   /**
    * Calls a protocol hook with `bytes` (protocol_input gets them as a buffer object, the others as a
    * string) and hands `done` the finished coroutine, whose stack then holds exactly the hook's results
-   * (index 1 is the first); null if no call was made.
+   * (index 1 is the first); null if no call was made. Unless `keepsThread`, `done` must read them at
+   * once: the coroutine serves the next call.
    */
   private callForResults(conn: ScriptConnection, hook: string, bytes: Buffer,
-    done: (error: LuaHookError | null, thread: LuaState | null) => void): void {
+    done: (error: LuaHookError | null, thread: LuaState | null) => void, keepsThread = false): void {
     let thread: LuaState | null = null;
     this.vm.call(conn, hook, (L) => {
       thread = L;
       if (hook === 'protocol_input') pushBuffer(L, bytes);
       else lua_pushstring(L, bytes);
       return this.connLast(L, conn, 1);
-    }, (error) => done(error, thread));
+    }, (error) => done(error, thread), keepsThread);
   }
 
   /** v1.0.1 passes the connection after the `count` arguments already pushed. */

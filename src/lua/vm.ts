@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
-import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari/index';
+import { lua, lauxlib, K, raise, luaToJsString, stackSlots, type LuaState, type LuaFunction } from './fengari/index';
 import { ldo, OP_RETURN } from './fengari/internals';
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
 import { tookSlowCall, limitsOf } from './limits';
@@ -29,6 +29,10 @@ const SLOW_CALL_TICKS = 5;
 const LOAD_BUDGET_MS = 10_000;
 /** Hook calls between two looks at the heap when none reaches the budget hook (a look costs ~0.2 us). */
 const CALLS_PER_LOOK = 16;
+/** Finished coroutines kept for reuse, at most. */
+const MAX_IDLE_THREADS = 8;
+/** A coroutine whose stack grew past this many slots is not reused (its stack would stay that big). */
+const MAX_RECYCLED_STACK = 1000;
 /** Heap growth (bytes) that has the state walked again, at least. */
 const MIN_WALK_AFTER = 16 * 2 ** 20;
 
@@ -98,6 +102,8 @@ interface Call<Owner> {
   timedOut: boolean;
   /** The state grew past engine.luavm.limits.maxMemory during this call: it is being stopped. */
   overMemory: boolean;
+  /** Whoever made the call reads the coroutine's results after `done` (SocketHooks: protocol_decode). */
+  readonly keepsThread: boolean;
 }
 
 /**
@@ -134,6 +140,8 @@ export class LuaVM<Owner = unknown> {
   private memoryMark: number;
   /** Calls finished since the last look at the heap. */
   private callsSinceLook = 0;
+  /** Coroutines of finished calls, ready for the next (see recycle). */
+  private readonly idleThreads: LuaState[] = [];
 
   constructor(private readonly options: LuaVmOptions<Owner>) {
     this.entry = options.entry;
@@ -226,20 +234,18 @@ export class LuaVM<Owner = unknown> {
   }
 
   /**
-   * Calls global `hook` with the arguments `pushArgs` pushes, in a new coroutine owned by `owner`.
-   * `done` runs when the call finishes, possibly later if the hook waits on a host function.
+   * Calls global `hook` with the arguments `pushArgs` pushes, in a coroutine of its own owned by `owner`.
+   * `done` runs when the call finishes, possibly later if the hook waits on a host function. Unless
+   * `keepsThread`, the coroutine is reused once `done` returns, so `done` must read its results at once.
    */
-  call(owner: Owner | null, hook: string, pushArgs: PushArgs, done: (error: LuaHookError | null) => void): void {
+  call(owner: Owner | null, hook: string, pushArgs: PushArgs, done: (error: LuaHookError | null) => void,
+    keepsThread = false): void {
     const ref = this.hookRefs.get(hook);
     if (ref === undefined) {
       done(null);
       return;
     }
-    const L = this.L;
-    // Fengari's objects live as long as JS holds them: the Call below keeps the coroutine alive, so it
-    // is not anchored in the registry (a registry ref per call made every call slower as refs piled up).
-    const thread = lua_newthread(L) as LuaState;
-    lua_pop(L, 1);
+    const thread = this.idleThreads.pop() ?? this.newThread();
     lua_rawgeti(thread, LUA_REGISTRYINDEX, ref);
     let nargs: number;
     try {
@@ -248,8 +254,27 @@ export class LuaVM<Owner = unknown> {
       done(new LuaHookError(hook, `cannot pass arguments: ${(error as Error).message}`, false));
       return;
     }
-    const call: Call<Owner> = { hook, owner, thread, done, used: 0, timedOut: false, overMemory: false };
+    const call: Call<Owner> = { hook, owner, thread, done, used: 0, timedOut: false, overMemory: false, keepsThread };
     this.resume(call, nargs);
+  }
+
+  private newThread(): LuaState {
+    // Fengari's objects live as long as JS holds them: the Call keeps its coroutine alive, so it is not
+    // anchored in the registry (a registry ref per call made every call slower as refs piled up).
+    const thread = lua_newthread(this.L) as LuaState;
+    lua_pop(this.L, 1);
+    return thread;
+  }
+
+  /**
+   * Keeps a coroutine that returned normally for the next call: making one costs a state object and its
+   * stack, about a fifth of an empty hook call. One that failed is dead; one whose stack grew deep would
+   * keep its memory; a few idle ones are enough, as calls run one at a time.
+   */
+  private recycle(call: Call<Owner>): void {
+    if (call.keepsThread || this.idleThreads.length >= MAX_IDLE_THREADS || stackSlots(call.thread) > MAX_RECYCLED_STACK) return;
+    lua_settop(call.thread, 0);
+    this.idleThreads.push(call.thread);
   }
 
   /**
@@ -340,6 +365,7 @@ export class LuaVM<Owner = unknown> {
       if (this.grewPastMemoryLimit()) error = new LuaHookError(call.hook, this.memoryMessage(), false);
     }
     call.done(error);
+    if (error === null && status === LUA_OK) this.recycle(call);
   }
 
   /** The error on top of a dead coroutine, with the coroutine's traceback. */

@@ -237,3 +237,21 @@ test('fengari loads before or after connmix-ts alike: ours has its fixes, the ap
     assert.deepEqual(JSON.parse(run.stdout), { ours: 'nil 100001', theirs: '|123', conf: null });
   }
 });
+
+test('hook calls reuse the coroutines of finished calls, each starting clean; failed or deep ones are not reused', async () => {
+  const { exec } = scriptVm();
+  const run = async (source: string) => {
+    const r = await exec(source);
+    assert.equal(r.error, null, r.error ?? '');
+    return r.values;
+  };
+  await run('first = coroutine.running() leftover = "x"');
+  // The same coroutine serves the next call: running there, its stack holding only the new call.
+  assert.deepEqual(await run('local co = coroutine.running() return co == first, coroutine.status(first), select("#", ...), coroutine.resume(first)'),
+    [true, 'running', 0, false, 'cannot resume non-suspended coroutine']);
+  const failed = await exec('failing = coroutine.running() error("boom")');
+  assert.match(failed.error ?? '', /boom/);
+  assert.deepEqual(await run('return coroutine.running() == failing, coroutine.status(failing)'), [false, 'dead']);
+  await run('deep = coroutine.running() local function down(n) if n > 0 then return 1 + down(n - 1) end return 0 end down(3000)');
+  assert.deepEqual(await run('return coroutine.running() == deep'), [false]);
+});

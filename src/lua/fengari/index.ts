@@ -46,6 +46,11 @@ export function pushOwnedString(L: LuaState, bytes: Uint8Array): void {
   pushsvalue2s(L, luaS_bless(L, bytes));
 }
 
+/** How many slots the stack of thread `L` has allocated (it grows with the calls it makes, and never shrinks). */
+export function stackSlots(L: LuaState): number {
+  return (L as unknown as { stack: unknown[] }).stack.length;
+}
+
 /** `text` as Lua bytes (UTF-8), not cached: for messages and other one-off strings. */
 export function luaString(text: string): Uint8Array {
   return to_luastring(text);
