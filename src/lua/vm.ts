@@ -36,15 +36,21 @@ const MAX_RECYCLED_STACK = 1000;
 /** Heap growth (bytes) that has the state walked again, at least. */
 const MIN_WALK_AFTER = 16 * 2 ** 20;
 
+/** The process heap, JS objects plus external memory (where long Lua strings' bytes live). One cheap call. */
+function heapBytes(): number {
+  const heap = getHeapStatistics();
+  return heap.used_heap_size + heap.external_memory;
+}
+
 /** Heap spaces whose objects are young: what a script keeps moves out of them within two collections. */
 const YOUNG_SPACES = new Set(['new_space', 'new_large_object_space']);
 
 /**
- * The process heap a state can have grown: JS objects that survived the young generation, plus
- * external memory (where long Lua strings' bytes live). Young objects are left out: a busy server's
- * short-lived garbage filled them by megabytes between two looks, and had the state walked for nothing.
+ * The part of heapBytes a state can have grown: JS objects that survived the young generation, plus
+ * external memory. Young objects are left out: a busy server's short-lived garbage filled them by
+ * megabytes between two looks, and had the state walked for nothing. About three times heapBytes' cost.
  */
-function heapBytes(): number {
+function keptHeapBytes(): number {
   let old = 0;
   for (const space of getHeapSpaceStatistics()) if (!YOUNG_SPACES.has(space.space_name)) old += space.space_used_size;
   return old + getHeapStatistics().external_memory;
@@ -132,6 +138,8 @@ export class LuaVM<Owner = unknown> {
   private readonly maxMemory: number;
   /** Process heap (JS + external) when the state was last walked, or the lowest seen since. */
   private heapAtWalk = heapBytes();
+  /** keptHeapBytes() then, or its lowest since. */
+  private keptAtWalk = keptHeapBytes();
   /** Heap growth after which the state is walked again. */
   private walkAfter = MIN_WALK_AFTER;
   /** The state's estimated size at the last walk. */
@@ -403,6 +411,10 @@ export class LuaVM<Owner = unknown> {
     const heap = heapBytes();
     if (heap < this.heapAtWalk) this.heapAtWalk = heap; // collected since: count growth from the low
     if (heap - this.heapAtWalk < this.walkAfter) return false;
+    // The heap grew: by what the state may keep, or only by young garbage?
+    const kept = keptHeapBytes();
+    if (kept < this.keptAtWalk) this.keptAtWalk = kept;
+    if (kept - this.keptAtWalk < this.walkAfter) return false;
     const waiting = [...this.waits.values()].map((wait) => wait.call.thread);
     // A whole walk, not one that stops past the mark: a partial count as the new mark would have the
     // next whole walk blame a call that added nothing.
@@ -411,6 +423,7 @@ export class LuaVM<Owner = unknown> {
     // The walk is the host's work, not the running call's: it does not count against its budget.
     this.deadline += Date.now() - started;
     this.heapAtWalk = heapBytes();
+    this.keptAtWalk = keptHeapBytes();
     this.walkAfter = Math.max(MIN_WALK_AFTER, estimate / 4);
     this.estimate = estimate;
     if (estimate <= this.memoryMark) {
