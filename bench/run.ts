@@ -16,6 +16,7 @@ import { hotVideo } from './scenarios/hot-video';
 import { manyVideos } from './scenarios/many-videos';
 import { subscribeStorm } from './scenarios/subscribe-storm';
 import { publishApi } from './scenarios/publish-api';
+import { chatRoom, CHAT_ENTRY } from './scenarios/chat-room';
 import { probeMesh } from './scenarios/probe';
 import { describeMachine } from './report/machine';
 import { resultsMarkdown } from './report/markdown';
@@ -23,7 +24,7 @@ import { p99Chart, type Panel } from './report/svg';
 import { profileFiles, summarizeProfile } from './report/profile';
 import type { RunRecord } from './report/types';
 
-const SCENARIOS = ['idle', 'hot-video', 'many-videos', 'subscribe-storm', 'publish-api'] as const;
+const SCENARIOS = ['idle', 'hot-video', 'many-videos', 'subscribe-storm', 'publish-api', 'chat-room'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 /** Where results live: bench/ of the repository (this file runs from dist/bench). */
@@ -110,6 +111,7 @@ function peakConnections(args: Args): number {
   if (args.scenarios.includes('idle')) sizes.push(...c.idle.connections, ...(args.targets.some((t) => t.scalesOut) ? c.idle.scaleOut : []));
   if (args.scenarios.includes('hot-video')) sizes.push(...c.hotVideo.viewers);
   if (args.scenarios.includes('many-videos')) sizes.push(c.manyVideos.viewers);
+  if (args.scenarios.includes('chat-room')) sizes.push(c.chatRoom.members);
   return Math.max(...sizes);
 }
 
@@ -130,6 +132,8 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
     return;
   }
   const ctx: Context = { config: args.config, fleet, spec, target, log };
+  /** Profile windows: each summarised over the node processes it ran on. */
+  const windows: { label: string; t0: number; t1: number; pids: number[] }[] = [];
   const attempt = async (scenario: string, body: () => Promise<void>) => {
     log(`-- ${spec.name} ${scenario}`);
     try {
@@ -182,27 +186,43 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
         record.publishApi.push(...(await publishApi(ctx)));
       });
     }
+    if (args.scenarios.includes('chat-room')) {
+      // On a target of its own: connmix-ts serves the chat example instead of the seed's entry (the
+      // peers' servers speak both protocols), and no earlier scenario's heap weighs on it.
+      await attempt(`chat-room ${args.config.chatRoom.members} members`, async () => {
+        const own = await spec.start({ nodes: spec.nodes, profileDir, writeWindow: args.writeWindow, entry: CHAT_ENTRY });
+        try {
+          const rows = await chatRoom({ ...ctx, target: own });
+          record.chatRoom!.push(...rows);
+          const step = rows.find((row) => row.rate === args.profileRate);
+          const [t0, t1] = step ? [step.t0, step.t1] : [rows[0]?.t0 ?? 0, rows[rows.length - 1]?.t1 ?? 0];
+          windows.push({ label: `chat-room, ${step ? `${step.rate} says/s step` : 'every step'}`, t0, t1, pids: own.nodes.map((node) => node.pid) });
+        } finally {
+          await own.stop();
+        }
+      });
+    }
   } finally {
     await target.stop();
   }
   if (profileDir) {
     // One summary per measured window: the hot-video step at the profile rate, the storm's message
-    // phase and each publish API phase, so each cost shows where its own time goes.
-    const windows: { label: string; t0: number; t1: number }[] = [];
+    // phase, each publish API phase and the chat-room step at the profile rate (its own processes),
+    // so each cost shows where its own time goes.
+    const pids = target.nodes.map((node) => node.pid);
     const step = record.hotVideo.find((row) => row.target === spec.name && row.rate === args.profileRate);
-    if (step) windows.push({ label: `hot-video, ${step.viewers} viewers, ${step.rate} msg/s step`, t0: step.t0, t1: step.t1 });
+    if (step) windows.push({ label: `hot-video, ${step.viewers} viewers, ${step.rate} msg/s step`, t0: step.t0, t1: step.t1, pids });
     const storm = record.storm.find((row) => row.target === spec.name);
-    if (storm) windows.push({ label: `subscribe-storm, subscribe/unsubscribe messages (${storm.messagesPerSec}/s)`, t0: storm.t0, t1: storm.t1 });
+    if (storm) windows.push({ label: `subscribe-storm, subscribe/unsubscribe messages (${storm.messagesPerSec}/s)`, t0: storm.t0, t1: storm.t1, pids });
     for (const api of record.publishApi.filter((row) => row.target === spec.name)) {
-      windows.push({ label: `publish-api, ${api.api} (${api.perSec} publishes/s)`, t0: api.t0, t1: api.t1 });
+      windows.push({ label: `publish-api, ${api.api} (${api.perSec} publishes/s)`, t0: api.t0, t1: api.t1, pids });
     }
-    if (windows.length === 0) windows.push({ label: 'whole run', t0: -Infinity, t1: Infinity });
+    if (windows.length === 0) windows.push({ label: 'whole run', t0: -Infinity, t1: Infinity, pids });
     for (const file of profileFiles(profileDir)) {
       const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(file)?.[1]);
-      const node = target.nodes.findIndex((n) => n.pid === pid);
-      for (const window of windows) {
+      for (const window of windows.filter((w) => w.pids.includes(pid))) {
         record.profiles.push({
-          target: `${spec.name}${target.nodes.length > 1 ? ` node ${node}` : ''}`,
+          target: `${spec.name}${window.pids.length > 1 ? ` node ${window.pids.indexOf(pid)}` : ''}`,
           scenario: window.label,
           ...summarizeProfile(file, window.t0, window.t1, ROOT),
         });
@@ -299,6 +319,7 @@ async function main(): Promise<void> {
     idle: [],
     storm: [],
     publishApi: [],
+    chatRoom: [],
     profiles: [],
     failures: [],
   };

@@ -5,6 +5,7 @@
  */
 import { Viewers } from './viewers';
 import { Storm } from './storm';
+import { ChatMembers } from './chat';
 import { httpPublish, wsPublish } from './api-clients';
 
 export type Command =
@@ -16,12 +17,19 @@ export type Command =
   | { op: 'storm.connect'; params: Parameters<Storm['connect']>[0] }
   | { op: 'storm.messages'; params: Parameters<Storm['messages']>[0] }
   | { op: 'storm.close' }
+  | { op: 'chat.open'; params: Parameters<ChatMembers['open']>[0] }
+  | { op: 'chat.say'; params: Parameters<ChatMembers['say']>[0] }
+  | { op: 'chat.reset'; minT: number }
+  | { op: 'chat.count' }
+  | { op: 'chat.stats' }
+  | { op: 'chat.close' }
   | { op: 'api.http'; params: Parameters<typeof httpPublish>[0] }
   | { op: 'api.ws'; params: Parameters<typeof wsPublish>[0] }
   | { op: 'cpu' };
 
 const viewers = new Viewers();
 const storm = new Storm();
+const chat = new ChatMembers();
 
 async function run(command: Command): Promise<unknown> {
   switch (command.op) {
@@ -41,6 +49,18 @@ async function run(command: Command): Promise<unknown> {
       return storm.messages(command.params);
     case 'storm.close':
       return storm.close();
+    case 'chat.open':
+      return chat.open(command.params);
+    case 'chat.say':
+      return chat.say(command.params);
+    case 'chat.reset':
+      return chat.reset(command.minT);
+    case 'chat.count':
+      return chat.count();
+    case 'chat.stats':
+      return chat.stats();
+    case 'chat.close':
+      return chat.close();
     case 'api.http':
       return httpPublish(command.params);
     case 'api.ws':

@@ -1,4 +1,4 @@
-import type { ApiRow, FanoutRow, IdleRow, ProfileSummary, RunRecord, StormRow } from './types';
+import type { ApiRow, ChatRow, FanoutRow, IdleRow, ProfileSummary, RunRecord, StormRow } from './types';
 
 /** Targets whose figures are divided by each peer's, and the peers they are compared with. */
 const COMPARISONS: { subject: string; peers: string[] }[] = [
@@ -13,15 +13,16 @@ apt-get install -y redis-server      # once: the Redis targets start their own r
 npm run bench -- --quick             # every target and scenario at small sizes, under 2 minutes
 npm run bench                        # the full run (tens of minutes; nothing else should run meanwhile)
 npm run bench -- --targets raw-ws,connmix-ts --scenarios hot-video --viewers 5000 --rates 10,50 --all-rates --name hot-video-5k --profile 50
+npm run bench -- --targets connmix-ts,socketio-redis,raw-ws --scenarios chat-room --name chat-room
 \`\`\`
 
 \`npm run bench\` builds, then runs \`dist/bench/run.js\`. Options: \`--quick\`; \`--targets a,b\` (raw-ws,
 socketio-redis, socketio-redis-2n, connmix-ts, connmix-ts-redis-2n, connmix-ts-engine: \`connmix engine -p N\`
 over Redis, idle only, with as many workers as its connections need); \`--scenarios a,b\` (idle, hot-video,
-many-videos, subscribe-storm, publish-api); \`--viewers N,M\` and \`--rates r1,r2\` for hot-video;
+many-videos, subscribe-storm, publish-api, chat-room); \`--viewers N,M\` and \`--rates r1,r2\` for hot-video;
 \`--step-ms\`; \`--all-rates\` (no stop at the p99 limit or a loss); \`--name\` (the run's key in results.json, default \`quick\` or \`full\`); \`--profile RATE\`
 (\`node --cpu-prof\` on the connmix-ts and raw-ws processes, summarised over the hot-video step at RATE msg/s, the
-storm's message phase and each publish-API phase); \`--write-window MS\` (connmix-ts's
+storm's message phase, each publish-API phase and the chat-room step at RATE says/s); \`--write-window MS\` (connmix-ts's
 \`engine.servers[].writeWindow\` instead of the shipped value);
 \`--deadline-s\` (the whole run is killed past it; default 300 quick, 4 h full); \`--wait-quiet S\` (first wait up
 to S seconds for the machine to go quiet, under 1 CPU second used per 5 s: others' test suites skew
@@ -45,6 +46,16 @@ time ran out. Server CPU is utime+stime from \`/proc/<pid>/stat\` of every serve
 included, over the step; RSS is VmRSS. Server and load share the two cores, so the box caps throughput:
 compare the servers' own costs (CPU per million deliveries, memory per connection) more than raw rates.
 The large sizes are 19,500 connections per node, not 20,000: a process cannot hold more files here.
+
+chat-room runs on a freshly started target of its own, connmix-ts serving \`lua/examples/chat-rooms.lua\`
+instead of the seed: 2,000 members (1,000 in quick mode) join 40 rooms, member i room i % 40 (a room's
+members alternate between the nodes of a two-node target), with \`{"op":"join","room":"r7"}\` (Socket.IO:
+the event \`join\` {room}). Then the load processes send \`{"op":"say","room","text"}\` (Socket.IO: \`say\`
+{room, text}) from their members in turn at a fixed rate per step (open loop, as the comments above, so
+every target gets the same offered load and CPU per say and per delivery compare like for like); the
+64-byte text carries the sender, its sequence number and the due time. Every member counts the says
+of its room (its own included), checks each sender's order (*out of order* must stay 0) and records
+the latency; *lost* = says sent times the members of their room, minus deliveries.
 `;
 
 function table(headers: string[], rows: (string | number)[][]): string {
@@ -153,6 +164,55 @@ function apiTables(rows: ApiRow[]): string {
   return lines.length ? `${main}\n\n${table(['target', 'api', 'publishes/s (higher is better)', 'CPU / publish (lower is better)'], lines)}` : main;
 }
 
+function chatTables(rows: ChatRow[]): string {
+  const main = table(
+    ['target', 'nodes', 'members', 'rooms', 'rate says/s', 'says/s sent', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'lost', 'out of order', 'server CPU s', 'CPU ms / 1k says', 'CPU s / M deliveries', 'load CPU s', 'others CPU s', 'note'],
+    rows.map((r) => [
+      r.target,
+      r.nodes,
+      r.joined === r.members ? r.members : `${r.joined}/${r.members}`,
+      r.rooms,
+      r.rate,
+      r.saysPerSec,
+      r.deliveriesPerSec,
+      r.p50,
+      r.p99,
+      r.max,
+      r.losses,
+      r.outOfOrder,
+      r.serverCpuS,
+      r.cpuMsPerKSays,
+      r.cpuPerMillion,
+      r.loadCpuS,
+      r.otherCpuS,
+      [r.stop ? `stop: ${r.stop}` : '', r.closed > 0 ? `${r.closed} members closed` : '', r.error ?? ''].filter(Boolean).join('; '),
+    ]),
+  );
+  // The capacity: the highest step a target held (p99 within the limit, nothing lost, in order); "≥"
+  // when it held the ramp's last rate, which then says nothing of its limit.
+  const targets = [...new Set(rows.map((r) => r.target))];
+  const capacity = table(
+    ['target', 'highest rate held, says/s', 'deliveries/s', 'p99 ms', 'CPU ms / 1k says', 'CPU s / M deliveries'],
+    targets.map((target) => {
+      const own = rows.filter((r) => r.target === target);
+      const best = own.filter((r) => !r.stop).at(-1);
+      if (!best) return [target, `none (${own[0]?.stop ?? 'no step'})`, '', '', '', ''];
+      return [target, `${best === own.at(-1) ? '≥ ' : ''}${best.rate}`, best.deliveriesPerSec, best.p99, best.cpuMsPerKSays, best.cpuPerMillion];
+    }),
+  );
+  const lines: (string | number)[][] = [];
+  for (const { subject, peers } of COMPARISONS) {
+    for (const s of rows.filter((r) => r.target === subject)) {
+      for (const peer of peers) {
+        const p = rows.find((r) => r.target === peer && r.rate === s.rate);
+        if (p) lines.push([`${subject} ÷ ${peer}`, s.rate, ratio(s.cpuMsPerKSays, p.cpuMsPerKSays), ratio(s.cpuPerMillion, p.cpuPerMillion), ratio(s.p99, p.p99), `${s.losses} / ${p.losses}`]);
+      }
+    }
+  }
+  const ratios = table(['target', 'rate says/s', 'CPU / say (lower is better)', 'CPU / delivery', 'p99', 'lost (subject / peer)'], lines);
+  return [main, capacity, ...(lines.length ? [ratios] : [])].join('\n\n');
+}
+
 function profileSection(profiles: ProfileSummary[]): string {
   return profiles
     .map((p) => {
@@ -174,6 +234,15 @@ export function runSection(run: RunRecord): string {
   if (run.idle.length) parts.push(`### idle\n\nServer RSS (all its processes, redis-server included) after the subscribed viewers connected and settled, minus before, per connection; measured first, on a freshly started target (memory per connection is measured here only).\n\n${idleTables(run.idle)}`);
   if (run.storm.length) parts.push(`### subscribe-storm\n\n${stormTables(run.storm)}`);
   if (run.publishApi.length) parts.push(`### publish-api\n\nPublishes to 10 channels of 3 subscribers each, as fast as answered (HTTP pipelined on keep-alive connections; WebSocket API with 64 requests in flight per connection).\n\n${apiTables(run.publishApi)}`);
+  if (run.chatRoom?.length) {
+    const { members, rooms } = run.chatRoom[0];
+    parts.push(
+      `### chat-room\n\n${members} members in ${rooms} rooms; members say things to their own room at a fixed rate (open loop), stepping up until p99 passes 500 ms or a say is lost. ` +
+        'Each say reaches every member of its room, the sender included. connmix-ts serves `lua/examples/chat-rooms.lua` (on_message: json_decode, json_encode, `mix.mesh.publish`); ' +
+        "Socket.IO: `socket.join(room)` and `io.to(room).emit` through its Redis adapter; raw-ws: a room map in Node. The second table is each target's highest step held (its capacity on this box, load included); the ratios compare steps of the same rate.\n\n" +
+        chatTables(run.chatRoom),
+    );
+  }
   if (run.profiles.length) parts.push(`### CPU profile\n\n${profileSection(run.profiles)}`);
   if (run.failures.length) parts.push(`### Failures\n\n${run.failures.map((f) => `- ${f.replace(/\n/g, ' ').slice(0, 400)}`).join('\n')}`);
   return parts.join('\n\n');

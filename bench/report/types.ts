@@ -71,6 +71,45 @@ export interface StormRow {
   error?: string;
 }
 
+/** One step of the chat-room scenario: members say things to their rooms at `rate` says/s. */
+export interface ChatRow {
+  target: string;
+  nodes: number;
+  members: number;
+  rooms: number;
+  /** Members that connected and joined their room (the rest failed). */
+  joined: number;
+  /** Joined members no longer open at the end of the step. */
+  closed: number;
+  rate: number;
+  /** Says sent on open connections during the step. */
+  says: number;
+  saysPerSec: number;
+  /** Each say times the members of its room, the sender included. */
+  expected: number;
+  delivered: number;
+  losses: number;
+  /** A say received again or before an earlier say of the same sender (0 when rooms keep order). */
+  outOfOrder: number;
+  late: number;
+  windowS: number;
+  deliveriesPerSec: number;
+  p50: number;
+  p99: number;
+  max: number;
+  serverCpuS: number;
+  /** Server CPU per million deliveries, in s (= µs per delivery). */
+  cpuPerMillion: number;
+  /** Server CPU per thousand says, in ms (= µs per say: its Lua call, its encoding and its fan-out). */
+  cpuMsPerKSays: number;
+  loadCpuS: number;
+  otherCpuS: number;
+  stop?: string;
+  t0: number;
+  t1: number;
+  error?: string;
+}
+
 export interface ApiRow {
   target: string;
   nodes: number;
@@ -127,6 +166,8 @@ export interface RunRecord {
   idle: IdleRow[];
   storm: StormRow[];
   publishApi: ApiRow[];
+  /** Absent in runs recorded before the scenario existed. */
+  chatRoom?: ChatRow[];
   profiles: ProfileSummary[];
   failures: string[];
 }

@@ -16,15 +16,16 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
  * message rate limit (maxMessagesPerSecond, 100 by default): subscribe-storm sends faster than that on
  * purpose, to measure the Lua path rather than the abuse limiter. Every other limit stays as shipped
  * (writeWindow too, unless `--write-window` asks for another). `dev` also serves the center API: give
- * it `centerPort`, so that several nodes on one machine do not all want 6787.
+ * it `centerPort`, so that several nodes on one machine do not all want 6787. `entry` replaces the
+ * seed's entry (a path from the repository root; the chat-room scenario's example).
  */
-export function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, writeWindow?: number, centerPort?: number): string {
+export function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, writeWindow?: number, centerPort?: number, entry?: string): string {
   const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8'));
   if (centerPort !== undefined) config.center = { ...config.center, apiServer: { port: centerPort, bind: '127.0.0.1' } };
   config.logging = { ...config.logging, level: 'warn', filename: '' };
   config.engine.apiServer = { ...config.engine.apiServer, port: apiPort, bind: '127.0.0.1' };
   const server = config.engine.servers[0];
-  config.engine.servers = [{ ...server, port: wsPort, bind: '127.0.0.1', entry: path.join(ROOT, server.entry), maxMessagesPerSecond: 0 }];
+  config.engine.servers = [{ ...server, port: wsPort, bind: '127.0.0.1', entry: path.join(ROOT, entry ?? server.entry), maxMessagesPerSecond: 0 }];
   if (writeWindow !== undefined) config.engine.servers[0].writeWindow = writeWindow;
   config.engine.mesh =
     redisPort === null
@@ -72,7 +73,7 @@ function connmix(name: string, nodeCount: number, broker: 'memory' | 'redis'): T
           const wsPort = await freePort();
           const apiPort = await freePort();
           const file = path.join(dir, `node${i}.yaml`);
-          fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null, options.writeWindow, await freePort()));
+          fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null, options.writeWindow, await freePort(), options.entry));
           const started = await startProcess(
             process.execPath,
             [...profileArgs(options), path.join(ROOT, 'bin', 'connmix.js'), 'dev', '-f', file],
@@ -124,7 +125,7 @@ function connmixEngine(name: string, workers: number): TargetSpec {
         redis = await startRedis();
         const [wsPort, apiPort] = [await freePort(), await freePort()];
         const file = path.join(dir, 'engine.yaml');
-        fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis.port, options.writeWindow));
+        fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis.port, options.writeWindow, undefined, options.entry));
         primary = await startProcess(
           process.execPath,
           [path.join(ROOT, 'bin', 'connmix.js'), 'engine', '-f', file, '-p', String(options.nodes)],

@@ -4,7 +4,10 @@
  *     {"result":true} (unsubscribe likewise);
  *   - POST /v1/mesh/publish {"c","d"} and /ws/v1 {"m":"mesh.publish","p":{"c","d"},"i"} deliver `d`
  *     to every subscriber of `c`: framed once, and every socket corked on its first write of a
- *     turn and uncorked once after the turn's I/O (stack-notes 2.4), so one writev per socket per turn.
+ *     turn and uncorked once after the turn's I/O (stack-notes 2.4), so one writev per socket per turn;
+ *   - chat rooms on the same path, as lua/examples/chat-rooms.lua does them (the chat-room scenario):
+ *     {"op":"join","room"} / {"op":"leave","room"} (answered {"op":"joined"|"left","room"}) and
+ *     {"op":"say","room","text"}, published as {"op":"said","room","from","text"} to room:<room>.
  * usage: node raw-ws-server.js <port>; prints "raw-ws listening on <port>"; exits when stdin closes.
  */
 import * as http from 'node:http';
@@ -14,6 +17,10 @@ import { WebSocketServer, WebSocket } from 'ws';
 const port = Number(process.argv[2]);
 const channels = new Map<string, Set<WebSocket>>();
 const subscriptions = new WeakMap<WebSocket, Set<string>>();
+/** A chat member's `from`: a number per connection, as a client id would be. */
+const ids = new WeakMap<WebSocket, string>();
+let nextId = 0;
+const ROOM = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Sockets corked this turn, uncorked together by one setImmediate. */
 const corked: Socket[] = [];
@@ -59,11 +66,15 @@ function publish(channel: string, data: string): number {
 }
 
 function onViewerMessage(ws: WebSocket, raw: Buffer): void {
-  let message: { op?: unknown; channel?: unknown };
+  let message: { op?: unknown; channel?: unknown; room?: unknown; text?: unknown };
   try {
     message = JSON.parse(raw.toString());
   } catch {
     ws.close();
+    return;
+  }
+  if (message.op === 'join' || message.op === 'leave' || message.op === 'say') {
+    onChat(ws, message);
     return;
   }
   const parts = typeof message.channel === 'string' ? message.channel.split('@') : [];
@@ -73,17 +84,35 @@ function onViewerMessage(ws: WebSocket, raw: Buffer): void {
   }
   if (parts[1] === 'video') {
     const channel = `video:${parts[0]}`;
-    const mine = subscriptions.get(ws)!;
-    if (message.op === 'subscribe') {
-      let members = channels.get(channel);
-      if (!members) channels.set(channel, (members = new Set()));
-      members.add(ws);
-      mine.add(channel);
-    } else if (message.op === 'unsubscribe') {
-      leave(ws, channel);
-    }
+    if (message.op === 'subscribe') join(ws, channel);
+    else if (message.op === 'unsubscribe') leave(ws, channel);
   }
   ws.send('{"result":true}');
+}
+
+function onChat(ws: WebSocket, message: { op?: unknown; room?: unknown; text?: unknown }): void {
+  const room = typeof message.room === 'string' && ROOM.test(message.room) ? message.room : null;
+  const channel = `room:${room}`;
+  if (room === null || (message.op === 'say' && (typeof message.text !== 'string' || !subscriptions.get(ws)!.has(channel)))) {
+    ws.close();
+    return;
+  }
+  if (message.op === 'say') {
+    publish(channel, JSON.stringify({ op: 'said', room, from: ids.get(ws), text: message.text }));
+  } else if (message.op === 'join') {
+    join(ws, channel);
+    ws.send(JSON.stringify({ op: 'joined', room }));
+  } else {
+    leave(ws, channel);
+    ws.send(JSON.stringify({ op: 'left', room }));
+  }
+}
+
+function join(ws: WebSocket, channel: string): void {
+  let members = channels.get(channel);
+  if (!members) channels.set(channel, (members = new Set()));
+  members.add(ws);
+  subscriptions.get(ws)!.add(channel);
 }
 
 function leave(ws: WebSocket, channel: string): void {
@@ -99,6 +128,7 @@ const api = new WebSocketServer({ noServer: true, perMessageDeflate: false, clie
 
 viewers.on('connection', (ws: WebSocket) => {
   subscriptions.set(ws, new Set());
+  ids.set(ws, String(++nextId));
   ws.on('message', (raw: Buffer) => onViewerMessage(ws, raw));
   ws.on('close', () => {
     for (const channel of [...subscriptions.get(ws)!]) leave(ws, channel);

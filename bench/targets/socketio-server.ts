@@ -4,7 +4,12 @@
  *   - a viewer emits "message" with the seed's JSON text; the server joins room video:<id> and emits
  *     "message" {"result":true} back;
  *   - POST /v1/mesh/publish {"c","d"} emits "message" d to room c (across nodes, through Redis);
- *   - the event "publish" {c, d} with an acknowledgement is its WebSocket publish API.
+ *   - the event "publish" {c, d} with an acknowledgement is its WebSocket publish API;
+ *   - chat rooms, as lua/examples/chat-rooms.lua does them for connmix-ts (the chat-room scenario):
+ *     "join" {room} joins room:<room> and emits "joined" {room}; "say" {room, text} from a member emits
+ *     "said" {room, from: socket.id, text} to the whole room (sender included, across nodes); "leave"
+ *     {room} leaves and emits "left" {room}; a bad room name, a text that is not a string or a say
+ *     outside the room disconnects that socket.
  * usage: node socketio-server.js <port> <redis port>; prints "socketio listening on <port>".
  */
 import * as http from 'node:http';
@@ -63,6 +68,32 @@ io.on('connection', (socket: Socket) => {
     }
     socket.emit('message', '{"result":true}');
   });
+  socket.on('join', (request: { room?: unknown }) => {
+    const room = roomOf(request);
+    if (room === null) {
+      socket.disconnect(true);
+      return;
+    }
+    void socket.join(`room:${room}`);
+    socket.emit('joined', { room });
+  });
+  socket.on('say', (request: { room?: unknown; text?: unknown }) => {
+    const room = roomOf(request);
+    if (room === null || typeof request.text !== 'string' || !socket.rooms.has(`room:${room}`)) {
+      socket.disconnect(true);
+      return;
+    }
+    io.to(`room:${room}`).emit('said', { room, from: socket.id, text: request.text });
+  });
+  socket.on('leave', (request: { room?: unknown }) => {
+    const room = roomOf(request);
+    if (room === null) {
+      socket.disconnect(true);
+      return;
+    }
+    void socket.leave(`room:${room}`);
+    socket.emit('left', { room });
+  });
   socket.on('publish', (request: { c?: unknown; d?: unknown }, ack?: (answer: unknown) => void) => {
     if (typeof request?.c === 'string' && typeof request.d === 'string') {
       io.to(request.c).emit('message', request.d);
@@ -72,6 +103,12 @@ io.on('connection', (socket: Socket) => {
     }
   });
 });
+
+/** The room a chat request names, or null unless it is 1 to 64 letters, digits, "_" or "-". */
+function roomOf(request: { room?: unknown } | null | undefined): string | null {
+  const room = request?.room;
+  return typeof room === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(room) ? room : null;
+}
 
 Promise.all([pub.ping(), sub.ping()]).then(
   () => server.listen(port, '127.0.0.1', () => process.stdout.write(`socketio listening on ${port}\n`)),

@@ -30,6 +30,11 @@ export interface StartOptions {
   profileDir?: string;
   /** connmix-ts only: `engine.servers[].writeWindow` in ms instead of the shipped value. */
   writeWindow?: number;
+  /**
+   * connmix-ts only: serve this Lua entry (a path from the repository root) instead of the shipped
+   * yaml's. The peers' servers speak every scenario's protocol and ignore it.
+   */
+  entry?: string;
 }
 
 export interface TargetSpec {

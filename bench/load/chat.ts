@@ -1,0 +1,283 @@
+import type { WebSocket } from 'ws';
+import { dialect as dialectOf, type DialectName } from './dialects';
+import { openClient, forEachLimit, closeAll } from './connect';
+import { Histogram, type HistogramData } from './histogram';
+import { nowMs } from './payload';
+
+/**
+ * The chat-room scenario's members, one share per load process. A member joins one room, then says
+ * things to it when the schedule picks it; every member counts what its room delivers.
+ *
+ * The chat protocol per dialect: `seed` targets (connmix-ts running lua/examples/chat-rooms.lua, and
+ * raw-ws) take JSON text frames ({"op":"join","room":"r7"}, {"op":"say","room":"r7","text":"..."}) and
+ * answer {"op":"joined",...}; Socket.IO takes the events `join` {room} and `say` {room, text} and emits
+ * `joined`. Every target delivers each say to every member of the room, the sender included.
+ */
+
+/** Bytes of each say's text: a short chat line. */
+export const TEXT_BYTES = 64;
+
+/** Room names: r0, r1, ... (the example's names are letters, digits, "_" and "-"). */
+export function roomName(room: number): string {
+  return `r${room}`;
+}
+
+interface ChatSpeech {
+  join(room: string): string;
+  say(room: string, text: string): string;
+}
+
+const SPEECH: Record<DialectName, ChatSpeech> = {
+  seed: {
+    join: (room) => `{"op":"join","room":"${room}"}`,
+    say: (room, text) => `{"op":"say","room":"${room}","text":"${text}"}`,
+  },
+  socketio: {
+    join: (room) => `42["join",{"room":"${room}"}]`,
+    say: (room, text) => `42["say",{"room":"${room}","text":"${text}"}]`,
+  },
+};
+
+/**
+ * A say's text: `~<sender>~<seq>~<due time>~` padded with x. Whatever wraps it (the example's JSON,
+ * Socket.IO's packet with the JSON escaped) leaves `~`, digits and `.` as they are, and no target puts
+ * a `~` before it (room names and client ids have none), so the receiver finds it by scanning bytes.
+ */
+export function sayText(sender: number, seq: number, t: number): string {
+  const head = `~${sender}~${seq}~${t.toFixed(3)}~`;
+  return head + 'x'.repeat(Math.max(0, TEXT_BYTES - head.length));
+}
+
+const TILDE = 0x7e;
+const JOINED = Buffer.from('joined');
+
+/** What `scanSay` read out of the last message. */
+const said = { sender: -1, seq: -1, t: 0 };
+
+/** Reads sender, seq and due time out of a delivered say without decoding it; false if it is none. */
+function scanSay(data: Buffer): boolean {
+  let i = data.indexOf(TILDE);
+  if (i < 0) return false;
+  const fields = [0, 0, 0];
+  for (let f = 0; f < 3; f++) {
+    i++;
+    let n = 0;
+    let digits = 0;
+    while (data[i] >= 0x30 && data[i] <= 0x39) {
+      n = n * 10 + (data[i++] - 0x30);
+      digits++;
+    }
+    if (data[i] === 0x2e) {
+      let scale = 0.1;
+      for (i++; data[i] >= 0x30 && data[i] <= 0x39; i++, scale /= 10) n += (data[i] - 0x30) * scale;
+    }
+    if (digits === 0 || data[i] !== TILDE) return false;
+    fields[f] = n;
+  }
+  [said.sender, said.seq, said.t] = fields;
+  return true;
+}
+
+export interface OpenMembers {
+  /** Member endpoints of the target's nodes: member i uses urls[floor(i / rooms) % urls.length]. */
+  urls: string[];
+  dialect: DialectName;
+  /** Global index of this worker's first member. */
+  firstIndex: number;
+  count: number;
+  /** Member i joins room i % rooms. */
+  rooms: number;
+  addresses: string[];
+  concurrency: number;
+  timeoutMs: number;
+}
+
+export interface OpenMembersResult {
+  joined: number;
+  failed: number;
+  errors: string[];
+  /** Joined members per room. */
+  perRoom: Record<number, number>;
+  ms: number;
+}
+
+export interface SayRun {
+  /** Says per second from this worker's members. */
+  rate: number;
+  durationMs: number;
+}
+
+export interface SayRunResult {
+  /** Says sent on open connections, per room. */
+  perRoom: Record<number, number>;
+  sent: number;
+  ms: number;
+}
+
+export interface ChatStats {
+  /** Says of this step received, counting the sender's own copy. */
+  delivered: number;
+  /** A say that came again, or before an earlier say of the same sender: must stay 0. */
+  outOfOrder: number;
+  /** Says of an earlier step that arrived in this one (not counted as delivered). */
+  late: number;
+  latency: HistogramData;
+  open: number;
+}
+
+interface Member {
+  ws: WebSocket;
+  index: number;
+  room: number;
+  /** Next sequence number of this member's says (they run on across steps). */
+  seq: number;
+  /** Highest sequence number received from each sender of the room. */
+  lastSeen: Map<number, number>;
+  joined: (() => void) | null;
+}
+
+/** How often each seed member pings, as real clients do (connmix.yaml's readTimeout is 60 s). */
+const KEEPALIVE_MS = 20_000;
+
+export class ChatMembers {
+  private readonly members: Member[] = [];
+  private readonly latency = new Histogram();
+  private speech: ChatSpeech = SPEECH.seed;
+  private delivered = 0;
+  private outOfOrder = 0;
+  private late = 0;
+  private minT = 0;
+  private keepalive: NodeJS.Timeout | null = null;
+
+  async open(params: OpenMembers): Promise<OpenMembersResult> {
+    const dialect = dialectOf(params.dialect);
+    const speech = (this.speech = SPEECH[params.dialect]);
+    const started = Date.now();
+    const errors: string[] = [];
+    const perRoom: Record<number, number> = {};
+    let joined = 0;
+    let failed = 0;
+    await forEachLimit(params.count, params.concurrency, async (i) => {
+      const index = params.firstIndex + i;
+      const room = index % params.rooms;
+      const member: Member = { ws: null as unknown as WebSocket, index, room, seq: 0, lastSeen: new Map(), joined: null };
+      try {
+        member.ws = await openClient({
+          url: dialect.url(params.urls[Math.floor(index / params.rooms) % params.urls.length]),
+          dialect,
+          localAddress: params.addresses[index % params.addresses.length],
+          timeoutMs: params.timeoutMs,
+          onData: (_ws, data) => this.receive(member, data),
+        });
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('no answer to join')), params.timeoutMs);
+          member.joined = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          member.ws.once('close', (code) => reject(new Error(`closed with ${code} after join`)));
+          member.ws.send(speech.join(roomName(room)));
+        });
+        member.ws.removeAllListeners('close');
+        this.members.push(member);
+        perRoom[room] = (perRoom[room] ?? 0) + 1;
+        joined++;
+      } catch (error) {
+        failed++;
+        member.ws?.terminate();
+        if (errors.length < 5) errors.push((error as Error).message);
+      }
+    });
+    if (params.dialect === 'seed') this.startKeepalive();
+    return { joined, failed, errors, perRoom, ms: Date.now() - started };
+  }
+
+  /**
+   * Says at a fixed rate, open loop, from this worker's members in turn, each to its own room: a slow
+   * server does not slow the members down, and each say carries the time it was due, so falling
+   * behind shows as latency.
+   */
+  async say(params: SayRun): Promise<SayRunResult> {
+    const result: SayRunResult = { perRoom: {}, sent: 0, ms: 0 };
+    const total = Math.round((params.rate * params.durationMs) / 1000);
+    const started = nowMs();
+    let next = 0;
+    while (next < total && this.members.length > 0) {
+      const due = Math.min(total, Math.floor(((nowMs() - started) * params.rate) / 1000) + 1);
+      for (; next < due; next++) {
+        const member = this.members[next % this.members.length];
+        if (member.ws.readyState !== 1) continue;
+        const t = started + (next * 1000) / params.rate;
+        member.ws.send(this.speech.say(roomName(member.room), sayText(member.index, member.seq++, t)));
+        result.perRoom[member.room] = (result.perRoom[member.room] ?? 0) + 1;
+        result.sent++;
+      }
+      const nextDue = started + (next * 1000) / params.rate;
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, nextDue - nowMs())));
+    }
+    result.ms = nowMs() - started;
+    return result;
+  }
+
+  private receive(member: Member, data: Buffer): void {
+    const now = nowMs();
+    if (!scanSay(data)) {
+      if (member.joined && data.includes(JOINED)) {
+        member.joined();
+        member.joined = null;
+      }
+      return;
+    }
+    if (said.t < this.minT) {
+      this.late++;
+      return;
+    }
+    const last = member.lastSeen.get(said.sender) ?? -1;
+    if (said.seq <= last) {
+      this.outOfOrder++;
+      return;
+    }
+    member.lastSeen.set(said.sender, said.seq);
+    this.delivered++;
+    this.latency.record(now - said.t);
+  }
+
+  private startKeepalive(): void {
+    if (this.keepalive) return;
+    let next = 0;
+    const slices = KEEPALIVE_MS / 1000;
+    this.keepalive = setInterval(() => {
+      const n = Math.ceil(this.members.length / slices);
+      for (let k = 0; k < n && this.members.length > 0; k++) {
+        const member = this.members[next++ % this.members.length];
+        if (member.ws.readyState === 1) member.ws.ping();
+      }
+    }, 1000);
+  }
+
+  /** Starts a step: counters to zero; says due before `minT` are late from now on. */
+  reset(minT: number): void {
+    this.minT = minT;
+    this.delivered = 0;
+    this.outOfOrder = 0;
+    this.late = 0;
+    this.latency.reset();
+  }
+
+  count(): number {
+    return this.delivered;
+  }
+
+  stats(): ChatStats {
+    let open = 0;
+    for (const member of this.members) if (member.ws.readyState === 1) open++;
+    return { delivered: this.delivered, outOfOrder: this.outOfOrder, late: this.late, latency: this.latency.toData(), open };
+  }
+
+  async close(): Promise<void> {
+    if (this.keepalive) clearInterval(this.keepalive);
+    this.keepalive = null;
+    await closeAll(this.members.map((member) => member.ws));
+    this.members.length = 0;
+  }
+}
