@@ -44,7 +44,7 @@ export const FULL: BenchConfig = {
   manyVideos: { viewers: 19_500, videos: 1000, rates: [100, 500, 1000, 2000, 4000], stepMs: 10_000, drainMs: 5000, p99LimitMs: 500 },
   idle: { connections: [10_000, 50_000], scaleOut: [100_000], videos: 1000, settleMs: 3000 },
   storm: { connections: 10_000, concurrency: 200, messageConnections: 200, window: 4, durationMs: 10_000 },
-  chatRoom: { members: 2000, rooms: 40, rates: [100, 200, 400, 800, 1600, 3200], stepMs: 10_000, drainMs: 5000, p99LimitMs: 500 },
+  chatRoom: { members: 2000, rooms: 40, rates: [100, 200, 400, 800, 1600, 3200, 6400], stepMs: 10_000, drainMs: 5000, p99LimitMs: 500 },
   publishApi: { channels: 10, subscribersPerChannel: 3, durationMs: 10_000, http: { connections: 4, pipeline: 16 }, ws: { connections: 2, window: 64 } },
 };
 
