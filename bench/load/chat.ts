@@ -8,40 +8,38 @@ import { nowMs } from './payload';
  * The chat-room scenario's members, one share per load process. A member joins one room, then says
  * things to it when the schedule picks it; every member counts what its room delivers.
  *
- * The chat protocol per dialect: `seed` targets (connmix-ts running lua/examples/chat-rooms.lua, and
- * raw-ws) take JSON text frames ({"op":"join","room":"r7"}, {"op":"say","room":"r7","text":"..."}) and
- * answer {"op":"joined",...}; Socket.IO takes the events `join` {room} and `say` {room, text} and emits
- * `joined`. Every target delivers each say to every member of the room, the sender included.
+ * Every target speaks the protocol of CONNMIX's quick-start chat room (lua/examples/chat-room.lua,
+ * which connmix-ts serves unchanged): {"op":"join","room_id":N} subscribes room:N and is answered
+ * {"status":"success"}; {"op":"send","msg":"..."} is answered {"status":"success"} and delivers
+ * {"client_id":"<sender>","msg":"..."} to every member of the sender's room, the sender included.
+ * `seed` targets (connmix-ts, raw-ws) take these as text frames; Socket.IO as the text of a "message"
+ * event, answered and delivered the same way (as its barrage does with the seed's JSON).
  */
 
-/** Bytes of each say's text: a short chat line. */
+/** Bytes of each say's `msg`: a short chat line. */
 export const TEXT_BYTES = 64;
 
-/** Room names: r0, r1, ... (the example's names are letters, digits, "_" and "-"). */
-export function roomName(room: number): string {
-  return `r${room}`;
+interface ChatSpeech {
+  join(room: number): string;
+  say(msg: string): string;
 }
 
-interface ChatSpeech {
-  join(room: string): string;
-  say(room: string, text: string): string;
-}
+const join = (room: number) => `{"op":"join","room_id":${room}}`;
+const send = (msg: string) => `{"op":"send","msg":"${msg}"}`;
 
 const SPEECH: Record<DialectName, ChatSpeech> = {
-  seed: {
-    join: (room) => `{"op":"join","room":"${room}"}`,
-    say: (room, text) => `{"op":"say","room":"${room}","text":"${text}"}`,
-  },
+  seed: { join, say: send },
   socketio: {
-    join: (room) => `42["join",{"room":"${room}"}]`,
-    say: (room, text) => `42["say",{"room":"${room}","text":"${text}"}]`,
+    join: (room) => `42${JSON.stringify(['message', join(room)])}`,
+    say: (msg) => `42${JSON.stringify(['message', send(msg)])}`,
   },
 };
 
 /**
- * A say's text: `~<sender>~<seq>~<due time>~` padded with x. Whatever wraps it (the example's JSON,
- * Socket.IO's packet with the JSON escaped) leaves `~`, digits and `.` as they are, and no target puts
- * a `~` before it (room names and client ids have none), so the receiver finds it by scanning bytes.
+ * A say's `msg`: `~<sender>~<seq>~<due time>~` padded with x. Plain ASCII without quotes or
+ * backslashes, because chat-room.lua concatenates msg into its JSON unescaped; whatever wraps it
+ * (that JSON, Socket.IO's packet with the JSON escaped) leaves `~`, digits and `.` as they are, and no
+ * target puts a `~` before it (client ids have none), so the receiver finds it by scanning bytes.
  */
 export function sayText(sender: number, seq: number, t: number): string {
   const head = `~${sender}~${seq}~${t.toFixed(3)}~`;
@@ -49,7 +47,8 @@ export function sayText(sender: number, seq: number, t: number): string {
 }
 
 const TILDE = 0x7e;
-const JOINED = Buffer.from('joined');
+/** The answer to join and send, {"status":"success"}: awaited after join, never a delivery. */
+const SUCCESS = Buffer.from('success');
 
 /** What `scanSay` read out of the last message. */
 const said = { sender: -1, seq: -1, t: 0 };
@@ -176,7 +175,7 @@ export class ChatMembers {
             resolve();
           };
           member.ws.once('close', (code) => reject(new Error(`closed with ${code} after join`)));
-          member.ws.send(speech.join(roomName(room)));
+          member.ws.send(speech.join(room));
         });
         member.ws.removeAllListeners('close');
         this.members.push(member);
@@ -208,7 +207,7 @@ export class ChatMembers {
         const member = this.members[next % this.members.length];
         if (member.ws.readyState !== 1) continue;
         const t = started + (next * 1000) / params.rate;
-        member.ws.send(this.speech.say(roomName(member.room), sayText(member.index, member.seq++, t)));
+        member.ws.send(this.speech.say(sayText(member.index, member.seq++, t)));
         result.perRoom[member.room] = (result.perRoom[member.room] ?? 0) + 1;
         result.sent++;
       }
@@ -222,7 +221,7 @@ export class ChatMembers {
   private receive(member: Member, data: Buffer): void {
     const now = nowMs();
     if (!scanSay(data)) {
-      if (member.joined && data.includes(JOINED)) {
+      if (member.joined && data.includes(SUCCESS)) {
         member.joined();
         member.joined = null;
       }

@@ -47,15 +47,18 @@ included, over the step; RSS is VmRSS. Server and load share the two cores, so t
 compare the servers' own costs (CPU per million deliveries, memory per connection) more than raw rates.
 The large sizes are 19,500 connections per node, not 20,000: a process cannot hold more files here.
 
-chat-room runs on a freshly started target of its own, connmix-ts serving \`lua/examples/chat-rooms.lua\`
-instead of the seed: 2,000 members (1,000 in quick mode) join 40 rooms, member i room i % 40 (a room's
-members alternate between the nodes of a two-node target), with \`{"op":"join","room":"r7"}\` (Socket.IO:
-the event \`join\` {room}). Then the load processes send \`{"op":"say","room","text"}\` (Socket.IO: \`say\`
-{room, text}) from their members in turn at a fixed rate per step (open loop, as the comments above, so
-every target gets the same offered load and CPU per say and per delivery compare like for like); the
-64-byte text carries the sender, its sequence number and the due time. Every member counts the says
-of its room (its own included), checks each sender's order (*out of order* must stay 0) and records
-the latency; *lost* = says sent times the members of their room, minus deliveries.
+chat-room runs on a freshly started target of its own, connmix-ts serving CONNMIX's quick-start chat
+room \`lua/examples/chat-room.lua\` unchanged instead of the seed; raw-ws and Socket.IO speak the same
+protocol in JS (Socket.IO in the text of \`message\` events). 2,000 members (1,000 in quick mode) join 40
+rooms, member i room i % 40 (a room's members alternate between the nodes of a two-node target), with
+\`{"op":"join","room_id":7}\`, answered \`{"status":"success"}\`. Then the load processes send
+\`{"op":"send","msg":"..."}\` from their members in turn at a fixed rate per step (open loop, as the
+comments above, so every target gets the same offered load and CPU per say and per delivery compare like
+for like). Each say is answered \`{"status":"success"}\` (not counted) and delivered as
+\`{"client_id":"...","msg":"..."}\` to its room; the 64-byte msg carries the sender, its sequence number
+and the due time, plain ASCII without quotes or backslashes (the script does not escape it). Every member
+counts the says of its room (its own included), checks each sender's order (*out of order* must stay 0)
+and records the latency; *lost* = says sent times the members of their room, minus deliveries.
 `;
 
 function table(headers: string[], rows: (string | number)[][]): string {
@@ -238,7 +241,7 @@ export function runSection(run: RunRecord): string {
     const { members, rooms } = run.chatRoom[0];
     parts.push(
       `### chat-room\n\n${members} members in ${rooms} rooms; members say things to their own room at a fixed rate (open loop), stepping up until p99 passes 500 ms or a say is lost. ` +
-        'Each say reaches every member of its room, the sender included. connmix-ts serves `lua/examples/chat-rooms.lua` (on_message: json_decode, json_encode, `mix.mesh.publish`); ' +
+        "Each say reaches every member of its room, the sender included. connmix-ts serves CONNMIX's quick-start `lua/examples/chat-room.lua` unchanged (on_message: json_decode, the answer to the sender, `mix.mesh.publish`); " +
         "Socket.IO: `socket.join(room)` and `io.to(room).emit` through its Redis adapter; raw-ws: a room map in Node. The second table is each target's highest step held (its capacity on this box, load included); the ratios compare steps of the same rate.\n\n" +
         chatTables(run.chatRoom),
     );

@@ -7,15 +7,20 @@ import { machineBusySeconds, sleep, totalCpu } from '../lib/proc';
 import type { ChatRow } from '../report/types';
 import { round, type Context } from './context';
 
-/** The Lua entry connmix-ts targets serve for this scenario (the peers' servers speak its protocol). */
-export const CHAT_ENTRY = 'lua/examples/chat-rooms.lua';
+/**
+ * The Lua entry connmix-ts targets serve for this scenario: CONNMIX's quick-start chat room, unchanged
+ * (the peers' servers speak its protocol in JS).
+ */
+export const CHAT_ENTRY = 'lua/examples/chat-room.lua';
 
 /**
- * chat-room: `members` connect and join one of `rooms` rooms each (a room's members alternate between
- * the target's nodes); then the members say things to their own room, at each rate of the ramp in
- * turn, until p99 passes the limit or a say is lost. Every say goes through the target's handler
- * (connmix-ts: on_message of lua/examples/chat-rooms.lua, json_decode, json_encode and
- * mix.mesh.publish) and reaches every member of its room, the sender included.
+ * chat-room: `members` connect and join one of `rooms` rooms each with {"op":"join","room_id":n} (a
+ * room's members alternate between the target's nodes); then the members say things to their own room
+ * with {"op":"send","msg":"..."}, at each rate of the ramp in turn, until p99 passes the limit or a say
+ * is lost. Every say goes through the target's handler (connmix-ts: on_message of
+ * lua/examples/chat-room.lua: json_decode, conn:client_id, conn:context_value, the
+ * {"status":"success"} answer to the sender and mix.mesh.publish of the concatenated
+ * {"client_id","msg"}) and reaches every member of its room, the sender included. The answers are not deliveries: only frames carrying a say's msg count.
  *
  * Open loop at fixed rates rather than as fast as answers come (the storm's way): every target gets
  * the same offered load at each step, so CPU per delivery and per say compare like for like, and the

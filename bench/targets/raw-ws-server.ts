@@ -5,9 +5,12 @@
  *   - POST /v1/mesh/publish {"c","d"} and /ws/v1 {"m":"mesh.publish","p":{"c","d"},"i"} deliver `d`
  *     to every subscriber of `c`: framed once, and every socket corked on its first write of a
  *     turn and uncorked once after the turn's I/O (stack-notes 2.4), so one writev per socket per turn;
- *   - chat rooms on the same path, as lua/examples/chat-rooms.lua does them (the chat-room scenario):
- *     {"op":"join","room"} / {"op":"leave","room"} (answered {"op":"joined"|"left","room"}) and
- *     {"op":"say","room","text"}, published as {"op":"said","room","from","text"} to room:<room>.
+ *   - CONNMIX's quick-start chat room on the same path, as lua/examples/chat-room.lua does it (the
+ *     chat-room scenario): {"op":"join","room_id"} leaves the previous room, joins room:<room_id> and
+ *     answers {"status":"success"}; {"op":"send","msg"} answers {"status":"success"} and delivers
+ *     {"client_id","msg"} to the sender's room, the sender included; {"op":"quit"} leaves it and
+ *     answers. A join without room_id or a send without msg is ignored; send or quit before any join
+ *     closes the connection with 1011, as the script's Lua error does.
  * usage: node raw-ws-server.js <port>; prints "raw-ws listening on <port>"; exits when stdin closes.
  */
 import * as http from 'node:http';
@@ -17,10 +20,11 @@ import { WebSocketServer, WebSocket } from 'ws';
 const port = Number(process.argv[2]);
 const channels = new Map<string, Set<WebSocket>>();
 const subscriptions = new WeakMap<WebSocket, Set<string>>();
-/** A chat member's `from`: a number per connection, as a client id would be. */
+/** A chat member's client_id: a number per connection, as connmix-ts's is. */
 const ids = new WeakMap<WebSocket, string>();
 let nextId = 0;
-const ROOM = /^[A-Za-z0-9_-]{1,64}$/;
+/** The room_id a chat member joined last (kept after quit, as the script keeps its context value). */
+const rooms = new WeakMap<WebSocket, string>();
 
 /** Sockets corked this turn, uncorked together by one setImmediate. */
 const corked: Socket[] = [];
@@ -66,14 +70,14 @@ function publish(channel: string, data: string): number {
 }
 
 function onViewerMessage(ws: WebSocket, raw: Buffer): void {
-  let message: { op?: unknown; channel?: unknown; room?: unknown; text?: unknown };
+  let message: ChatRequest & { channel?: unknown };
   try {
     message = JSON.parse(raw.toString());
   } catch {
     ws.close();
     return;
   }
-  if (message.op === 'join' || message.op === 'leave' || message.op === 'say') {
+  if (message.op === 'join' || message.op === 'send' || message.op === 'quit') {
     onChat(ws, message);
     return;
   }
@@ -90,22 +94,35 @@ function onViewerMessage(ws: WebSocket, raw: Buffer): void {
   ws.send('{"result":true}');
 }
 
-function onChat(ws: WebSocket, message: { op?: unknown; room?: unknown; text?: unknown }): void {
-  const room = typeof message.room === 'string' && ROOM.test(message.room) ? message.room : null;
-  const channel = `room:${room}`;
-  if (room === null || (message.op === 'say' && (typeof message.text !== 'string' || !subscriptions.get(ws)!.has(channel)))) {
-    ws.close();
+interface ChatRequest {
+  op?: unknown;
+  room_id?: unknown;
+  msg?: unknown;
+}
+
+function onChat(ws: WebSocket, message: ChatRequest): void {
+  if (message.op === 'join') {
+    if (typeof message.room_id !== 'string' && typeof message.room_id !== 'number') return;
+    const previous = rooms.get(ws);
+    if (previous !== undefined) leave(ws, `room:${previous}`);
+    join(ws, `room:${message.room_id}`);
+    rooms.set(ws, String(message.room_id));
+    ws.send('{"status":"success"}');
     return;
   }
-  if (message.op === 'say') {
-    publish(channel, JSON.stringify({ op: 'said', room, from: ids.get(ws), text: message.text }));
-  } else if (message.op === 'join') {
-    join(ws, channel);
-    ws.send(JSON.stringify({ op: 'joined', room }));
-  } else {
-    leave(ws, channel);
-    ws.send(JSON.stringify({ op: 'left', room }));
+  if (message.op === 'send' && (message.msg === undefined || message.msg === null)) return;
+  const room = rooms.get(ws);
+  if (room === undefined) {
+    ws.close(1011);
+    return;
   }
+  if (message.op === 'quit') {
+    leave(ws, `room:${room}`);
+    ws.send('{"status":"success"}');
+    return;
+  }
+  ws.send('{"status":"success"}');
+  publish(`room:${room}`, JSON.stringify({ client_id: ids.get(ws), msg: message.msg }));
 }
 
 function join(ws: WebSocket, channel: string): void {

@@ -5,11 +5,13 @@
  *     "message" {"result":true} back;
  *   - POST /v1/mesh/publish {"c","d"} emits "message" d to room c (across nodes, through Redis);
  *   - the event "publish" {c, d} with an acknowledgement is its WebSocket publish API;
- *   - chat rooms, as lua/examples/chat-rooms.lua does them for connmix-ts (the chat-room scenario):
- *     "join" {room} joins room:<room> and emits "joined" {room}; "say" {room, text} from a member emits
- *     "said" {room, from: socket.id, text} to the whole room (sender included, across nodes); "leave"
- *     {room} leaves and emits "left" {room}; a bad room name, a text that is not a string or a say
- *     outside the room disconnects that socket.
+ *   - CONNMIX's quick-start chat room, as lua/examples/chat-room.lua does it for connmix-ts (the
+ *     chat-room scenario), in the text of "message" events like the barrage: {"op":"join","room_id"}
+ *     leaves the previous room, socket.join("room:<room_id>") and emits "message" {"status":"success"};
+ *     {"op":"send","msg"} emits {"status":"success"} to the sender, then io.to(room).emit("message",
+ *     {"client_id":socket.id,"msg"}) as JSON text (the sender included, across nodes); {"op":"quit"}
+ *     leaves and answers. A join without room_id or a send without msg is ignored; send or quit
+ *     before any join disconnects the socket, as the script's Lua error closes the connection.
  * usage: node socketio-server.js <port> <redis port>; prints "socketio listening on <port>".
  */
 import * as http from 'node:http';
@@ -49,12 +51,40 @@ const io = new Server(server, {
 });
 
 io.on('connection', (socket: Socket) => {
+  /** The room_id this socket joined last (kept after quit, as the script keeps its context value). */
+  let room: string | undefined;
+  const chat = (message: { op?: unknown; room_id?: unknown; msg?: unknown }): void => {
+    if (message.op === 'join') {
+      if (typeof message.room_id !== 'string' && typeof message.room_id !== 'number') return;
+      if (room !== undefined) void socket.leave(`room:${room}`);
+      room = String(message.room_id);
+      void socket.join(`room:${room}`);
+      socket.emit('message', '{"status":"success"}');
+      return;
+    }
+    if (message.op === 'send' && (message.msg === undefined || message.msg === null)) return;
+    if (room === undefined) {
+      socket.disconnect(true);
+      return;
+    }
+    if (message.op === 'quit') {
+      void socket.leave(`room:${room}`);
+      socket.emit('message', '{"status":"success"}');
+      return;
+    }
+    socket.emit('message', '{"status":"success"}');
+    io.to(`room:${room}`).emit('message', JSON.stringify({ client_id: socket.id, msg: message.msg }));
+  };
   socket.on('message', (raw: unknown) => {
-    let message: { op?: unknown; channel?: unknown };
+    let message: { op?: unknown; channel?: unknown; room_id?: unknown; msg?: unknown };
     try {
       message = JSON.parse(String(raw));
     } catch {
       socket.disconnect(true);
+      return;
+    }
+    if (message.op === 'join' || message.op === 'send' || message.op === 'quit') {
+      chat(message);
       return;
     }
     const parts = typeof message.channel === 'string' ? message.channel.split('@') : [];
@@ -68,32 +98,6 @@ io.on('connection', (socket: Socket) => {
     }
     socket.emit('message', '{"result":true}');
   });
-  socket.on('join', (request: { room?: unknown }) => {
-    const room = roomOf(request);
-    if (room === null) {
-      socket.disconnect(true);
-      return;
-    }
-    void socket.join(`room:${room}`);
-    socket.emit('joined', { room });
-  });
-  socket.on('say', (request: { room?: unknown; text?: unknown }) => {
-    const room = roomOf(request);
-    if (room === null || typeof request.text !== 'string' || !socket.rooms.has(`room:${room}`)) {
-      socket.disconnect(true);
-      return;
-    }
-    io.to(`room:${room}`).emit('said', { room, from: socket.id, text: request.text });
-  });
-  socket.on('leave', (request: { room?: unknown }) => {
-    const room = roomOf(request);
-    if (room === null) {
-      socket.disconnect(true);
-      return;
-    }
-    void socket.leave(`room:${room}`);
-    socket.emit('left', { room });
-  });
   socket.on('publish', (request: { c?: unknown; d?: unknown }, ack?: (answer: unknown) => void) => {
     if (typeof request?.c === 'string' && typeof request.d === 'string') {
       io.to(request.c).emit('message', request.d);
@@ -103,12 +107,6 @@ io.on('connection', (socket: Socket) => {
     }
   });
 });
-
-/** The room a chat request names, or null unless it is 1 to 64 letters, digits, "_" or "-". */
-function roomOf(request: { room?: unknown } | null | undefined): string | null {
-  const room = request?.room;
-  return typeof room === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(room) ? room : null;
-}
 
 Promise.all([pub.ping(), sub.ping()]).then(
   () => server.listen(port, '127.0.0.1', () => process.stdout.write(`socketio listening on ${port}\n`)),
