@@ -1,4 +1,4 @@
-import { pcall, xpcall } from './pcall';
+import { pcall, xpcall } from './fengari/pcall';
 import { lua, lauxlib, lualib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from './fengari/index';
 import { installLimits, resolveLimits, limitsOf, markUntimed, checkBudgetSoon, LARGE_BYTES, type SandboxLimits } from './limits';
 

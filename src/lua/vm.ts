@@ -5,7 +5,7 @@ import { lua, lauxlib, K, raise, luaToJsString, stackSlots, type LuaState, type 
 import { ldo, OP_RETURN } from './fengari/internals';
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
 import { tookSlowCall, limitsOf } from './limits';
-import { estimateStateBytes } from './memory';
+import { estimateStateBytes } from './fengari/memory';
 import { openCompat51, bitModule } from './compat51';
 import { openRequire, forgetModules, type BuiltinModule } from './require';
 import { loadLua51 } from './syntax51';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { scriptVm } from '../support/lua-harness';
-import { estimateStateBytes } from '../../src/lua/memory';
+import { estimateStateBytes } from '../../src/lua/fengari/memory';
 
 /** The estimate behind engine.luavm.limits.maxMemory: what a script keeps is counted wherever it hides, once. */
 test('estimateStateBytes counts what the state can reach, once, wherever a script keeps it', async () => {

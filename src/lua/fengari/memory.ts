@@ -1,4 +1,4 @@
-import type { LuaState } from './fengari/index';
+import type { LuaState } from './index';
 
 /**
  * An estimate of the memory a Lua state holds: Fengari has no allocator hook and no collector of its

@@ -1,4 +1,4 @@
-import { lua, lauxlib, type LuaState } from './fengari/index';
+import { lua, lauxlib, type LuaState } from './index';
 
 const { LUA_OK, LUA_YIELD, LUA_MULTRET, LUA_TFUNCTION, lua_pushboolean, lua_pushvalue, lua_gettop, lua_insert,
   lua_rotate, lua_pcallk } = lua;
