@@ -5,6 +5,7 @@
  *   wire < config, metrics, queue, log < session < mesh < lua < server < api < engine, center, workers < cli
  *
  * src/client (the SDK shipped to backends) may import only wire/; src/index.ts may import whatever it re-exports.
+ * Fengari (the package, and the raw internals of our private copy) is imported only inside src/lua/fengari/.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,6 +52,34 @@ function importsOf(file: string): string[] {
     found.push(hit);
   }
   return found;
+}
+
+/** Where fengari may be reached: only src/lua/fengari/ imports the package or the folder's raw internals. */
+const FENGARI_DOOR = 'lua/fengari/';
+const FENGARI_INSIDE = new Set(['lua/fengari/internals.ts', 'lua/fengari/load.ts']);
+
+/** Each src/ file's imports: src/ files as paths relative to src/, packages by their specifier. */
+function buildSpecifierGraph(): Graph {
+  const graph: Graph = new Map();
+  for (const file of listSources(SRC)) {
+    const packages = ts.preProcessFile(fs.readFileSync(file, 'utf8'), true, true).importedFiles
+      .map((ref) => ref.fileName)
+      .filter((name) => !name.startsWith('.'));
+    graph.set(rel(file), [...importsOf(file).map(rel), ...packages]);
+  }
+  return graph;
+}
+
+/** Imports of fengari (the package or this folder's internals) from outside src/lua/fengari/. */
+function fengariViolations(graph: Graph): string[] {
+  const bad: string[] = [];
+  for (const [from, targets] of graph) {
+    if (from.startsWith(FENGARI_DOOR)) continue;
+    for (const to of targets) {
+      if (to === 'fengari' || to.startsWith('fengari/') || FENGARI_INSIDE.has(to)) bad.push(`${from} -> ${to}`);
+    }
+  }
+  return bad;
 }
 
 function rel(file: string): string {
@@ -124,6 +153,10 @@ test('no circle of imports in src/, type-only imports included', () => {
   assert.deepEqual(circles(buildGraph()), []);
 });
 
+test('only src/lua/fengari/ imports fengari: the package, its internals and the private copy\'s loader', () => {
+  assert.deepEqual(fengariViolations(buildSpecifierGraph()), []);
+});
+
 test('the layer check itself catches an upward import and a circle', () => {
   const graph: Graph = new Map([
     ['wire/frame.ts', ['mesh/hub.ts']],
@@ -136,4 +169,14 @@ test('the layer check itself catches an upward import and a circle', () => {
     'client/client.ts -> api/errors.ts (the SDK imports only wire/)',
   ]);
   assert.deepEqual(circles(graph), ['wire/frame.ts -> mesh/hub.ts -> wire/frame.ts']);
+  const fengari: Graph = new Map([
+    ['lua/limits.ts', ['lua/fengari/index.ts', 'lua/fengari/internals.ts']],
+    ['lua/vm.ts', ['fengari/src/ldo.js', 'fengari']],
+    ['lua/fengari/runtime-patches.ts', ['lua/fengari/internals.ts']],
+  ]);
+  assert.deepEqual(fengariViolations(fengari), [
+    'lua/limits.ts -> lua/fengari/internals.ts',
+    'lua/vm.ts -> fengari/src/ldo.js',
+    'lua/vm.ts -> fengari',
+  ]);
 });

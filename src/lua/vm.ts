@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { lua, lauxlib, K, raise, luaToJsString, stackSlots, type LuaState, type LuaFunction } from './fengari/index';
-import { ldo, OP_RETURN } from './fengari/internals';
+import { isEmptyLuaFunction, throwPastHandlers } from './fengari/runtime-patches';
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
 import { tookSlowCall, limitsOf } from './limits';
 import { estimateStateBytes } from './fengari/memory';
@@ -509,29 +509,6 @@ export class LuaVM<Owner = unknown> {
   }
 }
 
-
-/** Whether the value on top of the stack is a Lua function whose first instruction returns no value (Fengari internals). */
-function isEmptyLuaFunction(L: LuaState): boolean {
-  const thread = L as unknown as { top: number; stack: Array<{ value: { p?: { code: Array<{ opcode: number; B: number }> } } | undefined }> };
-  const first = thread.stack[thread.top - 1]?.value?.p?.code[0];
-  // RETURN with B = 1 returns nothing (B - 1 values).
-  return first !== undefined && first.opcode === OP_RETURN && first.B === 1;
-}
-
-const luaD_throw = ldo.luaD_throw;
-
-/**
- * Raises `message` (with the script position) without running any message handler. A hook runs with
- * hooks off, so an `xpcall` handler called from it (as lua_error would) ran without a budget: one that
- * looped froze the node for good. Thrown past the handlers, the error unwinds to the nearest pcall,
- * where the re-armed hook raises it again on the next instruction.
- */
-function throwPastHandlers(L: LuaState, message: string): never {
-  lauxlib.luaL_where(L, 1);
-  lua_pushstring(L, Buffer.from(message));
-  lua.lua_concat(L, 2);
-  return luaD_throw(L, lua.LUA_ERRRUN);
-}
 
 /** The message handler for protected calls on the main thread: the error plus a traceback. */
 const messageHandler: LuaFunction = (L) => {

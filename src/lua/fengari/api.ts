@@ -118,7 +118,7 @@ export interface LuaApi {
   lua_atnativeerror(L: LuaState, handler: LuaFunction): void;
 }
 
-/** luaL_Buffer: exposed only for the limits (src/lua/limits.ts caps it). */
+/** luaL_Buffer: exposed only for ./runtime-patches (capBuffers caps it). */
 export interface LuaBufferClass {
   readonly prototype: object;
 }

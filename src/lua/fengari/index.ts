@@ -10,12 +10,12 @@
  * listed in one file with its reason and test. fengari is pinned to an exact version in package.json
  * and test/lua/fengari-pin.test.ts fails when its source files change.
  *
- * Nothing outside this folder may require fengari (test/lua/fengari-imports.test.ts checks src/).
+ * Nothing outside this folder may import fengari, ./internals or ./load (test/architecture.test.ts checks src/).
  */
-import { loadPrivateFengari } from './load';
+import { privateFengari } from './load';
 import type { LuaApi, LauxlibApi, LualibApi, LuaState } from './api';
 
-const copy = loadPrivateFengari();
+const copy = privateFengari();
 const fengari = copy.module('fengari.js');
 
 export type { LuaState, LuaFunction, LuaKFunction, LuaHook, LuaDebug, LuaText } from './api';
@@ -88,9 +88,4 @@ export function raise(L: LuaState, message: string): never {
   lua.lua_pushstring(L, Buffer.from(message));
   lua.lua_concat(L, 2);
   return lua.lua_error(L) as never;
-}
-
-/** A module of the private fengari copy, for ./internals only. */
-export function privateModule(name: string): Record<string, unknown> {
-  return copy.module(name);
 }

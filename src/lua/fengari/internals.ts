@@ -1,9 +1,11 @@
 /**
  * Fengari internals the sandbox reaches into (budget, limits, memory): modules of our private copy,
- * typed for what we use. See ./patches for why each is needed.
+ * typed for what we use. Only this folder imports it; see ./patches for why each is needed.
  */
-import { privateModule } from './index';
+import { privateFengari } from './load';
 import type { LuaState } from './api';
+
+const privateModule = privateFengari().module;
 
 export const ldo = privateModule('ldo.js') as {
   luaD_precall(L: LuaState, off: number, nresults: number): boolean;
@@ -24,3 +26,34 @@ export const OP_RETURN = lopcodes.OpCodesI.OP_RETURN;
 /** Value types of a Lua closure and of a JS function, as fengari tags stack values. */
 export const LUA_TLCL = defs.constant_types.LUA_TLCL;
 export const LUA_TLCF = defs.constant_types.LUA_TLCF;
+
+/** A stack value (TValue). */
+export interface StackValue {
+  type: number;
+  value: unknown;
+  ttisstring(): boolean;
+  ttisnumber(): boolean;
+  vslen(): number;
+}
+
+/** A Lua thread (lua_State) as fengari builds it: the fields we read or set. */
+export interface Thread {
+  /** The global_State, shared by the main thread and all its coroutines. */
+  l_G: object;
+  hookmask: number;
+  hookcount: number;
+  allowhook: number;
+  top: number;
+  ci: {
+    callstatus: number;
+    l_base: number;
+    l_code: Array<{ opcode: number; B: number; C: number }>;
+    l_savedpc: number;
+  };
+  stack: StackValue[];
+}
+
+/** The fengari object behind a `LuaState`. */
+export function threadOf(L: LuaState): Thread {
+  return L as unknown as Thread;
+}

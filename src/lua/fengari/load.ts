@@ -57,6 +57,13 @@ export function loadPrivateFengari(): PrivateFengari {
   return { module: load };
 }
 
+let shared: PrivateFengari | undefined;
+
+/** The process's one private copy (./index and ./internals share it), loaded on first use. */
+export function privateFengari(): PrivateFengari {
+  return (shared ??= loadPrivateFengari());
+}
+
 /** `source` of fengari's `name` with every source patch for it applied; throws when one does not fit. */
 export function patchSource(name: string, source: string): string {
   let patched = source;

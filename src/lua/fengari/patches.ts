@@ -5,7 +5,8 @@ import { stringModule } from './lstring';
  *
  * Source patches and replaced modules are applied while ./load compiles our private copy of fengari
  * (the published package is never modified). Runtime patches are installed on that same private copy
- * by the module named; they need a live state or per-state limits, so they live beside that logic.
+ * at run time (they need per-state limits): their mechanics live in ./runtime-patches and ./pcall, and
+ * the numbers, counters and error texts they enforce are passed in by src/lua/limits.ts.
  * test/lua/fengari-pin.test.ts fails when fengari's source files differ from the reviewed ones.
  */
 
@@ -84,37 +85,37 @@ export const REPLACED_MODULES: Readonly<Record<string, (load: (name: string) => 
 export const RUNTIME_PATCHES: ReadonlyArray<{ name: string; where: string; reason: string; test: string }> = [
   {
     name: 'concat guard',
-    where: 'src/lua/limits.ts patchConcat (wraps ldebug.luaG_traceexec)',
+    where: 'src/lua/fengari/runtime-patches.ts guardConcat (wraps ldebug.luaG_traceexec; policy: src/lua/limits.ts)',
     reason: '`..` sizes and copies its whole result in one JS call, out of the count hook\'s reach: its length is checked first.',
     test: 'test/hostile-lua.test.ts: every way to build a string is capped at maxStringSize, pcall-catchable, and the state goes on',
   },
   {
     name: 'slow host calls ask for a budget check',
-    where: 'src/lua/limits.ts patchSlowCalls (wraps ldo.luaD_precall)',
+    where: 'src/lua/fengari/runtime-patches.ts afterHostCalls (wraps ldo.luaD_precall; policy: src/lua/limits.ts)',
     reason: 'Library calls run without the hook; a loop of slow calls would run about 1000 of them between two checks.',
     test: 'test/hostile-lua.test.ts: a loop of slow calls is stopped by the budget, not after a thousand instructions of them',
   },
   {
     name: 'capped string buffers',
-    where: 'src/lua/limits.ts patchBuffer (accessors on lauxlib.luaL_Buffer.prototype)',
+    where: 'src/lua/fengari/runtime-patches.ts capBuffers (accessors on lauxlib.luaL_Buffer.prototype; policy: src/lua/limits.ts)',
     reason: 'The string library builds results in a luaL_Buffer with no size limit and no allocator hook.',
     test: 'test/hostile-lua.test.ts: every way to build a string is capped at maxStringSize, pcall-catchable, and the state goes on',
   },
   {
     name: 'counted pattern steps',
-    where: 'src/lua/limits.ts patchMatcher (accessors on lstrlib MatchState.prototype)',
+    where: 'src/lua/fengari/runtime-patches.ts countPatternSteps (accessors on lstrlib MatchState.prototype; policy: src/lua/limits.ts)',
     reason: 'Backtracking patterns run for minutes inside one library call.',
     test: 'test/hostile-lua.test.ts: backtracking patterns are stopped by maxPatternSteps instead of running for minutes',
   },
   {
     name: 'pcall keeps hooks allowed in coroutines',
-    where: 'src/lua/pcall.ts (pcall and xpcall replace the base library\'s)',
+    where: 'src/lua/fengari/pcall.ts (pcall and xpcall replace the base library\'s)',
     reason: 'Fengari\'s lua_pcallk never sets CIST_OAH, so after one caught error a coroutine ran with hooks off for good.',
     test: 'test/lua/fengari-patches.test.ts: pcall of an error inside a coroutine keeps the budget hook (pcall escape)',
   },
   {
     name: 'budget errors skip message handlers',
-    where: 'src/lua/vm.ts throwPastHandlers (calls ldo.luaD_throw)',
+    where: 'src/lua/fengari/runtime-patches.ts throwPastHandlers (calls ldo.luaD_throw; used by src/lua/vm.ts)',
     reason: 'A hook runs with hooks off: an xpcall handler called from it ran without a budget.',
     test: 'test/script-faults.test.ts: the budget holds in error handlers and metamethods: each loop costs its connection (1011 script timeout), never the node',
   },

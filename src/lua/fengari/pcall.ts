@@ -1,4 +1,5 @@
 import { lua, lauxlib, type LuaState } from './index';
+import { threadOf } from './internals';
 
 const { LUA_OK, LUA_YIELD, LUA_MULTRET, LUA_TFUNCTION, lua_pushboolean, lua_pushvalue, lua_gettop, lua_insert,
   lua_rotate, lua_pcallk } = lua;
@@ -15,7 +16,7 @@ const CIST_OAH = 1;
  * restores PUC Lua's behaviour.
  */
 function markHooksAllowed(L: LuaState): void {
-  const state = L as unknown as { allowhook: number; ci: { callstatus: number } };
+  const state = threadOf(L);
   if (state.allowhook) state.ci.callstatus |= CIST_OAH;
 }
 

@@ -1,0 +1,270 @@
+/**
+ * The runtime patches of ./patches, and the few reads of a thread's internals the sandbox needs: the
+ * fengari side of the sandbox limits and budget. Each function here reaches
+ * into our private copy's internals and takes the policy (numbers, counters, error texts) as parameters;
+ * src/lua/limits.ts and src/lua/vm.ts hold that policy. Install each patch once per process: a second
+ * call would wrap the first. Each fails loudly when the internals it needs are not fengari 0.1.5's.
+ */
+import { lua, lauxlib, lualib, K, luaString, type LuaState } from './index';
+import { ldo, ldebug, lobject, threadOf, OP_CONCAT, OP_RETURN, LUA_TLCL, LUA_TLCF, type Thread } from './internals';
+
+/** The object a state shares with all its coroutines (fengari's global_State): a key for per-state data. */
+export function globalStateOf(L: LuaState): object {
+  return threadOf(L).l_G;
+}
+
+/** If the count hook of `L` is armed, makes it fire before the next instruction; returns whether it was armed. */
+export function hookBeforeNextInstruction(L: LuaState): boolean {
+  const thread = threadOf(L);
+  if (!(thread.hookmask & lua.LUA_MASKCOUNT)) return false;
+  thread.hookcount = 1;
+  return true;
+}
+
+/** Whether the value on top of the stack is a Lua function whose first instruction returns no value. */
+export function isEmptyLuaFunction(L: LuaState): boolean {
+  const thread = threadOf(L);
+  const closure = thread.stack[thread.top - 1]?.value as { p?: { code: Array<{ opcode: number; B: number }> } } | undefined;
+  const first = closure?.p?.code[0];
+  // RETURN with B = 1 returns nothing (B - 1 values).
+  return first !== undefined && first.opcode === OP_RETURN && first.B === 1;
+}
+
+/**
+ * Raises `message` (with the script position, as luaL_error) without running any message handler. A
+ * hook runs with hooks off, so an `xpcall` handler called from it (as lua_error would) ran without a
+ * budget: one that looped froze the node for good. Thrown by luaD_throw, past the handlers, the error
+ * unwinds to the nearest pcall, where the caller's re-armed hook raises it again on the next instruction.
+ */
+export function throwPastHandlers(L: LuaState, message: string): never {
+  lauxlib.luaL_where(L, 1);
+  lua.lua_pushstring(L, Buffer.from(message));
+  lua.lua_concat(L, 2);
+  return ldo.luaD_throw(L, lua.LUA_ERRRUN);
+}
+
+/** Raises `message` as a runtime error of the running Lua function (with its position). */
+export function raiseRuntimeError(L: LuaState, message: string): never {
+  return ldebug.luaG_runerror(L, luaString(message));
+}
+
+/**
+ * `..`: fengari's luaV_concat sizes and copies the whole result in one JS call, out of the count hook's
+ * reach. Its OP_CONCAT instruction passes through luaG_traceexec first (whenever the count hook is
+ * armed), so `check(L, bytes)` runs there, before anything is allocated, with the operands' length:
+ * strings by their bytes, numbers as `numberBytes` each (an upper bound; `concatBytesExact` counts them
+ * exactly), other operands not at all (they go through __concat).
+ */
+export function guardConcat(numberBytes: number, check: (L: LuaState, bytes: number) => void): void {
+  const traceexec = ldebug.luaG_traceexec;
+  if (typeof traceexec !== 'function') throw new Error('fengari internals changed: ldebug.luaG_traceexec is missing');
+  ldebug.luaG_traceexec = function concatGuard(state: LuaState): void {
+    const L = threadOf(state);
+    const ci = L.ci;
+    const instruction = ci.l_code[ci.l_savedpc - 1];
+    if (instruction.opcode === OP_CONCAT) {
+      check(state, concatBytes(L, ci.l_base + instruction.B, ci.l_base + instruction.C, numberBytes));
+    }
+    traceexec(state);
+  };
+}
+
+function concatBytes(L: Thread, first: number, last: number, numberBytes: number): number {
+  let total = 0;
+  for (let r = first; r <= last; r++) {
+    const value = L.stack[r];
+    if (value.ttisstring()) total += value.vslen();
+    else if (value.ttisnumber()) total += numberBytes;
+  }
+  return total;
+}
+
+/**
+ * Inside a `guardConcat` check: the exact length of the `..` about to run. Converts its number operands
+ * to strings in place, as luaV_concat is about to do (the operands are temporaries of the instruction).
+ */
+export function concatBytesExact(state: LuaState): number {
+  const L = threadOf(state);
+  const ci = L.ci;
+  const instruction = ci.l_code[ci.l_savedpc - 1];
+  let total = 0;
+  for (let r = ci.l_base + instruction.B; r <= ci.l_base + instruction.C; r++) {
+    const value = L.stack[r];
+    if (value.ttisnumber()) lobject.luaO_tostring(state, value);
+    if (value.ttisstring()) total += value.vslen();
+  }
+  return total;
+}
+
+/**
+ * Host calls (library and `mix` functions) run without the hook. Calls `after(L)` when each one
+ * returns or throws; Lua-to-Lua calls and the JS functions in `skip` go straight through.
+ */
+export function afterHostCalls(skip: WeakSet<object>, after: (L: LuaState) => void): void {
+  const precall = ldo.luaD_precall;
+  if (typeof precall !== 'function') throw new Error('fengari internals changed: ldo.luaD_precall is missing');
+  ldo.luaD_precall = function timedPrecall(L: LuaState, off: number, nresults: number): boolean {
+    const func = threadOf(L).stack[off];
+    if (func.type === LUA_TLCL || (func.type === LUA_TLCF && skip.has(func.value as object))) {
+      return precall(L, off, nresults);
+    }
+    try {
+      return precall(L, off, nresults);
+    } finally {
+      after(L);
+    }
+  };
+}
+
+/** Writes into any luaL_Buffer so far: `countPatternSteps` counts the ones `gsub` makes as matching steps. */
+let bufferWrites = 0;
+
+/** What `capBuffers` asks of the limits. */
+export interface BufferCaps {
+  /** The most bytes a buffer of `L` may hold (Infinity: no cap); read when a library call starts one. */
+  maxBytes(L: LuaState | null): number;
+  /** A buffer of `L` allocated room for `size` bytes. */
+  allocated(L: LuaState, size: number): void;
+  /** Raises the error for a buffer of `L` that would hold `size` bytes, past `max`. */
+  tooLarge(L: LuaState, size: number, max: number): never;
+}
+
+interface CappedBuffer {
+  _L: LuaState | null;
+  _b: Uint8Array;
+  _n: number;
+  _max: number;
+}
+
+/**
+ * The string library builds its results in a luaL_Buffer (`format`, `gsub`, `char`, `pack`,
+ * `utf8.char`, `table.concat`, ...), with no size limit. Accessors on its prototype see every growth:
+ * the content length `n` may not pass `maxBytes`, nor the allocation twice that (fengari doubles a
+ * buffer as it grows).
+ */
+export function capBuffers(caps: BufferCaps): void {
+  const proto = lauxlib.luaL_Buffer?.prototype as object | undefined;
+  if (!proto) throw new Error('fengari internals changed: lauxlib.luaL_Buffer is missing');
+  const tooLarge = (buffer: CappedBuffer, size: number): never => {
+    const max = buffer._max;
+    buffer._max = Infinity; // the buffer is dropped with the error; do not fail again on its way out
+    return caps.tooLarge(buffer._L as LuaState, size, max);
+  };
+  Object.defineProperty(proto, 'L', {
+    configurable: true,
+    get(this: CappedBuffer) {
+      return this._L;
+    },
+    set(this: CappedBuffer, L: LuaState | null) {
+      this._L = L;
+      this._max = caps.maxBytes(L);
+    },
+  });
+  Object.defineProperty(proto, 'n', {
+    configurable: true,
+    get(this: CappedBuffer) {
+      return this._n;
+    },
+    set(this: CappedBuffer, n: number) {
+      bufferWrites++;
+      if (n > this._max) tooLarge(this, n);
+      this._n = n;
+    },
+  });
+  Object.defineProperty(proto, 'b', {
+    configurable: true,
+    get(this: CappedBuffer) {
+      return this._b;
+    },
+    set(this: CappedBuffer, b: Uint8Array) {
+      if (b.length > 2 * this._max + 64) tooLarge(this, b.length);
+      if (this._L) caps.allocated(this._L, b.length);
+      this._b = b;
+    },
+  });
+}
+
+/** What `countPatternSteps` asks of the limits. */
+export interface PatternCaps {
+  /** The most steps one pattern call of `L` may take (Infinity: no cap). */
+  maxSteps(L: LuaState | undefined): number;
+  /** After this many steps of one call (when under its max), `checkpoint` runs once. */
+  checkpointSteps: number;
+  checkpoint(L: LuaState): void;
+  /** Raises the error for a call of `L` past `max` steps. */
+  tooMany(L: LuaState, max: number): never;
+}
+
+interface CountedMatch {
+  _L: LuaState | undefined;
+  _end: number;
+  _steps: number;
+  _limit: number;
+  /** Step count at which `stepsReached` runs next. */
+  _next: number;
+  /** bufferWrites when the call started. */
+  _base: number;
+}
+
+/**
+ * The pattern matcher (lstrlib `match` and friends) reads `ms.src_end` for every subject position it
+ * examines, backtracking included. An accessor on MatchState counts those reads per call (the counter
+ * restarts whenever a call sets `ms.L`), plus the buffer writes `gsub` makes for its replacements.
+ */
+export function countPatternSteps(caps: PatternCaps): void {
+  const proto = matchStatePrototype();
+  const stepsReached = (ms: CountedMatch): void => {
+    if (ms._steps + (bufferWrites - ms._base) <= ms._limit) {
+      if (ms._L) caps.checkpoint(ms._L);
+      ms._next = ms._limit;
+      return;
+    }
+    const limit = ms._limit;
+    ms._limit = ms._next = Infinity;
+    caps.tooMany(ms._L as LuaState, limit);
+  };
+  Object.defineProperty(proto, 'L', {
+    configurable: true,
+    get(this: CountedMatch) {
+      return this._L;
+    },
+    set(this: CountedMatch, L: LuaState | undefined) {
+      this._L = L;
+      this._steps = 0;
+      this._base = bufferWrites;
+      this._limit = caps.maxSteps(L);
+      this._next = Math.min(this._limit, caps.checkpointSteps);
+    },
+  });
+  Object.defineProperty(proto, 'src_end', {
+    configurable: true,
+    get(this: CountedMatch) {
+      if (++this._steps + (bufferWrites - this._base) > this._next) stepsReached(this);
+      return this._end;
+    },
+    set(this: CountedMatch, end: number) {
+      this._end = end;
+    },
+  });
+}
+
+/**
+ * MatchState is private to fengari's lstrlib; `string.gmatch` keeps one in its iterator's third
+ * upvalue (a light userdata), which is how its prototype is reached.
+ */
+function matchStatePrototype(): object {
+  const L = lauxlib.luaL_newstate();
+  lauxlib.luaL_requiref(L, K('string'), lualib.luaopen_string, 1);
+  lua.lua_getfield(L, -1, K('gmatch'));
+  lua.lua_pushstring(L, K('x'));
+  lua.lua_pushstring(L, K('x'));
+  lua.lua_call(L, 2, 1);
+  const name = lua.lua_getupvalue(L, -1, 3);
+  const state = name === null ? null : (lua.lua_touserdata(L, -1) as { ms?: object } | null);
+  const ms = state?.ms;
+  const proto = ms ? Object.getPrototypeOf(ms) : null;
+  if (!proto || !('src_end' in ms!) || !('matchdepth' in ms!)) {
+    throw new Error('fengari internals changed: cannot reach the pattern matcher state (string.gmatch upvalue 3)');
+  }
+  return proto as object;
+}
