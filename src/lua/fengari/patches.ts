@@ -87,25 +87,25 @@ export const RUNTIME_PATCHES: ReadonlyArray<{ name: string; where: string; reaso
     name: 'concat guard',
     where: 'src/lua/fengari/runtime-patches.ts guardConcat (wraps ldebug.luaG_traceexec; policy: src/lua/limits.ts)',
     reason: '`..` sizes and copies its whole result in one JS call, out of the count hook\'s reach: its length is checked first.',
-    test: 'test/hostile-lua.test.ts: every way to build a string is capped at maxStringSize, pcall-catchable, and the state goes on',
+    test: 'test/lua-limits.test.ts: every way to build a string is capped at maxStringSize, pcall-catchable, and the state goes on',
   },
   {
     name: 'slow host calls ask for a budget check',
     where: 'src/lua/fengari/runtime-patches.ts afterHostCalls (wraps ldo.luaD_precall; policy: src/lua/limits.ts)',
     reason: 'Library calls run without the hook; a loop of slow calls would run about 1000 of them between two checks.',
-    test: 'test/hostile-lua.test.ts: a loop of slow calls is stopped by the budget, not after a thousand instructions of them',
+    test: 'test/lua-limits.test.ts: a loop of slow calls is stopped by the budget, not after a thousand instructions of them',
   },
   {
     name: 'capped string buffers',
     where: 'src/lua/fengari/runtime-patches.ts capBuffers (accessors on lauxlib.luaL_Buffer.prototype; policy: src/lua/limits.ts)',
     reason: 'The string library builds results in a luaL_Buffer with no size limit and no allocator hook.',
-    test: 'test/hostile-lua.test.ts: every way to build a string is capped at maxStringSize, pcall-catchable, and the state goes on',
+    test: 'test/lua-limits.test.ts: every way to build a string is capped at maxStringSize, pcall-catchable, and the state goes on',
   },
   {
     name: 'counted pattern steps',
     where: 'src/lua/fengari/runtime-patches.ts countPatternSteps (accessors on lstrlib MatchState.prototype; policy: src/lua/limits.ts)',
     reason: 'Backtracking patterns run for minutes inside one library call.',
-    test: 'test/hostile-lua.test.ts: backtracking patterns are stopped by maxPatternSteps instead of running for minutes',
+    test: 'test/lua-limits.test.ts: backtracking patterns are stopped by maxPatternSteps instead of running for minutes',
   },
   {
     name: 'pcall keeps hooks allowed in coroutines',
@@ -117,6 +117,6 @@ export const RUNTIME_PATCHES: ReadonlyArray<{ name: string; where: string; reaso
     name: 'budget errors skip message handlers',
     where: 'src/lua/fengari/runtime-patches.ts throwPastHandlers (calls ldo.luaD_throw; used by src/lua/vm.ts)',
     reason: 'A hook runs with hooks off: an xpcall handler called from it ran without a budget.',
-    test: 'test/script-faults.test.ts: the budget holds in error handlers and metamethods: each loop costs its connection (1011 script timeout), never the node',
+    test: 'test/script-fault-isolation.test.ts: the budget holds in error handlers and metamethods: each loop costs its connection (1011 script timeout), never the node',
   },
 ];

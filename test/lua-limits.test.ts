@@ -10,9 +10,9 @@ import { DEFAULT_LIMITS, type SandboxLimits } from '../src/lua/limits';
 import { withNode, TestClient, EVAL } from './support/helpers';
 
 /**
- * Hostile scripts: every library call that Fengari runs as one uninterruptible JS loop is capped
- * (src/lua/limits.ts), a loop of such calls is still stopped by the budget, recursion and coroutine
- * bombs end as Lua errors, and the VM stays usable afterwards.
+ * The sandbox limits of one Lua call: every library call that Fengari runs as one uninterruptible JS
+ * loop is capped (src/lua/limits.ts), a loop of such calls is still stopped by the budget, recursion and
+ * coroutine bombs end as Lua errors, and the VM stays usable afterwards.
  */
 
 /**
