@@ -1,8 +1,12 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { withNode, EVAL, type Json } from './support/helpers';
+import { parseConfig } from '../src/config';
+import { Engine } from '../src/engine';
+import { memoryLogger } from './support/lua-harness';
+import { withNode, get, freePort, EVAL, ROOT, type Json } from './support/helpers';
 import { ApiClient } from './support/api-client';
 import { ACCESS_USERS, basic } from './support/access-users';
 
@@ -105,4 +109,26 @@ test('access roles: read opens /metrics and the GET routes, write alone does not
     assert.equal((await fetch(`${node.apiUrl}/metrics`, { headers: basic('writer', 'w') })).status, 403);
     assert.deepEqual((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('writer', 'w')))).json, { E: null, r: { s: 0, f: 0 } });
   });
+});
+
+test('the API and the center API listen on 127.0.0.1 when the yaml names no address', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-bind-'));
+  fs.mkdirSync(path.join(dir, 'lua'));
+  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
+  const [apiPort, wsPort, centerPort] = [await freePort(), await freePort(), await freePort()];
+  const yaml =
+    `center:\n  apiServer: { port: ${centerPort} }\n` +
+    `engine:\n  apiServer: { port: ${apiPort} }\n  servers:\n    - { port: ${wsPort}, bind: 127.0.0.1, entry: lua/entry.websocket.lua, byteCodeExpires: 0 }\n`;
+  const { log, lines } = memoryLogger();
+  const engine = new Engine(parseConfig(yaml, path.join(dir, 'connmix.yaml'), { warn: () => undefined }), { log, centerApi: true });
+  try {
+    const listeners = await engine.start();
+    assert.equal(listeners.find((listener) => listener.name === 'api server')?.address, `127.0.0.1:${apiPort}`);
+    assert.equal(listeners.find((listener) => listener.name === 'center server')?.address, `127.0.0.1:${centerPort}`);
+    assert.equal((await get(`http://127.0.0.1:${apiPort}/healthz`)).status, 200);
+    assert.equal((await get(`http://127.0.0.1:${centerPort}/version`)).status, 200);
+    assert.ok(!lines.some((line) => /the API is open|center API is open/.test(line)), lines.join('\n'));
+  } finally {
+    await engine.stop();
+  }
 });

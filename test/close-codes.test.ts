@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as crypto from 'node:crypto';
-import { withNode, metric, EVAL, type TestNode } from './support/helpers';
+import { withNode, metric, TestClient, EVAL, type TestNode } from './support/helpers';
 import { waitFor } from './support/redis';
 
 /** Upgrades a raw TCP connection, writes one client frame (masked with a zero key) and waits for the close. */
@@ -38,5 +38,19 @@ test('a client protocol error is reported with the close code ws sent: 1007 for 
     await sendRawFrame(node, 0x83, Buffer.from('x'));
     await waitFor('the reserved opcode close counted as 1002', async () => (await metric(node.apiUrl, /^connmix_closes_total\{code="1002"/)) === 1, 20_000);
     assert.equal(await metric(node.apiUrl, /^connmix_closes_total\{code="1006"/), 0, 'no protocol error was left as 1006');
+  });
+});
+
+test('close codes a client picks outside the documented ones count as "other" in connmix_closes_total', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
+    for (const code of [3456, 4999, 3000, 1000]) {
+      const client = await TestClient.open(node.wsUrl);
+      client.ws.close(code);
+      await client.waitClosed();
+    }
+    await waitFor('the closes are counted', async () => (await metric(node.apiUrl, /^connmix_closes_total\{code="other"/)) === 3);
+    assert.equal(await metric(node.apiUrl, /^connmix_closes_total\{code="1000"/), 1);
+    const text = await (await fetch(`${node.apiUrl}/metrics`)).text();
+    assert.ok(!/connmix_closes_total\{code="(3456|4999|3000)"/.test(text), 'a client-chosen code became a series');
   });
 });

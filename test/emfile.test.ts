@@ -1,13 +1,18 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { RedisServer } from './support/redis';
+import { ROOT, freePort, get, post } from './support/helpers';
+import { RedisServer, waitFor } from './support/redis';
+import { viewer } from './support/mesh';
+import { watchProcess, type EngineProcess } from './support/engine-process';
 
-// The node's own file work survives a full descriptor table: run in a process whose ulimit -n it fills
-// itself (test/support/emfile-child.ts), so the EMFILE is real and this test process keeps its descriptors.
+// The node survives a full descriptor table. Its own file work: run in a process whose ulimit -n it
+// fills itself (test/support/emfile-child.ts), so the EMFILE is real and this test process keeps its
+// descriptors. Idle sockets that fill it: an engine process under a small ulimit -n, flooded.
 
 test('with the descriptor table full, the Lua reload check, the log file and the config watcher fail softly and recover once descriptors are free', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-emfile-'));
@@ -53,5 +58,111 @@ test('with the descriptor table full, the node\'s Redis connections fail to reco
     assert.equal(seen.delivered, true, 'the subscriber resubscribed after reconnecting');
   } finally {
     await redis.stop();
+  }
+});
+
+/** A folder with the barrage entry and a yaml serving it on free loopback ports, hot reload and a log file on. */
+async function engineFolder(serverYaml = ''): Promise<{ dir: string; file: string; wsPort: number; apiPort: number }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-guard-'));
+  const [wsPort, apiPort] = [await freePort(), await freePort()];
+  fs.mkdirSync(path.join(dir, 'lua'));
+  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
+  const file = path.join(dir, 'connmix.yaml');
+  fs.writeFileSync(file, `
+logging:
+  level: info
+  filename: logs/connmix.log
+engine:
+  apiServer: { port: ${apiPort} }
+  servers:
+    - port: ${wsPort}
+      bind: 127.0.0.1
+      options: [{ name: path, value: /barrage-videos }]
+      entry: lua/entry.websocket.lua
+      byteCodeExpires: 1
+${serverYaml}
+`);
+  return { dir, file, wsPort, apiPort };
+}
+
+/** Runs `connmix dev -f <file>` under `ulimit -n <fds>`; the process never outlives this test process. */
+function startLimited(file: string, fds: number): EngineProcess {
+  const child = spawn('sh', ['-c', `ulimit -n ${fds} && exec "$0" "$@"`, process.execPath, path.join(ROOT, 'bin/connmix.js'), 'dev', '-f', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return watchProcess(child);
+}
+
+/**
+ * Keeps `count` idle TCP connections open to 127.0.0.1:`port`, opening a new one whenever one closes,
+ * until stop() (the flood of the attack report, scaled to a small descriptor limit).
+ */
+function idleFlood(port: number, count: number): { stop(): void; opened(): number } {
+  const sockets = new Set<net.Socket>();
+  let stopped = false;
+  let opened = 0;
+  const open = () => {
+    if (stopped) return;
+    const socket = net.connect(port, '127.0.0.1');
+    opened++;
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      sockets.delete(socket);
+      // Reopened as they close, a little later so that the loop cannot spin.
+      if (!stopped) setTimeout(open, 20);
+    });
+  };
+  for (let i = 0; i < count; i++) open();
+  return {
+    stop() {
+      stopped = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    opened: () => opened,
+  };
+}
+
+test('idle sockets past ulimit -n with hot reload and a log file on: the node lives, sheds them, logs it, and serves new viewers', async () => {
+  const { dir, file, wsPort, apiPort } = await engineFolder();
+  const engine = startLimited(file, 256);
+  const api = `http://127.0.0.1:${apiPort}`;
+  const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
+  let flood: ReturnType<typeof idleFlood> | null = null;
+  try {
+    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
+    const early = await viewer(url, 1);
+    flood = idleFlood(wsPort, 400);
+    // Several reload checks and flood rounds pass while the table is as full as the node lets it be.
+    const during = Date.now() + 5000;
+    while (Date.now() < during) {
+      assert.equal(engine.child.exitCode, null, `the engine exited:\n${engine.output()}`);
+      assert.equal((await get(`${api}/healthz`)).status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    // A viewer connected before the flood is still served while it goes on.
+    await post(`${api}/v1/mesh/publish`, { c: 'video:1', d: 'during the flood' });
+    assert.equal((await early.next(10_000)).data, 'during the flood');
+    assert.ok(flood.opened() > 400, `the flood only opened ${flood.opened()} sockets`);
+    flood.stop();
+    flood = null;
+    // After the flood: the process is alive and a new viewer is served.
+    const late = await waitFor('a new viewer connects', async () => viewer(url, 2), 20_000);
+    await post(`${api}/v1/mesh/publish`, { c: 'video:2', d: 'after the flood' });
+    assert.equal((await late.next(10_000)).data, 'after the flood');
+    // Hot reload still works: an edit is picked up.
+    const entry = path.join(dir, 'lua/entry.websocket.lua');
+    fs.appendFileSync(entry, '\n-- edited after the flood\n');
+    await waitFor('the edit is reloaded', () => /Lua code reloaded/.test(engine.output()), 20_000);
+    const log = fs.readFileSync(path.join(dir, 'logs/connmix.log'), 'utf8');
+    assert.match(log, /near the file descriptor limit/);
+    assert.match(engine.output(), /"shed":\d+/);
+    assert.doesNotMatch(engine.output(), /EMFILE.*uncaught|Uncaught|at .*node:internal/i);
+    for (const client of [early, late]) client.ws.terminate();
+    assert.equal(engine.child.exitCode, null);
+  } finally {
+    flood?.stop();
+    engine.child.kill('SIGTERM');
+    await engine.exited;
   }
 });

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { withNode, TestClient, post, get, metric, EVAL } from './support/helpers';
+import { waitFor } from './support/redis';
 
 const lua = { 'lua/entry.websocket.lua': EVAL };
 
@@ -161,5 +162,30 @@ test('engine.luavm.limits caps what one Lua library call may build', async () =>
     const [okItems] = JSON.parse(await client.request('local t = {} for i = 1, 60 do t[i] = "a" end return pcall(table.concat, t)'));
     assert.equal(okItems, false);
     client.close();
+  });
+});
+
+test('maxConnectionsPerIp also bounds the idle sockets one IP holds before its upgrade request', async () => {
+  await withNode({ lua, serverYaml: '      maxConnectionsPerIp: 2' }, async (node) => {
+    const port = Number(new URL(node.wsUrl).port);
+    const connect = (localAddress: string) => {
+      const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+      const state = { socket, closed: false };
+      socket.on('error', () => undefined);
+      socket.on('close', () => (state.closed = true));
+      return state;
+    };
+    const idle = [connect('127.0.0.1'), connect('127.0.0.1')];
+    await waitFor('the node counts both', async () => (await metric(node.apiUrl, /^connmix_connections_refused_total\{reason="max_connections_per_ip"/)) === 0 && idle.every((s) => s.socket.readyState === 'open'));
+    const third = connect('127.0.0.1');
+    await waitFor('a third idle socket from the same IP is closed at once', () => third.closed, 20_000);
+    assert.equal(await metric(node.apiUrl, /^connmix_connections_refused_total\{reason="max_connections_per_ip"/), 1);
+    // Another IP is another client, and the IP's share comes back when its idle sockets go.
+    const other = await TestClient.open(node.wsUrl, { localAddress: '127.0.0.2' });
+    for (const { socket } of idle) socket.destroy();
+    const again = await waitFor('the IP may connect again', async () => TestClient.open(node.wsUrl), 20_000);
+    assert.equal(idle.every((s) => s.closed), true);
+    other.close();
+    again.close();
   });
 });

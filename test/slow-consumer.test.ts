@@ -1,19 +1,19 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type * as net from 'node:net';
-import { post, metric, withNode, TestClient, EVAL, type TestNode } from './support/helpers';
+import { WebSocket } from 'ws';
+import { post, get, metric, withNode, TestClient, EVAL, type TestNode } from './support/helpers';
 import { waitFor } from './support/redis';
 import { viewer } from './support/mesh';
-import { startEngine, residentBytes, seedEngineFolder } from './support/engine-process';
+import { startEngine, residentBytes, seedEngineFolder, peakWhile, mib } from './support/engine-process';
 
-// Slow consumers: a subscriber that stops reading is dropped past maxBufferedBytes or writeTimeout, and
-// a viewer that never reads while its channel is flooded, against an engine in a process of its own
-// (so that its memory is its own) running the shipped script with the default buffer limits.
+// Slow consumers: a subscriber that stops reading is dropped past maxBufferedBytes or writeTimeout; a
+// viewer that never reads while its channel is flooded, and a /ws/v1 backend that never reads its
+// answers, against an engine in a process of its own (so that its memory is its own) running the shipped
+// script with the default buffer limits.
 
 const MESSAGES = 3000;
 const MESSAGE_BYTES = 64 * 1024;
-
-const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
 test('a viewer that never reads while its channel is flooded: node memory stays bounded, other viewers get every message, in order', async (t) => {
   const { file, wsPort, apiPort } = await seedEngineFolder();
@@ -107,4 +107,45 @@ test('writes that do not drain for writeTimeout seconds drop the connection', as
   assert.equal(await metric(node.apiUrl, /^connmix_closes_total\{code="4002"/), 1);
   watcher.close();
   });
+});
+
+test('a /ws/v1 backend that never reads its answers is dropped at maxBufferedBytes; memory stays bounded, viewers are served', async () => {
+  const { file, wsPort, apiPort } = await seedEngineFolder();
+  const engine = startEngine(file);
+  const api = `http://127.0.0.1:${apiPort}`;
+  try {
+    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
+    const pid = engine.child.pid as number;
+    const watcher = await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 1);
+    const backend = new WebSocket(`ws://127.0.0.1:${apiPort}/ws/v1`);
+    backend.on('error', () => undefined);
+    await new Promise((resolve, reject) => {
+      backend.once('open', resolve);
+      backend.once('error', reject);
+    });
+    // It never reads: every answer (each ~60 KB, echoing the unknown method) stays with the node.
+    (backend as unknown as { _socket: net.Socket })._socket.pause();
+    const before = residentBytes(pid);
+    const request = JSON.stringify({ m: 'm'.repeat(60_000), p: {}, i: 1 });
+    let sent = 0;
+    const sending = (async () => {
+      for (; sent < 2000 && backend.readyState === WebSocket.OPEN; sent++) {
+        backend.send(request);
+        if (sent % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    const dropped = () => /ws api connection dropped: send buffer full/.test(engine.output());
+    const most = await peakWhile(pid, dropped, 30_000);
+    await sending;
+    assert.ok(dropped(), `the backend was not dropped after ${sent} requests`);
+    assert.ok(most - before < 64 * 1024 * 1024, `the node grew by ${mib(most - before)}`);
+    assert.equal((await get(`${api}/healthz`)).status, 200);
+    await post(`${api}/v1/mesh/publish`, { c: 'video:1', d: 'still served' });
+    assert.equal((await watcher.next(10_000)).data, 'still served');
+    backend.terminate();
+    watcher.ws.terminate();
+  } finally {
+    engine.child.kill('SIGTERM');
+    await engine.exited;
+  }
 });

@@ -1,8 +1,10 @@
+import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort } from './helpers';
+import { ROOT, freePort, get } from './helpers';
+import { waitFor } from './redis';
 
 /** An engine started as `bin/connmix.js engine` in a process of its own. */
 export interface EngineProcess {
@@ -41,6 +43,25 @@ export function watchProcess(child: ChildProcess): EngineProcess {
   return { child, output: () => output, errors: () => errors, exited };
 }
 
+/** Starts `connmix engine -f <yamlFile>` and waits until its API listens. */
+export async function startListening(yamlFile: string): Promise<EngineProcess> {
+  const engine = startEngine(yamlFile);
+  await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
+  return engine;
+}
+
+/** Stops `engine` with SIGTERM and waits until it has exited. */
+export async function stopEngine(engine: EngineProcess): Promise<void> {
+  engine.child.kill('SIGTERM');
+  await engine.exited;
+}
+
+/** `engine` is alive and its API at `apiUrl` answers /healthz. */
+export async function assertHealthy(engine: EngineProcess, apiUrl: string): Promise<void> {
+  assert.equal(engine.child.exitCode, null, `the node died: ${engine.output().slice(-2000)}`);
+  assert.equal((await get(`${apiUrl}/healthz`)).status, 200);
+}
+
 /** Resident memory of a process in bytes, from /proc. */
 export function residentBytes(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -48,11 +69,28 @@ export function residentBytes(pid: number): number {
   return Number(match[1]) * 1024;
 }
 
+/** Samples the resident memory of `pid` until `done()` or `ms` passed; returns the most it saw. */
+export async function peakWhile(pid: number, done: () => boolean, ms: number): Promise<number> {
+  let most = residentBytes(pid);
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) {
+    most = Math.max(most, residentBytes(pid));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return Math.max(most, residentBytes(pid));
+}
+
+/** `bytes` in MiB, for messages. */
+export const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
 /** A folder for an engine process, its yaml and the free ports it names. */
 export interface EngineFolder {
   file: string;
   wsPort: number;
   apiPort: number;
+  /** Where viewers connect: `ws://127.0.0.1:<wsPort>/barrage-videos`. */
+  wsUrl: string;
+  apiUrl: string;
 }
 
 /** What a seeded engine folder runs: by default the shipped barrage entry, logging at info to stdout only. */
@@ -89,5 +127,5 @@ ${engineYaml}
       options: [{ name: path, value: /barrage-videos }]
       entry: lua/entry.websocket.lua
 `);
-  return { file, wsPort, apiPort };
+  return { file, wsPort, apiPort, wsUrl: `ws://127.0.0.1:${wsPort}/barrage-videos`, apiUrl: `http://127.0.0.1:${apiPort}` };
 }

@@ -1,17 +1,11 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { parseConfig } from '../src/config';
-import { Engine } from '../src/engine';
-import { memoryLogger } from './support/lua-harness';
-import { withNode, TestClient, post, get, metric, freePort, EVAL, ROOT, type Json } from './support/helpers';
+import { withNode, TestClient, post, get, metric, EVAL, type Json } from './support/helpers';
 import { waitFor } from './support/redis';
 
-// What a hostile client of the API or of a business server can no longer do to the node (in-process
-// parts; the memory and descriptor floods run against engine processes in client-guard-process.test.ts).
+// What one HTTP client may make the API servers hold: a body's size, the bytes of unfinished bodies
+// together, and the time a request may take to arrive (the API and the center API).
 
 const lua = { 'lua/entry.websocket.lua': EVAL };
 
@@ -47,42 +41,6 @@ function rawRequest(port: number, head: string, body = ''): { socket: net.Socket
 
 const publishHead = (length: number | 'chunked') =>
   `POST /v1/mesh/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${length === 'chunked' ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`}\r\n\r\n`;
-
-test('the API and the center API listen on 127.0.0.1 when the yaml names no address', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-bind-'));
-  fs.mkdirSync(path.join(dir, 'lua'));
-  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
-  const [apiPort, wsPort, centerPort] = [await freePort(), await freePort(), await freePort()];
-  const yaml =
-    `center:\n  apiServer: { port: ${centerPort} }\n` +
-    `engine:\n  apiServer: { port: ${apiPort} }\n  servers:\n    - { port: ${wsPort}, bind: 127.0.0.1, entry: lua/entry.websocket.lua, byteCodeExpires: 0 }\n`;
-  const { log, lines } = memoryLogger();
-  const engine = new Engine(parseConfig(yaml, path.join(dir, 'connmix.yaml'), { warn: () => undefined }), { log, centerApi: true });
-  try {
-    const listeners = await engine.start();
-    assert.equal(listeners.find((listener) => listener.name === 'api server')?.address, `127.0.0.1:${apiPort}`);
-    assert.equal(listeners.find((listener) => listener.name === 'center server')?.address, `127.0.0.1:${centerPort}`);
-    assert.equal((await get(`http://127.0.0.1:${apiPort}/healthz`)).status, 200);
-    assert.equal((await get(`http://127.0.0.1:${centerPort}/version`)).status, 200);
-    assert.ok(!lines.some((line) => /the API is open|center API is open/.test(line)), lines.join('\n'));
-  } finally {
-    await engine.stop();
-  }
-});
-
-test('close codes a client picks outside the documented ones count as "other" in connmix_closes_total', async () => {
-  await withNode({ lua }, async (node) => {
-    for (const code of [3456, 4999, 3000, 1000]) {
-      const client = await TestClient.open(node.wsUrl);
-      client.ws.close(code);
-      await client.waitClosed();
-    }
-    await waitFor('the closes are counted', async () => (await metric(node.apiUrl, /^connmix_closes_total\{code="other"/)) === 3);
-    assert.equal(await metric(node.apiUrl, /^connmix_closes_total\{code="1000"/), 1);
-    const text = await (await fetch(`${node.apiUrl}/metrics`)).text();
-    assert.ok(!/connmix_closes_total\{code="(3456|4999|3000)"/.test(text), 'a client-chosen code became a series');
-  });
-});
 
 test('a body over maxBodySize is refused with 413 and E 101 before it is read; smaller ones are served', async () => {
   await withNode({ lua, apiYaml: '    maxBodySize: 1000\n    maxBytesInFlight: 5000' }, async (node) => {
@@ -134,31 +92,6 @@ test('maxBytesInFlight: unfinished bodies hold their share; past it a request an
       const answer = await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d: 'w'.repeat(2800) });
       assert.deepEqual([answer.status, answer.json.E], [200, null]);
     }
-  });
-});
-
-test('maxConnectionsPerIp also bounds the idle sockets one IP holds before its upgrade request', async () => {
-  await withNode({ lua, serverYaml: '      maxConnectionsPerIp: 2' }, async (node) => {
-    const port = Number(new URL(node.wsUrl).port);
-    const connect = (localAddress: string) => {
-      const socket = net.connect({ port, host: '127.0.0.1', localAddress });
-      const state = { socket, closed: false };
-      socket.on('error', () => undefined);
-      socket.on('close', () => (state.closed = true));
-      return state;
-    };
-    const idle = [connect('127.0.0.1'), connect('127.0.0.1')];
-    await waitFor('the node counts both', async () => (await metric(node.apiUrl, /^connmix_connections_refused_total\{reason="max_connections_per_ip"/)) === 0 && idle.every((s) => s.socket.readyState === 'open'));
-    const third = connect('127.0.0.1');
-    await waitFor('a third idle socket from the same IP is closed at once', () => third.closed, 20_000);
-    assert.equal(await metric(node.apiUrl, /^connmix_connections_refused_total\{reason="max_connections_per_ip"/), 1);
-    // Another IP is another client, and the IP's share comes back when its idle sockets go.
-    const other = await TestClient.open(node.wsUrl, { localAddress: '127.0.0.2' });
-    for (const { socket } of idle) socket.destroy();
-    const again = await waitFor('the IP may connect again', async () => TestClient.open(node.wsUrl), 20_000);
-    assert.equal(idle.every((s) => s.closed), true);
-    other.close();
-    again.close();
   });
 });
 
