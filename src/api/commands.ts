@@ -1,9 +1,9 @@
-import { CONN_FUNCTIONS, type CallOutcome, type ConnFunction, type CountResult, type PublishResult } from '../mesh/broker';
+import { CONN_FUNCTIONS, type ConnFunction, type CountResult, type PublishResult } from '../mesh/broker';
 import type { MeshCommands } from '../mesh/mesh';
 import { QueueError, type MemoryQueue, type QueueConsumer } from '../queue/memory-queue';
 import { ApiError, ErrorCode, invalidParams } from '../wire/api-errors';
 import type { AnswerError, CountAnswer, PublishAnswer, SendAnswer } from '../wire/api-answers';
-import type { MaybePromise } from '../wire/maybe-promise';
+import { whenSettled, type MaybePromise } from '../wire/maybe-promise';
 import { countRequest, publishRequest, sendRequest } from './requests';
 
 /**
@@ -19,37 +19,19 @@ export type Answer = PublishAnswer | SendAnswer | CountAnswer;
 /** `mesh.publish`: `{c: channel, d, t}` → `{s, f}`. */
 export function publish(mesh: MeshCommands, params: Record<string, unknown>): MaybePromise<Answer> {
   const { target, payload, binary } = publishRequest(params);
-  let result: MaybePromise<PublishResult>;
-  try {
-    result = mesh.publish(target, payload, binary);
-  } catch (error) {
-    return unavailable(error);
-  }
-  return result instanceof Promise ? result.then(published, unavailable) : published(result);
+  return onMesh(() => mesh.publish(target, payload, binary), published);
 }
 
 /** `mesh.send`: `{c: client_id, d, t}` → `{s: true}`, or 401 when the client is not found or gone. */
 export function send(mesh: MeshCommands, params: Record<string, unknown>): MaybePromise<Answer> {
   const { target, payload, binary } = sendRequest(params);
-  let sent: MaybePromise<boolean>;
-  try {
-    sent = mesh.send(target, payload, binary);
-  } catch (error) {
-    return unavailable(error);
-  }
-  return sent instanceof Promise ? sent.then((value) => delivered(value, target), unavailable) : delivered(sent, target);
+  return onMesh(() => mesh.send(target, payload, binary), (sent) => delivered(sent, target));
 }
 
 /** `mesh.count`: `{c: channel}` → `{n, f}`. */
 export function count(mesh: MeshCommands, params: Record<string, unknown>): MaybePromise<Answer> {
   const channel = countRequest(params);
-  let result: MaybePromise<CountResult>;
-  try {
-    result = mesh.count(channel);
-  } catch (error) {
-    return unavailable(error);
-  }
-  return result instanceof Promise ? result.then(counted, unavailable) : counted(result);
+  return onMesh(() => mesh.count(channel), counted);
 }
 
 /** `conn.call`: `{c: client_id, f, a}` → `{s: true}`, or 301 with the connection's refusal. */
@@ -60,13 +42,7 @@ export function call(mesh: MeshCommands, params: Record<string, unknown>): Maybe
   if (!CONN_FUNCTIONS.includes(f as ConnFunction)) throw invalidParams(`p.f must be one of ${CONN_FUNCTIONS.join(', ')}`);
   if (!Array.isArray(a)) throw invalidParams('p.a must be a list of arguments');
   checkCallArgs(f as ConnFunction, a);
-  let outcome: CallOutcome;
-  try {
-    outcome = mesh.call(clientId, f as ConnFunction, a);
-  } catch (error) {
-    return unavailable(error);
-  }
-  return outcome instanceof Promise ? outcome.then(called, unavailable) : called(outcome);
+  return onMesh(() => mesh.call(clientId, f as ConnFunction, a), called);
 }
 
 /** `queue.pop`: `{t: [topic, ...]}` makes `consumer` a consumer of each topic → `{s: true}`. */
@@ -105,7 +81,7 @@ export function errorOf(error: unknown): AnswerError & { expected: boolean } {
 
 const SUCCESS = { s: true } as const;
 
-// Answer shapes, as plain functions: a publish allocates no closure for them.
+// Answer shapes, as plain functions made once (not per answer).
 function published(result: PublishResult): Answer {
   return { s: result.s, f: result.f };
 }
@@ -124,7 +100,20 @@ function called(error: string | null): Answer {
   return SUCCESS;
 }
 
-/** A failure of the mesh itself answers code 500, never a false success. */
+/**
+ * `run`'s answer from the mesh shaped by `shape`, at once when the mesh answers at once. A failure of the
+ * mesh itself, thrown or rejected, answers code 500, never a false success.
+ */
+function onMesh<T>(run: () => MaybePromise<T>, shape: (value: T) => Answer): MaybePromise<Answer> {
+  let result: MaybePromise<T>;
+  try {
+    result = run();
+  } catch (error) {
+    return unavailable(error);
+  }
+  return whenSettled(result, shape, unavailable);
+}
+
 function unavailable(error: unknown): never {
   throw new ApiError(ErrorCode.MESH_UNAVAILABLE, `mesh unavailable: ${(error as Error).message}`);
 }
