@@ -81,8 +81,6 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
     return this.sessions.size;
   }
 
-  /** Whether `hook` does nothing, so neither its call nor its arguments are needed. */
-  protected abstract isEmptyHook(hook: string): boolean;
   /** Calls on_close with its error (null for a clean close). */
   protected abstract readonly callOnClose: HookCall<C, string | null, undefined>;
 
@@ -148,7 +146,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
    */
   protected dispatch<A, B>(session: S, hook: string, bytes: number, call: HookCall<C, A, B>, a: A, b: B): void {
     // Nothing to run (the seed's on_handshake): neither the call nor its arguments (a headers table per connection).
-    if (this.isEmptyHook(hook)) return;
+    if (this.vm.isEmptyHook(hook)) return;
     const { conn } = session;
     session.pendingBytes += bytes;
     const accepted = session.hooks.push((done) => {

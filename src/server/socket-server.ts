@@ -52,10 +52,6 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
     this.listener = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
 
-  protected isEmptyHook(hook: string): boolean {
-    return this.hooks.isEmpty(hook);
-  }
-
   protected readonly callOnClose: HookCall<SocketConnection, string | null, undefined> = (conn, error, _none, done) =>
     this.hooks.onClose(conn, error, done);
 

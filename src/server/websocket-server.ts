@@ -91,10 +91,6 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
     });
   }
 
-  protected isEmptyHook(hook: string): boolean {
-    return this.hooks.isEmpty(hook);
-  }
-
   protected readonly callOnClose: HookCall<Connection, string | null, undefined> = (conn, error, _none, done) =>
     this.hooks.onClose(conn, error, done);
 
