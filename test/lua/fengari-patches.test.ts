@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { lua, lauxlib, lualib, K } from '../../src/lua/fengari/index';
-import { SOURCE_PATCHES } from '../../src/lua/fengari/patches';
+import { SOURCE_PATCHES, RUNTIME_PATCHES } from '../../src/lua/fengari/patches';
 import { ROOT } from '../support/helpers';
 
 test('popped stack slots are stored as undefined, not deleted (stack pops are stores)', () => {
@@ -69,6 +69,17 @@ test('every source patch names its reason, its test, and fits the installed feng
       const found = fs.readFileSync(path.join(dir, file), 'utf8').match(patch.find)?.length ?? 0;
       assert.equal(found, expected, `${patch.name} in ${file}`);
     }
+  }
+});
+
+test('every runtime patch points at its code in src/lua/fengari/ and at a test that exists', () => {
+  for (const patch of RUNTIME_PATCHES) {
+    const [file, name] = patch.where.split(' ');
+    assert.match(file, /^src\/lua\/fengari\/[\w-]+\.ts$/, patch.name);
+    const source = fs.readFileSync(path.join(ROOT, file), 'utf8');
+    if (!name.startsWith('(')) assert.match(source, new RegExp(`export function ${name}\\b`), `${patch.name}: ${name} in ${file}`);
+    const [suite, title] = patch.test.split('.test.ts: ');
+    assert.ok(fs.readFileSync(path.join(ROOT, `${suite}.test.ts`), 'utf8').includes(`test('${title}'`), `${patch.name}: ${patch.test}`);
   }
 });
 
