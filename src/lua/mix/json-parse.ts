@@ -81,15 +81,7 @@ function pushLiteral(L: LuaState, c: Cursor, word: 'true' | 'false' | 'null'): v
 }
 
 function pushObject(L: LuaState, c: Cursor, depth: number): void {
-  if (depth >= MAX_DEPTH) giveUp();
-  luaL_checkstack(L, 3, 'value too deep');
-  lua_createtable(L, 0, 0);
-  c.at++;
-  skipSpace(c);
-  if (c.text[c.at] === 0x7d) {
-    c.at++;
-    return;
-  }
+  if (openTable(L, c, depth, 0x7d)) return;
   for (;;) {
     if (c.text[c.at] !== 0x22) giveUp();
     pushString(L, c);
@@ -100,33 +92,39 @@ function pushObject(L: LuaState, c: Cursor, depth: number): void {
     pushValue(L, c, depth + 1);
     // A null stores nil: no entry, and none left by an earlier duplicate of its key (JSON.parse keeps the last).
     lua_rawset(L, -3);
-    skipSpace(c);
-    const next = c.text[c.at++];
-    if (next === 0x7d) return;
-    if (next !== 0x2c) giveUp();
-    skipSpace(c);
+    if (endOfItem(c, 0x7d)) return;
   }
 }
 
 function pushArray(L: LuaState, c: Cursor, depth: number): void {
+  if (openTable(L, c, depth, 0x5d)) return;
+  for (let n = 1; ; n++) {
+    pushValue(L, c, depth + 1);
+    lua_rawseti(L, -2, n);
+    if (endOfItem(c, 0x5d)) return;
+  }
+}
+
+/** Pushes the table of an object or array whose opening bracket is at the cursor; true if `close` follows at once. */
+function openTable(L: LuaState, c: Cursor, depth: number, close: number): boolean {
   if (depth >= MAX_DEPTH) giveUp();
   luaL_checkstack(L, 3, 'value too deep');
   lua_createtable(L, 0, 0);
   c.at++;
   skipSpace(c);
-  if (c.text[c.at] === 0x5d) {
-    c.at++;
-    return;
-  }
-  for (let n = 1; ; n++) {
-    pushValue(L, c, depth + 1);
-    lua_rawseti(L, -2, n);
-    skipSpace(c);
-    const next = c.text[c.at++];
-    if (next === 0x5d) return;
-    if (next !== 0x2c) giveUp();
-    skipSpace(c);
-  }
+  if (c.text[c.at] !== close) return false;
+  c.at++;
+  return true;
+}
+
+/** After an item: true past the closing bracket `close`, false past a comma (the next item follows). */
+function endOfItem(c: Cursor, close: number): boolean {
+  skipSpace(c);
+  const next = c.text[c.at++];
+  if (next === close) return true;
+  if (next !== 0x2c) giveUp();
+  skipSpace(c);
+  return false;
 }
 
 /** A string without escapes is one copy of its bytes in the text. */
