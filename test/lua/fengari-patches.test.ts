@@ -42,6 +42,22 @@ test('a table gets its dead-key map only when a key is removed, and pairs() stil
   assert.deepEqual([lua.lua_tonumber(L, 2), lua.lua_tonumber(L, 3), lua.lua_toboolean(L, 4)], [20, 210, true]);
 });
 
+test('a K() name is one Lua string, however often the host passes it (interned names)', () => {
+  const L = lauxlib.luaL_newstate();
+  const thread = L as unknown as { stack: Array<{ value: { hash: string | null } }>; top: number };
+  const pushed = (name: Uint8Array) => {
+    lua.lua_pushstring(L, name);
+    return thread.stack[thread.top - 1].value;
+  };
+  const name = K('interned-name-test');
+  const first = pushed(name);
+  assert.equal(pushed(name), first, 'the same Lua string object');
+  assert.notEqual(first.hash, null, 'its table key is built once, when interned');
+  const copy = Buffer.from('interned-name-test');
+  assert.notEqual(pushed(copy), first, 'other arrays with the same bytes are copied as before');
+  lua.lua_settop(L, 0);
+});
+
 test('pcall of an error inside a coroutine keeps the budget hook (pcall escape)', () => {
   // In a child process: without the fix the loop never ends, and a synchronous loop cannot be timed out in-process.
   const harness = JSON.stringify(path.join(ROOT, 'dist/test/support/lua-harness.js'));

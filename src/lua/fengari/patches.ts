@@ -77,6 +77,9 @@ export const REPLACED_MODULES: Readonly<Record<string, (load: (name: string) => 
    * "\18\3" were one key and compared equal, and building the key cost ~10% of a short hook call.
    * Test: test/lua/vm.test.ts: strings with bytes below 0x10 are distinct table keys and compare by
    * their bytes (fengari alone gets both wrong).
+   * The module also interns the host's constant names (K()): one Lua string each, its key built and
+   * hashed once, instead of a new one per lua_setfield/lua_getfield/lua_pushstring. Test:
+   * test/lua/fengari-patches.test.ts: a K() name is one Lua string, however often the host passes it (interned names).
    */
   'lstring.js': stringModule,
 };
