@@ -1,6 +1,6 @@
 import { lua, lauxlib, K, raise, type LuaState, type LuaFunction } from './fengari/index';
 import { setField, setGlobal } from './sandbox';
-import { limitsOf, DEFAULT_LIMITS } from './limits';
+import { limitsOf, markUntimed, DEFAULT_LIMITS } from './limits';
 
 const { LUA_TTABLE, LUA_TNUMBER, LUA_TSTRING, lua_pushinteger, lua_pushnumber, lua_rawlen, lua_next, lua_pushnil, lua_pop,
   lua_type, lua_tonumber, lua_gettop, lua_pushstring } = lua;
@@ -13,11 +13,11 @@ const { luaL_checktype, luaL_checknumber, luaL_optinteger, luaL_newlib, luaL_loa
  * 5.3 and raise a clear error instead of misbehaving.
  */
 export function openCompat51(L: LuaState): void {
-  setField(L, 'table', 'getn', (L) => {
+  setField(L, 'table', 'getn', markUntimed((L) => {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_pushinteger(L, lua_rawlen(L, 1));
     return 1;
-  });
+  }));
   setField(L, 'table', 'maxn', tableMaxn);
   lua.lua_getglobal(L, K('string'));
   lua.lua_getfield(L, -1, K('format'));

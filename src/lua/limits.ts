@@ -168,8 +168,9 @@ function checkConcat(L: LuaState, bytes: number): void {
 const untimed = new WeakSet<object>();
 
 /** Marks a host function as not worth timing (constant-time, or it calls checkBudgetSoon itself). */
-export function markUntimed(fn: LuaFunction): void {
+export function markUntimed(fn: LuaFunction): LuaFunction {
   untimed.add(fn);
+  return fn;
 }
 
 let lastLook = performance.now();

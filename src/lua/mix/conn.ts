@@ -4,7 +4,7 @@ import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
 import { settle, checkMessageType } from './settle';
 import { WaitTimeoutError } from '../../session/context';
-import { limitsOf, DEFAULT_LIMITS } from '../limits';
+import { limitsOf, markUntimed, DEFAULT_LIMITS } from '../limits';
 
 const { LUA_REGISTRYINDEX, lua_pushstring, lua_pushnil, lua_gettop, lua_settop, lua_newuserdata, lua_rawgeti, lua_createtable,
   lua_setfield, lua_pushvalue, lua_pop } = lua;
@@ -55,10 +55,10 @@ function contextValue(L: LuaState, index: number): LuaValue {
  */
 export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   const methods: Record<string, LuaFunction> = {
-    client_id: (L) => {
+    client_id: markUntimed((L) => {
       lua_pushstring(L, Buffer.from(self(L).clientId));
       return 1;
-    },
+    }),
     remote_addr: (L) => {
       lua_pushstring(L, Buffer.from(self(L).remoteAddr));
       return 1;

@@ -6,6 +6,7 @@ import { channelError } from '../../mesh/hub';
 import { MIX_UTILS } from './utils';
 import { registerConnType, pushConn } from './conn';
 import { settle, checkMessageType } from './settle';
+import { markUntimed } from '../limits';
 import { queuePush, queueNew } from './queue';
 import { pushHttpModule } from './http';
 import { pushRedisModule } from './redis';
@@ -30,7 +31,7 @@ export function installMix(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   registerConnType(vm, host);
   lua_newtable(L);
   const protocol = host.protocol ?? 'websocket';
-  luaL_setfuncs(L, { ...MIX_UTILS, log: mixLog(vm, host), websocket: currentConn(vm, 'websocket', protocol) }, 0);
+  luaL_setfuncs(L, { ...MIX_UTILS, log: mixLog(vm, host), websocket: markUntimed(currentConn(vm, 'websocket', protocol)) }, 0);
   LEVELS.forEach((level, index) => {
     lua_pushnumber(L, index);
     lua_setfield(L, -2, K(level.toUpperCase()));
@@ -39,7 +40,7 @@ export function installMix(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   luaL_setfuncs(L, { option: serverOption(host) }, 0);
   lua_setfield(L, -2, K('server'));
   lua_newtable(L);
-  luaL_setfuncs(L, { tcp: currentConn(vm, 'socket', protocol) }, 0);
+  luaL_setfuncs(L, { tcp: markUntimed(currentConn(vm, 'socket', protocol)) }, 0);
   lua_setfield(L, -2, K('socket'));
   lua_newtable(L);
   luaL_setfuncs(L, { publish: meshPublish(vm, host), send: meshSend(vm, host), count: meshCount(vm, host) }, 0);
