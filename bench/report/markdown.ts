@@ -26,7 +26,9 @@ storm's message phase, each publish-API phase and the chat-room step at RATE say
 \`engine.servers[].writeWindow\` instead of the shipped value);
 \`--deadline-s\` (the whole run is killed past it; default 300 quick, 4 h full); \`--wait-quiet S\` (first wait up
 to S seconds for the machine to go quiet, under 1 CPU second used per 5 s: others' test suites skew
-every figure; each fan-out step reports the CPU that processes outside the run used meanwhile). Each run replaces the run of the same name in
+every figure; each fan-out step reports the CPU that processes outside the run used meanwhile). Environment:
+\`BENCH_SERVER_FLAGS="--max-semi-space-size=64"\` passes node flags to the connmix-ts and raw-ws server processes;
+\`BENCH_KEEP_PROFILES=1\` keeps the raw \`--profile\` files and prints their folder. Each run replaces the run of the same name in
 \`bench/results.json\`; \`bench/RESULTS.md\` is rewritten from all stored runs, and \`bench/p99-vs-rate.svg\` from
 the runs named \`full\` and \`quick\`.
 Hand-written analysis lives in \`bench/notes.md\` and is copied into RESULTS.md

@@ -11,9 +11,10 @@ export async function startScript(script: string, args: string[], ready: RegExp,
 
 export type StartedScript = Awaited<ReturnType<typeof startScript>>;
 
-/** `node --cpu-prof` into the run's profile folder, when it asks for profiles. */
+/** Node arguments of a server process: BENCH_SERVER_FLAGS (space-separated), then the profiler's when asked for. */
 export function profileArgs(options: StartOptions): string[] {
-  return options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] : [];
+  const extra = process.env.BENCH_SERVER_FLAGS ? process.env.BENCH_SERVER_FLAGS.split(' ') : [];
+  return [...extra, ...(options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] : [])];
 }
 
 export const rawWs: TargetSpec = {
