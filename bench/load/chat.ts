@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws';
 import { dialect as dialectOf, type DialectName } from './dialects';
-import { openClient, forEachLimit, closeAll } from './connect';
-import { Histogram, type HistogramData } from './histogram';
+import { openGreeted, forEachLimit } from './connect';
+import { Audience, type AudienceStats } from './audience';
 import { nowMs } from './payload';
 
 /**
@@ -113,15 +113,10 @@ export interface SayRunResult {
   ms: number;
 }
 
-export interface ChatStats {
-  /** Says of this step received, counting the sender's own copy. */
-  delivered: number;
+/** A step's figures; `delivered` counts the says received, the sender's own copy included. */
+export interface ChatStats extends AudienceStats {
   /** A say that came again, or before an earlier say of the same sender: must stay 0. */
   outOfOrder: number;
-  /** Says of an earlier step that arrived in this one (not counted as delivered). */
-  late: number;
-  latency: HistogramData;
-  open: number;
 }
 
 interface Member {
@@ -135,18 +130,9 @@ interface Member {
   joined: (() => void) | null;
 }
 
-/** How often each seed member pings, as real clients do (connmix.yaml's readTimeout is 60 s). */
-const KEEPALIVE_MS = 20_000;
-
-export class ChatMembers {
-  private readonly members: Member[] = [];
-  private readonly latency = new Histogram();
+export class ChatMembers extends Audience<Member> {
   private speech: ChatSpeech = SPEECH.seed;
-  private delivered = 0;
   private outOfOrder = 0;
-  private late = 0;
-  private minT = 0;
-  private keepalive: NodeJS.Timeout | null = null;
 
   async open(params: OpenMembers): Promise<OpenMembersResult> {
     const dialect = dialectOf(params.dialect);
@@ -161,29 +147,18 @@ export class ChatMembers {
       const room = index % params.rooms;
       const member: Member = { ws: null as unknown as WebSocket, index, room, seq: 0, lastSeen: new Map(), joined: null };
       try {
-        member.ws = await openClient({
+        member.ws = await openGreeted({
           url: dialect.url(params.urls[Math.floor(index / params.rooms) % params.urls.length]),
           dialect,
           localAddress: params.addresses[index % params.addresses.length],
           timeoutMs: params.timeoutMs,
           onData: (_ws, data) => this.receive(member, data),
-        });
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('no answer to join')), params.timeoutMs);
-          member.joined = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-          member.ws.once('close', (code) => reject(new Error(`closed with ${code} after join`)));
-          member.ws.send(speech.join(room));
-        });
-        member.ws.removeAllListeners('close');
-        this.members.push(member);
+        }, speech.join(room), 'join', (answered) => (member.joined = answered));
+        this.clients.push(member);
         perRoom[room] = (perRoom[room] ?? 0) + 1;
         joined++;
       } catch (error) {
         failed++;
-        member.ws?.terminate();
         if (errors.length < 5) errors.push((error as Error).message);
       }
     });
@@ -201,10 +176,10 @@ export class ChatMembers {
     const total = Math.round((params.rate * params.durationMs) / 1000);
     const started = nowMs();
     let next = 0;
-    while (next < total && this.members.length > 0) {
+    while (next < total && this.clients.length > 0) {
       const due = Math.min(total, Math.floor(((nowMs() - started) * params.rate) / 1000) + 1);
       for (; next < due; next++) {
-        const member = this.members[next % this.members.length];
+        const member = this.clients[next % this.clients.length];
         if (member.ws.readyState !== 1) continue;
         const t = started + (next * 1000) / params.rate;
         member.ws.send(this.speech.say(sayText(member.index, member.seq++, t)));
@@ -241,42 +216,13 @@ export class ChatMembers {
     this.latency.record(now - said.t);
   }
 
-  private startKeepalive(): void {
-    if (this.keepalive) return;
-    let next = 0;
-    const slices = KEEPALIVE_MS / 1000;
-    this.keepalive = setInterval(() => {
-      const n = Math.ceil(this.members.length / slices);
-      for (let k = 0; k < n && this.members.length > 0; k++) {
-        const member = this.members[next++ % this.members.length];
-        if (member.ws.readyState === 1) member.ws.ping();
-      }
-    }, 1000);
-  }
-
   /** Starts a step: counters to zero; says due before `minT` are late from now on. */
-  reset(minT: number): void {
-    this.minT = minT;
-    this.delivered = 0;
+  override reset(minT: number): void {
+    super.reset(minT);
     this.outOfOrder = 0;
-    this.late = 0;
-    this.latency.reset();
-  }
-
-  count(): number {
-    return this.delivered;
   }
 
   stats(): ChatStats {
-    let open = 0;
-    for (const member of this.members) if (member.ws.readyState === 1) open++;
-    return { delivered: this.delivered, outOfOrder: this.outOfOrder, late: this.late, latency: this.latency.toData(), open };
-  }
-
-  async close(): Promise<void> {
-    if (this.keepalive) clearInterval(this.keepalive);
-    this.keepalive = null;
-    await closeAll(this.members.map((member) => member.ws));
-    this.members.length = 0;
+    return { ...this.commonStats(), outOfOrder: this.outOfOrder };
   }
 }

@@ -50,6 +50,52 @@ export function openClient(options: ClientOptions): Promise<WebSocket> {
   });
 }
 
+/**
+ * Opens one client, sends `greeting` and resolves once the client has its answer: `awaitAnswer` gets
+ * the function to call then (the client's onData sees the answer). A client with no answer within
+ * timeoutMs, or closed meanwhile, is terminated and the promise rejects.
+ */
+export async function openGreeted(options: ClientOptions, greeting: string, what: string,
+  awaitAnswer: (answered: () => void) => void): Promise<WebSocket> {
+  const ws = await openClient(options);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer to ${what}`)), options.timeoutMs);
+      awaitAnswer(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      ws.once('close', (code) => reject(new Error(`closed with ${code} after ${what}`)));
+      ws.send(greeting);
+    });
+  } catch (error) {
+    ws.terminate();
+    throw error;
+  }
+  ws.removeAllListeners('close');
+  return ws;
+}
+
+/** How often each seed client pings. */
+const KEEPALIVE_MS = 20_000;
+
+/**
+ * Seed clients ping every KEEPALIVE_MS, spread over the seconds, as real clients do: connmix.yaml closes
+ * a connection that sends nothing for readTimeout (60 s), and long runs last longer (Socket.IO pings
+ * from the server). Returns the timer, to clear when the clients close.
+ */
+export function keepAlive(clients: ReadonlyArray<{ ws: WebSocket }>): NodeJS.Timeout {
+  let next = 0;
+  const slices = KEEPALIVE_MS / 1000;
+  return setInterval(() => {
+    const n = Math.ceil(clients.length / slices);
+    for (let k = 0; k < n && clients.length > 0; k++) {
+      const { ws } = clients[next++ % clients.length];
+      if (ws.readyState === WebSocket.OPEN) ws.ping();
+    }
+  }, 1000);
+}
+
 /** Runs `task(i)` for i in [0, count) with at most `limit` running at once. */
 export async function forEachLimit(count: number, limit: number, task: (i: number) => Promise<void>): Promise<void> {
   let next = 0;

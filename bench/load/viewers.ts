@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws';
 import { dialect as dialectOf, type DialectName } from './dialects';
-import { openClient, forEachLimit, closeAll } from './connect';
-import { Histogram, type HistogramData } from './histogram';
+import { openGreeted, forEachLimit } from './connect';
+import { Audience, type AudienceStats } from './audience';
 import { nowMs, scan, scanned } from './payload';
 
 /** Parameters of `viewers.open`: this worker's share of the viewers. */
@@ -32,18 +32,10 @@ export interface OpenResult {
   ms: number;
 }
 
-export interface ViewerStats {
-  /** Deliveries of this step's comments, each sequence number counted once per viewer. */
-  delivered: number;
+/** A step's figures; `delivered` counts each comment's sequence number once per viewer. */
+export interface ViewerStats extends AudienceStats {
   duplicates: number;
-  /** Deliveries of an earlier step that arrived in this one (not counted as delivered). */
-  late: number;
-  latency: HistogramData;
-  open: number;
 }
-
-/** How often each seed viewer pings. */
-const KEEPALIVE_MS = 20_000;
 
 interface Viewer {
   ws: WebSocket;
@@ -81,15 +73,8 @@ function mark(viewer: Viewer, seq: number): boolean {
  * The viewers of one worker process: they subscribe with the seed's message, then count every comment
  * they get (once per sequence number: a repeat is a duplicate) and record its latency.
  */
-export class Viewers {
-  private readonly viewers: Viewer[] = [];
-  private readonly latency = new Histogram();
-  private delivered = 0;
+export class Viewers extends Audience<Viewer> {
   private duplicates = 0;
-  private late = 0;
-  /** Comments due before this time (ms, monotonic) belong to an earlier step. */
-  private minT = 0;
-  private keepalive: NodeJS.Timeout | null = null;
 
   async open(params: OpenViewers): Promise<OpenResult> {
     const dialect = dialectOf(params.dialect);
@@ -103,51 +88,23 @@ export class Viewers {
       const video = params.firstVideo + (index % params.videos);
       const viewer: Viewer = { ws: null as unknown as WebSocket, video, highest: -1, seen: null, subscribed: null };
       try {
-        viewer.ws = await openClient({
+        viewer.ws = await openGreeted({
           url: dialect.url(params.urls[Math.floor(index / params.videos) % params.urls.length]),
           dialect,
           localAddress: params.addresses[index % params.addresses.length],
           timeoutMs: params.timeoutMs,
           onData: (_ws, data) => this.receive(viewer, data),
-        });
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('no answer to subscribe')), params.timeoutMs);
-          viewer.subscribed = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-          viewer.ws.once('close', (code) => reject(new Error(`closed with ${code} after subscribe`)));
-          viewer.ws.send(dialect.subscribe(video));
-        });
-        viewer.ws.removeAllListeners('close');
-        this.viewers.push(viewer);
+        }, dialect.subscribe(video), 'subscribe', (answered) => (viewer.subscribed = answered));
+        this.clients.push(viewer);
         perVideo[video] = (perVideo[video] ?? 0) + 1;
         opened++;
       } catch (error) {
         failed++;
-        viewer.ws?.terminate();
         if (errors.length < 5) errors.push((error as Error).message);
       }
     });
     if (params.dialect === 'seed') this.startKeepalive();
     return { opened, failed, errors, perVideo, ms: Date.now() - started };
-  }
-
-  /**
-   * Seed viewers ping every KEEPALIVE_MS, as real clients do: connmix.yaml closes a connection that
-   * sends nothing for readTimeout (60 s), and long runs last longer. (Socket.IO pings from the server.)
-   */
-  private startKeepalive(): void {
-    if (this.keepalive) return;
-    let next = 0;
-    const slices = KEEPALIVE_MS / 1000;
-    this.keepalive = setInterval(() => {
-      const n = Math.ceil(this.viewers.length / slices);
-      for (let k = 0; k < n && this.viewers.length > 0; k++) {
-        const viewer = this.viewers[next++ % this.viewers.length];
-        if (viewer.ws.readyState === 1) viewer.ws.ping();
-      }
-    }, 1000);
   }
 
   private receive(viewer: Viewer, data: Buffer): void {
@@ -173,28 +130,12 @@ export class Viewers {
   }
 
   /** Starts a step: counters to zero; comments due before `minT` are late from now on. */
-  reset(minT: number): void {
-    this.minT = minT;
-    this.delivered = 0;
+  override reset(minT: number): void {
+    super.reset(minT);
     this.duplicates = 0;
-    this.late = 0;
-    this.latency.reset();
-  }
-
-  count(): number {
-    return this.delivered;
   }
 
   stats(): ViewerStats {
-    let open = 0;
-    for (const viewer of this.viewers) if (viewer.ws.readyState === 1) open++;
-    return { delivered: this.delivered, duplicates: this.duplicates, late: this.late, latency: this.latency.toData(), open };
-  }
-
-  async close(): Promise<void> {
-    if (this.keepalive) clearInterval(this.keepalive);
-    this.keepalive = null;
-    await closeAll(this.viewers.map((viewer) => viewer.ws));
-    this.viewers.length = 0;
+    return { ...this.commonStats(), duplicates: this.duplicates };
   }
 }

@@ -3,9 +3,9 @@ import { Histogram, type HistogramData } from '../load/histogram';
 import type { ChatStats, OpenMembersResult, SayRunResult } from '../load/chat';
 import { nowMs } from '../load/payload';
 import { sourceAddresses } from '../lib/addresses';
-import { machineBusySeconds, sleep, totalCpu } from '../lib/proc';
+import { machineBusySeconds, totalCpu } from '../lib/proc';
 import type { ChatRow } from '../report/types';
-import { round, type Context } from './context';
+import { round, waitForDeliveries, type Context } from './context';
 
 /**
  * The Lua entry connmix-ts targets serve for this scenario: CONNMIX's quick-start chat room, unchanged
@@ -127,24 +127,10 @@ async function say(ctx: Context, rate: number, durationMs: number): Promise<{ se
   return { sent, perRoom };
 }
 
-/**
- * Waits until `expected` deliveries arrived, or nothing arrived for `quietMs`, or `timeoutMs` passed;
- * returns the time (Date.now()) of the last progress seen, the end of the step's delivery window.
- */
-async function drain(ctx: Context, expected: number, quietMs: number, timeoutMs: number): Promise<number> {
+/** Waits for the chat deliveries (see waitForDeliveries). */
+function drain(ctx: Context, expected: number, quietMs: number, timeoutMs: number): Promise<number> {
   const count = async () => (await ctx.fleet.all<number>(() => ({ op: 'chat.count' }))).reduce((a, b) => a + b, 0);
-  const deadline = Date.now() + timeoutMs;
-  let last = await count();
-  let lastProgress = Date.now();
-  while (last < expected && Date.now() < deadline && Date.now() - lastProgress < quietMs) {
-    await sleep(50);
-    const now = await count();
-    if (now > last) {
-      last = now;
-      lastProgress = Date.now();
-    }
-  }
-  return lastProgress;
+  return waitForDeliveries(count, expected, quietMs, timeoutMs);
 }
 
 async function merged(ctx: Context): Promise<{ delivered: number; outOfOrder: number; late: number; open: number; latency: Histogram }> {

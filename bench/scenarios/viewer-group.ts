@@ -3,8 +3,9 @@ import { shares } from '../load/fleet';
 import { Histogram, type HistogramData } from '../load/histogram';
 import type { OpenResult, ViewerStats } from '../load/viewers';
 import { sourceAddresses } from '../lib/addresses';
-import { sleep, totalRss } from '../lib/proc';
+import { totalRss } from '../lib/proc';
 import type { RunningTarget } from '../targets/target';
+import { waitForDeliveries } from './context';
 
 /** Video ids start here (the seed's example video is 100001). */
 export const FIRST_VIDEO = 100001;
@@ -94,23 +95,9 @@ export class ViewerGroup {
     return counts.reduce((a, b) => a + b, 0);
   }
 
-  /**
-   * Waits until `expected` deliveries arrived, or nothing arrived for `quietMs`, or `timeoutMs` passed.
-   * Returns the time (Date.now()) of the last progress seen: the end of the step's delivery window.
-   */
-  async drain(expected: number, quietMs: number, timeoutMs: number): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    let last = await this.delivered();
-    let lastProgress = Date.now();
-    while (last < expected && Date.now() < deadline && Date.now() - lastProgress < quietMs) {
-      await sleep(50);
-      const now = await this.delivered();
-      if (now > last) {
-        last = now;
-        lastProgress = Date.now();
-      }
-    }
-    return lastProgress;
+  /** Waits for this group's deliveries (see waitForDeliveries). */
+  drain(expected: number, quietMs: number, timeoutMs: number): Promise<number> {
+    return waitForDeliveries(() => this.delivered(), expected, quietMs, timeoutMs);
   }
 
   async stats(): Promise<GroupStats> {
