@@ -59,7 +59,7 @@ function rejects(text: string, key: string, line: number, reason: RegExp, files?
   return caught;
 }
 
-/** The current CONNMIX sample of reference section 2.1, verbatim. */
+/** The current connmix.yaml sample of CONNMIX's docs (configuration-file-details), verbatim. */
 const CONNMIX_SAMPLE = yaml(
   'logging:',
   '  filename: logs/connmix.log',

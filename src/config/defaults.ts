@@ -46,7 +46,7 @@ export function defaultLuaRedisConfig(): LuaRedisConfig {
 }
 
 /**
- * The whole config as CONNMIX ships it (reference section 2.1), plus our extensions.
+ * The whole config as CONNMIX ships it (docs: configuration-file-details), plus our extensions.
  * Returns a fresh object on every call, so callers may mutate it. `file` is '' and the paths
  * (`logging.filename`, `servers[].entry`) are still relative: only the loader knows what they are relative to.
  */
@@ -69,7 +69,7 @@ export function defaultConfig(): Config {
         port: 6789,
         // Not CONNMIX's 0.0.0.0: an API left open on every interface lets anyone publish (docs/api.md "Access").
         bind: '127.0.0.1',
-        // 40096 (not 4096) is the literal shipped value; kept on purpose (reference section 10.9).
+        // 40096 (not 4096) is the literal shipped value; kept on purpose (docs/compatibility.md).
         readBufferSize: 40096,
         writeBufferSize: 40096,
         readTimeout: 60,

@@ -1,5 +1,5 @@
 /**
- * The shape of `connmix.yaml`: CONNMIX's schema (reference section 2, camelCase keys, defaults as
+ * The shape of `connmix.yaml`: CONNMIX's schema (docs: configuration-file-details; camelCase keys, defaults as
  * shipped) plus connmix-ts extensions, which are marked "ours" below.
  */
 

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import type { Config } from './schema';
 import { ConfigError, parseConfig } from './load';
 
-/** Keys that take effect without a restart (reference section 8: `logging.level` and `access`). */
+/** Keys that take effect without a restart (CONNMIX docs, configuration-file-details: `logging.level` and `access`; docs/configuration.md). */
 export const HOT_KEYS = ['logging.level', 'access'] as const;
 
 /**

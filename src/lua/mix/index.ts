@@ -22,7 +22,7 @@ const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 export type { MixHost, ScriptConnection } from './host';
 
 /**
- * Installs the global `mix` table of reference section 4 on a server's VM: the utilities, `log` and its
+ * Installs the global `mix` table of CONNMIX's Lua API (docs: lua-api; docs/lua.md) on a server's VM: the utilities, `log` and its
  * levels, `server.option`, `websocket()` / `socket.tcp()` (the connection whose hook is running), `mesh`,
  * `queue`, `http`, `redis`, and `php_pack` / `php_unpack`.
  */
