@@ -95,7 +95,7 @@ test('conn.call sets context and subscriptions of a connection; unknown clients 
   api.close();
 });
 
-test('queue round trip: Lua pushes, a backend pops, replies with mesh.send (CONNMIX's v1.0.1 start-debug flow)', async () => {
+test('queue round trip: Lua pushes, a backend pops, replies with mesh.send (the v1.0.1 start-debug flow of CONNMIX)', async () => {
   await withNode({
     lua: {
       'lua/entry.websocket.lua': `
