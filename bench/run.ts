@@ -115,9 +115,79 @@ function peakConnections(args: Args): number {
   return Math.max(...sizes);
 }
 
+/** A profile window: a measured phase, summarised over the node processes it ran on. */
+interface ProfileWindow {
+  label: string;
+  t0: number;
+  t1: number;
+  pids: number[];
+}
+
+type Attempt = (scenario: string, body: () => Promise<void>) => Promise<void>;
+
+/**
+ * Runs the chosen scenarios on one target kind: the seed's scenarios on one started target, then the
+ * chat room on a target of its own (connmix-ts serves the chat example instead of the seed's entry),
+ * started once the first has stopped so that neither shares the cores with the other.
+ */
 async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: RunRecord): Promise<void> {
   const profileDir = args.profileRate !== null && (spec.name.startsWith('connmix-ts') || spec.name === 'raw-ws') ? fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-prof-')) : undefined;
   log(`== ${spec.name}: ${spec.description}`);
+  const windows: ProfileWindow[] = [];
+  const attempt: Attempt = async (scenario, body) => {
+    log(`-- ${spec.name} ${scenario}`);
+    try {
+      await body();
+    } catch (error) {
+      const message = `${spec.name} ${scenario}: ${(error as Error).message}`;
+      log(`  FAILED ${message}`);
+      record.failures.push(message);
+    }
+  };
+  const allPids: number[] = [];
+  if (args.scenarios.some((scenario) => scenario !== 'chat-room')) {
+    allPids.push(...(await runSeedScenarios(spec, args, fleet, record, profileDir, windows, attempt)));
+  }
+  if (args.scenarios.includes('chat-room') && !spec.scalesOut) {
+    await attempt(`chat-room ${args.config.chatRoom.members} members`, async () => {
+      const own = await spec.start({ nodes: spec.nodes, profileDir, writeWindow: args.writeWindow, entry: CHAT_ENTRY });
+      try {
+        const rows = await chatRoom({ config: args.config, fleet, spec, target: own, log });
+        record.chatRoom!.push(...rows);
+        const step = rows.find((row) => row.rate === args.profileRate);
+        const [t0, t1] = step ? [step.t0, step.t1] : [rows[0]?.t0 ?? 0, rows[rows.length - 1]?.t1 ?? 0];
+        const pids = own.nodes.map((node) => node.pid);
+        allPids.push(...pids);
+        windows.push({ label: `chat-room, ${step ? `${step.rate} says/s step` : 'every step'}`, t0, t1, pids });
+      } finally {
+        await own.stop();
+      }
+    });
+  }
+  if (profileDir) {
+    if (windows.length === 0) windows.push({ label: 'whole run', t0: -Infinity, t1: Infinity, pids: allPids });
+    for (const file of profileFiles(profileDir)) {
+      const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(file)?.[1]);
+      for (const window of windows.filter((w) => w.pids.includes(pid))) {
+        record.profiles.push({
+          target: `${spec.name}${window.pids.length > 1 ? ` node ${window.pids.indexOf(pid)}` : ''}`,
+          scenario: window.label,
+          ...summarizeProfile(file, window.t0, window.t1, ROOT),
+        });
+      }
+    }
+    if (process.env.BENCH_KEEP_PROFILES) console.log(`profiles kept in ${profileDir}`);
+    else fs.rmSync(profileDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The seed's scenarios (idle, hot-video, many-videos, subscribe-storm, publish-api) on one started
+ * target; adds their profile windows (the hot-video step at the profile rate, the storm's message
+ * phase, each publish API phase) and returns the target's node pids.
+ */
+async function runSeedScenarios(spec: TargetSpec, args: Args, fleet: Fleet, record: RunRecord, profileDir: string | undefined,
+  windows: ProfileWindow[], attempt: Attempt): Promise<number[]> {
   let target: RunningTarget;
   try {
     target = await spec.start({ nodes: spec.nodes, profileDir, writeWindow: args.writeWindow });
@@ -129,21 +199,9 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
     const message = `${spec.name}: could not start: ${(error as Error).message}`;
     log(message);
     record.failures.push(message);
-    return;
+    return [];
   }
   const ctx: Context = { config: args.config, fleet, spec, target, log };
-  /** Profile windows: each summarised over the node processes it ran on. */
-  const windows: { label: string; t0: number; t1: number; pids: number[] }[] = [];
-  const attempt = async (scenario: string, body: () => Promise<void>) => {
-    log(`-- ${spec.name} ${scenario}`);
-    try {
-      await body();
-    } catch (error) {
-      const message = `${spec.name} ${scenario}: ${(error as Error).message}`;
-      log(`  FAILED ${message}`);
-      record.failures.push(message);
-    }
-  };
   try {
     if (args.scenarios.includes('idle')) {
       // First, on the fresh target, so that no earlier scenario's heap is in the baseline.
@@ -163,7 +221,7 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
         });
       }
     }
-    if (spec.scalesOut) return;
+    if (spec.scalesOut) return target.nodes.map((node) => node.pid);
     if (args.scenarios.includes('hot-video')) {
       for (const viewers of args.config.hotVideo.viewers) {
         await attempt(`hot-video ${viewers} viewers`, async () => {
@@ -186,51 +244,18 @@ async function runTarget(spec: TargetSpec, args: Args, fleet: Fleet, record: Run
         record.publishApi.push(...(await publishApi(ctx)));
       });
     }
-    if (args.scenarios.includes('chat-room')) {
-      // On a target of its own: connmix-ts serves the chat example instead of the seed's entry (the
-      // peers' servers speak both protocols), and no earlier scenario's heap weighs on it.
-      await attempt(`chat-room ${args.config.chatRoom.members} members`, async () => {
-        const own = await spec.start({ nodes: spec.nodes, profileDir, writeWindow: args.writeWindow, entry: CHAT_ENTRY });
-        try {
-          const rows = await chatRoom({ ...ctx, target: own });
-          record.chatRoom!.push(...rows);
-          const step = rows.find((row) => row.rate === args.profileRate);
-          const [t0, t1] = step ? [step.t0, step.t1] : [rows[0]?.t0 ?? 0, rows[rows.length - 1]?.t1 ?? 0];
-          windows.push({ label: `chat-room, ${step ? `${step.rate} says/s step` : 'every step'}`, t0, t1, pids: own.nodes.map((node) => node.pid) });
-        } finally {
-          await own.stop();
-        }
-      });
-    }
   } finally {
     await target.stop();
   }
-  if (profileDir) {
-    // One summary per measured window: the hot-video step at the profile rate, the storm's message
-    // phase, each publish API phase and the chat-room step at the profile rate (its own processes),
-    // so each cost shows where its own time goes.
-    const pids = target.nodes.map((node) => node.pid);
-    const step = record.hotVideo.find((row) => row.target === spec.name && row.rate === args.profileRate);
-    if (step) windows.push({ label: `hot-video, ${step.viewers} viewers, ${step.rate} msg/s step`, t0: step.t0, t1: step.t1, pids });
-    const storm = record.storm.find((row) => row.target === spec.name);
-    if (storm) windows.push({ label: `subscribe-storm, subscribe/unsubscribe messages (${storm.messagesPerSec}/s)`, t0: storm.t0, t1: storm.t1, pids });
-    for (const api of record.publishApi.filter((row) => row.target === spec.name)) {
-      windows.push({ label: `publish-api, ${api.api} (${api.perSec} publishes/s)`, t0: api.t0, t1: api.t1, pids });
-    }
-    if (windows.length === 0) windows.push({ label: 'whole run', t0: -Infinity, t1: Infinity, pids });
-    for (const file of profileFiles(profileDir)) {
-      const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(file)?.[1]);
-      for (const window of windows.filter((w) => w.pids.includes(pid))) {
-        record.profiles.push({
-          target: `${spec.name}${window.pids.length > 1 ? ` node ${window.pids.indexOf(pid)}` : ''}`,
-          scenario: window.label,
-          ...summarizeProfile(file, window.t0, window.t1, ROOT),
-        });
-      }
-    }
-    if (process.env.BENCH_KEEP_PROFILES) console.log(`profiles kept in ${profileDir}`);
-    else fs.rmSync(profileDir, { recursive: true, force: true });
+  const pids = target.nodes.map((node) => node.pid);
+  const step = record.hotVideo.find((row) => row.target === spec.name && row.rate === args.profileRate);
+  if (step) windows.push({ label: `hot-video, ${step.viewers} viewers, ${step.rate} msg/s step`, t0: step.t0, t1: step.t1, pids });
+  const storm = record.storm.find((row) => row.target === spec.name);
+  if (storm) windows.push({ label: `subscribe-storm, subscribe/unsubscribe messages (${storm.messagesPerSec}/s)`, t0: storm.t0, t1: storm.t1, pids });
+  for (const api of record.publishApi.filter((row) => row.target === spec.name)) {
+    windows.push({ label: `publish-api, ${api.api} (${api.perSec} publishes/s)`, t0: api.t0, t1: api.t1, pids });
   }
+  return pids;
 }
 
 function readRuns(): RunRecord[] {
