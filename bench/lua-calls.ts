@@ -17,7 +17,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as YAML from 'yaml';
 import { WebSocket } from 'ws';
 import { Engine } from '../src/engine';
 import { loadConfig } from '../src/config';
@@ -73,10 +72,8 @@ function failOnError(error: Error | null): void {
 async function withEngine(dir: string, viewers: number, entry: string | null,
   work: (connections: Connection[], hooks: WebSocketHooks) => Promise<void>): Promise<void> {
   const [wsPort, apiPort] = [await freePort(), await freePort()];
-  const config = YAML.parse(benchYaml(wsPort, apiPort, null));
-  if (entry) config.engine.servers[0].entry = entry;
   const file = path.join(dir, 'connmix.yaml');
-  fs.writeFileSync(file, YAML.stringify(config));
+  fs.writeFileSync(file, benchYaml(wsPort, apiPort, null, undefined, undefined, entry ?? undefined));
   const engine = new Engine(loadConfig(file), { log: new Logger('warn') });
   await engine.start();
   // Many viewers, each on its own video, as in the subscribe storm: one viewer would keep every cache warm.

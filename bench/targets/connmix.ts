@@ -17,7 +17,7 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
  * purpose, to measure the Lua path rather than the abuse limiter. Every other limit stays as shipped
  * (writeWindow too, unless `--write-window` asks for another). `dev` also serves the center API: give
  * it `centerPort`, so that several nodes on one machine do not all want 6787. `entry` replaces the
- * seed's entry (a path from the repository root: the chat-room scenario's lua/examples/chat-room.lua).
+ * seed's entry (absolute, or from the repository root: the chat-room scenario's lua/examples/chat-room.lua).
  */
 export function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, writeWindow?: number, centerPort?: number, entry?: string): string {
   const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8'));
@@ -25,7 +25,7 @@ export function benchYaml(wsPort: number, apiPort: number, redisPort: number | n
   config.logging = { ...config.logging, level: 'warn', filename: '' };
   config.engine.apiServer = { ...config.engine.apiServer, port: apiPort, bind: '127.0.0.1' };
   const server = config.engine.servers[0];
-  config.engine.servers = [{ ...server, port: wsPort, bind: '127.0.0.1', entry: path.join(ROOT, entry ?? server.entry), maxMessagesPerSecond: 0 }];
+  config.engine.servers = [{ ...server, port: wsPort, bind: '127.0.0.1', entry: path.resolve(ROOT, entry ?? server.entry), maxMessagesPerSecond: 0 }];
   if (writeWindow !== undefined) config.engine.servers[0].writeWindow = writeWindow;
   config.engine.mesh =
     redisPort === null
