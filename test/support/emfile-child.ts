@@ -9,7 +9,7 @@ import { memoryLogger } from './lua-harness';
 // Run by emfile.test.ts in a process of its own: fills this process's descriptor table to EMFILE, then
 // uses the Lua reload check, the log file and the config watcher (or, given a Redis port, makes the
 // node's Redis connections reconnect), frees the table and uses them again.
-// Prints one JSON line of what it saw. Does nothing when run without its folder (as a plain test file).
+// Prints one JSON line of what it saw. Does nothing without its environment variables.
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
