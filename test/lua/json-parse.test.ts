@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import { lua, lauxlib } from '../../src/lua/fengari/index';
 import { pushJsonDocument } from '../../src/lua/mix/json-parse';
 import { pushValue, toJs } from '../../src/lua/values';
+import { prng } from '../support/fuzz';
 
 /**
  * mix.json_decode's one-pass parser must give exactly what the general path (JSON.parse, then
@@ -66,24 +67,22 @@ test('json-parse: what it does not take is left to JSON.parse (bad JSON, invalid
 });
 
 test('json-parse: random documents decode as JSON.parse decodes them', () => {
-  let seed = 12345;
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)];
+  const rng = prng(12345);
   const characters = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\t', '\u0001', 'é', '中', '😀', '\u2028', '{', '}'];
-  const randomString = () => Array.from({ length: Math.floor(random() * 8) }, () => pick(characters)).join('');
+  const randomString = () => Array.from({ length: rng.int(8) }, () => rng.pick(characters)).join('');
   const randomValue = (depth: number): unknown => {
-    const kind = Math.floor(random() * (depth > 4 ? 5 : 7));
+    const kind = rng.int(depth > 4 ? 5 : 7);
     if (kind === 0) return null;
-    if (kind === 1) return random() < 0.5;
-    if (kind === 2) return pick([0, -1, 42, 1.5, -2.25e-7, 1e21, 123456789012, Math.PI]);
+    if (kind === 1) return rng.chance(0.5);
+    if (kind === 2) return rng.pick([0, -1, 42, 1.5, -2.25e-7, 1e21, 123456789012, Math.PI]);
     if (kind === 3 || kind === 4) return randomString();
-    if (kind === 5) return Array.from({ length: Math.floor(random() * 5) }, () => randomValue(depth + 1));
-    return Object.fromEntries(Array.from({ length: Math.floor(random() * 5) }, () => [randomString(), randomValue(depth + 1)]));
+    if (kind === 5) return Array.from({ length: rng.int(5) }, () => randomValue(depth + 1));
+    return Object.fromEntries(Array.from({ length: rng.int(5) }, () => [randomString(), randomValue(depth + 1)]));
   };
   let taken = 0;
   for (let i = 0; i < 2000; i++) {
     const value = randomValue(0);
-    const text = random() < 0.5 ? JSON.stringify(value) : JSON.stringify(value, null, pick([1, '\t']));
+    const text = rng.chance(0.5) ? JSON.stringify(value) : JSON.stringify(value, null, rng.pick([1, '\t']));
     if (same(text)) taken++;
   }
   assert.equal(taken, 2000, 'JSON.stringify output (valid UTF-8, no surrogate escapes) is always taken');
