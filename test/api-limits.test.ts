@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { withNode, TestClient, post, get, metric, EVAL, type Json } from './support/helpers';
-import { waitFor } from './support/redis';
+import { withNode, TestClient, post, get, metric, EVAL, type Json, waitFor } from './support/helpers';
 
 // What one HTTP client may make the API servers hold: a body's size, the bytes of unfinished bodies
 // together, and the time a request may take to arrive (the API and the center API).

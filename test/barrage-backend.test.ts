@@ -11,9 +11,9 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, startNode, type Json, type TestNode } from './support/helpers';
+import { ROOT, freePort, startNode, type Json, type TestNode, waitFor } from './support/helpers';
 import { viewer } from './support/mesh';
-import { RedisServer, waitFor } from './support/redis';
+import { RedisServer } from './support/redis';
 
 // The example barrage backend over a real engine: sign-in tokens, checks with clear errors, the seed's
 // event published to video:<id>, the history by video time, memory and Redis stores.

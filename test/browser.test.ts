@@ -9,9 +9,8 @@ import { Engine } from '../src/engine';
 import { startBarrageServer, type BarrageServer } from '../examples/barrage-backend/server';
 import { MemoryStore } from '../examples/barrage-backend/store';
 import { TokenSigner } from '../examples/barrage-backend/token';
-import { ROOT, startNode, type TestNode } from './support/helpers';
+import { ROOT, startNode, type TestNode, waitFor } from './support/helpers';
 import { memoryLogger } from './support/lua-harness';
-import { waitFor } from './support/redis';
 
 // The barrage product in a real browser: Debian's chromium, headless, driven by playwright-core, over a
 // real engine and the example backend on free ports. The ArtPlayer page (artplayer-plugin-danmuku) and

@@ -4,8 +4,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, TestClient, get, post } from './support/helpers';
-import { waitFor } from './support/redis';
+import { ROOT, freePort, TestClient, get, post, waitFor } from './support/helpers';
 import { viewer } from './support/mesh';
 import { seedEngineFolder, startEngine } from './support/engine-process';
 

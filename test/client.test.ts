@@ -5,10 +5,10 @@ import { loadConfig } from '../src/config';
 import { Engine } from '../src/engine';
 import { Backoff } from '../src/client/backoff';
 import { ConnmixClient, ConnmixError, ErrorCode, NodeSocket, type QueueEvent } from '../src/client';
-import { startNode, TestClient, withTimeout, type TestNode } from './support/helpers';
+import { startNode, TestClient, withTimeout, type TestNode, waitFor } from './support/helpers';
 import { memoryLogger } from './support/lua-harness';
 import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './support/mesh';
-import { RedisServer, waitFor } from './support/redis';
+import { RedisServer } from './support/redis';
 
 // The SDK against real engines: HTTP publish and send, /ws/v1 sockets, queue consumption with replies,
 // access.users credentials, reconnection after an engine restart, node discovery across a Redis mesh.

@@ -6,8 +6,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as crypto from 'node:crypto';
-import { withNode, metric, TestClient, EVAL, type TestNode } from './support/helpers';
-import { waitFor } from './support/redis';
+import { withNode, metric, TestClient, EVAL, type TestNode, waitFor } from './support/helpers';
 
 /** Upgrades a raw TCP connection, writes one client frame (masked with a zero key) and waits for the close. */
 async function sendRawFrame(node: TestNode, firstByte: number, payload: Buffer): Promise<void> {

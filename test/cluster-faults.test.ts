@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WebSocket } from 'ws';
-import { ROOT, freePort, startNode, post, get, EVAL, TestClient, type TestNode } from './support/helpers';
-import { RedisServer, freeRedisPort, waitFor } from './support/redis';
+import { ROOT, freePort, startNode, post, get, EVAL, TestClient, type TestNode, waitFor } from './support/helpers';
+import { RedisServer, freeRedisPort } from './support/redis';
 import { meshYaml, viewer } from './support/mesh';
 import { ApiClient } from './support/api-client';
 

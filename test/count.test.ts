@@ -3,10 +3,10 @@ import * as assert from 'node:assert/strict';
 import { ConnmixClient, ConnmixError } from '../src/client';
 import { SubscriberCounts } from '../src/mesh/subscriber-counts';
 import type { CountResult } from '../src/mesh/broker';
-import { withNode, post, startNode, TestClient, type Json, type TestNode } from './support/helpers';
+import { withNode, post, startNode, TestClient, type Json, type TestNode, waitFor } from './support/helpers';
 import { ApiClient } from './support/api-client';
 import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './support/mesh';
-import { RedisServer, waitFor } from './support/redis';
+import { RedisServer } from './support/redis';
 import { seedEngineFolder, startEngine } from './support/engine-process';
 import { ACCESS_USERS, basic } from './support/access-users';
 

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, get, post } from './support/helpers';
-import { RedisServer, waitFor } from './support/redis';
+import { ROOT, freePort, get, post, waitFor } from './support/helpers';
+import { RedisServer } from './support/redis';
 import { viewer } from './support/mesh';
 import { watchProcess, type EngineProcess } from './support/engine-process';
 

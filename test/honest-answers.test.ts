@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { decode, encodePublish, encodeSend, Kind } from '../src/mesh/envelope';
-import { startNode, post, get, metric, type TestNode } from './support/helpers';
-import { RedisServer, sleep, waitFor } from './support/redis';
+import { startNode, post, get, metric, type TestNode, sleep, waitFor } from './support/helpers';
+import { RedisServer } from './support/redis';
 import { meshYaml, viewer } from './support/mesh';
 import { startEngine, seedEngineFolder } from './support/engine-process';
 

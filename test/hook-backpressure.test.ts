@@ -4,8 +4,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { ROOT, TestClient, freePort, get, post } from './support/helpers';
-import { waitFor } from './support/redis';
+import { ROOT, TestClient, freePort, get, post, waitFor } from './support/helpers';
 import { residentBytes, seedEngineFolder, startEngine, peakWhile, mib } from './support/engine-process';
 
 // While a connection's hook waits, the node reads no more of that connection: what the client sends

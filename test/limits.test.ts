@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { withNode, TestClient, post, get, metric, EVAL } from './support/helpers';
-import { waitFor } from './support/redis';
+import { withNode, TestClient, post, get, metric, EVAL, waitFor } from './support/helpers';
 
 const lua = { 'lua/entry.websocket.lua': EVAL };
 

@@ -3,8 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { TestClient, metric, post } from './support/helpers';
-import { waitFor } from './support/redis';
+import { TestClient, metric, post, waitFor } from './support/helpers';
 import { viewer } from './support/mesh';
 import { startListening, stopEngine, assertHealthy, residentBytes, seedEngineFolder, mib } from './support/engine-process';
 

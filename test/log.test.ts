@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Logger, MAX_LINE_LENGTH, StreamSink } from '../src/log';
-import { waitFor } from './support/redis';
+import { waitFor } from './support/helpers';
 import { RotatingLogFile } from '../src/log-file';
 
 test('log lines are JSON objects with time, level, msg and fields; the level filters and is hot', () => {

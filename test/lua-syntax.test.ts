@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withNode, TestClient } from './support/helpers';
-import { waitFor } from './support/redis';
+import { withNode, TestClient, waitFor } from './support/helpers';
 
 // CONNMIX runs Lua 5.1 (gopher-lua), which refuses the 5.3 operators; so does this engine, at load and
 // at hot reload, while strings and comments that merely contain those characters load as before.

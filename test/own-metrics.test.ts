@@ -3,9 +3,8 @@ import * as assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { SlidingSummary } from '../src/metrics/sliding-summary';
 import { BucketHistogram } from '../src/metrics/bucket-histogram';
-import { withNode, post, metric, EVAL } from './support/helpers';
+import { withNode, post, metric, EVAL, waitFor } from './support/helpers';
 import { LineClient } from './support/line-client';
-import { waitFor } from './support/redis';
 
 function summary(registry: Registry, maxAgeSeconds = 600, sampleSize = 500) {
   return new SlidingSummary({

@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
-import { TestClient, metric } from './support/helpers';
+import { TestClient, metric, waitFor } from './support/helpers';
 import { ApiClient } from './support/api-client';
-import { waitFor } from './support/redis';
 import { startListening, stopEngine, assertHealthy, residentBytes, seedEngineFolder, mib } from './support/engine-process';
 
 // The memory queue holds what a client pushes up to its bounds, not the heap: an engine in a process of

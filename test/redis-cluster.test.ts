@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, TestClient, post, get, type TestNode } from './support/helpers';
-import { RedisCluster, waitFor } from './support/redis';
+import { startNode, TestClient, post, get, type TestNode, waitFor } from './support/helpers';
+import { RedisCluster } from './support/redis';
 import { meshYaml, SEED_WITH_TEST_OPS, viewer, barrageThroughEveryNode } from './support/mesh';
 import { keySlot } from '../src/mesh/sharded-subscriber';
 

@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withNode, withTimeout, TestClient, type TestNode } from './support/helpers';
-import { waitFor } from './support/redis';
+import { withNode, withTimeout, TestClient, type TestNode, waitFor } from './support/helpers';
 import { startEngine, seedEngineFolder, residentBytes } from './support/engine-process';
 
 /**

@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type * as net from 'node:net';
 import { WebSocket } from 'ws';
-import { post, get, metric, withNode, TestClient, EVAL, type TestNode } from './support/helpers';
-import { waitFor } from './support/redis';
+import { post, get, metric, withNode, TestClient, EVAL, type TestNode, waitFor } from './support/helpers';
 import { viewer } from './support/mesh';
 import { startEngine, residentBytes, seedEngineFolder, peakWhile, mib } from './support/engine-process';
 

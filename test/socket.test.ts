@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withNode, startNode, TestClient, post, metric, EVAL, ROOT, type TestNode, type TestNodeOptions } from './support/helpers';
+import { withNode, startNode, TestClient, post, metric, sleep, EVAL, ROOT, type TestNode, type TestNodeOptions } from './support/helpers';
 import { LuaLoadError } from '../src/lua/vm';
 import { LineClient } from './support/line-client';
 
@@ -81,7 +81,6 @@ async function welcomed(node: TestNode): Promise<LineClient & { id: string }> {
   return Object.assign(client, { id: welcome.slice('welcome '.length) });
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Whether the node logged a line about `clientId` whose message or error contains `text`. */
 function logged(node: TestNode, clientId: string, text: string): boolean {

@@ -3,8 +3,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePort, get, post, withTimeout, type Json } from './support/helpers';
-import { RedisServer, waitFor } from './support/redis';
+import { freePort, get, post, withTimeout, type Json, waitFor } from './support/helpers';
+import { RedisServer } from './support/redis';
 import { viewer, meshYaml } from './support/mesh';
 import { startEngine, seedEngineFolder, type EngineFolder } from './support/engine-process';
 

@@ -1,8 +1,7 @@
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { TestClient, freePort, get, withNode, type Json } from '../support/helpers';
-import { waitFor } from '../support/redis';
+import { TestClient, freePort, get, withNode, type Json, waitFor } from '../support/helpers';
 import { meshYaml } from '../support/mesh';
 import { seedEngineFolder, startConnmix, type EngineProcess } from '../support/engine-process';
 import { exampleEntry, startTwoNodes, type TwoNodes } from '../support/two-nodes';

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, TestClient, EVAL, freePort, type TestNode } from '../support/helpers';
-import { RedisServer, waitFor } from '../support/redis';
+import { startNode, TestClient, EVAL, freePort, type TestNode, waitFor } from '../support/helpers';
+import { RedisServer } from '../support/redis';
 
 // mix.redis against a real redis-server started (and killed by pid) by this file.
 let redis: RedisServer;

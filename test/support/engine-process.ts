@@ -3,8 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, get } from './helpers';
-import { waitFor } from './redis';
+import { ROOT, freePort, get, waitFor } from './helpers';
 
 /** An engine started as `bin/connmix.js engine` in a process of its own. */
 export interface EngineProcess {

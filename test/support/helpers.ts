@@ -309,3 +309,24 @@ export async function metric(apiUrl: string, pattern: RegExp): Promise<number> {
   const line = text.split('\n').find((candidate) => pattern.test(candidate));
   return line ? Number(line.split(' ').pop()) : 0;
 }
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` every `every` ms until it returns a truthy value; fails after `ms` naming `what`. */
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, ms = 10_000, every = 50): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await sleep(every);
+  }
+}

@@ -2,7 +2,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { canListen } from './helpers';
+import { canListen, waitFor } from './helpers';
 
 // Real redis-server processes on 127.0.0.1 for the mesh tests. Every wait is bounded; every process is
 // ended by its pid (and, should a test crash, when this process exits).
@@ -12,26 +12,6 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-/** Resolves after `ms`. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` every `every` ms until it returns a truthy value; fails after `ms` naming `what`. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, ms = 10_000, every = 50): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(every);
-  }
-}
 
 /** Runs redis-cli against 127.0.0.1:`port` and returns its output (bounded to 10 s). */
 export function redisCli(port: number, ...args: string[]): Promise<string> {
