@@ -9,6 +9,7 @@ import { WsApi, type WsApiNode } from './ws-api';
 import type { Metrics } from '../metrics';
 import { destroySocket } from '../wire/http-request';
 import { refuse, type RefusalBody } from '../wire/refusal';
+import { listenLogged } from '../wire/listen';
 import { BodyBudget } from './body-budget';
 import type { FdGuard } from '../server/fd-guard';
 
@@ -83,15 +84,7 @@ export class ApiServer {
   }
 
   async start(): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(this.config.port, this.config.bind, () => {
-        this.http.off('error', reject);
-        // accept() failing (EMFILE while the table is full) must not be an unhandled 'error' event.
-        this.http.on('error', (error) => this.log.warn('api server: accept failed', { error: error.message }));
-        resolve();
-      });
-    });
+    await listenLogged(this.http, this.config.port, this.config.bind, this.log, 'api');
     this.warnIfOpen();
     return this.http.address() as AddressInfo;
   }

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { AccessUser, ListenConfig } from '../config/schema';
 import type { Logger } from '../log';
 import type { FdGuard } from '../server/fd-guard';
+import { listenLogged } from '../wire/listen';
 import { AccessControl } from './access';
 import { createHttpApi, type NodeListing } from './http-api';
 
@@ -44,13 +45,7 @@ export class CenterServer {
   }
 
   async start(): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(this.config.port, this.config.bind, () => {
-        this.http.off('error', reject);
-        resolve();
-      });
-    });
+    await listenLogged(this.http, this.config.port, this.config.bind, this.log, 'center');
     if (this.access.open && !/^(127\.|::1$|localhost$)/.test(this.config.bind)) {
       this.log.warn('the center API is open: no access.users are set and it listens on a non-loopback address (it lists the engines\' API addresses)', {
         bind: this.config.bind,

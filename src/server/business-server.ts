@@ -13,6 +13,7 @@ import { createScriptHost, maintenanceTimers, type ScriptSetup } from './script-
 import { blockedFor } from '../wire/write-batch';
 import { Admission, type Refusal } from './admission';
 import { CloseCode } from '../wire/close-codes';
+import { listenLogged } from '../wire/listen';
 import type { ClientConnection } from './client-connection';
 
 /** Events one connection may have waiting behind a hook call that waits; more closes it. */
@@ -89,15 +90,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
     this.vm.load();
     await this.loaded();
     const listener = this.listener;
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen(this.config.port, this.config.bind, () => {
-        listener.off('error', reject);
-        // accept() failing (EMFILE while the table is full) must not be an unhandled 'error' event.
-        listener.on('error', (error) => this.log.warn(`${this.protocol} server: accept failed`, { error: error.message }));
-        resolve();
-      });
-    });
+    await listenLogged(listener, this.config.port, this.config.bind, this.log, this.protocol);
     this.timers.push(...maintenanceTimers(this.config, this.vm, () => this.sweep()));
     return listener.address() as AddressInfo;
   }
