@@ -2,7 +2,8 @@ import express, { type Request, type Response, type NextFunction } from 'express
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../log';
 import type { AccessDenial, Role } from './access';
-import { ApiError, ErrorCode } from '../wire/api-errors';
+import { ErrorCode } from '../wire/api-errors';
+import { errorOf } from './commands';
 import type { Metrics } from '../metrics';
 import { ROUTES, isMeshRoute, type ExpressRoute, type NodeListing } from './routes';
 
@@ -54,17 +55,12 @@ export function createHttpApi(node: NodeListing, log: Logger, authorize: Authori
     res.status(404).json({ E: { c: ErrorCode.NOT_FOUND, m: `not found: ${req.method} ${req.path}` } });
   });
 
-  app.use((error: Error & { type?: string; status?: number }, req: Request, res: Response, _next: NextFunction) => {
-    res.locals.code = error instanceof ApiError ? error.code : error.status && error.status < 500 ? ErrorCode.INVALID_PARAMS : ErrorCode.MESH_UNAVAILABLE;
-    if (error instanceof ApiError) {
-      res.json({ E: { c: error.code, m: error.message } });
-    } else if (error.status && error.status < 500) {
-      // body-parser errors: too large, aborted, bad encoding
-      res.json({ E: { c: ErrorCode.INVALID_PARAMS, m: `invalid request: ${error.message}` } });
-    } else {
-      log.error('API request failed', { path: req.path, error: error.stack ?? String(error) });
-      res.status(500).json({ E: { c: ErrorCode.MESH_UNAVAILABLE, m: error.message } });
-    }
+  // No body parser is mounted (the POST routes read their own bodies), so the errors here are the routes'.
+  app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const { c, m, expected } = errorOf(error);
+    res.locals.code = c;
+    if (!expected) log.error('API request failed', { path: req.path, error: (error as Error).stack ?? String(error) });
+    res.status(expected ? 200 : 500).json({ E: { c, m } });
   });
   return app;
 }
