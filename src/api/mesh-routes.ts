@@ -3,6 +3,7 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { MeshCommands } from '../mesh/mesh';
 import { ErrorCode } from '../wire/api-errors';
+import { whenSettled } from '../wire/maybe-promise';
 import { parseBody } from './requests';
 import type { Authorize } from './http-api';
 import type { BodyBudget } from './body-budget';
@@ -90,9 +91,7 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
     try {
       const body = parseBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
       chunks.length = 0;
-      const answer = route.command(mesh, body);
-      if (answer instanceof Promise) answer.then((r) => finish(200, { E: null, r }, 0), fail);
-      else finish(200, { E: null, r: answer }, 0);
+      whenSettled(route.command(mesh, body), (r) => finish(200, { E: null, r }, 0), fail);
     } catch (error) {
       fail(error);
     }

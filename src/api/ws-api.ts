@@ -12,6 +12,7 @@ import * as commands from './commands';
 import { textFrame } from '../wire/frame';
 import { WriteBatch, blockedFor } from '../wire/write-batch';
 import { Peer } from '../wire/peer';
+import { whenSettled } from '../wire/maybe-promise';
 
 /** What the WebSocket API needs from its node: the mesh for `mesh.*` and `conn.call`, the queue for `queue.*`. */
 export interface WsApiNode {
@@ -167,7 +168,7 @@ export class WsApi {
       if (request === null || typeof request !== 'object' || Array.isArray(request)) throw invalidParams('a request must be a JSON object {m, p, i}');
       id = request.i ?? request.id ?? null;
       const result = this.dispatch(session, request.m, unwrapParams(request.p));
-      session.answer(result instanceof Promise ? result.then((r) => ok(r, id), (error) => failure(error, id)) : ok(result, id));
+      session.answer(whenSettled(result, (r) => ok(r, id), (error) => failure(error, id)));
     } catch (error) {
       if (error instanceof SyntaxError) session.answer(failure(invalidParams(`invalid JSON: ${error.message}`), id));
       else session.answer(failure(error, id));
