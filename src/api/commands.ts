@@ -114,7 +114,8 @@ function onMesh<T>(run: () => MaybePromise<T>, shape: (value: T) => Answer): May
   return whenSettled(result, shape, unavailable);
 }
 
-function unavailable(error: unknown): never {
+/** Throws the MESH_UNAVAILABLE error (code 500) for a failure of the mesh itself. */
+export function unavailable(error: unknown): never {
   throw new ApiError(ErrorCode.MESH_UNAVAILABLE, `mesh unavailable: ${(error as Error).message}`);
 }
 

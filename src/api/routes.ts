@@ -3,7 +3,6 @@ import type { Mesh, MeshCommands } from '../mesh/mesh';
 import type { Metrics } from '../metrics';
 import type { Role } from './access';
 import * as commands from './commands';
-import { ApiError, ErrorCode } from '../wire/api-errors';
 import type { MaybePromise } from '../wire/maybe-promise';
 
 /** What the read-only routes need: the center API serves them with no publish or send behind it. */
@@ -61,6 +60,6 @@ async function listNodes(node: NodeListing): Promise<unknown> {
   try {
     return await node.nodes();
   } catch (error) {
-    throw new ApiError(ErrorCode.MESH_UNAVAILABLE, `mesh unavailable: ${(error as Error).message}`);
+    return commands.unavailable(error);
   }
 }
