@@ -13,6 +13,7 @@ import { textFrame } from '../wire/frame';
 import { WriteBatch, blockedFor } from '../wire/write-batch';
 import { Peer } from '../wire/peer';
 import { whenSettled } from '../wire/maybe-promise';
+import { CloseCode } from '../wire/close-codes';
 
 /** What the WebSocket API needs from its node: the mesh for `mesh.*` and `conn.call`, the queue for `queue.*`. */
 export interface WsApiNode {
@@ -103,7 +104,7 @@ class ApiSession extends Peer implements QueueConsumer {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     const frame = textFrame(JSON.stringify(reply));
     // Answers cannot be skipped like deliveries: past the limit the backend that does not read them goes.
-    if (this.socket.writableLength + this.queuedBytes + frame.length > this.maxBufferedBytes) this.abort('send buffer full (1008)');
+    if (this.socket.writableLength + this.queuedBytes + frame.length > this.maxBufferedBytes) this.abort(`send buffer full (${CloseCode.POLICY})`);
     else this.batch.write(this, frame);
   }
 }
@@ -133,7 +134,7 @@ export class WsApi {
 
   close(): void {
     clearInterval(this.sweeper);
-    for (const session of this.sessions) session.close(1001, 'server shutting down');
+    for (const session of this.sessions) session.close(CloseCode.GOING_AWAY, 'server shutting down');
   }
 
   /** Drops the connections that did not finish their close handshake. */
@@ -200,8 +201,8 @@ export class WsApi {
     const now = Date.now();
     const { readTimeout, writeTimeout } = this.options;
     for (const session of this.sessions) {
-      if (writeTimeout > 0 && blockedFor(session, now) > writeTimeout * 1000) session.abort('write timeout (4002)');
-      else if (readTimeout > 0 && session.lastReadAt < now - readTimeout * 1000) session.close(4001, 'read timeout');
+      if (writeTimeout > 0 && blockedFor(session, now) > writeTimeout * 1000) session.abort(`write timeout (${CloseCode.WRITE_TIMEOUT})`);
+      else if (readTimeout > 0 && session.lastReadAt < now - readTimeout * 1000) session.close(CloseCode.READ_TIMEOUT, 'read timeout');
     }
   }
 }
