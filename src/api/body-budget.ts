@@ -8,11 +8,6 @@ export class BodyBudget {
 
   constructor(readonly limit: number) {}
 
-  /** Bytes currently taken. */
-  get inFlight(): number {
-    return this.taken;
-  }
-
   /** Takes `bytes` if they fit in what is left; false (and nothing taken) otherwise. */
   take(bytes: number): boolean {
     if (this.taken + bytes > this.limit) return false;
