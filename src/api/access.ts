@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AccessUser } from '../config/schema';
-import { globPattern } from '../wire/http-request';
+import { clientIp, globPattern } from '../wire/http-request';
 
 /** What a request needs: `read` for GET routes and metrics, `write` for everything that changes state. */
 export type Role = 'read' | 'write';
@@ -35,7 +35,7 @@ export class AccessControl {
     if (!credentials) return { status: 401, message: 'authentication required (HTTP Basic)' };
     const user = this.users.find((candidate) => candidate.username === credentials.username);
     if (!user || !safeEqual(user.password, credentials.password)) return { status: 401, message: 'invalid username or password' };
-    const ip = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const ip = clientIp(req.socket);
     if (!user.hostPattern.test(ip)) return { status: 403, message: `user ${user.username} may not connect from ${ip}` };
     if (!user.roles.includes(role)) return { status: 403, message: `user ${user.username} lacks the ${role} role` };
     return null;
