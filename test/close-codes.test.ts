@@ -4,30 +4,14 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as net from 'node:net';
-import * as crypto from 'node:crypto';
 import { withNode, metric, TestClient, EVAL, type TestNode, waitFor } from './support/helpers';
+import { rawUpgrade } from './support/raw-ws';
 
 /** Upgrades a raw TCP connection, writes one client frame (masked with a zero key) and waits for the close. */
 async function sendRawFrame(node: TestNode, firstByte: number, payload: Buffer): Promise<void> {
-  const url = new URL(node.wsUrl);
-  const socket = net.connect(Number(url.port), '127.0.0.1');
-  socket.on('error', () => undefined);
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  let received = '';
-  const upgraded = new Promise<void>((resolve, reject) => {
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.toString('latin1');
-      if (!received.includes('\r\n\r\n')) return;
-      if (received.startsWith('HTTP/1.1 101')) resolve();
-      else reject(new Error(`upgrade refused: ${received.split('\r\n')[0]}`));
-    });
-  });
-  socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
-    + `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-  await upgraded;
-  socket.write(Buffer.concat([Buffer.from([firstByte, 0x80 | payload.length, 0, 0, 0, 0]), payload]));
-  await closed;
+  const peer = await rawUpgrade(node);
+  peer.socket.write(Buffer.concat([Buffer.from([firstByte, 0x80 | payload.length, 0, 0, 0, 0]), payload]));
+  await peer.closed;
 }
 
 test('a client protocol error is reported with the close code ws sent: 1007 for bad UTF-8, 1002 for a reserved opcode', async () => {

@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import * as crypto from 'node:crypto';
 import { withNode, TestClient, type TestNode } from './support/helpers';
 import { SEED, prng, type Rng } from './support/fuzz';
+import { rawUpgrade } from './support/raw-ws';
 
 /**
  * Hostile WebSocket peers on a real node over 127.0.0.1: malformed and random frames after a real
@@ -202,40 +203,6 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
 /* ------------------------------------------------------------------------------------------------ */
 /* Raw connections                                                                                  */
 /* ------------------------------------------------------------------------------------------------ */
-
-interface RawPeer {
-  socket: net.Socket;
-  /** Bytes received after the 101 response. */
-  after: () => Buffer;
-  closed: Promise<void>;
-}
-
-/** A TCP connection that performs a real WebSocket upgrade on `node` and then lets the test write raw bytes. */
-async function rawUpgrade(node: TestNode): Promise<RawPeer> {
-  const url = new URL(node.wsUrl);
-  const socket = net.connect(Number(url.port), '127.0.0.1');
-  socket.on('error', () => undefined);
-  let received = Buffer.alloc(0);
-  socket.on('data', (chunk: Buffer) => {
-    received = Buffer.concat([received, chunk]);
-  });
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
-    + `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-  const deadline = Date.now() + 3000;
-  while (received.indexOf('\r\n\r\n') < 0) {
-    if (Date.now() > deadline) throw new Error('no upgrade response');
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  const headerEnd = received.indexOf('\r\n\r\n') + 4;
-  const status = received.subarray(0, headerEnd).toString('latin1');
-  if (!status.startsWith('HTTP/1.1 101')) throw new Error(`upgrade refused: ${status.split('\r\n')[0]}`);
-  return { socket, after: () => received.subarray(headerEnd), closed };
-}
 
 /**
  * Writes `bytes` after an upgrade and returns the server's close code once the connection is gone.
