@@ -4,9 +4,9 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, TestClient, get, post, waitFor } from './support/helpers';
+import { ROOT, freePort, TestClient, get, post } from './support/helpers';
 import { viewer } from './support/mesh';
-import { seedEngineFolder, startEngine } from './support/engine-process';
+import { seedEngineFolder, startListening } from './support/engine-process';
 
 const BIN = path.join(ROOT, 'bin/connmix.js');
 
@@ -154,9 +154,8 @@ test('usage errors name the argument as it was typed', async () => {
 
 test('engine -p 2 on the memory broker (CONNMIX\'s CPU count) runs one process, warns once on stderr, and serves', async () => {
   const { file, wsPort, apiPort } = await seedEngineFolder();
-  const engine = startEngine(file, 2);
+  const engine = await startListening(file, 2);
   try {
-    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
     const warnings = engine.errors().split('\n').filter((line) => line.length > 0);
     assert.equal(warnings.length, 1, engine.errors());
     assert.match(warnings[0], /^connmix: warning: -p 2 runs one process: with engine\.mesh\.broker: memory, workers would not share channels .*set engine\.mesh\.broker: redis to run 2 workers$/);

@@ -5,7 +5,7 @@ import { decode, encodePublish, encodeSend, Kind } from '../src/mesh/envelope';
 import { startNode, post, get, metric, type TestNode, sleep, waitFor } from './support/helpers';
 import { RedisServer } from './support/redis';
 import { meshYaml, viewer } from './support/mesh';
-import { startEngine, seedEngineFolder } from './support/engine-process';
+import { startListening, seedEngineFolder } from './support/engine-process';
 
 // What an answer means when part of the mesh stalls: a request that could not be carried out by its
 // deadline is dropped by the node that gets it late, so an `E` or an `f` is not followed by a late
@@ -76,10 +76,9 @@ test('a frozen peer node: the publish counts it failed (f=1), and what it gets a
   const redis = await RedisServer.start();
   const a = await startNode({ engineYaml: meshYaml([redis.address], 'h2:') });
   const { file, wsPort, apiPort } = await seedEngineFolder({ engineYaml: meshYaml([redis.address], 'h2:') });
-  const peer = startEngine(file);
+  const peer = await startListening(file);
   const peerApi = `http://127.0.0.1:${apiPort}`;
   try {
-    await waitFor('peer listening', () => /api server listening/.test(peer.output()), 20_000);
     await waitFor('peer ready', async () => (await get(`${peerApi}/readyz`)).status === 200, 20_000, 200);
     const viewers = [await viewer(a.wsUrl, 10), await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 10)];
     await waitFor('both nodes count their viewer', async () => (await post(`${a.apiUrl}/v1/mesh/publish`, { c: 'video:10', d: 'probe' })).json.r?.s === 2, 20_000, 200);

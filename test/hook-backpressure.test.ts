@@ -5,7 +5,7 @@ import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as path from 'node:path';
 import { ROOT, TestClient, freePort, get, post, waitFor } from './support/helpers';
-import { residentBytes, seedEngineFolder, startEngine, peakWhile, mib } from './support/engine-process';
+import { residentBytes, seedEngineFolder, startListening, peakWhile, mib } from './support/engine-process';
 
 // While a connection's hook waits, the node reads no more of that connection: what the client sends
 // meanwhile waits in the client (bounded node memory), and is handled in order once the hook is done.
@@ -35,11 +35,10 @@ test('message-center: a client queuing 1 MB messages behind its waiting auth hoo
       byteCodeExpires: 0
       maxMessagesPerSecond: 0
 `);
-  const engine = startEngine(file);
+  const engine = await startListening(file);
   const api = `http://127.0.0.1:${apiPort}`;
   const url = `ws://127.0.0.1:${port}/message-center`;
   try {
-    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
     const pid = engine.child.pid as number;
     const other = await TestClient.open(url);
     other.send('{"op":"auth","token":"fast"}');

@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { withNode, withTimeout, TestClient, type TestNode, waitFor } from './support/helpers';
-import { startEngine, seedEngineFolder, residentBytes } from './support/engine-process';
+import { startListening, seedEngineFolder, residentBytes } from './support/engine-process';
 
 /**
  * Whatever a script does costs at most its own connection: the node goes on serving /healthz and the
@@ -171,9 +171,8 @@ test('the budget holds in error handlers and metamethods: each loop costs its co
 test('engine process: a looping xpcall handler closes its connection with 1011, /healthz still answers, SIGTERM stops the process', async () => {
   const { file, wsPort, apiPort } = await seedEngineFolder();
   fs.writeFileSync(path.join(path.dirname(file), 'lua/entry.websocket.lua'), HOSTILE);
-  const engine = startEngine(file);
+  const engine = await startListening(file);
   try {
-    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
     const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
     const api = { apiUrl: `http://127.0.0.1:${apiPort}` };
     const bystander = await TestClient.open(url);

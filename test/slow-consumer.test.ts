@@ -4,7 +4,7 @@ import type * as net from 'node:net';
 import { WebSocket } from 'ws';
 import { post, get, metric, withNode, TestClient, EVAL, type TestNode, waitFor } from './support/helpers';
 import { viewer } from './support/mesh';
-import { startEngine, residentBytes, seedEngineFolder, peakWhile, mib } from './support/engine-process';
+import { startListening, residentBytes, seedEngineFolder, peakWhile, mib } from './support/engine-process';
 
 // Slow consumers: a subscriber that stops reading is dropped past maxBufferedBytes or writeTimeout; a
 // viewer that never reads while its channel is flooded, and a /ws/v1 backend that never reads its
@@ -16,10 +16,9 @@ const MESSAGE_BYTES = 64 * 1024;
 
 test('a viewer that never reads while its channel is flooded: node memory stays bounded, other viewers get every message, in order', async (t) => {
   const { file, wsPort, apiPort } = await seedEngineFolder();
-  const engine = startEngine(file);
+  const engine = await startListening(file);
   const api = `http://127.0.0.1:${apiPort}`;
   try {
-    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
     const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
     const fast = [await viewer(url, 1), await viewer(url, 1)];
     const slow = await viewer(url, 1);
@@ -110,10 +109,9 @@ test('writes that do not drain for writeTimeout seconds drop the connection', as
 
 test('a /ws/v1 backend that never reads its answers is dropped at maxBufferedBytes; memory stays bounded, viewers are served', async () => {
   const { file, wsPort, apiPort } = await seedEngineFolder();
-  const engine = startEngine(file);
+  const engine = await startListening(file);
   const api = `http://127.0.0.1:${apiPort}`;
   try {
-    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
     const pid = engine.child.pid as number;
     const watcher = await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 1);
     const backend = new WebSocket(`ws://127.0.0.1:${apiPort}/ws/v1`);

@@ -42,10 +42,21 @@ export function watchProcess(child: ChildProcess): EngineProcess {
   return { child, output: () => output, errors: () => errors, exited };
 }
 
-/** Starts `connmix engine -f <yamlFile>` and waits until its API listens. */
-export async function startListening(yamlFile: string): Promise<EngineProcess> {
-  const engine = startEngine(yamlFile);
-  await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
+/**
+ * Starts `connmix engine -f <yamlFile>` and waits until its API listens. An engine that exits first, or
+ * does not listen in time, is killed and the error carries its output.
+ */
+export async function startListening(yamlFile: string, workers = 1): Promise<EngineProcess> {
+  const engine = startEngine(yamlFile, workers);
+  const listening = () => /api server listening/.test(engine.output());
+  try {
+    await waitFor('engine listening', () => listening() || engine.child.exitCode !== null, 20_000);
+    if (!listening()) throw new Error('the engine exited before listening');
+  } catch (error) {
+    engine.child.kill('SIGKILL');
+    await engine.exited;
+    throw new Error(`${(error as Error).message}: ${engine.output().slice(-2000)}${engine.errors().slice(-2000)}`, { cause: error });
+  }
   return engine;
 }
 
