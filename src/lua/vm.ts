@@ -176,7 +176,7 @@ export class LuaVM<Owner = unknown> {
 
   /** Compiles and runs the entry file, then checks that every required hook is a function. */
   load(): void {
-    this.loadedFiles = luaFilesSignature(scriptsRoot(this.entry));
+    this.loadedFiles = luaFilesSignature(luaFiles(scriptsRoot(this.entry)));
     this.runChunk(this.compile(fs.readFileSync(this.entry)));
     this.resolveHooks();
   }
@@ -191,9 +191,9 @@ export class LuaVM<Owner = unknown> {
     let files: string;
     let listed: string[];
     try {
-      files = luaFilesSignature(scriptsRoot(this.entry));
-      if (files === this.loadedFiles) return false;
       listed = luaFiles(scriptsRoot(this.entry));
+      files = luaFilesSignature(listed);
+      if (files === this.loadedFiles) return false;
     } catch (error) {
       this.options.log.warn('Lua reload check failed, retrying at the next check', { error: (error as Error).message });
       return false;
@@ -559,12 +559,12 @@ function luaFiles(dir: string): string[] {
 }
 
 /**
- * Names, sizes and modification times of the `.lua` files under `dir`. Compared as a whole rather than
+ * Names, sizes and modification times of `files` (as listed by luaFiles). Compared as a whole rather than
  * against a load time, because file times come from a coarse clock that lags Date.now() by milliseconds.
  */
-function luaFilesSignature(dir: string): string {
+function luaFilesSignature(files: string[]): string {
   const parts: string[] = [];
-  for (const file of luaFiles(dir)) {
+  for (const file of files) {
     try {
       const stat = fs.statSync(file);
       parts.push(`${file}:${stat.size}:${stat.mtimeMs}`);
