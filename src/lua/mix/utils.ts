@@ -5,9 +5,6 @@ import { strSplit, bytesToString } from './strings';
 import { digest } from './digest';
 import { parseUrlFn } from './url';
 
-// Kept for callers that import the JSON walk from here.
-export { luaToJson, JsonEncodeError } from './json';
-
 /**
  * The pure utilities of CONNMIX's `mix` table (CONNMIX docs, lua-api), in JS because Lua versions are far
  * slower in Fengari. Register with `luaL_setfuncs(L, MIX_UTILS, 0)` on the `mix` table. Wrong argument
