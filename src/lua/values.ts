@@ -65,14 +65,21 @@ export interface ToJsOptions {
 }
 
 /**
- * String bytes one conversion may still copy out of Lua (the state's maxStringSize in all), and values
- * it may still visit (maxItems: a table referenced many times is walked, and counted, at each reference).
+ * What one walk over a Lua value may still produce (string bytes for toJs, JSON text for mix.json_encode:
+ * the state's maxStringSize in all) and values it may still visit (maxItems: a table referenced many
+ * times is walked, and counted, at each reference, so 22 levels of `{t, t}` are 4 million values, not 44).
  */
-interface Room {
+export interface Room {
   left: number;
   readonly max: number;
   items: number;
   readonly maxItems: number;
+}
+
+/** A fresh Room holding the limits of the state `L` belongs to. */
+export function roomFor(L: LuaState): Room {
+  const limits = limitsOf(L) ?? DEFAULT_LIMITS;
+  return { left: limits.maxStringSize, max: limits.maxStringSize, items: limits.maxItems, maxItems: limits.maxItems };
 }
 
 /**
@@ -98,11 +105,7 @@ export function toJs(L: LuaState, index: number, options: ToJsOptions = {}, dept
       return options.bytes ? bytes : luaToJsString(bytes);
     }
     case LUA_TTABLE: {
-      if (!room) {
-        const limits = limitsOf(L) ?? DEFAULT_LIMITS;
-        room = { left: limits.maxStringSize, max: limits.maxStringSize, items: limits.maxItems, maxItems: limits.maxItems };
-      }
-      return tableToJs(L, lua_absindex(L, index), options, depth, room);
+      return tableToJs(L, lua_absindex(L, index), options, depth, room ?? roomFor(L));
     }
     default:
       throw new ConversionError(`cannot convert a Lua ${luaToJsString(lua_typename(L, lua_type(L, index)))}`);

@@ -1,6 +1,6 @@
 /** `mix.json_encode` and `mix.json_decode`, and the Lua-to-JSON walk `mix.queue.push` uses too. */
 import { lua, lauxlib, luaToJsString, type LuaState, type LuaFunction } from '../fengari/index';
-import { pushValue, ConversionError, MAX_DEPTH } from '../values';
+import { pushValue, ConversionError, MAX_DEPTH, roomFor, type Room } from '../values';
 import { pushNilError } from '../vm';
 import { limitsOf, DEFAULT_LIMITS } from '../limits';
 import { pushJsonDocument } from './json-parse';
@@ -15,25 +15,8 @@ const { luaL_checkany, luaL_checkstack } = lauxlib;
 /** A Lua value that JSON cannot represent (function, NaN, a cycle…); the message is the Lua `err`. */
 export class JsonEncodeError extends Error {}
 
-/**
- * What is left of the JSON text one encoding may produce (the state's maxStringSize, in characters),
- * and of the values it may visit (maxItems: a table referenced many times is walked, and counted, at
- * every reference, so 22 levels of `{t, t}` are 4 million values, not 44).
- */
-interface JsonRoom {
-  left: number;
-  readonly max: number;
-  items: number;
-  readonly maxItems: number;
-}
-
-function jsonRoom(L: LuaState): JsonRoom {
-  const limits = limitsOf(L) ?? DEFAULT_LIMITS;
-  return { left: limits.maxStringSize, max: limits.maxStringSize, items: limits.maxItems, maxItems: limits.maxItems };
-}
-
-/** Counts `text` against `room`; throws before a table of many large strings can exhaust the heap. */
-function spend(room: JsonRoom, text: string): string {
+/** Counts `text` against `room` (JSON text is counted in characters); throws before a table of many large strings can exhaust the heap. */
+function spend(room: Room, text: string): string {
   room.left -= text.length;
   if (room.left < 0) throw new JsonEncodeError(`JSON text exceeds the ${room.max}-byte limit`);
   return text;
@@ -46,7 +29,7 @@ function spend(room: JsonRoom, text: string): string {
  * UTF-8. Object keys keep the table's iteration order (Fengari: insertion order).
  * Throws JsonEncodeError; the Lua stack is left as it was only when it returns normally.
  */
-export function luaToJson(L: LuaState, index: number, depth = 0, room: JsonRoom = jsonRoom(L)): string {
+export function luaToJson(L: LuaState, index: number, depth = 0, room: Room = roomFor(L)): string {
   if (--room.items < 0) throw new JsonEncodeError(`more than ${room.maxItems} values to encode (the maxItems limit)`);
   switch (lua_type(L, index)) {
     case LUA_TNIL:
@@ -68,7 +51,7 @@ export function luaToJson(L: LuaState, index: number, depth = 0, room: JsonRoom 
   }
 }
 
-function tableToJson(L: LuaState, index: number, depth: number, room: JsonRoom): string {
+function tableToJson(L: LuaState, index: number, depth: number, room: Room): string {
   if (depth >= MAX_DEPTH) throw new JsonEncodeError(`cannot encode a table nested deeper than ${MAX_DEPTH} levels (a cycle?)`);
   luaL_checkstack(L, 3, 'table too deep');
   const keys: Array<Uint8Array | string | number> = [];
