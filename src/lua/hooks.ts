@@ -157,16 +157,20 @@ export class SocketHooks {
     this.callForResults(conn, 'protocol_decode', packet, (error, thread) => {
       if (error) return done(error, null);
       const type = resultType(thread);
-      done(null, type === LUA_TNONE || type === LUA_TNIL ? null : (thread as unknown as DecodedMessage));
+      if (type !== LUA_TNONE && type !== LUA_TNIL) return done(null, thread as unknown as DecodedMessage);
+      // No message: nothing will read the coroutine, so it can serve the next call.
+      if (thread) this.vm.releaseThread(thread);
+      done(null, null);
     }, true);
   }
 
-  /** `on_message(msg)` with what protocol_decode returned. */
+  /** `on_message(msg)` with what protocol_decode returned; its coroutine is handed back once the value left it. */
   onMessage(conn: ScriptConnection, decoded: DecodedMessage, done: HookDone): void {
     const from = decoded as unknown as LuaState;
     this.vm.call(conn, 'on_message', (L) => {
       lua_settop(from, 1);
       lua_xmove(from, L, 1);
+      this.vm.releaseThread(from);
       return this.connLast(L, conn, 1);
     }, done);
   }

@@ -280,9 +280,17 @@ export class LuaVM<Owner = unknown> {
    * keep its memory; a few idle ones are enough, as calls run one at a time.
    */
   private recycle(call: Call<Owner>): void {
-    if (call.keepsThread || this.idleThreads.length >= MAX_IDLE_THREADS || stackSlots(call.thread) > MAX_RECYCLED_STACK) return;
-    lua_settop(call.thread, 0);
-    this.idleThreads.push(call.thread);
+    if (!call.keepsThread) this.releaseThread(call.thread);
+  }
+
+  /**
+   * Hands back the coroutine of a finished `keepsThread` call once its results are read, so it serves a
+   * later call as recycle does for the others. Only for a call that ended without error, and only once.
+   */
+  releaseThread(thread: LuaState): void {
+    if (this.idleThreads.length >= MAX_IDLE_THREADS || stackSlots(thread) > MAX_RECYCLED_STACK) return;
+    lua_settop(thread, 0);
+    this.idleThreads.push(thread);
   }
 
   /**

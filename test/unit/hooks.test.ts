@@ -150,6 +150,36 @@ test('socket hooks, current model: protocol_decode hands its value to on_message
   assert.deepEqual(emitted, [['message', 'hi\n']]);
 });
 
+test('socket hooks: protocol_decode coroutines serve later calls once on_message took the value, or when it returned nil', async () => {
+  const { vm, emitted } = hookVm('socket', `
+    local seen, count = {}, 0
+    function on_connect(client_id) end
+    function on_close(client_id, err) end
+    function protocol_input(buf) return 0 end
+    function protocol_decode(str)
+      local co = coroutine.running()
+      if not seen[co] then seen[co] = true; count = count + 1 end
+      if str == "skip" then return nil end
+      return str
+    end
+    function on_message(msg) emit(msg, count) end
+    function protocol_encode(str) return str end`);
+  const hooks = new SocketHooks(vm);
+  hooks.resolveModel('current');
+  const conn = fakeConn('42');
+  for (let i = 1; i <= 10; i++) {
+    const skipped = await withResult<DecodedMessage | null>((done) => hooks.protocolDecode(conn, Buffer.from('skip'), done));
+    assert.deepEqual(skipped, { error: null, result: null });
+    const decoded = await withResult<DecodedMessage | null>((done) => hooks.protocolDecode(conn, Buffer.from(`m${i}`), done));
+    assert.equal(decoded.error, null);
+    assert.equal(await settled((done) => hooks.onMessage(conn, decoded.result as DecodedMessage, done)), null);
+  }
+  // Twenty decode calls in, a few coroutines took turns; one made per decode would count twenty.
+  assert.deepEqual(emitted.map(([message]) => message), Array.from({ length: 10 }, (_, i) => `m${i + 1}`));
+  const used = emitted[emitted.length - 1][1] as number;
+  assert.ok(used <= 3, `protocol_decode ran in ${used} coroutines`);
+});
+
 test('socket hooks: protocol_encode gives the bytes, or names what it got instead', async () => {
   const { vm } = hookVm('socket', CURRENT_SOCKET);
   const hooks = new SocketHooks(vm);
