@@ -1,6 +1,6 @@
 import { lua, lauxlib, K, raise, type LuaState, type LuaFunction } from './fengari/index';
 import { setField, setGlobal } from './sandbox';
-import { limitsOf, markUntimed, DEFAULT_LIMITS } from './limits';
+import { stateLimits, markUntimed } from './limits';
 
 const { LUA_TTABLE, LUA_TNUMBER, LUA_TSTRING, lua_pushinteger, lua_pushnumber, lua_rawlen, lua_next, lua_pushnil, lua_pop,
   lua_type, lua_tonumber, lua_gettop, lua_pushstring } = lua;
@@ -133,7 +133,7 @@ function quoted(L: LuaState, s: Uint8Array): Buffer {
     else if (isControl(b)) size += isDigit(s[i + 1]) ? 4 : 1 + String(b).length;
     else size++;
   }
-  const max = (limitsOf(L) ?? DEFAULT_LIMITS).maxStringSize;
+  const max = stateLimits(L).maxStringSize;
   if (size > max) return raise(L, `string of ${size} bytes exceeds the ${max}-byte limit`);
   const out = Buffer.allocUnsafe(size);
   let o = 0;
@@ -157,7 +157,7 @@ function quoted(L: LuaState, s: Uint8Array): Buffer {
 
 const tableMaxn: LuaFunction = (L) => {
   luaL_checktype(L, 1, LUA_TTABLE);
-  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
+  const maxItems = stateLimits(L).maxItems;
   let max = 0;
   let walked = 0;
   lua_pushnil(L);

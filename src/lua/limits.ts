@@ -82,6 +82,11 @@ export function limitsOf(L: LuaState | null | undefined): Required<SandboxLimits
   return L ? registry.get(globalStateOf(L)) : undefined;
 }
 
+/** The limits of the state `L` belongs to; the defaults for a state made without any. */
+export function stateLimits(L: LuaState): Required<SandboxLimits> {
+  return limitsOf(L) ?? DEFAULT_LIMITS;
+}
+
 /**
  * Makes the budget hook of thread `L` run before its next instruction, so the time a slow library
  * call just used is checked against the budget at once rather than up to 1000 instructions later.

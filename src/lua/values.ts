@@ -1,5 +1,5 @@
 import { lua, lauxlib, luaToJsString, type LuaState } from './fengari/index';
-import { limitsOf, DEFAULT_LIMITS } from './limits';
+import { stateLimits } from './limits';
 import type { ContextValue } from '../session/context';
 
 const {
@@ -78,7 +78,7 @@ export interface Room {
 
 /** A fresh Room holding the limits of the state `L` belongs to. */
 export function roomFor(L: LuaState): Room {
-  const limits = limitsOf(L) ?? DEFAULT_LIMITS;
+  const limits = stateLimits(L);
   return { left: limits.maxStringSize, max: limits.maxStringSize, items: limits.maxItems, maxItems: limits.maxItems };
 }
 

@@ -4,7 +4,7 @@ import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { lua, lauxlib, K, raise, luaToJsString, stackSlots, type LuaState, type LuaFunction } from './fengari/index';
 import { isEmptyLuaFunction, throwPastHandlers } from './fengari/runtime-patches';
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
-import { tookSlowCall, limitsOf } from './limits';
+import { stateLimits, tookSlowCall } from './limits';
 import { estimateStateBytes } from './fengari/memory';
 import { openCompat51, bitModule } from './compat51';
 import { openRequire, forgetModules, type BuiltinModule } from './require';
@@ -162,7 +162,7 @@ export class LuaVM<Owner = unknown> {
       return 1;
     });
     openSandbox(L, (line) => options.log.info(line, { lua: this.chunkName }), options.limits ?? DEFAULT_LIMITS);
-    this.maxMemory = this.memoryMark = (limitsOf(L) ?? DEFAULT_LIMITS).maxMemory;
+    this.maxMemory = this.memoryMark = stateLimits(L).maxMemory;
     openCompat51(L);
     openRequire(L, moduleRoots(options.entry), { bit: bitModule, ...options.builtins });
     options.install?.(this);

@@ -4,7 +4,7 @@ import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
 import { settle, checkMessageType } from './settle';
 import { WaitTimeoutError } from '../../session/context';
-import { limitsOf, markUntimed, DEFAULT_LIMITS } from '../limits';
+import { stateLimits, markUntimed } from '../limits';
 
 const { LUA_REGISTRYINDEX, lua_pushstring, lua_pushnil, lua_gettop, lua_settop, lua_newuserdata, lua_rawgeti, lua_createtable,
   lua_setfield, lua_pushvalue, lua_pop } = lua;
@@ -82,7 +82,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
       const key = luaToJsString(luaL_checklstring(L, 2));
       const value = conn.context.get(key);
       if (value !== undefined) return pushContextValue(L, value);
-      const seconds = (limitsOf(L) ?? DEFAULT_LIMITS).waitTimeout;
+      const seconds = stateLimits(L).waitTimeout;
       const waited = conn.context.waitFor(key, seconds * 1000).catch((error: Error) => {
         if (error instanceof WaitTimeoutError) host.log.warn('wait_context_value timed out', { client_id: conn.clientId, key, seconds });
         throw error;

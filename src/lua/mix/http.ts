@@ -1,7 +1,7 @@
 import { lua, lauxlib, K, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import { settle } from './settle';
-import { limitsOf, DEFAULT_LIMITS } from '../limits';
+import { stateLimits } from '../limits';
 import type { ScriptConnection } from './host';
 
 const { LUA_TNIL, LUA_TNONE, LUA_TSTRING, LUA_TNUMBER, LUA_TTABLE, lua_type, lua_typename, lua_tonumber, lua_tolstring,
@@ -101,7 +101,7 @@ function pairsOption(L: LuaState, name: string): Array<[string, string]> {
   const pairs: Array<[string, string]> = [];
   if (type !== LUA_TNIL) {
     if (type !== LUA_TTABLE) badOption(L, `${name} must be a table, got ${typeName(L, -1)}`);
-    const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
+    const maxItems = stateLimits(L).maxItems;
     lua_pushnil(L);
     while (lua_next(L, -2) !== 0) {
       if (pairs.length >= maxItems) badOption(L, `${name} has more than ${maxItems} entries (the maxItems limit)`);

@@ -2,7 +2,7 @@
 import { lua, lauxlib, luaToJsString, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushValue, ConversionError, MAX_DEPTH, roomFor, type Room } from '../values';
 import { pushNilError } from '../vm';
-import { limitsOf, DEFAULT_LIMITS } from '../limits';
+import { stateLimits } from '../limits';
 import { pushJsonDocument } from './json-parse';
 
 const {
@@ -140,7 +140,7 @@ export const jsonDecode: LuaFunction = (L) => {
   if (type !== LUA_TSTRING && type !== LUA_TNUMBER) {
     return pushNilError(L, `json_decode expects a string, got ${typeName(L, 1)}`);
   }
-  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
+  const maxItems = stateLimits(L).maxItems;
   const text: Uint8Array = lua_tolstring(L, 1)!;
   // Refused before parsing, by one cheap pass over the bytes: JSON.parse of a 16 MiB `[0,0,...]` alone
   // takes seconds and 350 MiB, and building its first maxItems values as Lua tables a tenth of a second.

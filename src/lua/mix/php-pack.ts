@@ -1,6 +1,6 @@
 import { lua, lauxlib, bytesView, luaToJsString, raise, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushNilError } from '../vm';
-import { limitsOf, DEFAULT_LIMITS } from '../limits';
+import { stateLimits } from '../limits';
 
 const { LUA_TSTRING, LUA_TNUMBER, lua_type, lua_typename, lua_tonumber, lua_isnumber, lua_tolstring, lua_gettop,
   lua_pop, lua_pushstring, lua_pushnumber, lua_createtable, lua_settable } = lua;
@@ -317,7 +317,7 @@ export const phpPackFn: LuaFunction = (L) => {
   for (let i = 2, n = lua_gettop(L); i <= n; i++) args.push(packArg(L, i));
   let packed: Buffer;
   try {
-    packed = phpPack(format, args, (limitsOf(L) ?? DEFAULT_LIMITS).maxItems);
+    packed = phpPack(format, args, stateLimits(L).maxItems);
   } catch (error) {
     if (error instanceof PackError) return pushNilError(L, error.message);
     if (error instanceof PackLimitError) return raise(L, `php_pack: ${error.message}`);
@@ -332,7 +332,7 @@ export const phpUnpackFn: LuaFunction = (L) => {
   const format = bytesView(luaL_checklstring(L, 1)).toString('latin1');
   const data = Buffer.from(luaL_checklstring(L, 2));
   let values: Map<string | number, string | number>;
-  const limits = limitsOf(L) ?? DEFAULT_LIMITS;
+  const limits = stateLimits(L);
   try {
     values = phpUnpack(format, data, limits.maxItems, limits.maxStringSize);
   } catch (error) {

@@ -4,7 +4,7 @@ import { pushNilError, type LuaVM } from '../vm';
 import type { LuaRedisConfig } from '../../config/schema';
 import type { Logger } from '../../log';
 import { settle } from './settle';
-import { limitsOf, DEFAULT_LIMITS } from '../limits';
+import { stateLimits } from '../limits';
 
 const { LUA_TSTRING, LUA_TNUMBER, lua_type, lua_typename, lua_tonumber, lua_gettop, lua_pushstring, lua_pushnumber,
   lua_pushnil, lua_pushboolean, lua_createtable, lua_rawseti, lua_newuserdata, lua_newtable, lua_pushvalue, lua_setfield,
@@ -172,7 +172,7 @@ function pushReply(L: LuaState, reply: unknown, depth = 0): number {
  * building its tables would hold the node for seconds.
  */
 function pushCheckedReply(L: LuaState, reply: unknown): number {
-  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
+  const maxItems = stateLimits(L).maxItems;
   if (replyElements(reply, maxItems) > maxItems) return pushNilError(L, `reply has more than ${maxItems} elements (the maxItems limit)`);
   return pushReply(L, reply);
 }

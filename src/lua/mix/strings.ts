@@ -1,6 +1,6 @@
 /** `mix.str_split` and `mix.bytes_tostring`: binary-safe string helpers. */
 import { lua, lauxlib, raise, pushOwnedString, type LuaFunction } from '../fengari/index';
-import { limitsOf, DEFAULT_LIMITS } from '../limits';
+import { stateLimits } from '../limits';
 import { searchBytes } from '../sandbox';
 
 const {
@@ -18,7 +18,7 @@ export const strSplit: LuaFunction = (L) => {
   const s: Uint8Array = luaL_checklstring(L, 1);
   const sep: Uint8Array = luaL_checklstring(L, 2);
   if (sep.length === 0) return luaL_argerror(L, 2, 'separator must not be empty');
-  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
+  const maxItems = stateLimits(L).maxItems;
   lua_createtable(L, 0, 0);
   let start = 0;
   let n = 0;
@@ -37,7 +37,7 @@ export const strSplit: LuaFunction = (L) => {
 export const bytesToString: LuaFunction = (L) => {
   luaL_checktype(L, 1, LUA_TTABLE);
   const length: number = lua_rawlen(L, 1);
-  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
+  const maxItems = stateLimits(L).maxItems;
   if (length > maxItems) return raise(L, `bytes_tostring: more than ${maxItems} bytes (the maxItems limit)`);
   const out = Buffer.allocUnsafe(length);
   for (let i = 1; i <= length; i++) {

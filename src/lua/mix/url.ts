@@ -4,7 +4,7 @@
  */
 import { lua, lauxlib, bytesView, raise, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushNilError } from '../vm';
-import { limitsOf, DEFAULT_LIMITS } from '../limits';
+import { stateLimits } from '../limits';
 
 const { lua_pushstring, lua_pushboolean, lua_createtable, lua_setfield } = lua;
 const { luaL_checklstring, luaL_checkstack } = lauxlib;
@@ -256,7 +256,7 @@ function pushBinary(L: LuaState, s: string): void {
 export const parseUrlFn: LuaFunction = (L) => {
   const bytes: Uint8Array = luaL_checklstring(L, 1);
   // Parsing takes about 0.1 us a byte (1.5 s for a 12 MiB URL); no real URL comes near the cap.
-  const maxItems = (limitsOf(L) ?? DEFAULT_LIMITS).maxItems;
+  const maxItems = stateLimits(L).maxItems;
   if (bytes.length > maxItems) return raise(L, `parse_url: a URL of more than ${maxItems} bytes (the maxItems limit)`);
   const raw = bytesView(bytes).toString('latin1');
   let url: ParsedUrl;
