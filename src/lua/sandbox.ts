@@ -1,4 +1,3 @@
-import { pcall, xpcall } from './fengari/pcall';
 import { lua, lauxlib, lualib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from './fengari/index';
 import { installLimits, resolveLimits, limitsOf, markUntimed, checkBudgetSoon, LARGE_BYTES, type SandboxLimits } from './limits';
 
@@ -44,8 +43,6 @@ export function openSandbox(L: LuaState, print: (line: string) => void, options:
   lua_setfield(L, LUA_REGISTRYINDEX, STOCK_LOAD);
   setGlobal(L, 'load', textOnlyLoad(limits.maxLoadSize));
   setGlobal(L, 'collectgarbage', () => 0);
-  setGlobal(L, 'pcall', pcall);
-  setGlobal(L, 'xpcall', xpcall);
   setGlobal(L, 'print', (L) => {
     const parts: string[] = [];
     for (let i = 1, n = lua_gettop(L); i <= n; i++) {

@@ -8,7 +8,7 @@ import { ROOT } from '../support/helpers';
 /**
  * The fengari 0.1.5 source files our patches were reviewed against (sha256). Our private copy runs
  * every one of them, and the files of src/lua/fengari/ (patches.ts, internals.ts, runtime-patches.ts,
- * pcall.ts, memory.ts) rely on their internals, so any change is a review, not an upgrade.
+ * memory.ts) rely on their internals, so any change is a review, not an upgrade.
  */
 const REVIEWED: Record<string, string> = {
   'defs.js': 'fb33b082a4fad624a69f41eab16a7de9441b6801acd087d0af145127c19ab706',
@@ -63,5 +63,5 @@ test('fengari is pinned to the exact version whose sources were reviewed, and it
   assert.deepEqual({ changed, missing }, { changed: [], missing: [] },
     'fengari\'s source differs from the reviewed 0.1.5: review every entry of src/lua/fengari/patches.ts (source patches, ' +
     'the replaced lstring.js, runtime patches) and the internals read by src/lua/fengari/internals.ts, runtime-patches.ts, ' +
-    'memory.ts and pcall.ts against the new files, run the Lua tests, then record the new hashes here');
+    'and memory.ts against the new files, run the Lua tests, then record the new hashes here');
 });

@@ -5,7 +5,7 @@ import { stringModule } from './lstring';
  *
  * Source patches and replaced modules are applied while ./load compiles our private copy of fengari
  * (the published package is never modified). Runtime patches are installed on that same private copy
- * at run time (they need per-state limits): their mechanics live in ./runtime-patches and ./pcall, and
+ * at run time (they need per-state limits): their mechanics live in ./runtime-patches, and
  * the numbers, counters and error texts they enforce are passed in by src/lua/limits.ts.
  * test/lua/fengari-pin.test.ts fails when fengari's source files differ from the reviewed ones.
  */
@@ -60,6 +60,18 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     replace: (found: string) => DEAD_STRONG_ON_DEMAND[found],
     files: { 'ltable.js': 4 },
   },
+  {
+    name: 'pcall keeps hooks allowed in coroutines',
+    reason:
+      'Inside a coroutine, lua_pcallk (what pcall and xpcall call) records whether hooks were allowed with ' +
+      '`callstatus &= ~CIST_OAH | allowhook`, which never sets the bit: once a pcall caught an error the ' +
+      'coroutine ran with hooks off for good, so the budget hook never fired again and ' +
+      '`while true do pcall(error) end` ran forever. The line becomes what PUC Lua does.',
+    test: 'test/lua/fengari-patches.test.ts: pcall of an error inside a coroutine keeps the budget hook (pcall escape)',
+    find: /ci\.callstatus &= ~lstate\.CIST_OAH \| L\.allowhook;/g,
+    replace: () => 'ci.callstatus = (ci.callstatus & ~lstate.CIST_OAH) | L.allowhook;',
+    files: { 'lapi.js': 1 },
+  },
 ];
 
 /** The four uses of a table's dead-key map in ltable.js, and what each becomes. */
@@ -109,12 +121,6 @@ export const RUNTIME_PATCHES: ReadonlyArray<{ name: string; where: string; reaso
     where: 'src/lua/fengari/runtime-patches.ts countPatternSteps (accessors on lstrlib MatchState.prototype; policy: src/lua/limits.ts)',
     reason: 'Backtracking patterns run for minutes inside one library call.',
     test: 'test/lua-limits.test.ts: backtracking patterns are stopped by maxPatternSteps instead of running for minutes',
-  },
-  {
-    name: 'pcall keeps hooks allowed in coroutines',
-    where: 'src/lua/fengari/pcall.ts (pcall and xpcall replace the base library\'s)',
-    reason: 'Fengari\'s lua_pcallk never sets CIST_OAH, so after one caught error a coroutine ran with hooks off for good.',
-    test: 'test/lua/fengari-patches.test.ts: pcall of an error inside a coroutine keeps the budget hook (pcall escape)',
   },
   {
     name: 'budget errors skip message handlers',
