@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import { dialect as dialectOf, type DialectName } from './dialects';
 import { openGreeted, forEachLimit } from './connect';
 import { Audience, type AudienceStats } from './audience';
-import { nowMs } from './payload';
+import { nowMs, openLoop } from './payload';
 
 /**
  * The chat-room scenario's members, one share per load process. A member joins one room, then says
@@ -173,22 +173,13 @@ export class ChatMembers extends Audience<Member> {
    */
   async say(params: SayRun): Promise<SayRunResult> {
     const result: SayRunResult = { perRoom: {}, sent: 0, ms: 0 };
-    const total = Math.round((params.rate * params.durationMs) / 1000);
-    const started = nowMs();
-    let next = 0;
-    while (next < total && this.clients.length > 0) {
-      const due = Math.min(total, Math.floor(((nowMs() - started) * params.rate) / 1000) + 1);
-      for (; next < due; next++) {
-        const member = this.clients[next % this.clients.length];
-        if (member.ws.readyState !== 1) continue;
-        const t = started + (next * 1000) / params.rate;
-        member.ws.send(this.speech.say(sayText(member.index, member.seq++, t)));
-        result.perRoom[member.room] = (result.perRoom[member.room] ?? 0) + 1;
-        result.sent++;
-      }
-      const nextDue = started + (next * 1000) / params.rate;
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, nextDue - nowMs())));
-    }
+    const started = await openLoop(params.rate, params.durationMs, (i, due) => {
+      const member = this.clients[i % this.clients.length];
+      if (member.ws.readyState !== 1) return;
+      member.ws.send(this.speech.say(sayText(member.index, member.seq++, due)));
+      result.perRoom[member.room] = (result.perRoom[member.room] ?? 0) + 1;
+      result.sent++;
+    }, () => this.clients.length > 0);
     result.ms = nowMs() - started;
     return result;
   }

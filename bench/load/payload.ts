@@ -75,3 +75,23 @@ function numberAfterKey(data: Buffer, key: number, from: number): number {
   }
   return -1;
 }
+
+/**
+ * Calls `send(i, due)` for i = 0, 1, ... at `rate` per second for `durationMs`, open loop: each call is
+ * made when it is due, or at once when late, and `due` is that time (ms, monotonic) for the message to
+ * carry, so a sender falling behind shows as latency. Stops early once `active()` is false. Returns the
+ * time it started.
+ */
+export async function openLoop(rate: number, durationMs: number, send: (i: number, due: number) => void,
+  active: () => boolean = () => true): Promise<number> {
+  const total = Math.round((rate * durationMs) / 1000);
+  const started = nowMs();
+  let next = 0;
+  while (next < total && active()) {
+    const due = Math.min(total, Math.floor(((nowMs() - started) * rate) / 1000) + 1);
+    for (; next < due; next++) send(next, started + (next * 1000) / rate);
+    const nextDue = started + (next * 1000) / rate;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, nextDue - nowMs())));
+  }
+  return started;
+}

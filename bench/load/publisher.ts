@@ -1,5 +1,5 @@
 import * as http from 'node:http';
-import { comment, nowMs } from './payload';
+import { comment, nowMs, openLoop } from './payload';
 
 export interface PublishRun {
   /** Publishes accepted by the server (HTTP 200 with "E":null), per channel. */
@@ -29,24 +29,13 @@ export class Publisher {
   /** Publishes `rate` comments per second for `durationMs`, to `channelFor(i)` for the i-th of the run. */
   async run(rate: number, durationMs: number, channelFor: (i: number) => string): Promise<PublishRun> {
     const result: PublishRun = { perChannel: new Map(), ok: 0, errors: 0, ms: 0 };
-    const total = Math.round((rate * durationMs) / 1000);
     const answers: Promise<void>[] = [];
-    const started = nowMs();
-    let sent = 0;
-    while (sent < total) {
-      const due = Math.min(total, Math.floor(((nowMs() - started) * rate) / 1000) + 1);
-      while (sent < due) {
-        const channel = channelFor(sent);
-        const seq = this.seqs.get(channel) ?? 0;
-        this.seqs.set(channel, seq + 1);
-        // The time it was due, not the time it left: a publisher falling behind must show as latency.
-        const t = started + (sent * 1000) / rate;
-        answers.push(this.post(channel, comment(seq, t), result));
-        sent++;
-      }
-      const nextDue = started + (sent * 1000) / rate;
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, nextDue - nowMs())));
-    }
+    const started = await openLoop(rate, durationMs, (i, due) => {
+      const channel = channelFor(i);
+      const seq = this.seqs.get(channel) ?? 0;
+      this.seqs.set(channel, seq + 1);
+      answers.push(this.post(channel, comment(seq, due), result));
+    });
     await Promise.race([Promise.all(answers), new Promise((resolve) => setTimeout(resolve, 15_000))]);
     result.ms = nowMs() - started;
     return result;
