@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { dialect as dialectOf, type DialectName } from './dialects';
+import { dialect as dialectOf, type Dialect, type DialectName } from './dialects';
 import { openGreeted, forEachLimit } from './connect';
 import { Audience, type AudienceStats } from './audience';
 import { nowMs, openLoop } from './payload';
@@ -19,21 +19,9 @@ import { nowMs, openLoop } from './payload';
 /** Bytes of each say's `msg`: a short chat line. */
 export const TEXT_BYTES = 64;
 
-interface ChatSpeech {
-  join(room: number): string;
-  say(msg: string): string;
-}
-
-const join = (room: number) => `{"op":"join","room_id":${room}}`;
-const send = (msg: string) => `{"op":"send","msg":"${msg}"}`;
-
-const SPEECH: Record<DialectName, ChatSpeech> = {
-  seed: { join, say: send },
-  socketio: {
-    join: (room) => `42${JSON.stringify(['message', join(room)])}`,
-    say: (msg) => `42${JSON.stringify(['message', send(msg)])}`,
-  },
-};
+/** The quick start's join and send requests (chat-room.lua), before the dialect wraps them. */
+const joinText = (room: number) => `{"op":"join","room_id":${room}}`;
+const sendText = (msg: string) => `{"op":"send","msg":"${msg}"}`;
 
 /**
  * A say's `msg`: `~<sender>~<seq>~<due time>~` padded with x. Plain ASCII without quotes or
@@ -131,12 +119,11 @@ interface Member {
 }
 
 export class ChatMembers extends Audience<Member> {
-  private speech: ChatSpeech = SPEECH.seed;
+  private dialect: Dialect = dialectOf('seed');
   private outOfOrder = 0;
 
   async open(params: OpenMembers): Promise<OpenMembersResult> {
-    const dialect = dialectOf(params.dialect);
-    const speech = (this.speech = SPEECH[params.dialect]);
+    const dialect = (this.dialect = dialectOf(params.dialect));
     const started = Date.now();
     const errors: string[] = [];
     const perRoom: Record<number, number> = {};
@@ -153,7 +140,7 @@ export class ChatMembers extends Audience<Member> {
           localAddress: params.addresses[index % params.addresses.length],
           timeoutMs: params.timeoutMs,
           onData: (_ws, data) => this.receive(member, data),
-        }, speech.join(room), 'join', (answered) => (member.joined = answered));
+        }, dialect.message(joinText(room)), 'join', (answered) => (member.joined = answered));
         this.clients.push(member);
         perRoom[room] = (perRoom[room] ?? 0) + 1;
         joined++;
@@ -176,7 +163,7 @@ export class ChatMembers extends Audience<Member> {
     const started = await openLoop(params.rate, params.durationMs, (i, due) => {
       const member = this.clients[i % this.clients.length];
       if (member.ws.readyState !== 1) return;
-      member.ws.send(this.speech.say(sayText(member.index, member.seq++, due)));
+      member.ws.send(this.dialect.message(sendText(sayText(member.index, member.seq++, due))));
       result.perRoom[member.room] = (result.perRoom[member.room] ?? 0) + 1;
       result.sent++;
     }, () => this.clients.length > 0);

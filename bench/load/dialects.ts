@@ -17,6 +17,8 @@ export interface Dialect {
   control(ws: WebSocket, data: Buffer): 'ready' | 'handled' | 'data';
   /** True if the connection may subscribe as soon as the WebSocket is open. */
   readonly readyOnOpen: boolean;
+  /** The frame that carries the seed protocol's text `text` (Socket.IO: a `message` event). */
+  message(text: string): string;
   subscribe(video: number): string;
   unsubscribe(video: number): string;
   /** True for the `{"result":true}` answer to a (un)subscribe message. */
@@ -29,13 +31,19 @@ export interface Dialect {
 
 export type DialectName = 'seed' | 'socketio';
 
+/** The seed's `{"op":"subscribe","channel":"<video>@video"}` (or unsubscribe). */
+function subscribeText(op: 'subscribe' | 'unsubscribe', video: number): string {
+  return `{"op":"${op}","channel":"${video}@video"}`;
+}
+
 const seed: Dialect = {
   name: 'seed',
   url: (wsUrl) => wsUrl,
   control: () => 'data',
   readyOnOpen: true,
-  subscribe: (video) => `{"op":"subscribe","channel":"${video}@video"}`,
-  unsubscribe: (video) => `{"op":"unsubscribe","channel":"${video}@video"}`,
+  message: (text) => text,
+  subscribe: (video) => subscribeText('subscribe', video),
+  unsubscribe: (video) => subscribeText('unsubscribe', video),
   // {"result":true}: the only frame a viewer gets that starts with {"r
   isResult: (data) => data.length < 32 && data[0] === 0x7b && data[2] === 0x72,
   apiPublish: (channel, d, id) => JSON.stringify({ m: 'mesh.publish', p: { c: channel, d }, i: id }),
@@ -61,8 +69,9 @@ const socketio: Dialect = {
     return 'data';
   },
   readyOnOpen: false,
-  subscribe: (video) => `42${JSON.stringify(['message', `{"op":"subscribe","channel":"${video}@video"}`])}`,
-  unsubscribe: (video) => `42${JSON.stringify(['message', `{"op":"unsubscribe","channel":"${video}@video"}`])}`,
+  message: (text) => `42${JSON.stringify(['message', text])}`,
+  subscribe: (video) => socketio.message(subscribeText('subscribe', video)),
+  unsubscribe: (video) => socketio.message(subscribeText('unsubscribe', video)),
   isResult: (data) => data.length < 48 && data[0] === 0x34 && data[1] === 0x32 && data.includes('result'),
   // Socket.IO's request/response is an event with an acknowledgement: 42<id>[...] answered by 43<id>[...].
   apiPublish: (channel, d, id) => `42${id}${JSON.stringify(['publish', { c: channel, d }])}`,
