@@ -35,11 +35,6 @@ const BINARY = K('binary');
 export class WebSocketHooks {
   constructor(private readonly vm: LuaVM<ScriptConnection>) {}
 
-  /** Whether `hook` does nothing (see LuaVM.isEmptyHook): its call, and building its arguments, can be skipped. */
-  isEmpty(hook: string): boolean {
-    return this.vm.isEmptyHook(hook);
-  }
-
   /** `on_handshake(client_id, headers, server)`: both tables map names to strings. */
   readonly onHandshake = (conn: ScriptConnection, headers: Record<string, string>, server: Record<string, string>,
     done: HookDone): void => {
@@ -91,10 +86,6 @@ export class SocketHooks {
 
   get model(): SocketHookModel {
     return this.v101 ? 'v1.0.1' : 'current';
-  }
-
-  isEmpty(hook: string): boolean {
-    return this.vm.isEmptyHook(hook);
   }
 
   /**

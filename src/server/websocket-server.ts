@@ -170,7 +170,7 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
    * built inside accept() the long-lived socket listeners would keep the request and its headers alive.
    */
   private handshake(session: WebSocketSession, req: http.IncomingMessage): void {
-    if (this.hooks.isEmpty('on_handshake')) return;
+    if (this.vm.isEmptyHook('on_handshake')) return;
     const server = {
       Method: req.method ?? 'GET',
       RequestUri: req.url ?? '/',

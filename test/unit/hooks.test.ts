@@ -90,8 +90,8 @@ test('websocket hooks: a hook error comes back to done with the hook name and tr
     function on_message(msg) error("bad message " .. msg.data) end
     function on_close() end`);
   const hooks = new WebSocketHooks(vm);
-  assert.equal(hooks.isEmpty('on_handshake'), true);
-  assert.equal(hooks.isEmpty('on_message'), false);
+  assert.equal(vm.isEmptyHook('on_handshake'), true);
+  assert.equal(vm.isEmptyHook('on_message'), false);
   const error = await settled((done) => hooks.onMessage(fakeConn('7'), Buffer.from('x'), false, done));
   assert.equal(error?.hook, 'on_message');
   assert.match(error?.traceback ?? '', /bad message x/);
