@@ -6,34 +6,11 @@ import type { Protocol } from '../metrics';
 import { Peer } from '../wire/peer';
 
 /**
- * What the business-server core needs of a connection, whatever carries it (a WebSocket or a raw TCP
- * socket). Codes are WebSocket close codes; a transport without them keeps only the reason.
- */
-export interface Transport {
-  /** Open until either side starts closing it. */
-  readonly open: boolean;
-  /** Still holds resources (it may be flushing its last writes after a close); the sweep watches these. */
-  readonly alive: boolean;
-  /** Closes after the writes already queued, telling the peer why where the transport can. */
-  closeWith(code: number, reason: string): void;
-  /** Drops the connection at once (a peer that does not read); `reason` is what on_close reports. */
-  drop(code: number, reason: string): void;
-  /** The server stops: closes normally where the transport can say so (`code`), without an error for on_close. */
-  shutDown(code: number): void;
-  /** Destroys what is left after a shutdown's grace period. */
-  terminate(): void;
-  /** Stops and restarts reading, while the connection's messages wait for their hooks. */
-  pauseReading(): void;
-  resumeReading(): void;
-  /** Silent for half its readTimeout: a transport that can probe the peer (a WebSocket ping) does it now. */
-  probe(now: number): void;
-}
-
-/**
  * The fields every client connection of a business server has beyond a Peer's: its identity, Lua
- * context and channels. The kinds (WebSocket, socket) add their transport.
+ * context and channels. The kinds (WebSocket, socket) add their transport, with what the core needs of
+ * it (the abstract members). Codes are WebSocket close codes; a transport without them keeps only the reason.
  */
-export abstract class ClientConnection extends Peer implements Subscriber, ScriptConnection, Transport {
+export abstract class ClientConnection extends Peer implements Subscriber, ScriptConnection {
   abstract readonly protocol: Protocol;
   readonly context = new ConnectionContext();
   readonly channels = new Set<string>();
@@ -50,18 +27,26 @@ export abstract class ClientConnection extends Peer implements Subscriber, Scrip
     super(socket);
   }
 
+  /** Open until either side starts closing it. */
   abstract get open(): boolean;
+  /** Still holds resources (it may be flushing its last writes after a close); the sweep watches these. */
   abstract get alive(): boolean;
   abstract deliver(message: Outgoing): boolean;
   /** `conn:send` from Lua. */
   abstract send(data: Uint8Array, binary: boolean): boolean;
   /** `conn:close()` from Lua: a normal close. */
   abstract close(): void;
+  /** Closes after the writes already queued, telling the peer why where the transport can. */
   abstract closeWith(code: number, reason: string): void;
+  /** Drops the connection at once (a peer that does not read); `reason` is what on_close reports. */
   abstract drop(code: number, reason: string): void;
+  /** The server stops: closes normally where the transport can say so (`code`), without an error for on_close. */
   abstract shutDown(code: number): void;
+  /** Destroys what is left after a shutdown's grace period. */
   abstract terminate(): void;
+  /** Stops and restarts reading, while the connection's messages wait for their hooks. */
   abstract pauseReading(): void;
   abstract resumeReading(): void;
+  /** Silent for half its readTimeout: a transport that can probe the peer (a WebSocket ping) does it now. */
   abstract probe(now: number): void;
 }
