@@ -54,10 +54,6 @@ export class ConnectionContext {
     for (const waiter of waiting) waiter.resolve(value);
   }
 
-  delete(key: string): void {
-    this.values?.delete(key);
-  }
-
   clear(): void {
     this.values?.clear();
   }

@@ -12,10 +12,6 @@ export class HookQueue {
 
   constructor(private readonly limit: number) {}
 
-  get pending(): number {
-    return this.waiting.length;
-  }
-
   /** Queues `task`; false if the queue is full (unless `force`, used for on_close). */
   push(task: HookTask, force = false): boolean {
     if (!force && this.waiting.length >= this.limit) return false;
