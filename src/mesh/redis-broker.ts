@@ -39,6 +39,16 @@ export const DEFAULT_REDIS_BROKER_OPTIONS: Readonly<RedisBrokerOptions> = {
 };
 
 /**
+ * A request whose PUBLISH failed after it may have reached Redis: its message is Redis's with what may
+ * still happen (`outcome`); publish words it its own way from the two.
+ */
+class OutcomeUnknownError extends Error {
+  constructor(readonly reason: Error, readonly outcome: string) {
+    super(`${reason.message} (outcome unknown: ${outcome})`, { cause: reason });
+  }
+}
+
+/**
  * The broker of a mesh of nodes sharing one Redis (standalone: PUBLISH/SUBSCRIBE; Redis Cluster:
  * SPUBLISH/SSUBSCRIBE, so a channel's traffic stays on its shard).
  *
@@ -143,11 +153,13 @@ export class RedisBroker implements Broker {
     const encode = (request: number, deadline: number): Buffer => encodePublish(this.nodeId, request, binary, payload, deadline);
     let there: PublishResult;
     try {
-      there = await this.ask(this.channelKey(channel), encode, { op: 'publish', channel });
+      there = await this.ask(this.channelKey(channel), encode, { op: 'publish', channel }, this.unknownOutcome());
     } catch (error) {
       const counts = `s=${here.s}, f=${here.f}`;
-      if (error instanceof NotSentError) throw new Error(`${error.message} (delivered on this node only: ${counts})`, { cause: error });
-      throw new Error(`${(error as Error).message} (delivered on this node: ${counts}; on other nodes unknown: ${this.unknownOutcome()})`, { cause: error });
+      if (error instanceof OutcomeUnknownError) {
+        throw new Error(`${error.reason.message} (delivered on this node: ${counts}; on other nodes unknown: ${error.outcome})`, { cause: error });
+      }
+      throw new Error(`${(error as Error).message} (delivered on this node only: ${counts})`, { cause: error });
     }
     return { s: here.s + there.s, f: here.f + there.f };
   }
@@ -162,7 +174,8 @@ export class RedisBroker implements Broker {
     this.started();
     const here = this.local?.count(channel) ?? 0;
     const encode = (request: number): Buffer => encodeCount(this.nodeId, request);
-    const there = await this.ask(this.channelKey(channel), encode, { op: 'count', channel });
+    // A count changes nothing, so a failed PUBLISH leaves nothing unknown to report.
+    const there = await this.ask(this.channelKey(channel), encode, { op: 'count', channel }, null);
     return { n: here + there.s, f: there.f };
   }
 
@@ -179,9 +192,7 @@ export class RedisBroker implements Broker {
     const owner = await this.ownerOf(number);
     if (!owner) return false;
     const encode = (request: number, deadline: number): Buffer => encodeSend(this.nodeId, request, clientId, binary, payload, deadline);
-    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'send', client_id: clientId, owner }).catch((error: Error) => {
-      throw error instanceof NotSentError ? error : new Error(`${error.message} (outcome unknown: ${this.unknownOutcome()})`);
-    });
+    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'send', client_id: clientId, owner }, this.unknownOutcome());
     return s > 0;
   }
 
@@ -194,9 +205,8 @@ export class RedisBroker implements Broker {
     const owner = await this.ownerOf(number);
     if (!owner) return gone;
     const encode = (request: number, deadline: number): Buffer => encodeCall(this.nodeId, request, clientId, fn, args, deadline);
-    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'conn.call', client_id: clientId, owner }).catch((error: Error) => {
-      throw error instanceof NotSentError ? error : new Error(`${error.message} (outcome unknown: the call runs only if the client's node gets it within ${this.options.replyTimeout} ms)`);
-    });
+    const outcome = `the call runs only if the client's node gets it within ${this.options.replyTimeout} ms`;
+    const { s } = await this.ask(this.inboxOf(owner), encode, { op: 'conn.call', client_id: clientId, owner }, outcome);
     return s > 0 ? null : `${fn} failed on node ${owner} (client gone or invalid arguments)`;
   }
 
@@ -259,9 +269,15 @@ export class RedisBroker implements Broker {
    * Publishes a request envelope on `redisChannel` and sums the answers of the nodes that received it.
    * The envelope's deadline is `replyTimeout` from now on the mesh clock, and the answers are awaited
    * at least that long, so a node that has not answered by then will drop its copy if it gets it later.
-   * Rejects if Redis did not take the PUBLISH: with a NotSentError if it was never sent.
+   * Rejects if Redis did not take the PUBLISH: with a NotSentError if it was never sent; otherwise, when
+   * the caller says what may still happen (`outcome`), with an OutcomeUnknownError, else with Redis's error.
    */
-  private async ask(redisChannel: string, encode: (request: number, deadline: number) => Buffer, context: LogFields): Promise<PublishResult> {
+  private async ask(
+    redisChannel: string,
+    encode: (request: number, deadline: number) => Buffer,
+    context: LogFields,
+    outcome: string | null,
+  ): Promise<PublishResult> {
     const link = this.started();
     this.nextRequest = (this.nextRequest + 1) >>> 0;
     const request = this.nextRequest;
@@ -271,7 +287,8 @@ export class RedisBroker implements Broker {
       receivers = await link.publish(redisChannel, encode(request, this.meshNow() + this.options.replyTimeout));
     } catch (error) {
       this.replies.cancel(request);
-      throw error;
+      if (error instanceof NotSentError || outcome === null) throw error;
+      throw new OutcomeUnknownError(error as Error, outcome);
     }
     return this.replies.wait(request, receivers, context);
   }
