@@ -82,8 +82,12 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
     return this.sessions.size;
   }
 
-  /** Calls on_close with its error (null for a clean close). */
-  protected abstract readonly callOnClose: HookCall<C, string | null, undefined>;
+  /** The protocol's hooks (lua/hooks.ts); the core calls only their on_close. */
+  protected abstract readonly hooks: { readonly onClose: (conn: C, error: string | null, done: HookDone) => void };
+
+  /** Calls on_close with its error (null for a clean close); made once, as dispatch wants it. */
+  private readonly callOnClose: HookCall<C, string | null, undefined> = (conn, error, _none, done) =>
+    this.hooks.onClose(conn, error, done);
 
   /** Loads the Lua entry (throws LuaLoadError) and starts listening. */
   async start(): Promise<AddressInfo> {

@@ -28,7 +28,7 @@ interface SocketSession extends Session<SocketConnection> {
 export class SocketBusinessServer extends BusinessServer<SocketConnection, SocketSession> {
   readonly protocol = 'socket' as const;
   protected readonly listener: net.Server;
-  private readonly hooks: SocketHooks;
+  protected readonly hooks: SocketHooks;
   /** What every connection of this server shares: its limits, write batch and encoder. */
   private readonly connectionOptions: SocketConnectionOptions;
 
@@ -51,9 +51,6 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
     };
     this.listener = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
-
-  protected readonly callOnClose: HookCall<SocketConnection, string | null, undefined> = (conn, error, _none, done) =>
-    this.hooks.onClose(conn, error, done);
 
   private readonly callOnConnect: HookCall<SocketConnection, undefined, undefined> = (conn, _a, _b, done) =>
     this.hooks.onConnect(conn, done);

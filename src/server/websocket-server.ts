@@ -7,7 +7,7 @@ import { WebSocketHooks, WEBSOCKET_HOOKS } from '../lua/hooks';
 import { Connection, type ConnectionLimits } from './connection';
 import type { NodeServices } from './node-services';
 import { WriteBatch } from '../wire/write-batch';
-import { BusinessServer, type HookCall, type Session } from './business-server';
+import { BusinessServer, type Session } from './business-server';
 import { CloseCode, closeCodeLabel, protocolErrorCode } from '../wire/close-codes';
 import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket } from '../wire/http-request';
 import { refuse } from '../wire/refusal';
@@ -31,7 +31,7 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
   readonly protocol = 'websocket' as const;
   protected readonly listener: http.Server;
   private readonly wss: WebSocketServer;
-  private readonly hooks: WebSocketHooks;
+  protected readonly hooks: WebSocketHooks;
   private readonly path: string;
   /** What every connection of this server shares: its limits and its write batch. */
   private readonly limits: ConnectionLimits;
@@ -90,9 +90,6 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
       socket.destroy();
     });
   }
-
-  protected readonly callOnClose: HookCall<Connection, string | null, undefined> = (conn, error, _none, done) =>
-    this.hooks.onClose(conn, error, done);
 
   protected override drained(): void {
     this.listener.closeAllConnections();
