@@ -13,6 +13,6 @@ export interface NodeServices {
   queueNew: MixHost['queueNew'];
   /** The node holds as many connections as `engine.maxConnections` lets it (its share with `-p N`). */
   nodeFull(): boolean;
-  /** Counts accepted sockets against the process's descriptor limit (absent: no guard). */
-  readonly fdGuard?: FdGuard;
+  /** Counts accepted sockets against the process's descriptor limit. */
+  readonly fdGuard: FdGuard;
 }

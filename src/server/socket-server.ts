@@ -72,7 +72,7 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
       socket.destroy();
       return;
     }
-    if (this.services.fdGuard && !this.services.fdGuard.admit(socket, 'business')) return;
+    if (!this.services.fdGuard.admit(socket, 'business')) return;
     const conn = new SocketConnection(socket, this.services.mesh.nextClientId(), remoteAddress(socket), this.connectionOptions);
     const session: SocketSession = {
       conn, hooks: this.newHookQueue(), ip, pendingBytes: 0, paused: false, reading: false, fresh: false,

@@ -110,7 +110,7 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
       this.handshaking.set(socket, ip);
       socket.once('close', () => this.handshakeEnded(socket));
     }
-    this.services.fdGuard?.admit(socket, 'business');
+    this.services.fdGuard.admit(socket, 'business');
   }
 
   private handshakeEnded(socket: Socket): void {
