@@ -11,6 +11,18 @@ export interface AudienceStats {
   open: number;
 }
 
+/** Every load process's AudienceStats as one: counts added, latency histograms merged. */
+export function mergeAudiences(all: readonly AudienceStats[]): { delivered: number; late: number; open: number; latency: Histogram } {
+  const out = { delivered: 0, late: 0, open: 0, latency: new Histogram() };
+  for (const stats of all) {
+    out.delivered += stats.delivered;
+    out.late += stats.late;
+    out.open += stats.open;
+    out.latency.add(stats.latency);
+  }
+  return out;
+}
+
 /**
  * The clients of one load process that receive and count messages (the barrage's viewers, the chat's
  * members): their step counters, latency, keepalive and close. Subclasses open the clients and say

@@ -1,5 +1,5 @@
 import { shares } from '../load/fleet';
-import { Histogram, type HistogramData } from '../load/histogram';
+import { mergeAudiences } from '../load/audience';
 import type { ChatStats, OpenMembersResult, SayRunResult } from '../load/chat';
 import { nowMs } from '../load/payload';
 import { sourceAddresses } from '../lib/addresses';
@@ -133,15 +133,7 @@ function drain(ctx: Context, expected: number, quietMs: number, timeoutMs: numbe
   return waitForDeliveries(count, expected, quietMs, timeoutMs);
 }
 
-async function merged(ctx: Context): Promise<{ delivered: number; outOfOrder: number; late: number; open: number; latency: Histogram }> {
+async function merged(ctx: Context): Promise<ReturnType<typeof mergeAudiences> & { outOfOrder: number }> {
   const all = await ctx.fleet.all<ChatStats>(() => ({ op: 'chat.stats' }));
-  const out = { delivered: 0, outOfOrder: 0, late: 0, open: 0, latency: new Histogram() };
-  for (const stats of all) {
-    out.delivered += stats.delivered;
-    out.outOfOrder += stats.outOfOrder;
-    out.late += stats.late;
-    out.open += stats.open;
-    out.latency.add(stats.latency as HistogramData);
-  }
-  return out;
+  return { ...mergeAudiences(all), outOfOrder: all.reduce((sum, stats) => sum + stats.outOfOrder, 0) };
 }

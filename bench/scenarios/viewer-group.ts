@@ -1,6 +1,7 @@
 import type { Fleet } from '../load/fleet';
 import { shares } from '../load/fleet';
-import { Histogram, type HistogramData } from '../load/histogram';
+import { Histogram } from '../load/histogram';
+import { mergeAudiences } from '../load/audience';
 import type { OpenResult, ViewerStats } from '../load/viewers';
 import { sourceAddresses } from '../lib/addresses';
 import { totalRss } from '../lib/proc';
@@ -102,15 +103,7 @@ export class ViewerGroup {
 
   async stats(): Promise<GroupStats> {
     const all = await this.fleet.all<ViewerStats>(() => ({ op: 'viewers.stats' }));
-    const merged: GroupStats = { delivered: 0, duplicates: 0, late: 0, latency: new Histogram(), open: 0 };
-    for (const stats of all) {
-      merged.delivered += stats.delivered;
-      merged.duplicates += stats.duplicates;
-      merged.late += stats.late;
-      merged.open += stats.open;
-      merged.latency.add(stats.latency as HistogramData);
-    }
-    return merged;
+    return { ...mergeAudiences(all), duplicates: all.reduce((sum, stats) => sum + stats.duplicates, 0) };
   }
 
   async close(): Promise<void> {
