@@ -31,11 +31,47 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
       'Host numbers reach Lua as floats; CONNMIX scripts (Lua 5.1) expect `"video:" .. 100001` to give ' +
       '`video:100001`, not `video:100001.0`. Fengari reads this setting (LUA_COMPAT_FLOATSTRING) from ' +
       'FENGARICONF; our copy gets it without touching process.env, on top of any FENGARICONF given.',
-    test: 'test/lua/vm.test.ts: Lua 5.1 surface: getn, unpack, loadstring, math.pow, bit (tostring(100001 * 1.0))',
+    test: 'test/lua/vm.test.ts: Lua 5.1 surface: getn, unpack, loadstring, math.pow, bit',
     find: /const conf = \(process\.env\.FENGARICONF \? JSON\.parse\(process\.env\.FENGARICONF\) : \{\}\);/g,
     replace: () =>
       'const conf = Object.assign(process.env.FENGARICONF ? JSON.parse(process.env.FENGARICONF) : {}, { LUA_COMPAT_FLOATSTRING: true });',
     files: { 'luaconf.js': 1 },
+  },
+  {
+    name: 'stack slots reused',
+    reason:
+      'Fengari drops every stack slot above the top after each call and allocates a new value object for ' +
+      'each slot it refills: after every host call a Lua function makes, its whole frame above the call. ' +
+      'That was most of the garbage of a hook call (a third of its bytes). Slots are now set to nil in ' +
+      'place and refilled in place, as PUC Lua reuses its stack. This is safe because a slot object is ' +
+      'shared only with the closures that captured it while its local is live, and fengari replaces ' +
+      'those objects (luaF_close) before the local\'s slot can go above the top. Slots past REUSED_SLOTS ' +
+      'are still dropped, so a deep recursion does not keep its objects.',
+    test: 'test/lua/fengari-patches.test.ts: stack slots above the top are reused in place, and closures keep their upvalues (stack slots reused)',
+    find: /const adjust_top = function\(L, newtop\) \{[^]*?\n\};|for \(let i=L\.top; i>=\(res \+ nres\); i--\)\n\s*delete L\.stack\[i\];|for \(let i=L\.top; i>=newtop; i--\)\n\s*delete L\.stack\[i\];|L\.stack\[L\.top\+\+\] = new lobject\.TValue\(LUA_TNIL, null\); \/\/ complete missing arguments/g,
+    replace: (found: string) => {
+      if (found.startsWith('const adjust_top')) return ADJUST_TOP_REUSING_SLOTS;
+      if (found.includes('(res + nres)')) return 'clear_slots(L, res + nres, L.top);';
+      if (found.includes('newtop')) return 'clear_slots(L, newtop, L.top);';
+      return 'nil_slot(L, L.top++);';
+    },
+    files: { 'ldo.js': 4 },
+  },
+  {
+    name: 'call frames reused',
+    reason:
+      'Fengari makes a new CallInfo for every call and unlinks it on return. A returning frame now stays ' +
+      'linked as its caller\'s spare and serves the next call at that depth, as PUC Lua\'s next_ci does; ' +
+      'every field a call reads is set again by luaD_precall (continuations by lua_callk and lua_yieldk), ' +
+      'and a frame drops the spares beyond its own on return, so at most one is kept past the top frame.',
+    test: 'test/lua/fengari-patches.test.ts: a call at the same depth reuses the returned frame, and coroutines, pcall and tail calls still unwind right (call frames reused)',
+    find: /let ci = new CallInfo\(\);\n\s*L\.ci\.next = ci;\n\s*ci\.previous = L\.ci;\n\s*ci\.next = null;|L\.ci = ci\.previous;\n\s*L\.ci\.next = null;|\n\s*oci\.next = null;/g,
+    replace: (found: string) => {
+      if (found.startsWith('let ci')) return 'let ci = L.ci.next;\n    if (ci === null) {\n        ci = new CallInfo();\n        L.ci.next = ci;\n        ci.previous = L.ci;\n        ci.next = null;\n    }';
+      if (found.startsWith('L.ci')) return 'L.ci = ci.previous;\n    ci.next = null;';
+      return '';
+    },
+    files: { 'lstate.js': 1, 'ldo.js': 1, 'lvm.js': 1 },
   },
   {
     name: 'stack pops are stores',
@@ -46,7 +82,7 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     test: 'test/lua/fengari-patches.test.ts: popped stack slots are stored as undefined, not deleted (stack pops are stores)',
     find: /delete (\w+)\.stack\[([^\]]+)\]/g,
     replace: (_pop: string, state: string, index: string) => `${state}.stack[${index}] = void 0`,
-    files: { 'lapi.js': 18, 'ldebug.js': 1, 'ldo.js': 5, 'lparser.js': 1, 'ltm.js': 1, 'lvm.js': 3 },
+    files: { 'lapi.js': 18, 'ldebug.js': 1, 'ldo.js': 2, 'lparser.js': 1, 'ltm.js': 1, 'lvm.js': 3 },
   },
   {
     name: 'dead-key maps on demand',
@@ -73,6 +109,32 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     files: { 'lapi.js': 1 },
   },
 ];
+
+/** Stack slots past this index are dropped as fengari does, not kept for reuse. */
+const REUSED_SLOTS = 1000;
+
+/** fengari's adjust_top, refilling and emptying slots in place (see "stack slots reused"), and its helpers. */
+const ADJUST_TOP_REUSING_SLOTS = `const adjust_top = function(L, newtop) {
+    if (L.top < newtop) {
+        while (L.top < newtop) nil_slot(L, L.top++);
+    } else if (L.top > newtop) {
+        clear_slots(L, newtop, L.top - 1);
+        L.top = newtop;
+    }
+};
+const nil_slot = function(L, i) {
+    const slot = L.stack[i];
+    if (slot === undefined) L.stack[i] = new lobject.TValue(LUA_TNIL, null);
+    else slot.setnilvalue();
+};
+const clear_slots = function(L, from, to) {
+    for (let i = to; i >= from; i--) {
+        const slot = L.stack[i];
+        if (slot === undefined) continue;
+        if (i < ${REUSED_SLOTS}) slot.setnilvalue();
+        else L.stack[i] = void 0;
+    }
+};`;
 
 /** The four uses of a table's dead-key map in ltable.js, and what each becomes. */
 const DEAD_STRONG_ON_DEMAND: Record<string, string> = {
