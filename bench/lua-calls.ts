@@ -10,13 +10,16 @@
  * - `empty on_message, hook call`: the hook call around `function on_message(msg) end`, which the
  *   server itself would skip: what a hook call costs before the script does anything.
  *
- * Each row gives the mean over the batches and the median (p50) of single calls, each timed on its own.
+ * Each row gives the mean over the batches and the median (p50) of single calls, each timed on its own,
+ * and the bytes the process allocates per call, garbage included (V8's sampling heap profiler over two
+ * more seconds; the viewers reading the answers are in this process and count too).
  *
  *   node dist/bench/lua-calls.js [--seconds 10] [--viewers 200]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Session } from 'node:inspector';
 import { WebSocket } from 'ws';
 import { Engine } from '../src/engine';
 import { loadConfig } from '../src/config';
@@ -28,6 +31,7 @@ import { freePort } from './lib/proc';
 
 const BATCH = 1000;
 const WARM_UP_MS = 3000;
+const ALLOC_SAMPLE_MS = 2000;
 const EMPTY_ENTRY = 'function on_handshake(client_id, headers, server) end\nfunction on_message(msg) end\nfunction on_close(client_id, err) end\n';
 
 /** Hands one message to a connection's hook; the answer (if any) is queued for the socket. */
@@ -40,6 +44,7 @@ interface Row {
   p50Us: number;
   callsPerSecond: number;
   processCpuUsPerCall: number;
+  allocatedBytesPerCall: number;
 }
 
 async function main(): Promise<void> {
@@ -101,6 +106,7 @@ async function measure(row: string, seconds: number, connections: Connection[], 
   const cpu = process.cpuUsage(cpu0);
   const allCalls = calls + singles.length;
   singles.sort((a, b) => a - b);
+  const allocatedBytesPerCall = await bytesPerCall(connections, messages, deliver);
   return {
     row,
     calls,
@@ -108,7 +114,30 @@ async function measure(row: string, seconds: number, connections: Connection[], 
     p50Us: Math.round(singles[Math.floor(singles.length / 2)] / 10) / 100,
     callsPerSecond: Math.round(calls / (Number(busyNs) / 1e9)),
     processCpuUsPerCall: Math.round(((cpu.user + cpu.system) / allCalls) * 100) / 100,
+    allocatedBytesPerCall,
   };
+}
+
+/** Bytes allocated per call while `deliver` runs for ALLOC_SAMPLE_MS, objects already collected included. */
+async function bytesPerCall(connections: Connection[], messages: Buffer[][], deliver: Deliver): Promise<number> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) => new Promise<unknown>((resolve, reject) =>
+    session.post(method, params as never, (error: Error | null, result: unknown) => (error ? reject(error) : resolve(result))));
+  try {
+    await post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMinorGC: true, includeObjectsCollectedByMajorGC: true });
+    const { calls } = await callsFor(ALLOC_SAMPLE_MS, connections, messages, deliver, null);
+    const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: { head: SamplingNode } };
+    const total = (node: SamplingNode): number => node.selfSize + node.children.reduce((sum, child) => sum + total(child), 0);
+    return Math.round(total(profile.head) / calls);
+  } finally {
+    session.disconnect();
+  }
+}
+
+interface SamplingNode {
+  selfSize: number;
+  children: SamplingNode[];
 }
 
 /**
