@@ -1,6 +1,6 @@
 import { lua, lauxlib, K, raise, type LuaState, type LuaFunction } from './fengari/index';
 import { setField, setGlobal } from './sandbox';
-import { stateLimits, markUntimed } from './limits';
+import { stateLimits, markUntimed, raiseTooLarge } from './limits';
 
 const { LUA_TTABLE, LUA_TNUMBER, LUA_TSTRING, lua_pushinteger, lua_pushnumber, lua_rawlen, lua_next, lua_pushnil, lua_pop,
   lua_type, lua_tonumber, lua_gettop, lua_pushstring } = lua;
@@ -134,7 +134,7 @@ function quoted(L: LuaState, s: Uint8Array): Buffer {
     else size++;
   }
   const max = stateLimits(L).maxStringSize;
-  if (size > max) return raise(L, `string of ${size} bytes exceeds the ${max}-byte limit`);
+  if (size > max) return raiseTooLarge(L, 'string', size, max);
   const out = Buffer.allocUnsafe(size);
   let o = 0;
   out[o++] = 0x22;

@@ -151,9 +151,17 @@ function installPatches(): void {
     allocated: (L, size) => {
       if (size >= LARGE_BYTES) checkBudgetSoon(L);
     },
-    tooLarge: (L, size, max) => raise(L, `string of ${size} bytes exceeds the ${max}-byte limit`),
+    tooLarge: (L, size, max) => raiseTooLarge(L, 'string', size, max),
   });
   patched = true;
+}
+
+/**
+ * Raises the error for a string past the `max`-byte cap: `what` names it ("string", "string.rep: result"),
+ * `size` is its length, or null when the call stopped before knowing it.
+ */
+export function raiseTooLarge(L: LuaState, what: string, size: number | null, max: number): never {
+  return raise(L, `${what}${size === null ? '' : ` of ${size} bytes`} exceeds the ${max}-byte limit`);
 }
 
 /** A `..` of operands adding up to `bytes` (numbers counted as NUMBER_TEXT) is about to run on `L`. */

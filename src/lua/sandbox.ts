@@ -1,5 +1,5 @@
 import { lua, lauxlib, lualib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from './fengari/index';
-import { installLimits, resolveLimits, limitsOf, markUntimed, checkBudgetSoon, LARGE_BYTES, type SandboxLimits } from './limits';
+import { installLimits, resolveLimits, limitsOf, markUntimed, checkBudgetSoon, raiseTooLarge, LARGE_BYTES, type SandboxLimits } from './limits';
 
 const {
   LUA_REGISTRYINDEX, LUA_TTABLE, LUA_TSTRING, LUA_TNUMBER, LUA_TFUNCTION,
@@ -238,7 +238,7 @@ const osDate: LuaFunction = (L) => {
     }
     parts.push(text);
     size += i - from + text.length;
-    if (size > max) return raise(L, `string of more than ${max} bytes exceeds the ${max}-byte limit`);
+    if (size > max) return raiseTooLarge(L, 'os.date: result', null, max);
     i++;
     from = i + 1;
   }
@@ -290,7 +290,7 @@ function cappedRep(max: number): LuaFunction {
     const n: number = luaL_checkinteger(L, 2);
     const sep: Uint8Array = luaL_optlstring(L, 3, new Uint8Array(0));
     const total = n <= 0 ? 0 : n * s.length + (n - 1) * sep.length;
-    if (total > max) return raise(L, `string.rep: result of ${total} bytes exceeds the ${max}-byte limit`);
+    if (total > max) return raiseTooLarge(L, 'string.rep: result', total, max);
     if (total === 0) {
       lua_pushstring(L, new Uint8Array(0));
       return 1;
@@ -319,7 +319,7 @@ function cappedConcatGuard(max: number, maxItems: number): (L: LuaState) => unde
       if (type === LUA_TSTRING || type === LUA_TNUMBER) total += lua_tolstring(L, -1)!.length;
       lua_pop(L, 1);
       if (i > first) total += sep.length;
-      if (total > max) raise(L, `table.concat: result exceeds the ${max}-byte limit`);
+      if (total > max) raiseTooLarge(L, 'table.concat: result', null, max);
     }
     return undefined;
   };
