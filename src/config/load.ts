@@ -60,13 +60,14 @@ export function loadConfig(file: string, options: LoadOptions = {}): Config {
   try {
     text = fs.readFileSync(absolute, 'utf8');
   } catch (err) {
-    const reason =
-      (err as NodeJS.ErrnoException).code === 'ENOENT'
-        ? 'config file not found'
-        : `cannot read the config file: ${(err as Error).message}`;
-    throw new ConfigError(absolute, 0, '', reason);
+    throw readFailure(absolute, err as NodeJS.ErrnoException);
   }
   return parseConfig(text, absolute, options);
+}
+
+/** The ConfigError for a config file that could not be read. */
+export function readFailure(file: string, error: NodeJS.ErrnoException): ConfigError {
+  return new ConfigError(file, 0, '', error.code === 'ENOENT' ? 'config file not found' : `cannot read the config file: ${error.message}`);
 }
 
 /**

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import type { Config } from './schema';
-import { ConfigError, parseConfig } from './load';
+import { parseConfig, readFailure } from './load';
 
 /** Keys that take effect without a restart (CONNMIX docs, configuration-file-details: `logging.level` and `access`; docs/configuration.md). */
 export const HOT_KEYS = ['logging.level', 'access'] as const;
@@ -37,7 +37,7 @@ export function watchConfig(
         if (code === 'EMFILE' || code === 'ENFILE') return;
         seen = version;
         try {
-          if (readError) throw new ConfigError(file, 0, '', code === 'ENOENT' ? 'config file not found' : `cannot read the config file: ${readError.message}`);
+          if (readError) throw readFailure(file, readError);
           onChange(parseConfig(text, file, { warn: () => undefined }));
         } catch (loadError) {
           onError(loadError as Error);
