@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { LogSink } from './log';
+import { droppedLinesNote, type LogSink } from './log';
 
 /** How long a log file that could not be written (a full disk) is left alone before it is tried again. */
 export const LOG_FILE_RETRY_MS = 2000;
@@ -20,6 +20,8 @@ export class RotatingLogFile implements LogSink {
   /** Lines not written while the process was out of descriptors, and when to try the file again. */
   private dropped = 0;
   private retryAt = 0;
+  /** Every line this file did not get, for the engine's metric. */
+  private lost = 0;
 
   constructor(
     private readonly file: string,
@@ -38,10 +40,18 @@ export class RotatingLogFile implements LogSink {
     }
   }
 
+  get unreadLines(): number {
+    return this.lost;
+  }
+
   write(line: string): void {
-    if (this.failed && Date.now() < this.retryAt) return;
+    if (this.failed && Date.now() < this.retryAt) {
+      this.lost++;
+      return;
+    }
     if (this.dropped > 0 && Date.now() < this.retryAt) {
       this.dropped++;
+      this.lost++;
       return;
     }
     try {
@@ -52,8 +62,7 @@ export class RotatingLogFile implements LogSink {
       }
       this.fd ??= fs.openSync(this.file, 'a');
       if (this.dropped > 0) {
-        const note = { time: new Date().toISOString(), level: 'warn', msg: 'log lines were dropped while no file descriptor was free', dropped: this.dropped };
-        fs.writeSync(this.fd, `${JSON.stringify(note)}\n`);
+        fs.writeSync(this.fd, droppedLinesNote('log lines were dropped while no file descriptor was free', this.dropped));
         this.dropped = 0;
       }
       fs.writeSync(this.fd, line);
@@ -62,6 +71,7 @@ export class RotatingLogFile implements LogSink {
         process.stderr.write(`connmix: writing the log file ${this.file} again\n`);
       }
     } catch (error) {
+      this.lost++;
       const code = (error as NodeJS.ErrnoException).code;
       // Out of descriptors is a spell, not a broken file: stdout keeps the lines, the file is tried again.
       if (code === 'EMFILE' || code === 'ENFILE') this.outOfDescriptors(error as Error);

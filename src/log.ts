@@ -8,7 +8,7 @@ export type LogFields = Record<string, unknown>;
 /** Where log lines go: stdout, a rotating file, or a test's memory. */
 export interface LogSink {
   write(line: string): unknown;
-  /** Lines this sink dropped so far rather than hold them in memory (see {@link StreamSink}). */
+  /** Lines this sink dropped so far: a stdout nobody reads ({@link StreamSink}), a log file it cannot write. */
   readonly unreadLines?: number;
 }
 
@@ -20,6 +20,11 @@ export const MAX_LINE_LENGTH = 16384;
 
 /** Bytes a {@link StreamSink} lets wait for a slow reader before it drops lines. */
 export const MAX_PENDING_BYTES = 4 * 1024 * 1024;
+
+/** The warn line a sink writes, once it can write again, about the `dropped` lines it could not. */
+export function droppedLinesNote(message: string, dropped: number): string {
+  return `${JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: message, dropped })}\n`;
+}
 
 /**
  * A stream (stdout) as a log sink that never holds more than `maxPending` bytes: a pipe nobody reads
@@ -46,7 +51,7 @@ export class StreamSink implements LogSink {
       return;
     }
     if (this.unreported > 0) {
-      this.stream.write(JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: 'log lines dropped: the output was not read fast enough', dropped: this.unreported }) + '\n');
+      this.stream.write(droppedLinesNote('log lines dropped: the output was not read fast enough', this.unreported));
       this.unreported = 0;
     }
     this.stream.write(line);
@@ -78,7 +83,7 @@ export class Logger {
     return ORDER[level] >= this.threshold;
   }
 
-  /** Lines the sinks dropped so far (a stdout nobody reads). */
+  /** Lines the sinks dropped so far (a stdout nobody reads, a log file that cannot be written), per sink. */
   get dropped(): number {
     let total = 0;
     for (const sink of this.sinks) total += sink.unreadLines ?? 0;

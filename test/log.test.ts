@@ -49,6 +49,8 @@ test('an unwritable log file is reported once and does not throw', () => {
   const sink = new RotatingLogFile(path.join(blocker, 'connmix.log'), 3);
   const log = new Logger('debug', sink);
   assert.doesNotThrow(() => log.info('goes nowhere'));
+  assert.doesNotThrow(() => log.info('nor this'));
+  assert.equal(log.dropped, 2, 'the lost lines count in connmix_log_dropped_lines_total');
 });
 
 test('a line longer than MAX_LINE_LENGTH is cut, says so, and stays one JSON object', () => {
@@ -105,6 +107,7 @@ test('a log file on a full disk (ENOSPC) is written again once there is room', a
   try {
     log.info('lost on a full disk');
     assert.match(reported.join(''), /cannot write the log file .*ENOSPC/);
+    assert.equal(sink.unreadLines, 1, 'the lost line is counted');
     fs.unlinkSync(file);
     await waitFor('lines are written again', () => {
       log.info('after the disk has room');

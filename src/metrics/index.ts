@@ -145,7 +145,7 @@ export class Metrics {
     new Gauge({ name: 'connmix_queue_waiting_items', help: 'Items waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueWaiting()); } });
     new Gauge({ name: 'connmix_queue_waiting_bytes', help: 'Bytes (UTF-8) waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueBytes()); } });
     this.queueRefused = new Counter({ name: 'connmix_queue_refused_total', help: 'Queue pushes refused, by the limit they hit.', labelNames: ['reason'], registers });
-    runningTotal('connmix_log_dropped_lines_total', 'Log lines dropped because their output (stdout) was not read fast enough.', sources.logDropped, registers);
+    runningTotal('connmix_log_dropped_lines_total', 'Log lines a log output dropped: stdout not read fast enough, or the log file unwritable (full disk, no free descriptor); counted per output.', sources.logDropped, registers);
     runningTotal('connmix_mesh_expired_total', 'Requests from other nodes dropped because they arrived after their deadline.', sources.meshExpired, registers);
     new Gauge({ name: 'connmix_broker_ready', help: '1 when the broker can carry traffic.', registers, collect(this: Gauge) { this.set(sources.brokerReady() ? 1 : 0); } });
     this.drops = new Counter({ name: 'connmix_drops_total', help: 'Messages not delivered to a connection, by reason.', labelNames: ['reason'], registers, collect });
