@@ -9,9 +9,9 @@ export type Refusal = 'max_connections' | 'node_max_connections' | 'max_connecti
  * `maxConnectionsPerIp`, for which it counts open connections per client IP.
  */
 export class Admission {
-  private readonly perIp = new Map<string, number>();
+  private readonly perIp = new CountsByKey();
   /** Sockets per client IP that have not finished their WebSocket handshake. */
-  private readonly handshaking = new Map<string, number>();
+  private readonly handshaking = new CountsByKey();
 
   constructor(
     private readonly config: Pick<BusinessServerConfig, 'maxConnections' | 'maxConnectionsPerIp'>,
@@ -23,20 +23,18 @@ export class Admission {
     const { maxConnections, maxConnectionsPerIp } = this.config;
     if (maxConnections > 0 && held >= maxConnections) return 'max_connections';
     if (this.nodeFull()) return 'node_max_connections';
-    if (maxConnectionsPerIp > 0 && (this.perIp.get(ip) ?? 0) >= maxConnectionsPerIp) return 'max_connections_per_ip';
+    if (maxConnectionsPerIp > 0 && this.perIp.get(ip) >= maxConnectionsPerIp) return 'max_connections_per_ip';
     return null;
   }
 
   /** Counts a connection from `ip` that was let in. */
   admitted(ip: string): void {
-    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    this.perIp.add(ip);
   }
 
   /** Forgets a connection from `ip` that closed. */
   left(ip: string): void {
-    const count = (this.perIp.get(ip) ?? 1) - 1;
-    if (count > 0) this.perIp.set(ip, count);
-    else this.perIp.delete(ip);
+    this.perIp.remove(ip);
   }
 
   /**
@@ -47,16 +45,32 @@ export class Admission {
   handshakeRefused(ip: string): boolean {
     const { maxConnectionsPerIp } = this.config;
     if (maxConnectionsPerIp <= 0) return false;
-    const count = this.handshaking.get(ip) ?? 0;
-    if (count >= maxConnectionsPerIp) return true;
-    this.handshaking.set(ip, count + 1);
+    if (this.handshaking.get(ip) >= maxConnectionsPerIp) return true;
+    this.handshaking.add(ip);
     return false;
   }
 
   /** A socket counted by handshakeRefused upgraded or closed. */
   handshakeEnded(ip: string): void {
-    const count = (this.handshaking.get(ip) ?? 1) - 1;
-    if (count > 0) this.handshaking.set(ip, count);
-    else this.handshaking.delete(ip);
+    this.handshaking.remove(ip);
+  }
+}
+
+/** Counts per client IP; an IP whose count falls back to zero is forgotten. */
+class CountsByKey {
+  private readonly counts = new Map<string, number>();
+
+  get(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+
+  add(key: string): void {
+    this.counts.set(key, this.get(key) + 1);
+  }
+
+  remove(key: string): void {
+    const count = this.get(key) - 1;
+    if (count > 0) this.counts.set(key, count);
+    else this.counts.delete(key);
   }
 }
