@@ -1,6 +1,5 @@
 import { randomInt } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { CountResult, PublishResult } from '../../src/client';
 import { InputError, parseBarrage, parseVideoId, type Barrage } from './barrage';
 import { fromDplayer, toArtplayer, toDplayer } from './players';
 import { RateLimiter } from './rate-limit';
@@ -9,14 +8,8 @@ import { TokenError, type TokenSigner, type Viewer } from './token';
 import { vendorFolders } from './vendor';
 import { WatchingReporter, type CountingPublisher } from './watching';
 
-/**
- * What the backend needs from the SDK (a `ConnmixClient` or a `NodeSocket`): a publish, and a count for
- * the "watching" events (without one, none are sent).
- */
-export interface Publisher {
-  publish(channel: string, data: object): Promise<PublishResult>;
-  count?(channel: string): Promise<CountResult>;
-}
+/** What the backend needs from the SDK (a `ConnmixClient` or a `NodeSocket`): a publish, and a count for the "watching" events. */
+export type Publisher = CountingPublisher;
 
 /** Where pages connect for live comments. */
 export interface WebSocketLocation {
@@ -76,7 +69,7 @@ export function createBarrageApp(options: BarrageAppOptions): BarrageApp {
   const limits = options.rateLimit ?? { count: 5, windowMs: 10_000 };
   const limiter = new RateLimiter(limits.count, limits.windowMs);
   const { publisher } = options;
-  const watching = canCount(publisher) ? new WatchingReporter(publisher, options.watchingIntervalMs, options.onError) : null;
+  const watching = new WatchingReporter(publisher, options.watchingIntervalMs, options.onError);
 
   /** Checks, rate-limits, stores and publishes a comment of `viewer`; answers it and its delivery count. */
   const postComment = async (viewer: Viewer, body: unknown): Promise<{ barrage: Barrage; delivered: number | null }> => {
@@ -89,12 +82,12 @@ export function createBarrageApp(options: BarrageAppOptions): BarrageApp {
       });
     }
     const barrage = await options.store.add(comment);
-    watching?.touch(barrage.video_id);
+    watching.touch(barrage.video_id);
     return { barrage, delivered: await publish(options, barrage) };
   };
   const history = async (value: unknown): Promise<{ videoId: number; barrages: Barrage[] }> => {
     const videoId = parseVideoId(value);
-    watching?.touch(videoId);
+    watching.touch(videoId);
     return { videoId, barrages: await options.store.list(videoId) };
   };
 
@@ -139,7 +132,7 @@ export function createBarrageApp(options: BarrageAppOptions): BarrageApp {
     if (answer.status >= 500) options.onError?.('barrage request failed', error);
     res.status(answer.status).set(answer.headers).json({ error: answer.message });
   });
-  return { handler: app, close: () => watching?.stop() };
+  return { handler: app, close: () => watching.stop() };
 }
 
 /** The HTTP status, message and headers an error answers with. */
@@ -202,10 +195,6 @@ function dplayerRoutes(
     res.set(answer.headers).json({ code: answer.status, msg: answer.message });
   });
   return router;
-}
-
-function canCount(publisher: Publisher): publisher is Publisher & CountingPublisher {
-  return typeof publisher.count === 'function';
 }
 
 function authenticate(req: Request, tokens: TokenSigner): Viewer {
