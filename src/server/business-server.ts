@@ -207,7 +207,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
     this.vm.release(conn);
     this.dispatch(session, 'on_close', 0, this.callOnClose, error, undefined);
     this.queue(session, (done) => {
-      releaseConn(this.vm, conn);
+      releaseConn(conn);
       this.sessions.delete(conn);
       done();
     }, true);

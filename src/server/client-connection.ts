@@ -14,8 +14,8 @@ export abstract class ClientConnection extends Peer implements Subscriber, Scrip
   abstract readonly protocol: Protocol;
   readonly context = new ConnectionContext();
   readonly channels = new Set<string>();
-  /** Registry ref of this connection's Lua userdata, -1 until a script asks for it. */
-  luaRef = -1;
+  /** This connection's Lua userdata, made when a script first asks for it. */
+  luaValue: ScriptConnection['luaValue'] = null;
 
   constructor(
     socket: Socket,

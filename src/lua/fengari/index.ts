@@ -36,7 +36,10 @@ export function K(name: string): Uint8Array {
 }
 
 const { luaS_bless } = copy.module('lstring.js') as { luaS_bless(L: LuaState, bytes: Uint8Array): object };
-const { pushsvalue2s } = copy.module('lobject.js') as { pushsvalue2s(L: LuaState, ts: object): void };
+const { pushsvalue2s, pushobj2s } = copy.module('lobject.js') as {
+  pushsvalue2s(L: LuaState, ts: object): void;
+  pushobj2s(L: LuaState, value: object): void;
+};
 
 /**
  * Pushes `bytes` as a Lua string that owns them: unlike lua_pushstring, no copy. Only for a fresh array
@@ -44,6 +47,25 @@ const { pushsvalue2s } = copy.module('lobject.js') as { pushsvalue2s(L: LuaState
  */
 export function pushOwnedString(L: LuaState, bytes: Uint8Array): void {
   pushsvalue2s(L, luaS_bless(L, bytes));
+}
+
+/** A Lua value the host holds itself (holdTop), to push again (pushHeld) without a registry ref. */
+export type HeldValue = { readonly __heldValue: unique symbol };
+
+/**
+ * Pops the value on top of `L`'s stack into a HeldValue. Pushing it back is one copy, where a registry
+ * ref is a lookup in a table that grows with what the host anchors (a userdata per connection).
+ */
+export function holdTop(L: LuaState): HeldValue {
+  const thread = L as unknown as { stack: Array<{ type: number; value: unknown }>; top: number };
+  const { type, value } = thread.stack[thread.top - 1];
+  lua.lua_pop(L, 1);
+  return { type, value } as unknown as HeldValue;
+}
+
+/** Pushes a value held with holdTop (the caller has room on the stack, as for any push). */
+export function pushHeld(L: LuaState, held: HeldValue): void {
+  pushobj2s(L, held as unknown as object);
 }
 
 /** How many slots the stack of thread `L` has allocated (it grows with the calls it makes, and never shrinks). */

@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari/index';
+import { lua, lauxlib, K, raise, luaToJsString, bytesView, holdTop, pushHeld, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushValue, toJs, ConversionError, type LuaValue } from '../values';
 import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
@@ -6,10 +6,10 @@ import { settle, checkMessageType } from './settle';
 import { WaitTimeoutError } from '../../session/context';
 import { stateLimits, markUntimed } from '../limits';
 
-const { LUA_REGISTRYINDEX, lua_pushstring, lua_pushnil, lua_gettop, lua_settop, lua_newuserdata, lua_rawgeti, lua_createtable,
-  lua_setfield, lua_pushvalue, lua_pop } = lua;
-const { luaL_checkudata, luaL_checklstring, luaL_newmetatable, luaL_setfuncs, luaL_setmetatable, luaL_ref, luaL_unref,
-  luaL_checktype, luaL_checkany, luaL_argerror } = lauxlib;
+const { lua_pushstring, lua_pushnil, lua_gettop, lua_settop, lua_newuserdata, lua_createtable, lua_setfield, lua_pushvalue,
+  lua_pop } = lua;
+const { luaL_checkudata, luaL_checklstring, luaL_newmetatable, luaL_setfuncs, luaL_setmetatable, luaL_checktype, luaL_checkany,
+  luaL_argerror } = lauxlib;
 
 /** The metatable name of connection userdata (error messages show it: "connmix.conn expected"). */
 const CONN = K('connmix.conn');
@@ -143,18 +143,15 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
 
 /** Pushes the connection's userdata, creating it on first use (one per connection). */
 export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptConnection): void {
-  if (conn.luaRef < 0) {
+  if (conn.luaValue === null) {
     (lua_newuserdata(vm.L, 0) as { conn: ScriptConnection }).conn = conn;
     luaL_setmetatable(vm.L, CONN);
-    conn.luaRef = luaL_ref(vm.L, LUA_REGISTRYINDEX);
+    conn.luaValue = holdTop(vm.L);
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, conn.luaRef);
+  pushHeld(L, conn.luaValue);
 }
 
-/** Drops the connection's userdata anchor once its last hook has run (fengari has no __gc). */
-export function releaseConn(vm: LuaVM<ScriptConnection>, conn: ScriptConnection): void {
-  if (conn.luaRef >= 0) {
-    luaL_unref(vm.L, LUA_REGISTRYINDEX, conn.luaRef);
-    conn.luaRef = -1;
-  }
+/** Lets the connection's userdata go once its last hook has run (a script may still hold it). */
+export function releaseConn(conn: ScriptConnection): void {
+  conn.luaValue = null;
 }

@@ -3,6 +3,7 @@ import type { ConnectionContext } from '../../session/context';
 import type { Mesh } from '../../mesh/mesh';
 import type { QueueItem } from '../../queue/memory-queue';
 import type { LuaRedisPool } from './redis';
+import type { HeldValue } from '../fengari/index';
 
 /** A connection as Lua scripts see it through `mix.websocket()` or `mix.socket.tcp()`. */
 export interface ScriptConnection {
@@ -10,8 +11,8 @@ export interface ScriptConnection {
   readonly remoteAddr: string;
   readonly context: ConnectionContext;
   readonly open: boolean;
-  /** Registry ref of the connection's userdata, -1 until a script asks for it. */
-  luaRef: number;
+  /** The connection's userdata, made when a script first asks for it. */
+  luaValue: HeldValue | null;
   /** WebSocket: one message (text unless `binary`). Socket: raw bytes, `binary` does not apply. */
   send(data: Uint8Array, binary: boolean): boolean;
   close(): void;
