@@ -84,6 +84,26 @@ test('websocket hooks: on_handshake gets client_id and two string tables, on_mes
   ]);
 });
 
+test('websocket hooks: each connection has one userdata, held by the connection and not anchored in the registry', async () => {
+  const { vm, emitted } = hookVm('websocket', `
+    function on_handshake() end
+    function on_message(msg) local conn = mix.websocket() emit(tostring(conn), rawequal(conn, mix.websocket())) end
+    function on_close() end`);
+  const hooks = new WebSocketHooks(vm);
+  const registrySize = () => {
+    lua.lua_pushvalue(vm.L, lua.LUA_REGISTRYINDEX);
+    const size = lua.lua_rawlen(vm.L, -1);
+    lua.lua_pop(vm.L, 1);
+    return size;
+  };
+  const before = registrySize();
+  const conns = Array.from({ length: 200 }, (_, i) => fakeConn(String(i + 1)));
+  for (const conn of [...conns, conns[0]]) assert.equal(await settled((done) => hooks.onMessage(conn, Buffer.from('x'), false, done)), null);
+  assert.deepEqual(emitted[0], ['conn: 1', true]);
+  assert.deepEqual(emitted[200], ['conn: 1', true], 'the same connection, the same userdata');
+  assert.equal(registrySize(), before, 'the registry does not grow with connections');
+});
+
 test('websocket hooks: a hook error comes back to done with the hook name and traceback', async () => {
   const { vm } = hookVm('websocket', `
     function on_handshake() end
