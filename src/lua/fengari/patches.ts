@@ -42,7 +42,7 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     reason:
       'Fengari drops every stack slot above the top after each call and allocates a new value object for ' +
       'each slot it refills: after every host call a Lua function makes, its whole frame above the call. ' +
-      'That was most of the garbage of a hook call (a third of its bytes). Slots are now set to nil in ' +
+      'That was the largest part of a hook call\'s garbage (a third of its bytes). Slots are now set to nil in ' +
       'place and refilled in place, as PUC Lua reuses its stack. This is safe because a slot object is ' +
       'shared only with the closures that captured it while its local is live, and fengari replaces ' +
       'those objects (luaF_close) before the local\'s slot can go above the top. Slots past REUSED_SLOTS ' +
