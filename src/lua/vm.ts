@@ -148,7 +148,7 @@ export class LuaVM<Owner = unknown> {
   private memoryMark: number;
   /** Calls finished since the last look at the heap. */
   private callsSinceLook = 0;
-  /** Coroutines of finished calls, ready for the next (see recycle). */
+  /** Coroutines of finished calls, ready for the next (see releaseThread). */
   private readonly idleThreads: LuaState[] = [];
 
   constructor(private readonly options: LuaVmOptions<Owner>) {
@@ -275,17 +275,11 @@ export class LuaVM<Owner = unknown> {
   }
 
   /**
-   * Keeps a coroutine that returned normally for the next call: making one costs a state object and its
-   * stack, about a fifth of an empty hook call. One that failed is dead; one whose stack grew deep would
-   * keep its memory; a few idle ones are enough, as calls run one at a time.
-   */
-  private recycle(call: Call<Owner>): void {
-    if (!call.keepsThread) this.releaseThread(call.thread);
-  }
-
-  /**
-   * Hands back the coroutine of a finished `keepsThread` call once its results are read, so it serves a
-   * later call as recycle does for the others. Only for a call that ended without error, and only once.
+   * Keeps the coroutine of a call that returned normally for the next call: making one costs a state
+   * object and its stack, about a fifth of an empty hook call. resume hands back every such call's
+   * coroutine but a `keepsThread` one, whose caller hands it back once it has read the results (only
+   * once, and only for a call that ended without error). One whose stack grew deep would keep its
+   * memory; a few idle ones are enough, as calls run one at a time.
    */
   releaseThread(thread: LuaState): void {
     if (this.idleThreads.length >= MAX_IDLE_THREADS || stackSlots(thread) > MAX_RECYCLED_STACK) return;
@@ -381,7 +375,7 @@ export class LuaVM<Owner = unknown> {
       if (this.grewPastMemoryLimit()) error = new LuaHookError(call.hook, this.memoryMessage(), false);
     }
     call.done(error);
-    if (error === null && status === LUA_OK) this.recycle(call);
+    if (error === null && status === LUA_OK && !call.keepsThread) this.releaseThread(call.thread);
   }
 
   /** The error on top of a dead coroutine, with the coroutine's traceback. */
