@@ -150,36 +150,33 @@ export function capBuffers(caps: BufferCaps): void {
     buffer._max = Infinity; // the buffer is dropped with the error; do not fail again on its way out
     return caps.tooLarge(buffer._L as LuaState, size, max);
   };
-  Object.defineProperty(proto, 'L', {
-    configurable: true,
-    get(this: CappedBuffer) {
-      return this._L;
-    },
-    set(this: CappedBuffer, L: LuaState | null) {
-      this._L = L;
-      this._max = caps.maxBytes(L);
-    },
+  watchWrites<CappedBuffer, LuaState | null>(proto, 'L', (buffer, L) => {
+    buffer._max = caps.maxBytes(L);
   });
-  Object.defineProperty(proto, 'n', {
-    configurable: true,
-    get(this: CappedBuffer) {
-      return this._n;
-    },
-    set(this: CappedBuffer, n: number) {
-      bufferWrites++;
-      if (n > this._max) tooLarge(this, n);
-      this._n = n;
-    },
+  watchWrites<CappedBuffer, number>(proto, 'n', (buffer, n) => {
+    bufferWrites++;
+    if (n > buffer._max) tooLarge(buffer, n);
   });
-  Object.defineProperty(proto, 'b', {
+  watchWrites<CappedBuffer, Uint8Array>(proto, 'b', (buffer, b) => {
+    if (b.length > 2 * buffer._max + 64) tooLarge(buffer, b.length);
+    if (buffer._L) caps.allocated(buffer._L, b.length);
+  });
+}
+
+/**
+ * Turns field `name` of the objects of `proto` into an accessor over `_<name>`: `beforeWrite` sees every
+ * value written to it (and may throw to refuse it) before it is stored.
+ */
+function watchWrites<T, V>(proto: object, name: string, beforeWrite: (target: T, value: V) => void): void {
+  const field = `_${name}`;
+  Object.defineProperty(proto, name, {
     configurable: true,
-    get(this: CappedBuffer) {
-      return this._b;
+    get(this: Record<string, V>) {
+      return this[field];
     },
-    set(this: CappedBuffer, b: Uint8Array) {
-      if (b.length > 2 * this._max + 64) tooLarge(this, b.length);
-      if (this._L) caps.allocated(this._L, b.length);
-      this._b = b;
+    set(this: Record<string, V>, value: V) {
+      beforeWrite(this as unknown as T, value);
+      this[field] = value;
     },
   });
 }
@@ -223,18 +220,11 @@ export function countPatternSteps(caps: PatternCaps): void {
     ms._limit = ms._next = Infinity;
     caps.tooMany(ms._L as LuaState, limit);
   };
-  Object.defineProperty(proto, 'L', {
-    configurable: true,
-    get(this: CountedMatch) {
-      return this._L;
-    },
-    set(this: CountedMatch, L: LuaState | undefined) {
-      this._L = L;
-      this._steps = 0;
-      this._base = bufferWrites;
-      this._limit = caps.maxSteps(L);
-      this._next = Math.min(this._limit, caps.checkpointSteps);
-    },
+  watchWrites<CountedMatch, LuaState | undefined>(proto, 'L', (ms, L) => {
+    ms._steps = 0;
+    ms._base = bufferWrites;
+    ms._limit = caps.maxSteps(L);
+    ms._next = Math.min(ms._limit, caps.checkpointSteps);
   });
   Object.defineProperty(proto, 'src_end', {
     configurable: true,
