@@ -71,9 +71,9 @@ function parseArgs(argv: string[]): Args {
   const rates = numbers('rates');
   if (rates) config.hotVideo.rates = rates;
   // Every rate asked for, even past the p99 limit or a loss (for records at fixed rates).
-  if (flags.has('all-rates')) config.hotVideo.p99LimitMs = config.manyVideos.p99LimitMs = Infinity;
+  if (flags.has('all-rates')) config.hotVideo.p99LimitMs = config.manyVideos.p99LimitMs = config.chatRoom.p99LimitMs = Infinity;
   const stepMs = numbers('step-ms');
-  if (stepMs) config.hotVideo.stepMs = config.manyVideos.stepMs = stepMs[0];
+  if (stepMs) config.hotVideo.stepMs = config.manyVideos.stepMs = config.chatRoom.stepMs = stepMs[0];
   const targetNames = list('targets');
   const targets = targetNames ? targetNames.map((name) => TARGETS.find((t) => t.name === name) ?? fail(`unknown target "${name}" (known: ${TARGETS.map((t) => t.name).join(', ')})`)) : TARGETS;
   const scenarioNames = list('scenarios');

@@ -1,44 +1,49 @@
 /** What each scenario measures, one row per target and size (and rate). Times in ms, CPU in seconds. */
 
-export interface FanoutRow {
+/** One measured step of a delivery scenario at `rate` (hot-video, many-videos, chat-room), made by bench/scenarios/step.ts. */
+export interface DeliveryStep {
   target: string;
   nodes: number;
-  viewers: number;
-  videos: number;
-  /** Viewers that connected and subscribed (the rest failed). */
-  subscribed: number;
-  /** Subscribed viewers no longer open at the end of the step (dropped by the server, for example). */
+  /** Clients that connected but were no longer open at the end of the step (dropped by the server, for example). */
   closed: number;
   rate: number;
-  published: number;
-  publishErrors: number;
   expected: number;
   delivered: number;
   losses: number;
-  duplicates: number;
   late: number;
-  /** Seconds from the first publish to the last delivery seen. */
+  /** Seconds from the step's first message to the last delivery seen. */
   windowS: number;
   deliveriesPerSec: number;
   p50: number;
   p99: number;
   max: number;
-  mean: number;
   /** CPU of every server process (redis-server included) over the window. */
   serverCpuS: number;
+  /** Server CPU per million deliveries, in s (= µs per delivery). */
   cpuPerMillion: number;
   /** CPU of the load processes over the window (the other half of the box). */
   loadCpuS: number;
   /** CPU used over the window by processes outside this run (others' test suites): noise when high. */
   otherCpuS: number;
-  /** Server RSS growth while the viewers connected, per viewer, in bytes. */
-  rssPerConn: number;
   /** Set on the step that ended the ramp, and why. */
   stop?: string;
   /** Step window on the machine's monotonic clock (ms), for profiles. */
   t0: number;
   t1: number;
   error?: string;
+}
+
+export interface FanoutRow extends DeliveryStep {
+  viewers: number;
+  videos: number;
+  /** Viewers that connected and subscribed (the rest failed). */
+  subscribed: number;
+  published: number;
+  publishErrors: number;
+  duplicates: number;
+  mean: number;
+  /** Server RSS growth while the viewers connected, per viewer, in bytes. */
+  rssPerConn: number;
 }
 
 export interface IdleRow {
@@ -72,42 +77,18 @@ export interface StormRow {
 }
 
 /** One step of the chat-room scenario: members say things to their rooms at `rate` says/s. */
-export interface ChatRow {
-  target: string;
-  nodes: number;
+export interface ChatRow extends DeliveryStep {
   members: number;
   rooms: number;
   /** Members that connected and joined their room (the rest failed). */
   joined: number;
-  /** Joined members no longer open at the end of the step. */
-  closed: number;
-  rate: number;
-  /** Says sent on open connections during the step. */
+  /** Says sent on open connections during the step (each expects the members of its room, the sender included). */
   says: number;
   saysPerSec: number;
-  /** Each say times the members of its room, the sender included. */
-  expected: number;
-  delivered: number;
-  losses: number;
   /** A say received again or before an earlier say of the same sender (0 when rooms keep order). */
   outOfOrder: number;
-  late: number;
-  windowS: number;
-  deliveriesPerSec: number;
-  p50: number;
-  p99: number;
-  max: number;
-  serverCpuS: number;
-  /** Server CPU per million deliveries, in s (= µs per delivery). */
-  cpuPerMillion: number;
   /** Server CPU per thousand says, in ms (= µs per say: its Lua call, its encoding and its fan-out). */
   cpuMsPerKSays: number;
-  loadCpuS: number;
-  otherCpuS: number;
-  stop?: string;
-  t0: number;
-  t1: number;
-  error?: string;
 }
 
 export interface ApiRow {

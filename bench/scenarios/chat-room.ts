@@ -1,11 +1,13 @@
 import { shares } from '../load/fleet';
 import { mergeAudiences } from '../load/audience';
 import type { ChatStats, OpenMembersResult, SayRunResult } from '../load/chat';
-import { nowMs } from '../load/payload';
 import { sourceAddresses } from '../lib/addresses';
-import { machineBusySeconds, totalCpu } from '../lib/proc';
 import type { ChatRow } from '../report/types';
 import { round, waitForDeliveries, type Context } from './context';
+import { measureStep, othersNote, stopReason, type StepAudience, type StepStats } from './step';
+
+/** What the members add up to after a step. */
+type ChatStepStats = StepStats & { outOfOrder: number };
 
 /**
  * The Lua entry connmix-ts targets serve for this scenario: CONNMIX's quick-start chat room, unchanged
@@ -49,61 +51,37 @@ export async function chatRoom(ctx: Context): Promise<ChatRow[]> {
     // Warm-up, not measured: the JIT and the first say's lazy paths.
     await say(ctx, Math.min(20, rates[0]), 300);
     await drain(ctx, Infinity, 300, 1000);
-    for (const rate of rates) {
-      const t0 = nowMs();
-      await fleet.all(() => ({ op: 'chat.reset', minT: t0 }));
-      const cpu0 = totalCpu(target.pids);
-      const load0 = totalCpu(fleet.pids);
-      const busy0 = machineBusySeconds();
-      const self0 = process.cpuUsage();
-      const started = Date.now();
-      const run = await say(ctx, rate, stepMs);
+    const audience: StepAudience<ChatStepStats> = {
+      opened: joined,
+      reset: async (t0) => void (await fleet.all(() => ({ op: 'chat.reset', minT: t0 }))),
+      drain: (expected, quietMs, timeoutMs) => drain(ctx, expected, quietMs, timeoutMs),
+      stats: () => merged(ctx),
+    };
+    // Each say reaches every member of its room, the sender included.
+    const expectedOf = (run: { perRoom: Map<number, number> }) => {
       let expected = 0;
       for (const [room, count] of run.perRoom) expected += count * (perRoom.get(room) ?? 0);
-      const lastProgress = await drain(ctx, expected, Math.min(1000, drainMs), drainMs);
-      const t1 = nowMs();
-      const serverCpu = totalCpu(target.pids) - cpu0;
-      const loadCpu = totalCpu(fleet.pids) - load0;
-      const self = process.cpuUsage(self0);
-      const otherCpu = machineBusySeconds() - busy0 - serverCpu - loadCpu - (self.user + self.system) / 1e6;
-      const stats = await merged(ctx);
-      const windowS = Math.max(stepMs, lastProgress - started) / 1000;
+      return expected;
+    };
+    for (const rate of rates) {
+      const { row: measured, run, stats, serverCpu } = await measureStep(ctx, audience, rate, { stepMs, drainMs }, () => say(ctx, rate, stepMs), expectedOf);
       const row: ChatRow = {
-        target: target.name,
-        nodes: target.nodes.length,
+        ...measured,
         members,
         rooms,
         joined,
-        closed: joined - stats.open,
-        rate,
         says: run.sent,
         saysPerSec: Math.round((run.sent / stepMs) * 1000),
-        expected,
-        delivered: stats.delivered,
-        losses: Math.max(0, expected - stats.delivered),
         outOfOrder: stats.outOfOrder,
-        late: stats.late,
-        windowS: round(windowS),
-        deliveriesPerSec: Math.round(stats.delivered / windowS),
-        p50: round(stats.latency.quantile(0.5)),
-        p99: round(stats.latency.quantile(0.99)),
-        max: round(stats.latency.max),
-        serverCpuS: round(serverCpu),
-        cpuPerMillion: stats.delivered > 0 ? round(serverCpu / (stats.delivered / 1e6)) : 0,
         cpuMsPerKSays: run.sent > 0 ? round((serverCpu * 1e6) / run.sent, 1) : 0,
-        loadCpuS: round(loadCpu),
-        otherCpuS: round(Math.max(0, otherCpu)),
-        t0,
-        t1,
         ...(failed > 0 ? { error: `${failed} members failed to join: ${firstError}` } : {}),
       };
       rows.push(row);
       ctx.log(
         `  ${rate} says/s: ${row.deliveriesPerSec} deliveries/s, p50 ${row.p50} p99 ${row.p99} max ${row.max} ms, lost ${row.losses}, ` +
-          `out of order ${row.outOfOrder}, server CPU ${row.serverCpuS} s = ${row.cpuPerMillion} µs per delivery, ${row.cpuMsPerKSays} µs per say` +
-          `${row.otherCpuS > 0.1 * row.windowS ? ` (others used ${row.otherCpuS} CPU s meanwhile)` : ''}`,
+          `out of order ${row.outOfOrder}, server CPU ${row.serverCpuS} s = ${row.cpuPerMillion} µs per delivery, ${row.cpuMsPerKSays} µs per say${othersNote(row)}`,
       );
-      const stop = row.losses > 0 ? `${row.losses} deliveries lost` : row.outOfOrder > 0 ? `${row.outOfOrder} out of order` : row.p99 > p99LimitMs ? `p99 ${row.p99} ms > ${p99LimitMs} ms` : null;
+      const stop = stopReason(row, p99LimitMs, row.outOfOrder > 0 ? `${row.outOfOrder} out of order` : null);
       if (stop) {
         row.stop = stop;
         break;
@@ -133,7 +111,7 @@ function drain(ctx: Context, expected: number, quietMs: number, timeoutMs: numbe
   return waitForDeliveries(count, expected, quietMs, timeoutMs);
 }
 
-async function merged(ctx: Context): Promise<ReturnType<typeof mergeAudiences> & { outOfOrder: number }> {
+async function merged(ctx: Context): Promise<ChatStepStats> {
   const all = await ctx.fleet.all<ChatStats>(() => ({ op: 'chat.stats' }));
   return { ...mergeAudiences(all), outOfOrder: all.reduce((sum, stats) => sum + stats.outOfOrder, 0) };
 }

@@ -1,9 +1,8 @@
-import { machineBusySeconds, totalCpu } from '../lib/proc';
-import { nowMs } from '../load/payload';
 import { Publisher } from '../load/publisher';
 import type { FanoutRow } from '../report/types';
 import { round, type Context } from './context';
 import { ViewerGroup, FIRST_VIDEO } from './viewer-group';
+import { measureStep, othersNote, stopReason } from './step';
 
 export interface Ramp {
   viewers: number;
@@ -42,18 +41,9 @@ export async function rampFanout(ctx: Context, ramp: Ramp): Promise<FanoutRow[]>
       rows.push(row);
       ctx.log(
         `  ${rate} msg/s: ${row.deliveriesPerSec}/s delivered, p50 ${row.p50} p99 ${row.p99} max ${row.max} ms, ` +
-          `lost ${row.losses}, dup ${row.duplicates}, server CPU ${row.serverCpuS} s = ${row.cpuPerMillion} s per million` +
-          `${row.otherCpuS > 0.1 * row.windowS ? ` (others used ${row.otherCpuS} CPU s meanwhile)` : ''}`,
+          `lost ${row.losses}, dup ${row.duplicates}, server CPU ${row.serverCpuS} s = ${row.cpuPerMillion} s per million${othersNote(row)}`,
       );
-      const stop = !Number.isFinite(ramp.p99LimitMs)
-        ? null
-        : row.publishErrors > 0
-          ? `${row.publishErrors} publishes failed`
-          : row.losses > 0
-            ? `${row.losses} deliveries lost`
-            : row.p99 > ramp.p99LimitMs
-              ? `p99 ${row.p99} ms > ${ramp.p99LimitMs} ms`
-              : null;
+      const stop = stopReason(row, ramp.p99LimitMs, row.publishErrors > 0 ? `${row.publishErrors} publishes failed` : null);
       if (stop) {
         row.stop = stop;
         break;
@@ -67,52 +57,18 @@ export async function rampFanout(ctx: Context, ramp: Ramp): Promise<FanoutRow[]>
 }
 
 async function step(ctx: Context, group: ViewerGroup, publisher: Publisher, rate: number, ramp: Ramp, channelFor: (i: number) => string): Promise<FanoutRow> {
-  const { target, fleet } = ctx;
-  const t0 = nowMs();
-  await group.reset(t0);
-  const cpu0 = totalCpu(target.pids);
-  const load0 = totalCpu(fleet.pids);
-  const busy0 = machineBusySeconds();
-  const self0 = process.cpuUsage();
-  const started = Date.now();
-  const run = await publisher.run(rate, ramp.stepMs, channelFor);
-  const expected = group.expected(run.perChannel);
-  const lastProgress = await group.drain(expected, Math.min(1000, ramp.drainMs), ramp.drainMs);
-  const t1 = nowMs();
-  const serverCpu = totalCpu(target.pids) - cpu0;
-  const loadCpu = totalCpu(fleet.pids) - load0;
-  const self = process.cpuUsage(self0);
-  const otherCpu = machineBusySeconds() - busy0 - serverCpu - loadCpu - (self.user + self.system) / 1e6;
-  const stats = await group.stats();
-  const windowS = Math.max(ramp.stepMs, lastProgress - started) / 1000;
+  const { row, run, stats } = await measureStep(ctx, group, rate, ramp, () => publisher.run(rate, ramp.stepMs, channelFor),
+    (run) => group.expected(run.perChannel));
   return {
-    target: target.name,
-    nodes: target.nodes.length,
+    ...row,
     viewers: ramp.viewers,
     videos: ramp.videos,
     subscribed: group.opened,
-    closed: group.opened - stats.open,
-    rate,
     published: run.ok,
     publishErrors: run.errors,
-    expected,
-    delivered: stats.delivered,
-    losses: Math.max(0, expected - stats.delivered),
     duplicates: stats.duplicates,
-    late: stats.late,
-    windowS: round(windowS),
-    deliveriesPerSec: Math.round(stats.delivered / windowS),
-    p50: round(stats.latency.quantile(0.5)),
-    p99: round(stats.latency.quantile(0.99)),
-    max: round(stats.latency.max),
     mean: round(stats.latency.mean),
-    serverCpuS: round(serverCpu),
-    cpuPerMillion: stats.delivered > 0 ? round(serverCpu / (stats.delivered / 1e6)) : 0,
-    loadCpuS: round(loadCpu),
-    otherCpuS: round(Math.max(0, otherCpu)),
     rssPerConn: 0,
-    t0,
-    t1,
     ...(run.firstError ? { error: run.firstError } : {}),
   };
 }
