@@ -28,6 +28,7 @@ import type { Connection } from '../src/server/connection';
 import type { WebSocketHooks } from '../src/lua/hooks';
 import { benchYaml, viewerPath } from './targets/connmix';
 import { freePort } from './lib/proc';
+import { dialect } from './load/dialects';
 
 const BATCH = 1000;
 const WARM_UP_MS = 3000;
@@ -55,15 +56,14 @@ async function main(): Promise<void> {
   const emptyEntry = path.join(dir, 'empty.lua');
   fs.writeFileSync(emptyEntry, EMPTY_ENTRY);
   const rows: Row[] = [];
-  await withEngine(dir, viewers, null, async (connections, hooks) => {
-    const viaServer: Deliver = (connection, message) => connection.ws.emit('message', message, false);
-    const hookCall: Deliver = (connection, message) => hooks.onMessage(connection, message, false, failOnError);
+  const viaServer: Deliver = (connection, message) => connection.ws.emit('message', message, false);
+  const hookCall = (hooks: WebSocketHooks): Deliver => (connection, message) => hooks.onMessage(connection, message, false, failOnError);
+  await withEngine(dir, viewers, undefined, async (connections, hooks) => {
     rows.push(await measure('seed, via the server', seconds, connections, viaServer));
-    rows.push(await measure('seed, hook call', seconds, connections, hookCall));
+    rows.push(await measure('seed, hook call', seconds, connections, hookCall(hooks)));
   });
   await withEngine(dir, viewers, emptyEntry, async (connections, hooks) => {
-    const hookCall: Deliver = (connection, message) => hooks.onMessage(connection, message, false, failOnError);
-    rows.push(await measure('empty on_message, hook call', seconds, connections, hookCall));
+    rows.push(await measure('empty on_message, hook call', seconds, connections, hookCall(hooks)));
   });
   for (const row of rows) console.log(JSON.stringify(row));
   fs.rmSync(dir, { recursive: true, force: true });
@@ -74,11 +74,11 @@ function failOnError(error: Error | null): void {
 }
 
 /** Starts an engine with the shipped yaml (its entry replaced by `entry` if given) and `viewers` connected viewers. */
-async function withEngine(dir: string, viewers: number, entry: string | null,
+async function withEngine(dir: string, viewers: number, entry: string | undefined,
   work: (connections: Connection[], hooks: WebSocketHooks) => Promise<void>): Promise<void> {
   const [wsPort, apiPort] = [await freePort(), await freePort()];
   const file = path.join(dir, 'connmix.yaml');
-  fs.writeFileSync(file, benchYaml(wsPort, apiPort, null, undefined, undefined, entry ?? undefined));
+  fs.writeFileSync(file, benchYaml(wsPort, apiPort, null, { entry }));
   const engine = new Engine(loadConfig(file), { log: new Logger('warn') });
   await engine.start();
   // Many viewers, each on its own video, as in the subscribe storm: one viewer would keep every cache warm.
@@ -95,9 +95,8 @@ async function withEngine(dir: string, viewers: number, entry: string | null,
 
 /** Warms up, then times `deliver` for `seconds`: batches for the mean, single calls for the median. */
 async function measure(row: string, seconds: number, connections: Connection[], deliver: Deliver): Promise<Row> {
-  const messages = connections.map((_connection, video) =>
-    [`{"op":"unsubscribe","channel":"${video}@video"}`, `{"op":"subscribe","channel":"${video}@video"}`].map((m) => Buffer.from(m)),
-  );
+  const seed = dialect('seed');
+  const messages = connections.map((_connection, video) => [seed.unsubscribe(video), seed.subscribe(video)].map((m) => Buffer.from(m)));
   // The first seconds are V8 warming up (optimising fengari's interpreter), not the steady state.
   await callsFor(WARM_UP_MS, connections, messages, deliver, null);
   const singles: number[] = [];

@@ -19,7 +19,8 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
  * it `centerPort`, so that several nodes on one machine do not all want 6787. `entry` replaces the
  * seed's entry (absolute, or from the repository root: the chat-room scenario's lua/examples/chat-room.lua).
  */
-export function benchYaml(wsPort: number, apiPort: number, redisPort: number | null, writeWindow?: number, centerPort?: number, entry?: string): string {
+export function benchYaml(wsPort: number, apiPort: number, redisPort: number | null,
+  { writeWindow, centerPort, entry }: { writeWindow?: number; centerPort?: number; entry?: string } = {}): string {
   const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'connmix.yaml'), 'utf8'));
   if (centerPort !== undefined) config.center = { ...config.center, apiServer: { port: centerPort, bind: '127.0.0.1' } };
   config.logging = { ...config.logging, level: 'warn', filename: '' };
@@ -73,7 +74,7 @@ function connmix(name: string, nodeCount: number, broker: 'memory' | 'redis'): T
           const wsPort = await freePort();
           const apiPort = await freePort();
           const file = path.join(dir, `node${i}.yaml`);
-          fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null, options.writeWindow, await freePort(), options.entry));
+          fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis?.port ?? null, { writeWindow: options.writeWindow, centerPort: await freePort(), entry: options.entry }));
           const started = await startProcess(
             process.execPath,
             [...profileArgs(options), path.join(ROOT, 'bin', 'connmix.js'), 'dev', '-f', file],
@@ -125,7 +126,7 @@ function connmixEngine(name: string, workers: number): TargetSpec {
         redis = await startRedis();
         const [wsPort, apiPort] = [await freePort(), await freePort()];
         const file = path.join(dir, 'engine.yaml');
-        fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis.port, options.writeWindow, undefined, options.entry));
+        fs.writeFileSync(file, benchYaml(wsPort, apiPort, redis.port, { writeWindow: options.writeWindow, entry: options.entry }));
         primary = await startProcess(
           process.execPath,
           [path.join(ROOT, 'bin', 'connmix.js'), 'engine', '-f', file, '-p', String(options.nodes)],
