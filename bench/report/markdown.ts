@@ -1,4 +1,4 @@
-import type { ApiRow, ChatRow, FanoutRow, IdleRow, ProfileSummary, RunRecord, StormRow } from './types';
+import type { ApiRow, ChatRow, DeliveryStep, FanoutRow, IdleRow, ProfileSummary, RunRecord, StormRow } from './types';
 
 /** Targets whose figures are divided by each peer's, and the peers they are compared with. */
 const COMPARISONS: { subject: string; peers: string[] }[] = [
@@ -77,13 +77,23 @@ function ratio(subject: number, peer: number): string {
   return `${(subject / peer).toFixed(2)}x`;
 }
 
+/** `done` alone when all of `total` made it, else "done/total". */
+function ofTotal(done: number, total: number): number | string {
+  return done === total ? total : `${done}/${total}`;
+}
+
+/** A delivery step's note: why the ramp stopped there, clients the server closed, the step's error. */
+function stepNote(r: DeliveryStep, clients: 'viewers' | 'members'): string {
+  return [r.stop ? `stop: ${r.stop}` : '', r.closed > 0 ? `${r.closed} ${clients} closed` : '', r.error ?? ''].filter(Boolean).join('; ');
+}
+
 function fanoutTable(rows: FanoutRow[]): string {
   return table(
     ['target', 'nodes', 'viewers', 'videos', 'rate msg/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'server CPU s', 'CPU s / M deliveries', 'load CPU s', 'others CPU s', 'note'],
     rows.map((r) => [
       r.target,
       r.nodes,
-      r.subscribed === r.viewers ? r.viewers : `${r.subscribed}/${r.viewers}`,
+      ofTotal(r.subscribed, r.viewers),
       r.videos,
       r.rate,
       r.deliveriesPerSec,
@@ -96,7 +106,7 @@ function fanoutTable(rows: FanoutRow[]): string {
       r.cpuPerMillion,
       r.loadCpuS,
       r.otherCpuS ?? '',
-      [r.stop ? `stop: ${r.stop}` : '', r.closed > 0 ? `${r.closed} viewers closed` : '', r.error ?? ''].filter(Boolean).join('; ') || '',
+      stepNote(r, 'viewers'),
     ]),
   );
 }
@@ -121,7 +131,7 @@ function fanoutRatios(rows: FanoutRow[]): string {
 function idleTables(rows: IdleRow[]): string {
   const main = table(
     ['target', 'nodes', 'connections', 'RSS before MiB', 'RSS after MiB', 'RSS/conn KiB', 'connect CPU s / 1k', 'note'],
-    rows.map((r) => [r.target, r.nodes, r.subscribed === r.connections ? r.connections : `${r.subscribed}/${r.connections}`, (r.rssBefore / 2 ** 20).toFixed(1), (r.rssAfter / 2 ** 20).toFixed(1), kib(r.bytesPerConn), r.connectCpuPerK, r.error ?? '']),
+    rows.map((r) => [r.target, r.nodes, ofTotal(r.subscribed, r.connections), (r.rssBefore / 2 ** 20).toFixed(1), (r.rssAfter / 2 ** 20).toFixed(1), kib(r.bytesPerConn), r.connectCpuPerK, r.error ?? '']),
   );
   const lines: (string | number)[][] = [];
   for (const { subject, peers } of COMPARISONS) {
@@ -175,7 +185,7 @@ function chatTables(rows: ChatRow[]): string {
     rows.map((r) => [
       r.target,
       r.nodes,
-      r.joined === r.members ? r.members : `${r.joined}/${r.members}`,
+      ofTotal(r.joined, r.members),
       r.rooms,
       r.rate,
       r.saysPerSec,
@@ -190,7 +200,7 @@ function chatTables(rows: ChatRow[]): string {
       r.cpuPerMillion,
       r.loadCpuS,
       r.otherCpuS,
-      [r.stop ? `stop: ${r.stop}` : '', r.closed > 0 ? `${r.closed} members closed` : '', r.error ?? ''].filter(Boolean).join('; '),
+      stepNote(r, 'members'),
     ]),
   );
   // The capacity: the highest step a target held (p99 within the limit, nothing lost, in order); "≥"
