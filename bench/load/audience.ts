@@ -49,6 +49,9 @@ export abstract class Audience<C extends { ws: WebSocket }> {
     return this.delivered;
   }
 
+  /** The step's figures: commonStats and what the subclass counts. */
+  abstract stats(): AudienceStats;
+
   async close(): Promise<void> {
     if (this.keepalive) clearInterval(this.keepalive);
     this.keepalive = null;

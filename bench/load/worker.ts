@@ -8,59 +8,49 @@ import { Storm } from './storm';
 import { ChatMembers } from './chat';
 import { httpPublish, wsPublish } from './api-clients';
 
+/** This process's audiences: their step commands (reset, count, stats, close) are the same for each. */
+const audiences = { viewers: new Viewers(), chat: new ChatMembers() };
+export type AudienceName = keyof typeof audiences;
+
 export type Command =
   | { op: 'viewers.open'; params: Parameters<Viewers['open']>[0] }
-  | { op: 'viewers.reset'; minT: number }
-  | { op: 'viewers.count' }
-  | { op: 'viewers.stats' }
-  | { op: 'viewers.close' }
+  | { op: 'chat.open'; params: Parameters<ChatMembers['open']>[0] }
+  | { op: 'chat.say'; params: Parameters<ChatMembers['say']>[0] }
+  | { op: 'audience.reset'; audience: AudienceName; minT: number }
+  | { op: 'audience.count'; audience: AudienceName }
+  | { op: 'audience.stats'; audience: AudienceName }
+  | { op: 'audience.close'; audience: AudienceName }
   | { op: 'storm.connect'; params: Parameters<Storm['connect']>[0] }
   | { op: 'storm.messages'; params: Parameters<Storm['messages']>[0] }
   | { op: 'storm.close' }
-  | { op: 'chat.open'; params: Parameters<ChatMembers['open']>[0] }
-  | { op: 'chat.say'; params: Parameters<ChatMembers['say']>[0] }
-  | { op: 'chat.reset'; minT: number }
-  | { op: 'chat.count' }
-  | { op: 'chat.stats' }
-  | { op: 'chat.close' }
   | { op: 'api.http'; params: Parameters<typeof httpPublish>[0] }
   | { op: 'api.ws'; params: Parameters<typeof wsPublish>[0] }
   | { op: 'cpu' };
 
-const viewers = new Viewers();
 const storm = new Storm();
-const chat = new ChatMembers();
 
 async function run(command: Command): Promise<unknown> {
   switch (command.op) {
     case 'viewers.open':
-      return viewers.open(command.params);
-    case 'viewers.reset':
-      return viewers.reset(command.minT);
-    case 'viewers.count':
-      return viewers.count();
-    case 'viewers.stats':
-      return viewers.stats();
-    case 'viewers.close':
-      return viewers.close();
+      return audiences.viewers.open(command.params);
+    case 'chat.open':
+      return audiences.chat.open(command.params);
+    case 'chat.say':
+      return audiences.chat.say(command.params);
+    case 'audience.reset':
+      return audiences[command.audience].reset(command.minT);
+    case 'audience.count':
+      return audiences[command.audience].count();
+    case 'audience.stats':
+      return audiences[command.audience].stats();
+    case 'audience.close':
+      return audiences[command.audience].close();
     case 'storm.connect':
       return storm.connect(command.params);
     case 'storm.messages':
       return storm.messages(command.params);
     case 'storm.close':
       return storm.close();
-    case 'chat.open':
-      return chat.open(command.params);
-    case 'chat.say':
-      return chat.say(command.params);
-    case 'chat.reset':
-      return chat.reset(command.minT);
-    case 'chat.count':
-      return chat.count();
-    case 'chat.stats':
-      return chat.stats();
-    case 'chat.close':
-      return chat.close();
     case 'api.http':
       return httpPublish(command.params);
     case 'api.ws':

@@ -1,10 +1,11 @@
-import { shares } from '../load/fleet';
+import { shares, type Fleet } from '../load/fleet';
 import { mergeAudiences } from '../load/audience';
 import type { ChatStats, OpenMembersResult, SayRunResult } from '../load/chat';
 import { sourceAddresses } from '../lib/addresses';
 import type { ChatRow } from '../report/types';
-import { round, waitForDeliveries, type Context } from './context';
-import { measureStep, othersNote, stopReason, type StepAudience, type StepStats } from './step';
+import { round, type Context } from './context';
+import { FleetAudience, addCounts } from './fleet-audience';
+import { measureStep, othersNote, stopReason, type StepStats } from './step';
 
 /** What the members add up to after a step. */
 type ChatStepStats = StepStats & { outOfOrder: number };
@@ -30,51 +31,31 @@ export const CHAT_ENTRY = 'lua/examples/chat-room.lua';
  * second and hand the saved CPU to the load processes, which share the two cores.
  */
 export async function chatRoom(ctx: Context): Promise<ChatRow[]> {
-  const { target, fleet, config } = ctx;
-  const { members, rooms, rates, stepMs, drainMs, p99LimitMs } = config.chatRoom;
-  const split = shares(members, fleet.size);
-  const urls = target.nodes.map((node) => node.wsUrl);
+  const { members, rooms, rates, stepMs, drainMs, p99LimitMs } = ctx.config.chatRoom;
   const rows: ChatRow[] = [];
+  const group = new ChatGroup(ctx.fleet);
   try {
-    const opened = await fleet.all<OpenMembersResult>((i) => ({
-      op: 'chat.open',
-      params: { urls, dialect: target.dialect, firstIndex: split[i][0], count: split[i][1], rooms, addresses: sourceAddresses(split[i][1]), concurrency: config.connectConcurrency, timeoutMs: config.connectTimeoutMs },
-    }));
-    const perRoom = new Map<number, number>();
-    for (const result of opened) for (const [room, count] of Object.entries(result.perRoom)) perRoom.set(Number(room), (perRoom.get(Number(room)) ?? 0) + count);
-    const joined = opened.reduce((sum, r) => sum + r.joined, 0);
-    const failed = opened.reduce((sum, r) => sum + r.failed, 0);
-    const firstError = opened.find((r) => r.errors.length)?.errors[0];
-    ctx.log(`  ${joined}/${members} members joined ${rooms} rooms in ${Math.max(...opened.map((r) => r.ms))} ms${failed ? ` (${failed} failed: ${firstError})` : ''}`);
-    if (joined === 0) throw new Error(`no member could join: ${firstError ?? 'unknown'}`);
+    await group.open(ctx);
+    const failure = group.failed ? ` (${group.failed} failed: ${group.errors[0]})` : '';
+    ctx.log(`  ${group.opened}/${members} members joined ${rooms} rooms in ${group.openMs} ms${failure}`);
+    if (group.opened === 0) throw new Error(`no member could join: ${group.errors[0] ?? 'unknown'}`);
 
     // Warm-up, not measured: the JIT and the first say's lazy paths.
-    await say(ctx, Math.min(20, rates[0]), 300);
-    await drain(ctx, Infinity, 300, 1000);
-    const audience: StepAudience<ChatStepStats> = {
-      opened: joined,
-      reset: async (t0) => void (await fleet.all(() => ({ op: 'chat.reset', minT: t0 }))),
-      drain: (expected, quietMs, timeoutMs) => drain(ctx, expected, quietMs, timeoutMs),
-      stats: () => merged(ctx),
-    };
-    // Each say reaches every member of its room, the sender included.
-    const expectedOf = (run: { perRoom: Map<number, number> }) => {
-      let expected = 0;
-      for (const [room, count] of run.perRoom) expected += count * (perRoom.get(room) ?? 0);
-      return expected;
-    };
+    await group.say(Math.min(20, rates[0]), 300);
+    await group.drain(Infinity, 300, 1000);
     for (const rate of rates) {
-      const { row: measured, run, stats, serverCpu } = await measureStep(ctx, audience, rate, { stepMs, drainMs }, () => say(ctx, rate, stepMs), expectedOf);
+      const { row: measured, run, stats, serverCpu } = await measureStep(ctx, group, rate, { stepMs, drainMs }, () => group.say(rate, stepMs),
+        (run) => group.expected(run.perRoom));
       const row: ChatRow = {
         ...measured,
         members,
         rooms,
-        joined,
+        joined: group.opened,
         says: run.sent,
         saysPerSec: Math.round((run.sent / stepMs) * 1000),
         outOfOrder: stats.outOfOrder,
         cpuMsPerKSays: run.sent > 0 ? round((serverCpu * 1e6) / run.sent, 1) : 0,
-        ...(failed > 0 ? { error: `${failed} members failed to join: ${firstError}` } : {}),
+        ...(group.failed > 0 ? { error: `${group.failed} members failed to join: ${group.errors[0]}` } : {}),
       };
       rows.push(row);
       ctx.log(
@@ -88,30 +69,49 @@ export async function chatRoom(ctx: Context): Promise<ChatRow[]> {
       }
     }
   } finally {
-    await fleet.all(() => ({ op: 'chat.close' }));
+    await group.close();
   }
   return rows;
 }
 
-/** Every load process says its share of `rate` for `durationMs`; says sent per room, over all. */
-async function say(ctx: Context, rate: number, durationMs: number): Promise<{ sent: number; perRoom: Map<number, number> }> {
-  const results = await ctx.fleet.all<SayRunResult>(() => ({ op: 'chat.say', params: { rate: rate / ctx.fleet.size, durationMs } }));
-  const perRoom = new Map<number, number>();
-  let sent = 0;
-  for (const result of results) {
-    sent += result.sent;
-    for (const [room, count] of Object.entries(result.perRoom)) perRoom.set(Number(room), (perRoom.get(Number(room)) ?? 0) + count);
+/** The target's chat members over every load process, and how many joined each room. */
+class ChatGroup extends FleetAudience<ChatStepStats> {
+  readonly perRoom = new Map<number, number>();
+
+  constructor(fleet: Fleet) {
+    super(fleet, 'chat');
   }
-  return { sent, perRoom };
-}
 
-/** Waits for the chat deliveries (see waitForDeliveries). */
-function drain(ctx: Context, expected: number, quietMs: number, timeoutMs: number): Promise<number> {
-  const count = async () => (await ctx.fleet.all<number>(() => ({ op: 'chat.count' }))).reduce((a, b) => a + b, 0);
-  return waitForDeliveries(count, expected, quietMs, timeoutMs);
-}
+  /** Opens the members on every load process (close() closes what opened, even if this fails). */
+  async open(ctx: Context): Promise<void> {
+    const { target, fleet, config } = ctx;
+    const { members, rooms } = config.chatRoom;
+    const split = shares(members, fleet.size);
+    const urls = target.nodes.map((node) => node.wsUrl);
+    const results = await fleet.all<OpenMembersResult>((i) => ({
+      op: 'chat.open',
+      params: { urls, dialect: target.dialect, firstIndex: split[i][0], count: split[i][1], rooms, addresses: sourceAddresses(split[i][1]), concurrency: config.connectConcurrency, timeoutMs: config.connectTimeoutMs },
+    }));
+    for (const result of results) this.addOpened({ ...result, opened: result.joined }, result.perRoom, this.perRoom);
+  }
 
-async function merged(ctx: Context): Promise<ChatStepStats> {
-  const all = await ctx.fleet.all<ChatStats>(() => ({ op: 'chat.stats' }));
-  return { ...mergeAudiences(all), outOfOrder: all.reduce((sum, stats) => sum + stats.outOfOrder, 0) };
+  /** Every load process says its share of `rate` for `durationMs`; says sent per room, over all. */
+  async say(rate: number, durationMs: number): Promise<{ sent: number; perRoom: Map<number, number> }> {
+    const results = await this.fleet.all<SayRunResult>(() => ({ op: 'chat.say', params: { rate: rate / this.fleet.size, durationMs } }));
+    const perRoom = new Map<number, number>();
+    for (const result of results) addCounts(perRoom, result.perRoom);
+    return { sent: results.reduce((sum, result) => sum + result.sent, 0), perRoom };
+  }
+
+  /** Deliveries says should produce: each reaches every member of its room, the sender included. */
+  expected(saysPerRoom: Map<number, number>): number {
+    let total = 0;
+    for (const [room, count] of saysPerRoom) total += count * (this.perRoom.get(room) ?? 0);
+    return total;
+  }
+
+  async stats(): Promise<ChatStepStats> {
+    const all = await this.allStats<ChatStats>();
+    return { ...mergeAudiences(all), outOfOrder: all.reduce((sum, stats) => sum + stats.outOfOrder, 0) };
+  }
 }

@@ -6,7 +6,7 @@ import type { OpenResult, ViewerStats } from '../load/viewers';
 import { sourceAddresses } from '../lib/addresses';
 import { totalRss } from '../lib/proc';
 import type { RunningTarget } from '../targets/target';
-import { waitForDeliveries } from './context';
+import { FleetAudience } from './fleet-audience';
 
 /** Video ids start here (the seed's example video is 100001). */
 export const FIRST_VIDEO = 100001;
@@ -32,20 +32,18 @@ export interface GroupStats {
  * A target's viewers, spread over every load process, every node of the target and enough source
  * addresses; knows how many viewers each video has, which is what a publish should reach.
  */
-export class ViewerGroup {
+export class ViewerGroup extends FleetAudience<GroupStats> {
   readonly perVideo = new Map<number, number>();
-  opened = 0;
-  failed = 0;
-  errors: string[] = [];
-  openMs = 0;
   /** Server RSS before and after the viewers connected, in bytes. */
   rssBefore = 0;
   rssAfter = 0;
 
   private constructor(
-    private readonly fleet: Fleet,
+    fleet: Fleet,
     readonly options: GroupOptions,
-  ) {}
+  ) {
+    super(fleet, 'viewers');
+  }
 
   static async open(fleet: Fleet, target: RunningTarget, options: GroupOptions): Promise<ViewerGroup> {
     const group = new ViewerGroup(fleet, options);
@@ -66,15 +64,7 @@ export class ViewerGroup {
         timeoutMs: options.timeoutMs,
       },
     }));
-    for (const result of results) {
-      group.opened += result.opened;
-      group.failed += result.failed;
-      group.errors.push(...result.errors);
-      group.openMs = Math.max(group.openMs, result.ms);
-      for (const [video, count] of Object.entries(result.perVideo)) {
-        group.perVideo.set(Number(video), (group.perVideo.get(Number(video)) ?? 0) + count);
-      }
-    }
+    for (const result of results) group.addOpened(result, result.perVideo, group.perVideo);
     group.rssAfter = totalRss(target.pids);
     return group;
   }
@@ -86,27 +76,8 @@ export class ViewerGroup {
     return total;
   }
 
-  /** Starts a step: counters to zero; comments due before `minT` (monotonic ms) count as late. */
-  async reset(minT: number): Promise<void> {
-    await this.fleet.all(() => ({ op: 'viewers.reset', minT }));
-  }
-
-  async delivered(): Promise<number> {
-    const counts = await this.fleet.all<number>(() => ({ op: 'viewers.count' }));
-    return counts.reduce((a, b) => a + b, 0);
-  }
-
-  /** Waits for this group's deliveries (see waitForDeliveries). */
-  drain(expected: number, quietMs: number, timeoutMs: number): Promise<number> {
-    return waitForDeliveries(() => this.delivered(), expected, quietMs, timeoutMs);
-  }
-
   async stats(): Promise<GroupStats> {
-    const all = await this.fleet.all<ViewerStats>(() => ({ op: 'viewers.stats' }));
+    const all = await this.allStats<ViewerStats>();
     return { ...mergeAudiences(all), duplicates: all.reduce((sum, stats) => sum + stats.duplicates, 0) };
-  }
-
-  async close(): Promise<void> {
-    await this.fleet.all(() => ({ op: 'viewers.close' }));
   }
 }
