@@ -1,6 +1,7 @@
 import type { WebSocket } from 'ws';
 import { Histogram, type HistogramData } from './histogram';
-import { keepAlive, closeAll } from './connect';
+import { keepAlive, closeAll, forEachLimit } from './connect';
+import type { DialectName } from './dialects';
 
 /** What every audience reports of a step: its deliveries, the late ones, their latency, clients still open. */
 export interface AudienceStats {
@@ -9,6 +10,33 @@ export interface AudienceStats {
   late: number;
   latency: HistogramData;
   open: number;
+}
+
+/** What every audience's open command takes: this load process's share of the clients. */
+export interface OpenClients {
+  /**
+   * Endpoints of the target's nodes. Client i uses urls[floor(i / groups) % urls.length], `groups` being
+   * the videos or rooms: each group's clients alternate between the nodes, so its traffic crosses the mesh.
+   */
+  urls: string[];
+  dialect: DialectName;
+  /** Global index of this process's first client, so groups and nodes spread the same over all processes. */
+  firstIndex: number;
+  count: number;
+  addresses: string[];
+  /** Clients opening at once. */
+  concurrency: number;
+  timeoutMs: number;
+}
+
+/** What an open command answers: clients that opened and were answered, per group (video, room). */
+export interface OpenedClients {
+  opened: number;
+  failed: number;
+  /** The first few failures. */
+  errors: string[];
+  perGroup: Record<number, number>;
+  ms: number;
 }
 
 /** Every load process's AudienceStats as one: counts added, latency histograms merged. */
@@ -64,6 +92,31 @@ export abstract class Audience<C extends { ws: WebSocket }> {
     let open = 0;
     for (const client of this.clients) if (client.ws.readyState === 1) open++;
     return { delivered: this.delivered, late: this.late, latency: this.latency.toData(), open };
+  }
+
+  /**
+   * Opens the clients of `params`, `concurrency` at a time: `openOne` connects client `index` to `url`
+   * from `localAddress`, greets the target and waits for its answer, and says which group it is in.
+   */
+  protected async openAll(params: OpenClients, groups: number,
+    openOne: (index: number, url: string, localAddress: string) => Promise<{ client: C; group: number }>): Promise<OpenedClients> {
+    const started = Date.now();
+    const result: OpenedClients = { opened: 0, failed: 0, errors: [], perGroup: {}, ms: 0 };
+    await forEachLimit(params.count, params.concurrency, async (i) => {
+      const index = params.firstIndex + i;
+      try {
+        const { client, group } = await openOne(index, params.urls[Math.floor(index / groups) % params.urls.length], params.addresses[index % params.addresses.length]);
+        this.clients.push(client);
+        result.perGroup[group] = (result.perGroup[group] ?? 0) + 1;
+        result.opened++;
+      } catch (error) {
+        result.failed++;
+        if (result.errors.length < 5) result.errors.push((error as Error).message);
+      }
+    });
+    if (params.dialect === 'seed') this.startKeepalive();
+    result.ms = Date.now() - started;
+    return result;
   }
 
   /** Seed clients ping as real ones do (see keepAlive); Socket.IO pings from the server. */

@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws';
-import { dialect as dialectOf, type Dialect, type DialectName } from './dialects';
-import { openGreeted, forEachLimit } from './connect';
-import { Audience, type AudienceStats } from './audience';
+import { dialect as dialectOf, type Dialect } from './dialects';
+import { openGreeted } from './connect';
+import { Audience, type AudienceStats, type OpenClients, type OpenedClients } from './audience';
 import { nowMs, openLoop } from './payload';
 
 /**
@@ -65,27 +65,10 @@ function scanSay(data: Buffer): boolean {
   return true;
 }
 
-export interface OpenMembers {
-  /** Member endpoints of the target's nodes: member i uses urls[floor(i / rooms) % urls.length]. */
-  urls: string[];
-  dialect: DialectName;
-  /** Global index of this worker's first member. */
-  firstIndex: number;
-  count: number;
+/** Parameters of `chat.open`: this worker's share of the members (grouped by room). */
+export interface OpenMembers extends OpenClients {
   /** Member i joins room i % rooms. */
   rooms: number;
-  addresses: string[];
-  concurrency: number;
-  timeoutMs: number;
-}
-
-export interface OpenMembersResult {
-  joined: number;
-  failed: number;
-  errors: string[];
-  /** Joined members per room. */
-  perRoom: Record<number, number>;
-  ms: number;
 }
 
 export interface SayRun {
@@ -122,35 +105,20 @@ export class ChatMembers extends Audience<Member> {
   private dialect: Dialect = dialectOf('seed');
   private outOfOrder = 0;
 
-  async open(params: OpenMembers): Promise<OpenMembersResult> {
+  async open(params: OpenMembers): Promise<OpenedClients> {
     const dialect = (this.dialect = dialectOf(params.dialect));
-    const started = Date.now();
-    const errors: string[] = [];
-    const perRoom: Record<number, number> = {};
-    let joined = 0;
-    let failed = 0;
-    await forEachLimit(params.count, params.concurrency, async (i) => {
-      const index = params.firstIndex + i;
+    return this.openAll(params, params.rooms, async (index, url, localAddress) => {
       const room = index % params.rooms;
       const member: Member = { ws: null as unknown as WebSocket, index, room, seq: 0, lastSeen: new Map(), joined: null };
-      try {
-        member.ws = await openGreeted({
-          url: dialect.url(params.urls[Math.floor(index / params.rooms) % params.urls.length]),
-          dialect,
-          localAddress: params.addresses[index % params.addresses.length],
-          timeoutMs: params.timeoutMs,
-          onData: (_ws, data) => this.receive(member, data),
-        }, dialect.message(joinText(room)), 'join', (answered) => (member.joined = answered));
-        this.clients.push(member);
-        perRoom[room] = (perRoom[room] ?? 0) + 1;
-        joined++;
-      } catch (error) {
-        failed++;
-        if (errors.length < 5) errors.push((error as Error).message);
-      }
+      member.ws = await openGreeted({
+        url: dialect.url(url),
+        dialect,
+        localAddress,
+        timeoutMs: params.timeoutMs,
+        onData: (_ws, data) => this.receive(member, data),
+      }, dialect.message(joinText(room)), 'join', (answered) => (member.joined = answered));
+      return { client: member, group: room };
     });
-    if (params.dialect === 'seed') this.startKeepalive();
-    return { joined, failed, errors, perRoom, ms: Date.now() - started };
   }
 
   /**

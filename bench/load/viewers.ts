@@ -1,35 +1,14 @@
 import type { WebSocket } from 'ws';
-import { dialect as dialectOf, type DialectName } from './dialects';
-import { openGreeted, forEachLimit } from './connect';
-import { Audience, type AudienceStats } from './audience';
+import { dialect as dialectOf } from './dialects';
+import { openGreeted } from './connect';
+import { Audience, type AudienceStats, type OpenClients, type OpenedClients } from './audience';
 import { nowMs, scan, scanned } from './payload';
 
-/** Parameters of `viewers.open`: this worker's share of the viewers. */
-export interface OpenViewers {
-  /**
-   * Viewer endpoints of the target's nodes. Viewer i uses urls[floor(i / videos) % urls.length]: each
-   * video's viewers alternate between the nodes, so a publish has to cross the mesh for every video.
-   */
-  urls: string[];
-  dialect: DialectName;
-  /** Global index of this worker's first viewer, so videos and nodes spread the same over all workers. */
-  firstIndex: number;
-  count: number;
+/** Parameters of `viewers.open`: this worker's share of the viewers (grouped by video). */
+export interface OpenViewers extends OpenClients {
   /** Viewer i watches video `firstVideo + i % videos`. */
   videos: number;
   firstVideo: number;
-  addresses: string[];
-  concurrency: number;
-  timeoutMs: number;
-}
-
-export interface OpenResult {
-  opened: number;
-  failed: number;
-  errors: string[];
-  /** Subscribed viewers per video. */
-  perVideo: Record<number, number>;
-  ms: number;
 }
 
 /** A step's figures; `delivered` counts each comment's sequence number once per viewer. */
@@ -76,35 +55,20 @@ function mark(viewer: Viewer, seq: number): boolean {
 export class Viewers extends Audience<Viewer> {
   private duplicates = 0;
 
-  async open(params: OpenViewers): Promise<OpenResult> {
+  async open(params: OpenViewers): Promise<OpenedClients> {
     const dialect = dialectOf(params.dialect);
-    const started = Date.now();
-    const errors: string[] = [];
-    const perVideo: Record<number, number> = {};
-    let opened = 0;
-    let failed = 0;
-    await forEachLimit(params.count, params.concurrency, async (i) => {
-      const index = params.firstIndex + i;
+    return this.openAll(params, params.videos, async (index, url, localAddress) => {
       const video = params.firstVideo + (index % params.videos);
       const viewer: Viewer = { ws: null as unknown as WebSocket, video, highest: -1, seen: null, subscribed: null };
-      try {
-        viewer.ws = await openGreeted({
-          url: dialect.url(params.urls[Math.floor(index / params.videos) % params.urls.length]),
-          dialect,
-          localAddress: params.addresses[index % params.addresses.length],
-          timeoutMs: params.timeoutMs,
-          onData: (_ws, data) => this.receive(viewer, data),
-        }, dialect.subscribe(video), 'subscribe', (answered) => (viewer.subscribed = answered));
-        this.clients.push(viewer);
-        perVideo[video] = (perVideo[video] ?? 0) + 1;
-        opened++;
-      } catch (error) {
-        failed++;
-        if (errors.length < 5) errors.push((error as Error).message);
-      }
+      viewer.ws = await openGreeted({
+        url: dialect.url(url),
+        dialect,
+        localAddress,
+        timeoutMs: params.timeoutMs,
+        onData: (_ws, data) => this.receive(viewer, data),
+      }, dialect.subscribe(video), 'subscribe', (answered) => (viewer.subscribed = answered));
+      return { client: viewer, group: video };
     });
-    if (params.dialect === 'seed') this.startKeepalive();
-    return { opened, failed, errors, perVideo, ms: Date.now() - started };
   }
 
   private receive(viewer: Viewer, data: Buffer): void {

@@ -1,6 +1,7 @@
 import { shares, type Fleet } from '../load/fleet';
 import { mergeAudiences } from '../load/audience';
-import type { ChatStats, OpenMembersResult, SayRunResult } from '../load/chat';
+import type { ChatStats, SayRunResult } from '../load/chat';
+import type { OpenedClients } from '../load/audience';
 import { sourceAddresses } from '../lib/addresses';
 import type { ChatRow } from '../report/types';
 import { round, type Context } from './context';
@@ -74,10 +75,8 @@ export async function chatRoom(ctx: Context): Promise<ChatRow[]> {
   return rows;
 }
 
-/** The target's chat members over every load process, and how many joined each room. */
+/** The target's chat members over every load process (perGroup: how many joined each room). */
 class ChatGroup extends FleetAudience<ChatStepStats> {
-  readonly perRoom = new Map<number, number>();
-
   constructor(fleet: Fleet) {
     super(fleet, 'chat');
   }
@@ -88,11 +87,11 @@ class ChatGroup extends FleetAudience<ChatStepStats> {
     const { members, rooms } = config.chatRoom;
     const split = shares(members, fleet.size);
     const urls = target.nodes.map((node) => node.wsUrl);
-    const results = await fleet.all<OpenMembersResult>((i) => ({
+    const results = await fleet.all<OpenedClients>((i) => ({
       op: 'chat.open',
       params: { urls, dialect: target.dialect, firstIndex: split[i][0], count: split[i][1], rooms, addresses: sourceAddresses(split[i][1]), concurrency: config.connectConcurrency, timeoutMs: config.connectTimeoutMs },
     }));
-    for (const result of results) this.addOpened({ ...result, opened: result.joined }, result.perRoom, this.perRoom);
+    this.addOpened(results);
   }
 
   /** Every load process says its share of `rate` for `durationMs`; says sent per room, over all. */
@@ -106,7 +105,7 @@ class ChatGroup extends FleetAudience<ChatStepStats> {
   /** Deliveries says should produce: each reaches every member of its room, the sender included. */
   expected(saysPerRoom: Map<number, number>): number {
     let total = 0;
-    for (const [room, count] of saysPerRoom) total += count * (this.perRoom.get(room) ?? 0);
+    for (const [room, count] of saysPerRoom) total += count * (this.perGroup.get(room) ?? 0);
     return total;
   }
 

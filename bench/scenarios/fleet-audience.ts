@@ -1,16 +1,8 @@
 import type { Fleet } from '../load/fleet';
-import type { AudienceStats } from '../load/audience';
+import type { AudienceStats, OpenedClients } from '../load/audience';
 import type { AudienceName } from '../load/worker';
 import { waitForDeliveries } from './context';
 import type { StepAudience, StepStats } from './step';
-
-/** What a load process answers to an open command, in the terms FleetAudience adds up. */
-export interface Opened {
-  opened: number;
-  failed: number;
-  errors: string[];
-  ms: number;
-}
 
 /**
  * One audience (the viewers, the chat's members) over every load process, as the bench drives it: what
@@ -27,13 +19,18 @@ export abstract class FleetAudience<S extends StepStats> implements StepAudience
     private readonly audience: AudienceName,
   ) {}
 
-  /** Adds up one load process's open result, and its clients per group (video, room) into `perGroup`. */
-  protected addOpened(result: Opened, groups: Record<number, number>, perGroup: Map<number, number>): void {
-    this.opened += result.opened;
-    this.failed += result.failed;
-    this.errors.push(...result.errors);
-    this.openMs = Math.max(this.openMs, result.ms);
-    addCounts(perGroup, groups);
+  /** Clients per group (video, room), over every load process. */
+  readonly perGroup = new Map<number, number>();
+
+  /** Adds up the load processes' answers to the open command. */
+  protected addOpened(results: readonly OpenedClients[]): void {
+    for (const result of results) {
+      this.opened += result.opened;
+      this.failed += result.failed;
+      this.errors.push(...result.errors);
+      this.openMs = Math.max(this.openMs, result.ms);
+      addCounts(this.perGroup, result.perGroup);
+    }
   }
 
   /** Starts a step: counters to zero; messages due before `minT` (monotonic ms) count as late. */

@@ -2,7 +2,8 @@ import type { Fleet } from '../load/fleet';
 import { shares } from '../load/fleet';
 import { Histogram } from '../load/histogram';
 import { mergeAudiences } from '../load/audience';
-import type { OpenResult, ViewerStats } from '../load/viewers';
+import type { ViewerStats } from '../load/viewers';
+import type { OpenedClients } from '../load/audience';
 import { sourceAddresses } from '../lib/addresses';
 import { totalRss } from '../lib/proc';
 import type { RunningTarget } from '../targets/target';
@@ -33,7 +34,6 @@ export interface GroupStats {
  * addresses; knows how many viewers each video has, which is what a publish should reach.
  */
 export class ViewerGroup extends FleetAudience<GroupStats> {
-  readonly perVideo = new Map<number, number>();
   /** Server RSS before and after the viewers connected, in bytes. */
   rssBefore = 0;
   rssAfter = 0;
@@ -50,7 +50,7 @@ export class ViewerGroup extends FleetAudience<GroupStats> {
     const split = shares(options.viewers, fleet.size);
     const urls = target.nodes.map((node) => node.wsUrl);
     group.rssBefore = totalRss(target.pids);
-    const results = await fleet.all<OpenResult>((i) => ({
+    const results = await fleet.all<OpenedClients>((i) => ({
       op: 'viewers.open',
       params: {
         urls,
@@ -64,7 +64,7 @@ export class ViewerGroup extends FleetAudience<GroupStats> {
         timeoutMs: options.timeoutMs,
       },
     }));
-    for (const result of results) group.addOpened(result, result.perVideo, group.perVideo);
+    group.addOpened(results);
     group.rssAfter = totalRss(target.pids);
     return group;
   }
@@ -72,7 +72,7 @@ export class ViewerGroup extends FleetAudience<GroupStats> {
   /** Deliveries a run should produce: each accepted publish times the subscribers of its video. */
   expected(perChannel: Map<string, number>): number {
     let total = 0;
-    for (const [channel, count] of perChannel) total += count * (this.perVideo.get(Number(channel.slice('video:'.length))) ?? 0);
+    for (const [channel, count] of perChannel) total += count * (this.perGroup.get(Number(channel.slice('video:'.length))) ?? 0);
     return total;
   }
 
