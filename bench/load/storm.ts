@@ -1,16 +1,10 @@
 import type { WebSocket } from 'ws';
-import { dialect as dialectOf, type Dialect, type DialectName } from './dialects';
+import { dialect as dialectOf, type Dialect } from './dialects';
+import type { OpenClients } from './audience';
 import { openClient, forEachLimit, closeAll } from './connect';
 
-export interface StormConnect {
-  urls: string[];
-  dialect: DialectName;
-  firstIndex: number;
-  count: number;
-  addresses: string[];
-  concurrency: number;
-  timeoutMs: number;
-}
+/** Parameters of `storm.connect`: as an audience's open, each connection a group of its own (connection i uses urls[i % urls.length]). */
+export type StormConnect = OpenClients;
 
 export interface StormMessages {
   /** How many of the storm's connections send; each keeps `window` messages in flight. */
