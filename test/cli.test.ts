@@ -153,7 +153,7 @@ test('usage errors name the argument as it was typed', async () => {
 });
 
 test('engine -p 2 on the memory broker (CONNMIX\'s CPU count) runs one process, warns once on stderr, and serves', async () => {
-  const { file, wsPort, apiPort } = await seedEngineFolder();
+  const { file, wsUrl, apiUrl } = await seedEngineFolder();
   const engine = await startListening(file, 2);
   try {
     const warnings = engine.errors().split('\n').filter((line) => line.length > 0);
@@ -162,8 +162,8 @@ test('engine -p 2 on the memory broker (CONNMIX\'s CPU count) runs one process, 
     // One process, no workers: one line per listener, none prefixed by a worker.
     assert.equal([...engine.output().matchAll(/api server listening/g)].length, 1);
     assert.doesNotMatch(engine.output(), /worker \d/);
-    const client = await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 100001);
-    assert.deepEqual((await post(`http://127.0.0.1:${apiPort}/v1/mesh/publish`, { c: 'video:100001', d: 'one process' })).json, { E: null, r: { s: 1, f: 0 } });
+    const client = await viewer(wsUrl, 100001);
+    assert.deepEqual((await post(`${apiUrl}/v1/mesh/publish`, { c: 'video:100001', d: 'one process' })).json, { E: null, r: { s: 1, f: 0 } });
     assert.equal((await client.next()).data, 'one process');
     client.close();
     engine.child.kill('SIGTERM');

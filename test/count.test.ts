@@ -129,8 +129,7 @@ after(async () => {
 test('two nodes: counts are summed over both, from either API and from Lua, and drop when a node is killed', async () => {
   const folder = await seedEngineFolder({ engineYaml: meshYaml([redis.address], 'cnt:') });
   const b = startEngine(folder.file);
-  const bApi = `http://127.0.0.1:${folder.apiPort}`;
-  const bWs = `ws://127.0.0.1:${folder.wsPort}/barrage-videos`;
+  const { apiUrl: bApi, wsUrl: bWs } = folder;
   const clients: TestClient[] = [];
   try {
     await waitFor('node B listens', async () => /api server listening/.test(b.output()) || (b.child.exitCode !== null && Promise.reject(new Error(b.output()))), 20_000);

@@ -75,12 +75,11 @@ test('Redis frozen: publishes answer E saying other nodes are unknown, /readyz t
 test('a frozen peer node: the publish counts it failed (f=1), and what it gets after its thaw, too late, it drops', async () => {
   const redis = await RedisServer.start();
   const a = await startNode({ engineYaml: meshYaml([redis.address], 'h2:') });
-  const { file, wsPort, apiPort } = await seedEngineFolder({ engineYaml: meshYaml([redis.address], 'h2:') });
+  const { file, wsUrl: peerWs, apiUrl: peerApi } = await seedEngineFolder({ engineYaml: meshYaml([redis.address], 'h2:') });
   const peer = await startListening(file);
-  const peerApi = `http://127.0.0.1:${apiPort}`;
   try {
     await waitFor('peer ready', async () => (await get(`${peerApi}/readyz`)).status === 200, 20_000, 200);
-    const viewers = [await viewer(a.wsUrl, 10), await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 10)];
+    const viewers = [await viewer(a.wsUrl, 10), await viewer(peerWs, 10)];
     await waitFor('both nodes count their viewer', async () => (await post(`${a.apiUrl}/v1/mesh/publish`, { c: 'video:10', d: 'probe' })).json.r?.s === 2, 20_000, 200);
 
     process.kill(peer.child.pid as number, 'SIGSTOP');

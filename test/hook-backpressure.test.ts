@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type * as net from 'node:net';
 import * as path from 'node:path';
-import { ROOT, TestClient, freePort, get, post, waitFor } from './support/helpers';
-import { residentBytes, seedEngineFolder, startListening, peakWhile, mib } from './support/engine-process';
+import { ROOT, TestClient, freePort, post, waitFor } from './support/helpers';
+import { assertHealthy, residentBytes, seedEngineFolder, startListening, stopEngine, peakWhile, mib } from './support/engine-process';
 
 // While a connection's hook waits, the node reads no more of that connection: what the client sends
 // meanwhile waits in the client (bounded node memory), and is handled in order once the hook is done.
@@ -24,7 +24,7 @@ test('message-center: a client queuing 1 MB messages behind its waiting auth hoo
   });
   await new Promise<void>((resolve) => auth.listen(0, '127.0.0.1', resolve));
   const authUrl = `http://127.0.0.1:${(auth.address() as net.AddressInfo).port}/websocket_auth`;
-  const { file, apiPort } = await seedEngineFolder();
+  const { file, apiUrl } = await seedEngineFolder();
   const port = await freePort();
   fs.copyFileSync(path.join(ROOT, 'lua/examples/message-center.lua'), path.join(path.dirname(file), 'lua/message-center.lua'));
   // A second server beside the barrage one, running the example unchanged.
@@ -36,7 +36,6 @@ test('message-center: a client queuing 1 MB messages behind its waiting auth hoo
       maxMessagesPerSecond: 0
 `);
   const engine = await startListening(file);
-  const api = `http://127.0.0.1:${apiPort}`;
   const url = `ws://127.0.0.1:${port}/message-center`;
   try {
     const pid = engine.child.pid as number;
@@ -53,8 +52,8 @@ test('message-center: a client queuing 1 MB messages behind its waiting auth hoo
     // Unbounded, the node reads all 150 MB at loopback speed; bounded, most of it waits in the flooder.
     const most = await peakWhile(pid, () => flooder.ws.bufferedAmount === 0, 8000);
     assert.ok(most - before < 64 * 1024 * 1024, `the node grew by ${mib(most - before)} while the hook waited`);
-    assert.equal((await get(`${api}/healthz`)).status, 200);
-    await post(`${api}/v1/mesh/publish`, { c: 'user:2', d: 'still served' });
+    await assertHealthy(engine, apiUrl);
+    await post(`${apiUrl}/v1/mesh/publish`, { c: 'user:2', d: 'still served' });
     assert.equal((await other.next(10_000)).data, 'still served');
     // The auth answers: every message waiting behind it is handled, none lost.
     held[0].end('{"uid":1}');
@@ -64,7 +63,6 @@ test('message-center: a client queuing 1 MB messages behind its waiting auth hoo
   } finally {
     for (const res of held) res.destroy();
     auth.close();
-    engine.child.kill('SIGTERM');
-    await engine.exited;
+    await stopEngine(engine);
   }
 });

@@ -169,12 +169,11 @@ test('the budget holds in error handlers and metamethods: each loop costs its co
 });
 
 test('engine process: a looping xpcall handler closes its connection with 1011, /healthz still answers, SIGTERM stops the process', async () => {
-  const { file, wsPort, apiPort } = await seedEngineFolder();
+  const { file, wsUrl: url, apiUrl } = await seedEngineFolder();
   fs.writeFileSync(path.join(path.dirname(file), 'lua/entry.websocket.lua'), HOSTILE);
   const engine = await startListening(file);
   try {
-    const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
-    const api = { apiUrl: `http://127.0.0.1:${apiPort}` };
+    const api = { apiUrl };
     const bystander = await TestClient.open(url);
     for (const source of [LOOPS['an xpcall handler that loops'], LOOPS['an xpcall handler that loops after the budget error']]) {
       const hostile = await TestClient.open(url);

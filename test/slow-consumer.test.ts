@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type * as net from 'node:net';
 import { WebSocket } from 'ws';
-import { post, get, metric, withNode, TestClient, EVAL, type TestNode, waitFor } from './support/helpers';
+import { post, metric, withNode, TestClient, EVAL, type TestNode, waitFor } from './support/helpers';
 import { viewer } from './support/mesh';
-import { startListening, residentBytes, seedEngineFolder, peakWhile, mib } from './support/engine-process';
+import { assertHealthy, startListening, stopEngine, residentBytes, seedEngineFolder, peakWhile, mib } from './support/engine-process';
 
 // Slow consumers: a subscriber that stops reading is dropped past maxBufferedBytes or writeTimeout; a
 // viewer that never reads while its channel is flooded, and a /ws/v1 backend that never reads its
@@ -15,13 +15,11 @@ const MESSAGES = 3000;
 const MESSAGE_BYTES = 64 * 1024;
 
 test('a viewer that never reads while its channel is flooded: node memory stays bounded, other viewers get every message, in order', async (t) => {
-  const { file, wsPort, apiPort } = await seedEngineFolder();
+  const { file, wsUrl, apiUrl } = await seedEngineFolder();
   const engine = await startListening(file);
-  const api = `http://127.0.0.1:${apiPort}`;
   try {
-    const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
-    const fast = [await viewer(url, 1), await viewer(url, 1)];
-    const slow = await viewer(url, 1);
+    const fast = [await viewer(wsUrl, 1), await viewer(wsUrl, 1)];
+    const slow = await viewer(wsUrl, 1);
     (slow.ws as unknown as { _socket: net.Socket })._socket.pause();
     const pid = engine.child.pid as number;
     // Each fast viewer checks the order and records how long each comment took, keeping no payload.
@@ -41,7 +39,7 @@ test('a viewer that never reads while its channel is flooded: node memory stays 
     let most = before;
     const padding = 'x'.repeat(MESSAGE_BYTES);
     for (let i = 0; i < MESSAGES; i++) {
-      await post(`${api}/v1/mesh/publish`, { c: 'video:1', d: `${i} ${Date.now()} ${padding}` });
+      await post(`${apiUrl}/v1/mesh/publish`, { c: 'video:1', d: `${i} ${Date.now()} ${padding}` });
       if (i % 20 === 0) most = Math.max(most, residentBytes(pid));
     }
     await waitFor('every comment reached the fast viewers', () => seen.every((record) => record.next === MESSAGES));
@@ -53,13 +51,12 @@ test('a viewer that never reads while its channel is flooded: node memory stays 
     assert.ok(most - before < 96 * 1024 * 1024, `the node grew by ${mib(most - before)}`);
     // Skipped for most of the flood while it stayed; on a busy machine the flood outlasts writeTimeout
     // (10 s) and the viewer is dropped for it instead: either way the node let it go.
-    const skipped = await metric(api, /^connmix_drops_total\{reason="slow_consumer"/);
+    const skipped = await metric(apiUrl, /^connmix_drops_total\{reason="slow_consumer"/);
     const writeTimedOut = engine.output().includes('write timeout, dropping the connection');
     assert.ok(skipped > 0 && (skipped > MESSAGES / 2 || writeTimedOut), `skipped ${skipped} messages, write timeout: ${writeTimedOut}`);
     for (const client of [...fast, slow]) client.ws.terminate();
   } finally {
-    engine.child.kill('SIGTERM');
-    await engine.exited;
+    await stopEngine(engine);
   }
 });
 
@@ -108,13 +105,12 @@ test('writes that do not drain for writeTimeout seconds drop the connection', as
 });
 
 test('a /ws/v1 backend that never reads its answers is dropped at maxBufferedBytes; memory stays bounded, viewers are served', async () => {
-  const { file, wsPort, apiPort } = await seedEngineFolder();
+  const { file, wsUrl, apiUrl } = await seedEngineFolder();
   const engine = await startListening(file);
-  const api = `http://127.0.0.1:${apiPort}`;
   try {
     const pid = engine.child.pid as number;
-    const watcher = await viewer(`ws://127.0.0.1:${wsPort}/barrage-videos`, 1);
-    const backend = new WebSocket(`ws://127.0.0.1:${apiPort}/ws/v1`);
+    const watcher = await viewer(wsUrl, 1);
+    const backend = new WebSocket(`${apiUrl.replace('http', 'ws')}/ws/v1`);
     backend.on('error', () => undefined);
     await new Promise((resolve, reject) => {
       backend.once('open', resolve);
@@ -136,13 +132,12 @@ test('a /ws/v1 backend that never reads its answers is dropped at maxBufferedByt
     await sending;
     assert.ok(dropped(), `the backend was not dropped after ${sent} requests`);
     assert.ok(most - before < 64 * 1024 * 1024, `the node grew by ${mib(most - before)}`);
-    assert.equal((await get(`${api}/healthz`)).status, 200);
-    await post(`${api}/v1/mesh/publish`, { c: 'video:1', d: 'still served' });
+    await assertHealthy(engine, apiUrl);
+    await post(`${apiUrl}/v1/mesh/publish`, { c: 'video:1', d: 'still served' });
     assert.equal((await watcher.next(10_000)).data, 'still served');
     backend.terminate();
     watcher.ws.terminate();
   } finally {
-    engine.child.kill('SIGTERM');
-    await engine.exited;
+    await stopEngine(engine);
   }
 });
