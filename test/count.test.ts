@@ -7,7 +7,7 @@ import { withNode, post, startNode, TestClient, type Json, type TestNode, waitFo
 import { ApiClient } from './support/api-client';
 import { meshYaml, SEED_WITH_TEST_OPS, viewer } from './support/mesh';
 import { RedisServer } from './support/redis';
-import { seedEngineFolder, startEngine } from './support/engine-process';
+import { seedEngineFolder, startListening } from './support/engine-process';
 import { ACCESS_USERS, basic } from './support/access-users';
 
 // Subscribers per channel over the mesh: POST /v1/mesh/count, /ws/v1 mesh.count, mix.mesh.count and the
@@ -128,11 +128,10 @@ after(async () => {
 
 test('two nodes: counts are summed over both, from either API and from Lua, and drop when a node is killed', async () => {
   const folder = await seedEngineFolder({ engineYaml: meshYaml([redis.address], 'cnt:') });
-  const b = startEngine(folder.file);
+  const b = await startListening(folder.file);
   const { apiUrl: bApi, wsUrl: bWs } = folder;
   const clients: TestClient[] = [];
   try {
-    await waitFor('node B listens', async () => /api server listening/.test(b.output()) || (b.child.exitCode !== null && Promise.reject(new Error(b.output()))), 20_000);
     clients.push(...(await Promise.all([a.wsUrl, a.wsUrl, a.wsUrl, bWs, bWs].map((url) => viewer(url, 100001)))));
     clients.push(await viewer(bWs, 100002));
     const viaA = new ConnmixClient({ url: a.apiUrl });
