@@ -5,10 +5,10 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, get, post, waitFor } from './support/helpers';
+import { ROOT, get, post, waitFor } from './support/helpers';
 import { RedisServer } from './support/redis';
 import { viewer } from './support/mesh';
-import { watchProcess, type EngineProcess } from './support/engine-process';
+import { seedEngineFolder, stopEngine, untilListening, watchProcess, type EngineProcess } from './support/engine-process';
 
 // The node survives a full descriptor table. Its own file work: run in a process whose ulimit -n it
 // fills itself (test/support/emfile-child.ts), so the EMFILE is real and this test process keeps its
@@ -61,30 +61,6 @@ test('with the descriptor table full, the node\'s Redis connections fail to reco
   }
 });
 
-/** A folder with the barrage entry and a yaml serving it on free loopback ports, hot reload and a log file on. */
-async function engineFolder(serverYaml = ''): Promise<{ dir: string; file: string; wsPort: number; apiPort: number }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-guard-'));
-  const [wsPort, apiPort] = [await freePort(), await freePort()];
-  fs.mkdirSync(path.join(dir, 'lua'));
-  fs.copyFileSync(path.join(ROOT, 'lua/entry.websocket.lua'), path.join(dir, 'lua/entry.websocket.lua'));
-  const file = path.join(dir, 'connmix.yaml');
-  fs.writeFileSync(file, `
-logging:
-  level: info
-  filename: logs/connmix.log
-engine:
-  apiServer: { port: ${apiPort} }
-  servers:
-    - port: ${wsPort}
-      bind: 127.0.0.1
-      options: [{ name: path, value: /barrage-videos }]
-      entry: lua/entry.websocket.lua
-      byteCodeExpires: 1
-${serverYaml}
-`);
-  return { dir, file, wsPort, apiPort };
-}
-
 /** Runs `connmix dev -f <file>` under `ulimit -n <fds>`; the process never outlives this test process. */
 function startLimited(file: string, fds: number): EngineProcess {
   const child = spawn('sh', ['-c', `ulimit -n ${fds} && exec "$0" "$@"`, process.execPath, path.join(ROOT, 'bin/connmix.js'), 'dev', '-f', file], {
@@ -124,13 +100,12 @@ function idleFlood(port: number, count: number): { stop(): void; opened(): numbe
 }
 
 test('idle sockets past ulimit -n with hot reload and a log file on: the node lives, sheds them, logs it, and serves new viewers', async () => {
-  const { dir, file, wsPort, apiPort } = await engineFolder();
-  const engine = startLimited(file, 256);
-  const api = `http://127.0.0.1:${apiPort}`;
-  const url = `ws://127.0.0.1:${wsPort}/barrage-videos`;
+  // Hot reload checks every second and a log file, both of which need descriptors while the flood holds them.
+  const { file, wsPort, wsUrl: url, apiUrl: api } = await seedEngineFolder({ byteCodeExpires: 1, logFile: 'logs/connmix.log' });
+  const dir = path.dirname(file);
+  const engine = await untilListening(startLimited(file, 256));
   let flood: ReturnType<typeof idleFlood> | null = null;
   try {
-    await waitFor('engine listening', () => /api server listening/.test(engine.output()), 20_000);
     const early = await viewer(url, 1);
     flood = idleFlood(wsPort, 400);
     // Several reload checks and flood rounds pass while the table is as full as the node lets it be.
@@ -162,7 +137,6 @@ test('idle sockets past ulimit -n with hot reload and a log file on: the node li
     assert.equal(engine.child.exitCode, null);
   } finally {
     flood?.stop();
-    engine.child.kill('SIGTERM');
-    await engine.exited;
+    await stopEngine(engine);
   }
 });

@@ -42,12 +42,16 @@ export function watchProcess(child: ChildProcess): EngineProcess {
   return { child, output: () => output, errors: () => errors, exited };
 }
 
-/**
- * Starts `connmix engine -f <yamlFile>` and waits until its API listens. An engine that exits first, or
- * does not listen in time, is killed and the error carries its output.
- */
+/** Starts `connmix engine -f <yamlFile>` and waits until its API listens (see untilListening). */
 export async function startListening(yamlFile: string, workers = 1): Promise<EngineProcess> {
-  const engine = startEngine(yamlFile, workers);
+  return untilListening(startEngine(yamlFile, workers));
+}
+
+/**
+ * Waits until a started `engine` says its API listens. An engine that exits first, or does not listen in
+ * time, is killed and the error carries its output.
+ */
+export async function untilListening(engine: EngineProcess): Promise<EngineProcess> {
   const listening = () => /api server listening/.test(engine.output());
   try {
     await waitFor('engine listening', () => listening() || engine.child.exitCode !== null, 20_000);
@@ -111,6 +115,8 @@ export interface SeedOptions {
   entry?: string;
   level?: string;
   logFile?: string;
+  /** The server's byteCodeExpires (seconds between hot-reload checks); left at the default unless given. */
+  byteCodeExpires?: number;
 }
 
 /**
@@ -118,7 +124,7 @@ export interface SeedOptions {
  * loopback ports (viewers at `ws://127.0.0.1:<wsPort>/barrage-videos`).
  */
 export async function seedEngineFolder(options: SeedOptions = {}): Promise<EngineFolder> {
-  const { engineYaml = '', entry = 'lua/entry.websocket.lua', level = 'info', logFile = '' } = options;
+  const { engineYaml = '', entry = 'lua/entry.websocket.lua', level = 'info', logFile = '', byteCodeExpires } = options;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-engine-'));
   const [wsPort, apiPort] = [await freePort(), await freePort()];
   fs.mkdirSync(path.join(dir, 'lua'));
@@ -136,6 +142,6 @@ ${engineYaml}
       bind: 127.0.0.1
       options: [{ name: path, value: /barrage-videos }]
       entry: lua/entry.websocket.lua
-`);
+${byteCodeExpires === undefined ? '' : `      byteCodeExpires: ${byteCodeExpires}\n`}`);
   return { file, wsPort, apiPort, wsUrl: `ws://127.0.0.1:${wsPort}/barrage-videos`, apiUrl: `http://127.0.0.1:${apiPort}` };
 }
