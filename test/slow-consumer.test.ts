@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type * as net from 'node:net';
 import { WebSocket } from 'ws';
-import { post, metric, withNode, TestClient, EVAL, type TestNode, waitFor } from './support/helpers';
+import { post, metric, withNode, TestClient, EVAL, type TestNode, sleep, waitFor } from './support/helpers';
+import { ApiClient } from './support/api-client';
 import { viewer } from './support/mesh';
 import { assertHealthy, startListening, stopEngine, residentBytes, seedEngineFolder, peakWhile, mib } from './support/engine-process';
 
@@ -110,12 +111,8 @@ test('a /ws/v1 backend that never reads its answers is dropped at maxBufferedByt
   try {
     const pid = engine.child.pid as number;
     const watcher = await viewer(wsUrl, 1);
-    const backend = new WebSocket(`${apiUrl.replace('http', 'ws')}/ws/v1`);
+    const { ws: backend } = await ApiClient.open(apiUrl);
     backend.on('error', () => undefined);
-    await new Promise((resolve, reject) => {
-      backend.once('open', resolve);
-      backend.once('error', reject);
-    });
     // It never reads: every answer (each ~60 KB, echoing the unknown method) stays with the node.
     (backend as unknown as { _socket: net.Socket })._socket.pause();
     const before = residentBytes(pid);
@@ -124,7 +121,7 @@ test('a /ws/v1 backend that never reads its answers is dropped at maxBufferedByt
     const sending = (async () => {
       for (; sent < 2000 && backend.readyState === WebSocket.OPEN; sent++) {
         backend.send(request);
-        if (sent % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        if (sent % 20 === 0) await sleep(5);
       }
     })();
     const dropped = () => /ws api connection dropped: send buffer full/.test(engine.output());

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, freePort, get, waitFor } from './helpers';
+import { ROOT, freePort, get, sleep, waitFor } from './helpers';
 
 /** An engine started as `bin/connmix.js engine` in a process of its own. */
 export interface EngineProcess {
@@ -89,7 +89,7 @@ export async function peakWhile(pid: number, done: () => boolean, ms: number): P
   const deadline = Date.now() + ms;
   while (!done() && Date.now() < deadline) {
     most = Math.max(most, residentBytes(pid));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
   }
   return Math.max(most, residentBytes(pid));
 }
