@@ -187,12 +187,17 @@ test('pcall of an error inside a coroutine keeps the budget hook (pcall escape)'
   assert.deepEqual({ after: result.after, height: result.height }, { after: [2], height: 0 });
 });
 
+/** The test a patch names, `<suite>.test.ts: <title>`, is in that file; `patch` names the patch in the message. */
+function assertTestExists(named: string, patch: string): void {
+  const [suite, title] = named.split('.test.ts: ');
+  assert.ok(fs.readFileSync(path.join(ROOT, `${suite}.test.ts`), 'utf8').includes(`test('${title}'`), `${patch}: ${named}`);
+}
+
 test('every source patch names its reason, its test, and fits the installed fengari exactly', () => {
   const dir = path.dirname(require.resolve('fengari'));
   for (const patch of SOURCE_PATCHES) {
     assert.ok(patch.reason.length > 20 && patch.test.includes('.test.ts: '), patch.name);
-    const [suite, title] = patch.test.split('.test.ts: ');
-    assert.ok(fs.readFileSync(path.join(ROOT, `${suite}.test.ts`), 'utf8').includes(`test('${title}'`), `${patch.name}: ${patch.test}`);
+    assertTestExists(patch.test, patch.name);
   }
   // Patches apply in order, each to what the ones before it left; patchSource throws on any miscount.
   const files = new Set(SOURCE_PATCHES.flatMap((patch) => Object.keys(patch.files)));
@@ -205,8 +210,7 @@ test('every runtime patch points at its code in src/lua/fengari/ and at a test t
     assert.match(file, /^src\/lua\/fengari\/[\w-]+\.ts$/, patch.name);
     const source = fs.readFileSync(path.join(ROOT, file), 'utf8');
     if (!name.startsWith('(')) assert.match(source, new RegExp(`export function ${name}\\b`), `${patch.name}: ${name} in ${file}`);
-    const [suite, title] = patch.test.split('.test.ts: ');
-    assert.ok(fs.readFileSync(path.join(ROOT, `${suite}.test.ts`), 'utf8').includes(`test('${title}'`), `${patch.name}: ${patch.test}`);
+    assertTestExists(patch.test, patch.name);
   }
 });
 
