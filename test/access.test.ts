@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { parseConfig } from '../src/config';
 import { Engine } from '../src/engine';
 import { memoryLogger } from './support/lua-harness';
-import { withNode, get, freePort, EVAL, ROOT, type Json } from './support/helpers';
+import { withNode, get, freePort, waitFor, EVAL, ROOT, type Json } from './support/helpers';
 import { ApiClient } from './support/api-client';
 import { ACCESS_USERS, basic } from './support/access-users';
 
@@ -64,30 +64,22 @@ test('an open API on a non-loopback address is logged as a warning; loopback is 
   });
 });
 
-async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 test('access and logging.level reload without a restart; other keys say they need one', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
     const file = path.join(node.dir, 'connmix.yaml');
     assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status, 200);
     const original = fs.readFileSync(file, 'utf8');
     fs.writeFileSync(file, original.replace('access:\n  users:\n', `access:\n  users:\n${ACCESS_USERS}\n`).replace('level: debug', 'level: error'));
-    await waitFor(async () => (await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status === 401, 'access reload');
+    await waitFor('access reload', async () => (await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status === 401, 20_000);
     assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 's3cret')))).status, 200);
     assert.equal(node.engine.log.enabled('debug'), false);
     assert.equal(node.engine.log.enabled('error'), true);
     // A broken edit keeps the running config.
     fs.writeFileSync(file, 'engine: [unclosed');
-    await waitFor(() => node.logs.some((line) => line.includes('config reload failed')), 'reload failure log');
+    await waitFor('reload failure log', () => node.logs.some((line) => line.includes('config reload failed')), 20_000);
     assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 's3cret')))).status, 200);
     fs.writeFileSync(file, original.replace('readTimeout: 60', 'readTimeout: 30'));
-    await waitFor(() => node.logs.some((line) => line.includes('need a restart') && line.includes('engine.apiServer.readTimeout')), 'restart warning');
+    await waitFor('restart warning', () => node.logs.some((line) => line.includes('need a restart') && line.includes('engine.apiServer.readTimeout')), 20_000);
     assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status, 200);
   });
 });

@@ -2,21 +2,15 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withNode, TestClient } from './support/helpers';
+import { withNode, TestClient, waitFor } from './support/helpers';
 
 // Lua hot reload (byteCodeExpires): an edit reaches the next event of every connection, existing ones
 // included; a broken edit or module keeps the old code serving; 0 turns reload off. The 5.3-syntax
 // refusal on reload is in lua-syntax.test.ts.
 
-/** Asks until the reply is `expected` (the reload check runs every second) or 5 s pass; the last reply. */
-async function replyOnceReloaded(client: TestClient, expected: string): Promise<string> {
-  const deadline = Date.now() + 5000;
-  let reply = await client.request('x');
-  while (reply !== expected && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    reply = await client.request('x');
-  }
-  return reply;
+/** Asks until the reply is `expected` (the reload check runs every second); fails after 20 s. */
+async function untilReplyIs(client: TestClient, expected: string): Promise<void> {
+  await waitFor(`the reply ${expected}`, async () => (await client.request('x')) === expected, 20_000, 200);
 }
 
 test('Lua hot reload: edits apply to the next event of existing connections; a broken edit keeps the old code', async () => {
@@ -29,9 +23,9 @@ function on_message(msg) mix.websocket():send("${reply}") end`;
     assert.equal(await client.request('x'), 'v1');
     const entry = path.join(node.dir, 'lua/entry.websocket.lua');
     fs.writeFileSync(entry, script('v2'));
-    assert.equal(await replyOnceReloaded(client, 'v2'), 'v2');
+    await untilReplyIs(client, 'v2');
     fs.writeFileSync(entry, 'function on_message(msg) this is not lua');
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await waitFor('the failed reload logged', () => node.logs.some((line) => line.includes('Lua reload failed')), 20_000);
     assert.equal(await client.request('x'), 'v2');
     assert.ok(node.logs.some((line) => line.includes('Lua reload failed')));
     client.close();
@@ -45,9 +39,9 @@ test('Lua hot reload covers required modules; a module that stops compiling keep
     assert.equal(await client.request('x'), 'm1');
     const module = path.join(node.dir, 'lua/utils/reply.lua');
     fs.writeFileSync(module, 'return { text = "m2" }');
-    assert.equal(await replyOnceReloaded(client, 'm2'), 'm2');
+    await untilReplyIs(client, 'm2');
     fs.writeFileSync(module, 'return { text = ');
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await waitFor('the failed reload logged', () => node.logs.some((line) => line.includes('Lua reload failed') && line.includes('reply.lua')), 20_000);
     assert.equal(await client.request('x'), 'm2');
     assert.ok(node.logs.some((line) => line.includes('Lua reload failed') && line.includes('reply.lua')));
     client.close();

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { withNode, startNode, TestClient, post, freePort, metric, EVAL, type TestNode } from './support/helpers';
+import { withNode, startNode, TestClient, post, freePort, metric, waitFor, EVAL, type TestNode } from './support/helpers';
 import { Engine } from '../src/engine';
 import { parseConfig } from '../src/config';
 import { memoryLogger } from './support/lua-harness';
@@ -61,11 +61,7 @@ test('a failing on_handshake closes that connection with 1011, and on_close stil
 
 /** Waits until a /metrics sample reaches `value` (close events are counted once the socket has closed on our side too). */
 async function waitForMetric(node: TestNode, pattern: RegExp, value: number): Promise<void> {
-  const deadline = Date.now() + 3000;
-  while ((await metric(node.apiUrl, pattern)) !== value) {
-    if (Date.now() > deadline) throw new Error(`${pattern} did not reach ${value}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitFor(`${pattern} to reach ${value}`, async () => (await metric(node.apiUrl, pattern)) === value, 20_000);
 }
 
 test('a message larger than maxMessageSize closes that connection with 1009', async () => {
@@ -279,13 +275,11 @@ test('a node that is draining answers an upgrade that completes meanwhile with 5
   const stubborn = await rawSocket(`GET ${url.pathname} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
   // A second client has sent half of its upgrade request.
   const late = await rawSocket(`GET ${url.pathname} HTTP/1.1\r\nHost: x\r\n`);
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  assert.match(stubborn.received(), /^HTTP\/1\.1 101/);
+  await waitFor('the 101 of the first client', () => /^HTTP\/1\.1 101/.test(stubborn.received()), 10_000);
   const stopped = node.stop();
   await new Promise((resolve) => setTimeout(resolve, 200));
   late.socket.write(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-  const deadline = Date.now() + 1500;
-  while (!late.received().includes('\r\n') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await waitFor('an answer to the late upgrade', () => late.received().includes('\r\n'), 10_000);
   assert.match(late.received(), /^HTTP\/1\.1 503/);
   const refused = await node.engine.metrics.registry.getSingleMetricAsString('connmix_connections_refused_total');
   assert.match(refused, /reason="shutting_down"[^\n]* 1/);
