@@ -39,19 +39,23 @@ function listSources(dir: string): string[] {
   return out.sort();
 }
 
-/** The src/ files a file imports (relative specifiers only; packages are outside the rule). */
-function importsOf(file: string): string[] {
+/** What a file imports: the src/ files (relative specifiers, resolved) and the packages, from one parse. */
+function importsOf(file: string): { files: string[]; packages: string[] } {
   const info = ts.preProcessFile(fs.readFileSync(file, 'utf8'), true, true);
   const found: string[] = [];
+  const packages: string[] = [];
   for (const ref of info.importedFiles) {
-    if (!ref.fileName.startsWith('.')) continue;
+    if (!ref.fileName.startsWith('.')) {
+      packages.push(ref.fileName);
+      continue;
+    }
     const base = path.resolve(path.dirname(file), ref.fileName);
     const candidates = [base, `${base}.ts`, `${base}.d.ts`, path.join(base, 'index.ts')];
     const hit = candidates.find((c) => c.endsWith('.ts') && fs.existsSync(c) && fs.statSync(c).isFile());
     if (hit === undefined) throw new Error(`${rel(file)} imports ${ref.fileName}, which does not resolve`);
     found.push(hit);
   }
-  return found;
+  return { files: found, packages };
 }
 
 /** Where fengari may be reached: only src/lua/fengari/ imports the package or the folder's raw internals. */
@@ -62,10 +66,8 @@ const FENGARI_INSIDE = new Set(['lua/fengari/internals.ts', 'lua/fengari/load.ts
 function buildSpecifierGraph(): Graph {
   const graph: Graph = new Map();
   for (const file of listSources(SRC)) {
-    const packages = ts.preProcessFile(fs.readFileSync(file, 'utf8'), true, true).importedFiles
-      .map((ref) => ref.fileName)
-      .filter((name) => !name.startsWith('.'));
-    graph.set(rel(file), [...importsOf(file).map(rel), ...packages]);
+    const { files, packages } = importsOf(file);
+    graph.set(rel(file), [...files.map(rel), ...packages]);
   }
   return graph;
 }
@@ -90,7 +92,7 @@ type Graph = Map<string, string[]>;
 
 function buildGraph(): Graph {
   const graph: Graph = new Map();
-  for (const file of listSources(SRC)) graph.set(rel(file), importsOf(file).map(rel));
+  for (const file of listSources(SRC)) graph.set(rel(file), importsOf(file).files.map(rel));
   return graph;
 }
 
