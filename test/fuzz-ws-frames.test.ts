@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import * as crypto from 'node:crypto';
 import { withNode, TestClient, type TestNode } from './support/helpers';
 import { SEED, prng, type Rng } from './support/fuzz';
-import { rawUpgrade } from './support/raw-ws';
+import { rawUpgrade, upgradeRequest } from './support/raw-ws';
 
 /**
  * Hostile WebSocket peers on a real node over 127.0.0.1: malformed and random frames after a real
@@ -345,8 +345,7 @@ test('truncated handshakes, garbage before the upgrade and abrupt disconnects do
   await withNode(NODE_OPTIONS, async (node) => {
     const bystander = await TestClient.open(node.wsUrl);
     const url = new URL(node.wsUrl);
-    const full = `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
-      + `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    const full = upgradeRequest(url);
     const variants: Array<() => Buffer> = [
       () => Buffer.from(full.slice(0, rng.int(full.length))), // cut anywhere
       () => rng.bytes(1 + rng.int(300)), // pure garbage

@@ -32,8 +32,13 @@ export async function rawUpgrade(node: TestNode, ms = 20_000): Promise<RawPeer> 
       else reject(new Error(`upgrade refused: ${status.split('\r\n')[0]}`));
     });
   });
-  socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
-    + `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  socket.write(upgradeRequest(url));
   await upgraded;
   return { socket, after: () => received.subarray(headerEnd), closed };
+}
+
+/** A complete WebSocket upgrade request for `url`, with a fresh random key. */
+export function upgradeRequest(url: URL): string {
+  return `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
+    + `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
 }
