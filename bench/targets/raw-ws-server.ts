@@ -1,30 +1,22 @@
 /**
  * raw-ws: the smallest Node + ws server doing the barrage's job, the practical ceiling for Node.
- *   - viewers on /barrage-videos send the seed's {"op":"subscribe","channel":"<id>@video"} and get
- *     {"result":true} (unsubscribe likewise);
+ *   - viewers on /barrage-videos speak the seed's barrage and CONNMIX's quick-start chat room
+ *     (bench/lib/seed-protocol.ts), one Viewer per connection; a chat member's client_id is a number
+ *     per connection, as connmix-ts's is;
  *   - POST /v1/mesh/publish {"c","d"} and /ws/v1 {"m":"mesh.publish","p":{"c","d"},"i"} deliver `d`
- *     to every subscriber of `c`: framed once, and every socket corked on its first write of a
- *     turn and uncorked once after the turn's I/O (stack-notes 2.4), so one writev per socket per turn;
- *   - CONNMIX's quick-start chat room on the same path, as lua/examples/chat-room.lua does it (the
- *     chat-room scenario): {"op":"join","room_id"} leaves the previous room, joins room:<room_id> and
- *     answers {"status":"success"}; {"op":"send","msg"} answers {"status":"success"} and delivers
- *     {"client_id","msg"} to the sender's room, the sender included; {"op":"quit"} leaves it and
- *     answers. A join without room_id or a send without msg is ignored; send or quit before any join
- *     closes the connection with 1011, as the script's Lua error does.
+ *     to every subscriber of `c`, as chat sends do: framed once, and every socket corked on its first
+ *     write of a turn and uncorked once after the turn's I/O (stack-notes 2.4), so one writev per
+ *     socket per turn.
  * usage: node raw-ws-server.js <port>; prints "raw-ws listening on <port>"; exits when stdin closes.
  */
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
+import { onSeedText, type SeedConnection } from '../lib/seed-protocol';
 
 const port = Number(process.argv[2]);
 const channels = new Map<string, Set<WebSocket>>();
-const subscriptions = new WeakMap<WebSocket, Set<string>>();
-/** A chat member's client_id: a number per connection, as connmix-ts's is. */
-const ids = new WeakMap<WebSocket, string>();
 let nextId = 0;
-/** The room_id a chat member joined last (kept after quit, as the script keeps its context value). */
-const rooms = new WeakMap<WebSocket, string>();
 
 /** Sockets corked this turn, uncorked together by one setImmediate. */
 const corked: Socket[] = [];
@@ -69,86 +61,50 @@ function publish(channel: string, data: string): number {
   return sent;
 }
 
-function onViewerMessage(ws: WebSocket, raw: Buffer): void {
-  let message: ChatRequest & { channel?: unknown };
-  try {
-    message = JSON.parse(raw.toString());
-  } catch {
-    ws.close();
-    return;
-  }
-  if (message.op === 'join' || message.op === 'send' || message.op === 'quit') {
-    onChat(ws, message);
-    return;
-  }
-  const parts = typeof message.channel === 'string' ? message.channel.split('@') : [];
-  if (!message.op || parts.length !== 2) {
-    ws.close();
-    return;
-  }
-  if (parts[1] === 'video') {
-    const channel = `video:${parts[0]}`;
-    if (message.op === 'subscribe') join(ws, channel);
-    else if (message.op === 'unsubscribe') leave(ws, channel);
-  }
-  ws.send('{"result":true}');
-}
+/** One viewer connection: the channels it is in, for the protocol and for leaving them all on close. */
+class Viewer implements SeedConnection {
+  readonly clientId = String(++nextId);
+  room?: string;
+  readonly channels = new Set<string>();
 
-interface ChatRequest {
-  op?: unknown;
-  room_id?: unknown;
-  msg?: unknown;
-}
+  constructor(private readonly ws: WebSocket) {}
 
-function onChat(ws: WebSocket, message: ChatRequest): void {
-  if (message.op === 'join') {
-    if (typeof message.room_id !== 'string' && typeof message.room_id !== 'number') return;
-    const previous = rooms.get(ws);
-    if (previous !== undefined) leave(ws, `room:${previous}`);
-    join(ws, `room:${message.room_id}`);
-    rooms.set(ws, String(message.room_id));
-    ws.send('{"status":"success"}');
-    return;
+  join(channel: string): void {
+    let members = channels.get(channel);
+    if (!members) channels.set(channel, (members = new Set()));
+    members.add(this.ws);
+    this.channels.add(channel);
   }
-  if (message.op === 'send' && (message.msg === undefined || message.msg === null)) return;
-  const room = rooms.get(ws);
-  if (room === undefined) {
-    ws.close(1011);
-    return;
-  }
-  if (message.op === 'quit') {
-    leave(ws, `room:${room}`);
-    ws.send('{"status":"success"}');
-    return;
-  }
-  ws.send('{"status":"success"}');
-  publish(`room:${room}`, JSON.stringify({ client_id: ids.get(ws), msg: message.msg }));
-}
 
-function join(ws: WebSocket, channel: string): void {
-  let members = channels.get(channel);
-  if (!members) channels.set(channel, (members = new Set()));
-  members.add(ws);
-  subscriptions.get(ws)!.add(channel);
-}
+  leave(channel: string): void {
+    this.channels.delete(channel);
+    const members = channels.get(channel);
+    if (!members) return;
+    members.delete(this.ws);
+    if (members.size === 0) channels.delete(channel);
+  }
 
-function leave(ws: WebSocket, channel: string): void {
-  subscriptions.get(ws)?.delete(channel);
-  const members = channels.get(channel);
-  if (!members) return;
-  members.delete(ws);
-  if (members.size === 0) channels.delete(channel);
+  answer(text: string): void {
+    this.ws.send(text);
+  }
+
+  publish(channel: string, text: string): void {
+    publish(channel, text);
+  }
+
+  close(code?: number): void {
+    this.ws.close(code);
+  }
 }
 
 const viewers = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false, maxPayload: 64 * 1024 });
 const api = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false, maxPayload: 16 * 1024 * 1024 });
 
 viewers.on('connection', (ws: WebSocket) => {
-  subscriptions.set(ws, new Set());
-  ids.set(ws, String(++nextId));
-  ws.on('message', (raw: Buffer) => onViewerMessage(ws, raw));
+  const viewer = new Viewer(ws);
+  ws.on('message', (raw: Buffer) => onSeedText(viewer, raw.toString()));
   ws.on('close', () => {
-    for (const channel of [...subscriptions.get(ws)!]) leave(ws, channel);
+    for (const channel of [...viewer.channels]) viewer.leave(channel);
   });
   ws.on('error', () => ws.terminate());
 });

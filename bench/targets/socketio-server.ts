@@ -1,23 +1,19 @@
 /**
  * socketio-redis: the barrage as a Socket.IO 4 user would write it, with @socket.io/redis-adapter so
  * that several nodes share rooms through Redis; WebSocket transport only, no compression.
- *   - a viewer emits "message" with the seed's JSON text; the server joins room video:<id> and emits
- *     "message" {"result":true} back;
+ *   - viewers speak the seed's barrage and CONNMIX's quick-start chat room (bench/lib/seed-protocol.ts)
+ *     in the text of "message" events, both ways: a channel is a Socket.IO room, publishing is
+ *     io.to(room).emit("message", text) (across nodes, through Redis), a chat member's client_id is
+ *     socket.id, and closing disconnects the socket (Socket.IO has no close code to give);
  *   - POST /v1/mesh/publish {"c","d"} emits "message" d to room c (across nodes, through Redis);
- *   - the event "publish" {c, d} with an acknowledgement is its WebSocket publish API;
- *   - CONNMIX's quick-start chat room, as lua/examples/chat-room.lua does it for connmix-ts (the
- *     chat-room scenario), in the text of "message" events like the barrage: {"op":"join","room_id"}
- *     leaves the previous room, socket.join("room:<room_id>") and emits "message" {"status":"success"};
- *     {"op":"send","msg"} emits {"status":"success"} to the sender, then io.to(room).emit("message",
- *     {"client_id":socket.id,"msg"}) as JSON text (the sender included, across nodes); {"op":"quit"}
- *     leaves and answers. A join without room_id or a send without msg is ignored; send or quit
- *     before any join disconnects the socket, as the script's Lua error closes the connection.
+ *   - the event "publish" {c, d} with an acknowledgement is its WebSocket publish API.
  * usage: node socketio-server.js <port> <redis port>; prints "socketio listening on <port>".
  */
 import * as http from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import Redis from 'ioredis';
+import { onSeedText, type SeedConnection } from '../lib/seed-protocol';
 
 const port = Number(process.argv[2]);
 const redisPort = Number(process.argv[3]);
@@ -51,53 +47,25 @@ const io = new Server(server, {
 });
 
 io.on('connection', (socket: Socket) => {
-  /** The room_id this socket joined last (kept after quit, as the script keeps its context value). */
-  let room: string | undefined;
-  const chat = (message: { op?: unknown; room_id?: unknown; msg?: unknown }): void => {
-    if (message.op === 'join') {
-      if (typeof message.room_id !== 'string' && typeof message.room_id !== 'number') return;
-      if (room !== undefined) void socket.leave(`room:${room}`);
-      room = String(message.room_id);
-      void socket.join(`room:${room}`);
-      socket.emit('message', '{"status":"success"}');
-      return;
-    }
-    if (message.op === 'send' && (message.msg === undefined || message.msg === null)) return;
-    if (room === undefined) {
+  const viewer: SeedConnection = {
+    clientId: socket.id,
+    join: (channel) => {
+      void socket.join(channel);
+    },
+    leave: (channel) => {
+      void socket.leave(channel);
+    },
+    answer: (text) => {
+      socket.emit('message', text);
+    },
+    publish: (channel, text) => {
+      io.to(channel).emit('message', text);
+    },
+    close: () => {
       socket.disconnect(true);
-      return;
-    }
-    if (message.op === 'quit') {
-      void socket.leave(`room:${room}`);
-      socket.emit('message', '{"status":"success"}');
-      return;
-    }
-    socket.emit('message', '{"status":"success"}');
-    io.to(`room:${room}`).emit('message', JSON.stringify({ client_id: socket.id, msg: message.msg }));
+    },
   };
-  socket.on('message', (raw: unknown) => {
-    let message: { op?: unknown; channel?: unknown; room_id?: unknown; msg?: unknown };
-    try {
-      message = JSON.parse(String(raw));
-    } catch {
-      socket.disconnect(true);
-      return;
-    }
-    if (message.op === 'join' || message.op === 'send' || message.op === 'quit') {
-      chat(message);
-      return;
-    }
-    const parts = typeof message.channel === 'string' ? message.channel.split('@') : [];
-    if (!message.op || parts.length !== 2) {
-      socket.disconnect(true);
-      return;
-    }
-    if (parts[1] === 'video') {
-      if (message.op === 'subscribe') void socket.join(`video:${parts[0]}`);
-      else if (message.op === 'unsubscribe') void socket.leave(`video:${parts[0]}`);
-    }
-    socket.emit('message', '{"result":true}');
-  });
+  socket.on('message', (raw: unknown) => onSeedText(viewer, String(raw)));
   socket.on('publish', (request: { c?: unknown; d?: unknown }, ack?: (answer: unknown) => void) => {
     if (typeof request?.c === 'string' && typeof request.d === 'string') {
       io.to(request.c).emit('message', request.d);
