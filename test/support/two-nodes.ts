@@ -56,10 +56,13 @@ export interface AuthRequest {
  * The business auth endpoint of the message-center and exchange examples: `POST /websocket_auth` on a
  * free 127.0.0.1 port. The examples send `{"token:"<token>"}` (not valid JSON, as documented), so the
  * token is read with a pattern. Tokens: "t1002" is uid 1002, "denied" answers 401, "garbled" answers
- * 200 with a body that is not JSON, "slow" answers uid 1001 after 300 ms; any other token is uid 1001.
+ * 200 with a body that is not JSON, "slow" answers uid 1001 after 300 ms, "held" answers uid 1001 when
+ * the test calls `releaseHeld()`; any other token is uid 1001.
  */
 export class AuthServer {
   readonly requests: AuthRequest[] = [];
+  /** The answers of "held" requests, waiting for releaseHeld(). */
+  private readonly held: (() => void)[] = [];
 
   private constructor(private readonly server: http.Server) {}
 
@@ -72,6 +75,16 @@ export class AuthServer {
   /** The value for the examples' `auth_url` server option. */
   get url(): string {
     return `http://127.0.0.1:${(this.server.address() as net.AddressInfo).port}/websocket_auth`;
+  }
+
+  /** How many "held" requests wait for their answer. */
+  get heldCount(): number {
+    return this.held.length;
+  }
+
+  /** Answers every "held" request. */
+  releaseHeld(): void {
+    for (const answer of this.held.splice(0)) answer();
   }
 
   stop(): Promise<void> {
@@ -95,6 +108,10 @@ export class AuthServer {
       if (token === 'garbled') return reply(200, '<html>oops</html>');
       if (token === 'slow') {
         setTimeout(() => reply(200, '{"uid":1001}'), 300);
+        return;
+      }
+      if (token === 'held') {
+        this.held.push(() => reply(200, '{"uid":1001}'));
         return;
       }
       reply(200, JSON.stringify({ uid: token === 't1002' ? 1002 : 1001 }));
