@@ -144,6 +144,33 @@ test('a Lua state past engine.luavm.limits.maxMemory closes the connection that 
   });
 });
 
+/** Loops over huge strings whose every step is one cheap-looking instruction or library call. */
+const HUGE_STRING_LOOPS = {
+  'tostring of a table with a 16 MiB __name': 'local t = setmetatable({}, {__name = string.rep("x", 2^24)}) while true do local s = tostring(t) end',
+  '== of two equal 16 MiB strings': 'local a, b = string.rep("x", 2^24), string.rep("x", 2^24) while true do local same = a == b end',
+  '<= of two equal 16 MiB strings': 'local a, b = string.rep("x", 2^24), string.rep("x", 2^24) while true do local same = a <= b end',
+  'rawequal of two equal 16 MiB strings': 'local a, b = string.rep("x", 2^24), string.rep("x", 2^24) while true do local same = rawequal(a, b) end',
+};
+
+test('loops of compares or tostring over huge strings are stopped by the budget (1011 script timeout), not after seconds of node time', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE } }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    let closes = 0;
+    for (const [name, source] of Object.entries(HUGE_STRING_LOOPS)) {
+      const started = Date.now();
+      const { code, reason } = await attack(node, source);
+      const took = Date.now() - started;
+      assert.deepEqual({ code, reason }, { code: 1011, reason: 'script timeout' }, name);
+      // The budget (100 ms) plus a few 16 MiB copies or compares; without a budget check after each, the
+      // hook fired every 1000 instructions: hundreds of them, held the node for 30 s to minutes.
+      assert.ok(took < 10_000, `${name} held the node for ${took} ms`);
+      await closesReach(bystander, ++closes);
+      await healthy(node, bystander);
+    }
+    bystander.close();
+  });
+});
+
 const LOOPS = {
   'an xpcall handler that loops': 'return xpcall(function() error("x") end, function(e) while true do end end)',
   'an xpcall handler that loops after the budget error': 'return xpcall(function() while true do end end, function(e) while true do end end)',

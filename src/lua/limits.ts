@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { raise, type LuaState, type LuaFunction } from './fengari/index';
 import {
   globalStateOf, hookBeforeNextInstruction, guardConcat, concatBytesExact, raiseRuntimeError, afterHostCalls, capBuffers,
-  countPatternSteps,
+  countPatternSteps, guardCompare,
 } from './fengari/runtime-patches';
 
 /**
@@ -145,6 +145,7 @@ function installPatches(): void {
     tooMany: (L, max) => raise(L, `pattern too complex: more than ${max} matching steps`),
   });
   guardConcat(NUMBER_TEXT, checkConcat);
+  guardCompare(checkCompare);
   afterHostCalls(untimed, lookAtClock);
   capBuffers({
     maxBytes: (L) => limitsOf(L)?.maxStringSize ?? Infinity,
@@ -175,6 +176,11 @@ function checkConcat(L: LuaState, bytes: number): void {
   if (exact > limits.maxStringSize) {
     raiseRuntimeError(L, `string concatenation of ${exact} bytes exceeds the ${limits.maxStringSize}-byte limit`);
   }
+}
+
+/** A `==`, `<` or `<=` about to read `bytes` of each of two strings: a long one asks for a budget check. */
+function checkCompare(L: LuaState, bytes: number): void {
+  if (bytes >= LARGE_BYTES) checkBudgetSoon(L);
 }
 
 /** Host functions that are cheap or request budget checks themselves: calls to them are not timed. */

@@ -68,6 +68,8 @@ export function openSandbox(L: LuaState, print: (line: string) => void, options:
   guardField(L, 'table', 'remove', shiftGuard('table.remove', 2, 0, limits.maxItems));
   for (const name of ['sub', 'upper', 'lower', 'reverse']) guardField(L, 'string', name, undefined, largeResultCheck);
   guardField(L, '_G', 'tonumber', undefined, largeArgumentCheck);
+  // A metatable's __name goes into the result whole: a 16 MiB name made each call copy 16 MiB.
+  guardField(L, '_G', 'tostring', undefined, largeResultCheck);
   for (const [table, names] of Object.entries(UNTIMED)) {
     lua_getglobal(L, K(table));
     for (const name of names) {
@@ -83,10 +85,10 @@ export function openSandbox(L: LuaState, print: (line: string) => void, options:
 /**
  * Library functions whose calls are not timed (see limits.ts patchSlowCalls): constant time, or
  * asking for a budget check themselves when their input or output is large (the string buffer, the
- * pattern matcher, the guards here).
+ * pattern matcher, the guards here). Not `rawequal`: it compares two strings byte by byte.
  */
 const UNTIMED: Record<string, string[]> = {
-  _G: ['type', 'select', 'rawget', 'rawset', 'rawequal', 'rawlen', 'next', 'ipairs', 'pairs', 'tonumber',
+  _G: ['type', 'select', 'rawget', 'rawset', 'rawlen', 'next', 'ipairs', 'pairs', 'tonumber',
     'tostring', 'getmetatable', 'setmetatable', 'assert', 'error'],
   string: ['byte', 'char', 'len', 'sub', 'upper', 'lower', 'reverse', 'format', 'find', 'match', 'gmatch', 'gsub', 'rep'],
   math: ['abs', 'ceil', 'floor', 'fmod', 'max', 'min', 'modf', 'random', 'randomseed', 'sqrt', 'tointeger', 'type',

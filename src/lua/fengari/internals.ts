@@ -22,6 +22,9 @@ const lopcodes = privateModule('lopcodes.js') as { OpCodesI: Record<string, numb
 const defs = privateModule('defs.js') as { constant_types: Record<string, number> };
 
 export const OP_CONCAT = lopcodes.OpCodesI.OP_CONCAT;
+export const OP_EQ = lopcodes.OpCodesI.OP_EQ;
+export const OP_LT = lopcodes.OpCodesI.OP_LT;
+export const OP_LE = lopcodes.OpCodesI.OP_LE;
 export const OP_RETURN = lopcodes.OpCodesI.OP_RETURN;
 /** Value types of a Lua closure and of a JS function, as fengari tags stack values. */
 export const LUA_TLCL = defs.constant_types.LUA_TLCL;
@@ -45,6 +48,8 @@ export interface Thread {
   allowhook: number;
   top: number;
   ci: {
+    /** The running function; a Lua closure's `p.k` holds its constants (RK operands with the 256 bit set). */
+    func: { value: { p?: { k: StackValue[] } } };
     callstatus: number;
     l_base: number;
     l_code: Array<{ opcode: number; B: number; C: number }>;

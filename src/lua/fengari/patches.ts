@@ -167,6 +167,12 @@ export const RUNTIME_PATCHES: ReadonlyArray<{ name: string; where: string; reaso
     test: 'test/lua-limits.test.ts: every way to build a string is capped at maxStringSize, pcall-catchable, and the state goes on',
   },
   {
+    name: 'compare guard',
+    where: 'src/lua/fengari/runtime-patches.ts guardCompare (wraps ldebug.luaG_traceexec; policy: src/lua/limits.ts)',
+    reason: '`==`, `<` and `<=` of two long strings read their bytes in one JS call: a loop of them on 16 MiB strings ran for a minute between budget checks.',
+    test: 'test/script-fault-isolation.test.ts: loops of compares or tostring over huge strings are stopped by the budget (1011 script timeout), not after seconds of node time',
+  },
+  {
     name: 'slow host calls ask for a budget check',
     where: 'src/lua/fengari/runtime-patches.ts afterHostCalls (wraps ldo.luaD_precall; policy: src/lua/limits.ts)',
     reason: 'Library calls run without the hook; a loop of slow calls would run about 1000 of them between two checks.',

@@ -6,7 +6,9 @@
  * call would wrap the first. Each fails loudly when the internals it needs are not fengari 0.1.5's.
  */
 import { lua, lauxlib, lualib, K, luaString, type LuaState } from './index';
-import { ldo, ldebug, lobject, threadOf, OP_CONCAT, OP_RETURN, LUA_TLCL, LUA_TLCF, type Thread } from './internals';
+import {
+  ldo, ldebug, lobject, threadOf, OP_CONCAT, OP_EQ, OP_LT, OP_LE, OP_RETURN, LUA_TLCL, LUA_TLCF, type Thread,
+} from './internals';
 
 /** The object a state shares with all its coroutines (fengari's global_State): a key for per-state data. */
 export function globalStateOf(L: LuaState): object {
@@ -56,17 +58,58 @@ export function raiseRuntimeError(L: LuaState, message: string): never {
  * exactly), other operands not at all (they go through __concat).
  */
 export function guardConcat(numberBytes: number, check: (L: LuaState, bytes: number) => void): void {
-  const traceexec = ldebug.luaG_traceexec;
-  if (typeof traceexec !== 'function') throw new Error('fengari internals changed: ldebug.luaG_traceexec is missing');
-  ldebug.luaG_traceexec = function concatGuard(state: LuaState): void {
-    const L = threadOf(state);
-    const ci = L.ci;
-    const instruction = ci.l_code[ci.l_savedpc - 1];
-    if (instruction.opcode === OP_CONCAT) {
-      check(state, concatBytes(L, ci.l_base + instruction.B, ci.l_base + instruction.C, numberBytes));
-    }
-    traceexec(state);
-  };
+  watchInstructions(OP_CONCAT, (state, L, ci, instruction) => {
+    check(state, concatBytes(L, ci.l_base + instruction.B, ci.l_base + instruction.C, numberBytes));
+  });
+}
+
+/**
+ * `==`, `<` and `<=` of two strings compare their bytes in one JS call (fengari's luastring_eq is a
+ * byte loop): two equal 16 MiB strings take milliseconds, and a loop of such compares ran hundreds
+ * of them between two looks of the count hook. `check(L, bytes)` runs before a compare of two strings
+ * whose bytes it would have to read: the shorter one's length (strings of different lengths are
+ * unequal at once for `==`).
+ */
+export function guardCompare(check: (L: LuaState, bytes: number) => void): void {
+  for (const op of [OP_EQ, OP_LT, OP_LE]) {
+    watchInstructions(op, (state, L, ci, instruction) => {
+      const k = ci.func.value.p?.k ?? [];
+      const b = instruction.B & RK_CONSTANT ? k[instruction.B & ~RK_CONSTANT] : L.stack[ci.l_base + instruction.B];
+      const c = instruction.C & RK_CONSTANT ? k[instruction.C & ~RK_CONSTANT] : L.stack[ci.l_base + instruction.C];
+      if (!b?.ttisstring() || !c?.ttisstring()) return;
+      const [left, right] = [b.vslen(), c.vslen()];
+      if (op === OP_EQ && left !== right) return;
+      check(state, Math.min(left, right));
+    });
+  }
+}
+
+/** An RK operand with this bit set names a constant of the running function (lopcodes BITRK). */
+const RK_CONSTANT = 1 << 8;
+
+type InstructionCheck = (state: LuaState, L: Thread, ci: Thread['ci'], instruction: { B: number; C: number }) => void;
+
+/** Checks by opcode, run by the one wrapper of luaG_traceexec before their instruction. */
+const instructionChecks: Array<InstructionCheck | undefined> = [];
+
+/**
+ * Runs `check` before every instruction of opcode `op` while the count hook is armed: the VM calls
+ * luaG_traceexec before each instruction then. One wrapper serves every opcode (an array lookup per
+ * instruction), installed with the first check.
+ */
+function watchInstructions(op: number, check: InstructionCheck): void {
+  if (instructionChecks.length === 0) {
+    const traceexec = ldebug.luaG_traceexec;
+    if (typeof traceexec !== 'function') throw new Error('fengari internals changed: ldebug.luaG_traceexec is missing');
+    ldebug.luaG_traceexec = function instructionGuard(state: LuaState): void {
+      const L = threadOf(state);
+      const ci = L.ci;
+      const instruction = ci.l_code[ci.l_savedpc - 1];
+      instructionChecks[instruction.opcode]?.(state, L, ci, instruction);
+      traceexec(state);
+    };
+  }
+  instructionChecks[op] = check;
 }
 
 function concatBytes(L: Thread, first: number, last: number, numberBytes: number): number {
