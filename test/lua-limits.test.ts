@@ -170,6 +170,9 @@ test('maxItems caps what one table or string call walks, moves or returns', asyn
     'string.char': 'return string.char(' + Array(101).fill('65').join(',') + ')',
     'utf8.char': 'return utf8.char(' + Array(101).fill('65').join(',') + ')',
     'mix.str_split': 'return mix.str_split(string.rep(",", 150), ",")',
+    'string.pack': 'return string.pack(string.rep("x", 101))',
+    'string.unpack': 'return string.unpack(string.rep("b", 101), string.rep("a", 101))',
+    'string.packsize': 'return string.packsize(string.rep("b", 101))',
   };
   for (const [name, source] of Object.entries(over)) {
     const r = await exec(source);
@@ -179,9 +182,12 @@ test('maxItems caps what one table or string call walks, moves or returns', asyn
     local u = {} for i = 1, 100 do u[i] = 101 - i end table.sort(u)
     return #t, select("#", table.unpack(t, 1, 100)), #table.concat(t, ",", 51, 150), u[1], u[100],
       select("#", string.byte(s, 1, 100)), (string.byte(s)), #string.char(table.unpack(t, 1, 100)), #mix.str_split(string.rep(",", 99), ","),
-      select(2, mix.json_decode("[" .. string.rep("0,", 100) .. "0]"))`);
+      select(2, mix.json_decode("[" .. string.rep("0,", 100) .. "0]")),
+      #string.pack(string.rep("x", 100)), select("#", string.unpack(string.rep("b", 99), string.rep("a", 99))),
+      string.packsize(string.rep("b", 100))`);
   assert.equal(ok.error, null, ok.error ?? '');
-  assert.deepEqual(ok.values, [150, 100, 349, 1, 100, 100, 97, 100, 100, 'invalid JSON: more than 100 values (the maxItems limit)']);
+  assert.deepEqual(ok.values, [150, 100, 349, 1, 100, 100, 97, 100, 100, 'invalid JSON: more than 100 values (the maxItems limit)',
+    100, 100, 100]);
 });
 
 test('json_decode refuses documents with more than maxItems values (a 1 MiB message of [0,0,...] would stall the node)', async () => {

@@ -87,6 +87,9 @@ test('host calls over huge or shared inputs fail with a Lua error (1011) instead
   const SHARED = 'local t = { 1 } for i = 1, 22 do t = { t, t } end'; // 2^22 leaves through 22 tables
   const attacks: Record<string, [string, string]> = {
     'php_unpack': ['mix.php_unpack("C*", string.rep("x", 2^24))', 'php_unpack: more than 100000 format items or values'],
+    // Format options are read one by one: a 16 MiB format held the node for seconds in one call.
+    'string.pack': ['string.pack(string.rep("x", 2^24 - 1))', 'string.pack: 16777215 elements exceed the 100000-element limit'],
+    'string.unpack': ['string.unpack(string.rep("b", 2^22), string.rep("a", 2^22))', 'string.unpack: 4194304 elements exceed the 100000-element limit'],
     'json_encode': [`${SHARED} assert(mix.json_encode(t))`, 'more than 100000 values to encode'],
     'set_context_value': [`${SHARED} mix.websocket():set_context_value("tree", t)`, 'value holds more than 100000 entries'],
     'set_context': [`${SHARED} mix.websocket():set_context({ tree = t })`, 'value holds more than 100000 entries'],
