@@ -147,6 +147,40 @@ test('a Lua state past engine.luavm.limits.maxMemory closes the connection that 
   });
 });
 
+test('connection contexts count against engine.luavm.limits.maxMemory: a script that piles values into one is closed (1011), and closing drops the context even where the script keeps the connection', async () => {
+  // One 1 MiB string in the Lua state; each message copies it into the context under a new key. The
+  // script also keeps every connection it saw, which kept each closed one's context alive.
+  const PILE = `big = big or string.rep("x", 2^20) kept = kept or {} local conn = mix.websocket()
+    kept[conn:client_id()] = conn n = (n or 0) + 1 conn:set_context_value("k" .. n, big) return n`;
+  const KEPT_VALUES = 'local n = 0 for id, conn in pairs(kept) do for k in pairs(conn:context()) do n = n + 1 end end return n';
+  /** Sends PILE until the node closes the connection (at most 200 MiB of context); returns how it closed it. */
+  const piler = async (node: TestNode) => {
+    const client = await TestClient.open(node.wsUrl);
+    for (let i = 0; i < 200; i++) {
+      client.send(PILE);
+      const answer = await Promise.race([client.next(20_000).then(() => null), client.closed]);
+      if (answer) return answer;
+    }
+    client.close();
+    return null;
+  };
+  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE }, engineYaml: '    limits:\n      maxMemory: 16777216' }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    assert.deepEqual(await piler(node), { code: 1011, reason: 'script error' });
+    assert.ok(node.logs.some((line) => line.includes('Lua state over its memory budget')), 'the node logs it');
+    await closesReach(bystander, 1);
+    await healthy(node, bystander);
+    // The closed connection's context went with it: the next ones may pile as much again before they are stopped.
+    for (let round = 2; round <= 3; round++) {
+      assert.deepEqual(await piler(node), { code: 1011, reason: 'script error' });
+      await closesReach(bystander, round);
+    }
+    await waitFor('the kept connections hold no context values', async () => (await bystander.request(KEPT_VALUES)) === '[0]', 20_000);
+    await healthy(node, bystander);
+    bystander.close();
+  });
+});
+
 /** Loops over huge strings whose every step is one cheap-looking instruction or library call. */
 const HUGE_STRING_LOOPS = {
   'tostring of a table with a 16 MiB __name': 'local t = setmetatable({}, {__name = string.rep("x", 2^24)}) while true do local s = tostring(t) end',

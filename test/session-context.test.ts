@@ -28,3 +28,23 @@ test('a write through apply wakes a hook waiting for that key', async () => {
   context.apply('set_context', { token: 'abc' });
   assert.equal(await waited, 'abc');
 });
+
+test('bytes follows what the values hold through sets, replacements, removals and clears, however deep a value nests', () => {
+  const context = new ConnectionContext();
+  const mib = 'x'.repeat(2 ** 20);
+  context.apply('set_context_value', 'a', mib);
+  context.apply('set_context_value', 'b', { list: [mib, mib], bytes: new Uint8Array(2 ** 20) });
+  const held = context.bytes;
+  assert.ok(held > 4 * 2 ** 20 && held < 4 * 2 ** 20 + 4096, `${held}`);
+  context.apply('set_context_value', 'a', 1);
+  assert.ok(context.bytes < held - 2 ** 20 + 64);
+  context.apply('set_context_value', 'b');
+  assert.ok(context.bytes < 256);
+  // Parsed JSON from conn.call may nest deeper than the JS stack: the estimate must not recurse.
+  let deep: unknown = 'leaf';
+  for (let i = 0; i < 200_000; i++) deep = [deep];
+  context.apply('set_context', { deep });
+  assert.ok(context.bytes > 200_000);
+  context.clear();
+  assert.equal(context.bytes, 0);
+});

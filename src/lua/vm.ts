@@ -150,6 +150,8 @@ export class LuaVM<Owner = unknown> {
   private callsSinceLook = 0;
   /** Coroutines of finished calls, ready for the next (see releaseThread). */
   private readonly idleThreads: LuaState[] = [];
+  /** What the host keeps for the script outside the state (connection contexts): see countAlso. */
+  private readonly heldOutside: Array<() => number> = [];
 
   constructor(private readonly options: LuaVmOptions<Owner>) {
     this.entry = options.entry;
@@ -167,6 +169,14 @@ export class LuaVM<Owner = unknown> {
     openRequire(L, moduleRoots(options.entry), { bit: bitModule, ...options.builtins });
     options.install?.(this);
     lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, HOOK_INTERVAL);
+  }
+
+  /**
+   * Counts the bytes `source` reports in the state's memory estimate: what the host keeps on the
+   * script's behalf (connection contexts), which the walk of the state cannot see.
+   */
+  countAlso(source: () => number): void {
+    this.heldOutside.push(source);
   }
 
   /** The owner (connection) whose hook is running right now, or null outside hook calls. */
@@ -421,7 +431,8 @@ export class LuaVM<Owner = unknown> {
     // A whole walk, not one that stops past the mark: a partial count as the new mark would have the
     // next whole walk blame a call that added nothing.
     const started = Date.now();
-    const estimate = estimateStateBytes(this.L, waiting);
+    let estimate = estimateStateBytes(this.L, waiting);
+    for (const source of this.heldOutside) estimate += source();
     // The walk is the host's work, not the running call's: it does not count against its budget.
     this.deadline += Date.now() - started;
     this.heapAtWalk = heapBytes();

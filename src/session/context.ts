@@ -12,6 +12,42 @@ interface Waiter {
   reject(error: Error): void;
 }
 
+/** Rough V8 sizes (bytes) of a value's parts, enough to tell a few fields from megabytes. */
+const SLOT = 16;
+const STRING = 24;
+const BYTES = 96;
+const CONTAINER = 48;
+
+/**
+ * Estimated bytes of a context value: strings by their length, containers by their entries. A loop, not
+ * a recursion: a value from `conn.call` is parsed JSON, which may nest deeper than the JS stack.
+ */
+export function valueBytes(value: ContextValue): number {
+  let bytes = 0;
+  const pending: ContextValue[] = [value];
+  while (pending.length > 0) {
+    const item = pending.pop() as ContextValue;
+    if (typeof item === 'string') bytes += STRING + item.length;
+    else if (item instanceof Uint8Array) bytes += BYTES + item.byteLength;
+    else if (item === null || typeof item !== 'object') bytes += SLOT;
+    else if (Array.isArray(item)) {
+      bytes += CONTAINER + item.length * SLOT;
+      for (const element of item) pending.push(element);
+    } else {
+      bytes += CONTAINER;
+      for (const [key, element] of Object.entries(item)) {
+        bytes += SLOT + STRING + key.length;
+        pending.push(element);
+      }
+    }
+  }
+  return bytes;
+}
+
+function entryBytes(key: string, value: ContextValue): number {
+  return STRING + key.length + valueBytes(value);
+}
+
 /** A wait that ran out of time (see ConnectionContext.waitFor). */
 export class WaitTimeoutError extends Error {}
 
@@ -23,11 +59,18 @@ export class WaitTimeoutError extends Error {}
 export class ConnectionContext {
   /** Made on first use: most connections of a barrage never set a value nor wait for one. */
   private values: Map<string, ContextValue> | null = null;
+  /** Estimated bytes of the values and their keys (see valueBytes). */
+  private held = 0;
   private waiters: Map<string, Waiter[]> | null = null;
   private closedWith: string | null = null;
 
   get size(): number {
     return this.values?.size ?? 0;
+  }
+
+  /** Estimated bytes the values hold, keys included: what a script can pile up in a context is counted. */
+  get bytes(): number {
+    return this.held;
   }
 
   /** How many waits are pending, over all keys. */
@@ -43,11 +86,14 @@ export class ConnectionContext {
 
   /** Sets `key` (null removes it) and wakes whoever waits for it. */
   set(key: string, value: ContextValue): void {
+    const previous = this.values?.get(key);
+    if (previous !== undefined) this.held -= entryBytes(key, previous);
     if (value === null) {
       this.values?.delete(key);
       return;
     }
     (this.values ??= new Map()).set(key, value);
+    this.held += entryBytes(key, value);
     const waiting = this.waiters?.get(key);
     if (!waiting) return;
     this.waiters?.delete(key);
@@ -56,6 +102,7 @@ export class ConnectionContext {
 
   clear(): void {
     this.values?.clear();
+    this.held = 0;
   }
 
   /**

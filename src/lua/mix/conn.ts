@@ -54,6 +54,17 @@ function contextValue(L: LuaState, index: number): LuaValue {
  * suspend the calling hook only (its connection's later events queue behind it).
  */
 export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): void {
+  // Connections whose context a script wrote: their values count against the state's memory budget.
+  const written = new Set<ScriptConnection>();
+  vm.countAlso(() => {
+    let bytes = 0;
+    for (const conn of written) bytes += conn.context.bytes;
+    return bytes;
+  });
+  const wrote = (conn: ScriptConnection): void => {
+    written.add(conn);
+    writtenBy.set(conn, written);
+  };
   const methods: Record<string, LuaFunction> = {
     client_id: markUntimed((L) => {
       lua_pushstring(L, Buffer.from(self(L).clientId));
@@ -93,6 +104,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
       const conn = self(L);
       luaL_checktype(L, 2, lua.LUA_TTABLE);
       conn.context.apply('set_context', contextValue(L, 2));
+      wrote(conn);
       return 0;
     },
     set_context_value: (L) => {
@@ -100,6 +112,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
       const key = luaToJsString(luaL_checklstring(L, 2));
       luaL_checkany(L, 3);
       conn.context.apply('set_context_value', key, contextValue(L, 3));
+      wrote(conn);
       return 0;
     },
     subscribe: (L) => {
@@ -151,7 +164,17 @@ export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptC
   pushHeld(L, conn.luaValue);
 }
 
-/** Lets the connection's userdata go once its last hook has run (a script may still hold it). */
+/** The set of written contexts (of its VM) each connection is in. */
+const writtenBy = new WeakMap<ScriptConnection, Set<ScriptConnection>>();
+
+/**
+ * Lets the connection's userdata go once its last hook has run, and drops its context values: a
+ * script may still hold the userdata (in a global table), which kept every closed connection's
+ * context, uncounted.
+ */
 export function releaseConn(conn: ScriptConnection): void {
   conn.luaValue = null;
+  conn.context.clear();
+  writtenBy.get(conn)?.delete(conn);
+  writtenBy.delete(conn);
 }
