@@ -208,6 +208,39 @@ test('loops of compares or tostring over huge strings are stopped by the budget 
   });
 });
 
+/** Loops whose every instruction moves 100,000 values: U holds 1..100000, T is U with a chain of keys past its end. */
+const BULK_LOOPS = {
+  'passing 100,000 varargs on': 'local function id(...) return ... end local function spread(...) while true do id(...) end end spread(table.unpack(U))',
+  'select over 100,000 varargs': 'local function spread(...) while true do local n = select("#", ...) end end spread(table.unpack(U))',
+  'a table of 100,000 varargs': 'local function spread(...) while true do local t = {...} end end spread(table.unpack(U))',
+  '#t of a table whose border search falls back to a scan': 'local t = T while true do local n = #t end',
+};
+
+test('loops of instructions that move 100,000 values ({...}, f(...), the length of a crafted table) are stopped by the budget (1011 script timeout), not after seconds of node time', async () => {
+  // A budget roomy enough for building the tables on a busy machine; still a tenth of the bound below.
+  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE }, callBudget: 1000 }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    for (let from = 1; from <= 100_000; from += 10_000) {
+      await bystander.request(`U, T = U or {}, T or {} for i = ${from}, ${from + 9_999} do U[i] = i T[i] = true end`);
+    }
+    // Keys k, 2k, 4k, ... past 2^30 with k = #T + 1 make fengari's #T check every key from 1 on.
+    assert.equal(await bystander.request(`local chain = 0 repeat chain = chain + 1 local k, steps = #U + chain + 1, 0 while k * 2^steps <= 2^31 do steps = steps + 1 end until steps + 1 == chain
+      for step = 0, chain - 1 do T[math.floor((#U + chain + 1) * 2^step)] = true end return #T`), '[100000]');
+    let closes = 0;
+    for (const [name, source] of Object.entries(BULK_LOOPS)) {
+      const started = Date.now();
+      const { code, reason } = await attack(node, source);
+      const took = Date.now() - started;
+      assert.deepEqual({ code, reason }, { code: 1011, reason: 'script timeout' }, name);
+      // Without counting the values each instruction moves, 20,000 of them ran before the budget could stop the call: 25 s to 7 min.
+      assert.ok(took < 10_000, `${name} held the node for ${took} ms`);
+      await closesReach(bystander, ++closes);
+      await healthy(node, bystander);
+    }
+    bystander.close();
+  });
+});
+
 const LOOPS = {
   'an xpcall handler that loops': 'return xpcall(function() error("x") end, function(e) while true do end end)',
   'an xpcall handler that loops after the budget error': 'return xpcall(function() while true do end end, function(e) while true do end end)',

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { raise, type LuaState, type LuaFunction } from './fengari/index';
 import {
   globalStateOf, hookBeforeNextInstruction, guardConcat, concatBytesExact, raiseRuntimeError, afterHostCalls, capBuffers,
-  countPatternSteps, guardCompare,
+  countPatternSteps, guardCompare, guardBulkInstructions, chargeInstructions,
 } from './fengari/runtime-patches';
 
 /**
@@ -146,6 +146,7 @@ function installPatches(): void {
   });
   guardConcat(NUMBER_TEXT, checkConcat);
   guardCompare(checkCompare);
+  guardBulkInstructions(chargeBulk);
   afterHostCalls(untimed, lookAtClock);
   capBuffers({
     maxBytes: (L) => limitsOf(L)?.maxStringSize ?? Infinity,
@@ -181,6 +182,18 @@ function checkConcat(L: LuaState, bytes: number): void {
 /** A `==`, `<` or `<=` about to read `bytes` of each of two strings: a long one asks for a budget check. */
 function checkCompare(L: LuaState, bytes: number): void {
   if (bytes >= LARGE_BYTES) checkBudgetSoon(L);
+}
+
+/** Values below this many an instruction moves in the time of a few instructions: not worth a charge. */
+const BULK_VALUES = 64;
+
+/**
+ * An instruction about to walk `values` stack values or table entries: it counts as that many
+ * instructions towards the next budget check, so a loop of them is stopped as soon as a loop of
+ * ordinary instructions doing the same work would be.
+ */
+function chargeBulk(L: LuaState, values: number): void {
+  if (values >= BULK_VALUES) chargeInstructions(L, values);
 }
 
 /** Host functions that are cheap or request budget checks themselves: calls to them are not timed. */

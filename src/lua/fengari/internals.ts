@@ -18,6 +18,14 @@ export const ldebug = privateModule('ldebug.js') as {
 export const lobject = privateModule('lobject.js') as {
   luaO_tostring(L: LuaState, value: object): void;
 };
+export const ltable = privateModule('ltable.js') as {
+  luaH_getint(table: TableObject, key: number): StackValue;
+};
+
+/** A table (fengari's Table): its entries live in one Map. */
+export interface TableObject {
+  strong: Map<unknown, unknown>;
+}
 const lopcodes = privateModule('lopcodes.js') as { OpCodesI: Record<string, number> };
 const defs = privateModule('defs.js') as { constant_types: Record<string, number> };
 
@@ -25,6 +33,11 @@ export const OP_CONCAT = lopcodes.OpCodesI.OP_CONCAT;
 export const OP_EQ = lopcodes.OpCodesI.OP_EQ;
 export const OP_LT = lopcodes.OpCodesI.OP_LT;
 export const OP_LE = lopcodes.OpCodesI.OP_LE;
+export const OP_VARARG = lopcodes.OpCodesI.OP_VARARG;
+export const OP_CALL = lopcodes.OpCodesI.OP_CALL;
+export const OP_TAILCALL = lopcodes.OpCodesI.OP_TAILCALL;
+export const OP_SETLIST = lopcodes.OpCodesI.OP_SETLIST;
+export const OP_LEN = lopcodes.OpCodesI.OP_LEN;
 export const OP_RETURN = lopcodes.OpCodesI.OP_RETURN;
 /** Value types of a Lua closure and of a JS function, as fengari tags stack values. */
 export const LUA_TLCL = defs.constant_types.LUA_TLCL;
@@ -36,6 +49,8 @@ export interface StackValue {
   value: unknown;
   ttisstring(): boolean;
   ttisnumber(): boolean;
+  ttistable(): boolean;
+  ttisnil(): boolean;
   vslen(): number;
 }
 
@@ -49,10 +64,12 @@ export interface Thread {
   top: number;
   ci: {
     /** The running function; a Lua closure's `p.k` holds its constants (RK operands with the 256 bit set). */
-    func: { value: { p?: { k: StackValue[] } } };
+    func: { value: { p?: { k: StackValue[]; numparams: number } } };
+    /** Stack index of the running function. */
+    funcOff: number;
     callstatus: number;
     l_base: number;
-    l_code: Array<{ opcode: number; B: number; C: number }>;
+    l_code: Array<{ opcode: number; A: number; B: number; C: number }>;
     l_savedpc: number;
   };
   stack: StackValue[];

@@ -173,6 +173,12 @@ export const RUNTIME_PATCHES: ReadonlyArray<{ name: string; where: string; reaso
     test: 'test/script-fault-isolation.test.ts: loops of compares or tostring over huge strings are stopped by the budget (1011 script timeout), not after seconds of node time',
   },
   {
+    name: 'bulk instructions count their values',
+    where: 'src/lua/fengari/runtime-patches.ts guardBulkInstructions (wraps ldebug.luaG_traceexec; policy: src/lua/limits.ts)',
+    reason: '`...`, `f(...)`, `return ...`, `{...}` and `#t` of a crafted table walk up to 100,000 values in one instruction: a loop of them ran for minutes between budget checks.',
+    test: 'test/script-fault-isolation.test.ts: loops of instructions that move 100,000 values ({...}, f(...), the length of a crafted table) are stopped by the budget (1011 script timeout), not after seconds of node time',
+  },
+  {
     name: 'slow host calls ask for a budget check',
     where: 'src/lua/fengari/runtime-patches.ts afterHostCalls (wraps ldo.luaD_precall; policy: src/lua/limits.ts)',
     reason: 'Library calls run without the hook; a loop of slow calls would run about 1000 of them between two checks.',

@@ -7,7 +7,8 @@
  */
 import { lua, lauxlib, lualib, K, luaString, type LuaState } from './index';
 import {
-  ldo, ldebug, lobject, threadOf, OP_CONCAT, OP_EQ, OP_LT, OP_LE, OP_RETURN, LUA_TLCL, LUA_TLCF, type Thread,
+  ldo, ldebug, lobject, ltable, threadOf, OP_CONCAT, OP_EQ, OP_LT, OP_LE, OP_RETURN, OP_VARARG, OP_CALL, OP_TAILCALL,
+  OP_SETLIST, OP_LEN, LUA_TLCL, LUA_TLCF, type Thread, type TableObject,
 } from './internals';
 
 /** The object a state shares with all its coroutines (fengari's global_State): a key for per-state data. */
@@ -87,7 +88,45 @@ export function guardCompare(check: (L: LuaState, bytes: number) => void): void 
 /** An RK operand with this bit set names a constant of the running function (lopcodes BITRK). */
 const RK_CONSTANT = 1 << 8;
 
-type InstructionCheck = (state: LuaState, L: Thread, ci: Thread['ci'], instruction: { B: number; C: number }) => void;
+/**
+ * Instructions whose work grows with the values they move: `...` (OP_VARARG), a call or return of a
+ * run of values (`f(...)`, `return ...`, B = 0), a table constructor of one (`{...}`, OP_SETLIST), and
+ * `#t` of a table built so fengari's border search falls back to a linear scan (it doubles from
+ * `t[size + 1]`; a present key there is the sign). 100,000 varargs copied by each of a loop's
+ * instructions held the node for 25 s to 7 min between two looks of the count hook. `charge(L, n)`
+ * runs before such an instruction with the number of values it will walk (for `#t`, the table's size).
+ */
+export function guardBulkInstructions(charge: (L: LuaState, values: number) => void): void {
+  const run = (L: Thread, first: number) => L.top - first;
+  watchInstructions(OP_VARARG, (state, _L, ci, instruction) => {
+    if (instruction.B !== 0) return;
+    const count = ci.l_base - ci.funcOff - (ci.func.value.p?.numparams ?? 0) - 1;
+    if (count > 0) charge(state, count);
+  });
+  for (const op of [OP_CALL, OP_TAILCALL, OP_SETLIST]) {
+    watchInstructions(op, (state, L, ci, instruction) => {
+      if (instruction.B === 0) charge(state, run(L, ci.l_base + instruction.A + 1));
+    });
+  }
+  watchInstructions(OP_RETURN, (state, L, ci, instruction) => {
+    if (instruction.B === 0) charge(state, run(L, ci.l_base + instruction.A));
+  });
+  watchInstructions(OP_LEN, (state, L, ci, instruction) => {
+    const operand = L.stack[ci.l_base + instruction.B];
+    if (!operand?.ttistable()) return;
+    const table = operand.value as TableObject;
+    const size = table.strong.size;
+    if (!ltable.luaH_getint(table, size + 1).ttisnil()) charge(state, size);
+  });
+}
+
+/** Makes the count hook of `L` fire `n` instructions sooner: before the next instruction at the latest. */
+export function chargeInstructions(L: LuaState, n: number): void {
+  const thread = threadOf(L);
+  if (thread.hookmask & lua.LUA_MASKCOUNT) thread.hookcount = Math.max(1, thread.hookcount - n);
+}
+
+type InstructionCheck = (state: LuaState, L: Thread, ci: Thread['ci'], instruction: { A: number; B: number; C: number }) => void;
 
 /** Checks by opcode, run by the one wrapper of luaG_traceexec before their instruction. */
 const instructionChecks: Array<InstructionCheck | undefined> = [];
