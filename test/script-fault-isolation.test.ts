@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { withNode, withTimeout, TestClient, type TestNode, waitFor } from './support/helpers';
 import { startListening, seedEngineFolder, residentBytes } from './support/engine-process';
 
@@ -176,6 +178,37 @@ test('connection contexts count against engine.luavm.limits.maxMemory: a script 
       await closesReach(bystander, round);
     }
     await waitFor('the kept connections hold no context values', async () => (await bystander.request(KEPT_VALUES)) === '[0]', 20_000);
+    await healthy(node, bystander);
+    bystander.close();
+  });
+});
+
+/** Runs a full garbage collection (what --expose-gc offers, without the flag on the test command). */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+test('a connection a script keeps in a global after it closed is let go: its userdata answers as a closed connection', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE } }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    const client = await TestClient.open(node.wsUrl);
+    const id = JSON.parse(await client.request('kept = mix.websocket() kept:set_context_value("uid", 7) return kept:client_id()'))[0] as string;
+    const server = node.engine.servers[0] as unknown as { sessions: Map<{ clientId: string }, unknown> };
+    const conn = new WeakRef([...server.sessions.keys()].find((candidate) => candidate.clientId === id) as object);
+    assert.ok(conn.deref(), 'the connection is found');
+    client.close();
+    await closesReach(bystander, 1);
+    await waitFor('the server forgot the connection', () => ![...server.sessions.keys()].some((candidate) => candidate.clientId === id), 20_000);
+    // Each kept connection held its socket objects (about 4 KiB), which the memory estimate counted as 128 bytes.
+    await waitFor('the closed connection is collected', async () => {
+      collectGarbage();
+      await new Promise((resolve) => setImmediate(resolve));
+      return conn.deref() === undefined;
+    }, 20_000, 200);
+    assert.equal(await bystander.request(`local ctx = kept:context() kept:set_context_value("uid", 8)
+      return kept:client_id(), next(ctx) == nil, kept:context_value("uid") == nil, kept:send("x"), kept:subscribe("room"), kept:unsubscribe("room")`),
+      JSON.stringify([id, true, true, 'send failed: connection closed or its buffer is full', 'connection closed']));
     await healthy(node, bystander);
     bystander.close();
   });

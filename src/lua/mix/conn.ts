@@ -3,7 +3,7 @@ import { pushValue, toJs, ConversionError, type LuaValue } from '../values';
 import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
 import { settle, checkMessageType } from './settle';
-import { WaitTimeoutError } from '../../session/context';
+import { WaitTimeoutError, ConnectionContext } from '../../session/context';
 import { stateLimits, markUntimed } from '../limits';
 
 const { lua_pushstring, lua_pushnil, lua_gettop, lua_settop, lua_newuserdata, lua_createtable, lua_setfield, lua_pushvalue,
@@ -62,6 +62,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     return bytes;
   });
   const wrote = (conn: ScriptConnection): void => {
+    if (released.has(conn)) return;
     written.add(conn);
     writtenBy.set(conn, written);
   };
@@ -103,6 +104,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     set_context: (L) => {
       const conn = self(L);
       luaL_checktype(L, 2, lua.LUA_TTABLE);
+      if (released.has(conn)) return 0;
       conn.context.apply('set_context', contextValue(L, 2));
       wrote(conn);
       return 0;
@@ -111,6 +113,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
       const conn = self(L);
       const key = luaToJsString(luaL_checklstring(L, 2));
       luaL_checkany(L, 3);
+      if (released.has(conn)) return 0;
       conn.context.apply('set_context_value', key, contextValue(L, 3));
       wrote(conn);
       return 0;
@@ -123,6 +126,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     },
     unsubscribe: (L) => {
       const conn = self(L);
+      if (released.has(conn)) return pushError(L, null);
       return settle(vm, L, host.unsubscribe(conn, stringArgs(L, 2)), pushError);
     },
     send: (L) => {
@@ -157,7 +161,9 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
 /** Pushes the connection's userdata, creating it on first use (one per connection). */
 export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptConnection): void {
   if (conn.luaValue === null) {
-    (lua_newuserdata(vm.L, 0) as { conn: ScriptConnection }).conn = conn;
+    const block = lua_newuserdata(vm.L, 0) as UserdataBlock;
+    block.conn = conn;
+    blocks.set(conn, block);
     luaL_setmetatable(vm.L, CONN);
     conn.luaValue = holdTop(vm.L);
   }
@@ -167,14 +173,50 @@ export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptC
 /** The set of written contexts (of its VM) each connection is in. */
 const writtenBy = new WeakMap<ScriptConnection, Set<ScriptConnection>>();
 
+/** What a connection's userdata holds: the connection, until releaseConn swaps in a stand-in. */
+interface UserdataBlock {
+  conn: ScriptConnection;
+}
+
+/** The userdata block of each connection that has one. */
+const blocks = new WeakMap<ScriptConnection, UserdataBlock>();
+
+/** Stand-ins for released connections (see releaseConn). */
+const released = new WeakSet<ScriptConnection>();
+
 /**
- * Lets the connection's userdata go once its last hook has run, and drops its context values: a
- * script may still hold the userdata (in a global table), which kept every closed connection's
- * context, uncounted.
+ * A closed connection's identity without the connection: what a script that kept a connection's
+ * userdata after its on_close still reaches. Sends fail, context writes are ignored, waits fail at once.
+ */
+function standIn(conn: ScriptConnection): ScriptConnection {
+  const context = new ConnectionContext();
+  context.close('connection closed');
+  const closed: ScriptConnection = {
+    clientId: conn.clientId,
+    remoteAddr: conn.remoteAddr,
+    context,
+    open: false,
+    luaValue: null,
+    send: () => false,
+    close: () => undefined,
+    ...(conn.clearBuffer ? { clearBuffer: () => undefined } : {}),
+  };
+  released.add(closed);
+  return closed;
+}
+
+/**
+ * Lets the connection go once its last hook has run. A script may still hold its userdata (in a
+ * global table): the userdata then points at a stand-in, so it no longer keeps the connection (its
+ * socket objects, about 4 KiB) nor its context values, which the memory estimate counted as a
+ * userdata of 128 bytes.
  */
 export function releaseConn(conn: ScriptConnection): void {
   conn.luaValue = null;
   conn.context.clear();
   writtenBy.get(conn)?.delete(conn);
   writtenBy.delete(conn);
+  const block = blocks.get(conn);
+  if (block) block.conn = standIn(conn);
+  blocks.delete(conn);
 }
