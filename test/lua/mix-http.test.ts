@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startNode, TestClient, EVAL, freePort, type Json, type TestNode } from '../support/helpers';
-import { parseDuration, MAX_BODY_BYTES } from '../../src/lua/mix/http';
+import { parseDuration, MAX_BODY_BYTES, MAX_BODIES_BYTES } from '../../src/lua/mix/http';
 
 // mix.http.request against a real HTTP server on 127.0.0.1, from hooks of a real node.
 let node: TestNode;
@@ -12,6 +12,9 @@ let base: string;
 let client: TestClient;
 /** Requests to /hang, never answered. */
 const hanging: http.IncomingMessage[] = [];
+/** Responses to /half, which send half of the largest body and then nothing. */
+const halves: http.ServerResponse[] = [];
+const HALF = Buffer.alloc(MAX_BODY_BYTES / 2, 0x61);
 
 before(async () => {
   web = http.createServer((req, res) => {
@@ -39,6 +42,10 @@ before(async () => {
         res.end(Buffer.from([0, 255, 1, 128]));
       } else if (url.pathname === '/big') {
         res.end(Buffer.alloc(MAX_BODY_BYTES + 1, 0x61));
+      } else if (url.pathname === '/half') {
+        res.writeHead(200, { 'Content-Length': String(MAX_BODY_BYTES) });
+        res.write(HALF);
+        halves.push(res);
       } else if (url.pathname === '/hang') {
         // Never answers; the request's timeout must end it.
         hanging.push(req);
@@ -205,4 +212,25 @@ test('a connection that closes while its hook waits on a request releases it: th
   assert.equal((await watcher.next(5000)).data, `${id} nil`);
   await aborted;
   watcher.close();
+});
+
+test('bodies being read at once are capped over all connections: one connection each past MAX_BODIES_BYTES gets nil, err', async () => {
+  // Each client waits on a body of which 8 MiB arrived; together they would hold more than MAX_BODIES_BYTES.
+  const count = MAX_BODIES_BYTES / HALF.length + 4;
+  const clients = await Promise.all(Array.from({ length: count }, () => TestClient.open(node.wsUrl)));
+  try {
+    const answers = clients.map((each) => {
+      each.send(`local resp, err = mix.http.request("GET", "${base}/half", { timeout = 60 }) return err`);
+      return each.next(90_000).then((message) => message.data, () => 'closed');
+    });
+    const refused = await Promise.race(answers);
+    assert.match(refused, /response bodies being read exceed 268435456 bytes in all/);
+  } finally {
+    for (const res of halves.splice(0)) res.destroy();
+    for (const each of clients) each.close();
+  }
+  // The bodies of the ended requests no longer count: a request reads a whole body again.
+  const { resp, err } = await request(`"GET", "${base}/binary"`, false);
+  assert.equal(err, null);
+  assert.equal(resp.body_size, 4);
 });

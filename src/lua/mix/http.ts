@@ -196,21 +196,36 @@ function parseCookies(lines: string[]): Array<[string, string]> {
   return cookies;
 }
 
-/** Reads a body up to MAX_BODY_BYTES. */
+/**
+ * Bytes of response bodies the requests of this process may hold at once while reading them. Each
+ * body is capped at MAX_BODY_BYTES, but every connection's hook may wait on a request of its own: a
+ * script fetching a large file per connection held 16 MiB per client, out of sight of maxMemory.
+ */
+export const MAX_BODIES_BYTES = 16 * MAX_BODY_BYTES;
+/** Bytes the bodies being read hold now. */
+let bodiesBytes = 0;
+
+/** Reads a body up to MAX_BODY_BYTES, while the bodies being read stay within MAX_BODIES_BYTES. */
 async function readBody(response: Response): Promise<Buffer> {
   if (!response.body) return Buffer.alloc(0);
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = response.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return Buffer.concat(chunks, size);
-    size += value.byteLength;
-    if (size > MAX_BODY_BYTES) {
-      await reader.cancel().catch(() => undefined);
-      throw new Error(`response body larger than ${MAX_BODY_BYTES} bytes`);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return Buffer.concat(chunks, size);
+      size += value.byteLength;
+      bodiesBytes += value.byteLength;
+      if (size > MAX_BODY_BYTES || bodiesBytes > MAX_BODIES_BYTES) {
+        await reader.cancel().catch(() => undefined);
+        throw new Error(size > MAX_BODY_BYTES ? `response body larger than ${MAX_BODY_BYTES} bytes`
+          : `response bodies being read exceed ${MAX_BODIES_BYTES} bytes in all`);
+      }
+      chunks.push(value);
     }
-    chunks.push(value);
+  } finally {
+    bodiesBytes -= size;
   }
 }
 
@@ -310,7 +325,7 @@ function pushResponse(L: LuaState, response: HttpResponse): number {
  * `query` (replaces the URL's query, as gluahttp does), `body`, `headers`, `cookies`, `auth`, `timeout`
  * (seconds or a Go duration, default 30 s, covering the whole exchange). Redirects are followed;
  * `resp.url` is the final URL. A non-2xx status is a response, not an error; transport failures,
- * timeouts, bodies over 16 MiB and non-http(s) URLs give `nil, err`. A repeated response header's
+ * timeouts, bodies over 16 MiB (or past 256 MiB of bodies being read at once) and non-http(s) URLs give `nil, err`. A repeated response header's
  * values are joined with ", " (except Set-Cookie, which gives its first line, as Go's Header.Get).
  */
 function request(vm: LuaVM<ScriptConnection>): LuaFunction {
