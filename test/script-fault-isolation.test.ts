@@ -98,7 +98,9 @@ test('host calls over huge or shared inputs fail with a Lua error (1011) instead
     'json_decode': ['assert(mix.json_decode("[" .. string.rep("0,", 2^23 - 2) .. "0]"))', 'invalid JSON: more than 100000 values'],
     'string.format %q': ['string.format("%q", string.rep("\\0", 2^23))', 'exceeds the 16777216-byte limit'],
   };
-  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE } }, async (node) => {
+  // The caps, not the budget, must stop these: building a 16 MiB input alone took more than the default
+  // 100 ms on a busy 2-core machine, and json_decode was then stopped as a timeout.
+  await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE }, callBudget: 1000 }, async (node) => {
     const bystander = await TestClient.open(node.wsUrl);
     let closes = 0;
     for (const [name, [source, error]] of Object.entries(attacks)) {
