@@ -78,7 +78,8 @@ export function guardCompare(check: (L: LuaState, bytes: number) => void): void 
       const b = instruction.B & RK_CONSTANT ? k[instruction.B & ~RK_CONSTANT] : L.stack[ci.l_base + instruction.B];
       const c = instruction.C & RK_CONSTANT ? k[instruction.C & ~RK_CONSTANT] : L.stack[ci.l_base + instruction.C];
       if (!b?.ttisstring() || !c?.ttisstring()) return;
-      const [left, right] = [b.vslen(), c.vslen()];
+      const left = b.vslen();
+      const right = c.vslen();
       if (op === OP_EQ && left !== right) return;
       check(state, Math.min(left, right));
     });
@@ -98,19 +99,14 @@ const RK_CONSTANT = 1 << 8;
  */
 export function guardBulkInstructions(charge: (L: LuaState, values: number) => void): void {
   const run = (L: Thread, first: number) => L.top - first;
-  watchInstructions(OP_VARARG, (state, _L, ci, instruction) => {
-    if (instruction.B !== 0) return;
+  watchInstructions(OP_VARARG, (state, _L, ci) => {
     const count = ci.l_base - ci.funcOff - (ci.func.value.p?.numparams ?? 0) - 1;
     if (count > 0) charge(state, count);
-  });
+  }, OPEN_RUN);
   for (const op of [OP_CALL, OP_TAILCALL, OP_SETLIST]) {
-    watchInstructions(op, (state, L, ci, instruction) => {
-      if (instruction.B === 0) charge(state, run(L, ci.l_base + instruction.A + 1));
-    });
+    watchInstructions(op, (state, L, ci, instruction) => charge(state, run(L, ci.l_base + instruction.A + 1)), OPEN_RUN);
   }
-  watchInstructions(OP_RETURN, (state, L, ci, instruction) => {
-    if (instruction.B === 0) charge(state, run(L, ci.l_base + instruction.A));
-  });
+  watchInstructions(OP_RETURN, (state, L, ci, instruction) => charge(state, run(L, ci.l_base + instruction.A)), OPEN_RUN);
   watchInstructions(OP_LEN, (state, L, ci, instruction) => {
     const operand = L.stack[ci.l_base + instruction.B];
     if (!operand?.ttistable()) return;
@@ -131,12 +127,22 @@ type InstructionCheck = (state: LuaState, L: Thread, ci: Thread['ci'], instructi
 /** Checks by opcode, run by the one wrapper of luaG_traceexec before their instruction. */
 const instructionChecks: Array<InstructionCheck | undefined> = [];
 
+/** When an opcode's check runs: never, before every such instruction, or only for an open run (B = 0). */
+const UNWATCHED = 0;
+const EVERY = 1;
+const OPEN_RUN = 2;
 /**
- * Runs `check` before every instruction of opcode `op` while the count hook is armed: the VM calls
- * luaG_traceexec before each instruction then. One wrapper serves every opcode (an array lookup per
- * instruction), installed with the first check.
+ * Each opcode's UNWATCHED, EVERY or OPEN_RUN. Every instruction of every call passes the wrapper: most
+ * leave after one byte read, and calls and returns of a fixed number of values without calling a check.
  */
-function watchInstructions(op: number, check: InstructionCheck): void {
+const watched = new Uint8Array(64);
+
+/**
+ * Runs `check` before instructions of opcode `op` (all of them, or with `when` OPEN_RUN only those
+ * moving a run of values up to the top) while the count hook is armed: the VM calls luaG_traceexec
+ * before each instruction then. One wrapper serves every opcode, installed with the first check.
+ */
+function watchInstructions(op: number, check: InstructionCheck, when: typeof EVERY | typeof OPEN_RUN = EVERY): void {
   if (instructionChecks.length === 0) {
     const traceexec = ldebug.luaG_traceexec;
     if (typeof traceexec !== 'function') throw new Error('fengari internals changed: ldebug.luaG_traceexec is missing');
@@ -144,11 +150,16 @@ function watchInstructions(op: number, check: InstructionCheck): void {
       const L = threadOf(state);
       const ci = L.ci;
       const instruction = ci.l_code[ci.l_savedpc - 1];
-      instructionChecks[instruction.opcode]?.(state, L, ci, instruction);
+      const kind = watched[instruction.opcode];
+      if (kind !== UNWATCHED && (kind === EVERY || instruction.B === 0)) {
+        (instructionChecks[instruction.opcode] as InstructionCheck)(state, L, ci, instruction);
+      }
       traceexec(state);
     };
   }
+  if (!(op >= 0 && op < watched.length)) throw new Error(`fengari internals changed: opcode ${op} out of range`);
   instructionChecks[op] = check;
+  watched[op] = when;
 }
 
 function concatBytes(L: Thread, first: number, last: number, numberBytes: number): number {
