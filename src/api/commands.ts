@@ -123,7 +123,7 @@ export function unavailable(error: unknown): never {
 const MAX_CONTEXT_DEPTH = 64;
 
 /** Whether `value` nests arrays/objects deeper than `limit` levels. */
-function nestedDeeper(value: unknown, limit: number): boolean {
+export function nestedDeeper(value: unknown, limit: number): boolean {
   if (value === null || typeof value !== 'object') return false;
   if (limit <= 0) return true;
   return Object.values(value).some((item) => nestedDeeper(item, limit - 1));

@@ -32,6 +32,12 @@ export interface WsApiOptions {
   writeTimeout: number;
 }
 
+/**
+ * How deeply a request id may nest: answers echo it, and JSON.stringify of a value nested ~10,000 levels
+ * overflows the stack (a 200 KB frame of brackets is enough).
+ */
+const MAX_ID_DEPTH = 64;
+
 /** Bytes a consumer may have waiting to be sent before queue items wait in the queue instead. */
 const CONSUMER_HIGH_WATER = 1024 * 1024;
 
@@ -168,6 +174,10 @@ export class WsApi {
       const request = parseJsonKeepingIds(data.toString('utf8')) as Record<string, unknown> | null;
       if (request === null || typeof request !== 'object' || Array.isArray(request)) throw invalidParams('a request must be a JSON object {m, p, i}');
       id = request.i ?? request.id ?? null;
+      if (commands.nestedDeeper(id, MAX_ID_DEPTH)) {
+        id = null;
+        throw invalidParams(`i may nest at most ${MAX_ID_DEPTH} levels`);
+      }
       const result = this.dispatch(session, request.m, unwrapParams(request.p));
       session.answer(whenSettled(result, (r) => ok(r, id), (error) => failure(error, id)));
     } catch (error) {
@@ -192,7 +202,8 @@ export class WsApi {
       case 'queue.unpop':
         return commands.unpop(this.node.queue, session);
       default:
-        throw invalidParams(`unknown method ${JSON.stringify(method)}`);
+        // Only a string is echoed: any other value may be too deep to serialise.
+        throw invalidParams(typeof method === 'string' ? `unknown method ${JSON.stringify(method)}` : 'm must be a method name (a string)');
     }
   }
 
