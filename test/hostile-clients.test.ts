@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { post, withTimeout } from './support/helpers';
+import { post, withTimeout, get, waitFor } from './support/helpers';
 import { ApiClient, type ApiFrame } from './support/api-client';
-import { assertHealthy, seedEngineFolder, startListening, stopEngine } from './support/engine-process';
+import { assertHealthy, seedEngineFolder, startListening, stopEngine, residentBytes, mib } from './support/engine-process';
+import { RedisServer } from './support/redis';
+import { meshYaml } from './support/mesh';
 
 // Hostile clients against an engine in a process of its own, so that a request that kills or freezes
 // the node shows as the node's death (not this test process's): what each sends is answered with a
@@ -44,5 +46,47 @@ test('a /ws/v1 request whose id or method nests 100,000 levels answers 101 and t
     api.close();
   } finally {
     await stopEngine(engine);
+  }
+});
+
+/** Backends publishing at once while Redis is frozen (each HTTP body is in flight up to 1 s). */
+const BACKENDS = 24;
+
+test('Redis frozen while backends publish 1 MB messages as fast as they are answered: the node stops writing to Redis, memory stays bounded', async (t) => {
+  const redis = await RedisServer.start();
+  const { file, apiUrl } = await seedEngineFolder({ engineYaml: meshYaml([redis.address], 'frozen:') });
+  const engine = await startListening(file);
+  try {
+    const pid = engine.child.pid as number;
+    await waitFor('the node is ready', async () => (await get(`${apiUrl}/readyz`)).status === 200, 20_000, 200);
+    redis.freeze();
+    const before = residentBytes(pid);
+    let most = before;
+    const body = JSON.stringify({ c: 'video:1', d: 'x'.repeat(1024 * 1024) });
+    const messages: string[] = [];
+    let answered = 0;
+    // BACKENDS backends, each publishing again as soon as it is answered (as a backend retrying an E would), for 10 s.
+    const until = Date.now() + 10_000;
+    await Promise.all(Array.from({ length: BACKENDS }, async () => {
+      while (Date.now() < until) {
+        const answer = await post(`${apiUrl}/v1/mesh/publish`, body);
+        answered++;
+        if (answer.json.E) messages.push(answer.json.E.m);
+        most = Math.max(most, residentBytes(pid));
+      }
+    }));
+    t.diagnostic(`${answered} publishes answered; resident memory ${mib(before)} -> at most ${mib(most)}`);
+    // The bodies in flight and their garbage cost ~130 MiB. Each publish held in the Redis connection
+    // costs its message more than once: without a bound the node grew by over 400 MiB in these 10 s,
+    // and on for as long as Redis stayed frozen.
+    assert.ok(most - before < 256 * 1024 * 1024, `the node grew by ${mib(most - before)}`);
+    assert.ok(messages.some((m) => /Redis is not reading/.test(m) && /delivered on this node only/.test(m)), messages.slice(-3).join('\n'));
+    await assertHealthy(engine, apiUrl);
+    redis.thaw();
+    await waitFor('publishes reach Redis again', async () => (await post(`${apiUrl}/v1/mesh/publish`, { c: 'video:1', d: 'x' })).json.E === null, 20_000, 200);
+  } finally {
+    redis.thaw();
+    await stopEngine(engine);
+    await redis.stop();
   }
 });
