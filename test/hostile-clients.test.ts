@@ -1,10 +1,13 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { post, withTimeout, get, waitFor } from './support/helpers';
 import { ApiClient, type ApiFrame } from './support/api-client';
 import { assertHealthy, seedEngineFolder, startListening, stopEngine, residentBytes, mib } from './support/engine-process';
 import { RedisServer } from './support/redis';
 import { meshYaml } from './support/mesh';
+import { upgradeRequest } from './support/raw-ws';
 
 // Hostile clients against an engine in a process of its own, so that a request that kills or freezes
 // the node shows as the node's death (not this test process's): what each sends is answered with a
@@ -88,5 +91,40 @@ test('Redis frozen while backends publish 1 MB messages as fast as they are answ
     redis.thaw();
     await stopEngine(engine);
     await redis.stop();
+  }
+});
+
+/** Descriptors the process `pid` holds. */
+function descriptors(pid: number): number {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** Sends an upgrade request for `url` on a new socket that never closes; resolves once it is answered. */
+async function stubbornUpgrade(url: URL): Promise<net.Socket> {
+  // allowHalfOpen: the node's FIN does not end this side, so the client never closes its half.
+  const socket = net.connect({ port: Number(url.port), host: '127.0.0.1', allowHalfOpen: true });
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  const answered = new Promise((resolve) => socket.once('data', resolve));
+  socket.write(upgradeRequest(url));
+  await withTimeout(answered, 10_000, 'no answer to the upgrade');
+  return socket;
+}
+
+test('upgrades refused by the business server and by the API, from clients that never close, do not keep their descriptors', async () => {
+  const { file, wsUrl, apiUrl } = await seedEngineFolder();
+  const engine = await startListening(file);
+  const sockets: net.Socket[] = [];
+  try {
+    const pid = engine.child.pid as number;
+    const before = descriptors(pid);
+    const refusedPaths = [new URL(wsUrl.replace('/barrage-videos', '/elsewhere')), new URL(`${apiUrl.replace(/^http/, 'ws')}/ws/v2`)];
+    for (const url of refusedPaths) for (let i = 0; i < 50; i++) sockets.push(await stubbornUpgrade(url));
+    // Each refusal used to end its half of the connection and wait for the client's, forever.
+    await waitFor('the node holds no descriptor for the 100 refused upgrades', () => descriptors(pid) < before + 10, 20_000, 200);
+    await assertHealthy(engine, apiUrl);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await stopEngine(engine);
   }
 });

@@ -1,5 +1,6 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { destroySocket } from './http-request';
 
 /** What a refusal says besides its status: a body (none by default) and extra headers. */
 export interface RefusalBody {
@@ -26,6 +27,9 @@ export function refuse(target: Duplex | ServerResponse, status: number, refusal:
   }
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+  // end() closes only our half: a client that never closes its own would keep the descriptor for good
+  // (an upgraded socket has no server timeout left). Once the answer is handed to the kernel, let go.
+  target.once('finish', destroySocket);
   target.end(`${head}\r\n${body}`);
 }
 
