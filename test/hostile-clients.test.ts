@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { post, withTimeout, get, waitFor } from './support/helpers';
+import { post, withTimeout, get, waitFor, withNode, TestClient, EVAL } from './support/helpers';
 import { ApiClient, type ApiFrame } from './support/api-client';
 import { assertHealthy, seedEngineFolder, startListening, stopEngine, residentBytes, mib } from './support/engine-process';
 import { RedisServer } from './support/redis';
@@ -127,4 +127,37 @@ test('upgrades refused by the business server and by the API, from clients that 
     for (const socket of sockets) socket.destroy();
     await stopEngine(engine);
   }
+});
+
+test('a connection context holds at most 16 MiB: conn.call past it answers 301, a script write past it is a Lua error, and room comes back', async () => {
+  // A budget for the script that builds 18 MiB of strings in Fengari.
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, callBudget: 5000 }, async (node) => {
+    const viewer = await TestClient.open(node.wsUrl);
+    const [id] = JSON.parse(await viewer.request('return mix.websocket():client_id()')) as [string];
+    const api = await ApiClient.open(node.apiUrl);
+    const mebibyte = 'v'.repeat(1024 * 1024);
+    // A backend setting a new key each time: without a cap, each call grew the node by its value for good.
+    let refused: ApiFrame | null = null;
+    let stored = 0;
+    for (; stored < 40 && !refused; stored++) {
+      const answer = await api.call('conn.call', { c: id, f: 'set_context_value', a: [`k${stored}`, mebibyte] });
+      if (answer.E) refused = answer;
+    }
+    assert.equal(refused?.E?.c, 301, `${stored} values of 1 MiB were all stored`);
+    assert.match(refused.E.m, /over its limit of 16777216/);
+    assert.equal(stored, 16, 'the 16th value of 1 MiB is the one past 16 MiB');
+    // The refused write changed nothing; replacing a value with one of the same size still fits.
+    assert.equal(await viewer.request('local c = mix.websocket() return c:context_value("k15") == nil, #c:context_value("k0")'), `[true,${mebibyte.length}]`);
+    assert.deepEqual((await api.call('conn.call', { c: id, f: 'set_context_value', a: ['k0', mebibyte] })).r, { s: true });
+    // The script meets the same limit as a Lua error; set_context over it changes nothing either.
+    const scriptWrite = await viewer.request('local c = mix.websocket() local ok, err = pcall(c.set_context_value, c, "big", string.rep("y", 2 * 1024 * 1024)) return ok, err');
+    assert.match(scriptWrite, /^\[false,".*over its limit of 16777216"\]$/);
+    const table = await viewer.request('local c = mix.websocket() local ok = pcall(c.set_context, c, { a = string.rep("z", 9 * 1024 * 1024), b = string.rep("z", 9 * 1024 * 1024) }) return ok, #c:context_value("k1")');
+    assert.equal(table, `[false,${mebibyte.length}]`);
+    // Removing values makes room again.
+    assert.deepEqual((await api.call('conn.call', { c: id, f: 'set_context', a: [{ small: 1 }] })).r, { s: true });
+    assert.deepEqual((await api.call('conn.call', { c: id, f: 'set_context_value', a: ['k99', mebibyte] })).r, { s: true });
+    api.close();
+    viewer.close();
+  });
 });

@@ -1,5 +1,5 @@
 import type { Broker, CallOutcome, ConnFunction, LocalDelivery, PublishResult } from './broker';
-import type { ConnectionContext } from '../session/context';
+import { ContextFullError, type ConnectionContext } from '../session/context';
 import { frame } from '../wire/frame';
 import type { Metrics, Protocol } from '../metrics';
 
@@ -179,7 +179,12 @@ export class Hub implements LocalDelivery {
     switch (fn) {
       case 'set_context_value':
       case 'set_context':
-        conn.context.apply(fn, args[0], args[1]);
+        try {
+          conn.context.apply(fn, args[0], args[1]);
+        } catch (error) {
+          if (error instanceof ContextFullError) return error.message;
+          throw error;
+        }
         return null;
       case 'subscribe':
         return this.subscribe(conn, args as string[]);

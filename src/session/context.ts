@@ -52,6 +52,16 @@ function entryBytes(key: string, value: ContextValue): number {
 export class WaitTimeoutError extends Error {}
 
 /**
+ * What one connection's context may hold, in bytes as `valueBytes` estimates them (keys included). Backends set values
+ * remotely (`conn.call`, each up to maxBodySize) and scripts from what their clients send: without a
+ * cap, a value under a new key each time grew the node without end.
+ */
+export const MAX_CONTEXT_BYTES = 16 * 1024 * 1024;
+
+/** A context write refused because the context would pass MAX_CONTEXT_BYTES; the context is unchanged. */
+export class ContextFullError extends Error {}
+
+/**
  * A connection's context (CONNMIX's `conn:context()`): named values that live as long as the connection, set from
  * its hooks or remotely by the backend (`conn.call set_context_value`). Holds no nils: setting null
  * removes the key. `waitFor` lets a hook wait until a key is set, whoever sets it.
@@ -84,16 +94,19 @@ export class ConnectionContext {
     return this.values?.get(key);
   }
 
-  /** Sets `key` (null removes it) and wakes whoever waits for it. */
+  /** Sets `key` (null removes it) and wakes whoever waits for it; throws ContextFullError past MAX_CONTEXT_BYTES. */
   set(key: string, value: ContextValue): void {
     const previous = this.values?.get(key);
-    if (previous !== undefined) this.held -= entryBytes(key, previous);
+    const freed = previous === undefined ? 0 : entryBytes(key, previous);
     if (value === null) {
       this.values?.delete(key);
+      this.held -= freed;
       return;
     }
+    const size = entryBytes(key, value);
+    this.checkRoom(this.held - freed + size);
     (this.values ??= new Map()).set(key, value);
-    this.held += entryBytes(key, value);
+    this.held += size - freed;
     const waiting = this.waiters?.get(key);
     if (!waiting) return;
     this.waiters?.delete(key);
@@ -105,11 +118,17 @@ export class ConnectionContext {
     this.held = 0;
   }
 
+  private checkRoom(bytes: number): void {
+    if (bytes > MAX_CONTEXT_BYTES) {
+      throw new ContextFullError(`the connection's context would hold ${bytes} bytes, over its limit of ${MAX_CONTEXT_BYTES}`);
+    }
+  }
+
   /**
    * Applies a context write, the one path for both a hook's `conn:set_context*` and a backend's
    * `conn.call`, given the call's arguments as they come (no array built per call): `set_context_value`
    * takes key and value (null or absent removes the key), `set_context` a table and replaces every value
-   * with the table's (an array's by index).
+   * with the table's (an array's by index). Throws ContextFullError, changing nothing, past MAX_CONTEXT_BYTES.
    */
   apply(write: ContextWrite, first: unknown, second?: unknown): void {
     if (write === 'set_context_value') {
@@ -117,9 +136,11 @@ export class ConnectionContext {
       return;
     }
     const table = first;
+    const entries = table !== null && typeof table === 'object' ? Object.entries(Array.isArray(table) ? { ...table } : table) : [];
+    // All or nothing: a table over the limit leaves the context as it was.
+    this.checkRoom(entries.reduce((sum, [key, value]) => sum + (value === null ? 0 : entryBytes(key, value as ContextValue)), 0));
     this.clear();
-    if (table === null || typeof table !== 'object') return;
-    for (const [key, value] of Object.entries(Array.isArray(table) ? { ...table } : table)) this.set(key, value as ContextValue);
+    for (const [key, value] of entries) this.set(key, value as ContextValue);
   }
 
   entries(): IterableIterator<[string, ContextValue]> {

@@ -3,7 +3,7 @@ import { pushValue, toJs, ConversionError, type LuaValue } from '../values';
 import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
 import { settle, checkMessageType } from './settle';
-import { WaitTimeoutError, ConnectionContext } from '../../session/context';
+import { WaitTimeoutError, ConnectionContext, ContextFullError } from '../../session/context';
 import { stateLimits, markUntimed } from '../limits';
 
 const { lua_pushstring, lua_pushnil, lua_gettop, lua_settop, lua_newuserdata, lua_createtable, lua_setfield, lua_pushvalue,
@@ -33,6 +33,16 @@ function pushError(L: LuaState, error: string | null): number {
 function pushContextValue(L: LuaState, value: LuaValue): number {
   pushValue(L, value);
   return 1;
+}
+
+/** Runs a context write; one past the context's limit is a Lua error, as the other limits' are. */
+function applyContext(L: LuaState, write: () => void): void {
+  try {
+    write();
+  } catch (error) {
+    if (error instanceof ContextFullError) raise(L, error.message);
+    throw error;
+  }
 }
 
 /** Reads a Lua value to store in a context, raising a Lua argument error if it cannot be stored. */
@@ -105,7 +115,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
       const conn = self(L);
       luaL_checktype(L, 2, lua.LUA_TTABLE);
       if (released.has(conn)) return 0;
-      conn.context.apply('set_context', contextValue(L, 2));
+      applyContext(L, () => conn.context.apply('set_context', contextValue(L, 2)));
       wrote(conn);
       return 0;
     },
@@ -114,7 +124,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
       const key = luaToJsString(luaL_checklstring(L, 2));
       luaL_checkany(L, 3);
       if (released.has(conn)) return 0;
-      conn.context.apply('set_context_value', key, contextValue(L, 3));
+      applyContext(L, () => conn.context.apply('set_context_value', key, contextValue(L, 3)));
       wrote(conn);
       return 0;
     },
