@@ -161,3 +161,25 @@ test('a connection context holds at most 16 MiB: conn.call past it answers 301, 
     viewer.close();
   });
 });
+
+test('a long Origin against an origins glob with several stars is refused at once: matching does not backtrack', async () => {
+  const { file, wsUrl, apiUrl } = await seedEngineFolder();
+  fs.appendFileSync(file, "      origins: ['https://*.*.*.example.com']\n");
+  const engine = await startListening(file);
+  try {
+    const url = new URL(wsUrl);
+    const socket = net.connect(Number(url.port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    const answer = new Promise<string>((resolve) => socket.once('data', (chunk: Buffer) => resolve(chunk.toString('latin1'))));
+    // 8 KB of dots: a backtracking pattern (^https://.*\..*\..*\.example\.com$) took over two minutes on it, the node frozen.
+    const origin = `https://${'.'.repeat(8000)}x`;
+    socket.write(upgradeRequest(url).replace('\r\n\r\n', `\r\nOrigin: ${origin}\r\n\r\n`));
+    assert.match(await withTimeout(answer, 20_000, 'no answer to the upgrade'), /^HTTP\/1\.1 403/);
+    socket.destroy();
+    await assertHealthy(engine, apiUrl);
+  } finally {
+    // Unfixed, the node is still matching: it could not answer SIGTERM for minutes.
+    engine.child.kill('SIGKILL');
+    await engine.exited;
+  }
+});

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AccessUser } from '../config/schema';
-import { clientIp, globPattern } from '../wire/http-request';
+import { clientIp, globPattern, type GlobMatcher } from '../wire/http-request';
 
 /** What a request needs: `read` for GET routes and metrics, `write` for everything that changes state. */
 export type Role = 'read' | 'write';
@@ -14,7 +14,7 @@ export type AccessDenial = { status: 401 | 403; message: string } | null;
  * API is open, as CONNMIX's examples assume. The account list can be replaced at run time (hot key).
  */
 export class AccessControl {
-  private users: Array<AccessUser & { hostPattern: RegExp }> = [];
+  private users: Array<AccessUser & { hostPattern: GlobMatcher }> = [];
 
   constructor(users: AccessUser[]) {
     this.update(users);

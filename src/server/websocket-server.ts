@@ -9,7 +9,7 @@ import type { NodeServices } from './node-services';
 import { WriteBatch } from '../wire/write-batch';
 import { BusinessServer, type Session } from './business-server';
 import { CloseCode, closeCodeLabel, protocolErrorCode } from '../wire/close-codes';
-import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket } from '../wire/http-request';
+import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket, type GlobMatcher } from '../wire/http-request';
 import { refuse } from '../wire/refusal';
 import type { Metrics } from '../metrics';
 
@@ -36,7 +36,7 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
   /** What every connection of this server shares: its limits and its write batch. */
   private readonly limits: ConnectionLimits;
   /** The Origin allow-list as patterns, or null when every origin is allowed. */
-  private readonly origins: RegExp[] | null;
+  private readonly origins: GlobMatcher[] | null;
   /** Sockets counted by Admission.handshakeRefused, with their IP, until they upgrade or close. */
   private readonly handshaking = new WeakMap<Socket, string>();
 
