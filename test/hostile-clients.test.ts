@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { post, withTimeout, get, waitFor, withNode, TestClient, EVAL } from './support/helpers';
 import { ApiClient, type ApiFrame } from './support/api-client';
 import { assertHealthy, seedEngineFolder, startListening, stopEngine, residentBytes, mib } from './support/engine-process';
@@ -179,6 +180,37 @@ test('a long Origin against an origins glob with several stars is refused at onc
     await assertHealthy(engine, apiUrl);
   } finally {
     // Unfixed, the node is still matching: it could not answer SIGTERM for minutes.
+    engine.child.kill('SIGKILL');
+    await engine.exited;
+  }
+});
+
+/** A script that reads a fixed-width text field the PHP way (`A` drops its trailing blanks) from every message. */
+const UNPACK_FIELD = `
+function on_handshake() end
+function on_close() end
+function on_message(msg)
+  local conn = mix.websocket()
+  local fields, err = mix.php_unpack("A*text", msg.data)
+  if err then conn:send("error: " .. err) return end
+  conn:send(tostring(#fields.text))
+end
+`;
+
+test('php_unpack "A" on a message of 512 KB of blanks and one letter answers at once: trimming does not backtrack', async () => {
+  const { file, wsUrl, apiUrl } = await seedEngineFolder();
+  fs.writeFileSync(path.join(path.dirname(file), 'lua/entry.websocket.lua'), UNPACK_FIELD);
+  const engine = await startListening(file);
+  try {
+    const client = await TestClient.open(wsUrl);
+    assert.equal(await client.request('ann   '), '3');
+    // /[\0 \t\r\n]+$/ tried every blank as a start and ran to the letter each time: minutes of frozen node.
+    client.send(`${' '.repeat(512 * 1024)}x`);
+    assert.equal((await client.next(20_000)).data, String(512 * 1024 + 1));
+    await assertHealthy(engine, apiUrl);
+    client.close();
+  } finally {
+    // Unfixed, the node is still trimming: it could not answer SIGTERM for minutes.
     engine.child.kill('SIGKILL');
     await engine.exited;
   }

@@ -267,7 +267,7 @@ export function phpUnpack(format: string, data: Buffer, maxItems = Infinity, max
 
 function unpackString(code: string, bytes: Buffer, digits: number): string {
   if (code === 'a') return bytes.toString('latin1');
-  if (code === 'A') return bytes.toString('latin1').replace(/[\0 \t\r\n]+$/, '');
+  if (code === 'A') return bytes.subarray(0, withoutTrailingBlanks(bytes)).toString('latin1');
   if (code === 'Z') {
     const nul = bytes.indexOf(0);
     return bytes.subarray(0, nul < 0 ? bytes.length : nul).toString('latin1');
@@ -280,6 +280,20 @@ function unpackString(code: string, bytes: Buffer, digits: number): string {
   }
   // An odd digit count leaves out the last nibble.
   return digits > 0 && digits % 2 === 1 ? hex.slice(0, -1) : hex;
+}
+
+/** PHP's blanks for `A`: NUL, space, tab, CR, LF. */
+const BLANKS = new Set([0x00, 0x20, 0x09, 0x0d, 0x0a]);
+
+/**
+ * The length of `bytes` without its trailing blanks. A loop from the end, not /[\0 \t\r\n]+$/: that
+ * pattern tries every blank as a start and runs to the next non-blank each time, so 512 KB of blanks
+ * before a letter (from a client, through a script's unpack) froze the node for minutes.
+ */
+function withoutTrailingBlanks(bytes: Buffer): number {
+  let end = bytes.length;
+  while (end > 0 && BLANKS.has(bytes[end - 1])) end--;
+  return end;
 }
 
 function unpackNumber(code: string, data: Buffer, pos: number): number {
