@@ -8,7 +8,7 @@ import { ApiClient, type ApiFrame } from './support/api-client';
 import { assertHealthy, seedEngineFolder, startListening, stopEngine, residentBytes, mib } from './support/engine-process';
 import { RedisServer } from './support/redis';
 import { meshYaml } from './support/mesh';
-import { upgradeRequest } from './support/raw-ws';
+import { upgradeRequest, rawUpgrade } from './support/raw-ws';
 
 // Hostile clients against an engine in a process of its own, so that a request that kills or freezes
 // the node shows as the node's death (not this test process's): what each sends is answered with a
@@ -214,4 +214,38 @@ test('php_unpack "A" on a message of 512 KB of blanks and one letter answers at 
     engine.child.kill('SIGKILL');
     await engine.exited;
   }
+});
+
+/** One masked client frame (mask 0, so the payload goes as it is) with a payload under 126 bytes. */
+function clientFrame(opcode: number, payload: Buffer, fin = true): Buffer {
+  return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | payload.length, 0, 0, 0, 0]), payload]);
+}
+
+test('a client flooding pings it never reads the pongs of is dropped; one splitting a message into 20,000 fragments is closed with 1008', async () => {
+  // writeTimeout off: only the bound on unsent pongs (ws: 60) can end the flooder.
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      writeTimeout: 0' }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    const flooder = await rawUpgrade(node);
+    flooder.socket.pause();
+    let closed = false;
+    void flooder.closed.then(() => (closed = true));
+    const pings = Buffer.concat(Array.from({ length: 1000 }, () => clientFrame(0x9, Buffer.alloc(125))));
+    // At most 256 MiB of pings (about 2 million), 30 s: the node answers each with a pong it cannot send.
+    const until = Date.now() + 30_000;
+    for (let sent = 0; !closed && sent < 256 * 1024 * 1024 && Date.now() < until; sent += pings.length) {
+      if (!flooder.socket.write(pings)) await Promise.race([new Promise((resolve) => flooder.socket.once('drain', resolve)), flooder.closed]);
+    }
+    await waitFor('the ping flooder is dropped', () => closed, 20_000);
+
+    const splitter = await rawUpgrade(node);
+    const fragments = [clientFrame(0x1, Buffer.from('a'), false)];
+    for (let i = 0; i < 20_000; i++) fragments.push(clientFrame(0x0, Buffer.from('a'), false));
+    splitter.socket.write(Buffer.concat(fragments));
+    await withTimeout(splitter.closed, 20_000, 'the splitter was not closed');
+    const close = splitter.after();
+    assert.equal(close[0], 0x88, 'a close frame');
+    assert.equal(close.readUInt16BE(2), 1008);
+    assert.equal(await bystander.request('return "served"'), '["served"]');
+    bystander.close();
+  });
 });
