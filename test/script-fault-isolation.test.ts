@@ -151,33 +151,44 @@ test('a Lua state past engine.luavm.limits.maxMemory closes the connection that 
   });
 });
 
-test('connection contexts count against engine.luavm.limits.maxMemory: a script that piles values into one is closed (1011), and closing drops the context even where the script keeps the connection', async () => {
-  // One 1 MiB string in the Lua state; each message copies it into the context under a new key. The
-  // script also keeps every connection it saw, which kept each closed one's context alive.
+test('connection contexts count against engine.luavm.limits.maxMemory: a script piling values into them is closed (1011), and closing drops a context even where the script keeps the connection', async () => {
+  // One 1 MiB string in the Lua state; each message copies it into its connection's context under a
+  // new key, 8 MiB per connection (one context is capped at 16 MiB on its own). The script also keeps
+  // every connection it saw, which kept each closed one's context alive.
   const PILE = `big = big or string.rep("x", 2^20) kept = kept or {} local conn = mix.websocket()
     kept[conn:client_id()] = conn n = (n or 0) + 1 conn:set_context_value("k" .. n, big) return n`;
   const KEPT_VALUES = 'local n = 0 for id, conn in pairs(kept) do for k in pairs(conn:context()) do n = n + 1 end end return n';
-  /** Sends PILE until the node closes the connection (at most 200 MiB of context); returns how it closed it. */
+  /**
+   * Sends PILE over fresh connections, 8 times each (under one context's 16 MiB cap), keeping them open,
+   * until the node closes one (at most 200 MiB of context); then closes the others. Returns how the
+   * node closed that one, and how many connections were opened.
+   */
   const piler = async (node: TestNode) => {
-    const client = await TestClient.open(node.wsUrl);
-    for (let i = 0; i < 200; i++) {
-      client.send(PILE);
-      const answer = await Promise.race([client.next(20_000).then(() => null), client.closed]);
-      if (answer) return answer;
+    const open: TestClient[] = [];
+    let closed: { code: number; reason: string } | null = null;
+    for (let connections = 0; connections < 25 && !closed; connections++) {
+      const client = await TestClient.open(node.wsUrl);
+      open.push(client);
+      for (let i = 0; i < 8 && !closed; i++) {
+        client.send(PILE);
+        closed = await Promise.race([client.next(20_000).then(() => null), client.closed]);
+      }
     }
-    client.close();
-    return null;
+    for (const client of open) client.close();
+    return { closed, opened: open.length };
   };
   await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE }, engineYaml: '    limits:\n      maxMemory: 16777216' }, async (node) => {
     const bystander = await TestClient.open(node.wsUrl);
-    assert.deepEqual(await piler(node), { code: 1011, reason: 'script error' });
-    assert.ok(node.logs.some((line) => line.includes('Lua state over its memory budget')), 'the node logs it');
-    await closesReach(bystander, 1);
-    await healthy(node, bystander);
-    // The closed connection's context went with it: the next ones may pile as much again before they are stopped.
-    for (let round = 2; round <= 3; round++) {
-      assert.deepEqual(await piler(node), { code: 1011, reason: 'script error' });
-      await closesReach(bystander, round);
+    let opened = 0;
+    for (let round = 1; round <= 3; round++) {
+      // Each round's contexts went with their connections: the next round may pile as much again before it is stopped.
+      const pile = await piler(node);
+      assert.deepEqual(pile.closed, { code: 1011, reason: 'script error' }, `round ${round}`);
+      assert.ok(pile.opened > 1, 'the contexts of several connections added up');
+      assert.ok(node.logs.some((line) => line.includes('Lua state over its memory budget')), 'the node logs it');
+      opened += pile.opened;
+      await closesReach(bystander, opened);
+      await healthy(node, bystander);
     }
     await waitFor('the kept connections hold no context values', async () => (await bystander.request(KEPT_VALUES)) === '[0]', 20_000);
     await healthy(node, bystander);
