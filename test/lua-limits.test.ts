@@ -65,6 +65,7 @@ test('every way to build a string is capped at maxStringSize, pcall-catchable, a
     'string.pack': 'return string.pack("c5000", "")',
     'table.concat': 'local t = {} for i = 1, 500 do t[i] = "0123456789" end return table.concat(t)',
     'mix.json_encode': 'local s = string.rep("x", 1500) return assert(mix.json_encode({ s, s, s }))',
+    'mix.base64_encode': 'return mix.base64_encode(string.rep("x", 3100))',
   };
   for (const [name, source] of Object.entries(over)) {
     const r = await exec(source);
@@ -93,6 +94,9 @@ test('at the default limits, a 16 MiB string is fine and anything larger fails f
     'local s = string.rep("x", 2^23) return string.format("%s%s%s", s, s, s)',
     // Many references to one large string: the encoder would otherwise copy it into the JS heap each time.
     'local s = string.rep("x", 2^24) local t = {} for i = 1, 300 do t[i] = s end return assert(mix.json_encode(t))',
+    // Control characters escape to six: refused before 96 MiB of text is built.
+    'return assert(mix.json_encode(string.rep("\\1", 2^24)))',
+    'return mix.base64_encode(string.rep("x", 2^24))',
   ]) {
     const r = await timed(exec, source);
     assert.match(r.error ?? '', /exceeds the 16777216-byte limit/, source);

@@ -1,6 +1,7 @@
 /** `mix.base64_encode` and `mix.base64_decode`, strict as Go's base64.StdEncoding. */
 import { lua, lauxlib, bytesView, type LuaFunction } from '../fengari/index';
 import { pushNilError } from '../vm';
+import { stateLimits, raiseTooLarge } from '../limits';
 
 const { lua_pushstring } = lua;
 const { luaL_checklstring } = lauxlib;
@@ -38,9 +39,12 @@ function base64ErrorOffset(s: string): number {
   return count % 4 === 0 ? -1 : s.length;
 }
 
-/** `mix.base64_encode(s)` → standard, padded base64 of the bytes. */
+/** `mix.base64_encode(s)` → standard, padded base64 of the bytes; a result past maxStringSize raises, as for any string built. */
 export const base64Encode: LuaFunction = (L) => {
   const bytes = bytesView(luaL_checklstring(L, 1));
+  const size = 4 * Math.ceil(bytes.length / 3);
+  const max = stateLimits(L).maxStringSize;
+  if (size > max) raiseTooLarge(L, 'mix.base64_encode: result', size, max);
   lua_pushstring(L, Buffer.from(bytes.toString('base64'), 'latin1'));
   return 1;
 };

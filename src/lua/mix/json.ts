@@ -18,8 +18,31 @@ export class JsonEncodeError extends Error {}
 /** Counts `text` against `room` (JSON text is counted in characters); throws before a table of many large strings can exhaust the heap. */
 function spend(room: Room, text: string): string {
   room.left -= text.length;
-  if (room.left < 0) throw new JsonEncodeError(`JSON text exceeds the ${room.max}-byte limit`);
+  if (room.left < 0) tooLong(room);
   return text;
+}
+
+function tooLong(room: Room): never {
+  throw new JsonEncodeError(`JSON text exceeds the ${room.max}-byte limit`);
+}
+
+/** Strings longer than this are measured before they are escaped (shorter ones cannot matter). */
+const LONG_STRING = 4096;
+
+/**
+ * The fewest characters the JSON literal of these bytes can have: control characters escape to 2 or 6,
+ * `"` and `\` to 2, every other ASCII byte or UTF-8 lead byte gives one at least, continuation bytes
+ * none. Lets a string of 16 MiB of control characters be refused without building 96 MiB of text.
+ */
+function jsonLengthAtLeast(bytes: Uint8Array): number {
+  let length = 2;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b < 0x20) length += b === 0x08 || b === 0x09 || b === 0x0a || b === 0x0c || b === 0x0d ? 2 : 6;
+    else if (b === 0x22 || b === 0x5c) length += 2;
+    else if (b < 0x80 || b >= 0xc0) length += 1;
+  }
+  return length;
 }
 
 /**
@@ -42,8 +65,12 @@ export function luaToJson(L: LuaState, index: number, depth = 0, room: Room = ro
       // String() prints integral floats without ".0" and big ones in plain digits up to 1e21, as Go does.
       return spend(room, String(n));
     }
-    case LUA_TSTRING:
-      return spend(room, jsonString(lua_tolstring(L, index)!));
+    case LUA_TSTRING: {
+      const bytes = lua_tolstring(L, index) as Uint8Array;
+      // Escapes make the text up to 6 times the bytes: refuse before building what cannot fit.
+      if (bytes.length > LONG_STRING && jsonLengthAtLeast(bytes) > room.left) tooLong(room);
+      return spend(room, jsonString(bytes));
+    }
     case LUA_TTABLE:
       return tableToJson(L, lua_absindex(L, index), depth, room);
     default:
