@@ -145,6 +145,8 @@ test('queue: items wait for a consumer, are shared round robin, and survive a co
     assert.deepEqual(await push('other', 'x'), [1]);
     const tooMany = await push('third', 'x');
     assert.match(tooMany['2'], /too many topics \(maxTopics is 2\)/);
+    const longName = JSON.parse(await pusher.request('return mix.queue.push(string.rep("t", 1025), "x")'));
+    assert.match(longName['2'], /topic name of 1025 characters, longer than 1024/);
     const first = await ApiClient.open(local.apiUrl);
     assert.deepEqual((await first.call('queue.pop', { t: ['jobs'] })).r, { s: true });
     assert.equal((await first.call('queue.pop', { t: ['jobs'] })).E?.c, 202);
@@ -231,13 +233,16 @@ test('mix.queue.push with wrong arguments raises or answers nil, err, and queues
   });
 });
 
-test('queue.pop past maxTopics answers 201 and the consumer keeps its other topics', async () => {
+test('queue.pop past maxTopics or of a name over 1024 characters answers 201 and the consumer keeps its other topics', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, engineYaml: '    queue:\n      topicSize: 3\n      maxTopics: 2' }, async (node) => {
     const api = await ApiClient.open(node.apiUrl);
     assert.deepEqual((await api.call('queue.pop', { t: ['a', 'b'] })).r, { s: true });
     const refused = await api.call('queue.pop', { t: ['c'] });
     assert.equal(refused.E?.c, 201);
     assert.match(refused.E?.m ?? '', /too many topics \(maxTopics is 2\)/);
+    const longName = await api.call('queue.pop', { t: ['t'.repeat(1025)] });
+    assert.equal(longName.E?.c, 201);
+    assert.match(longName.E?.m ?? '', /topic name of 1025 characters, longer than 1024/);
     const pusher = await TestClient.open(node.wsUrl);
     assert.equal(await pusher.request('return mix.queue.push("a", "still")'), '[0]');
     assert.equal((await api.nextEvent()).p.d, 'still');

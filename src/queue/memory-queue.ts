@@ -24,7 +24,14 @@ export interface QueueLimits {
 }
 
 /** Why a push or pop was refused, as the `connmix_queue_refused_total` metric names it. */
-export type QueueRefusal = 'topic_size' | 'topic_bytes' | 'node_bytes' | 'topics';
+export type QueueRefusal = 'topic_size' | 'topic_bytes' | 'node_bytes' | 'topics' | 'topic_name';
+
+/**
+ * The longest topic name, in characters. A name is kept with its topic (by `mix.queue.new`, for good)
+ * and written into every item: without a cap, names taken from what clients send could hold
+ * maxTopics strings of maxStringSize each.
+ */
+export const MAX_TOPIC_LENGTH = 1024;
 
 export class QueueError extends Error {
   constructor(
@@ -72,6 +79,7 @@ export class MemoryQueue {
    * never more than `topicSize`. At most `maxTopics` names may be declared (they are kept for good).
    */
   declare(topicName: string, size: number): void {
+    checkTopicName(topicName);
     if (!this.capacities.has(topicName) && this.capacities.size >= this.limits.maxTopics) {
       throw new QueueError('topics', `queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
     }
@@ -160,6 +168,7 @@ export class MemoryQueue {
   private topic(name: string): Topic {
     let topic = this.topics.get(name);
     if (!topic) {
+      checkTopicName(name);
       if (this.topics.size >= this.limits.maxTopics) {
         throw new QueueError('topics', `queue: too many topics (maxTopics is ${this.limits.maxTopics})`);
       }
@@ -194,5 +203,11 @@ export class MemoryQueue {
 
   private encode(item: QueueItem): string {
     return `{"e":"queue.pop","p":{"n":${JSON.stringify(this.nodeId)},"c":${JSON.stringify(item.clientId)},"t":${JSON.stringify(item.topic)},"d":${item.dataJson}},"i":null}`;
+  }
+}
+
+function checkTopicName(name: string): void {
+  if (name.length > MAX_TOPIC_LENGTH) {
+    throw new QueueError('topic_name', `queue: topic name of ${name.length} characters, longer than ${MAX_TOPIC_LENGTH}`);
   }
 }
