@@ -325,8 +325,9 @@ function pushResponse(L: LuaState, response: HttpResponse): number {
  * `query` (replaces the URL's query, as gluahttp does), `body`, `headers`, `cookies`, `auth`, `timeout`
  * (seconds or a Go duration, default 30 s, covering the whole exchange). Redirects are followed;
  * `resp.url` is the final URL. A non-2xx status is a response, not an error; transport failures,
- * timeouts, bodies over 16 MiB (or past 256 MiB of bodies being read at once) and non-http(s) URLs give `nil, err`. A repeated response header's
- * values are joined with ", " (except Set-Cookie, which gives its first line, as Go's Header.Get).
+ * timeouts, bodies over 16 MiB (or past 256 MiB of bodies being read at once) and non-http(s) URLs
+ * give `nil, err`. A repeated response header's values are joined with ", " (except Set-Cookie, which
+ * gives its first line, as Go's Header.Get).
  */
 function request(vm: LuaVM<ScriptConnection>): LuaFunction {
   return (L) => {
