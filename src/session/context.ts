@@ -105,8 +105,13 @@ export class ConnectionContext {
     }
     const size = entryBytes(key, value);
     this.checkRoom(this.held - freed + size);
+    this.store(key, value, size - freed);
+  }
+
+  /** Stores a value whose room was checked, `grown` bytes more than the key held, and wakes its waiters. */
+  private store(key: string, value: ContextValue, grown: number): void {
     (this.values ??= new Map()).set(key, value);
-    this.held += size - freed;
+    this.held += grown;
     const waiting = this.waiters?.get(key);
     if (!waiting) return;
     this.waiters?.delete(key);
@@ -137,10 +142,12 @@ export class ConnectionContext {
     }
     const table = first;
     const entries = table !== null && typeof table === 'object' ? Object.entries(Array.isArray(table) ? { ...table } : table) : [];
-    // All or nothing: a table over the limit leaves the context as it was.
-    this.checkRoom(entries.reduce((sum, [key, value]) => sum + (value === null ? 0 : entryBytes(key, value as ContextValue)), 0));
+    // Each value is sized once; all or nothing: a table over the limit leaves the context as it was.
+    const sized = entries.filter(([, value]) => value !== null)
+      .map(([key, value]) => ({ key, value: value as ContextValue, size: entryBytes(key, value as ContextValue) }));
+    this.checkRoom(sized.reduce((sum, entry) => sum + entry.size, 0));
     this.clear();
-    for (const [key, value] of entries) this.set(key, value as ContextValue);
+    for (const { key, value, size } of sized) this.store(key, value, size);
   }
 
   entries(): IterableIterator<[string, ContextValue]> {
