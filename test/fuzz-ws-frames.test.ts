@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import * as crypto from 'node:crypto';
 import { withNode, TestClient, type TestNode } from './support/helpers';
 import { SEED, prng, type Rng } from './support/fuzz';
-import { rawUpgrade, upgradeRequest } from './support/raw-ws';
+import { rawUpgrade, upgradeRequest, encodeFrame, type FrameSpec } from './support/raw-ws';
 
 /**
  * Hostile WebSocket peers on a real node over 127.0.0.1: malformed and random frames after a real
@@ -38,41 +37,6 @@ const NODE_OPTIONS = {
 /* ------------------------------------------------------------------------------------------------ */
 /* Frames                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
-
-interface FrameSpec {
-  fin: boolean;
-  /** RSV1..3 as the top bits 0b100 (RSV1), 0b010, 0b001. */
-  rsv: number;
-  opcode: number;
-  payload: Buffer;
-  masked: boolean;
-  /** How the length is written: 7-bit when it fits, or forced 16/64-bit (not minimal, still legal for ws). */
-  lengthForm: 'minimal' | '16' | '64';
-  /** A length to declare instead of the payload's (a lie), if any. */
-  declared?: number;
-}
-
-function encodeFrame(spec: FrameSpec): Buffer {
-  const length = spec.declared ?? spec.payload.length;
-  const head = [(spec.fin ? 0x80 : 0) | ((spec.rsv & 7) << 4) | (spec.opcode & 0x0f)];
-  const maskBit = spec.masked ? 0x80 : 0;
-  let extended = Buffer.alloc(0);
-  if (spec.lengthForm === 'minimal' && length < 126) {
-    head.push(maskBit | length);
-  } else if (spec.lengthForm !== '64' && length < 65536) {
-    head.push(maskBit | 126);
-    extended = Buffer.alloc(2);
-    extended.writeUInt16BE(length);
-  } else {
-    head.push(maskBit | 127);
-    extended = Buffer.alloc(8);
-    extended.writeBigUInt64BE(BigInt(length));
-  }
-  if (!spec.masked) return Buffer.concat([Buffer.from(head), extended, spec.payload]);
-  const key = crypto.randomBytes(4);
-  const masked = Buffer.from(spec.payload.map((byte, i) => byte ^ key[i % 4]));
-  return Buffer.concat([Buffer.from(head), extended, key, masked]);
-}
 
 function frame(opcode: number, payload: Buffer | string = '', overrides: Partial<FrameSpec> = {}): FrameSpec {
   return { fin: true, rsv: 0, opcode, payload: Buffer.from(payload), masked: true, lengthForm: 'minimal', ...overrides };

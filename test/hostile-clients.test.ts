@@ -8,7 +8,7 @@ import { ApiClient, type ApiFrame } from './support/api-client';
 import { assertHealthy, seedEngineFolder, startListening, stopEngine, residentBytes, mib } from './support/engine-process';
 import { RedisServer } from './support/redis';
 import { meshYaml } from './support/mesh';
-import { upgradeRequest, rawUpgrade } from './support/raw-ws';
+import { upgradeRequest, rawUpgrade, clientFrame } from './support/raw-ws';
 
 // Hostile clients against an engine in a process of its own, so that a request that kills or freezes
 // the node shows as the node's death (not this test process's): what each sends is answered with a
@@ -215,11 +215,6 @@ test('php_unpack "A" on a message of 512 KB of blanks and one letter answers at 
     await engine.exited;
   }
 });
-
-/** One masked client frame (mask 0, so the payload goes as it is) with a payload under 126 bytes. */
-function clientFrame(opcode: number, payload: Buffer, fin = true): Buffer {
-  return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | payload.length, 0, 0, 0, 0]), payload]);
-}
 
 test('a client flooding pings it never reads the pongs of is dropped; one splitting a message into 20,000 fragments is closed with 1008', async () => {
   // writeTimeout off: only the bound on unsent pongs (ws: 60) can end the flooder.

@@ -42,3 +42,45 @@ export function upgradeRequest(url: URL): string {
   return `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
     + `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
 }
+
+/** A WebSocket frame as a test writes it, legal or not. */
+export interface FrameSpec {
+  fin: boolean;
+  /** RSV1..3 as the top bits 0b100 (RSV1), 0b010, 0b001. */
+  rsv: number;
+  opcode: number;
+  payload: Buffer;
+  masked: boolean;
+  /** How the length is written: 7-bit when it fits, or forced 16/64-bit (not minimal, still legal for ws). */
+  lengthForm: 'minimal' | '16' | '64';
+  /** A length to declare instead of the payload's (a lie), if any. */
+  declared?: number;
+}
+
+/** The bytes of `spec` on the wire (masked with a random key when `masked`). */
+export function encodeFrame(spec: FrameSpec): Buffer {
+  const length = spec.declared ?? spec.payload.length;
+  const head = [(spec.fin ? 0x80 : 0) | ((spec.rsv & 7) << 4) | (spec.opcode & 0x0f)];
+  const maskBit = spec.masked ? 0x80 : 0;
+  let extended = Buffer.alloc(0);
+  if (spec.lengthForm === 'minimal' && length < 126) {
+    head.push(maskBit | length);
+  } else if (spec.lengthForm !== '64' && length < 65536) {
+    head.push(maskBit | 126);
+    extended = Buffer.alloc(2);
+    extended.writeUInt16BE(length);
+  } else {
+    head.push(maskBit | 127);
+    extended = Buffer.alloc(8);
+    extended.writeBigUInt64BE(BigInt(length));
+  }
+  if (!spec.masked) return Buffer.concat([Buffer.from(head), extended, spec.payload]);
+  const key = crypto.randomBytes(4);
+  const masked = Buffer.from(spec.payload.map((byte, i) => byte ^ key[i % 4]));
+  return Buffer.concat([Buffer.from(head), extended, key, masked]);
+}
+
+/** One masked client frame, as a browser would send it: `fin` false for all but a message's last fragment. */
+export function clientFrame(opcode: number, payload: Buffer, fin = true): Buffer {
+  return encodeFrame({ fin, rsv: 0, opcode, payload, masked: true, lengthForm: 'minimal' });
+}
