@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { withNode, TestClient, post, get, metric, EVAL, type Json, waitFor } from './support/helpers';
+import { withNode, startNode, TestClient, post, get, metric, EVAL, type Json, type TestNode, waitFor } from './support/helpers';
+import { ApiClient, type ApiFrame } from './support/api-client';
+import { RedisServer } from './support/redis';
+import { meshYaml } from './support/mesh';
 
 // What one HTTP client may make the API servers hold: a body's size, the bytes of unfinished bodies
 // together, and the time a request may take to arrive (the API and the center API).
@@ -91,6 +94,67 @@ test('maxBytesInFlight: unfinished bodies hold their share; past it a request an
       const answer = await post(`${node.apiUrl}/v1/mesh/publish`, { c: 'room', d: 'w'.repeat(2800) });
       assert.deepEqual([answer.status, answer.json.E], [200, null]);
     }
+  });
+});
+
+/** A `/ws/v1` publish frame of exactly `size` bytes, with request id `i`. */
+function publishFrame(size: number, i: number): string {
+  const empty = JSON.stringify({ m: 'mesh.publish', p: { c: 'room', d: '' }, i });
+  return JSON.stringify({ m: 'mesh.publish', p: { c: 'room', d: 'x'.repeat(size - empty.length) }, i });
+}
+
+test('maxBytesInFlight bounds /ws/v1 too: frames waiting on a frozen Redis hold their bytes over all connections; past it a request answers E 503 with its i, and the bytes come back', async () => {
+  const redis = await RedisServer.start();
+  let node: TestNode | null = null;
+  const clients: ApiClient[] = [];
+  try {
+    node = await startNode({ lua, engineYaml: meshYaml([redis.address], 'wsb:'), apiYaml: '    maxBodySize: 1000\n    maxBytesInFlight: 5000' });
+    const apiUrl = node.apiUrl;
+    for (let i = 0; i < 6; i++) clients.push(await ApiClient.open(apiUrl));
+    // Five 950-byte frames fit in 5000 bytes, a sixth does not.
+    const round = () => Promise.all(clients.map((client, i) => client.raw(publishFrame(950, 100 + i), 100 + i, 20_000)));
+    const five = async (size: number) => (await Promise.all(clients.slice(0, 5).map((client, i) => client.raw(publishFrame(size, 200 + i), 200 + i, 20_000)))).map((a) => a.E);
+    for (let i = 0; i < 3; i++) assert.deepEqual(await five(950), [null, null, null, null, null], 'Redis up: each is answered and gives its bytes back');
+
+    redis.freeze();
+    // Each publish now waits for Redis up to the command timeout, holding its frame. The six are sent
+    // together; should the node read them further apart than that timeout, the round is tried again.
+    let busy: ApiFrame[] = [];
+    for (let attempt = 0; attempt < 5 && busy.length === 0; attempt++) {
+      const answers = await round();
+      busy = answers.filter((answer) => answer.E?.c === 503);
+      for (const answer of answers.filter((candidate) => candidate.E?.c !== 503)) assert.equal(answer.E?.c, 500, JSON.stringify(answer));
+    }
+    assert.equal(busy.length, 1, 'one of six frames sent together is refused');
+    assert.match(busy[0].E?.m ?? '', /^busy: 5000 bytes of requests are in flight; retry$/);
+    assert.ok(Number(busy[0].i) >= 100 && Number(busy[0].i) <= 105, `the refusal echoes its request id (${String(busy[0].i)})`);
+    assert.equal(busy[0].r, undefined);
+    // Connections that close with their commands in flight: their bytes come back when the commands settle.
+    const leaving = await ApiClient.open(apiUrl);
+    for (let i = 0; i < 5; i++) leaving.ws.send(publishFrame(950, i));
+    leaving.close();
+
+    redis.thaw();
+    await waitFor('Redis answers publishes again', async () => (await post(`${apiUrl}/v1/mesh/publish`, { c: 'room', d: 'probe' })).json.E === null, 20_000, 200);
+    // Nothing is left taken: five frames at once fit again, many times over, on both transports.
+    for (let i = 0; i < 5; i++) assert.deepEqual(await five(1000), [null, null, null, null, null]);
+    assert.equal((await post(`${apiUrl}/v1/mesh/publish`, { c: 'room', d: 'z'.repeat(900) })).json.E, null);
+  } finally {
+    for (const client of clients) client.close();
+    await node?.stop();
+    await redis.stop();
+  }
+});
+
+test('/ws/v1 requests answered at once give their bytes back at once: pipelined frames far past maxBytesInFlight all pass', async () => {
+  await withNode({ lua, apiYaml: '    maxBodySize: 1000\n    maxBytesInFlight: 5000' }, async (node) => {
+    const api = await ApiClient.open(node.apiUrl);
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => api.raw(publishFrame(990, i + 1), i + 1)));
+    assert.deepEqual(answers.map((answer) => answer.E), Array.from({ length: 40 }, () => null));
+    // Failed commands give theirs back too.
+    for (let i = 0; i < 10; i++) assert.equal((await api.call('mesh.publish', { c: '', d: 'x'.repeat(900) })).E?.c, 101);
+    assert.equal((await api.call('mesh.publish', { c: 'room', d: 'x'.repeat(900) })).E, null);
+    api.close();
   });
 });
 

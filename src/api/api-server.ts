@@ -39,15 +39,18 @@ export class ApiServer {
     fdGuard?: FdGuard,
   ) {
     this.access = new AccessControl(users);
+    // One budget for both transports: a backend cannot get past it by switching from HTTP to /ws/v1.
+    const budget = new BodyBudget(config.maxBytesInFlight);
     this.wsApi = new WsApi(node, log, {
       readTimeout: config.readTimeout,
       maxPayload: config.maxBodySize,
       maxBufferedBytes: config.maxBufferedBytes,
       writeTimeout: config.writeTimeout,
+      budget,
     });
     const authorize: Authorize = (req, role) => this.access.check(req, role);
     const app = createHttpApi(node.mesh, log, authorize, metrics);
-    const bodies = { maxBodySize: config.maxBodySize, budget: new BodyBudget(config.maxBytesInFlight) };
+    const bodies = { maxBodySize: config.maxBodySize, budget };
     this.http = http.createServer({
       // A client that trickles its headers or body (slowloris) is cut off; Node checks every connectionsCheckingInterval.
       headersTimeout: config.headersTimeout * 1000,

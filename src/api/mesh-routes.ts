@@ -57,7 +57,7 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
   // Refusals that come before the body is read close the connection, so the unread body goes with it.
   const tooLarge = () => finish(413, { E: { c: ErrorCode.INVALID_PARAMS, m: `invalid request: the body is larger than ${limits.maxBodySize} bytes` } },
     ErrorCode.INVALID_PARAMS, { connection: 'close' });
-  const busy = () => finish(503, { E: { c: ErrorCode.BUSY, m: `busy: ${limits.budget.limit} bytes of request bodies are being read; retry` } },
+  const busy = () => finish(503, { E: { c: ErrorCode.BUSY, m: limits.budget.busyMessage } },
     ErrorCode.BUSY, { connection: 'close', 'retry-after': '1' });
   const declared = declaredLength(req);
   if (declared > limits.maxBodySize) return tooLarge();

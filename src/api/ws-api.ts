@@ -5,7 +5,7 @@ import { WebSocketServer, WebSocket } from 'ws';
 import type { Logger } from '../log';
 import type { MeshCommands } from '../mesh/mesh';
 import type { MemoryQueue, QueueConsumer } from '../queue/memory-queue';
-import { invalidParams } from '../wire/api-errors';
+import { ApiError, ErrorCode, invalidParams } from '../wire/api-errors';
 import { parseJsonKeepingIds } from './requests';
 import type { Reply } from '../wire/api-answers';
 import * as commands from './commands';
@@ -14,6 +14,7 @@ import { WriteBatch, blockedFor } from '../wire/write-batch';
 import { Peer } from '../wire/peer';
 import { whenSettled } from '../wire/maybe-promise';
 import { CloseCode } from '../wire/close-codes';
+import type { BodyBudget } from './body-budget';
 
 /** What the WebSocket API needs from its node: the mesh for `mesh.*` and `conn.call`, the queue for `queue.*`. */
 export interface WsApiNode {
@@ -30,6 +31,8 @@ export interface WsApiOptions {
   maxBufferedBytes: number;
   /** Seconds pending writes may fail to drain before the connection is dropped (4002); 0 = never. */
   writeTimeout: number;
+  /** The API server's `maxBytesInFlight`, shared with the HTTP requests: each request holds its frame's bytes until its command settles. */
+  budget: BodyBudget;
 }
 
 /**
@@ -178,8 +181,25 @@ export class WsApi {
         id = null;
         throw invalidParams(`i may nest at most ${MAX_ID_DEPTH} levels`);
       }
-      const result = this.dispatch(session, request.m, unwrapParams(request.p));
-      session.answer(whenSettled(result, (r) => ok(r, id), (error) => failure(error, id)));
+      // A command waiting on the broker keeps its payload (and the frame's parse) alive until it settles:
+      // the frame holds its bytes of the budget until then, whether or not the connection stays open.
+      const { budget } = this.options;
+      const bytes = data.length;
+      if (!budget.take(bytes)) throw new ApiError(ErrorCode.BUSY, budget.busyMessage);
+      let result: unknown;
+      try {
+        result = this.dispatch(session, request.m, unwrapParams(request.p));
+      } catch (error) {
+        budget.give(bytes);
+        throw error;
+      }
+      session.answer(whenSettled(result, (r) => {
+        budget.give(bytes);
+        return ok(r, id);
+      }, (error) => {
+        budget.give(bytes);
+        return failure(error, id);
+      }));
     } catch (error) {
       if (error instanceof SyntaxError) session.answer(failure(invalidParams(`invalid JSON: ${error.message}`), id));
       else session.answer(failure(error, id));

@@ -10,7 +10,7 @@ export const ErrorCode = {
   NOT_FOUND: 404,
   /** Ours: the mesh could not carry the request (for example Redis is unreachable). */
   MESH_UNAVAILABLE: 500,
-  /** Ours: the API server holds `maxBytesInFlight` bytes of request bodies already; retry shortly (HTTP 503). */
+  /** Ours: the API server holds `maxBytesInFlight` bytes of requests already (HTTP bodies, `/ws/v1` frames); retry shortly (HTTP 503). */
   BUSY: 503,
 } as const;
 
