@@ -17,6 +17,7 @@ import type { NodeServices } from './server/node-services';
 import { SocketBusinessServer } from './server/socket-server';
 import { CloseCode } from './wire/close-codes';
 import { FdGuard, openFileLimit } from './server/fd-guard';
+import { ContextBudget } from './session/context-budget';
 
 /** How often the yaml file is checked for changes to its hot keys. */
 const CONFIG_POLL_MS = 1000;
@@ -44,6 +45,8 @@ export class Engine implements NodeServices {
   readonly metrics: Metrics;
   readonly servers: (WebSocketBusinessServer | SocketBusinessServer)[] = [];
   readonly fdGuard: FdGuard;
+  /** The bytes all connection contexts of this process hold, under `engine.maxContextBytes`. */
+  readonly contexts: ContextBudget;
   private api: ApiServer | null = null;
   /** CONNMIX's center API, served beside the node by `dev` and `single`. */
   private center: CenterServer | null = null;
@@ -83,6 +86,7 @@ export class Engine implements NodeServices {
       channels: () => this.hub.channelCount,
       queueWaiting: () => this.memoryQueue?.waitingItems ?? 0,
       queueBytes: () => this.memoryQueue?.waitingBytes ?? 0,
+      contextBytes: () => this.contexts.held,
       brokerReady: () => this.broker.ready(),
       logDropped: () => this.log.dropped,
       meshExpired: () => (this.broker instanceof RedisBroker ? this.broker.expired : 0),
@@ -90,6 +94,7 @@ export class Engine implements NodeServices {
     this.hub = new Hub(this.broker, this.metrics);
     this.mesh = new Mesh(this.broker, this.hub, this.metrics, { localOnly: this.broker instanceof MemoryBroker });
     this.fdGuard = new FdGuard(openFileLimit(), config.engine.fdReserve, this.log, this.metrics);
+    this.contexts = new ContextBudget(config.engine.maxContextBytes);
     for (const server of config.engine.servers) {
       const Server = server.protocol === 'socket' ? SocketBusinessServer : WebSocketBusinessServer;
       this.servers.push(new Server(server, this, this.log, config.engine.luavm.callBudget, this.metrics));

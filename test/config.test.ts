@@ -411,6 +411,7 @@ test('the API and descriptor limits load and are checked with file, line and key
   const { config } = load(yaml(
     'engine:',
     '  fdReserve: 20',
+    '  maxContextBytes: 1048576',
     '  apiServer:',
     '    maxBodySize: 1000',
     '    maxBytesInFlight: 5000',
@@ -421,12 +422,16 @@ test('the API and descriptor limits load and are checked with file, line and key
     '    - maxPendingBytes: 4096',
   ));
   assert.equal(config.engine.fdReserve, 20);
+  assert.equal(config.engine.maxContextBytes, 1048576);
+  assert.equal(defaultConfig().engine.maxContextBytes, 512 * 1024 * 1024);
   assert.deepEqual(
     { ...config.engine.apiServer, port: 0, bind: '' },
     { ...defaultConfig().engine.apiServer, port: 0, bind: '', maxBodySize: 1000, maxBytesInFlight: 5000, headersTimeout: 0.5, requestTimeout: 2, maxBufferedBytes: 65536 },
   );
   assert.equal(config.engine.servers[0].maxPendingBytes, 4096);
   rejects(yaml('engine:', '  fdReserve: -1'), 'engine.fdReserve', 2, /non-negative integer, got -1/);
+  rejects(yaml('engine:', '', '  maxContextBytes: 0'), 'engine.maxContextBytes', 3, /positive integer, got 0/);
+  rejects(yaml('engine:', '  maxContextBytes: 512MiB'), 'engine.maxContextBytes', 2, /positive integer, got "512MiB"/);
   rejects(yaml('engine:', '  apiServer:', '    maxBodySize: 0'), 'engine.apiServer.maxBodySize', 3, /positive integer, got 0/);
   rejects(yaml('engine:', '  apiServer:', '    maxBytesInFlight: lots'), 'engine.apiServer.maxBytesInFlight', 3, /got "lots"/);
   rejects(yaml('engine:', '  apiServer:', '    headersTimeout: 0'), 'engine.apiServer.headersTimeout', 3, /positive number, got 0/);

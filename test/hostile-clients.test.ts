@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { post, withTimeout, get, waitFor, withNode, TestClient, EVAL } from './support/helpers';
+import { post, withTimeout, get, waitFor, withNode, TestClient, EVAL, metric } from './support/helpers';
 import { ApiClient, type ApiFrame } from './support/api-client';
 import { assertHealthy, seedEngineFolder, startListening, stopEngine, residentBytes, mib } from './support/engine-process';
 import { RedisServer } from './support/redis';
@@ -160,6 +160,48 @@ test('a connection context holds at most 16 MiB: conn.call past it answers 301, 
     assert.deepEqual((await api.call('conn.call', { c: id, f: 'set_context_value', a: ['k99', mebibyte] })).r, { s: true });
     api.close();
     viewer.close();
+  });
+});
+
+test('the contexts of all connections hold at most engine.maxContextBytes: conn.call past it answers 301, a script write is a Lua error, and replacing, removing and closing give the room back', async () => {
+  const mebibyte = 'v'.repeat(1024 * 1024);
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, callBudget: 5000, engineYaml: '  maxContextBytes: 20971520' }, async (node) => {
+    const viewers = [await TestClient.open(node.wsUrl), await TestClient.open(node.wsUrl), await TestClient.open(node.wsUrl)];
+    const ids: string[] = [];
+    for (const viewer of viewers) ids.push((JSON.parse(await viewer.request('return mix.websocket():client_id()')) as [string])[0]);
+    const api = await ApiClient.open(node.apiUrl);
+    const set = async (viewer: number, key: string, value: string | null) =>
+      (await api.call('conn.call', { c: ids[viewer], f: 'set_context_value', a: [key, value] })).E ?? null;
+    // Ten values of 1 MiB on one connection and nine on another: each context is under its 16 MiB.
+    for (let i = 0; i < 10; i++) assert.equal(await set(0, `k${i}`, mebibyte), null);
+    for (let i = 0; i < 9; i++) assert.equal(await set(1, `k${i}`, mebibyte), null);
+    // The 20th MiB is past the node's 20 MiB (keys and value overhead count too).
+    const refused = await set(1, 'k9', mebibyte);
+    assert.equal(refused?.c, 301);
+    assert.match(refused?.m ?? '', /^the node's connection contexts would hold \d+ bytes, over their limit of 20971520 \(engine\.maxContextBytes\)$/);
+    assert.equal(await viewers[1].request('return mix.websocket():context_value("k9") == nil'), '[true]');
+    // A script meets the same limit as a Lua error, on a connection that holds nothing yet.
+    const scriptWrite = await viewers[2].request('local c = mix.websocket() local ok, err = pcall(c.set_context_value, c, "big", string.rep("y", 2 * 1024 * 1024)) return ok, err');
+    assert.match(scriptWrite, /^\[false,".*over their limit of 20971520 \(engine\.maxContextBytes\)"\]$/);
+    // Replacing a value with one of its size fits; removing one makes room on another connection.
+    assert.equal(await set(0, 'k0', mebibyte), null);
+    assert.equal(await set(0, 'k0', null), null);
+    assert.equal(await set(1, 'k9', mebibyte), null);
+    // set_context replaces: the nine values left on the first connection give their room back.
+    assert.deepEqual((await api.call('conn.call', { c: ids[0], f: 'set_context', a: [{ small: 1 }] })).E, null);
+    for (let i = 0; i < 8; i++) assert.equal(await set(2, `k${i}`, mebibyte), null);
+    assert.equal(await set(0, 'more', mebibyte), null);
+    assert.equal((await set(0, 'again', mebibyte))?.c, 301, 'the node is full again: 10 + 8 + 1 MiB held, with overhead past 20 MiB for one more');
+    // A connection that closes gives back what its context held, once its on_close has run.
+    viewers[1].close();
+    await waitFor('the closed connection gave its context back', () => node.engine.contexts.held < 10 * 1024 * 1024, 20_000);
+    assert.equal(await metric(node.apiUrl, /^connmix_context_bytes\b/), node.engine.contexts.held);
+    for (let i = 0; i < 9; i++) assert.equal(await set(0, `n${i}`, mebibyte), null);
+    // What the node counts is what the open contexts hold: with every connection gone, nothing.
+    for (const viewer of viewers) viewer.close();
+    await waitFor('every context was given back', () => node.engine.contexts.held === 0, 20_000);
+    assert.equal(await metric(node.apiUrl, /^connmix_context_bytes\b/), 0);
+    api.close();
   });
 });
 

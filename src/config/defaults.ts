@@ -101,6 +101,8 @@ export function defaultConfig(): Config {
       },
       maxConnections: 0,
       fdReserve: 100,
+      // Ours: 16 MiB per context is MAX_CONTEXT_BYTES; 512 MiB is 32 full ones, or 50,000 connections of 10 KB.
+      maxContextBytes: 536870912,
     },
   };
 }

@@ -354,6 +354,7 @@ const readConfig = object<Config>({
     mesh: readMesh,
     maxConnections: count,
     fdReserve: count,
+    maxContextBytes: positiveInteger,
   }),
 });
 

@@ -149,6 +149,8 @@ export interface EngineConfig {
   maxConnections: number;
   /** Ours: file descriptors kept free for the node itself; business listeners stop accepting before using them. */
   fdReserve: number;
+  /** Ours: estimated bytes all connection contexts of the node (each worker's with `-p N`) may hold together. */
+  maxContextBytes: number;
 }
 
 export interface Config {

@@ -15,6 +15,8 @@ export interface MetricSources {
   channels(): number;
   queueWaiting(): number;
   queueBytes(): number;
+  /** Estimated bytes all connection contexts hold (what `engine.maxContextBytes` caps). */
+  contextBytes(): number;
   brokerReady(): boolean;
   /** Log lines dropped so far because their output was not read (a running total). */
   logDropped(): number;
@@ -144,6 +146,7 @@ export class Metrics {
     new Gauge({ name: 'connmix_channels', help: 'Channels with at least one subscriber on this node.', registers, collect(this: Gauge) { this.set(sources.channels()); } });
     new Gauge({ name: 'connmix_queue_waiting_items', help: 'Items waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueWaiting()); } });
     new Gauge({ name: 'connmix_queue_waiting_bytes', help: 'Bytes (UTF-8) waiting in the memory queue.', registers, collect(this: Gauge) { this.set(sources.queueBytes()); } });
+    new Gauge({ name: 'connmix_context_bytes', help: 'Estimated bytes all connection contexts hold (engine.maxContextBytes caps them).', registers, collect(this: Gauge) { this.set(sources.contextBytes()); } });
     this.queueRefused = new Counter({ name: 'connmix_queue_refused_total', help: 'Queue pushes refused, by the limit they hit.', labelNames: ['reason'], registers });
     runningTotal('connmix_log_dropped_lines_total', 'Log lines a log output dropped: stdout not read fast enough, or the log file unwritable (full disk, no free descriptor); counted per output.', sources.logDropped, registers);
     runningTotal('connmix_mesh_expired_total', 'Requests from other nodes dropped because they arrived after their deadline.', sources.meshExpired, registers);

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { ConnectionContext } from '../session/context';
+import type { ContextBudget } from '../session/context-budget';
 import type { ScriptConnection } from '../lua/mix';
 import type { Subscriber, Outgoing } from '../mesh/hub';
 import type { Protocol } from '../metrics';
@@ -12,7 +13,7 @@ import { Peer } from '../wire/peer';
  */
 export abstract class ClientConnection extends Peer implements Subscriber, ScriptConnection {
   abstract readonly protocol: Protocol;
-  readonly context = new ConnectionContext();
+  readonly context: ConnectionContext;
   readonly channels = new Set<string>();
   /** This connection's Lua userdata, made when a script first asks for it. */
   luaValue: ScriptConnection['luaValue'] = null;
@@ -23,8 +24,11 @@ export abstract class ClientConnection extends Peer implements Subscriber, Scrip
     readonly remoteAddr: string,
     /** Channels the connection may hold (0 = no limit). */
     readonly maxChannels: number,
+    /** What the node's contexts may hold together; the context gives its share back when cleared. */
+    contexts: ContextBudget | null,
   ) {
     super(socket);
+    this.context = new ConnectionContext(contexts);
   }
 
   /** Open until either side starts closing it. */

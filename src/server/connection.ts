@@ -6,6 +6,7 @@ import type { WriteBatch } from '../wire/write-batch';
 import { CloseCode } from '../wire/close-codes';
 import type { DropReason, Metrics } from '../metrics';
 import { ClientConnection } from './client-connection';
+import type { ContextBudget } from '../session/context-budget';
 
 export interface ConnectionLimits {
   /** Bytes that may wait in the send buffer; a write past it drops the connection (1008). */
@@ -16,6 +17,8 @@ export interface ConnectionLimits {
   maxChannels: number;
   /** The server's write batch, which coalesces this connection's frames into one socket write. */
   batch: WriteBatch;
+  /** The node's budget for connection contexts (`engine.maxContextBytes`). */
+  contexts: ContextBudget | null;
   metrics?: Metrics;
 }
 
@@ -39,7 +42,7 @@ export class Connection extends ClientConnection {
     remoteAddr: string,
     private readonly limits: ConnectionLimits,
   ) {
-    super(socket, clientId, remoteAddr, limits.maxChannels);
+    super(socket, clientId, remoteAddr, limits.maxChannels, limits.contexts);
   }
 
   get open(): boolean {

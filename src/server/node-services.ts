@@ -2,6 +2,7 @@ import type { LuaVmConfig } from '../config/schema';
 import type { MixHost } from '../lua/mix';
 import type { ServerMesh } from '../mesh/mesh';
 import type { FdGuard } from './fd-guard';
+import type { ContextBudget } from '../session/context-budget';
 
 /** What a business server needs from its node. */
 export interface NodeServices {
@@ -15,4 +16,6 @@ export interface NodeServices {
   nodeFull(): boolean;
   /** Counts accepted sockets against the process's descriptor limit. */
   readonly fdGuard: FdGuard;
+  /** What all the node's connection contexts may hold together (`engine.maxContextBytes`). */
+  readonly contexts: ContextBudget;
 }

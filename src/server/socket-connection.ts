@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Outgoing } from '../mesh/hub';
 import type { WriteBatch } from '../wire/write-batch';
 import { ClientConnection } from './client-connection';
+import type { ContextBudget } from '../session/context-budget';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -12,6 +13,8 @@ export interface SocketConnectionOptions {
   maxChannels: number;
   /** The server's write batch, which coalesces this connection's writes into one socket write. */
   batch: WriteBatch;
+  /** The node's budget for connection contexts (`engine.maxContextBytes`). */
+  contexts: ContextBudget | null;
   /** Turns a published or sent payload into the bytes to write (`protocol_encode`); null if it cannot. */
   encode(conn: SocketConnection, payload: Buffer): Buffer | null;
 }
@@ -36,7 +39,7 @@ export class SocketConnection extends ClientConnection {
     remoteAddr: string,
     private readonly options: SocketConnectionOptions,
   ) {
-    super(socket, clientId, remoteAddr, options.maxChannels);
+    super(socket, clientId, remoteAddr, options.maxChannels, options.contexts);
   }
 
   /** Open until either side starts closing it. */

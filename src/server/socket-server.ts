@@ -47,6 +47,7 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
       maxBufferedBytes: config.maxBufferedBytes,
       maxChannels: config.maxChannelsPerConnection,
       batch: new WriteBatch(config.writeWindow),
+      contexts: services.contexts,
       encode: this.encode,
     };
     this.listener = net.createServer({ noDelay: true }, (socket) => this.accept(socket));

@@ -53,6 +53,7 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
       softBufferedBytes: config.softBufferedBytes,
       maxChannels: config.maxChannelsPerConnection,
       batch: new WriteBatch(config.writeWindow),
+      contexts: services.contexts,
       metrics,
     };
     this.origins = config.origins.length > 0 ? config.origins.map(globPattern) : null;

@@ -1,3 +1,5 @@
+import type { ContextBudget } from './context-budget';
+
 /**
  * A value a context holds: plain data that crosses into Lua and back (lua/values.ts converts it) and
  * arrives as JSON from `conn.call`.
@@ -6,6 +8,12 @@ export type ContextValue = null | boolean | number | string | Uint8Array | Conte
 
 /** The context writes a script (`conn:set_context*`) and the backend (`conn.call`) make. */
 export type ContextWrite = 'set_context' | 'set_context_value';
+
+/** A stored value with the bytes it was counted for, so removing it gives back exactly what it took. */
+interface Entry {
+  value: ContextValue;
+  size: number;
+}
 
 interface Waiter {
   resolve(value: ContextValue): void;
@@ -58,7 +66,10 @@ export class WaitTimeoutError extends Error {}
  */
 export const MAX_CONTEXT_BYTES = 16 * 1024 * 1024;
 
-/** A context write refused because the context would pass MAX_CONTEXT_BYTES; the context is unchanged. */
+/**
+ * A context write refused because the context would pass MAX_CONTEXT_BYTES, or the node's contexts
+ * their ContextBudget; the context is unchanged.
+ */
 export class ContextFullError extends Error {}
 
 /**
@@ -68,11 +79,14 @@ export class ContextFullError extends Error {}
  */
 export class ConnectionContext {
   /** Made on first use: most connections of a barrage never set a value nor wait for one. */
-  private values: Map<string, ContextValue> | null = null;
-  /** Estimated bytes of the values and their keys (see valueBytes). */
+  private values: Map<string, Entry> | null = null;
+  /** Estimated bytes of the values and their keys (see valueBytes): what this context has taken of `budget`. */
   private held = 0;
   private waiters: Map<string, Waiter[]> | null = null;
   private closedWith: string | null = null;
+
+  /** @param budget the node's, shared by all its connections' contexts; none for a context that counts only itself */
+  constructor(private readonly budget: ContextBudget | null = null) {}
 
   get size(): number {
     return this.values?.size ?? 0;
@@ -91,49 +105,68 @@ export class ConnectionContext {
   }
 
   get(key: string): ContextValue | undefined {
-    return this.values?.get(key);
+    return this.values?.get(key)?.value;
   }
 
-  /** Sets `key` (null removes it) and wakes whoever waits for it; throws ContextFullError past MAX_CONTEXT_BYTES. */
+  /**
+   * Sets `key` (null removes it) and wakes whoever waits for it; throws ContextFullError past
+   * MAX_CONTEXT_BYTES or the node's budget.
+   */
   set(key: string, value: ContextValue): void {
     const previous = this.values?.get(key);
-    const freed = previous === undefined ? 0 : entryBytes(key, previous);
+    const freed = previous?.size ?? 0;
     if (value === null) {
+      if (previous === undefined) return;
       this.values?.delete(key);
-      this.held -= freed;
+      this.resize(this.held - freed);
       return;
     }
     const size = entryBytes(key, value);
-    this.checkRoom(this.held - freed + size);
-    this.store(key, value, size - freed);
+    this.resize(this.held - freed + size);
+    this.store(key, value, size);
   }
 
-  /** Stores a value whose room was checked, `grown` bytes more than the key held, and wakes its waiters. */
-  private store(key: string, value: ContextValue, grown: number): void {
-    (this.values ??= new Map()).set(key, value);
-    this.held += grown;
+  /** Stores a value counted in `held` already, and wakes its waiters. */
+  private store(key: string, value: ContextValue, size: number): void {
+    (this.values ??= new Map()).set(key, { value, size });
     const waiting = this.waiters?.get(key);
     if (!waiting) return;
     this.waiters?.delete(key);
     for (const waiter of waiting) waiter.resolve(value);
   }
 
+  /** Removes every value, giving back to the node all the context held (the connection is released). */
   clear(): void {
     this.values?.clear();
-    this.held = 0;
+    this.resize(0);
   }
 
-  private checkRoom(bytes: number): void {
-    if (bytes > MAX_CONTEXT_BYTES) {
-      throw new ContextFullError(`the connection's context would hold ${bytes} bytes, over its limit of ${MAX_CONTEXT_BYTES}`);
+  /**
+   * Makes `bytes` the context's estimate, before the values change: growth is checked against the
+   * context's cap and taken from the node's budget (ContextFullError, nothing taken, past either),
+   * shrinkage given back. The one place `held` changes, so the budget never drifts from the contexts.
+   */
+  private resize(bytes: number): void {
+    const grown = bytes - this.held;
+    if (grown > 0) {
+      if (bytes > MAX_CONTEXT_BYTES) {
+        throw new ContextFullError(`the connection's context would hold ${bytes} bytes, over its limit of ${MAX_CONTEXT_BYTES}`);
+      }
+      if (this.budget && !this.budget.take(grown)) {
+        throw new ContextFullError(`the node's connection contexts would hold ${this.budget.held + grown} bytes, over their limit of ${this.budget.limit} (engine.maxContextBytes)`);
+      }
+    } else if (grown < 0) {
+      this.budget?.give(-grown);
     }
+    this.held = bytes;
   }
 
   /**
    * Applies a context write, the one path for both a hook's `conn:set_context*` and a backend's
    * `conn.call`, given the call's arguments as they come (no array built per call): `set_context_value`
    * takes key and value (null or absent removes the key), `set_context` a table and replaces every value
-   * with the table's (an array's by index). Throws ContextFullError, changing nothing, past MAX_CONTEXT_BYTES.
+   * with the table's (an array's by index). Throws ContextFullError, changing nothing, past MAX_CONTEXT_BYTES
+   * or the node's budget.
    */
   apply(write: ContextWrite, first: unknown, second?: unknown): void {
     if (write === 'set_context_value') {
@@ -145,13 +178,13 @@ export class ConnectionContext {
     // Each value is sized once; all or nothing: a table over the limit leaves the context as it was.
     const sized = entries.filter(([, value]) => value !== null)
       .map(([key, value]) => ({ key, value: value as ContextValue, size: entryBytes(key, value as ContextValue) }));
-    this.checkRoom(sized.reduce((sum, entry) => sum + entry.size, 0));
-    this.clear();
+    this.resize(sized.reduce((sum, entry) => sum + entry.size, 0));
+    this.values?.clear();
     for (const { key, value, size } of sized) this.store(key, value, size);
   }
 
-  entries(): IterableIterator<[string, ContextValue]> {
-    return (this.values ?? new Map<string, ContextValue>()).entries();
+  *entries(): IterableIterator<[string, ContextValue]> {
+    for (const [key, entry] of this.values ?? []) yield [key, entry.value];
   }
 
   /**
@@ -161,7 +194,7 @@ export class ConnectionContext {
    * connection's events, and its place, for good).
    */
   waitFor(key: string, timeoutMs = Infinity): Promise<ContextValue> {
-    const value = this.values?.get(key);
+    const value = this.values?.get(key)?.value;
     if (value !== undefined) return Promise.resolve(value);
     if (this.closedWith !== null) return Promise.reject(new Error(this.closedWith));
     return new Promise((resolve, reject) => {

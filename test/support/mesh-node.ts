@@ -14,6 +14,7 @@ export async function meshNode(): Promise<{ broker: MemoryBroker; hub: Hub; mesh
     channels: () => hub?.channelCount ?? 0,
     queueWaiting: () => 0,
     queueBytes: () => 0,
+    contextBytes: () => 0,
     brokerReady: () => broker.ready(),
     logDropped: () => 0,
     meshExpired: () => 0,
