@@ -35,7 +35,7 @@ export interface ApiServerConfig extends ListenConfig {
   writeTimeout: number;
   /** Ours: the largest HTTP request body or `/ws/v1` request in bytes. */
   maxBodySize: number;
-  /** Ours: request body bytes all HTTP requests together may have announced or sent while being read. */
+  /** Ours: request bytes the API holds at once: HTTP bodies announced or sent while being read, `/ws/v1` frames until their command settles. */
   maxBytesInFlight: number;
   /** Ours: seconds a client has to send a request's headers. */
   headersTimeout: number;
