@@ -2,7 +2,7 @@ import type { BusinessServerConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { LuaVM, type LuaVmOptions } from '../lua/vm';
 import { installMix, type MixHost, type ScriptConnection } from '../lua/mix';
-import { LuaRedisPool } from '../lua/mix/redis';
+import { LuaRedisPool, maxReplyBytes } from '../lua/mix/redis';
 import type { Subscriber } from '../mesh/hub';
 import type { NodeServices } from './node-services';
 
@@ -33,7 +33,7 @@ export function createScriptHost(
   callBudget: number,
   setup: ScriptSetup,
 ): ScriptHost {
-  const redis = new LuaRedisPool(services.config.engine.luavm.redis, log);
+  const redis = new LuaRedisPool(services.config.engine.luavm.redis, log, maxReplyBytes(services.config.engine.luavm.limits));
   const mesh = services.mesh;
   const host: MixHost = {
     log,

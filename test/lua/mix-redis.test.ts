@@ -80,6 +80,58 @@ test('a reply of more than maxItems elements gives nil, err instead of a million
   assert.deepEqual(await run('return #r:command("lrange", "big", 0, 99998)'), [99999]);
 });
 
+test('a reply whose strings pass maxStringSize gives nil, err: one value, or the elements of an array together', async () => {
+  await redis.cli('del', 'big', 'bigs');
+  // 16 MiB and one byte, made by Redis (SETRANGE pads with zero bytes).
+  assert.equal(await redis.cli('setrange', 'big', String(16 * 1024 * 1024), 'x'), String(16 * 1024 * 1024 + 1));
+  assert.deepEqual(await run('local v, err = r:command("get", "big") return v == nil, err'),
+    [true, 'reply is larger than 16777216 bytes (the maxStringSize limit)']);
+  // Eighteen values of 1 MiB: each fits, the list does not.
+  await redis.cli('setrange', 'mib', String(1024 * 1024 - 1), 'x');
+  for (let i = 0; i < 18; i++) await redis.cli('eval', "return redis.call('rpush', KEYS[1], redis.call('get', KEYS[2]))", '2', 'bigs', 'mib');
+  assert.deepEqual(await run('local v, err = r:command("lrange", "bigs", 0, -1) return v == nil, err'),
+    [true, 'reply is larger than 16777216 bytes (the maxStringSize limit)']);
+  assert.deepEqual(await run('local v = r:command("lrange", "bigs", 0, 14) return #v, #v[1]'), [15, 1024 * 1024]);
+  assert.deepEqual(await run('return #r:command("getrange", "big", 0, 16777215)'), [16 * 1024 * 1024]);
+  // Replies that each fit go through however many follow each other on the shared connection: 24
+  // scripts fetching 1 MiB at once (24 MiB in a row, past the size at which a reply being read is cut).
+  const many = await Promise.all(Array.from({ length: 24 }, () => TestClient.open(node.wsUrl)));
+  try {
+    for (const viewer of many) viewer.send('local r = assert(mix.redis.connection("default")) local v, err = r:command("get", "mib") return v and #v, err');
+    const answers = await Promise.all(many.map(async (viewer) => (await viewer.next(30_000)).data));
+    assert.deepEqual(answers, many.map(() => `[${1024 * 1024}]`));
+  } finally {
+    for (const viewer of many) viewer.close();
+  }
+  assert.ok(!node.logs.some((line) => line.includes('Lua redis reply too large')), 'no connection was reset');
+  await redis.cli('del', 'big', 'bigs', 'mib');
+});
+
+test('a reply far past maxStringSize is cut while ioredis reads it: the connection is reset, its commands fail saying so, and it serves again', async () => {
+  await redis.cli('del', 'huge');
+  // 64 MiB: without a cut, ioredis would buffer all of it before anything could refuse it.
+  assert.equal(await redis.cli('setrange', 'huge', String(64 * 1024 * 1024 - 1), 'x'), String(64 * 1024 * 1024));
+  const other = await TestClient.open(node.wsUrl);
+  try {
+    // A command of another connection, behind the huge reply on the shared Redis connection.
+    client.send('local r = assert(mix.redis.connection("default")) local v, err = r:command("get", "huge") return v == nil, err');
+    other.send('local r = assert(mix.redis.connection("default")) local v, err = r:command("ping") return tostring(v), err');
+    const [huge, behind] = await Promise.all([client.next(60_000), other.next(60_000)]);
+    const reset = /^redis default \(127\.0\.0\.1:\d+\): the connection was reset: a reply passed \d+ bytes while being read$/;
+    const [refused, message] = JSON.parse(huge.data) as [boolean, string];
+    assert.equal(refused, true);
+    assert.match(message, reset);
+    // The ping went out before the reset (same turn) or after it, while ioredis reconnects.
+    const [pong, why] = JSON.parse(behind.data) as [string, string];
+    assert.ok(pong === 'PONG' || (pong === 'nil' && (reset.test(why) || /is unreachable: the connection was reset/.test(why))), behind.data);
+    await waitFor('the connection serves again', async () => (await run('return r:command("ping")'))[0] === 'PONG', 20_000, 200);
+    assert.ok(node.logs.some((line) => line.includes('Lua redis reply too large: connection reset')));
+  } finally {
+    other.close();
+    await redis.cli('del', 'huge');
+  }
+});
+
 test('the db option selects the database', async () => {
   assert.deepEqual(await run('local r2 = mix.redis.connection("db2") r2:command("set", "only-in-2", "yes") return r:command("exists", "only-in-2"), r2:command("get", "only-in-2")'), [0, 'yes']);
   assert.equal(await redis.cli('-n', '2', 'get', 'only-in-2'), 'yes');

@@ -1,10 +1,11 @@
 import Redis from 'ioredis';
+import type { Socket } from 'node:net';
 import { lua, lauxlib, K, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushNilError, type LuaVM } from '../vm';
 import type { LuaRedisConfig } from '../../config/schema';
 import type { Logger } from '../../log';
 import { settle } from './settle';
-import { stateLimits } from '../limits';
+import { DEFAULT_LIMITS, stateLimits, type SandboxLimits } from '../limits';
 
 const { LUA_TSTRING, LUA_TNUMBER, lua_type, lua_typename, lua_tonumber, lua_gettop, lua_pushstring, lua_pushnumber,
   lua_pushnil, lua_pushboolean, lua_createtable, lua_rawseti, lua_newuserdata, lua_newtable, lua_pushvalue, lua_setfield,
@@ -22,6 +23,22 @@ const CONNECT_TIMEOUT_MS = 2000;
 const SHARED_STATE_COMMANDS = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monitor', 'quit', 'reset', 'select',
   'multi', 'watch']);
 
+/** Bytes RESP adds to an element at most (`$`, its length in digits, two CRLFs), and to an array. */
+const FRAMING_BYTES = 32;
+/**
+ * Bytes the count of a reply being read may be behind by: the socket read (64 KiB) in which the reply
+ * before it ended, and the reads a stream may hand over in one go before scripts are resumed.
+ */
+const READ_SLACK_BYTES = 1024 * 1024;
+
+/**
+ * Bytes a reply may reach on the wire while it is read before its connection is reset: past it, its
+ * strings exceed maxStringSize or its elements maxItems, so the script would get `nil, err` anyway.
+ */
+export function maxReplyBytes(limits: Pick<Required<SandboxLimits>, 'maxStringSize' | 'maxItems'>): number {
+  return limits.maxStringSize + (limits.maxItems + 1) * FRAMING_BYTES + READ_SLACK_BYTES;
+}
+
 /** Reconnect delays: 100 ms doubling up to 2 s. */
 function reconnectDelay(attempt: number): number {
   return Math.min(50 * 2 ** Math.min(attempt, 6), 2000);
@@ -37,12 +54,21 @@ function parseAddr(addr: string): { host: string; port: number } {
  * One `engine.luavm.redis[]` connection: a single ioredis client (commands are multiplexed on it),
  * connected on first use and reconnected in the background. Commands fail with an error instead of
  * waiting while Redis is unreachable.
+ *
+ * ioredis buffers a reply whole before it resolves its command, and has no limit of its own: a GET of a
+ * 500 MB value held 500 MB in the node before anything could refuse it. Replies on one connection come
+ * one after the other, so what it buffers is the reply being read; the client counts the bytes received
+ * since a command last got its reply and resets the connection once they pass `maxReplyBytes`.
  */
 export class LuaRedisClient {
   private readonly client: Redis;
   private lastError = '';
+  /** Bytes received since a command last got its reply: the reply being read, give or take a socket read. */
+  private reading = 0;
+  /** Connections reset for a reply too large so far, so a command can tell whether it was in flight on one. */
+  private resets = 0;
 
-  constructor(readonly config: LuaRedisConfig, log: Logger) {
+  constructor(readonly config: LuaRedisConfig, private readonly log: Logger, private readonly maxReply = maxReplyBytes(DEFAULT_LIMITS)) {
     this.client = new Redis({
       ...parseAddr(config.addr),
       password: config.password || undefined,
@@ -65,7 +91,34 @@ export class LuaRedisClient {
       down = false;
       this.lastError = '';
     });
+    // ioredis's parser listens first (prependListener), so a reply that ends in a chunk is handed over
+    // before this counts the chunk; its command's promise callbacks run before the next chunk is read.
+    this.client.on('connect', () => this.watch(this.client.stream as Socket));
   }
+
+  /** Counts what `stream` receives and resets it when a reply being read passes the limit. */
+  private watch(stream: Socket): void {
+    this.reading = 0;
+    let last = 0;
+    stream.on('data', (chunk: Buffer) => {
+      if (stream !== this.client.stream) return;
+      last = chunk.length;
+      this.reading += chunk.length;
+      if (this.reading <= this.maxReply) return;
+      this.resets++;
+      this.reading = 0;
+      this.lastError = `the connection was reset: a reply passed ${this.maxReply} bytes while being read`;
+      this.log.warn('Lua redis reply too large: connection reset', { name: this.config.name, addr: this.config.addr, bytes: this.maxReply });
+      // ioredis sees a closed connection: commands in flight fail, and it reconnects.
+      stream.destroy();
+    });
+    this.replied = () => {
+      if (stream === this.client.stream) this.reading = Math.min(this.reading, last);
+    };
+  }
+
+  /** A command got its reply (or failed): what was received before the chunk it ended in is no longer held. */
+  private replied: () => void = () => undefined;
 
   /** Runs one command; resolves to the raw reply (bulk strings as Buffers), rejects with a readable error. */
   command(name: string, args: Array<Buffer | string>): Promise<unknown> {
@@ -73,7 +126,13 @@ export class LuaRedisClient {
       return Promise.reject(new Error(`redis: ${name} is not allowed on a connection shared by all scripts`));
     }
     if (this.client.status === 'reconnecting') return Promise.reject(this.unreachable());
-    return this.client.callBuffer(name, ...args).catch((error: Error) => {
+    const resets = this.resets;
+    return this.client.callBuffer(name, ...args).then((reply) => {
+      this.replied();
+      return reply;
+    }, (error: Error) => {
+      this.replied();
+      if (this.resets !== resets) throw new Error(`redis ${this.config.name} (${this.config.addr}): ${this.lastError}`);
       // ioredis reports a failed connect as "max retries per request"; the cause is more useful.
       throw error.name === 'MaxRetriesPerRequestError' ? this.unreachable() : error;
     });
@@ -96,9 +155,11 @@ export class LuaRedisPool {
   private readonly clients = new Map<string, LuaRedisClient>();
   private closed = false;
 
+  /** @param maxReply bytes a reply being read may reach before its connection is reset (see maxReplyBytes) */
   constructor(
     private readonly configs: readonly LuaRedisConfig[],
     private readonly log: Logger,
+    private readonly maxReply = maxReplyBytes(DEFAULT_LIMITS),
   ) {}
 
   /** The client for `name`, or null if no `engine.luavm.redis[]` entry has that name (or the pool is closed). */
@@ -108,7 +169,7 @@ export class LuaRedisPool {
     if (!client) {
       const config = this.configs.find((entry) => entry.name === name);
       if (!config) return null;
-      client = new LuaRedisClient(config, this.log);
+      client = new LuaRedisClient(config, this.log, this.maxReply);
       this.clients.set(name, client);
     }
     return client;
@@ -169,12 +230,27 @@ function pushReply(L: LuaState, reply: unknown, depth = 0): number {
 
 /**
  * A reply with more than maxItems elements (an `LRANGE key 0 -1` of a million) gives `nil, err`:
- * building its tables would hold the node for seconds.
+ * building its tables would hold the node for seconds. So does one whose strings add up to more than
+ * maxStringSize: as Lua strings they would sit in the state, and every script may fetch one at once.
  */
 function pushCheckedReply(L: LuaState, reply: unknown): number {
-  const maxItems = stateLimits(L).maxItems;
+  const { maxItems, maxStringSize } = stateLimits(L);
   if (replyElements(reply, maxItems) > maxItems) return pushNilError(L, `reply has more than ${maxItems} elements (the maxItems limit)`);
+  if (replyBytes(reply, maxStringSize) > maxStringSize) return pushNilError(L, `reply is larger than ${maxStringSize} bytes (the maxStringSize limit)`);
   return pushReply(L, reply);
+}
+
+/** Bytes of a reply's strings, nested arrays included, counted up to just past `max`. */
+function replyBytes(reply: unknown, max: number): number {
+  if (reply instanceof Uint8Array) return reply.byteLength;
+  if (typeof reply === 'string') return reply.length;
+  if (!Array.isArray(reply)) return 0;
+  let bytes = 0;
+  for (const item of reply) {
+    bytes += replyBytes(item, max - bytes);
+    if (bytes > max) break;
+  }
+  return bytes;
 }
 
 /** Elements of a reply, nested arrays included, counted up to just past `max`. */
