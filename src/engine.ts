@@ -17,7 +17,7 @@ import type { NodeServices } from './server/node-services';
 import { SocketBusinessServer } from './server/socket-server';
 import { CloseCode } from './wire/close-codes';
 import { FdGuard, openFileLimit } from './server/fd-guard';
-import { ContextBudget } from './session/context-budget';
+import { ByteBudget } from './wire/byte-budget';
 
 /** How often the yaml file is checked for changes to its hot keys. */
 const CONFIG_POLL_MS = 1000;
@@ -46,7 +46,7 @@ export class Engine implements NodeServices {
   readonly servers: (WebSocketBusinessServer | SocketBusinessServer)[] = [];
   readonly fdGuard: FdGuard;
   /** The bytes all connection contexts of this process hold, under `engine.maxContextBytes`. */
-  readonly contexts: ContextBudget;
+  readonly contexts: ByteBudget;
   private api: ApiServer | null = null;
   /** CONNMIX's center API, served beside the node by `dev` and `single`. */
   private center: CenterServer | null = null;
@@ -94,7 +94,7 @@ export class Engine implements NodeServices {
     this.hub = new Hub(this.broker, this.metrics);
     this.mesh = new Mesh(this.broker, this.hub, this.metrics, { localOnly: this.broker instanceof MemoryBroker });
     this.fdGuard = new FdGuard(openFileLimit(), config.engine.fdReserve, this.log, this.metrics);
-    this.contexts = new ContextBudget(config.engine.maxContextBytes);
+    this.contexts = new ByteBudget(config.engine.maxContextBytes);
     for (const server of config.engine.servers) {
       const Server = server.protocol === 'socket' ? SocketBusinessServer : WebSocketBusinessServer;
       this.servers.push(new Server(server, this, this.log, config.engine.luavm.callBudget, this.metrics));

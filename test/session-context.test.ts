@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { ConnectionContext, ContextFullError } from '../src/session/context';
-import { ContextBudget } from '../src/session/context-budget';
+import { ByteBudget } from '../src/wire/byte-budget';
 
 test('set_context_value sets one key, and null or a missing value removes it', () => {
   const context = new ConnectionContext();
@@ -51,7 +51,7 @@ test('bytes follows what the values hold through sets, replacements, removals an
 });
 
 test('contexts sharing a node budget: growth is taken, a write past it changes nothing, and replace, remove, set_context and clear give back exactly what was taken', () => {
-  const budget = new ContextBudget(64 * 1024);
+  const budget = new ByteBudget(64 * 1024);
   const contexts = [0, 1, 2].map(() => new ConnectionContext(budget));
   const sum = () => contexts.reduce((total, context) => total + context.bytes, 0);
   // A deterministic walk of writes of every kind, some past the budget, checked after each.
@@ -88,7 +88,7 @@ test('contexts sharing a node budget: growth is taken, a write past it changes n
 });
 
 test('the per-context cap is checked before the node budget, and a context without a budget counts only itself', () => {
-  const budget = new ContextBudget(64 * 1024 * 1024);
+  const budget = new ByteBudget(64 * 1024 * 1024);
   const context = new ConnectionContext(budget);
   assert.throws(() => context.apply('set_context_value', 'big', 'x'.repeat(17 * 1024 * 1024)), /over its limit of 16777216$/);
   assert.equal(budget.held, 0);

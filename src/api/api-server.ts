@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics';
 import { destroySocket } from '../wire/http-request';
 import { refuse, type RefusalBody } from '../wire/refusal';
 import { listenLogged } from '../wire/listen';
-import { BodyBudget } from './body-budget';
+import { ByteBudget } from '../wire/byte-budget';
 import type { FdGuard } from '../server/fd-guard';
 
 /** How long requests in flight may take to finish when the server stops. */
@@ -40,7 +40,7 @@ export class ApiServer {
   ) {
     this.access = new AccessControl(users);
     // One budget for both transports: a backend cannot get past it by switching from HTTP to /ws/v1.
-    const budget = new BodyBudget(config.maxBytesInFlight);
+    const budget = new ByteBudget(config.maxBytesInFlight);
     this.wsApi = new WsApi(node, log, {
       readTimeout: config.readTimeout,
       maxPayload: config.maxBodySize,

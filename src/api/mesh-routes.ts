@@ -2,18 +2,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { MeshCommands } from '../mesh/mesh';
-import { ErrorCode } from '../wire/api-errors';
+import { ErrorCode, busy } from '../wire/api-errors';
 import { whenSettled } from '../wire/maybe-promise';
 import { parseBody } from './requests';
 import type { Authorize } from './http-api';
-import type { BodyBudget } from './body-budget';
+import type { ByteBudget } from '../wire/byte-budget';
 import { errorOf } from './commands';
 import { ROUTES, isMeshRoute, type MeshRoute } from './routes';
 
 /** How request bodies are bounded: each by `maxBodySize`, all of them together by `budget`. */
 export interface BodyLimits {
   maxBodySize: number;
-  budget: BodyBudget;
+  budget: ByteBudget;
 }
 
 /** The table's per-message routes, by path. */
@@ -57,13 +57,13 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
   // Refusals that come before the body is read close the connection, so the unread body goes with it.
   const tooLarge = () => finish(413, { E: { c: ErrorCode.INVALID_PARAMS, m: `invalid request: the body is larger than ${limits.maxBodySize} bytes` } },
     ErrorCode.INVALID_PARAMS, { connection: 'close' });
-  const busy = () => finish(503, { E: { c: ErrorCode.BUSY, m: limits.budget.busyMessage } },
+  const refuseBusy = () => finish(503, { E: { c: ErrorCode.BUSY, m: busy(limits.budget.limit).message } },
     ErrorCode.BUSY, { connection: 'close', 'retry-after': '1' });
   const declared = declaredLength(req);
   if (declared > limits.maxBodySize) return tooLarge();
   let taken = 0;
   if (declared > 0) {
-    if (!limits.budget.take(declared)) return busy();
+    if (!limits.budget.take(declared)) return refuseBusy();
     taken = declared;
   }
   res.once('close', () => limits.budget.give(taken));
@@ -74,7 +74,7 @@ export function serveMeshRoute(route: MeshRoute, req: IncomingMessage, res: Serv
     if (refused) return;
     size += chunk.length;
     // A chunked body takes its budget as it arrives.
-    const over = size > limits.maxBodySize ? tooLarge : size > taken && !limits.budget.take(size - taken) ? busy : null;
+    const over = size > limits.maxBodySize ? tooLarge : size > taken && !limits.budget.take(size - taken) ? refuseBusy : null;
     if (over) {
       refused = true;
       chunks.length = 0;

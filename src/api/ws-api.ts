@@ -5,7 +5,7 @@ import { WebSocketServer, WebSocket } from 'ws';
 import type { Logger } from '../log';
 import type { MeshCommands } from '../mesh/mesh';
 import type { MemoryQueue, QueueConsumer } from '../queue/memory-queue';
-import { ApiError, ErrorCode, invalidParams } from '../wire/api-errors';
+import { busy, invalidParams } from '../wire/api-errors';
 import { parseJsonKeepingIds } from './requests';
 import type { Reply } from '../wire/api-answers';
 import * as commands from './commands';
@@ -14,7 +14,7 @@ import { WriteBatch, blockedFor } from '../wire/write-batch';
 import { Peer } from '../wire/peer';
 import { whenSettled } from '../wire/maybe-promise';
 import { CloseCode } from '../wire/close-codes';
-import type { BodyBudget } from './body-budget';
+import type { ByteBudget } from '../wire/byte-budget';
 
 /** What the WebSocket API needs from its node: the mesh for `mesh.*` and `conn.call`, the queue for `queue.*`. */
 export interface WsApiNode {
@@ -32,7 +32,7 @@ export interface WsApiOptions {
   /** Seconds pending writes may fail to drain before the connection is dropped (4002); 0 = never. */
   writeTimeout: number;
   /** The API server's `maxBytesInFlight`, shared with the HTTP requests: each request holds its frame's bytes until its command settles. */
-  budget: BodyBudget;
+  budget: ByteBudget;
 }
 
 /**
@@ -185,7 +185,7 @@ export class WsApi {
       // the frame holds its bytes of the budget until then, whether or not the connection stays open.
       const { budget } = this.options;
       const bytes = data.length;
-      if (!budget.take(bytes)) throw new ApiError(ErrorCode.BUSY, budget.busyMessage);
+      if (!budget.take(bytes)) throw busy(budget.limit);
       let result: unknown;
       try {
         result = this.dispatch(session, request.m, unwrapParams(request.p));

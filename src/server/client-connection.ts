@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { ConnectionContext } from '../session/context';
-import type { ContextBudget } from '../session/context-budget';
+import type { ByteBudget } from '../wire/byte-budget';
 import type { ScriptConnection } from '../lua/mix';
 import type { Subscriber, Outgoing } from '../mesh/hub';
 import type { Protocol } from '../metrics';
@@ -25,7 +25,7 @@ export abstract class ClientConnection extends Peer implements Subscriber, Scrip
     /** Channels the connection may hold (0 = no limit). */
     readonly maxChannels: number,
     /** What the node's contexts may hold together; the context gives its share back when cleared. */
-    contexts: ContextBudget | null,
+    contexts: ByteBudget | null,
   ) {
     super(socket);
     this.context = new ConnectionContext(contexts);

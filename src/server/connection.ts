@@ -6,7 +6,7 @@ import type { WriteBatch } from '../wire/write-batch';
 import { CloseCode } from '../wire/close-codes';
 import type { DropReason, Metrics } from '../metrics';
 import { ClientConnection } from './client-connection';
-import type { ContextBudget } from '../session/context-budget';
+import type { ByteBudget } from '../wire/byte-budget';
 
 export interface ConnectionLimits {
   /** Bytes that may wait in the send buffer; a write past it drops the connection (1008). */
@@ -18,7 +18,7 @@ export interface ConnectionLimits {
   /** The server's write batch, which coalesces this connection's frames into one socket write. */
   batch: WriteBatch;
   /** The node's budget for connection contexts (`engine.maxContextBytes`). */
-  contexts: ContextBudget | null;
+  contexts: ByteBudget | null;
   metrics?: Metrics;
 }
 

@@ -2,7 +2,7 @@ import type { LuaVmConfig } from '../config/schema';
 import type { MixHost } from '../lua/mix';
 import type { ServerMesh } from '../mesh/mesh';
 import type { FdGuard } from './fd-guard';
-import type { ContextBudget } from '../session/context-budget';
+import type { ByteBudget } from '../wire/byte-budget';
 
 /** What a business server needs from its node. */
 export interface NodeServices {
@@ -17,5 +17,5 @@ export interface NodeServices {
   /** Counts accepted sockets against the process's descriptor limit. */
   readonly fdGuard: FdGuard;
   /** What all the node's connection contexts may hold together (`engine.maxContextBytes`). */
-  readonly contexts: ContextBudget;
+  readonly contexts: ByteBudget;
 }

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Outgoing } from '../mesh/hub';
 import type { WriteBatch } from '../wire/write-batch';
 import { ClientConnection } from './client-connection';
-import type { ContextBudget } from '../session/context-budget';
+import type { ByteBudget } from '../wire/byte-budget';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -14,7 +14,7 @@ export interface SocketConnectionOptions {
   /** The server's write batch, which coalesces this connection's writes into one socket write. */
   batch: WriteBatch;
   /** The node's budget for connection contexts (`engine.maxContextBytes`). */
-  contexts: ContextBudget | null;
+  contexts: ByteBudget | null;
   /** Turns a published or sent payload into the bytes to write (`protocol_encode`); null if it cannot. */
   encode(conn: SocketConnection, payload: Buffer): Buffer | null;
 }

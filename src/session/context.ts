@@ -1,4 +1,4 @@
-import type { ContextBudget } from './context-budget';
+import type { ByteBudget } from '../wire/byte-budget';
 
 /**
  * A value a context holds: plain data that crosses into Lua and back (lua/values.ts converts it) and
@@ -68,7 +68,7 @@ export const MAX_CONTEXT_BYTES = 16 * 1024 * 1024;
 
 /**
  * A context write refused because the context would pass MAX_CONTEXT_BYTES, or the node's contexts
- * their ContextBudget; the context is unchanged.
+ * their ByteBudget; the context is unchanged.
  */
 export class ContextFullError extends Error {}
 
@@ -86,7 +86,7 @@ export class ConnectionContext {
   private closedWith: string | null = null;
 
   /** @param budget the node's, shared by all its connections' contexts; none for a context that counts only itself */
-  constructor(private readonly budget: ContextBudget | null = null) {}
+  constructor(private readonly budget: ByteBudget | null = null) {}
 
   get size(): number {
     return this.values?.size ?? 0;

@@ -27,3 +27,8 @@ export class ApiError extends Error {
 export function invalidParams(message: string): ApiError {
   return new ApiError(ErrorCode.INVALID_PARAMS, message);
 }
+
+/** A request past the API server's `maxBytesInFlight` (HTTP bodies and `/ws/v1` frames alike). */
+export function busy(limit: number): ApiError {
+  return new ApiError(ErrorCode.BUSY, `busy: ${limit} bytes of requests are in flight; retry`);
+}
