@@ -6,6 +6,7 @@ import { decode, encodeCall, encodeCount, encodePublish, encodeReply, encodeSend
 import { MAX_NODE_NUMBER, newNodeId, nodeNumberOf } from './ids';
 import { NodeRegistry } from './node-registry';
 import { bounded, connectMeshRedis, NotSentError, type MeshRedis, type Role } from './redis-connections';
+import type { SubscriptionStats } from './subscriber-link';
 import { RedisProbe } from './redis-probe';
 import { whenSettled } from '../wire/maybe-promise';
 
@@ -67,10 +68,6 @@ export class RedisBroker implements Broker {
   private readonly channelPrefix: Buffer;
   private readonly inbox: string;
   private readonly replies: PendingReplies;
-  /** The channels this node's hub holds, for the logs. */
-  private readonly channels = new Set<string>();
-  /** Per channel, the (un)subscribe in progress, so one channel's operations run one after another. */
-  private readonly queues = new Map<string, Promise<void>>();
   /** Answers to other nodes, sent together once per tick. */
   private readonly outbox = new Map<string, ReplyEntry[]>();
   private flushScheduled = false;
@@ -79,7 +76,6 @@ export class RedisBroker implements Broker {
   private link: MeshRedis | null = null;
   private registry: NodeRegistry | null = null;
   private probe: RedisProbe | null = null;
-  private subscriberLost = false;
   /** Requests from other nodes dropped because they arrived after their deadline. */
   private late = 0;
   private lateLoggedAt = 0;
@@ -114,7 +110,7 @@ export class RedisBroker implements Broker {
       {
         message: (channel, message) => this.receive(channel, message),
         up: (role) => this.up(role),
-        down: (role) => this.down(role),
+        down: () => this.onDown?.(),
       },
       this.log,
       commandTimeout,
@@ -133,13 +129,16 @@ export class RedisBroker implements Broker {
   }
 
   subscribe(channel: string): Promise<void> {
-    this.channels.add(channel);
-    return this.serialize(channel, 'subscribe', (link, key) => link.subscribe(key));
+    return this.confirm(channel, 'subscribe', (link, key) => link.subscribe(key));
   }
 
   unsubscribe(channel: string): Promise<void> {
-    this.channels.delete(channel);
-    return this.serialize(channel, 'unsubscribe', (link, key) => link.unsubscribe(key));
+    return this.confirm(channel, 'unsubscribe', (link, key) => link.unsubscribe(key));
+  }
+
+  /** The subscriber side's wanted channels (with the inbox) and its pending work; zeros before `start`. */
+  subscriptions(): SubscriptionStats {
+    return this.link?.subscriptions() ?? { wanted: 0, unsynced: 0, queued: 0 };
   }
 
   /**
@@ -294,27 +293,19 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * Runs a channel's (un)subscribes in call order. Each waits at most `commandTimeout` for Redis: while
-   * Redis is away the command stays queued in the subscriber connection (in order) and applies on
-   * reconnect, so the hub goes on instead of stalling its connection's Lua hooks. Never rejects.
+   * Changes the channel's wanted state on the subscriber side, which brings Redis to the last state
+   * asked (see SubscriberLink), and waits at most `commandTimeout` for Redis to confirm it: while Redis
+   * is away it answers at once (the change applies on reconnect), and a Redis that does not answer does
+   * not stall the hub's callers (a connection's Lua hooks). Never rejects.
    */
-  private serialize(channel: string, what: string, op: (link: MeshRedis, key: string) => Promise<unknown>): Promise<void> {
+  private confirm(channel: string, what: string, op: (link: MeshRedis, key: string) => Promise<void>): Promise<void> {
     const link = this.link;
     // Connections closing while the node stops unsubscribe after the broker is gone: nothing to do.
     if (!link) return Promise.resolve();
-    const key = this.channelKey(channel);
-    const run = (): Promise<void> =>
-      bounded(op(link, key), this.options.commandTimeout, what).then(
-        () => this.log.debug(`mesh ${what}`, { channel }),
-        (error: Error) =>
-          this.log.warn(`mesh ${what} not confirmed yet; it applies when Redis answers`, { channel, error: error.message }),
-      );
-    const next = (this.queues.get(channel) ?? Promise.resolve()).then(run);
-    this.queues.set(channel, next);
-    void next.then(() => {
-      if (this.queues.get(channel) === next) this.queues.delete(channel);
-    });
-    return next;
+    return bounded(op(link, this.channelKey(channel)), this.options.commandTimeout, what).then(
+      () => this.log.debug(`mesh ${what}`, { channel }),
+      (error: Error) => this.log.warn(`mesh ${what} not confirmed yet; it applies when Redis answers`, { channel, error: error.message }),
+    );
   }
 
   /** The mesh clock (Redis's), against which request deadlines are set and checked. */
@@ -421,16 +412,6 @@ export class RedisBroker implements Broker {
 
   private up(role: Role): void {
     if (role === 'commands') void this.registry?.beat();
-    if (role === 'subscriber' && this.subscriberLost) {
-      this.subscriberLost = false;
-      // ioredis re-issues the subscriptions of the lost connection as soon as it is ready again.
-      this.log.info('mesh: redis subscriber back, resubscribing channels and inbox', { channels: this.channels.size });
-    }
-  }
-
-  private down(role: Role): void {
-    this.onDown?.();
-    if (role === 'subscriber') this.subscriberLost = true;
   }
 }
 

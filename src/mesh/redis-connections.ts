@@ -2,13 +2,14 @@ import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import type { RedisMeshConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { ShardedSubscriber } from './sharded-subscriber';
+import { SubscriberLink, type SubscriptionStats } from './subscriber-link';
 
 /**
  * The two Redis roles of a node: `commands` (publishes, registry keys) fails fast while Redis is away,
  * so callers get an error instead of a stall; the subscriber side (one connection, or one per master on
- * a cluster) queues its (un)subscribes while away and resubscribes its channels on every reconnect
- * (ioredis autoResubscribe; on a cluster also moving channels to a promoted master), so deliveries
- * resume by themselves.
+ * a cluster, each a SubscriberLink) keeps the set of channels it should carry, queues nothing while
+ * away, and on every reconnect subscribes what is wanted then (on a cluster also moving channels to a
+ * promoted master), so deliveries resume by themselves for the channels that have members by then.
  */
 export interface MeshRedis {
   /** Keys and scripts; rejects at once while disconnected, and after `commandTimeout` if Redis is slow. */
@@ -16,11 +17,15 @@ export interface MeshRedis {
   /** PUBLISH (standalone) or SPUBLISH (cluster): how many subscriber connections received `message`. */
   publish(channel: string, message: Buffer): Promise<number>;
   /**
-   * SUBSCRIBE (standalone) or SSUBSCRIBE on the channel's master (cluster). While Redis is away it is
-   * kept and applied on reconnect, so its promise may settle late (or reject) although it will apply.
+   * Wants the channel subscribed: SUBSCRIBE (standalone) or SSUBSCRIBE on its master (cluster).
+   * Resolves once Redis has it, or at once while Redis is away (it is subscribed on reconnect, if still
+   * wanted then); a Redis that does not answer keeps it pending. Never rejects.
    */
-  subscribe(channel: string): Promise<unknown>;
-  unsubscribe(channel: string): Promise<unknown>;
+  subscribe(channel: string): Promise<void>;
+  /** Wants the channel unsubscribed; resolves as `subscribe` does. */
+  unsubscribe(channel: string): Promise<void>;
+  /** The subscriber side's wanted channels and pending work. */
+  subscriptions(): SubscriptionStats;
   /** Both roles are connected. */
   ready(): boolean;
   /** Drops both connections without waiting for Redis. */
@@ -93,7 +98,17 @@ export function connectMeshRedis(
       enableOfflineQueue: false,
       enableAutoPipelining: true,
     });
-    const subscriber = new Redis({ ...base, ...address, db: config.db, maxRetriesPerRequest: null, autoResubscribe: true });
+    // Nothing queues while disconnected and nothing resubscribes by itself: the link does both.
+    const subscriber = new Redis({
+      ...base,
+      ...address,
+      db: config.db,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResubscribe: false,
+      autoResendUnfulfilledCommands: false,
+    });
+    const link = new SubscriberLink(subscriber, log);
     subscriber.on('messageBuffer', onMessage);
     watch(commands, 'commands', events, log, isClosed);
     watch(subscriber, 'subscriber', events, log, isClosed);
@@ -101,13 +116,14 @@ export function connectMeshRedis(
       commands,
       publish: (channel, message) =>
         bounded(whenReady(commands, () => commands.publish(channel, message)), commandTimeout, 'PUBLISH'),
-      subscribe: (channel) => subscriber.subscribe(channel),
-      unsubscribe: (channel) => subscriber.unsubscribe(channel),
-      ready: () => commands.status === 'ready' && subscriber.status === 'ready',
+      subscribe: (channel) => link.add(channel),
+      unsubscribe: (channel) => link.remove(channel),
+      subscriptions: () => link.stats(),
+      ready: () => commands.status === 'ready' && link.ready(),
       close: () => {
         closed = true;
         commands.disconnect();
-        subscriber.disconnect();
+        link.close();
       },
     };
   }
@@ -136,6 +152,7 @@ export function connectMeshRedis(
       bounded(whenReady(commands, () => commands.spublish(channel, message) as Promise<number>), commandTimeout, 'SPUBLISH'),
     subscribe: (channel) => subscriber.subscribe(channel),
     unsubscribe: (channel) => subscriber.unsubscribe(channel),
+    subscriptions: () => subscriber.stats(),
     ready: () => commands.status === 'ready' && subscriber.ready(),
     close: () => {
       closed = true;

@@ -1,11 +1,14 @@
 import Redis, { type Cluster, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log';
+import { SubscriberLink, type SubscriptionStats } from './subscriber-link';
 
 /**
  * SSUBSCRIBE on a Redis Cluster: one subscriber connection per master serving subscribed channels,
  * placed by the slot map of the node's command client (`cluster`), which refreshes it periodically and
- * on MOVED. After a failover or a reshard, channels move to their new master's connection on the next
- * refresh; a master that merely restarts gets its channels back through ioredis's autoResubscribe.
+ * on MOVED. Each connection is a SubscriberLink, which (re)subscribes what it should carry; this class
+ * only decides which master carries which channel. After a failover or a reshard, a channel moves to
+ * its new master's link on the next refresh, and leaves the old one (unsubscribed there if it is still
+ * up, never resubscribed if it is not).
  *
  * Why not ioredis's `shardedSubscribers` (5.11): while a killed master waits for its replica to be
  * promoted, its sharded subscriber ends, refreshes the slot map (which still names the dead master) and
@@ -14,9 +17,9 @@ import type { Logger } from '../log';
  * retries with backoff, and channels only move when the slot map says so.
  */
 export class ShardedSubscriber {
-  /** Subscriber connections by node key (`host:port`). */
-  private readonly connections = new Map<string, Redis>();
-  /** Every subscribed channel with its slot and the node key it is subscribed on ('' = not yet placed). */
+  /** Subscriber links by node key (`host:port`). */
+  private readonly links = new Map<string, SubscriberLink>();
+  /** Every wanted channel with its slot and the node key it is placed on ('' = not yet placed). */
   private readonly channels = new Map<string, { slot: number; node: string }>();
   private readonly onRefresh = (): void => this.follow();
 
@@ -31,43 +34,55 @@ export class ShardedSubscriber {
     cluster.on('refresh', this.onRefresh);
   }
 
-  /** SSUBSCRIBE on the channel's master; rejects (the channel stays wanted) if the slot map is not known yet. */
-  subscribe(channel: string): Promise<unknown> {
+  /**
+   * SSUBSCRIBE on the channel's master; resolves once subscribed, or at once if that master is away or
+   * the slot map is not known yet (the channel is subscribed when they are). Never rejects.
+   */
+  subscribe(channel: string): Promise<void> {
     const entry = this.channels.get(channel) ?? { slot: keySlot(channel), node: '' };
     this.channels.set(channel, entry);
-    return this.place(channel, entry) ?? Promise.reject(new Error('no slot map yet: subscribes once the cluster answers'));
+    return this.place(channel, entry) ?? Promise.resolve();
   }
 
-  unsubscribe(channel: string): Promise<unknown> {
+  unsubscribe(channel: string): Promise<void> {
     const entry = this.channels.get(channel);
     this.channels.delete(channel);
-    const redis = entry && this.connections.get(entry.node);
-    return redis ? redis.sunsubscribe(channel) : Promise.resolve();
+    const link = entry && this.links.get(entry.node);
+    return link ? link.remove(channel) : Promise.resolve();
   }
 
-  /** Every connection that carries channels is connected. */
+  /** Every channel is placed and every link that carries channels is connected. */
   ready(): boolean {
-    const used = this.usedNodes();
-    if (used.size === 0) return this.channels.size === 0;
-    for (const node of used) if (this.connections.get(node)?.status !== 'ready') return false;
     for (const entry of this.channels.values()) if (entry.node === '') return false;
+    for (const link of this.links.values()) if (link.size > 0 && !link.ready()) return false;
     return true;
+  }
+
+  /** Summed over the links. */
+  stats(): SubscriptionStats {
+    const sum: SubscriptionStats = { wanted: 0, unsynced: 0, queued: 0 };
+    for (const link of this.links.values()) {
+      const stats = link.stats();
+      sum.wanted += stats.wanted;
+      sum.unsynced += stats.unsynced;
+      sum.queued += stats.queued;
+    }
+    return sum;
   }
 
   close(): void {
     this.cluster.off('refresh', this.onRefresh);
-    for (const redis of this.connections.values()) redis.disconnect();
-    this.connections.clear();
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
   }
 
-  /** Subscribes `channel` where the slot map says, leaving its old master; null if the slot map has no master for it. */
-  private place(channel: string, entry: { slot: number; node: string }): Promise<unknown> | null {
+  /** Places `channel` on the link of the master the slot map names, leaving its old one; null if it names none. */
+  private place(channel: string, entry: { slot: number; node: string }): Promise<void> | null {
     const node = this.cluster.slots[entry.slot]?.[0];
     if (!node) return null;
-    // Leaving the old master: its connection (if it is still alive) stops carrying the channel.
-    if (entry.node && entry.node !== node) this.connections.get(entry.node)?.sunsubscribe(channel).catch(() => undefined);
+    if (entry.node && entry.node !== node) void this.links.get(entry.node)?.remove(channel);
     entry.node = node;
-    return this.connection(node).ssubscribe(channel);
+    return this.link(node).add(channel);
   }
 
   /** After each slot-map refresh: moves channels whose slot changed master, drops unused connections. */
@@ -77,50 +92,49 @@ export class ShardedSubscriber {
       const from = entry.node;
       const to = this.cluster.slots[entry.slot]?.[0];
       if (!to || to === from) continue;
-      this.place(channel, entry)?.catch((error: Error) => this.log.debug('ssubscribe failed', { channel, error: error.message }));
+      void this.place(channel, entry);
       const route = `${from || '(unplaced)'} -> ${to}`;
       moves.set(route, (moves.get(route) ?? 0) + 1);
     }
     for (const [route, channels] of moves) {
       this.log.info('redis cluster: sharded channels subscribed on their new master', { route, channels });
     }
-    const used = this.usedNodes();
-    for (const [node, redis] of this.connections) {
-      if (used.has(node)) continue;
+    for (const [node, link] of this.links) {
+      if (link.size > 0) {
+        // What a master refused (MOVED before this refresh) is tried again where the map now says.
+        link.retry();
+        continue;
+      }
       // Quietly: this is not an outage.
-      redis.removeAllListeners();
-      redis.on('error', () => undefined);
-      redis.disconnect();
-      this.connections.delete(node);
+      link.redis.removeAllListeners();
+      link.redis.on('error', () => undefined);
+      link.close();
+      this.links.delete(node);
       this.log.debug('redis sharded subscriber closed: no channels on this master', { redis: node });
     }
   }
 
-  private usedNodes(): Set<string> {
-    const used = new Set<string>();
-    for (const entry of this.channels.values()) if (entry.node) used.add(entry.node);
-    return used;
-  }
-
-  private connection(node: string): Redis {
-    let redis = this.connections.get(node);
-    if (redis) return redis;
+  private link(node: string): SubscriberLink {
+    let link = this.links.get(node);
+    if (link) return link;
     const at = node.lastIndexOf(':');
-    redis = new Redis({
+    const redis = new Redis({
       ...this.options,
       host: node.slice(0, at),
       port: Number(node.slice(at + 1)),
-      // (Un)subscribes wait while disconnected and go out in order on reconnect, after the resubscribe.
-      enableOfflineQueue: true,
-      maxRetriesPerRequest: null,
-      autoResubscribe: true,
+      // Nothing queues while disconnected and nothing resubscribes by itself: the link does both.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResubscribe: false,
+      autoResendUnfulfilledCommands: false,
     });
+    link = new SubscriberLink(redis, this.log, { slotOf: keySlot, node });
     redis.on('smessageBuffer', this.onMessage);
     // A channel answered MOVED: our slot map is stale; the refresh moves it (see follow).
     redis.on('moved', () => this.cluster.refreshSlotsCache());
-    this.connections.set(node, redis);
+    this.links.set(node, link);
     this.onConnection(redis, node);
-    return redis;
+    return link;
   }
 }
 

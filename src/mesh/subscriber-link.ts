@@ -1,0 +1,255 @@
+import type Redis from 'ioredis';
+import type { Logger } from '../log';
+
+/** Channels named in one SUBSCRIBE or UNSUBSCRIBE command, so a resubscribe of many is a few bounded commands. */
+export const CHANNELS_PER_COMMAND = 500;
+
+/** Channels in commands Redis has not answered yet, at most; further changes wait, merged, until answers come. */
+export const MAX_CHANNELS_IN_FLIGHT = 2000;
+
+/** What a subscriber connection holds, for operators and tests. */
+export interface SubscriptionStats {
+  /** Channels the node wants subscribed (its channels with local members, and its inbox). */
+  wanted: number;
+  /** Channels whose subscription in Redis may differ from what is wanted: not sent yet, or sent and unanswered. */
+  unsynced: number;
+  /** Commands written to Redis and not answered yet (the client's command queue). */
+  queued: number;
+}
+
+/** One (un)subscribe command on its way: what it changes, and on which connection (epoch) it went. */
+interface Sent {
+  channels: string[];
+  subscribe: boolean;
+  epoch: number;
+}
+
+const RESOLVED = Promise.resolve();
+
+/**
+ * One subscriber connection and the channels it should carry: the one place that subscribes,
+ * unsubscribes, and resubscribes after a reconnect. Callers only change the wanted set; the link
+ * brings Redis to it. While the connection is away nothing is queued per call: a change updates the
+ * wanted set (bounded by the channels themselves, however often viewers come and go), and when the
+ * connection is ready again the link subscribes everything wanted in commands of at most
+ * CHANNELS_PER_COMMAND channels. Channels left during the outage are simply not resubscribed.
+ *
+ * While connected, changes made in one tick go out together, at most MAX_CHANNELS_IN_FLIGHT channels
+ * unanswered at a time, so a Redis that stops reading (frozen, connection still open) holds the node's
+ * pending changes to one entry per channel too.
+ */
+export class SubscriberLink {
+  private readonly wanted = new Set<string>();
+  /** What Redis has, as far as the commands sent on this connection say (cleared when it drops). */
+  private readonly server = new Set<string>();
+  /** Channels to compare between `wanted` and `server` on the next sync. */
+  private readonly dirty = new Set<string>();
+  /** Subscribes Redis refused (MOVED on a cluster); retried when the owner says the slot map may have changed. */
+  private readonly failed = new Set<string>();
+  /** Commands in flight, in the order sent (Redis answers them in that order). */
+  private readonly sent: Sent[] = [];
+  private inFlight = 0;
+  /** Callers waiting for a channel to reach Redis: one promise per channel, however many calls. */
+  private readonly waiters = new Map<string, { promise: Promise<void>; resolve: () => void }>();
+  /** Connected: changes go out as they are made (set on ioredis's `ready`, cleared on `close`). */
+  private live = false;
+  /** The connection failed or dropped and has not come back: changes apply on the reconnect. */
+  private down = false;
+  /** It was live once: the next `ready` is a reconnect, worth a log line. */
+  private wasLive = false;
+  private epoch = 0;
+  private scheduled = false;
+
+  /**
+   * `redis` must not queue while disconnected nor resubscribe by itself (`enableOfflineQueue: false`,
+   * `autoResubscribe: false`, `maxRetriesPerRequest: 0`): this link does both. `sharded` uses
+   * SSUBSCRIBE/SUNSUBSCRIBE, one slot per command (`slotOf`).
+   */
+  constructor(
+    readonly redis: Redis,
+    private readonly log: Logger,
+    private readonly sharded: { slotOf: (channel: string) => number; node: string } | null = null,
+  ) {
+    redis.on('ready', () => this.onReady());
+    redis.on('close', () => this.onClose());
+  }
+
+  /**
+   * Wants `channel` subscribed. Resolves once Redis has it, or at once while the connection is away
+   * (the channel is subscribed when it comes back). Never rejects.
+   */
+  add(channel: string): Promise<void> {
+    this.wanted.add(channel);
+    return this.changed(channel);
+  }
+
+  /** Wants `channel` unsubscribed; resolves as `add` does. */
+  remove(channel: string): Promise<void> {
+    this.wanted.delete(channel);
+    return this.changed(channel);
+  }
+
+  /** How many channels this connection should carry. */
+  get size(): number {
+    return this.wanted.size;
+  }
+
+  /** Connected; changes go out as they are made. */
+  ready(): boolean {
+    return this.live;
+  }
+
+  /** Subscribes again the channels Redis refused, after the slot map may have moved them. */
+  retry(): void {
+    if (!this.live || this.failed.size === 0) return;
+    for (const channel of this.failed) this.dirty.add(channel);
+    this.failed.clear();
+    this.schedule();
+  }
+
+  stats(): SubscriptionStats {
+    return { wanted: this.wanted.size, unsynced: this.dirty.size + this.inFlight, queued: this.redis.commandQueue.length };
+  }
+
+  /** Drops the connection for good and releases every waiting caller. */
+  close(): void {
+    this.redis.disconnect();
+    this.reset(true);
+  }
+
+  private changed(channel: string): Promise<void> {
+    if (this.down) return RESOLVED;
+    // Not yet connected the first time: `onReady` subscribes everything wanted, then answers.
+    if (this.live) {
+      this.dirty.add(channel);
+      this.schedule();
+    }
+    let waiter = this.waiters.get(channel);
+    if (!waiter) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((done) => (resolve = done));
+      waiter = { promise, resolve };
+      this.waiters.set(channel, waiter);
+    }
+    return waiter.promise;
+  }
+
+  private settle(channel: string): void {
+    const waiter = this.waiters.get(channel);
+    if (!waiter) return;
+    this.waiters.delete(channel);
+    waiter.resolve();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // Changes made in the same tick (a viewer joining ten channels) share commands.
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.sync();
+    });
+  }
+
+  /** Sends what differs between `wanted` and `server`, as far as the in-flight bound allows. */
+  private sync(): void {
+    if (!this.live || this.redis.status !== 'ready') return;
+    const batches = new Map<string, string[]>();
+    for (const channel of this.dirty) {
+      if (this.inFlight >= MAX_CHANNELS_IN_FLIGHT) break;
+      this.dirty.delete(channel);
+      const want = this.wanted.has(channel);
+      if (want === this.server.has(channel)) {
+        this.settle(channel);
+        continue;
+      }
+      if (want) this.server.add(channel);
+      else this.server.delete(channel);
+      this.inFlight++;
+      const key = `${want ? '+' : '-'}${this.sharded ? this.sharded.slotOf(channel) : ''}`;
+      let batch = batches.get(key);
+      if (!batch) batches.set(key, (batch = []));
+      batch.push(channel);
+      if (batch.length >= CHANNELS_PER_COMMAND) {
+        this.send(batch, want);
+        batches.delete(key);
+      }
+    }
+    for (const [key, batch] of batches) this.send(batch, key.startsWith('+'));
+  }
+
+  private send(channels: string[], subscribe: boolean): void {
+    const record: Sent = { channels, subscribe, epoch: this.epoch };
+    this.sent.push(record);
+    const redis = this.redis;
+    const command = this.sharded
+      ? subscribe ? redis.ssubscribe(...channels) : redis.sunsubscribe(...channels)
+      : subscribe ? redis.subscribe(...channels) : redis.unsubscribe(...channels);
+    command.then(
+      () => this.answered(record, null),
+      (error: Error) => this.answered(record, error),
+    );
+  }
+
+  private answered(record: Sent, error: Error | null): void {
+    // Sent on a connection that has dropped since: the reconnect resubscribed from `wanted`.
+    if (record.epoch !== this.epoch) return;
+    const at = this.sent.indexOf(record);
+    if (at < 0) return;
+    // Redis answers in order, so unsettled commands before this one got their answer already: ioredis
+    // drops an SSUBSCRIBE answered MOVED without settling it. They count as refused.
+    for (const lost of this.sent.splice(0, at)) this.release(lost, new Error('no answer (MOVED)'));
+    this.sent.shift();
+    this.release(record, error);
+    if (this.dirty.size > 0) this.sync();
+  }
+
+  private release(record: Sent, error: Error | null): void {
+    this.inFlight -= record.channels.length;
+    if (error) {
+      this.log.warn(`redis ${record.subscribe ? '' : 'un'}subscribe refused`, {
+        redis: this.sharded?.node,
+        channels: record.channels.length,
+        error: error.message,
+      });
+      for (const channel of record.channels) {
+        if (this.dirty.has(channel)) continue;
+        // Not subscribed after all; a refused unsubscribe leaves nothing worth retrying.
+        this.server.delete(channel);
+        if (record.subscribe && this.wanted.has(channel)) this.failed.add(channel);
+      }
+    }
+    for (const channel of record.channels) if (!this.dirty.has(channel)) this.settle(channel);
+  }
+
+  private onReady(): void {
+    this.reset(false);
+    this.live = true;
+    this.down = false;
+    for (const channel of this.wanted) this.dirty.add(channel);
+    // Callers that waited through the first connect get their answer from the sync.
+    for (const channel of this.waiters.keys()) this.dirty.add(channel);
+    if (this.wasLive) this.log.info('redis subscriber back, resubscribing channels', { redis: this.sharded?.node, channels: this.wanted.size });
+    this.wasLive = true;
+    this.sync();
+  }
+
+  private onClose(): void {
+    this.reset(true);
+    this.down = true;
+  }
+
+  /** Forgets the connection's state (its subscriptions ended with it), and answers waiting callers if `release`. */
+  private reset(release: boolean): void {
+    this.live = false;
+    this.epoch++;
+    this.server.clear();
+    this.dirty.clear();
+    this.failed.clear();
+    this.sent.length = 0;
+    this.inFlight = 0;
+    if (!release) return;
+    for (const waiter of this.waiters.values()) waiter.resolve();
+    this.waiters.clear();
+  }
+}
