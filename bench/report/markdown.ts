@@ -147,8 +147,8 @@ function idleTables(rows: IdleRow[]): string {
 
 function stormTables(rows: StormRow[]): string {
   const main = table(
-    ['target', 'nodes', 'new connections', 'connect+subscribe/s', 'failed', 'subscribe msgs/s (on_message calls/s)', 'sending conns', 'server CPU ms / 1k msgs', 'note'],
-    rows.map((r) => [r.target, r.nodes, r.connections, r.connectPerSec, r.connectFailed, r.messagesPerSec, r.messageConnections, r.cpuMsPerKMessages, r.error ?? '']),
+    ['target', 'nodes', 'new connections', 'connect+subscribe/s', 'failed', 'server CPU µs / connect', 'subscribe msgs/s (on_message calls/s)', 'sending conns', 'server CPU ms / 1k msgs', 'note'],
+    rows.map((r) => [r.target, r.nodes, r.connections, r.connectPerSec, r.connectFailed, r.cpuUsPerConnect ?? '–', r.messagesPerSec, r.messageConnections, r.cpuMsPerKMessages, r.error ?? '']),
   );
   const lines: (string | number)[][] = [];
   for (const { subject, peers } of COMPARISONS) {
@@ -156,10 +156,15 @@ function stormTables(rows: StormRow[]): string {
     if (!s) continue;
     for (const peer of peers) {
       const p = rows.find((r) => r.target === peer);
-      if (p) lines.push([`${subject} ÷ ${peer}`, ratio(s.connectPerSec, p.connectPerSec), ratio(s.messagesPerSec, p.messagesPerSec), ratio(s.cpuMsPerKMessages, p.cpuMsPerKMessages)]);
+      if (p) {
+        lines.push([`${subject} ÷ ${peer}`, ratio(s.connectPerSec, p.connectPerSec), ratio(s.cpuUsPerConnect ?? -1, p.cpuUsPerConnect ?? 0),
+          ratio(s.messagesPerSec, p.messagesPerSec), ratio(s.cpuMsPerKMessages, p.cpuMsPerKMessages)]);
+      }
     }
   }
-  return lines.length ? `${main}\n\n${table(['target', 'connect/s (higher is better)', 'msgs/s (higher is better)', 'CPU / msg (lower is better)'], lines)}` : main;
+  return lines.length
+    ? `${main}\n\n${table(['target', 'connect/s (higher is better)', 'CPU / connect (lower is better)', 'msgs/s (higher is better)', 'CPU / msg (lower is better)'], lines)}`
+    : main;
 }
 
 function apiTables(rows: ApiRow[]): string {

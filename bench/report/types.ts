@@ -65,6 +65,8 @@ export interface StormRow {
   connections: number;
   connectPerSec: number;
   connectFailed: number;
+  /** Server CPU per connection opened and subscribed, in µs (absent in runs before it was recorded). */
+  cpuUsPerConnect?: number;
   /** subscribe/unsubscribe messages answered per second on open connections: on_message calls for connmix-ts. */
   messagesPerSec: number;
   messageConnections: number;

@@ -19,6 +19,7 @@ export async function subscribeStorm(ctx: Context): Promise<StormRow> {
   const split = shares(connections, fleet.size);
   const senders = shares(messageConnections, fleet.size);
   try {
+    const connectCpu0 = totalCpu(target.pids);
     const connected = await fleet.all<StormResult>((i) => ({
       op: 'storm.connect',
       params: {
@@ -35,6 +36,7 @@ export async function subscribeStorm(ctx: Context): Promise<StormRow> {
     const failed = connected.reduce((sum, r) => sum + r.failed, 0);
     const connectMs = Math.max(...connected.map((r) => r.ms));
     const cpu0 = totalCpu(target.pids);
+    const connectCpu = cpu0 - connectCpu0;
     const t0 = nowMs();
     const messaged = await fleet.all<StormResult>((i) => ({
       op: 'storm.messages',
@@ -50,6 +52,7 @@ export async function subscribeStorm(ctx: Context): Promise<StormRow> {
       connections,
       connectPerSec: Math.round((answered / connectMs) * 1000),
       connectFailed: failed,
+      cpuUsPerConnect: answered > 0 ? round((connectCpu * 1e6) / answered, 1) : 0,
       messagesPerSec: Math.round((messages / messageMs) * 1000),
       messageConnections,
       cpuMsPerKMessages: messages > 0 ? round((cpu * 1e6) / messages, 3) : 0,
