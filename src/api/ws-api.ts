@@ -75,8 +75,8 @@ class ApiSession extends Peer implements QueueConsumer {
     return true;
   }
 
-  /** Sends the answer to a request, after every earlier answer. */
-  answer(reply: Reply | Promise<Reply>): void {
+  /** Sends the answer to a request (a reply, or a text frame as it is), after every earlier answer. */
+  answer(reply: Reply | string | Promise<Reply>): void {
     if (!(reply instanceof Promise) && this.pending === null) {
       this.write(reply);
       return;
@@ -109,9 +109,9 @@ class ApiSession extends Peer implements QueueConsumer {
     this.ws.terminate();
   }
 
-  private write(reply: Reply): void {
+  private write(reply: Reply | string): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
-    const frame = textFrame(JSON.stringify(reply));
+    const frame = textFrame(typeof reply === 'string' ? reply : JSON.stringify(reply));
     // Answers cannot be skipped like deliveries: past the limit the backend that does not read them goes.
     if (this.socket.writableLength + this.queuedBytes + frame.length > this.maxBufferedBytes) this.abort(`send buffer full (${CloseCode.POLICY})`);
     else this.batch.write(this, frame);
@@ -172,6 +172,11 @@ export class WsApi {
   }
 
   private request(session: ApiSession, data: Buffer): void {
+    // CONNMIX's docs (since August 2022) give browsers, which cannot send ping frames, a text `ping`.
+    if (data.length === 4 && data.toString('latin1') === 'ping') {
+      session.answer('pong');
+      return;
+    }
     let id: unknown = null;
     try {
       const request = parseJsonKeepingIds(data.toString('utf8')) as Record<string, unknown> | null;
@@ -221,6 +226,9 @@ export class WsApi {
         return commands.pop(this.node.queue, session, params);
       case 'queue.unpop':
         return commands.unpop(this.node.queue, session);
+      case 'server.ping':
+        // The May 2022 docs' keep-alive request.
+        return SERVER_PONG;
       default:
         // Only a string is echoed: any other value may be too deep to serialise.
         throw invalidParams(typeof method === 'string' ? `unknown method ${JSON.stringify(method)}` : 'm must be a method name (a string)');
@@ -249,6 +257,8 @@ function unwrapParams(params: unknown): Record<string, unknown> {
   if (typeof params !== 'object') throw invalidParams('p must be an object');
   return params as Record<string, unknown>;
 }
+
+const SERVER_PONG = { s: 'server.pong' } as const;
 
 function ok(result: unknown, id: unknown): Reply {
   return { E: null, r: result, i: id };
