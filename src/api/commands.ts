@@ -41,6 +41,8 @@ export function call(mesh: MeshCommands, params: Record<string, unknown>): Maybe
   if (typeof clientId !== 'string' || !/^\d{1,20}$/.test(clientId)) throw invalidParams('p.c must be a client_id');
   if (!CONN_FUNCTIONS.includes(f as ConnFunction)) throw invalidParams(`p.f must be one of ${CONN_FUNCTIONS.join(', ')}`);
   if (!Array.isArray(a)) throw invalidParams('p.a must be a list of arguments');
+  // The PHP SDK's setContext($id, []) sends an empty PHP array, which json_encode writes as [].
+  if (f === 'set_context' && a.length === 1 && Array.isArray(a[0]) && a[0].length === 0) a[0] = {};
   checkCallArgs(f as ConnFunction, a);
   return onMesh(() => mesh.call(clientId, f as ConnFunction, a), called);
 }

@@ -1,12 +1,14 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
-import { startNode, EVAL, withTimeout, type TestNode, type Json } from '../support/helpers';
+import { startNode, TestClient, EVAL, withTimeout, type TestNode, type Json } from '../support/helpers';
 import { Waker } from '../support/waker';
 
 // The /ws/v1 requests that CONNMIX's material showed at some point of its history and that no other
 // test makes: the keep-alives of the API page (a `server.ping` request in May 2022, a text `ping` since
-// August 2022). Each test sends the request as the page wrote it and checks the answer it shows.
+// August 2022), and requests of the PHP SDK (connmix/connmix-php) that other tests make in another
+// form. Each test sends the request as the page or the SDK writes it and checks the answer it shows or
+// parses.
 
 let node: TestNode;
 before(async () => {
@@ -73,5 +75,27 @@ test('server.ping answers {"s":"server.pong"} (API page of May 2022)', async () 
     assert.deepEqual(JSON.parse(answer), { E: null, r: { s: 'server.pong' }, i: 12345 });
   } finally {
     api.close();
+  }
+});
+
+test('the PHP SDK setContext with an empty PHP array, sent as a = [[]], empties the context', async () => {
+  const client = await TestClient.open(node.wsUrl);
+  const api = await RawApi.open(node.apiUrl);
+  try {
+    const [id] = JSON.parse(await client.request('return mix.websocket():client_id()')) as string[];
+    client.send('mix.websocket():set_context_value("uid", 1001) return mix.websocket():context_value("uid")');
+    assert.equal((await client.next()).data, '[1001]');
+    // json_encode(['m' => 'conn.call', 'p' => ['c' => $id, 'f' => 'set_context', 'a' => [[]]], 'i' => 7]):
+    // the SDK types client ids as int, and an empty PHP array is the JSON list [].
+    const [answer] = await api.exchange(`{"m":"conn.call","p":{"c":${id},"f":"set_context","a":[[]]},"i":7}`);
+    assert.deepEqual(JSON.parse(answer), { E: null, r: { s: true }, i: 7 });
+    assert.equal(await client.request('return mix.websocket():context_value("uid") == nil'), '[true]');
+    assert.equal(await client.request('return mix.json_encode(mix.websocket():context())'), '["{}"]');
+    // A list that is not empty is no context: still 101.
+    const [list] = await api.exchange(`{"m":"conn.call","p":{"c":${id},"f":"set_context","a":[[1,2]]},"i":8}`);
+    assert.equal((JSON.parse(list) as Json).E.c, 101);
+  } finally {
+    api.close();
+    client.close();
   }
 });
