@@ -130,11 +130,11 @@ test('send reaches a client on another node; unknown clients and nodes answer 40
 });
 
 test('/v1/nodes on any node lists every live node; a stopped node leaves at once', async () => {
-  const expected = (nodes: TestNode[]): { id: string; api_server: string }[] =>
+  const expected = (nodes: TestNode[]): { id: string; api_server: string; host: string }[] =>
     nodes
       .map((node) => ({ id: node.engine.broker.nodeId, api_server: node.apiUrl.replace('http://', ''), number: node.engine.broker.nodeNumber }))
       .sort((x, y) => x.number - y.number)
-      .map(({ id, api_server }) => ({ id, api_server }));
+      .map(({ id, api_server }) => ({ id, api_server, host: api_server }));
   const c = await meshNode();
   for (const node of [a, b, c]) assert.deepEqual((await get(`${node.apiUrl}/v1/nodes`)).json, { nodes: expected([a, b, c]) });
   await c.stop();

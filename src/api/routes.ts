@@ -55,10 +55,13 @@ export function isMeshRoute(route: ExpressRoute | MeshRoute): route is MeshRoute
   return route.method === 'POST';
 }
 
-/** The node list; a failure of the mesh itself answers code 500, never a false success. */
+/**
+ * The node list; a failure of the mesh itself answers code 500, never a false success. Each node also
+ * carries its API address as `host`, the name PHP SDK v1.0.1 to v1.0.4 read it by.
+ */
 async function listNodes(node: NodeListing): Promise<unknown> {
   try {
-    return await node.nodes();
+    return (await node.nodes()).map(({ id, api_server }) => ({ id, api_server, host: api_server }));
   } catch (error) {
     return commands.unavailable(error);
   }

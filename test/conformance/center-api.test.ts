@@ -55,7 +55,9 @@ test('dev/single: setHost(center) → GET /version, GET /v1/nodes on the center 
     const listed = await get(`${center}/v1/nodes`);
     // The same list as the engine API's, naming the engine's API port, not the center's.
     assert.deepEqual(listed, await get(`${node.apiUrl}/v1/nodes`));
-    assert.deepEqual(listed.json, { nodes: [{ id: node.engine.broker.nodeId, api_server: node.apiUrl.replace('http://', '') }] });
+    const address = node.apiUrl.replace('http://', '');
+    // `host` too: PHP SDK v1.0.1 to v1.0.4 read the address by that name.
+    assert.deepEqual(listed.json, { nodes: [{ id: node.engine.broker.nodeId, api_server: address, host: address }] });
     // The center is read-only: it publishes nothing.
     const publish = await fetch(`${center}/v1/mesh/publish`, { method: 'POST', body: '{"c":"x","d":"y"}' });
     assert.equal(publish.status, 404);
@@ -117,7 +119,7 @@ test('access.users guards the center port as it guards the engine API (401, 403,
 test('on a 2-node Redis mesh the center lists both nodes, and the SDK consumes from both through it', async () => {
   mesh = await startTwoNodes({ ...ROUND_TRIP, center: true });
   const { a, b } = mesh;
-  const expected = [a, b].map((n) => ({ id: n.engine.broker.nodeId, api_server: n.apiUrl.replace('http://', '') }));
+  const expected = [a, b].map((n) => ({ id: n.engine.broker.nodeId, api_server: n.apiUrl.replace('http://', ''), host: n.apiUrl.replace('http://', '') }));
   const byId = (x: { id: string }, y: { id: string }) => x.id.localeCompare(y.id);
   await waitFor('both nodes listed on the center', async () => (await get(`http://${a.centerHost}/v1/nodes`)).json.nodes?.length === 2);
   assert.deepEqual([...(await get(`http://${a.centerHost}/v1/nodes`)).json.nodes].sort(byId), [...expected].sort(byId));
