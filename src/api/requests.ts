@@ -12,24 +12,24 @@ export interface MeshRequest {
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /**
- * A `"c"` whose value is a bare integer too long for a double (the PHP SDK sends client_ids as JSON
- * numbers): quoted before parsing so that no digit is lost. Inside JSON strings quotes are escaped,
- * so this cannot match text within `d`.
+ * A `"c"` (or, in the 2022 long form, `"client_id"`) whose value is a bare integer too long for a double
+ * (the PHP SDK sends client_ids as JSON numbers): quoted before parsing so that no digit is lost. Inside
+ * JSON strings quotes are escaped, so this cannot match text within `d`.
  */
-const LONG_NUMERIC_C = /("c"\s*:\s*)(\d{16,20})(?=\s*[,}])/g;
+const LONG_NUMERIC_C = /("(?:c|client_id)"\s*:\s*)(\d{16,20})(?=\s*[,}])/g;
 
 /** JSON.parse, except that client_ids sent as long JSON numbers keep every digit (as strings). */
 export function parseJsonKeepingIds(text: string): unknown {
-  return JSON.parse(hasNumericC(text) ? text.replace(LONG_NUMERIC_C, '$1"$2"') : text);
+  return JSON.parse(hasNumericKey(text, '"c"') || hasNumericKey(text, '"client_id"') ? text.replace(LONG_NUMERIC_C, '$1"$2"') : text);
 }
 
 /**
- * Whether some `"c"` key has a bare number for value: the common case (a channel name, a quoted
+ * Whether some `key` has a bare number for value: the common case (a channel name, a quoted
  * client_id) then skips the regular expression, which cost ~10% of a /ws/v1 publish scanning all of `d`.
  */
-function hasNumericC(text: string): boolean {
-  for (let at = text.indexOf('"c"'); at >= 0; at = text.indexOf('"c"', at + 3)) {
-    let i = at + 3;
+function hasNumericKey(text: string, key: string): boolean {
+  for (let at = text.indexOf(key); at >= 0; at = text.indexOf(key, at + key.length)) {
+    let i = at + key.length;
     while (isJsonSpace(text.charCodeAt(i))) i++;
     if (text.charCodeAt(i) !== 0x3a /* : */) continue;
     i++;

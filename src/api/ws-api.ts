@@ -15,6 +15,7 @@ import { Peer } from '../wire/peer';
 import { whenSettled } from '../wire/maybe-promise';
 import { CloseCode } from '../wire/close-codes';
 import type { ByteBudget } from '../wire/byte-budget';
+import { fromLongForm, isLongForm, longFormEvent, longFormFailure, longFormOk } from './ws-long-form';
 
 /** What the WebSocket API needs from its node: the mesh for `mesh.*` and `conn.call`, the queue for `queue.*`. */
 export interface WsApiNode {
@@ -54,6 +55,8 @@ const CONSUMER_HIGH_WATER = 1024 * 1024;
 class ApiSession extends Peer implements QueueConsumer {
   /** Answers still being computed, so later answers wait for earlier ones. */
   private pending: Promise<void> | null = null;
+  /** Set by the first long-form request (CONNMIX's 2022 format): queue events then go out in that form too. */
+  longForm = false;
 
   constructor(
     readonly ws: WebSocket,
@@ -71,12 +74,12 @@ class ApiSession extends Peer implements QueueConsumer {
 
   offer(event: string): boolean {
     if (this.ws.readyState !== WebSocket.OPEN || this.socket.writableLength + this.queuedBytes > CONSUMER_HIGH_WATER) return false;
-    this.batch.write(this, textFrame(event));
+    this.batch.write(this, textFrame(this.longForm ? longFormEvent(event) : event));
     return true;
   }
 
   /** Sends the answer to a request (a reply, or a text frame as it is), after every earlier answer. */
-  answer(reply: Reply | string | Promise<Reply>): void {
+  answer(reply: Reply | object | string | Promise<Reply | object>): void {
     if (!(reply instanceof Promise) && this.pending === null) {
       this.write(reply);
       return;
@@ -109,7 +112,7 @@ class ApiSession extends Peer implements QueueConsumer {
     this.ws.terminate();
   }
 
-  private write(reply: Reply | string): void {
+  private write(reply: Reply | object | string): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     const frame = textFrame(typeof reply === 'string' ? reply : JSON.stringify(reply));
     // Answers cannot be skipped like deliveries: past the limit the backend that does not read them goes.
@@ -178,10 +181,13 @@ export class WsApi {
       return;
     }
     let id: unknown = null;
+    let longForm = false;
     try {
       const request = parseJsonKeepingIds(data.toString('utf8')) as Record<string, unknown> | null;
       if (request === null || typeof request !== 'object' || Array.isArray(request)) throw invalidParams('a request must be a JSON object {m, p, i}');
-      id = request.i ?? request.id ?? null;
+      longForm = isLongForm(request);
+      if (longForm) session.longForm = true;
+      id = longForm ? request.id ?? null : request.i ?? request.id ?? null;
       if (commands.nestedDeeper(id, MAX_ID_DEPTH)) {
         id = null;
         throw invalidParams(`i may nest at most ${MAX_ID_DEPTH} levels`);
@@ -192,22 +198,25 @@ export class WsApi {
       const bytes = data.length;
       if (!budget.take(bytes)) throw busy(budget.limit);
       let result: unknown;
+      let method: unknown;
       try {
-        result = this.dispatch(session, request.m, unwrapParams(request.p));
+        const call = longForm ? fromLongForm(request.method as string, request.params) : { method: request.m, params: unwrapParams(request.p) };
+        method = call.method;
+        result = this.dispatch(session, method, call.params);
       } catch (error) {
         budget.give(bytes);
         throw error;
       }
       session.answer(whenSettled(result, (r) => {
         budget.give(bytes);
-        return ok(r, id);
+        return longForm ? longFormOk(method as string, r, id) : ok(r, id);
       }, (error) => {
         budget.give(bytes);
-        return failure(error, id);
+        return longForm ? longFormFailure(commands.errorOf(error), id) : failure(error, id);
       }));
     } catch (error) {
-      if (error instanceof SyntaxError) session.answer(failure(invalidParams(`invalid JSON: ${error.message}`), id));
-      else session.answer(failure(error, id));
+      const cause = error instanceof SyntaxError ? invalidParams(`invalid JSON: ${error.message}`) : error;
+      session.answer(longForm ? longFormFailure(commands.errorOf(cause), id) : failure(cause, id));
     }
   }
 

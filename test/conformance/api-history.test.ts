@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
-import { startNode, TestClient, EVAL, withTimeout, type TestNode, type Json } from '../support/helpers';
+import { startNode, withNode, get, TestClient, EVAL, withTimeout, type TestNode, type Json } from '../support/helpers';
 import { Waker } from '../support/waker';
 
 // The /ws/v1 requests that CONNMIX's material showed at some point of its history and that no other
@@ -45,6 +45,12 @@ class RawApi {
     this.ws.send(text);
     await this.waker.until(() => this.frames.length >= start + count, 10_000, () => `no answer to ${text}`);
     return this.frames.slice(start, start + count);
+  }
+
+  /** The first frame received from `start` on that `match` accepts, waiting for it. */
+  async frame(start: number, match: (frame: string) => boolean): Promise<string> {
+    await this.waker.until(() => this.frames.slice(start).some(match), 10_000, () => 'no matching frame');
+    return this.frames.slice(start).find(match) as string;
   }
 
   close(): void {
@@ -98,4 +104,75 @@ test('the PHP SDK setContext with an empty PHP array, sent as a = [[]], empties 
     api.close();
     client.close();
   }
+});
+
+// A business script for the long-form consumer: pushes what a client says to topic "foo", and answers
+// "ctx" with its context value "uid".
+const PUSH_TO_FOO = `
+function on_handshake(client_id, headers, server) end
+function on_close(client_id, err) end
+function on_message(msg)
+  local conn = mix.websocket()
+  if msg.data == "ctx" then conn:send(tostring(conn:context_value("uid"))) return end
+  mix.queue.push("foo", { msg = msg.data })
+end
+`;
+
+test('PHP SDK v1.0.1 to v1.0.4 and the API page of March to May 2022: the long form {method, params, id}, as laravel-chat locks it', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': PUSH_TO_FOO }, path: '/chat' }, async (push) => {
+    // Discovery: these SDK versions read each node's address as `host`.
+    const { json } = await get(`${push.apiUrl}/v1/nodes`);
+    const api = await RawApi.open(`http://${json.nodes[0].host}`);
+    const client = await TestClient.open(push.wsUrl);
+    const ask = async (request: string): Promise<Json> => JSON.parse((await api.exchange(request))[0]);
+    try {
+      // Consume: the request of the page's debugging steps and of the SDK's Consumer.
+      assert.deepEqual(await ask('{"method":"queue.consume","params":["foo"],"id":12345}'), { error: null, result: { success: true }, id: 12345 });
+      const start = api.frames.length;
+      client.send('test');
+      const parsed = JSON.parse(await api.frame(start, (frame) => frame.includes('"event"'))) as Json;
+      assert.deepEqual(parsed, { event: 'queue.consume', result: { client_id: parsed.result.client_id, queue: 'foo', data: { msg: 'test' } }, id: null });
+      assert.match(parsed.result.client_id, /^\d{15,20}$/);
+      // The SDK reads client_id as an int and writes it back as a JSON number.
+      const id = parsed.result.client_id as string;
+
+      // conn.call, as v1.0.3 and v1.0.4 (func, args) and as v1.0.1 (method, and params [$key => $value]).
+      assert.deepEqual(await ask(`{"method":"conn.call","params":{"client_id":${id},"func":"set_context_value","args":["uid",1001]},"id":2}`),
+        { error: null, result: { success: true }, id: 2 });
+      assert.equal(await client.request('ctx'), '1001');
+      assert.deepEqual(await ask(`{"method":"conn.call","params":{"client_id":${id},"method":"set_context_value","params":{"uid":7}},"id":3}`),
+        { error: null, result: { success: true }, id: 3 });
+      assert.equal(await client.request('ctx'), '7');
+      // The page's form: params in a one-element list, client_id a string.
+      assert.deepEqual(await ask(`{"method":"conn.call","params":[{"client_id":"${id}","func":"subscribe","args":["room1"]}],"id":4}`),
+        { error: null, result: { success: true }, id: 4 });
+
+      // mesh.publish {channel, data}; and meshPublish of these SDK versions, sent as mesh.send with a channel.
+      assert.deepEqual(await ask('{"method":"mesh.publish","params":{"channel":"room1","data":"to the room"},"id":5}'),
+        { error: null, result: { fail: 0, success: true, total: 1 }, id: 5 });
+      assert.equal((await client.next()).data, 'to the room');
+      assert.deepEqual(await ask('{"method":"mesh.send","params":{"channel":"room1","data":"again"},"id":6}'),
+        { error: null, result: { fail: 0, success: true, total: 1 }, id: 6 });
+      assert.equal((await client.next()).data, 'again');
+
+      // mesh.send {client_id, data}: the reply of the page's debugging steps.
+      assert.deepEqual(await ask(`{"method":"mesh.send","params":[{"client_id":${id},"data":"hello, world!"}],"id":7}`),
+        { error: null, result: { fail: 0, success: true, total: 1 }, id: 7 });
+      assert.equal((await client.next()).data, 'hello, world!');
+      assert.deepEqual(await ask('{"method":"mesh.send","params":{"client_id":1234567890123456789,"data":"x"},"id":8}'),
+        { error: { code: 401, message: 'send failed: client 1234567890123456789 not found or gone' }, id: 8 });
+
+      // Unconsume, then again: 203, in the long form.
+      assert.deepEqual(await ask('{"method":"queue.unconsume","params":[],"id":9}'), { error: null, result: { success: true }, id: 9 });
+      const again = await ask('{"method":"queue.unconsume","params":[],"id":10}');
+      assert.equal(again.error.code, 203);
+      assert.equal(again.id, 10);
+      assert.deepEqual(await ask('{"method":"server.ping","params":[],"id":1}'), { error: null, result: { status: 'server.pong' }, id: 1 });
+      // A bad request still answers in the long form.
+      assert.equal((await ask('{"method":"conn.call","params":{"client_id":"x","func":"subscribe","args":[]},"id":11}')).error.code, 101);
+    } finally {
+      client.close();
+      api.close();
+    }
+  });
 });
