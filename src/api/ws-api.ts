@@ -236,7 +236,8 @@ export class WsApi {
       case 'queue.unpop':
         return commands.unpop(this.node.queue, session);
       case 'server.ping':
-        // The May 2022 docs' keep-alive request.
+        // The keep-alive request of the API page from May to August 2022, whose answer named its key
+        // `s` until August 5 and `m` after: both are there.
         return SERVER_PONG;
       default:
         // Only a string is echoed: any other value may be too deep to serialise.
@@ -267,7 +268,7 @@ function unwrapParams(params: unknown): Record<string, unknown> {
   return params as Record<string, unknown>;
 }
 
-const SERVER_PONG = { s: 'server.pong' } as const;
+const SERVER_PONG = { s: 'server.pong', m: 'server.pong' } as const;
 
 function ok(result: unknown, id: unknown): Reply {
   return { E: null, r: result, i: id };

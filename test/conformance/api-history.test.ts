@@ -74,11 +74,13 @@ test('a text ping on /ws/v1 answers a text pong, in order with the answers aroun
   }
 });
 
-test('server.ping answers {"s":"server.pong"} (API page of May 2022)', async () => {
+test('server.ping answers server.pong under s (API page of May 2022) and under m (August 2022)', async () => {
   const api = await RawApi.open(node.apiUrl);
   try {
-    const [answer] = await api.exchange('{"m":"server.ping","p":[],"i":12345}');
-    assert.deepEqual(JSON.parse(answer), { E: null, r: { s: 'server.pong' }, i: 12345 });
+    const [may] = await api.exchange('{"m":"server.ping","p":[],"i":12345}');
+    assert.equal((JSON.parse(may) as Json).r.s, 'server.pong');
+    const [august] = await api.exchange('{"m":"server.ping","p":{},"i":12346}');
+    assert.deepEqual(JSON.parse(august), { E: null, r: { s: 'server.pong', m: 'server.pong' }, i: 12346 });
   } finally {
     api.close();
   }
