@@ -169,6 +169,10 @@ export class Engine implements NodeServices {
     this.currentConfig = { ...current, logging: { ...current.logging, level: next.logging.level }, access: next.access };
   }
 
+  get nodeId(): string {
+    return this.broker.nodeId;
+  }
+
   queuePush(item: QueueItem): number {
     try {
       return this.queue.push(item);

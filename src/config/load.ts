@@ -218,6 +218,12 @@ function list<T>(item: Reader<T>, itemDefaults: () => T): Reader<T[]> {
   };
 }
 
+/** A list, or (as CONNMIX v1.0.1 wrote `engine.luavm.redis`) one mapping standing for a list of it alone. */
+function listOrOne<T>(item: Reader<T>, itemDefaults: () => T): Reader<T[]> {
+  const many = list(item, itemDefaults);
+  return (ctx, node, key, fallback) => (isMap(node) ? [item(ctx, node, key, itemDefaults())] : many(ctx, node, key, fallback));
+}
+
 type Fields<T> = { [K in keyof T]?: Reader<T[K]> };
 
 /** A mapping is merged over its default key by key; keys without a reader are reported and skipped. */
@@ -279,7 +285,7 @@ const readApiServer = object<ApiServerConfig>({
 
 const readLuaVm = object<LuaVmConfig>({
   queue: object<LuaVmConfig['queue']>({ topicSize: positiveInteger, maxTopics: positiveInteger, topicBytes: positiveInteger, maxBytes: positiveInteger }),
-  redis: list(
+  redis: listOrOne(
     object<LuaRedisConfig>({
       name: str,
       addr: hostPort,

@@ -8,6 +8,8 @@ import type { ByteBudget } from '../wire/byte-budget';
 export interface NodeServices {
   /** The node's config; servers read `engine.luavm.redis` (the connections of `mix.redis`) from it. */
   readonly config: { readonly engine: { readonly luavm: Pick<LuaVmConfig, 'redis' | 'limits'> } };
+  /** The node's id, as `GET /v1/nodes` lists it. */
+  readonly nodeId: string;
   /** Client ids, (un)subscribes, publishes and sends: the node's Mesh. */
   readonly mesh: ServerMesh;
   queuePush: MixHost['queuePush'];

@@ -47,6 +47,7 @@ export function createScriptHost(
     queuePush: (item) => services.queuePush(item),
     queueNew: (topic, size) => services.queueNew(topic, size),
     redis,
+    nodeId: services.nodeId,
   };
   const vm = new LuaVM<ScriptConnection>({
     entry: config.entry,

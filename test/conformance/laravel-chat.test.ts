@@ -1,6 +1,8 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient, withNode, type Json, type TestNodeOptions } from '../support/helpers';
+import { TestClient, withNode, get, type Json, type TestNodeOptions } from '../support/helpers';
+import { ApiClient } from '../support/api-client';
+import { RedisServer, redisCli } from '../support/redis';
 import { shippedLua, startTwoNodes, type TwoNodes } from '../support/two-nodes';
 import { PhpStyleConsumer, type ConsumerNode, type SdkMessage } from '../support/php-consumer';
 
@@ -282,4 +284,50 @@ test('9.6 laravel-chat of 2022-05-24 (init() creating its queues with mix.queue.
       consumer.close();
     }
   });
+});
+
+test('9.6 laravel-chat on the Redis queue, as its README switches it: entry.lua on mix.redis.push, a ChatRds-style backend BRPOPs chat', async () => {
+  const redis = await RedisServer.start();
+  try {
+    const files = laravelChatFiles();
+    const shipped = files[`${FOLDER}/entry.lua`];
+    // The README's step: use mix.redis.push instead of mix.queue.push (the line the entry has commented out).
+    const switched = shipped.replace('local mix_push = mix.queue.push\n--local mix_push = mix.redis.push', '--local mix_push = mix.queue.push\nlocal mix_push = mix.redis.push');
+    assert.notEqual(switched, shipped);
+    // And connmix.yaml's redis, written as v1.0.1 did: one mapping.
+    const options = { ...laravelChat('entry.lua'), lua: { ...files, [`${FOLDER}/entry.lua`]: switched }, luavmYaml: `    redis:\n      addr: ${redis.address}\n` };
+    await withNode(options, async (node) => {
+      // ChatRds: BRPOP chat 10, then $client->parse($item), which reads {"p": item}.
+      const pop = async (): Promise<Json> => {
+        const [, item] = (await redisCli(redis.port, 'BRPOP', 'chat', '10')).split('\n');
+        assert.ok(item, 'an item within 10 s');
+        return (JSON.parse(`{"p":${item}}`) as Json).p;
+      };
+      const client = await TestClient.open(chatUrl(node));
+      const handshake = await pop();
+      assert.equal(handshake.n, node.engine.broker.nodeId);
+      assert.equal(handshake.t, 'chat');
+      assert.equal(handshake.d.event, 'handshake');
+      assert.match(handshake.c, /^\d{15,20}$/);
+      client.send('{"op":"ping"}');
+      const message = await pop();
+      assert.equal(message.c, handshake.c);
+      assert.equal(message.d.event, 'message');
+      assert.equal(message.d.frame.data, '{"op":"ping"}');
+      // ChatRds answers through $client->node($nodeID): the node the item names, found in GET /v1/nodes.
+      const listed = (await get(`${node.apiUrl}/v1/nodes`)).json.nodes as Array<{ id: string; api_server: string }>;
+      const target = listed.find((candidate) => candidate.id === message.n);
+      assert.ok(target);
+      const api = await ApiClient.open(`http://${target.api_server}`);
+      const answer = await api.raw(`{"m":"mesh.send","p":{"c":${message.c},"d":"{\\"op\\":\\"pong\\"}"},"i":1}`, 1);
+      assert.deepEqual(answer.r, { s: true });
+      assert.equal((await client.next()).data, '{"op":"pong"}');
+      api.close();
+      client.close();
+      // on_close(err, conn) pushes the close through Redis too.
+      assert.equal((await pop()).d.event, 'close');
+    });
+  } finally {
+    await redis.stop();
+  }
 });

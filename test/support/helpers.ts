@@ -85,6 +85,8 @@ export interface TestNodeOptions {
   serverYaml?: string;
   /** Extra yaml under `engine:` (indented by 2). */
   engineYaml?: string;
+  /** Extra yaml under `engine.luavm:` (indented by 4). */
+  luavmYaml?: string;
   path?: string;
   /** Extra `options` entries of the websocket server (name → value), read by Lua with `mix.server.option(name)`. */
   options?: Record<string, string>;
@@ -147,6 +149,7 @@ ${options.center ? `center:\n  apiServer: { port: ${centerPort}, bind: 127.0.0.1
 ${options.apiYaml ?? ''}
   luavm:
     callBudget: ${options.callBudget ?? 100}
+${options.luavmYaml ?? ''}
 ${options.engineYaml ?? ''}
   servers:
     - port: ${wsPort}

@@ -43,4 +43,6 @@ export interface MixHost {
   count?: Mesh['count'];
   /** The named Redis connections of `mix.redis.connection` (none configured if absent). */
   readonly redis?: LuaRedisPool;
+  /** The node's id, which `mix.redis.push` items carry as `n`. */
+  readonly nodeId?: string;
 }

@@ -10,6 +10,7 @@ import { markUntimed } from '../limits';
 import { queuePush, queueNew } from './queue';
 import { pushHttpModule } from './http';
 import { pushRedisModule } from './redis';
+import { addRedisV101 } from './redis-v101';
 import { phpPackFn, phpUnpackFn } from './php-pack';
 import type { MixHost, ScriptConnection } from './host';
 
@@ -51,6 +52,7 @@ export function installMix(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   pushHttpModule(vm);
   lua_setfield(L, -2, K('http'));
   pushRedisModule(vm, host);
+  addRedisV101(vm, host);
   lua_setfield(L, -2, K('redis'));
   luaL_setfuncs(L, { php_pack: phpPackFn, php_unpack: phpUnpackFn }, 0);
   lua_setglobal(L, K('mix'));

@@ -1,4 +1,4 @@
-import { lua, lauxlib, luaToJsString, type LuaFunction } from '../fengari/index';
+import { lua, lauxlib, luaToJsString, type LuaFunction, type LuaState } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import { pushNilError } from '../vm';
 import { luaToJson, JsonEncodeError } from './json';
@@ -17,17 +17,11 @@ export function queuePush(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFuncti
     const topic = luaToJsString(luaL_checklstring(L, 1));
     if (topic.length === 0) return luaL_argerror(L, 1, Buffer.from('topic must not be empty'));
     let dataJson: string;
-    if (lua_type(L, 2) === LUA_TTABLE) {
-      const top = lua_gettop(L);
-      try {
-        dataJson = luaToJson(L, 2);
-      } catch (error) {
-        lua_settop(L, top);
-        if (error instanceof JsonEncodeError) return pushNilError(L, `queue.push: ${error.message}`);
-        throw error;
-      }
-    } else {
-      dataJson = JSON.stringify(luaToJsString(luaL_checklstring(L, 2)));
+    try {
+      dataJson = queueDataJson(L, 2);
+    } catch (error) {
+      if (error instanceof JsonEncodeError) return pushNilError(L, `queue.push: ${error.message}`);
+      throw error;
     }
     try {
       lua_pushnumber(L, host.queuePush({ topic, dataJson, clientId: vm.current?.clientId ?? '' }));
@@ -36,6 +30,17 @@ export function queuePush(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFuncti
       return pushNilError(L, (error as Error).message);
     }
   };
+}
+
+/** The JSON text of a queued item's data at `index`: a table as JSON, anything else as a string. */
+export function queueDataJson(L: LuaState, index: number): string {
+  if (lua_type(L, index) !== LUA_TTABLE) return JSON.stringify(luaToJsString(luaL_checklstring(L, index)));
+  const top = lua_gettop(L);
+  try {
+    return luaToJson(L, index);
+  } finally {
+    lua_settop(L, top);
+  }
 }
 
 /**

@@ -191,7 +191,7 @@ function self(L: LuaState): LuaRedisClient {
 }
 
 /** A command argument: strings go as their bytes, numbers in their shortest decimal form. */
-function commandArg(L: LuaState, index: number): Buffer | string {
+export function commandArg(L: LuaState, index: number): Buffer | string {
   const type = lua_type(L, index);
   if (type === LUA_TSTRING) return bytesView(luaL_checklstring(L, index));
   if (type === LUA_TNUMBER) return String(lua_tonumber(L, index));
@@ -233,7 +233,7 @@ function pushReply(L: LuaState, reply: unknown, depth = 0): number {
  * building its tables would hold the node for seconds. So does one whose strings add up to more than
  * maxStringSize: as Lua strings they would sit in the state, and every script may fetch one at once.
  */
-function pushCheckedReply(L: LuaState, reply: unknown): number {
+export function pushCheckedReply(L: LuaState, reply: unknown): number {
   const { maxItems, maxStringSize } = stateLimits(L);
   if (replyElements(reply, maxItems) > maxItems) return pushNilError(L, `reply has more than ${maxItems} elements (the maxItems limit)`);
   if (replyBytes(reply, maxStringSize) > maxStringSize) return pushNilError(L, `reply is larger than ${maxStringSize} bytes (the maxStringSize limit)`);
