@@ -55,6 +55,19 @@ test('access.users guards the /ws/v1 upgrade', async () => {
   });
 });
 
+test('engine.apiServer.username and password, as CONNMIX docs of 2022 set them, close the HTTP API and /ws/v1 to everyone else', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, apiYaml: '    username: backend\n    password: s3cret\n' }, async (node) => {
+    assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish())).status, 401);
+    assert.equal((await call(`${node.apiUrl}/version`)).status, 401);
+    assert.equal((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 'wrong')))).status, 401);
+    assert.deepEqual((await call(`${node.apiUrl}/v1/mesh/publish`, publish(basic('backend', 's3cret')))).json, { E: null, r: { s: 0, f: 0 } });
+    await assert.rejects(ApiClient.open(node.apiUrl), /HTTP 401/);
+    const api = await ApiClient.open(node.apiUrl, basic('backend', 's3cret'));
+    assert.deepEqual((await api.call('mesh.publish', { c: 'news', d: 'x' })).r, { s: 0, f: 0 });
+    api.close();
+  });
+});
+
 test('an open API on a non-loopback address is logged as a warning; loopback is quiet', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, apiBind: '0.0.0.0' }, async (node) => {
     assert.ok(node.logs.some((line) => line.includes('"level":"warn"') && line.includes('the API is open')));

@@ -522,3 +522,14 @@ test('servers[].hooks picks a socket entry\'s hook model: auto by default, curre
   rejects(yaml('engine:', '  servers:', '    - port: 7000', '      hooks: v1.0.1'),
     'engine.servers[0].hooks', 4, /applies to protocol: socket servers only/);
 });
+
+test('engine.apiServer.username and password (CONNMIX docs, August 2022 to April 2023) are an access user with both roles', () => {
+  const base = ['engine:', '  apiServer:', '    username: backend'];
+  const { config } = load(yaml(...base, '    password: s3cret', '  servers:', '    - port: 7790', `      entry: ${ENTRY}`));
+  assert.deepEqual(config.access.users, [{ username: 'backend', password: 's3cret', roles: ['read', 'write'], host: '*' }]);
+  // Empty, as the docs' yaml shows them: no account, the API stays open.
+  const open = load(yaml('engine:', '  apiServer:', '    username:', '    password:', '  servers:', '    - port: 7790', `      entry: ${ENTRY}`));
+  assert.deepEqual(open.config.access.users, []);
+  assert.throws(() => load(yaml(...base, '  servers:', '    - port: 7790', `      entry: ${ENTRY}`)),
+    (error: ConfigError) => /engine\.apiServer\.password: is required with engine\.apiServer\.username/.test(error.message));
+});

@@ -281,6 +281,8 @@ const readApiServer = object<ApiServerConfig>({
   headersTimeout: positiveNumber,
   requestTimeout: positiveNumber,
   maxBufferedBytes: positiveInteger,
+  username: str as Reader<string | undefined>,
+  password: str as Reader<string | undefined>,
 });
 
 const readLuaVm = object<LuaVmConfig>({
@@ -381,6 +383,7 @@ function failAt(ctx: Context, key: string, reason: string): ConfigError {
 }
 
 function completeConfig(ctx: Context, config: Config): Config {
+  config = withApiServerUser(ctx, config);
   checkUsers(ctx, config.access.users);
   checkServers(ctx, config.engine.servers);
   checkLuaRedis(ctx, config.engine.luavm.redis);
@@ -400,6 +403,18 @@ function completeConfig(ctx: Context, config: Config): Config {
       })),
     },
   };
+}
+
+/**
+ * CONNMIX's docs from August 2022 to April 2023 guarded the API with `engine.apiServer.username` and
+ * `password`, before `access.users`: a username given there is an access user with both roles, from any host.
+ */
+function withApiServerUser(ctx: Context, config: Config): Config {
+  const { username, password } = config.engine.apiServer;
+  if (!username) return config;
+  if (!password) throw failAt(ctx, 'engine.apiServer.password', 'is required with engine.apiServer.username');
+  const user: AccessUser = { username, password, roles: ['read', 'write'], host: '*' };
+  return { ...config, access: { ...config.access, users: [...config.access.users, user] } };
 }
 
 function checkUsers(ctx: Context, users: AccessUser[]): void {

@@ -43,6 +43,9 @@ export interface ApiServerConfig extends ListenConfig {
   requestTimeout: number;
   /** Ours: bytes that may wait to be sent to one `/ws/v1` connection; past it the connection is dropped (1008). */
   maxBufferedBytes: number;
+  /** CONNMIX 2022: the API's one account, read as an `access.users` entry with both roles (see load.ts). */
+  username?: string;
+  password?: string;
 }
 
 export interface LuaRedisConfig {
