@@ -523,6 +523,53 @@ test('servers[].hooks picks a socket entry\'s hook model: auto by default, curre
     'engine.servers[0].hooks', 4, /applies to protocol: socket servers only/);
 });
 
+test('a yaml as CONNMIX wrote it in March to May 2022 loads unchanged: snake case keys, log, center.server, engine.control, queue max and size, one redis mapping', () => {
+  const { config, warnings } = load(yaml(
+    'log:',
+    '  filename: logs/connmix.log',
+    '  max_files: 3',
+    '  level: warn',
+    'licenses:',
+    '  activation_code:',
+    'center:',
+    '  server:',
+    '    port: 7787',
+    '    bind: 127.0.0.1',
+    'engine:',
+    '  center_registry: 127.0.0.1:6786',
+    '  mesh_point:',
+    '    port: 6788',
+    '  control:',
+    '    protocol: websocket',
+    '    port: 7789',
+    '    read_timeout: 600',
+    '  luavm:',
+    '    queue:',
+    '      max: 12',
+    '      size: 34',
+    '    redis:',
+    '      addr: 127.0.0.1:6400',
+    '      pool_size: 5',
+    '  servers:',
+    '    - port: 7790',
+    `      entry: ${ENTRY}`,
+    '      bytecode_expires: 0',
+    '      read_timeout: 45',
+  ));
+  assert.equal(config.logging.maxFiles, 3);
+  assert.equal(config.logging.level, 'warn');
+  assert.equal(config.center.apiServer.port, 7787);
+  assert.equal(config.engine.apiServer.port, 7789);
+  assert.equal(config.engine.apiServer.readTimeout, 600);
+  assert.deepEqual([config.engine.luavm.queue.maxTopics, config.engine.luavm.queue.topicSize], [12, 34]);
+  assert.deepEqual(config.engine.luavm.redis.map((r) => [r.name, r.addr, r.poolSize]), [['default', '127.0.0.1:6400', 5]]);
+  assert.equal(config.engine.servers[0].byteCodeExpires, 0);
+  assert.equal(config.engine.servers[0].readTimeout, 45);
+  // Only the key that means nothing here is reported, by its written name and line.
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /:16: engine\.apiServer\.protocol: unknown key, ignored$/);
+});
+
 test('engine.apiServer.username and password (CONNMIX docs, August 2022 to April 2023) are an access user with both roles', () => {
   const base = ['engine:', '  apiServer:', '    username: backend'];
   const { config } = load(yaml(...base, '    password: s3cret', '  servers:', '    - port: 7790', `      entry: ${ENTRY}`));

@@ -226,17 +226,32 @@ function listOrOne<T>(item: Reader<T>, itemDefaults: () => T): Reader<T[]> {
 
 type Fields<T> = { [K in keyof T]?: Reader<T[K]> };
 
-/** A mapping is merged over its default key by key; keys without a reader are reported and skipped. */
-function object<T extends object>(fields: Fields<T>): Reader<T> {
+/** `read_buffer_size` → `readBufferSize`: CONNMIX v1.0.1 wrote its keys in snake case. */
+function camelCase(name: string): string {
+  return name.replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
+
+/**
+ * A mapping is merged over its default key by key; keys without a reader are reported and skipped. A key
+ * may also be written in snake case, or by an older name in `aliases` (both as CONNMIX's 2022 docs did).
+ */
+function object<T extends object>(fields: Fields<T>, aliases: Record<string, keyof T & string> = {}): Reader<T> {
+  const known = (name: string): name is keyof T & string => Object.hasOwn(fields, name);
+  const canonical = (written: string): string => {
+    if (known(written)) return written;
+    const camel = camelCase(written);
+    return aliases[written] ?? (known(camel) ? camel : aliases[camel] ?? written);
+  };
   return (ctx, node, key, fallback) => {
     if (!isMap(node)) throw fail(ctx, node, key, `must be a mapping, got ${describe(node)}`);
     const result = { ...fallback };
     for (const pair of node.items) {
-      const name = (isScalar(pair.key) ? String(pair.key.value) : String(pair.key)) as keyof T & string;
+      const written = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      const name = canonical(written) as keyof T & string;
       const childKey = key ? `${key}.${name}` : name;
-      const read = Object.hasOwn(fields, name) ? fields[name] : undefined;
+      const read = known(name) ? fields[name] : undefined;
       if (!read) {
-        ctx.warn(`${ctx.file}:${lineOf(ctx, pair.key)}: ${childKey}: unknown key, ignored`);
+        ctx.warn(`${ctx.file}:${lineOf(ctx, pair.key)}: ${key ? `${key}.${written}` : written}: unknown key, ignored`);
         continue;
       }
       ctx.lines.set(childKey, lineOf(ctx, pair.value ?? pair.key));
@@ -286,7 +301,10 @@ const readApiServer = object<ApiServerConfig>({
 });
 
 const readLuaVm = object<LuaVmConfig>({
-  queue: object<LuaVmConfig['queue']>({ topicSize: positiveInteger, maxTopics: positiveInteger, topicBytes: positiveInteger, maxBytes: positiveInteger }),
+  queue: object<LuaVmConfig['queue']>(
+    { topicSize: positiveInteger, maxTopics: positiveInteger, topicBytes: positiveInteger, maxBytes: positiveInteger },
+    { max: 'maxTopics', size: 'topicSize' },
+  ),
   redis: listOrOne(
     object<LuaRedisConfig>({
       name: str,
@@ -334,7 +352,7 @@ const readServer = object<BusinessServerConfig>({
   handshakeTimeout: positiveNumber,
   maxPendingBytes: positiveInteger,
   origins: list(str, () => ''),
-});
+}, { bytecodeExpires: 'byteCodeExpires' });
 
 const readMesh = object<MeshConfig>({
   broker: oneOf('memory', 'redis'),
@@ -347,12 +365,13 @@ const readMesh = object<MeshConfig>({
   }),
 });
 
+// The names before CONNMIX's August 2022 docs: `log`, `center.server`, `engine.control`.
 const readConfig = object<Config>({
   logging: readLogging,
   prometheus: readPrometheus,
   licenses: object<Config['licenses']>({ activationCode: str, server: str }),
   access: object<Config['access']>({ users: list(readUser, emptyUser) }),
-  center: object<Config['center']>({ registry: listen, apiServer: listen }),
+  center: object<Config['center']>({ registry: listen, apiServer: listen }, { server: 'apiServer' }),
   engine: object<EngineConfig>({
     centerRegistry: hostPort,
     meshPoint: listen,
@@ -363,8 +382,8 @@ const readConfig = object<Config>({
     maxConnections: count,
     fdReserve: count,
     maxContextBytes: positiveInteger,
-  }),
-});
+  }, { control: 'apiServer' }),
+}, { log: 'logging' });
 
 // ---------------------------------------------------------------------------------------------------------------
 // Completing: checks that span several keys, and paths made absolute. Values may come from the defaults here,
