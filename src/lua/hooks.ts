@@ -19,6 +19,12 @@ export type HookDone = (error: LuaHookError | null) => void;
 /** Hooks a `protocol: websocket` entry must define (CONNMIX docs, "websocket" entry). */
 export const WEBSOCKET_HOOKS = ['on_handshake', 'on_message', 'on_close'] as const;
 
+/**
+ * CONNMIX's docs of August 5 to September 8, 2022 named the websocket entry's first hook
+ * `on_connect(client_id, headers)`: an entry of then, without `on_handshake`, has it called in its place.
+ */
+export const WEBSOCKET_HOOK_ALIASES: Readonly<Record<string, string>> = { on_handshake: 'on_connect' };
+
 /** Hooks a `protocol: socket` entry must define; `on_handshake` is the protocol library's business. */
 export const SOCKET_HOOKS = ['on_connect', 'on_close', 'protocol_input', 'protocol_decode', 'protocol_encode', 'on_message'] as const;
 

@@ -63,6 +63,8 @@ export interface LuaVmOptions<Owner = unknown> {
   hooks: readonly string[];
   /** Hooks the entry may define (calling one it does not define does nothing). */
   optionalHooks?: readonly string[];
+  /** Older names of required hooks: an entry that defines `older` and not `hook` gets `older` called as `hook`. */
+  hookAliases?: Readonly<Record<string, string>>;
   /** Milliseconds of Lua execution one hook call may use. */
   callBudget: number;
   log: Logger;
@@ -497,6 +499,11 @@ export class LuaVM<Owner = unknown> {
     const empty = new Set<string>();
     for (const hook of this.options.hooks) {
       lua_getglobal(L, K(hook));
+      const older = this.options.hookAliases?.[hook];
+      if (lua_type(L, -1) !== LUA_TFUNCTION && older !== undefined) {
+        lua_pop(L, 1);
+        lua_getglobal(L, K(older));
+      }
       if (lua_type(L, -1) !== LUA_TFUNCTION) {
         lua_settop(L, 0);
         for (const ref of refs.values()) luaL_unref(L, LUA_REGISTRYINDEX, ref);

@@ -17,6 +17,7 @@ export interface ScriptSetup {
   protocol: MixHost['protocol'];
   hooks: readonly string[];
   optionalHooks?: readonly string[];
+  hookAliases?: LuaVmOptions['hookAliases'];
   install?: (vm: LuaVM<ScriptConnection>) => void;
   /** Modules `require` serves from the host (before any file). */
   builtins?: LuaVmOptions['builtins'];
@@ -53,6 +54,7 @@ export function createScriptHost(
     entry: config.entry,
     hooks: setup.hooks,
     optionalHooks: setup.optionalHooks,
+    hookAliases: setup.hookAliases,
     callBudget,
     limits: services.config.engine.luavm.limits,
     log,

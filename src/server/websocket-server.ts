@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { BusinessServerConfig } from '../config/schema';
 import type { Logger } from '../log';
-import { WebSocketHooks, WEBSOCKET_HOOKS } from '../lua/hooks';
+import { WebSocketHooks, WEBSOCKET_HOOKS, WEBSOCKET_HOOK_ALIASES } from '../lua/hooks';
 import { Connection, type ConnectionLimits } from './connection';
 import type { NodeServices } from './node-services';
 import { WriteBatch } from '../wire/write-batch';
@@ -44,6 +44,7 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
     super(config, services, log, callBudget, metrics, {
       protocol: 'websocket',
       hooks: WEBSOCKET_HOOKS,
+      hookAliases: WEBSOCKET_HOOK_ALIASES,
       timeHooks: true,
       tooManyPending: 'too many pending messages',
     });

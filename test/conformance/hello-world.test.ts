@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { TestClient } from '../support/helpers';
+import { TestClient, withNode } from '../support/helpers';
 import { exampleEntry, startTwoNodes } from '../support/two-nodes';
 
 // Reference 9.1: CONNMIX's default entry (lua/examples/hello-world.lua) on the default path /chat.
@@ -27,4 +27,28 @@ test('9.1 hello world: every message on /chat, text or binary, is answered with 
   } finally {
     await mesh.stop();
   }
+});
+
+// Our own entry in the shape the hello world page had from August 5 to September 8, 2022: the first
+// hook of a websocket entry was on_connect(client_id, headers), before it was named on_handshake.
+const ON_CONNECT_ENTRY = `
+local seen = {}
+function on_connect(client_id, headers)
+  seen[client_id] = headers["X-Page"] or "-"
+end
+function on_close(client_id, err)
+  seen[client_id] = nil
+end
+function on_message(msg)
+  local conn = mix.websocket()
+  conn:send("Hello,World! " .. seen[conn:client_id()])
+end
+`;
+
+test('9.1 hello world of August 2022: a websocket entry with on_connect(client_id, headers) and no on_handshake runs, on_connect in its place', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': ON_CONNECT_ENTRY }, path: '/chat' }, async (node) => {
+    const client = await TestClient.open(node.wsUrl, { headers: { 'X-Page': 'aug-2022' } });
+    assert.equal(await client.request('hi'), 'Hello,World! aug-2022');
+    client.close();
+  });
 });
