@@ -178,3 +178,61 @@ test('PHP SDK v1.0.1 to v1.0.4 and the API page of March to May 2022: the long f
     }
   });
 });
+
+test('PHP SDK v1.0.5: each method\'s request as json_encode writes it, and the answer its Message parses, the sync node reading the next frame', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': PUSH_TO_FOO }, path: '/chat' }, async (push) => {
+    const consumer = await RawApi.open(push.apiUrl);
+    const sync = await RawApi.open(push.apiUrl);
+    const client = await TestClient.open(push.wsUrl);
+    /** SyncNode::send: the next frame is the answer; it must carry the request's i. */
+    const call = async (request: string, i: number): Promise<Json> => {
+      const [frame] = await sync.exchange(request);
+      const answer = JSON.parse(frame) as Json;
+      assert.equal(answer.i, i, frame);
+      return answer;
+    };
+    try {
+      // AsyncNode::pop('foo'): a bare topic list.
+      assert.deepEqual(JSON.parse((await consumer.exchange('{"m":"queue.pop","p":["foo"],"i":1}'))[0]), { E: null, r: { s: true }, i: 1 });
+      const start = consumer.frames.length;
+      client.send('hello');
+      // Message: type() "event" (e set), nodeID() p.n, clientID() p.c, topic() p.t, data() p.d (an array), id() null.
+      const event = JSON.parse(await consumer.frame(start, (frame) => frame.includes('"e"'))) as Json;
+      assert.equal(event.e, 'queue.pop');
+      assert.equal(event.i, null);
+      assert.equal(event.p.n, push.engine.broker.nodeId);
+      assert.equal(event.p.t, 'foo');
+      assert.deepEqual(event.p.d, { msg: 'hello' });
+      const id = event.p.c as string;
+      assert.match(id, /^\d{15,20}$/);
+      assert.ok(BigInt(id) < 2n ** 63n, 'fits the SDK\'s PHP int');
+
+      // setContextValue, setContext (json_encode escapes non-ASCII), subscribe: {"s": true}, read by success().
+      assert.deepEqual(await call(`{"m":"conn.call","p":{"c":${id},"f":"set_context_value","a":["uid",1001]},"i":2}`, 2), { E: null, r: { s: true }, i: 2 });
+      assert.equal(await client.request('ctx'), '1001');
+      assert.deepEqual((await call(`{"m":"conn.call","p":{"c":${id},"f":"set_context","a":[{"uid":2002,"name":"\\u4e2d"}]},"i":3}`, 3)).r, { s: true });
+      assert.equal(await client.request('ctx'), '2002');
+      assert.deepEqual((await call(`{"m":"conn.call","p":{"c":${id},"f":"subscribe","a":["room:1","room:2"]},"i":4}`, 4)).r, { s: true });
+      // SyncNode::meshPublish sends mesh.send with the channel: 101 (compatibility.md, 10.8).
+      assert.equal((await call('{"m":"mesh.send","p":{"c":"room:1","d":"x"},"i":5}', 5)).E.c, 101);
+      // AsyncNode::meshPublish, and send('mesh.publish', [...]) from a sync node: {"s": delivered, "f": failed}.
+      assert.deepEqual((await call('{"m":"mesh.publish","p":{"c":"room:1","d":"{\\"broadcast\\":\\"ok\\"}"},"i":6}', 6)).r, { s: 1, f: 0 });
+      assert.equal((await client.next()).data, '{"broadcast":"ok"}');
+      assert.deepEqual((await call(`{"m":"conn.call","p":{"c":${id},"f":"unsubscribe","a":["room:1"]},"i":7}`, 7)).r, { s: true });
+      assert.deepEqual((await call('{"m":"mesh.publish","p":{"c":"room:1","d":"x"},"i":8}', 8)).r, { s: 0, f: 0 });
+      // meshSend, as the quick start answers an event.
+      assert.deepEqual((await call(`{"m":"mesh.send","p":{"c":${id},"d":"received: hello"},"i":9}`, 9)).r, { s: true });
+      assert.equal((await client.next()).data, 'received: hello');
+      // A send to a client that is gone: error() {"c": 401, "m"}, no r.
+      const gone = await call('{"m":"mesh.send","p":{"c":1234567890123456789,"d":"x"},"i":10}', 10);
+      assert.equal(gone.E.c, 401);
+      assert.equal('r' in gone, false);
+      // send('queue.unpop'): params default to [], json_encode's empty list.
+      assert.deepEqual(JSON.parse((await consumer.exchange('{"m":"queue.unpop","p":[],"i":11}'))[0]), { E: null, r: { s: true }, i: 11 });
+    } finally {
+      client.close();
+      sync.close();
+      consumer.close();
+    }
+  });
+});
