@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { startNode, post, type TestNode, type TestClient, waitFor } from './support/helpers';
+import { startNode, post, metric, type TestNode, type TestClient, waitFor } from './support/helpers';
 import { RedisCluster, RedisServer } from './support/redis';
 import { meshYaml, viewer } from './support/mesh';
 import { TestSubscriber } from './support/mesh-node';
@@ -76,10 +76,11 @@ test('Redis down while viewers churn: the node holds one entry per wanted channe
     const channels = Array.from({ length: DISTINCT_CYCLES }, (_, i) => `churn:${i}`);
     const staying = await churn(a, channels);
 
-    // Pending work is the wanted set (local channels and the inbox), not the 20,000 calls made.
+    // Pending work is the wanted set (local channels and the inbox), not the 20,000 calls made; all of it
+    // is to be subscribed when Redis returns.
     const hub = a.engine.hub;
     assert.equal(hub.channelCount, 2 + STAYING);
-    assert.deepEqual(brokerOf(a).subscriptions(), { wanted: hub.channelCount + 1, unsynced: 0, queued: 0 });
+    assert.deepEqual(brokerOf(a).subscriptions(), { wanted: hub.channelCount + 1, unsynced: hub.channelCount + 1, queued: 0 });
 
     await redis.restart();
     await waitFor('both nodes ready again', () => brokerOf(a).ready() && brokerOf(b).ready(), 10_000);
@@ -196,8 +197,10 @@ test('a Redis Cluster master down while viewers churn: its link holds the wanted
 
     const hub = a.engine.hub;
     assert.equal(hub.channelCount, 2 + STAYING);
-    // The links to the other masters are idle; the one to the dead master holds its wanted channels only.
-    assert.deepEqual(brokerOf(a).subscriptions(), { wanted: hub.channelCount + 1, unsynced: 0, queued: 0 });
+    // The links to the other masters are idle; the one to the dead master holds its wanted channels only,
+    // all to be subscribed when it returns (with A's inbox, if the inbox is on that master).
+    const inboxThere = onMaster(`o2:node:${brokerOf(a).nodeId}`) ? 1 : 0;
+    assert.deepEqual(brokerOf(a).subscriptions(), { wanted: hub.channelCount + 1, unsynced: hub.channelCount + inboxThere, queued: 0 });
 
     await master.restart();
     await cluster.waitHealthy(20_000);
@@ -222,5 +225,36 @@ test('a Redis Cluster master down while viewers churn: its link holds the wanted
     for (const client of clients) client.close();
     await Promise.all(nodes.map((node) => node.stop()));
     await cluster.stop();
+  }
+});
+
+test('the mesh subscription gauges in /metrics: every wanted channel unsynced while Redis is down, none once the node caught up', async () => {
+  const redis = await RedisServer.start();
+  const clients: TestClient[] = [];
+  let node: TestNode | null = null;
+  try {
+    node = await startNode({ engineYaml: meshYaml([redis.address], 'o4:') });
+    const { apiUrl } = node;
+    const gauges = async (): Promise<number[]> =>
+      Promise.all(['wanted', 'unsynced'].map((name) => metric(apiUrl, new RegExp(`^connmix_mesh_channels_${name}\\b`))).concat(
+        metric(apiUrl, /^connmix_mesh_subscribe_commands_pending\b/)));
+    clients.push(await viewer(node.wsUrl, 1), await viewer(node.wsUrl, 2));
+    // Two channels and the inbox, all subscribed.
+    assert.deepEqual(await gauges(), [3, 0, 0]);
+
+    await redis.kill();
+    await waitFor('the subscriber connection dropped', () => !brokerOf(node!).ready() && node!.logs.some((line) => line.includes('redis disconnected') && line.includes('subscriber')), 5000);
+    clients.push(await viewer(node.wsUrl, 3));
+    assert.equal(await clients[1].request('{"op":"unsubscribe","channel":"2@video"}'), '{"result":true}');
+    // Redis holds none of them now: each wanted channel is to be subscribed on its return, and nothing waits on the connection.
+    assert.deepEqual(await gauges(), [3, 3, 0]);
+
+    await redis.restart();
+    await waitFor('the node caught up', async () => (await gauges()).join() === '3,0,0', 15_000);
+    assert.deepEqual((await redis.cli('pubsub', 'channels', 'o4:ch:*')).split('\n').sort(), ['o4:ch:video:1', 'o4:ch:video:3']);
+  } finally {
+    for (const client of clients) client.close();
+    await node?.stop();
+    await redis.stop();
   }
 });

@@ -58,9 +58,11 @@ export class ShardedSubscriber {
     return true;
   }
 
-  /** Summed over the links. */
+  /** Summed over the links, with the channels not placed yet (wanted, and in no link). */
   stats(): SubscriptionStats {
-    const sum: SubscriptionStats = { wanted: 0, unsynced: 0, queued: 0 };
+    let unplaced = 0;
+    for (const entry of this.channels.values()) if (entry.node === '') unplaced++;
+    const sum: SubscriptionStats = { wanted: unplaced, unsynced: unplaced, queued: 0 };
     for (const link of this.links.values()) {
       const stats = link.stats();
       sum.wanted += stats.wanted;

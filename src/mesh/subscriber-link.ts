@@ -11,7 +11,10 @@ export const MAX_CHANNELS_IN_FLIGHT = 2000;
 export interface SubscriptionStats {
   /** Channels the node wants subscribed (its channels with local members, and its inbox). */
   wanted: number;
-  /** Channels whose subscription in Redis may differ from what is wanted: not sent yet, or sent and unanswered. */
+  /**
+   * Channels whose subscription in Redis may differ from what is wanted: not sent yet, sent and
+   * unanswered, or refused (retried later); while the connection is away, every wanted channel.
+   */
   unsynced: number;
   /** Commands written to Redis and not answered yet (the client's command queue). */
   queued: number;
@@ -108,7 +111,9 @@ export class SubscriberLink {
   }
 
   stats(): SubscriptionStats {
-    return { wanted: this.wanted.size, unsynced: this.dirty.size + this.inFlight, queued: this.redis.commandQueue.length };
+    // Away, Redis holds nothing of this connection's: all that is wanted is to be subscribed on its return.
+    const unsynced = this.live ? this.dirty.size + this.inFlight + this.failed.size : this.wanted.size;
+    return { wanted: this.wanted.size, unsynced, queued: this.redis.commandQueue.length };
   }
 
   /** Drops the connection for good and releases every waiting caller. */

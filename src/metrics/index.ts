@@ -22,6 +22,8 @@ export interface MetricSources {
   logDropped(): number;
   /** Requests from other nodes dropped so far because they arrived after their deadline (a running total). */
   meshExpired(): number;
+  /** The Redis subscriber side (zeros without Redis): channels wanted, those Redis may not carry as wanted yet, unanswered (un)subscribe commands. */
+  meshSubscriptions(): { wanted: number; unsynced: number; queued: number };
 }
 
 /** A series to observe into, looked up once. */
@@ -150,6 +152,24 @@ export class Metrics {
     this.queueRefused = new Counter({ name: 'connmix_queue_refused_total', help: 'Queue pushes refused, by the limit they hit.', labelNames: ['reason'], registers });
     runningTotal('connmix_log_dropped_lines_total', 'Log lines a log output dropped: stdout not read fast enough, or the log file unwritable (full disk, no free descriptor); counted per output.', sources.logDropped, registers);
     runningTotal('connmix_mesh_expired_total', 'Requests from other nodes dropped because they arrived after their deadline.', sources.meshExpired, registers);
+    new Gauge({
+      name: 'connmix_mesh_channels_wanted',
+      help: 'Channels this node wants subscribed in Redis: its channels with local subscribers, and its inbox.',
+      registers,
+      collect(this: Gauge) { this.set(sources.meshSubscriptions().wanted); },
+    });
+    new Gauge({
+      name: 'connmix_mesh_channels_unsynced',
+      help: 'Channels whose subscription in Redis may not be as wanted yet: not sent, unanswered or refused; every wanted one while its subscriber connection is away.',
+      registers,
+      collect(this: Gauge) { this.set(sources.meshSubscriptions().unsynced); },
+    });
+    new Gauge({
+      name: 'connmix_mesh_subscribe_commands_pending',
+      help: '(Un)subscribe commands written to Redis and not answered yet.',
+      registers,
+      collect(this: Gauge) { this.set(sources.meshSubscriptions().queued); },
+    });
     new Gauge({ name: 'connmix_broker_ready', help: '1 when the broker can carry traffic.', registers, collect(this: Gauge) { this.set(sources.brokerReady() ? 1 : 0); } });
     this.drops = new Counter({ name: 'connmix_drops_total', help: 'Messages not delivered to a connection, by reason.', labelNames: ['reason'], registers, collect });
     this.closes = new Counter({ name: 'connmix_closes_total', help: 'Connections ended, by close code.', labelNames: ['code'], registers });
