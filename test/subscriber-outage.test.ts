@@ -258,3 +258,42 @@ test('the mesh subscription gauges in /metrics: every wanted channel unsynced wh
     await redis.stop();
   }
 });
+
+test('Redis frozen while each viewer joins and leaves a channel of its own: the node keeps nothing for the channels left', async () => {
+  const redis = await RedisServer.start();
+  let node: TestNode | null = null;
+  try {
+    node = await startNode({ engineYaml: meshYaml([redis.address], 'o5:') });
+    const hub = node.engine.hub;
+    redis.freeze();
+    // Viewers that stay fill the unanswered commands up to their bound...
+    const staying: TestSubscriber[] = [];
+    const answers: unknown[] = [];
+    for (let i = 0; i < MAX_CHANNELS_IN_FLIGHT + 100; i++) {
+      const subscriber = new TestSubscriber(`stay-${i}`);
+      answers.push(hub.subscribe(subscriber, [`stay:${i}`]));
+      staying.push(subscriber);
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    // ...then 20,000 come and go, each on a channel of its own (a private channel per user, say).
+    for (let i = 0; i < 20_000; i++) {
+      const subscriber = new TestSubscriber(`own-${i}`);
+      answers.push(hub.subscribe(subscriber, [`own:${i}`]), hub.unsubscribe(subscriber, [`own:${i}`]));
+      if (i % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const frozen = brokerOf(node).subscriptions();
+    assert.equal(frozen.wanted, staying.length + 1);
+    // What the node holds for Redis is bounded by what it wants, not by the channels that came and went.
+    assert.ok(frozen.unsynced <= frozen.wanted, `${frozen.unsynced} channels unsynced for ${frozen.wanted} wanted`);
+    for (const answer of await bounded(Promise.all(answers), 30_000, 'the answers to the churn')) assert.equal(answer, null);
+
+    redis.thaw();
+    await waitFor('the node caught up', () => brokerOf(node!).ready() && brokerOf(node!).subscriptions().unsynced === 0, 15_000);
+    const expected = staying.map((_, i) => `o5:ch:stay:${i}`).sort();
+    assert.deepEqual((await redis.cli('pubsub', 'channels', 'o5:ch:*')).split('\n').sort(), expected);
+  } finally {
+    redis.thaw();
+    await node?.stop();
+    await redis.stop();
+  }
+});

@@ -39,7 +39,9 @@ const RESOLVED = Promise.resolve();
  *
  * While connected, changes made in one tick go out together, at most MAX_CHANNELS_IN_FLIGHT channels
  * unanswered at a time, so a Redis that stops reading (frozen, connection still open) holds the node's
- * pending changes to one entry per channel too.
+ * pending changes to one entry per channel too; a channel that came and went meanwhile (wanted again as
+ * Redis has it) leaves no entry, so what waits is bounded by the channels wanted and subscribed, not by
+ * every channel viewers touched.
  */
 export class SubscriberLink {
   private readonly wanted = new Set<string>();
@@ -51,7 +53,10 @@ export class SubscriberLink {
   private readonly failed = new Set<string>();
   /** Commands in flight, in the order sent (Redis answers them in that order). */
   private readonly sent: Sent[] = [];
+  /** Channel names in `sent`, counted with repeats. */
   private inFlight = 0;
+  /** How many commands in `sent` name each channel: its state in Redis is settled when none does. */
+  private readonly flying = new Map<string, number>();
   /** Callers waiting for a channel to reach Redis: one promise per channel, however many calls. */
   private readonly waiters = new Map<string, { promise: Promise<void>; resolve: () => void }>();
   /** Connected: changes go out as they are made (set on ioredis's `ready`, cleared on `close`). */
@@ -120,15 +125,33 @@ export class SubscriberLink {
   close(): void {
     this.redis.disconnect();
     this.reset(true);
+    this.down = true;
   }
 
   private changed(channel: string): Promise<void> {
     if (this.down) return RESOLVED;
-    // Not yet connected the first time: `onReady` subscribes everything wanted, then answers.
+    // Whatever Redis refused of this channel before, this change decides anew.
+    this.failed.delete(channel);
+    const want = this.wanted.has(channel);
     if (this.live) {
-      this.dirty.add(channel);
-      this.schedule();
+      if (want !== this.server.has(channel)) {
+        this.dirty.add(channel);
+        this.schedule();
+        return this.waiter(channel);
+      }
+      // Back to what Redis has, or will have once the commands on their way are answered: nothing to send.
+      this.dirty.delete(channel);
+      if (this.flying.has(channel)) return this.waiter(channel);
+    } else if (want) {
+      // Not yet connected the first time: `onReady` subscribes everything wanted, then answers.
+      return this.waiter(channel);
     }
+    // Redis has what is wanted of this channel (a channel not wanted before the first connect: nothing).
+    this.settle(channel);
+    return RESOLVED;
+  }
+
+  private waiter(channel: string): Promise<void> {
     let waiter = this.waiters.get(channel);
     if (!waiter) {
       let resolve!: () => void;
@@ -161,16 +184,18 @@ export class SubscriberLink {
     if (!this.live || this.redis.status !== 'ready') return;
     const batches = new Map<string, string[]>();
     for (const channel of this.dirty) {
-      if (this.inFlight >= MAX_CHANNELS_IN_FLIGHT) break;
-      this.dirty.delete(channel);
       const want = this.wanted.has(channel);
       if (want === this.server.has(channel)) {
-        this.settle(channel);
+        this.dirty.delete(channel);
+        if (!this.flying.has(channel)) this.settle(channel);
         continue;
       }
+      if (this.inFlight >= MAX_CHANNELS_IN_FLIGHT) break;
+      this.dirty.delete(channel);
       if (want) this.server.add(channel);
       else this.server.delete(channel);
       this.inFlight++;
+      this.flying.set(channel, (this.flying.get(channel) ?? 0) + 1);
       const key = `${want ? '+' : '-'}${this.sharded ? this.sharded.slotOf(channel) : ''}`;
       let batch = batches.get(key);
       if (!batch) batches.set(key, (batch = []));
@@ -211,6 +236,11 @@ export class SubscriberLink {
 
   private release(record: Sent, error: Error | null): void {
     this.inFlight -= record.channels.length;
+    for (const channel of record.channels) {
+      const commands = (this.flying.get(channel) ?? 1) - 1;
+      if (commands > 0) this.flying.set(channel, commands);
+      else this.flying.delete(channel);
+    }
     if (error) {
       this.log.warn(`redis ${record.subscribe ? '' : 'un'}subscribe refused`, {
         redis: this.sharded?.node,
@@ -218,13 +248,14 @@ export class SubscriberLink {
         error: error.message,
       });
       for (const channel of record.channels) {
-        if (this.dirty.has(channel)) continue;
+        // A later command on this channel, on its way or still to send, decides its state.
+        if (this.dirty.has(channel) || this.flying.has(channel)) continue;
         // Not subscribed after all; a refused unsubscribe leaves nothing worth retrying.
         this.server.delete(channel);
         if (record.subscribe && this.wanted.has(channel)) this.failed.add(channel);
       }
     }
-    for (const channel of record.channels) if (!this.dirty.has(channel)) this.settle(channel);
+    for (const channel of record.channels) if (!this.dirty.has(channel) && !this.flying.has(channel)) this.settle(channel);
   }
 
   private onReady(): void {
@@ -253,6 +284,7 @@ export class SubscriberLink {
     this.failed.clear();
     this.sent.length = 0;
     this.inFlight = 0;
+    this.flying.clear();
     if (!release) return;
     for (const waiter of this.waiters.values()) waiter.resolve();
     this.waiters.clear();
