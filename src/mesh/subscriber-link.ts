@@ -79,6 +79,7 @@ export class SubscriberLink {
     private readonly sharded: { slotOf: (channel: string) => number; node: string } | null = null,
   ) {
     redis.on('ready', () => this.onReady());
+    redis.on('moved', () => this.onMoved());
     redis.on('close', () => this.onClose());
   }
 
@@ -226,12 +227,27 @@ export class SubscriberLink {
     if (record.epoch !== this.epoch) return;
     const at = this.sent.indexOf(record);
     if (at < 0) return;
-    // Redis answers in order, so unsettled commands before this one got their answer already: ioredis
-    // drops an SSUBSCRIBE answered MOVED without settling it. They count as refused.
+    // Redis answers in order, so unsettled commands before this one got their answer already, one that
+    // `onMoved` could not place included. They count as refused.
     for (const lost of this.sent.splice(0, at)) this.release(lost, new Error('no answer (MOVED)'));
     this.sent.shift();
     this.release(record, error);
     if (this.dirty.size > 0) this.sync();
+  }
+
+  /**
+   * ioredis drops an SSUBSCRIBE answered MOVED without settling it, emitting `moved` as it reads the
+   * answer. Waiting for a later answer to notice would hold its channels in the in-flight bound, and
+   * forever if every command in flight was refused (a burst of joins on slots that just moved): the
+   * link would send nothing more. The commands still in ioredis's queue are the newest sent, so the
+   * refused one is the record just before them; earlier ones are answered, their callbacks pending.
+   */
+  private onMoved(): void {
+    const at = this.sent.length - this.redis.commandQueue.length - 1;
+    if (at < 0) return;
+    const [record] = this.sent.splice(at, 1);
+    this.release(record, new Error('MOVED'));
+    if (this.dirty.size > 0) this.schedule();
   }
 
   private release(record: Sent, error: Error | null): void {
