@@ -63,6 +63,14 @@ test('viewers joining more channels than fit in flight on slots that just moved:
     for (let i = 0; burst.length < MAX_CHANNELS_IN_FLIGHT + 500; i++) if (moving.has(slotOf(`burst:${i}`))) burst.push(`burst:${i}`);
     const hub = a.engine.hub;
     assert.equal(await hub.subscribe(new TestSubscriber('keeper'), [kept[0]]), null);
+    // Viewers already on channels of the moving slots: their subscriptions follow the slots to m2.
+    const earlier: TestSubscriber[] = [];
+    for (let i = 0; earlier.length < 20; i++) {
+      if (!moving.has(slotOf(`before:${i}`))) continue;
+      const subscriber = new TestSubscriber(`before-${i}`);
+      assert.equal(await hub.subscribe(subscriber, [`before:${i}`]), null);
+      earlier.push(subscriber);
+    }
 
     await moveSlots([...moving], m1, m2, cluster.servers);
     // Before A's slot map says so, its viewers join the moved channels: m1 answers MOVED to each SSUBSCRIBE.
@@ -74,6 +82,8 @@ test('viewers joining more channels than fit in flight on slots that just moved:
     await cluster.waitHealthy();
     await waitFor('A subscribed the joined channels on their new master', async () =>
       (await m2.cli('pubsub', 'shardchannels', 'm1:ch:burst:*')).split('\n').filter(Boolean).length === burst.length, 20_000);
+    await waitFor('A subscribed the earlier channels on their new master', async () =>
+      (await m2.cli('pubsub', 'shardchannels', 'm1:ch:before:*')).split('\n').filter(Boolean).length === earlier.length, 10_000);
 
     // A viewer joins a channel m1 kept: A subscribes it there, and a publish from B reaches it.
     const late = new TestSubscriber('late');
@@ -85,6 +95,13 @@ test('viewers joining more channels than fit in flight on slots that just moved:
     assert.deepEqual(late.received, ['kept']);
     assert.deepEqual((await post(`${b.apiUrl}/v1/mesh/publish`, { c: burst[0], d: 'moved' })).json, { E: null, r: { s: 1, f: 0 } });
     assert.deepEqual(joined[0].received, ['moved']);
+    const [before] = earlier[0].channels;
+    assert.deepEqual((await post(`${b.apiUrl}/v1/mesh/publish`, { c: before, d: 'followed' })).json, { E: null, r: { s: 1, f: 0 } });
+    assert.deepEqual(earlier[0].received, ['followed']);
+    // Thousands of MOVED answers, none worth a warning: the move is logged once per route.
+    const warned = a.logs.filter((line) => line.includes('subscribe refused') && line.includes('"level":"warn"'));
+    assert.equal(warned.length, 0, warned.slice(0, 3).join('\n'));
+    assert.ok(a.logs.some((line) => line.includes('sharded channels subscribed on their new master')));
   } finally {
     await Promise.all(nodes.map((node) => node.stop()));
     await cluster.stop();

@@ -258,7 +258,10 @@ export class SubscriberLink {
       else this.flying.delete(channel);
     }
     if (error) {
-      this.log.warn(`redis ${record.subscribe ? '' : 'un'}subscribe refused`, {
+      // MOVED is the ordinary course of a slot move (one command per slot, each node): the owner logs
+      // where the channels went; anything else is worth a warning.
+      const log = error.message.startsWith('MOVED') ? this.log.debug : this.log.warn;
+      log.call(this.log, `redis ${record.subscribe ? '' : 'un'}subscribe refused`, {
         redis: this.sharded?.node,
         channels: record.channels.length,
         error: error.message,
