@@ -244,7 +244,8 @@ export class SubscriberLink {
    */
   private onMoved(): void {
     const at = this.sent.length - this.redis.commandQueue.length - 1;
-    if (at < 0) return;
+    // Not an SSUBSCRIBE there: the queue is not as sent (Redis pushed unasked replies); a later answer tells.
+    if (at < 0 || !this.sent[at].subscribe) return;
     const [record] = this.sent.splice(at, 1);
     this.release(record, new Error('MOVED'));
     if (this.dirty.size > 0) this.schedule();
