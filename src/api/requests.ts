@@ -20,16 +20,22 @@ const LONG_NUMERIC_C = /("(?:c|client_id)"\s*:\s*)(\d{16,20})(?=\s*[,}])/g;
 
 /** JSON.parse, except that client_ids sent as long JSON numbers keep every digit (as strings). */
 export function parseJsonKeepingIds(text: string): unknown {
-  return JSON.parse(hasNumericKey(text, '"c"') || hasNumericKey(text, '"client_id"') ? text.replace(LONG_NUMERIC_C, '$1"$2"') : text);
+  return JSON.parse(hasNumericId(text) ? text.replace(LONG_NUMERIC_C, '$1"$2"') : text);
 }
 
+/** What may follow `"c` in an id key: `"` (the key `"c"`) or `lient_id"` (the 2022 key `"client_id"`). */
+const ID_KEY_ENDS = ['"', 'lient_id"'];
+
 /**
- * Whether some `key` has a bare number for value: the common case (a channel name, a quoted
- * client_id) then skips the regular expression, which cost ~10% of a /ws/v1 publish scanning all of `d`.
+ * Whether some `"c"` or `"client_id"` key has a bare number for value: the common case (a channel
+ * name, a quoted client_id) then skips the regular expression, which cost ~10% of a /ws/v1 publish
+ * scanning all of `d`. One scan of the text finds both keys.
  */
-function hasNumericKey(text: string, key: string): boolean {
-  for (let at = text.indexOf(key); at >= 0; at = text.indexOf(key, at + key.length)) {
-    let i = at + key.length;
+function hasNumericId(text: string): boolean {
+  for (let at = text.indexOf('"c'); at >= 0; at = text.indexOf('"c', at + 2)) {
+    const end = ID_KEY_ENDS.find((rest) => text.startsWith(rest, at + 2));
+    if (end === undefined) continue;
+    let i = at + 2 + end.length;
     while (isJsonSpace(text.charCodeAt(i))) i++;
     if (text.charCodeAt(i) !== 0x3a /* : */) continue;
     i++;
