@@ -12,6 +12,14 @@ export interface QueueItem {
   dataJson: string;
 }
 
+/**
+ * An item as its consumers read it, `{"n": node, "c": client_id, "t": topic, "d": data}`: the `p` of a
+ * `queue.pop` event, and what CONNMIX v1.0.1's `mix.redis.push` writes to a Redis list.
+ */
+export function queueItemJson(nodeId: string, item: QueueItem): string {
+  return `{"n":${JSON.stringify(nodeId)},"c":${JSON.stringify(item.clientId)},"t":${JSON.stringify(item.topic)},"d":${item.dataJson}}`;
+}
+
 export interface QueueLimits {
   /** Items one topic may hold while no consumer can take them. */
   topicSize: number;
@@ -202,7 +210,7 @@ export class MemoryQueue {
   }
 
   private encode(item: QueueItem): string {
-    return `{"e":"queue.pop","p":{"n":${JSON.stringify(this.nodeId)},"c":${JSON.stringify(item.clientId)},"t":${JSON.stringify(item.topic)},"d":${item.dataJson}},"i":null}`;
+    return `{"e":"queue.pop","p":${queueItemJson(this.nodeId, item)},"i":null}`;
   }
 }
 

@@ -3,6 +3,7 @@ import type { LuaVM } from '../vm';
 import { pushNilError } from '../vm';
 import { luaToJson, JsonEncodeError } from './json';
 import type { MixHost, ScriptConnection } from './host';
+import type { QueueItem } from '../../queue/memory-queue';
 
 const { LUA_TTABLE, lua_type, lua_pushnumber, lua_pushboolean, lua_settop, lua_gettop } = lua;
 const { luaL_checklstring, luaL_checknumber, luaL_argerror } = lauxlib;
@@ -14,17 +15,10 @@ const { luaL_checklstring, luaL_checknumber, luaL_argerror } = lauxlib;
  */
 export function queuePush(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
   return (L) => {
-    const topic = luaToJsString(luaL_checklstring(L, 1));
-    if (topic.length === 0) return luaL_argerror(L, 1, Buffer.from('topic must not be empty'));
-    let dataJson: string;
+    const item = queueItemArgs(L, vm, 'queue.push', 'topic');
+    if (typeof item === 'number') return item;
     try {
-      dataJson = queueDataJson(L, 2);
-    } catch (error) {
-      if (error instanceof JsonEncodeError) return pushNilError(L, `queue.push: ${error.message}`);
-      throw error;
-    }
-    try {
-      lua_pushnumber(L, host.queuePush({ topic, dataJson, clientId: vm.current?.clientId ?? '' }));
+      lua_pushnumber(L, host.queuePush(item));
       return 1;
     } catch (error) {
       return pushNilError(L, (error as Error).message);
@@ -32,8 +26,24 @@ export function queuePush(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFuncti
   };
 }
 
+/**
+ * The item a push's arguments `(name, data)` make, from the running connection: the name must not be
+ * empty (an argument error naming it `noun`), and `data` is JSON text (see queueDataJson). Data that
+ * cannot be JSON gives `nil, err` instead: the count of values pushed is returned then.
+ */
+export function queueItemArgs(L: LuaState, vm: LuaVM<ScriptConnection>, fn: string, noun: string): QueueItem | number {
+  const topic = luaToJsString(luaL_checklstring(L, 1));
+  if (topic.length === 0) return luaL_argerror(L, 1, Buffer.from(`${noun} must not be empty`));
+  try {
+    return { topic, dataJson: queueDataJson(L, 2), clientId: vm.current?.clientId ?? '' };
+  } catch (error) {
+    if (error instanceof JsonEncodeError) return pushNilError(L, `${fn}: ${error.message}`);
+    throw error;
+  }
+}
+
 /** The JSON text of a queued item's data at `index`: a table as JSON, anything else as a string. */
-export function queueDataJson(L: LuaState, index: number): string {
+function queueDataJson(L: LuaState, index: number): string {
   if (lua_type(L, index) !== LUA_TTABLE) return JSON.stringify(luaToJsString(luaL_checklstring(L, index)));
   const top = lua_gettop(L);
   try {

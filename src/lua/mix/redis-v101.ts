@@ -1,13 +1,13 @@
-import { lua, lauxlib, luaToJsString, type LuaFunction, type LuaState } from '../fengari/index';
+import { lua, lauxlib, type LuaFunction, type LuaState } from '../fengari/index';
 import { pushNilError, type LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
-import { JsonEncodeError } from './json';
-import { queueDataJson } from './queue';
+import { queueItemArgs } from './queue';
+import { queueItemJson } from '../../queue/memory-queue';
 import { commandArg, pushCheckedReply } from './redis';
 import { settle } from './settle';
 
 const { lua_isnoneornil } = lua;
-const { luaL_checklstring, luaL_checknumber, luaL_argerror, luaL_setfuncs } = lauxlib;
+const { luaL_checklstring, luaL_checknumber, luaL_setfuncs } = lauxlib;
 
 /**
  * CONNMIX v1.0.1's `mix.redis` functions (its Lua API page from May to August 2022), on the connection
@@ -30,17 +30,9 @@ export function addRedisV101(vm: LuaVM<ScriptConnection>, host: MixHost): void {
   const by = (L: LuaState): string => (lua_isnoneornil(L, 2) ? '1' : String(luaL_checknumber(L, 2)));
   const functions: Record<string, LuaFunction> = {
     push: (L) => {
-      const queue = luaToJsString(luaL_checklstring(L, 1));
-      if (queue.length === 0) return luaL_argerror(L, 1, Buffer.from('queue must not be empty'));
-      let data: string;
-      try {
-        data = queueDataJson(L, 2);
-      } catch (error) {
-        if (error instanceof JsonEncodeError) return pushNilError(L, `redis.push: ${error.message}`);
-        throw error;
-      }
-      const item = `{"n":${JSON.stringify(host.nodeId ?? '')},"c":${JSON.stringify(vm.current?.clientId ?? '')},"t":${JSON.stringify(queue)},"d":${data}}`;
-      return run(L, 'lpush', [queue, item]);
+      const item = queueItemArgs(L, vm, 'redis.push', 'queue');
+      if (typeof item === 'number') return item;
+      return run(L, 'lpush', [item.topic, queueItemJson(host.nodeId ?? '', item)]);
     },
     llen: (L) => run(L, 'llen', [key(L)]),
     get: (L) => run(L, 'get', [key(L)]),
