@@ -235,34 +235,31 @@ function pushReply(L: LuaState, reply: unknown, depth = 0): number {
  */
 export function pushCheckedReply(L: LuaState, reply: unknown): number {
   const { maxItems, maxStringSize } = stateLimits(L);
-  if (replyElements(reply, maxItems) > maxItems) return pushNilError(L, `reply has more than ${maxItems} elements (the maxItems limit)`);
-  if (replyBytes(reply, maxStringSize) > maxStringSize) return pushNilError(L, `reply is larger than ${maxStringSize} bytes (the maxStringSize limit)`);
+  if (replyTotal(reply, maxItems, element) > maxItems) return pushNilError(L, `reply has more than ${maxItems} elements (the maxItems limit)`);
+  if (replyTotal(reply, maxStringSize, stringBytes) > maxStringSize) return pushNilError(L, `reply is larger than ${maxStringSize} bytes (the maxStringSize limit)`);
   return pushReply(L, reply);
 }
 
-/** Bytes of a reply's strings, nested arrays included, counted up to just past `max`. */
-function replyBytes(reply: unknown, max: number): number {
-  if (reply instanceof Uint8Array) return reply.byteLength;
-  if (typeof reply === 'string') return reply.length;
-  if (!Array.isArray(reply)) return 0;
-  let bytes = 0;
+/**
+ * A reply's total by `own` (what each value weighs by itself, an array without its items), nested
+ * arrays included, counted up to just past `max`.
+ */
+function replyTotal(reply: unknown, max: number, own: (value: unknown) => number): number {
+  let total = own(reply);
+  if (!Array.isArray(reply)) return total;
   for (const item of reply) {
-    bytes += replyBytes(item, max - bytes);
-    if (bytes > max) break;
+    total += replyTotal(item, max - total, own);
+    if (total > max) break;
   }
-  return bytes;
+  return total;
 }
 
-/** Elements of a reply, nested arrays included, counted up to just past `max`. */
-function replyElements(reply: unknown, max: number): number {
-  if (!Array.isArray(reply)) return 1;
-  let count = 1;
-  for (const item of reply) {
-    count += replyElements(item, max - count);
-    if (count > max) break;
-  }
-  return count;
-}
+/** Every value and array is one element. */
+const element = (): number => 1;
+
+/** The bytes of a string; none for anything else. */
+const stringBytes = (value: unknown): number =>
+  value instanceof Uint8Array ? value.byteLength : typeof value === 'string' ? value.length : 0;
 
 /** `redis:command(cmd, ...)` → `result, err`; a Redis error reply is an `err` too. */
 function command<Owner>(vm: LuaVM<Owner>): LuaFunction {
