@@ -12,7 +12,7 @@ import * as commands from './commands';
 import { textFrame } from '../wire/frame';
 import { WriteBatch, blockedFor } from '../wire/write-batch';
 import { Peer } from '../wire/peer';
-import { whenSettled } from '../wire/maybe-promise';
+import { whenSettled, type MaybePromise } from '../wire/maybe-promise';
 import { CloseCode } from '../wire/close-codes';
 import type { ByteBudget } from '../wire/byte-budget';
 import { fromLongForm, isLongForm, longFormEvent, longFormFailure, longFormOk } from './ws-long-form';
@@ -182,6 +182,7 @@ export class WsApi {
     }
     let id: unknown = null;
     let longForm = false;
+    const fail = (error: unknown): object => (longForm ? longFormFailure(commands.errorOf(error), id) : failure(error, id));
     try {
       const request = parseJsonKeepingIds(data.toString('utf8')) as Record<string, unknown> | null;
       if (request === null || typeof request !== 'object' || Array.isArray(request)) throw invalidParams('a request must be a JSON object {m, p, i}');
@@ -197,26 +198,24 @@ export class WsApi {
       const { budget } = this.options;
       const bytes = data.length;
       if (!budget.take(bytes)) throw busy(budget.limit);
-      let result: unknown;
-      let method: unknown;
-      try {
-        const call = longForm ? fromLongForm(request.method as string, request.params) : { method: request.m, params: unwrapParams(request.p) };
-        method = call.method;
-        result = this.dispatch(session, method, call.params);
-      } catch (error) {
+      session.answer(whenSettled(this.run(session, request, longForm, id, fail), (answer) => {
         budget.give(bytes);
-        throw error;
-      }
-      session.answer(whenSettled(result, (r) => {
-        budget.give(bytes);
-        return longForm ? longFormOk(method as string, r, id) : ok(r, id);
-      }, (error) => {
-        budget.give(bytes);
-        return longForm ? longFormFailure(commands.errorOf(error), id) : failure(error, id);
+        return answer;
       }));
     } catch (error) {
-      const cause = error instanceof SyntaxError ? invalidParams(`invalid JSON: ${error.message}`) : error;
-      session.answer(longForm ? longFormFailure(commands.errorOf(cause), id) : failure(cause, id));
+      session.answer(fail(error instanceof SyntaxError ? invalidParams(`invalid JSON: ${error.message}`) : error));
+    }
+  }
+
+  /** Runs a request's command: its answer in the request's form, a failure included (never a throw or a rejection). */
+  private run(session: ApiSession, request: Record<string, unknown>, longForm: boolean, id: unknown,
+    fail: (error: unknown) => object): MaybePromise<object> {
+    try {
+      const call = longForm ? fromLongForm(request.method as string, request.params) : { method: request.m, params: unwrapParams(request.p) };
+      return whenSettled(this.dispatch(session, call.method, call.params),
+        (r) => (longForm ? longFormOk(call.method as string, r, id) : ok(r, id)), fail);
+    } catch (error) {
+      return fail(error);
     }
   }
 
