@@ -90,6 +90,35 @@ test('readTimeout: a silent client that answers pings stays; one that does not i
   });
 });
 
+test('readTimeout counts from the last message: a client that talks for several timeouts stays; one that stops talking and does not answer pings is closed with 4001', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      readTimeout: 4' }, async (node) => {
+    const talker = await TestClient.open(node.wsUrl);
+    const deafLater = await TestClient.open(node.wsUrl, { autoPong: false });
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    // Both talk every 500 ms for 6 s, past one whole readTimeout, so each is looked at while active.
+    for (let i = 0; i < 12; i++) {
+      assert.equal(await deafLater.request(`return ${i}`), `[${i}]`);
+      assert.equal(await talker.request(`return ${i}`), `[${i}]`);
+      await sleep(500);
+    }
+    // deafLater goes quiet: it is pinged, does not answer, and is closed; talker keeps talking meanwhile.
+    const closed = deafLater.waitClosed(30_000);
+    let sent = 0;
+    let isClosed = false;
+    void closed.then(() => (isClosed = true));
+    while (!isClosed && sent < 60) {
+      assert.equal(await talker.request(`return "still ${sent}"`), `["still ${sent}"]`);
+      sent++;
+      await sleep(500);
+    }
+    const { code, reason } = await closed;
+    assert.equal(code, 4001);
+    assert.equal(reason, 'read timeout');
+    assert.equal(await talker.request('return "after"'), '["after"]');
+    talker.close();
+  });
+});
+
 test('a runaway hook is stopped within its budget while other connections keep being answered', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, callBudget: 100 }, async (node) => {
     const busy = await TestClient.open(node.wsUrl);

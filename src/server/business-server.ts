@@ -10,11 +10,11 @@ import type { LuaRedisPool } from '../lua/mix/redis';
 import { secondsSince, type Metrics } from '../metrics';
 import type { NodeServices } from './node-services';
 import { createScriptHost, maintenanceTimers, type ScriptSetup } from './script-host';
-import { blockedFor } from '../wire/write-batch';
 import { Admission, type Refusal } from './admission';
 import { CloseCode } from '../wire/close-codes';
 import { listenLogged } from '../wire/listen';
 import type { ClientConnection } from './client-connection';
+import { TimeoutWatch } from './timeout-watch';
 
 /** Events one connection may have waiting behind a hook call that waits; more closes it. */
 const MAX_PENDING_EVENTS = 1024;
@@ -47,7 +47,7 @@ export interface CoreSetup extends ScriptSetup {
 
 /**
  * What every `engine.servers[]` entry does whatever its protocol: its Lua state, admission of new
- * connections, start, stop and drain, each connection's hook queue (dispatch), and the timeout sweep.
+ * connections, start, stop and drain, each connection's hook queue (dispatch), and their timeouts (TimeoutWatch).
  * The protocol servers add how connections arrive and how their input becomes hook calls.
  */
 export abstract class BusinessServer<C extends ClientConnection, S extends Session<C>> {
@@ -60,6 +60,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
   /** The listener start() opens and stop() closes. */
   protected abstract readonly listener: Server;
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly timeouts: TimeoutWatch;
   private readonly redis: LuaRedisPool;
   private readonly timeHooks: boolean;
   private readonly tooManyPending: string;
@@ -73,6 +74,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
     setup: CoreSetup,
   ) {
     this.admission = new Admission(config, () => services.nodeFull());
+    this.timeouts = new TimeoutWatch(config, log);
     ({ vm: this.vm, redis: this.redis } = createScriptHost(config, services, log, callBudget, setup));
     this.timeHooks = setup.timeHooks;
     this.tooManyPending = setup.tooManyPending;
@@ -95,7 +97,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
     await this.loaded();
     const listener = this.listener;
     await listenLogged(listener, this.config.port, this.config.bind, this.log, this.protocol);
-    this.timers.push(...maintenanceTimers(this.config, this.vm, () => this.sweep()));
+    this.timers.push(...maintenanceTimers(this.config, this.vm, () => this.timeouts.tick()));
     return listener.address() as AddressInfo;
   }
 
@@ -129,6 +131,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
     this.admission.admitted(session.ip);
     this.sessions.set(session.conn, session);
     this.services.mesh.attach(session.conn);
+    this.timeouts.add(session.conn);
   }
 
   /** A new session's hook queue. */
@@ -201,6 +204,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
   protected closed(session: S, error: string | null): void {
     const { conn } = session;
     this.admission.left(session.ip);
+    this.timeouts.remove(conn);
     this.services.mesh.detach(conn);
     conn.context.close('connection closed');
     // A hook waiting on HTTP or Redis for this connection stops waiting, so on_close need not.
@@ -211,30 +215,5 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
       this.sessions.delete(conn);
       done();
     }, true);
-  }
-
-  /**
-   * Enforces readTimeout (nothing received) and writeTimeout (writes not draining, closing ones
-   * included). A connection silent for half its readTimeout is probed where its transport can (a
-   * WebSocket ping, whose pong counts as data), so only dead or stalled peers reach the timeout.
-   */
-  private sweep(): void {
-    const now = Date.now();
-    const { readTimeout, writeTimeout } = this.config;
-    for (const conn of this.sessions.keys()) {
-      if (!conn.alive) continue;
-      const silent = now - conn.lastReadAt;
-      if (readTimeout > 0 && conn.open) {
-        if (silent > readTimeout * 1000) {
-          conn.closeWith(CloseCode.READ_TIMEOUT, 'read timeout');
-          continue;
-        }
-        if (silent > (readTimeout * 1000) / 2) conn.probe(now);
-      }
-      if (writeTimeout > 0 && blockedFor(conn, now) > writeTimeout * 1000) {
-        this.log.warn('write timeout, dropping the connection', { client_id: conn.clientId });
-        conn.drop(CloseCode.WRITE_TIMEOUT, 'write timeout');
-      }
-    }
   }
 }

@@ -15,6 +15,8 @@ export abstract class ClientConnection extends Peer implements Subscriber, Scrip
   abstract readonly protocol: Protocol;
   readonly context: ConnectionContext;
   readonly channels = new Set<string>();
+  /** The second under which the server's TimeoutWatch filed this connection (0 = not filed); the watch's own. */
+  dueAt = 0;
   /** This connection's Lua userdata, made when a script first asks for it. */
   luaValue: ScriptConnection['luaValue'] = null;
 
@@ -33,7 +35,7 @@ export abstract class ClientConnection extends Peer implements Subscriber, Scrip
 
   /** Open until either side starts closing it. */
   abstract get open(): boolean;
-  /** Still holds resources (it may be flushing its last writes after a close); the sweep watches these. */
+  /** Still holds resources (it may be flushing its last writes after a close); writeTimeout still applies. */
   abstract get alive(): boolean;
   abstract deliver(message: Outgoing): boolean;
   /** `conn:send` from Lua. */

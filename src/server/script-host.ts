@@ -67,9 +67,9 @@ export function createScriptHost(
   return { vm, redis };
 }
 
-/** The periodic work of a business server: its timeout sweep every second, and Lua hot reload. */
-export function maintenanceTimers(config: BusinessServerConfig, vm: LuaVM<ScriptConnection>, sweep: () => void): NodeJS.Timeout[] {
-  const timers = [setInterval(sweep, 1000).unref()];
+/** The periodic work of a business server: a look at its timeouts every second, and Lua hot reload. */
+export function maintenanceTimers(config: BusinessServerConfig, vm: LuaVM<ScriptConnection>, tick: () => void): NodeJS.Timeout[] {
+  const timers = [setInterval(tick, 1000).unref()];
   if (config.byteCodeExpires > 0) timers.push(setInterval(() => vm.reloadIfChanged(), config.byteCodeExpires * 1000).unref());
   return timers;
 }

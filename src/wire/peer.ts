@@ -12,6 +12,8 @@ export abstract class Peer implements Batchable {
   lastReadAt = Date.now();
   /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty (for `writeTimeout`). */
   blockedSince = 0;
+  /** Told when a flush leaves bytes in the socket's buffer, by whoever enforces `writeTimeout`. */
+  onBacklog: ((peer: Batchable) => void) | null = null;
 
   /** @param socket the connection's socket; for a WebSocket, the upgraded request's */
   constructor(readonly socket: Socket) {}

@@ -9,6 +9,8 @@ export interface Batchable {
   queuedBytes: number;
   /** False once the connection started closing: what is still queued then is dropped. */
   readonly flushable: boolean;
+  /** Called when a flush leaves bytes in the socket's buffer (the peer is not keeping up), if set. */
+  readonly onBacklog: ((target: Batchable) => void) | null;
 }
 
 /** Several frames up to this size are copied into one Buffer; larger ones go out as one writev. */
@@ -73,11 +75,13 @@ function writeQueued(target: Batchable): void {
     for (const chunk of queued) socket.write(chunk);
     socket.uncork();
   }
+  if (target.onBacklog !== null && socket.writableLength > 0) target.onBacklog(target);
 }
 
 /**
  * How long (ms) the target's writes have been waiting to drain, for `writeTimeout`; 0 once its buffer is
- * empty. Call it on every sweep: it remembers when the wait began in `blockedSince`.
+ * empty. Call it at least once a second while the target is backlogged: it remembers when the wait
+ * began in `blockedSince`.
  */
 export function blockedFor(target: Batchable & { blockedSince: number }, now: number): number {
   if (target.socket.writableLength === 0) {
