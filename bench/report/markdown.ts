@@ -130,19 +130,20 @@ function fanoutRatios(rows: FanoutRow[]): string {
 
 function idleTables(rows: IdleRow[]): string {
   const main = table(
-    ['target', 'nodes', 'connections', 'RSS before MiB', 'RSS after MiB', 'RSS/conn KiB', 'connect CPU s / 1k', 'note'],
-    rows.map((r) => [r.target, r.nodes, ofTotal(r.subscribed, r.connections), (r.rssBefore / 2 ** 20).toFixed(1), (r.rssAfter / 2 ** 20).toFixed(1), kib(r.bytesPerConn), r.connectCpuPerK, r.error ?? '']),
+    ['target', 'nodes', 'connections', 'RSS before MiB', 'RSS after MiB', 'RSS/conn KiB', 'connect CPU s / 1k', 'idle CPU ms/s / 1k', 'note'],
+    rows.map((r) => [r.target, r.nodes, ofTotal(r.subscribed, r.connections), (r.rssBefore / 2 ** 20).toFixed(1), (r.rssAfter / 2 ** 20).toFixed(1), kib(r.bytesPerConn), r.connectCpuPerK, r.idleCpuMsPerK ?? '–', r.error ?? '']),
   );
   const lines: (string | number)[][] = [];
   for (const { subject, peers } of COMPARISONS) {
     for (const s of rows.filter((r) => r.target === subject)) {
       for (const peer of peers) {
         const p = rows.find((r) => r.target === peer && r.connections === s.connections);
-        if (p) lines.push([`${subject} ÷ ${peer}`, s.connections, ratio(s.bytesPerConn, p.bytesPerConn)]);
+        if (!p) continue;
+        lines.push([`${subject} ÷ ${peer}`, s.connections, ratio(s.bytesPerConn, p.bytesPerConn), ratio(s.idleCpuMsPerK ?? NaN, p.idleCpuMsPerK ?? NaN)]);
       }
     }
   }
-  return lines.length ? `${main}\n\n${table(['target', 'connections', 'RSS/conn ratio (lower is better)'], lines)}` : main;
+  return lines.length ? `${main}\n\n${table(['target', 'connections', 'RSS/conn ratio (lower is better)', 'idle CPU ratio (lower is better)'], lines)}` : main;
 }
 
 function stormTables(rows: StormRow[]): string {

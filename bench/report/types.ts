@@ -56,6 +56,8 @@ export interface IdleRow {
   bytesPerConn: number;
   /** Server CPU while the connections opened, per thousand connections. */
   connectCpuPerK: number;
+  /** Server CPU per second while they sat idle, in ms per thousand connections (absent in older runs). */
+  idleCpuMsPerK?: number;
   error?: string;
 }
 
