@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { startNode, post, type TestNode, waitFor } from './support/helpers';
-import { RedisCluster, type RedisServer } from './support/redis';
+import { RedisCluster, moveSlots, slotsOf } from './support/redis';
 import { meshYaml } from './support/mesh';
 import { TestSubscriber } from './support/mesh-node';
 import { keySlot } from '../src/mesh/sharded-subscriber';
@@ -13,37 +12,6 @@ import type { RedisBroker } from '../src/mesh/redis-broker';
 
 function brokerOf(node: TestNode): RedisBroker {
   return node.engine.broker as RedisBroker;
-}
-
-/** Runs `commands`, one per line, through one redis-cli connection to `server` (bounded to 10 s). */
-function pipe(server: RedisServer, commands: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(server.port)], { stdio: ['pipe', 'ignore', 'inherit'], timeout: 10_000 });
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli exited with ${code}`))));
-    child.stdin.end(`${commands.join('\n')}\n`);
-  });
-}
-
-/** The slots `server` serves, as it says itself. */
-async function slotsOf(server: RedisServer): Promise<Set<number>> {
-  const line = (await server.cli('cluster', 'nodes')).split('\n').find((candidate) => candidate.includes('myself')) ?? '';
-  const slots = new Set<number>();
-  for (const range of line.split(' ').slice(8)) {
-    const [from, to] = range.split('-').map(Number);
-    for (let slot = from; slot <= (to ?? from); slot++) slots.add(slot);
-  }
-  return slots;
-}
-
-/** Moves empty `slots` from master `from` to master `to` as a reshard does, telling every master in `all`. */
-async function moveSlots(slots: number[], from: RedisServer, to: RedisServer, all: RedisServer[]): Promise<void> {
-  const [fromId, toId] = await Promise.all([from.cli('cluster', 'myid'), to.cli('cluster', 'myid')]);
-  await pipe(to, slots.map((slot) => `cluster setslot ${slot} importing ${fromId}`));
-  await pipe(from, slots.map((slot) => `cluster setslot ${slot} migrating ${toId}`));
-  for (const server of [to, from, ...all.filter((other) => other !== from && other !== to)]) {
-    await pipe(server, slots.map((slot) => `cluster setslot ${slot} node ${toId}`));
-  }
 }
 
 test('viewers joining more channels than fit in flight on slots that just moved: the old master still gets later subscribes', async () => {

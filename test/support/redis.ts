@@ -188,3 +188,34 @@ export class RedisCluster {
     await Promise.all(this.servers.map((server) => server.stop()));
   }
 }
+
+/** Runs `commands`, one per line, through one redis-cli connection to `server` (bounded to 10 s). */
+function pipe(server: RedisServer, commands: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(server.port)], { stdio: ['pipe', 'ignore', 'inherit'], timeout: 10_000 });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli exited with ${code}`))));
+    child.stdin.end(`${commands.join('\n')}\n`);
+  });
+}
+
+/** The slots `server` serves, as it says itself. */
+export async function slotsOf(server: RedisServer): Promise<Set<number>> {
+  const line = (await server.cli('cluster', 'nodes')).split('\n').find((candidate) => candidate.includes('myself')) ?? '';
+  const slots = new Set<number>();
+  for (const range of line.split(' ').slice(8)) {
+    const [from, to] = range.split('-').map(Number);
+    for (let slot = from; slot <= (to ?? from); slot++) slots.add(slot);
+  }
+  return slots;
+}
+
+/** Moves empty `slots` from master `from` to master `to` as a reshard does, telling every master in `all`. */
+export async function moveSlots(slots: number[], from: RedisServer, to: RedisServer, all: RedisServer[]): Promise<void> {
+  const [fromId, toId] = await Promise.all([from.cli('cluster', 'myid'), to.cli('cluster', 'myid')]);
+  await pipe(to, slots.map((slot) => `cluster setslot ${slot} importing ${fromId}`));
+  await pipe(from, slots.map((slot) => `cluster setslot ${slot} migrating ${toId}`));
+  for (const server of [to, from, ...all.filter((other) => other !== from && other !== to)]) {
+    await pipe(server, slots.map((slot) => `cluster setslot ${slot} node ${toId}`));
+  }
+}
