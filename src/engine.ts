@@ -90,6 +90,7 @@ export class Engine implements NodeServices {
       brokerReady: () => this.broker.ready(),
       logDropped: () => this.log.dropped,
       meshExpired: () => (this.broker instanceof RedisBroker ? this.broker.expired : 0),
+      meshSubscriptionRepairs: () => (this.broker instanceof RedisBroker ? this.broker.subscriptionRepairs : 0),
       meshSubscriptions: () => (this.broker instanceof RedisBroker ? this.broker.subscriptions() : { wanted: 0, unsynced: 0, queued: 0 }),
     }, { node: this.broker.nodeId });
     this.hub = new Hub(this.broker, this.metrics);

@@ -143,7 +143,7 @@ test('/v1/nodes on any node lists every live node; a stopped node leaves at once
 
 test('node numbers are unique when five brokers start at the same moment', async () => {
   const local: LocalDelivery = { deliver: () => ({ s: 0, f: 0 }), deliverTo: () => false, callOn: () => 'no connections', count: () => 0 };
-  const config = { addrs: [redis.address], cluster: false, password: '', db: 0, prefix: 't5:' };
+  const config = { addrs: [redis.address], cluster: false, password: '', db: 0, prefix: 't5:', auditInterval: 30 };
   const brokers = Array.from({ length: 5 }, (_, i) => new RedisBroker(config, `127.0.0.1:${7000 + i}`, memoryLogger().log));
   try {
     await Promise.all(brokers.map((broker) => broker.start(local)));

@@ -241,8 +241,15 @@ test('the engine.mesh extension parses, including a cluster addrs list', () => {
   );
   assert.deepEqual(config.engine.mesh, {
     broker: 'redis',
-    redis: { addrs: ['10.0.0.1:7000', '10.0.0.2:7001', '[::1]:7002'], cluster: true, password: 'pw', db: 0, prefix: 'barrage:' },
+    redis: { addrs: ['10.0.0.1:7000', '10.0.0.2:7001', '[::1]:7002'], cluster: true, password: 'pw', db: 0, prefix: 'barrage:', auditInterval: 30 },
   });
+});
+
+test('engine.mesh.redis.auditInterval: seconds between subscription audits, 0 for none, never negative', () => {
+  const read = (value: string): number => load(yaml('engine:', '  mesh:', '    redis:', `      auditInterval: ${value}`)).config.engine.mesh.redis.auditInterval;
+  assert.equal(read('0.5'), 0.5);
+  assert.equal(read('0'), 0);
+  rejects(yaml('engine:', '  mesh:', '    redis:', '      auditInterval: -1'), 'engine.mesh.redis.auditInterval', 4, /non-negative number, got -1/);
 });
 
 test('logging.filename is made absolute against the yaml folder; an absolute one is kept', () => {

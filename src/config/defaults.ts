@@ -97,7 +97,7 @@ export function defaultConfig(): Config {
       servers: [defaultServerConfig()],
       mesh: {
         broker: 'memory',
-        redis: { addrs: ['127.0.0.1:6379'], cluster: false, password: '', db: 0, prefix: 'connmix:' },
+        redis: { addrs: ['127.0.0.1:6379'], cluster: false, password: '', db: 0, prefix: 'connmix:', auditInterval: 30 },
       },
       maxConnections: 0,
       fdReserve: 100,

@@ -362,6 +362,7 @@ const readMesh = object<MeshConfig>({
     password: str,
     db: count,
     prefix: str,
+    auditInterval: seconds,
   }),
 });
 

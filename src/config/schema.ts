@@ -133,6 +133,11 @@ export interface RedisMeshConfig {
   password: string;
   db: number;
   prefix: string;
+  /**
+   * Ours: seconds between checks that Redis holds the subscriptions each subscriber connection sent,
+   * repaired when it does not (src/mesh/subscription-audit.ts); 0 = no check.
+   */
+  auditInterval: number;
 }
 
 /** Ours: how nodes share channels, sends and the node list. */

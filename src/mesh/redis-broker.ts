@@ -114,6 +114,7 @@ export class RedisBroker implements Broker {
       },
       this.log,
       commandTimeout,
+      { name: `connmix-sub-${this.nodeId}` },
     );
     this.link = link;
     const self = { id: this.nodeId, api_server: this.apiAddress };
@@ -227,6 +228,11 @@ export class RedisBroker implements Broker {
   /** Requests from other nodes dropped so far because they arrived after their deadline. */
   get expired(): number {
     return this.late;
+  }
+
+  /** Times the subscription audit repaired a subscriber connection so far (0 before `start`). */
+  get subscriptionRepairs(): number {
+    return this.link?.repairs() ?? 0;
   }
 
   /** Deregisters (so the node leaves the list at once), answers pending requests, closes connections. */

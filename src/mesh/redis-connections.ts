@@ -3,6 +3,7 @@ import type { RedisMeshConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { ShardedSubscriber } from './sharded-subscriber';
 import { SubscriberLink, type SubscriptionStats } from './subscriber-link';
+import type { AuditOptions } from './subscription-audit';
 
 /**
  * The two Redis roles of a node: `commands` (publishes, registry keys) fails fast while Redis is away,
@@ -26,6 +27,8 @@ export interface MeshRedis {
   unsubscribe(channel: string): Promise<void>;
   /** The subscriber side's wanted channels and pending work. */
   subscriptions(): SubscriptionStats;
+  /** Times the subscription audit found Redis not holding what the subscriber side sent, and repaired it (a running total). */
+  repairs(): number;
   /** Both roles are connected. */
   ready(): boolean;
   /** Drops both connections without waiting for Redis. */
@@ -68,13 +71,16 @@ export function parseAddress(address: string): { host: string; port: number } {
 /**
  * Opens the node's connections to a standalone Redis (`cluster: false`, the first address) or a Redis
  * Cluster (`cluster: true`, any addresses as seeds, sharded pub/sub). Connecting goes on in the
- * background with backoff; nothing here throws when Redis is unreachable.
+ * background with backoff; nothing here throws when Redis is unreachable. With `audit`, each
+ * subscriber connection names itself `audit.name` and is audited every `config.auditInterval` seconds
+ * (see SubscriptionAudit).
  */
 export function connectMeshRedis(
   config: RedisMeshConfig,
   events: MeshRedisEvents,
   log: Logger,
   commandTimeout: number,
+  audit: { name: string } | null = null,
 ): MeshRedis {
   const base: RedisOptions = {
     password: config.password || undefined,
@@ -87,6 +93,9 @@ export function connectMeshRedis(
   const onMessage = (channel: Buffer, message: Buffer): void => events.message(channel, message);
   let closed = false;
   const isClosed = (): boolean => closed;
+  let repairs = 0;
+  const auditOf = (commands: () => Redis | null): AuditOptions | null =>
+    audit && { every: config.auditInterval * 1000, name: audit.name, commands, repaired: () => repairs++ };
 
   if (!config.cluster) {
     const address = parseAddress(config.addrs[0]);
@@ -108,7 +117,7 @@ export function connectMeshRedis(
       autoResubscribe: false,
       autoResendUnfulfilledCommands: false,
     });
-    const link = new SubscriberLink(subscriber, log);
+    const link = new SubscriberLink(subscriber, log, null, auditOf(() => commands));
     subscriber.on('messageBuffer', onMessage);
     watch(commands, 'commands', events, log, isClosed);
     watch(subscriber, 'subscriber', events, log, isClosed);
@@ -119,6 +128,7 @@ export function connectMeshRedis(
       subscribe: (channel) => link.add(channel),
       unsubscribe: (channel) => link.remove(channel),
       subscriptions: () => link.stats(),
+      repairs: () => repairs,
       ready: () => commands.status === 'ready' && link.ready(),
       close: () => {
         closed = true;
@@ -144,6 +154,8 @@ export function connectMeshRedis(
     onMessage,
     (redis, node) => watch(redis, 'subscriber', events, log, isClosed, node),
     log,
+    // Each master's link is checked on the cluster client's own connection to that master.
+    (node) => auditOf(() => commands.nodes('master').find((redis) => `${redis.options.host}:${redis.options.port}` === node) ?? null),
   );
   watch(commands, 'commands', events, log, isClosed);
   return {
@@ -153,6 +165,7 @@ export function connectMeshRedis(
     subscribe: (channel) => subscriber.subscribe(channel),
     unsubscribe: (channel) => subscriber.unsubscribe(channel),
     subscriptions: () => subscriber.stats(),
+    repairs: () => repairs,
     ready: () => commands.status === 'ready' && subscriber.ready(),
     close: () => {
       closed = true;

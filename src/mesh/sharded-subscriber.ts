@@ -1,6 +1,7 @@
 import Redis, { type Cluster, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log';
 import { SubscriberLink, type SubscriptionStats } from './subscriber-link';
+import type { AuditOptions } from './subscription-audit';
 
 /**
  * SSUBSCRIBE on a Redis Cluster: one subscriber connection per master serving subscribed channels,
@@ -30,6 +31,8 @@ export class ShardedSubscriber {
     /** Called for each new connection, to watch its state. */
     private readonly onConnection: (redis: Redis, node: string) => void,
     private readonly log: Logger,
+    /** How the link of the master `node` is audited (null: not at all). */
+    private readonly auditOf: (node: string) => AuditOptions | null = () => null,
   ) {
     cluster.on('refresh', this.onRefresh);
   }
@@ -130,7 +133,7 @@ export class ShardedSubscriber {
       autoResubscribe: false,
       autoResendUnfulfilledCommands: false,
     });
-    link = new SubscriberLink(redis, this.log, { slotOf: keySlot, node });
+    link = new SubscriberLink(redis, this.log, { slotOf: keySlot, node }, this.auditOf(node));
     redis.on('smessageBuffer', this.onMessage);
     // A channel answered MOVED: our slot map is stale; the refresh moves it (see follow).
     redis.on('moved', () => this.cluster.refreshSlotsCache());

@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import type { Logger } from '../log';
+import { SubscriptionAudit, type AuditOptions } from './subscription-audit';
 
 /** Channels named in one SUBSCRIBE or UNSUBSCRIBE command, so a resubscribe of many is a few bounded commands. */
 export const CHANNELS_PER_COMMAND = 500;
@@ -67,17 +68,23 @@ export class SubscriberLink {
   private wasLive = false;
   private epoch = 0;
   private scheduled = false;
+  /** Bumped whenever what Redis should hold may change (a command sent, the connection reset): the audit's mark. */
+  private changes = 0;
+  private readonly audit: SubscriptionAudit | null;
 
   /**
    * `redis` must not queue while disconnected nor resubscribe by itself (`enableOfflineQueue: false`,
    * `autoResubscribe: false`, `maxRetriesPerRequest: 0`): this link does both. `sharded` uses
-   * SSUBSCRIBE/SUNSUBSCRIBE, one slot per command (`slotOf`).
+   * SSUBSCRIBE/SUNSUBSCRIBE, one slot per command (`slotOf`). `audit`: checks now and then that Redis
+   * holds what was sent (SubscriptionAudit); none if absent or its `every` is 0.
    */
   constructor(
     readonly redis: Redis,
     private readonly log: Logger,
     private readonly sharded: { slotOf: (channel: string) => number; node: string } | null = null,
+    audit: AuditOptions | null = null,
   ) {
+    this.audit = audit && audit.every > 0 ? new SubscriptionAudit(this, audit, sharded ? 'ssub' : 'sub', log, sharded?.node) : null;
     redis.on('ready', () => this.onReady());
     redis.on('moved', () => this.onMoved());
     redis.on('close', () => this.onClose());
@@ -122,8 +129,31 @@ export class SubscriberLink {
     return { wanted: this.wanted.size, unsynced, queued: this.redis.commandQueue.length };
   }
 
+  /**
+   * For the audit: the channels Redis should hold for this connection (what the commands sent say) and
+   * a mark of that state; null while connecting, or while commands are unanswered or changes unsent.
+   */
+  auditPoint(): { expected: number; mark: number } | null {
+    if (!this.live || this.sent.length > 0 || this.dirty.size > 0) return null;
+    return { expected: this.server.size, mark: this.changes };
+  }
+
+  /**
+   * For the audit, which saw Redis hold fewer channels than sent: subscribes every wanted channel again
+   * on this connection (Redis answers those it holds without change), as after a reconnect. Called
+   * while settled (`auditPoint` not null), so no answer on its way still counts on `server`.
+   */
+  resubscribe(): void {
+    if (!this.live) return;
+    this.server.clear();
+    this.failed.clear();
+    for (const channel of this.wanted) this.dirty.add(channel);
+    this.sync();
+  }
+
   /** Drops the connection for good and releases every waiting caller. */
   close(): void {
+    this.audit?.stop();
     this.redis.disconnect();
     this.reset(true);
     this.down = true;
@@ -210,6 +240,7 @@ export class SubscriberLink {
   }
 
   private send(channels: string[], subscribe: boolean): void {
+    this.changes++;
     const record: Sent = { channels, subscribe, epoch: this.epoch };
     this.sent.push(record);
     const redis = this.redis;
@@ -287,6 +318,8 @@ export class SubscriberLink {
     for (const channel of this.waiters.keys()) this.dirty.add(channel);
     if (this.wasLive) this.log.info('redis subscriber back, resubscribing channels', { redis: this.sharded?.node, channels: this.wanted.size });
     this.wasLive = true;
+    // Before anything is subscribed: afterwards the connection cannot ask Redis for its id.
+    this.audit?.connected();
     this.sync();
   }
 
@@ -299,6 +332,7 @@ export class SubscriberLink {
   private reset(release: boolean): void {
     this.live = false;
     this.epoch++;
+    this.changes++;
     this.server.clear();
     this.dirty.clear();
     this.failed.clear();

@@ -22,6 +22,8 @@ export interface MetricSources {
   logDropped(): number;
   /** Requests from other nodes dropped so far because they arrived after their deadline (a running total). */
   meshExpired(): number;
+  /** Times the Redis subscription audit repaired a subscriber connection (a running total). */
+  meshSubscriptionRepairs(): number;
   /** The Redis subscriber side (zeros without Redis): channels wanted, those Redis may not carry as wanted yet, unanswered (un)subscribe commands. */
   meshSubscriptions(): { wanted: number; unsynced: number; queued: number };
 }
@@ -152,6 +154,7 @@ export class Metrics {
     this.queueRefused = new Counter({ name: 'connmix_queue_refused_total', help: 'Queue pushes refused, by the limit they hit.', labelNames: ['reason'], registers });
     runningTotal('connmix_log_dropped_lines_total', 'Log lines a log output dropped: stdout not read fast enough, or the log file unwritable (full disk, no free descriptor); counted per output.', sources.logDropped, registers);
     runningTotal('connmix_mesh_expired_total', 'Requests from other nodes dropped because they arrived after their deadline.', sources.meshExpired, registers);
+    runningTotal('connmix_mesh_subscription_repairs_total', 'Times the subscription audit found Redis not holding what a subscriber connection of this node had sent, and repaired it.', sources.meshSubscriptionRepairs, registers);
     new Gauge({
       name: 'connmix_mesh_channels_wanted',
       help: 'Channels this node wants subscribed in Redis: its channels with local subscribers, and its inbox.',

@@ -67,7 +67,7 @@ async function redisReconnects(port: number): Promise<void> {
   // before its reconnect (which then meets EMFILE).
   let held: number[] | null = null;
   const redis = connectMeshRedis(
-    { addrs: [`127.0.0.1:${port}`], cluster: false, password: '', db: 0, prefix: 'emfile:' },
+    { addrs: [`127.0.0.1:${port}`], cluster: false, password: '', db: 0, prefix: 'emfile:', auditInterval: 30 },
     {
       message: (_channel, message) => received.push(message.toString()),
       up: () => undefined,

@@ -18,6 +18,7 @@ export async function meshNode(): Promise<{ broker: MemoryBroker; hub: Hub; mesh
     brokerReady: () => broker.ready(),
     logDropped: () => 0,
     meshExpired: () => 0,
+    meshSubscriptionRepairs: () => 0,
     meshSubscriptions: () => ({ wanted: 0, unsynced: 0, queued: 0 }),
   });
   hub = new Hub(broker, metrics);

@@ -5,15 +5,15 @@ import { ROOT, TestClient, post } from './helpers';
 
 // Shared pieces of the multi-node tests: the mesh yaml, and the seed script with a few test-only ops.
 
-/** `engine.mesh` yaml for `startNode({ engineYaml })`. */
-export function meshYaml(addrs: string[], prefix: string, cluster = false): string {
+/** `engine.mesh` yaml for `startNode({ engineYaml })`; the subscription audit as by default unless `auditInterval` (seconds) is given. */
+export function meshYaml(addrs: string[], prefix: string, cluster = false, auditInterval?: number): string {
   return `  mesh:
     broker: redis
     redis:
       addrs: [${addrs.join(', ')}]
       cluster: ${cluster}
       prefix: "${prefix}"
-`;
+${auditInterval === undefined ? '' : `      auditInterval: ${auditInterval}\n`}`;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { ClientIdGenerator, nodeNumberOf } from '../../src/mesh/ids';
+import { judge } from '../../src/mesh/subscription-audit';
 import { meshNode, TestSubscriber, busyFor, sample } from '../support/mesh-node';
 
 // Mesh over a MemoryBroker and a Hub in this process: no servers, no sockets.
@@ -95,4 +96,22 @@ test('Mesh.ready follows the node serving and its broker; nodes lists this node;
   mesh.setServing(true);
   await broker.stop();
   assert.equal(mesh.ready(), false, 'nor one whose broker is gone');
+});
+
+test('the subscription audit reads a CLIENT LIST line: the connection by id and name, then its count', () => {
+  // As Redis 7.0.15 writes it, and as a Redis before 7.0.3 did (no ssub=).
+  const line = 'id=7 addr=127.0.0.1:4711 laddr=127.0.0.1:6379 fd=9 name=connmix-sub-x age=3 idle=0 flags=P db=0 sub=3 psub=0 ssub=0 multi=-1 cmd=subscribe user=default redir=-1 resp=2\n';
+  const older = 'id=7 addr=127.0.0.1:4711 fd=9 name=connmix-sub-x age=3 idle=0 flags=P db=0 sub=0 psub=0 multi=-1 cmd=ssubscribe\n';
+  assert.deepEqual(judge(line, 'connmix-sub-x', 'sub', 3), { verdict: 'ok', held: 3 });
+  assert.deepEqual(judge(line, 'connmix-sub-x', 'sub', 4), { verdict: 'missing', held: 3 });
+  assert.deepEqual(judge(line, 'connmix-sub-x', 'sub', 2), { verdict: 'extra', held: 3 });
+  assert.deepEqual(judge(line, 'connmix-sub-x', 'ssub', 1), { verdict: 'missing', held: 0 });
+  // No such client (a Redis restarted unseen), or the id is another client's now.
+  assert.deepEqual(judge('', 'connmix-sub-x', 'sub', 3), { verdict: 'gone', held: null });
+  assert.deepEqual(judge(line, 'connmix-sub-y', 'sub', 3), { verdict: 'gone', held: null });
+  assert.deepEqual(judge(line.replace('name=connmix-sub-x', 'name='), 'connmix-sub-x', 'sub', 3), { verdict: 'gone', held: null });
+  // A server that does not count shard channels: only the connection itself is checked.
+  assert.deepEqual(judge(older, 'connmix-sub-x', 'ssub', 5), { verdict: 'ok', held: null });
+  // SETNAME was refused: the id alone identifies it.
+  assert.deepEqual(judge(line.replace('name=connmix-sub-x', 'name='), '', 'sub', 3), { verdict: 'ok', held: 3 });
 });
