@@ -23,6 +23,20 @@ export function openFileLimit(): number {
 }
 
 /**
+ * Descriptors this process has open, or null where /proc cannot tell cheaply. Linux 6.2 and later
+ * report the count as the size of /proc/self/fd: one stat, about 25 µs however many are open, where
+ * listing the folder took 10 ms for 10,000 sockets (and opens a descriptor, which fails at the limit).
+ */
+function statOpenFds(done: (open: number | null) => void): void {
+  fs.stat('/proc/self/fd', (error, stats) => done(!error && stats.size > 0 ? stats.size : null));
+}
+
+/** The listing's count: the descriptor the listing itself opened is not counted. */
+function listOpenFds(done: (open: number | null, error: NodeJS.ErrnoException | null) => void): void {
+  fs.readdir('/proc/self/fd', (error, entries) => done(error ? null : entries.length - 1, error));
+}
+
+/**
  * Keeps the process from running out of file descriptors because of its clients. Every accepted
  * socket is counted; with the descriptors the node holds for itself (listeners, log file, Redis,
  * Lua files, outgoing HTTP), counted from /proc/self/fd now and then, that is how many are open.
@@ -70,7 +84,9 @@ export class FdGuard {
   start(): void {
     if (!this.enabled || this.timer) return;
     try {
-      this.other = Math.max(0, fs.readdirSync('/proc/self/fd').length - 1 - this.sockets.size);
+      const size = fs.statSync('/proc/self/fd').size;
+      const open = size > 0 ? size : fs.readdirSync('/proc/self/fd').length - 1;
+      this.other = Math.max(0, open - this.sockets.size);
     } catch {
       // Counted again by the first check.
     }
@@ -156,15 +172,25 @@ export class FdGuard {
     if (this.counting || now - this.lastCount < (busy ? BUSY_COUNT_MS : CALM_COUNT_MS) - 50) return;
     this.counting = true;
     this.lastCount = now;
-    fs.readdir('/proc/self/fd', (error, entries) => {
-      this.counting = false;
-      // Not even the listing could be opened: the table is full whatever the count said.
-      const code = (error as NodeJS.ErrnoException | null)?.code;
-      if (error && code !== 'EMFILE' && code !== 'ENFILE') return;
-      const open = error ? this.limit : entries.length - 1;
-      this.other = Math.max(0, open - this.sockets.size);
-      const at = Date.now();
-      if (this.open >= this.limit - this.reserve && at >= this.pausedUntil) this.atLimit(at);
+    statOpenFds((counted) => {
+      if (counted !== null) return this.counted(counted);
+      listOpenFds((listed, error) => {
+        // Not even the listing could be opened: the table is full whatever the count said.
+        const code = error?.code;
+        if (error && code !== 'EMFILE' && code !== 'ENFILE') {
+          this.counting = false;
+          return;
+        }
+        this.counted(listed ?? this.limit);
+      });
     });
+  }
+
+  /** A count came: what is open besides the counted sockets, and whether that reaches the limit. */
+  private counted(open: number): void {
+    this.counting = false;
+    this.other = Math.max(0, open - this.sockets.size);
+    const at = Date.now();
+    if (this.open >= this.limit - this.reserve && at >= this.pausedUntil) this.atLimit(at);
   }
 }
