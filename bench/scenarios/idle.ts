@@ -7,8 +7,8 @@ import { ViewerGroup } from './viewer-group';
  * idle: `connections` viewers connect and subscribe, then nothing is published. The server's RSS after
  * they settled minus its RSS before they came, divided by their number, is what one idle subscribed
  * connection costs (the Lua side of a connection included, for connmix-ts). The server's CPU over
- * `cpuWindowMs` after that, per second and thousand connections, is what keeping them costs while nothing
- * happens (timeout sweeps, keepalive timers). Run on a fresh target, so that no earlier scenario's heap
+ * `cpuWindowMs`, once `cpuSettleMs` more have let the garbage of the connects be collected, per second
+ * and thousand connections, is what keeping them costs while nothing happens (timeouts, keepalives). Run on a fresh target, so that no earlier scenario's heap
  * hides in the baseline.
  */
 export async function idle(ctx: Context, connections: number): Promise<IdleRow> {
@@ -27,6 +27,7 @@ export async function idle(ctx: Context, connections: number): Promise<IdleRow> 
   try {
     await sleep(config.idle.settleMs);
     const rssAfter = totalRss(target.pids);
+    await sleep(config.idle.cpuSettleMs);
     const cpu1 = totalCpu(target.pids);
     await sleep(config.idle.cpuWindowMs);
     const idleCpu = totalCpu(target.pids) - cpu1;
