@@ -40,18 +40,10 @@ export class TimeoutWatch {
   constructor(
     timeouts: Timeouts,
     private readonly log: Logger,
-    now = Date.now(),
   ) {
     this.readMs = timeouts.readTimeout * 1000;
     this.writeMs = timeouts.writeTimeout * 1000;
-    this.swept = Math.floor(now / 1000);
-  }
-
-  /** Connections filed for a look at their silence, for tests and gauges. */
-  get filed(): number {
-    let count = 0;
-    for (const slot of this.due.values()) count += slot.size;
-    return count;
+    this.swept = Math.floor(Date.now() / 1000);
   }
 
   /** Starts watching a connection that was just admitted. */
@@ -67,19 +59,21 @@ export class TimeoutWatch {
     this.backlogged.delete(conn);
   }
 
-  /** Looks at the connections due by `now` and at the backlogged ones; runs once a second. */
-  tick(now = Date.now()): void {
+  /** Looks at the connections due by now and at the backlogged ones; runs once a second. */
+  tick(): void {
+    const now = Date.now();
     const second = Math.floor(now / 1000);
-    for (let at = this.swept + 1; at <= second; at++) {
-      const slot = this.due.get(at);
-      if (!slot) continue;
+    // Set first: connections filed again below go to later seconds, which this loop passes over.
+    this.swept = second;
+    // The slots, not the seconds since the last tick: at most readTimeout + 2 of them, whatever the clock did.
+    for (const [at, slot] of this.due) {
+      if (at > second) continue;
       this.due.delete(at);
       for (const conn of slot) {
         conn.dueAt = 0;
         this.lookAtSilence(conn, now);
       }
     }
-    this.swept = second;
     for (const conn of this.backlogged) this.lookAtWrites(conn, now);
   }
 
