@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { withNode, startNode, TestClient, post, metric, sleep, EVAL, ROOT, type TestNode, type TestNodeOptions } from './support/helpers';
 import { LuaLoadError } from '../src/lua/vm';
 import { LineClient } from './support/line-client';
+import { PACE_SMALL_BYTES } from '../src/server/input-pacer';
 
 const TEXT = fs.readFileSync(path.join(ROOT, 'lua/protocols/text.lua'), 'utf8');
 const JSONRPC = fs.readFileSync(path.join(ROOT, 'lua/protocols/jsonrpc.lua'), 'utf8');
@@ -406,5 +407,64 @@ test('connection limits hold for socket servers too, and engine.maxConnections c
     const welcome = new LineClient(node.socketPort, '127.0.0.2');
     assert.match(await welcome.line(), /^welcome \d+$/);
     for (const client of [first, welcome]) client.close();
+  });
+});
+
+/** SOCKET_EVAL counting its protocol_input calls in the global `input_calls`. */
+const COUNTING_EVAL = SOCKET_EVAL.replace('function protocol_input(buf)\n', 'input_calls = 0\nfunction protocol_input(buf)\n  input_calls = input_calls + 1\n');
+
+/** Writes `data` one byte per write, letting the node read each before the next: one read per byte. */
+async function trickle(client: LineClient, data: string): Promise<void> {
+  for (const byte of data) {
+    client.write(byte);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+test('a long line trickled one byte per segment arrives whole, without a protocol_input call per read', async () => {
+  await withNode(socketNode(COUNTING_EVAL), async (node) => {
+    const client = await welcomed(node);
+    const calls = async () => Number(JSON.parse(await client.eval('return input_calls'))[0]);
+    const payload = Array.from({ length: 3300 }, (_, i) => `${i % 10}abcdefgh`).join('');
+    const line = `return "${payload}"\n`;
+    const before = await calls();
+    await trickle(client, line);
+    assert.equal(await client.line(10_000), JSON.stringify([payload]));
+    // One call per read was about line.length (30,000); pending input up to 4 KiB still runs it on every read.
+    const made = (await calls()) - before;
+    assert.ok(made < PACE_SMALL_BYTES + 2000, `${made} protocol_input calls for a ${line.length}-byte line`);
+    client.write('return 1\nreturn 2\n');
+    assert.equal(await client.line(), '[1]');
+    assert.equal(await client.line(), '[2]');
+    client.close();
+  });
+});
+
+test('long lines split over a few segments, a small last one included, are answered in order, and short lines behind them too', async () => {
+  await withNode(socketNode(SOCKET_EVAL), async (node) => {
+    const client = await welcomed(node);
+    const watcher = await closeWatcher(node);
+    const long = (n: number) => `return "${String(n).repeat(12_000)}"\n`;
+    for (let n = 1; n <= 3; n++) {
+      const line = long(n);
+      // The last part adds far less than a quarter to what is pending: it waits for the pacing timer.
+      for (const part of [line.slice(0, 6000), line.slice(6000, -10), line.slice(-10)]) {
+        client.write(part);
+        await sleep(30);
+      }
+      client.write(Array.from({ length: 50 }, (_, i) => `return ${i}\n`).join(''));
+    }
+    for (let n = 1; n <= 3; n++) {
+      assert.equal(await client.line(), JSON.stringify([String(n).repeat(12_000)]));
+      for (let i = 0; i < 50; i++) assert.equal(await client.line(), `[${i}]`);
+    }
+    // A connection that closes with input waiting for the timer ends as any other.
+    const line = long(4);
+    client.write(line.slice(0, 8000));
+    await sleep(30);
+    client.write(line.slice(8000, 8010));
+    client.close();
+    assert.equal(await watcher.line(), `${client.id} nil`);
+    watcher.close();
   });
 });

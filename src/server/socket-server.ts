@@ -11,12 +11,15 @@ import { SocketConnection, type SocketConnectionOptions } from './socket-connect
 import { remoteAddress, clientIp } from '../wire/http-request';
 import { BusinessServer, type HookCall, type Session } from './business-server';
 import type { Metrics } from '../metrics';
+import { InputPacer } from './input-pacer';
 
 interface SocketSession extends Session<SocketConnection> {
   /** A packet-loop turn is queued or running; more input joins it instead of queueing another. */
   reading: boolean;
   /** Input arrived since the loop last handed the buffer to protocol_input. */
   fresh: boolean;
+  /** When protocol_input runs again after it answered 0. */
+  readonly pacer: InputPacer;
 }
 
 /**
@@ -77,6 +80,7 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
     const conn = new SocketConnection(socket, this.services.mesh.nextClientId(), remoteAddress(socket), this.connectionOptions);
     const session: SocketSession = {
       conn, hooks: this.newHookQueue(), ip, pendingBytes: 0, paused: false, reading: false, fresh: false,
+      pacer: new InputPacer(() => this.read(session)),
     };
     this.register(session);
     socket.on('data', (chunk: Buffer) => this.received(session, chunk));
@@ -84,7 +88,10 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
       this.log.debug('socket error', { client_id: conn.clientId, error: error.message });
       conn.failed(error);
     });
-    socket.on('close', () => this.closed(session, conn.closeError));
+    socket.on('close', () => {
+      session.pacer.stop();
+      this.closed(session, conn.closeError);
+    });
     this.dispatch(session, 'on_connect', 0, this.callOnConnect, undefined, undefined);
   }
 
@@ -100,7 +107,12 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
     }
     conn.append(chunk);
     session.fresh = true;
-    if (session.reading) return;
+    if (!session.reading && session.pacer.due(conn.pending.length)) this.read(session);
+  }
+
+  /** Starts the packet loop on the pending input, unless it runs already. */
+  private read(session: SocketSession): void {
+    if (session.reading || !session.conn.open) return;
     session.reading = true;
     this.queue(session, this.readTurn(session), false);
   }
@@ -120,6 +132,7 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
       };
       if (!conn.open || conn.pending.length === 0) return next(false);
       session.fresh = false;
+      const seen = conn.pending.length;
       this.hooks.protocolInput(conn, conn.pending, (error, result) => {
         if (error) return next(this.hookFailed(conn, error));
         const length = packetLength(result, conn.pending.length);
@@ -128,8 +141,12 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
           conn.close('protocol_input returned -1');
           return next(false);
         }
-        // Input that came while protocol_input waited was not in its buffer: look again.
-        if (length === 0) return next(session.fresh);
+        if (length === 0) {
+          // The script may have cleared the buffer; input that came while it waited was not in it.
+          session.pacer.waiting(Math.min(seen, conn.pending.length));
+          return next(session.fresh && session.pacer.due(conn.pending.length));
+        }
+        session.pacer.took();
         this.hooks.protocolDecode(conn, conn.take(length), (error, decoded) => {
           if (error) return next(this.hookFailed(conn, error));
           if (!conn.open || decoded === null) return next(true);
