@@ -2,9 +2,12 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { withNode, startNode, TestClient, post, metric, sleep, EVAL, ROOT, type TestNode, type TestNodeOptions } from './support/helpers';
 import { LuaLoadError } from '../src/lua/vm';
 import { LineClient } from './support/line-client';
+import { Waker } from './support/waker';
 import { PACE_SMALL_BYTES } from '../src/server/input-pacer';
 
 const TEXT = fs.readFileSync(path.join(ROOT, 'lua/protocols/text.lua'), 'utf8');
@@ -467,4 +470,47 @@ test('long lines split over a few segments, a small last one included, are answe
     assert.equal(await watcher.line(), `${client.id} nil`);
     watcher.close();
   });
+});
+
+test('input that arrives while protocol_input waits is read once it answers, also when it is too small to run it at once', async () => {
+  const held: http.ServerResponse[] = [];
+  const asked = new Waker();
+  const backend = http.createServer((_request, response) => {
+    held.push(response);
+    asked.wake();
+  });
+  await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(backend.address() as AddressInfo).port}/`;
+  // The first time more than 4 KiB is pending, protocol_input waits on an HTTP request before scanning.
+  const entry = `
+local text = require("protocols.text")
+function on_connect() end
+function on_close() end
+function protocol_input(buf)
+  local conn = mix.socket.tcp()
+  if buf:length() > 4096 and not conn:context_value("waited") then
+    conn:set_context_value("waited", "yes")
+    mix.http.request("GET", "${url}")
+  end
+  return text.input(buf)
+end
+function protocol_decode(str) return text.decode(str) end
+function protocol_encode(str) return text.encode(str) end
+function on_message(line) mix.socket.tcp():send(text.encode(#line .. " " .. line:sub(1, 3))) end`;
+  try {
+    await withNode(socketNode(entry), async (node) => {
+      const client = new LineClient(node.socketPort);
+      client.write('a'.repeat(6000));
+      await asked.until(() => held.length === 1, 3000, () => 'protocol_input made no request');
+      // 10 bytes on 6,000 pending: not enough growth to run protocol_input at once once it answers 0.
+      client.write('bcdefghij\nbbb\n');
+      await sleep(30);
+      held[0].end('ok');
+      assert.equal(await client.line(), '6009 aaa');
+      assert.equal(await client.line(), '3 bbb');
+      client.close();
+    });
+  } finally {
+    backend.close();
+  }
 });
