@@ -11,7 +11,8 @@ export const PACE_DELAY_MS = 20;
  * has seen: once per read, a client sending a long line one byte per segment cost the node O(n²)
  * (bench/notes.md). Small input, or input that grew by a quarter, runs it at once; other reads wait
  * for a short timer, so a line of n bytes costs O(n log n) scanning plus at most 1000 / PACE_DELAY_MS
- * calls a second, and a line spanning a few ordinary segments waits for none.
+ * calls a second. A packet of a few full segments waits for none; the last bytes of one over
+ * PACE_SMALL_BYTES, if they come in a read too small next to it, wait up to PACE_DELAY_MS.
  */
 export class InputPacer {
   /** Pending bytes protocol_input saw when it last answered 0; 0 when it has not. */
