@@ -204,6 +204,16 @@ test('json_decode refuses documents with more than maxItems values (a 1 MiB mess
   assert.deepEqual(fine.values, [20001, 2]);
 });
 
+test('json_decode reads a number of any length as JSON.parse does, not as a host error (a 1 MiB message of digits overflowed the JS stack)', async () => {
+  const { exec, lines } = hostileVm();
+  const r = await exec(`local long = "1" .. string.rep("0", 200000)
+    local t, err = mix.json_decode('{"op":' .. long .. ',"n":[-' .. long .. ',0.' .. long .. ']}')
+    return err, t.op == math.huge, t.n[1] == -math.huge, t.n[2] == 0.1`);
+  assert.equal(r.error, null, r.error ?? '');
+  assert.deepEqual(r.values, [null, true, true, true]);
+  assert.ok(!lines.some((line) => line.includes('native error')), 'no host function failed');
+});
+
 test('host calls that loop over their input count their work against maxItems and maxStringSize, at every visit', async () => {
   const { exec, vm } = hostileVm();
   const SHARED = 'local t = { 1 } for i = 1, 22 do t = { t, t } end'; // 2^22 leaves through 22 tables

@@ -243,7 +243,11 @@ function number(c: Cursor): number {
     for (let i = negative ? start + 1 : start; i < at; i++) value = value * 10 + (text[i] - 0x30);
     return negative ? -value : value;
   }
-  return Number(String.fromCharCode.apply(null, text.subarray(start, at) as unknown as number[]));
+  const digits = text.subarray(start, at);
+  // fromCharCode.apply is quickest for the usual short number, but past some 100,000 digits its
+  // arguments overflowed the JS stack (a 1 MiB message of digits failed as a host error).
+  if (digits.length <= 64) return Number(String.fromCharCode.apply(null, digits as unknown as number[]));
+  return Number(Buffer.from(digits.buffer, digits.byteOffset, digits.length).toString('latin1'));
 }
 
 function isDigit(b: number): boolean {
