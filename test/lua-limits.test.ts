@@ -214,6 +214,16 @@ test('json_decode reads a number of any length as JSON.parse does, not as a host
   assert.ok(!lines.some((line) => line.includes('native error')), 'no host function failed');
 });
 
+test('a hook error keeps the first 8 KiB of a long message in its traceback: a 16 MiB error(s) is not decoded and logged whole', async () => {
+  const { exec } = hostileVm();
+  const r = await exec('error(string.rep("x", 2^24 - 100), 0)');
+  const traceback = r.error ?? '';
+  assert.ok(traceback.length < 9000, `the traceback holds ${traceback.length} characters`);
+  assert.match(traceback, /^x{8192}… \(an error message of 16777116 bytes\)\nstack traceback:/);
+  const short = await exec('error("short and whole", 0)');
+  assert.match(short.error ?? '', /^short and whole\nstack traceback:/);
+});
+
 test('host calls that loop over their input count their work against maxItems and maxStringSize, at every visit', async () => {
   const { exec, vm } = hostileVm();
   const SHARED = 'local t = { 1 } for i = 1, 22 do t = { t, t } end'; // 2^22 leaves through 22 tables

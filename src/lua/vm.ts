@@ -537,12 +537,22 @@ const messageHandler: LuaFunction = (L) => {
 };
 
 /**
+ * Bytes of an error message kept in its traceback and log line (a line holds 16,384 characters): a
+ * script's `error(s)` with a 16 MiB `s` took the node over half a second to decode and copy whole.
+ */
+const MAX_ERROR_TEXT = 8192;
+
+/**
  * An error value as text without running any Lua (no __tostring: the budget may be spent, and a
  * dead coroutine cannot run code).
  */
 function describeError(L: LuaState, index: number): string {
   const type = lua_type(L, index);
-  if (type === LUA_TSTRING || type === LUA_TNUMBER) return luaToJsString(lua_tolstring(L, index)!);
+  if (type === LUA_TSTRING || type === LUA_TNUMBER) {
+    const text: Uint8Array = lua_tolstring(L, index)!;
+    if (text.length <= MAX_ERROR_TEXT) return luaToJsString(text);
+    return `${luaToJsString(text.subarray(0, MAX_ERROR_TEXT))}… (an error message of ${text.length} bytes)`;
+  }
   return `(error object is a ${luaToJsString(lua_typename(L, type))} value)`;
 }
 
