@@ -20,7 +20,7 @@ import {
  * | `maxItems` | 100,000 | elements one call may walk, move or return: `table.concat`, `table.unpack`, `table.move`, `table.sort`, the shift of a positional `table.insert`/`table.remove`, results of `string.byte`/`utf8.codepoint`, arguments of `string.char`/`utf8.char`, bytes of a `string.pack`/`unpack`/`packsize` format, pieces of `mix.str_split`, values of a `mix.json_decode` document (about 1 µs each to build in Fengari). |
  * | `maxLoadSize` | 1 MiB | bytes of source one `load`/`loadstring` call compiles (a string, or the pieces a reader function returns); Fengari parses about 1 MiB a second. Entry files and `require`d modules are not affected. |
  * | `waitTimeout` | 60 | seconds one `conn:wait_context_value` waits before it returns `nil, err` (mix/conn.ts). |
- * | `maxMemory` | 256 MiB | estimated bytes the state may hold across calls, with the context values of the connections it wrote (fengari/memory.ts, mix/conn.ts; enforced by vm.ts). |
+ * | `maxMemory` | 256 MiB | estimated bytes the state may hold across calls, with the context values of the connections it wrote (fengari/memory.ts, mix/conn.ts; enforced by vm.ts, which replaces a state past twice it by a fresh one). |
  *
  * Measured here (a loaded 2-core box): at the caps, one call takes at most a few hundred ms (a 16 MiB
  * `s:upper()`, 2,000,000 pattern steps of `gsub` replacements); the guards cost about 10% on a tight

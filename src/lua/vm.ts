@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { lua, lauxlib, K, raise, luaToJsString, stackSlots, type LuaState, type LuaFunction } from './fengari/index';
-import { isEmptyLuaFunction, throwPastHandlers } from './fengari/runtime-patches';
+import { isEmptyLuaFunction, throwPastHandlers, globalStateOf } from './fengari/runtime-patches';
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
 import { stateLimits, tookSlowCall } from './limits';
 import { estimateStateBytes } from './fengari/memory';
@@ -35,6 +35,12 @@ const MAX_IDLE_THREADS = 8;
 const MAX_RECYCLED_STACK = 1000;
 /** Heap growth (bytes) that has the state walked again, at least. */
 const MIN_WALK_AFTER = 16 * 2 ** 20;
+/**
+ * A state whose own estimate (contexts aside) passes this many times maxMemory is replaced by a fresh one.
+ * Stopping the calls that grow it does not undo what they kept, and each walk lets it grow a quarter
+ * more: a script appending to a global table took the node past 2 GB within a minute.
+ */
+const RESET_FACTOR = 2;
 
 /** The process heap, JS objects plus external memory (where long Lua strings' bytes live). One cheap call. */
 function heapBytes(): number {
@@ -122,7 +128,11 @@ interface Call<Owner> {
  * A call that yields without a host wait is a script error: nothing would ever resume it.
  */
 export class LuaVM<Owner = unknown> {
-  readonly L: LuaState;
+  private state: LuaState;
+  /** Counts the states this VM has run: a fresh one after a reset (see resetState) has the next number. */
+  private stateNumber = 1;
+  /** The state's own estimate passed RESET_FACTOR x maxMemory: it is replaced once the running call ends. */
+  private resetPending = false;
   readonly entry: string;
   readonly chunkName: string;
   private readonly hookRefs = new Map<string, number>();
@@ -158,7 +168,24 @@ export class LuaVM<Owner = unknown> {
   constructor(private readonly options: LuaVmOptions<Owner>) {
     this.entry = options.entry;
     this.chunkName = displayPath(options.entry);
-    const L = (this.L = luaL_newstate());
+    this.state = this.newState();
+    this.maxMemory = this.memoryMark = stateLimits(this.state).maxMemory;
+  }
+
+  /** The Lua state; a fresh one after a reset (`generation` tells them apart). */
+  get L(): LuaState {
+    return this.state;
+  }
+
+  /** Which state `L` is: host values made for an earlier one (a connection's userdata) are made again. */
+  get generation(): number {
+    return this.stateNumber;
+  }
+
+  /** A state with the sandbox, the 5.1 surface, `require` and the host's modules, the entry not yet run. */
+  private newState(): LuaState {
+    const options = this.options;
+    const L = (this.state = luaL_newstate());
     lua_atnativeerror(L, (L: LuaState) => {
       const error = lua_touserdata(L, 1) as Error | undefined;
       options.log.error('native error in a Lua host function', { stack: error?.stack ?? String(error) });
@@ -166,11 +193,51 @@ export class LuaVM<Owner = unknown> {
       return 1;
     });
     openSandbox(L, (line) => options.log.info(line, { lua: this.chunkName }), options.limits ?? DEFAULT_LIMITS);
-    this.maxMemory = this.memoryMark = stateLimits(L).maxMemory;
     openCompat51(L);
     openRequire(L, moduleRoots(options.entry), { bit: bitModule, ...options.builtins });
     options.install?.(this);
     lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, HOOK_INTERVAL);
+    return L;
+  }
+
+  /**
+   * Replaces a state that grew past RESET_FACTOR x maxMemory by a fresh one running the entry, as at
+   * start: the script's globals and modules are gone, connections and their contexts stay. Calls that
+   * wait on a host call finish in the old state, which is freed after them. If the entry no longer
+   * loads, the old state goes on serving.
+   */
+  private resetState(): void {
+    this.resetPending = false;
+    const old = { state: this.state, hookRefs: new Map(this.hookRefs), emptyHooks: this.emptyHooks, heldOutside: [...this.heldOutside] };
+    const estimate = this.estimate;
+    this.heldOutside.length = 0;
+    this.hookRefs.clear();
+    try {
+      this.newState();
+      this.runChunk(this.compile(fs.readFileSync(this.entry)));
+      this.resolveHooks();
+    } catch (error) {
+      this.state = old.state;
+      this.hookRefs.clear();
+      for (const [hook, ref] of old.hookRefs) this.hookRefs.set(hook, ref);
+      this.emptyHooks = old.emptyHooks;
+      this.heldOutside.length = 0;
+      this.heldOutside.push(...old.heldOutside);
+      this.options.log.error('Lua state reset failed, the old state keeps serving', { lua: this.chunkName, error: (error as Error).message });
+      return;
+    }
+    this.stateNumber++;
+    this.idleThreads.length = 0;
+    this.estimate = 0;
+    this.memoryMark = this.maxMemory;
+    this.walkAfter = MIN_WALK_AFTER;
+    this.heapAtWalk = heapBytes();
+    this.keptAtWalk = keptHeapBytes();
+    this.options.log.error('Lua state reset: it held more than twice its memory budget', {
+      lua: this.chunkName,
+      estimated_bytes: estimate,
+      max_memory: this.maxMemory,
+    });
   }
 
   /**
@@ -295,6 +362,7 @@ export class LuaVM<Owner = unknown> {
    */
   releaseThread(thread: LuaState): void {
     if (this.idleThreads.length >= MAX_IDLE_THREADS || stackSlots(thread) > MAX_RECYCLED_STACK) return;
+    if (globalStateOf(thread) !== globalStateOf(this.state)) return; // a coroutine of a state since reset
     lua_settop(thread, 0);
     this.idleThreads.push(thread);
   }
@@ -388,6 +456,7 @@ export class LuaVM<Owner = unknown> {
     }
     call.done(error);
     if (error === null && status === LUA_OK && !call.keepsThread) this.releaseThread(call.thread);
+    if (this.resetPending && this.running === null) this.resetState();
   }
 
   /** The error on top of a dead coroutine, with the coroutine's traceback. */
@@ -429,12 +498,16 @@ export class LuaVM<Owner = unknown> {
     const kept = keptHeapBytes();
     if (kept < this.keptAtWalk) this.keptAtWalk = kept;
     if (kept - this.keptAtWalk < this.walkAfter) return false;
-    const waiting = [...this.waits.values()].map((wait) => wait.call.thread);
+    // Calls still waiting in a state since reset hold only that state's values.
+    const waiting = [...this.waits.values()].map((wait) => wait.call.thread)
+      .filter((thread) => globalStateOf(thread) === globalStateOf(this.state));
     // A whole walk, not one that stops past the mark: a partial count as the new mark would have the
     // next whole walk blame a call that added nothing.
     const started = Date.now();
-    let estimate = estimateStateBytes(this.L, waiting);
+    const own = estimateStateBytes(this.L, waiting);
+    let estimate = own;
     for (const source of this.heldOutside) estimate += source();
+    if (own > RESET_FACTOR * this.maxMemory) this.resetPending = true;
     // The walk is the host's work, not the running call's: it does not count against its budget.
     this.deadline += Date.now() - started;
     this.heapAtWalk = heapBytes();

@@ -19,6 +19,7 @@ export abstract class ClientConnection extends Peer implements Subscriber, Scrip
   dueAt = 0;
   /** This connection's Lua userdata, made when a script first asks for it. */
   luaValue: ScriptConnection['luaValue'] = null;
+  luaGeneration = 0;
 
   constructor(
     socket: Socket,

@@ -15,7 +15,7 @@ import type { LuaValue } from '../../src/lua/values';
 
 /** A connection as scripts see it, with nothing behind it. */
 function fakeConn(clientId: string): ScriptConnection {
-  return { clientId, remoteAddr: '127.0.0.1:5000', context: new ConnectionContext(), open: true, luaValue: null, send: () => true, close: () => undefined };
+  return { clientId, remoteAddr: '127.0.0.1:5000', context: new ConnectionContext(), open: true, luaValue: null, luaGeneration: 0, send: () => true, close: () => undefined };
 }
 
 /** A VM running `source` with the mix API and an `emit(...)` global whose calls are collected. */

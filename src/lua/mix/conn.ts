@@ -170,12 +170,13 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
 
 /** Pushes the connection's userdata, creating it on first use (one per connection). */
 export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptConnection): void {
-  if (conn.luaValue === null) {
+  if (conn.luaValue === null || conn.luaGeneration !== vm.generation) {
     const block = lua_newuserdata(vm.L, 0) as UserdataBlock;
     block.conn = conn;
     blocks.set(conn, block);
     luaL_setmetatable(vm.L, CONN);
     conn.luaValue = holdTop(vm.L);
+    conn.luaGeneration = vm.generation;
   }
   pushHeld(L, conn.luaValue);
 }
@@ -207,6 +208,7 @@ function standIn(conn: ScriptConnection): ScriptConnection {
     context,
     open: false,
     luaValue: null,
+    luaGeneration: 0,
     send: () => false,
     close: () => undefined,
     ...(conn.clearBuffer ? { clearBuffer: () => undefined } : {}),

@@ -13,6 +13,8 @@ export interface ScriptConnection {
   readonly open: boolean;
   /** The connection's userdata, made when a script first asks for it. */
   luaValue: HeldValue | null;
+  /** The LuaVM generation (its state) `luaValue` was made in: a state reset makes it again. */
+  luaGeneration: number;
   /** WebSocket: one message (text unless `binary`). Socket: raw bytes, `binary` does not apply. */
   send(data: Uint8Array, binary: boolean): boolean;
   close(): void;
