@@ -145,7 +145,7 @@ test('a Lua state past engine.luavm.limits.maxMemory closes the connection that 
       if (!reset()) await closesReach(bystander, round);
     }
     const entries = Number(JSON.parse(await bystander.request('return hoard and #hoard or 0'))[0]);
-    // About 270 estimated bytes an entry: 16 MiB is some 62,000 entries; each round adds what it made
+    // About 400 estimated bytes an entry: 16 MiB is some 42,000 entries; each round adds what it made
     // before a look at the heap found it (16 MiB of heap growth at most).
     assert.ok(entries < 250_000, `the state holds ${entries} entries`);
     await healthy(node, bystander);
@@ -357,7 +357,7 @@ test('a Lua state that keeps growing past twice engine.luavm.limits.maxMemory is
       assert.deepEqual(closed, { code: 1011, reason: 'script error' });
       if (node.logs.some(reset)) break;
       const entries = Number(JSON.parse(await bystander.request('return #hoard'))[0]);
-      // About 270 estimated bytes an entry: twice 16 MiB is some 124,000 entries, and a look lets the
+      // About 400 estimated bytes an entry: twice 16 MiB is some 84,000 entries, and a look lets the
       // state grow a quarter past the previous one.
       assert.ok(entries < 250_000, `round ${round}: the state holds ${entries} entries`);
     }

@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { scriptVm } from '../support/lua-harness';
 import { estimateStateBytes } from '../../src/lua/fengari/memory';
 
@@ -30,4 +32,37 @@ test('estimateStateBytes counts what the state can reach, once, wherever a scrip
     assert.ok(hidden > 2 * MIB, `a table kept in ${name}: ${hidden} bytes`);
   }
   assert.ok(await grows('t = nil alias = nil again = nil') < -2 * MIB, 'what is dropped is no longer counted');
+});
+
+/** Runs a full garbage collection (what --expose-gc offers, without the flag on the test command). */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  gc();
+}
+
+test('estimateStateBytes is close to the heap a script keeps: 100,000 of each common value, once collected', async () => {
+  const shapes: Record<string, string> = {
+    'empty tables': 'G[i] = {}',
+    'small arrays': 'G[i] = { i, "k" .. i }',
+    'records': 'G[i] = { a = i, b = i }',
+    'short strings': 'G[i] = "k" .. i',
+    'string keys': 'G["k" .. i] = true',
+    'closures': 'local x = i G[i] = function() return x end',
+  };
+  for (const [name, body] of Object.entries(shapes)) {
+    const { exec, vm } = scriptVm({ callBudget: 60_000 });
+    await exec(`G = {} for i = 1, 10 do ${body} end`);
+    collectGarbage();
+    const [heap, estimate] = [process.memoryUsage().heapUsed, estimateStateBytes(vm.L)];
+    const r = await exec(`for i = 11, 100010 do ${body} end`);
+    assert.equal(r.error, null, r.error ?? '');
+    collectGarbage();
+    const kept = process.memoryUsage().heapUsed - heap;
+    const counted = estimateStateBytes(vm.L) - estimate;
+    // The first sizes counted half to two thirds of what V8 held: a 256 MiB budget let the state keep 400 MiB.
+    assert.ok(counted > 0.8 * kept && counted < 1.5 * kept, `${name}: the heap kept ${kept} bytes, the estimate counts ${counted}`);
+    await exec('G = nil');
+  }
 });
