@@ -6,6 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { withNode, withTimeout, TestClient, type TestNode, waitFor } from './support/helpers';
 import { startListening, seedEngineFolder, residentBytes } from './support/engine-process';
+import { ApiClient } from './support/api-client';
 
 /**
  * Whatever a script does costs at most its own connection: the node goes on serving /healthz and the
@@ -344,6 +345,10 @@ test('a Lua state that keeps growing past twice engine.luavm.limits.maxMemory is
   await withNode({ lua: { 'lua/entry.websocket.lua': HOSTILE }, callBudget: 2000, engineYaml: '    limits:\n      maxMemory: 16777216' }, async (node) => {
     const bystander = await TestClient.open(node.wsUrl);
     assert.equal(await bystander.request('mix.websocket():set_context_value("uid", 42) marker = "kept" return marker'), '["kept"]');
+    // A call that waits across the reset goes on in the old state, its connection's methods included.
+    const waiter = await TestClient.open(node.wsUrl);
+    const [waiterId] = JSON.parse(await waiter.request('return mix.websocket():client_id()')) as string[];
+    waiter.send('marker = "old" local uid = mix.websocket():wait_context_value("uid") return uid, marker, mix.websocket():client_id()');
     // Each hoarder is closed once a look at the heap finds the state over its budget, but what it
     // added stays: without a reset the state grew a quarter at every look, past 2 GB on a 256 MiB budget.
     for (let round = 1; !node.logs.some(reset); round++) {
@@ -362,6 +367,12 @@ test('a Lua state that keeps growing past twice engine.luavm.limits.maxMemory is
       assert.ok(entries < 250_000, `round ${round}: the state holds ${entries} entries`);
     }
     assert.ok(node.logs.some((line) => reset(line) && line.includes('"max_memory":16777216')), 'the reset is logged with the budget');
+    const api = await ApiClient.open(node.apiUrl);
+    assert.deepEqual((await api.call('conn.call', { c: waiterId, f: 'set_context_value', a: ['uid', 7] })).r, { s: true });
+    assert.equal((await waiter.next(20_000)).data, JSON.stringify([7, 'old', waiterId]));
+    assert.equal(await waiter.request('return marker == nil, mix.websocket():client_id()'), JSON.stringify([true, waiterId]));
+    api.close();
+    waiter.close();
     // The entry ran afresh (no hoard, no marker, closes counts from 0: the last hoarder's on_close
     // runs in the fresh state) for the connections already open.
     assert.equal(await bystander.request('return hoard == nil, marker == nil, closes <= 1, mix.websocket():context_value("uid")'), '[true,true,true,42]');

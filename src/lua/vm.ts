@@ -182,6 +182,11 @@ export class LuaVM<Owner = unknown> {
     return this.stateNumber;
   }
 
+  /** Whether thread `L` belongs to the current state (not to one replaced while a call of it waited). */
+  inCurrentState(L: LuaState): boolean {
+    return globalStateOf(L) === globalStateOf(this.state);
+  }
+
   /** A state with the sandbox, the 5.1 surface, `require` and the host's modules, the entry not yet run. */
   private newState(): LuaState {
     const options = this.options;
@@ -362,7 +367,7 @@ export class LuaVM<Owner = unknown> {
    */
   releaseThread(thread: LuaState): void {
     if (this.idleThreads.length >= MAX_IDLE_THREADS || stackSlots(thread) > MAX_RECYCLED_STACK) return;
-    if (globalStateOf(thread) !== globalStateOf(this.state)) return; // a coroutine of a state since reset
+    if (!this.inCurrentState(thread)) return; // a coroutine of a state since reset
     lua_settop(thread, 0);
     this.idleThreads.push(thread);
   }
@@ -500,7 +505,7 @@ export class LuaVM<Owner = unknown> {
     if (kept - this.keptAtWalk < this.walkAfter) return false;
     // Calls still waiting in a state since reset hold only that state's values.
     const waiting = [...this.waits.values()].map((wait) => wait.call.thread)
-      .filter((thread) => globalStateOf(thread) === globalStateOf(this.state));
+      .filter((thread) => this.inCurrentState(thread));
     // A whole walk, not one that stops past the mark: a partial count as the new mark would have the
     // next whole walk blame a call that added nothing.
     const started = Date.now();

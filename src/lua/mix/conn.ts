@@ -168,17 +168,25 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
   lua_pop(L, 1);
 }
 
-/** Pushes the connection's userdata, creating it on first use (one per connection). */
+/**
+ * Pushes the connection's userdata, creating it on first use (one per connection and state). A call
+ * that still runs in a state since replaced (vm.ts resetState) gets one of that state's own, not kept:
+ * the methods check their self against the metatable of the state they run in.
+ */
 export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptConnection): void {
-  if (conn.luaValue === null || conn.luaGeneration !== vm.generation) {
-    const block = lua_newuserdata(vm.L, 0) as UserdataBlock;
-    block.conn = conn;
-    blocks.set(conn, block);
-    luaL_setmetatable(vm.L, CONN);
-    conn.luaValue = holdTop(vm.L);
-    conn.luaGeneration = vm.generation;
+  const current = vm.inCurrentState(L);
+  if (conn.luaValue !== null && conn.luaGeneration === vm.generation && current) {
+    pushHeld(L, conn.luaValue);
+    return;
   }
-  pushHeld(L, conn.luaValue);
+  const block = lua_newuserdata(L, 0) as UserdataBlock;
+  block.conn = conn;
+  luaL_setmetatable(L, CONN);
+  if (!current) return;
+  blocks.set(conn, block);
+  lua_pushvalue(L, -1);
+  conn.luaValue = holdTop(L);
+  conn.luaGeneration = vm.generation;
 }
 
 /** The set of written contexts (of its VM) each connection is in. */
