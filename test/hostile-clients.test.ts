@@ -286,3 +286,35 @@ test('a client flooding pings it never reads the pongs of is dropped; one splitt
     bystander.close();
   });
 });
+
+test('a client flooding on past maxMessagesPerSecond once closed for it is cut: the node stops reading its frames', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL } }, async (node) => {
+    const bystander = await TestClient.open(node.wsUrl);
+    const flooder = await rawUpgrade(node);
+    let closed = false;
+    void flooder.closed.then(() => (closed = true));
+    const reads = () => metric(node.apiUrl, /^connmix_engine_servers_read_messages_total/);
+    const burst = Buffer.concat(Array.from({ length: 5000 }, () => clientFrame(0x2, Buffer.from('x'))));
+    // Unfixed, the node went on parsing every frame until the close handshake timed out (30 s), most
+    // of a core: millions of frames read after the close frame. At most 10 million frames here.
+    for (let sent = 1; !closed && sent <= 2000; sent++) {
+      if (!flooder.socket.write(burst)) await Promise.race([new Promise((resolve) => flooder.socket.once('drain', resolve)), flooder.closed]);
+      if (sent % 20 === 0) assert.ok(await reads() < 200_000, `the node read ${await reads()} messages of a connection it closed`);
+    }
+    await withTimeout(flooder.closed, 20_000, 'the flooder was not cut');
+    // The echoes of its first messages, then the close frame (frames from the node are not masked).
+    let close: Buffer | null = null;
+    for (let at = 0, bytes = flooder.after(); at + 2 <= bytes.length && !close;) {
+      const short = bytes[at + 1] & 0x7f;
+      const [head, length] = short === 126 ? [4, bytes.readUInt16BE(at + 2)] : short === 127 ? [10, Number(bytes.readBigUInt64BE(at + 2))] : [2, short];
+      if ((bytes[at] & 0x0f) === 0x8) close = bytes.subarray(at + head, at + head + length);
+      at += head + length;
+    }
+    assert.ok(close, 'a close frame');
+    assert.equal(close.readUInt16BE(0), 1008);
+    assert.equal(close.subarray(2).toString(), 'rate limit exceeded');
+    assert.ok(await reads() < 200_000, `the node read ${await reads()} messages`);
+    assert.equal(await bystander.request('return "served"'), '["served"]');
+    bystander.close();
+  });
+});
