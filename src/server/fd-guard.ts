@@ -23,17 +23,19 @@ export function openFileLimit(): number {
 }
 
 /**
- * Descriptors this process has open, or null where /proc cannot tell cheaply. Linux 6.2 and later
- * report the count as the size of /proc/self/fd: one stat, about 25 µs however many are open, where
- * listing the folder took 10 ms for 10,000 sockets (and opens a descriptor, which fails at the limit).
+ * Counts the descriptors this process has open; null if it cannot. Linux 6.2 and later report the
+ * count as the size of /proc/self/fd: one stat, about 25 µs however many are open, where listing the
+ * folder took 10 ms for 10,000 sockets. Older kernels list it (not counting the listing's own
+ * descriptor); a listing that cannot open for lack of descriptors means the table is full: `limit`.
  */
-function statOpenFds(done: (open: number | null) => void): void {
-  fs.stat('/proc/self/fd', (error, stats) => done(!error && stats.size > 0 ? stats.size : null));
-}
-
-/** The listing's count: the descriptor the listing itself opened is not counted. */
-function listOpenFds(done: (open: number | null, error: NodeJS.ErrnoException | null) => void): void {
-  fs.readdir('/proc/self/fd', (error, entries) => done(error ? null : entries.length - 1, error));
+function countOpenFds(limit: number, done: (open: number | null) => void): void {
+  fs.stat('/proc/self/fd', (statError, stats) => {
+    if (!statError && stats.size > 0) return done(stats.size);
+    fs.readdir('/proc/self/fd', (error, entries) => {
+      if (!error) return done(entries.length - 1);
+      done(error.code === 'EMFILE' || error.code === 'ENFILE' ? limit : null);
+    });
+  });
 }
 
 /**
@@ -172,23 +174,14 @@ export class FdGuard {
     if (this.counting || now - this.lastCount < (busy ? BUSY_COUNT_MS : CALM_COUNT_MS) - 50) return;
     this.counting = true;
     this.lastCount = now;
-    statOpenFds((counted) => {
-      if (counted !== null) return this.counted(counted);
-      listOpenFds((listed, error) => {
-        // Not even the listing could be opened: the table is full whatever the count said.
-        const code = error?.code;
-        if (error && code !== 'EMFILE' && code !== 'ENFILE') {
-          this.counting = false;
-          return;
-        }
-        this.counted(listed ?? this.limit);
-      });
+    countOpenFds(this.limit, (open) => {
+      this.counting = false;
+      if (open !== null) this.counted(open);
     });
   }
 
   /** A count came: what is open besides the counted sockets, and whether that reaches the limit. */
   private counted(open: number): void {
-    this.counting = false;
     this.other = Math.max(0, open - this.sockets.size);
     const at = Date.now();
     if (this.open >= this.limit - this.reserve && at >= this.pausedUntil) this.atLimit(at);
