@@ -168,6 +168,35 @@ test('a K() name is one Lua string, however often the host passes it (interned n
   lua.lua_settop(L, 0);
 });
 
+test('short strings with the same bytes are one Lua string, whoever makes them, and never another string (shared short strings)', () => {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const thread = L as unknown as { stack: Array<{ value: { realstring: Uint8Array } }>; top: number };
+  const pushed = (bytes: Uint8Array) => {
+    lua.lua_pushstring(L, bytes);
+    const ts = thread.stack[thread.top - 1].value;
+    lua.lua_pop(L, 1);
+    return ts;
+  };
+  const op = pushed(Buffer.from('op'));
+  assert.equal(pushed(Buffer.from('op')), op, 'a second array with the same short bytes gives the same string');
+  // A script's concatenation and a host push meet in one string too.
+  assert.equal(lauxlib.luaL_loadbufferx(L, K('return "o" .. string.char(112)'), null, K('=concat'), K('t')), lua.LUA_OK);
+  lua.lua_call(L, 0, 1);
+  assert.equal(thread.stack[thread.top - 1].value, op, 'a concatenation of the same bytes is that string');
+  lua.lua_pop(L, 1);
+  const long = Buffer.alloc(41, 0x61);
+  assert.notEqual(pushed(long), pushed(Buffer.from(long)), 'past 40 bytes each push is a string of its own');
+  // However the table's slots collide, a string always has the bytes asked for.
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < 20_000; i++) {
+      const text = `k${(i * 7919) % 20_000}`;
+      assert.equal(Buffer.from(pushed(Buffer.from(text)).realstring).toString(), text);
+    }
+  }
+  lua.lua_settop(L, 0);
+});
+
 test('pcall of an error inside a coroutine keeps the budget hook (pcall escape)', () => {
   // In a child process: without the fix the loop never ends, and a synchronous loop cannot be timed out in-process.
   const harness = JSON.stringify(path.join(ROOT, 'dist/test/support/lua-harness.js'));

@@ -35,18 +35,21 @@ export function K(name: string): Uint8Array {
   return luaS_intern(to_luastring(name, true));
 }
 
-const { luaS_bless } = copy.module('lstring.js') as { luaS_bless(L: LuaState, bytes: Uint8Array): object };
 const { pushsvalue2s, pushobj2s } = copy.module('lobject.js') as {
   pushsvalue2s(L: LuaState, ts: object): void;
   pushobj2s(L: LuaState, value: object): void;
 };
 
+const { luaS_newrange } = copy.module('lstring.js') as {
+  luaS_newrange(L: LuaState, source: Uint8Array, start: number, end: number): object;
+};
+
 /**
- * Pushes `bytes` as a Lua string that owns them: unlike lua_pushstring, no copy. Only for a fresh array
- * nothing else holds or changes (a view into a larger buffer would keep all of it alive).
+ * Pushes the bytes source[start..end) as a Lua string: a copy, or none for a short string that is
+ * already shared. Cheaper than lua_pushstring of a slice, which copies twice.
  */
-export function pushOwnedString(L: LuaState, bytes: Uint8Array): void {
-  pushsvalue2s(L, luaS_bless(L, bytes));
+export function pushStringRange(L: LuaState, source: Uint8Array, start: number, end: number): void {
+  pushsvalue2s(L, luaS_newrange(L, source, start, end));
 }
 
 /** A Lua value the host holds itself (holdTop), to push again (pushHeld) without a registry ref. */

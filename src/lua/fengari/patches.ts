@@ -154,6 +154,10 @@ export const REPLACED_MODULES: Readonly<Record<string, (load: (name: string) => 
    * The module also interns the host's constant names (K()): one Lua string each, its key built and
    * hashed once, instead of a new one per lua_setfield/lua_getfield/lua_pushstring. Test:
    * test/lua/fengari-patches.test.ts: a K() name is one Lua string, however often the host passes it (interned names).
+   * And it shares short strings (40 bytes or less), as real Lua does: one made again with the same bytes
+   * (a decoded "op", a split piece, a concatenation) is the last one made, from a bounded table, instead
+   * of a new string of 250 bytes of heap whose table key is built again. Test:
+   * test/lua/fengari-patches.test.ts: short strings with the same bytes are one Lua string, whoever makes them, and never another string (shared short strings).
    */
   'lstring.js': stringModule,
 };

@@ -6,7 +6,7 @@
  * only ever produces what the general path would, faster.
  */
 import { isUtf8 } from 'node:buffer';
-import { lua, lauxlib, pushOwnedString, type LuaState } from '../fengari/index';
+import { lua, lauxlib, pushStringRange, type LuaState } from '../fengari/index';
 import { MAX_DEPTH } from '../values';
 
 const { lua_pushnumber, lua_pushboolean, lua_pushnil, lua_createtable, lua_rawset, lua_rawseti } = lua;
@@ -29,14 +29,12 @@ interface Cursor {
  * possibly grown (the caller resets it) when the document is not one it takes.
  */
 export function pushJsonDocument(L: LuaState, text: Uint8Array, maxItems: number): boolean {
-  // Strings are cut with slice(), which copies a Uint8Array (a Lua string's bytes) but only views a Buffer.
-  const bytes = Buffer.isBuffer(text) ? new Uint8Array(text) : text;
-  const cursor: Cursor = { text: bytes, at: 0, items: maxItems, scratch: EMPTY };
+  const cursor: Cursor = { text, at: 0, items: maxItems, scratch: EMPTY };
   try {
     skipSpace(cursor);
     pushValue(L, cursor, 0);
     skipSpace(cursor);
-    return cursor.at === bytes.length;
+    return cursor.at === text.length;
   } catch (error) {
     if (error === GIVE_UP) return false;
     throw error;
@@ -127,7 +125,7 @@ function endOfItem(c: Cursor, close: number): boolean {
   return false;
 }
 
-/** A string without escapes is one copy of its bytes in the text. */
+/** A string without escapes is its bytes in the text: one copy, or none when short and already shared. */
 function pushString(L: LuaState, c: Cursor): void {
   const text = c.text;
   const start = ++c.at;
@@ -145,7 +143,7 @@ function pushString(L: LuaState, c: Cursor): void {
   // The general path decodes UTF-8 with replacement: only valid UTF-8 comes out unchanged.
   if (!ascii && !isUtf8(text.subarray(start, at))) giveUp();
   c.at = at + 1;
-  pushOwnedString(L, text.slice(start, at));
+  pushStringRange(L, text, start, at);
 }
 
 function pushEscapedString(L: LuaState, c: Cursor, start: number): void {
@@ -178,10 +176,9 @@ function pushEscapedString(L: LuaState, c: Cursor, start: number): void {
       out[length++] = simple;
     }
   }
-  const bytes = out.slice(0, length);
-  if (!ascii && !isUtf8(bytes)) giveUp();
+  if (!ascii && !isUtf8(out.subarray(0, length))) giveUp();
   c.at = at;
-  pushOwnedString(L, bytes);
+  pushStringRange(L, out, 0, length);
 }
 
 const ESCAPES: Record<number, number> = { 0x22: 0x22, 0x5c: 0x5c, 0x2f: 0x2f, 0x62: 0x08, 0x66: 0x0c, 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09 };

@@ -1,5 +1,5 @@
 /** `mix.str_split` and `mix.bytes_tostring`: binary-safe string helpers. */
-import { lua, lauxlib, raise, pushOwnedString, type LuaFunction } from '../fengari/index';
+import { lua, lauxlib, raise, pushStringRange, type LuaFunction } from '../fengari/index';
 import { stateLimits } from '../limits';
 import { searchBytes } from '../sandbox';
 
@@ -26,7 +26,7 @@ export const strSplit: LuaFunction = (L) => {
     const at = searchBytes(s, sep, start); // linear time, unlike Buffer#indexOf on long separators
     const end = at < 0 ? s.length : at;
     if (n >= maxItems) return raise(L, `str_split: more than ${maxItems} pieces (the maxItems limit)`);
-    pushOwnedString(L, s.slice(start, end));
+    pushStringRange(L, s, start, end);
     lua_rawseti(L, -2, ++n);
     if (at < 0) return 1;
     start = at + sep.length;
