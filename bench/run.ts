@@ -251,6 +251,9 @@ async function runSeedScenarios(spec: TargetSpec, args: Args, fleet: Fleet, reco
   const step = record.hotVideo.find((row) => row.target === spec.name && row.rate === args.profileRate);
   if (step) windows.push({ label: `hot-video, ${step.viewers} viewers, ${step.rate} msg/s step`, t0: step.t0, t1: step.t1, pids });
   const storm = record.storm.find((row) => row.target === spec.name);
+  if (storm?.connectT0 !== undefined && storm.connectT1 !== undefined) {
+    windows.push({ label: `subscribe-storm, connect+subscribe (${storm.connectPerSec}/s)`, t0: storm.connectT0, t1: storm.connectT1, pids });
+  }
   if (storm) windows.push({ label: `subscribe-storm, subscribe/unsubscribe messages (${storm.messagesPerSec}/s)`, t0: storm.t0, t1: storm.t1, pids });
   for (const api of record.publishApi.filter((row) => row.target === spec.name)) {
     windows.push({ label: `publish-api, ${api.api} (${api.perSec} publishes/s)`, t0: api.t0, t1: api.t1, pids });

@@ -77,6 +77,9 @@ export interface StormRow {
   /** The message phase on the machine's monotonic clock (ms), for profiles. */
   t0: number;
   t1: number;
+  /** The connect phase, likewise (absent in runs before it was recorded). */
+  connectT0?: number;
+  connectT1?: number;
   error?: string;
 }
 

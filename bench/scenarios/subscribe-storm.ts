@@ -20,6 +20,7 @@ export async function subscribeStorm(ctx: Context): Promise<StormRow> {
   const senders = shares(messageConnections, fleet.size);
   try {
     const connectCpu0 = totalCpu(target.pids);
+    const connectT0 = nowMs();
     const connected = await fleet.all<StormResult>((i) => ({
       op: 'storm.connect',
       params: {
@@ -36,6 +37,7 @@ export async function subscribeStorm(ctx: Context): Promise<StormRow> {
     const failed = connected.reduce((sum, r) => sum + r.failed, 0);
     const connectMs = Math.max(...connected.map((r) => r.ms));
     const cpu0 = totalCpu(target.pids);
+    const connectT1 = nowMs();
     const connectCpu = cpu0 - connectCpu0;
     const t0 = nowMs();
     const messaged = await fleet.all<StormResult>((i) => ({
@@ -58,6 +60,8 @@ export async function subscribeStorm(ctx: Context): Promise<StormRow> {
       cpuMsPerKMessages: messages > 0 ? round((cpu * 1e6) / messages, 3) : 0,
       t0,
       t1,
+      connectT0,
+      connectT1,
       ...(failed > 0 ? { error: connected.find((r) => r.errors.length)?.errors[0] } : {}),
     };
     ctx.log(`  ${row.connectPerSec} connect+subscribe/s (${failed} failed), ${row.messagesPerSec} subscribe messages/s`);
