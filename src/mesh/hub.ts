@@ -97,14 +97,16 @@ export class Hub implements LocalDelivery {
       const error = channelError(channel);
       if (error) return error;
     }
-    if (subscriber.maxChannels > 0) {
+    // Counting the new channels exactly costs a set: only done when the plain sum could pass the limit.
+    const max = subscriber.maxChannels;
+    if (max > 0 && subscriber.channels.size + channels.length > max) {
       const added = new Set(channels.filter((channel) => !subscriber.channels.has(channel))).size;
-      if (subscriber.channels.size + added > subscriber.maxChannels) {
+      if (subscriber.channels.size + added > max) {
         this.metrics?.subscribesRefused.inc();
-        return `too many channels: a connection may subscribe to ${subscriber.maxChannels}`;
+        return `too many channels: a connection may subscribe to ${max}`;
       }
     }
-    const waits: Promise<void>[] = [];
+    let waits: Promise<void>[] | null = null;
     for (const channel of channels) {
       if (subscriber.channels.has(channel)) continue;
       let entry = this.byChannel.get(channel);
@@ -112,19 +114,19 @@ export class Hub implements LocalDelivery {
         entry = { name: channel, members: new Set() };
         this.byChannel.set(channel, entry);
         const pending = this.broker.subscribe(channel);
-        if (pending) waits.push(pending);
+        if (pending) (waits ??= []).push(pending);
       }
       entry.members.add(subscriber);
       // The channel's own name string: 20,000 viewers of a video then hold one copy, not 20,000.
       subscriber.channels.add(entry.name);
     }
-    if (waits.length === 0) return null;
+    if (waits === null) return null;
     return Promise.all(waits).then(() => null, (error: Error) => `subscribe failed: ${error.message}`);
   }
 
   /** Unsubscribes from the channels; unknown ones are ignored (not an error, as in CONNMIX). */
   unsubscribe(subscriber: Subscriber, channels: string[]): string | null | Promise<string | null> {
-    const waits: Promise<void>[] = [];
+    let waits: Promise<void>[] | null = null;
     for (const channel of channels) {
       if (typeof channel !== 'string' || !subscriber.channels.delete(channel)) continue;
       const members = this.byChannel.get(channel)?.members;
@@ -133,10 +135,10 @@ export class Hub implements LocalDelivery {
       if (members.size === 0) {
         this.byChannel.delete(channel);
         const pending = this.broker.unsubscribe(channel);
-        if (pending) waits.push(pending);
+        if (pending) (waits ??= []).push(pending);
       }
     }
-    if (waits.length === 0) return null;
+    if (waits === null) return null;
     return Promise.all(waits).then(() => null, (error: Error) => `unsubscribe failed: ${error.message}`);
   }
 
