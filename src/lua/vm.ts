@@ -263,6 +263,13 @@ export class LuaVM<Owner = unknown> {
     this.loadedFiles = luaFilesSignature(luaFiles(scriptsRoot(this.entry)));
     this.runChunk(this.compile(fs.readFileSync(this.entry)));
     this.resolveHooks();
+    // Past its budget from the start, the state would have the first look at the heap stop some
+    // connection's innocent call, then be replaced by a fresh one just as large: refused here instead.
+    const held = estimateStateBytes(this.L);
+    if (held > this.maxMemory) {
+      throw new LuaLoadError(`${this.chunkName} holds about ${sizeText(held)} once loaded, more than ` +
+        `engine.luavm.limits.maxMemory (${sizeText(this.maxMemory)}): raise maxMemory, or keep less at load`);
+    }
   }
 
   /**
@@ -705,4 +712,8 @@ export function pushNilError(L: LuaState, message: string): number {
   lua_pushnil(L);
   lua_pushstring(L, Buffer.from(message));
   return 2;
+}
+
+function sizeText(bytes: number): string {
+  return bytes < 2 ** 20 ? `${(bytes / 2 ** 10).toFixed(1)} KiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }

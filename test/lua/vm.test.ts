@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { luaFolder, memoryLogger, scriptVm } from '../support/lua-harness';
 import { lua } from '../../src/lua/fengari/index';
-import { LuaVM } from '../../src/lua/vm';
+import { LuaVM, LuaLoadError } from '../../src/lua/vm';
 import { ROOT } from '../support/helpers';
 
 test('Lua 5.1 surface: getn, unpack, loadstring, math.pow, bit', async () => {
@@ -136,6 +136,19 @@ test('require is rooted at the lua/ folder that holds the entry, so examples rea
   });
   const vm = new LuaVM({ entry: `${dir}/lua/examples/entry.lua`, hooks: ['run'], callBudget: 100, log: memoryLogger().log });
   assert.doesNotThrow(() => vm.load());
+});
+
+test('an entry that holds more than engine.luavm.limits.maxMemory once loaded is refused at load, naming both sizes', () => {
+  const dir = luaFolder({
+    'entry.lua': 'big = {} for i = 1, 50000 do big[i] = string.rep("y", 20) .. i end function run() end',
+    'small.lua': 'small = {} for i = 1, 100 do small[i] = i end function run() end',
+  });
+  const limits = { maxMemory: 4 * 2 ** 20 };
+  const vm = new LuaVM({ entry: `${dir}/entry.lua`, hooks: ['run'], callBudget: 5000, log: memoryLogger().log, limits });
+  assert.throws(() => vm.load(), (error: Error) => error instanceof LuaLoadError &&
+    /entry\.lua holds about \d+\.\d MiB once loaded, more than engine\.luavm\.limits\.maxMemory \(4\.0 MiB\)/.test(error.message));
+  const fits = new LuaVM({ entry: `${dir}/small.lua`, hooks: ['run'], callBudget: 5000, log: memoryLogger().log, limits });
+  assert.doesNotThrow(() => fits.load());
 });
 
 test('string.format keeps Lua 5.1 behaviour for %d: floats truncate, big whole numbers print in full', async () => {
