@@ -6,6 +6,7 @@ import { isEmptyLuaFunction, throwPastHandlers, globalStateOf } from './fengari/
 import { openSandbox, DEFAULT_LIMITS, type SandboxLimits } from './sandbox';
 import { stateLimits, tookSlowCall } from './limits';
 import { estimateStateBytes } from './fengari/memory';
+import { threadCpuMs } from './thread-clock';
 import { openCompat51, bitModule } from './compat51';
 import { openRequire, forgetModules, type BuiltinModule } from './require';
 import { loadLua51 } from './syntax51';
@@ -25,6 +26,11 @@ const HOOK_INTERVAL = 1000;
 const MIN_TICKS = 20;
 /** What a check right after a slow library call counts for (a loop of them stops after four). */
 const SLOW_CALL_TICKS = 5;
+/**
+ * Off-CPU time (ms) below which a late call is not forgiven: the CPU clock lags by up to a scheduler
+ * tick, and a runaway loop must never gain time from the clocks' disagreement.
+ */
+const OFF_CPU_SLACK_MS = 10;
 /** Top-level code of an entry file (run at load) gets this budget instead of the per-call one. */
 const LOAD_BUDGET_MS = 10_000;
 /** Hook calls between two looks at the heap when none reaches the budget hook (a look costs ~0.2 us). */
@@ -144,6 +150,11 @@ export class LuaVM<Owner = unknown> {
   private deadline = Infinity;
   /** Budget hook firings (HOOK_INTERVAL instructions each) since the running call last resumed. */
   private ticks = 0;
+  /** The thread's CPU time and the wall time at a long call's last look at both (see forgaveOffCpu); NaN before. */
+  private cpuMark = NaN;
+  private wallMark = 0;
+  /** Wall time (ms) of the running call not counted against its budget: the thread was off the CPU. */
+  private forgiven = 0;
   /** What the `.lua` files looked like at the last (re)load; a change triggers a reload. */
   private loadedFiles = '';
   /** engine.luavm.limits.maxMemory: estimated bytes the state may hold. */
@@ -436,10 +447,13 @@ export class LuaVM<Owner = unknown> {
   private resume(call: Call<Owner>, nargs: number): void {
     const outer = this.running;
     const outerDeadline = this.deadline;
+    const outerForgiven = this.forgiven;
     this.running = call;
     const started = Date.now();
     this.deadline = started + this.options.callBudget - call.used;
     this.ticks = 0;
+    this.cpuMark = NaN;
+    this.forgiven = 0;
     let status: number;
     try {
       status = lua_resume(call.thread, null, nargs);
@@ -448,9 +462,11 @@ export class LuaVM<Owner = unknown> {
       lua_settop(call.thread, 0);
       lua_pushstring(call.thread, Buffer.from(`host error: ${(error as Error).message}`));
     } finally {
-      call.used += Date.now() - started;
+      call.used += Date.now() - started - this.forgiven;
       this.running = outer;
       this.deadline = outerDeadline;
+      this.forgiven = outerForgiven;
+      this.cpuMark = NaN;
     }
     if (status === LUA_YIELD) {
       if (this.waits.get(call.owner)?.call === call) return;
@@ -489,12 +505,37 @@ export class LuaVM<Owner = unknown> {
     // A call that ran only a few thousand instructions is not runaway, however late the clock says it
     // is: the process was descheduled (a busy machine), and stopping it would be a false alarm.
     this.ticks += tookSlowCall(L) ? SLOW_CALL_TICKS : 1;
-    if (this.ticks < MIN_TICKS || Date.now() <= this.deadline) return;
+    if (this.ticks < MIN_TICKS) return;
+    const now = Date.now();
+    if (Number.isNaN(this.cpuMark)) this.markCpu(now);
+    if (now <= this.deadline || this.forgaveOffCpu(now)) return;
     if (this.running) this.running.timedOut = true;
     // Fire again on the very next instruction, so a pcall that catches this error cannot go on.
     lua_sethook(L, this.budgetHook, LUA_MASKCOUNT, 1);
     throwPastHandlers(L, `exceeded its budget of ${this.running ? this.options.callBudget : LOAD_BUDGET_MS} ms of Lua time`);
   };
+
+  private markCpu(now: number): void {
+    this.cpuMark = threadCpuMs();
+    this.wallMark = now;
+  }
+
+  /**
+   * The wall clock says the call is past its budget. The budget is Lua time, so time the thread spent
+   * off the CPU since the last mark (a busy machine ran other processes, or the process was stopped)
+   * moves the deadline, when there was more of it than the clocks' slack. True if the call may go on.
+   * Only calls past MIN_TICKS get here: a short call never pays for reading the CPU clock.
+   */
+  private forgaveOffCpu(now: number): boolean {
+    const before = this.cpuMark;
+    const since = this.wallMark;
+    this.markCpu(now);
+    const offCpu = now - since - (this.cpuMark - before);
+    if (!(offCpu > OFF_CPU_SLACK_MS)) return false; // NaN (no CPU clock here) forgives nothing
+    this.deadline += offCpu;
+    this.forgiven += offCpu;
+    return now <= this.deadline;
+  }
 
   /**
    * Whether the state has grown past maxMemory (and past what it held at the last look that found it
@@ -563,6 +604,7 @@ export class LuaVM<Owner = unknown> {
     luaL_unref(L, LUA_REGISTRYINDEX, chunk);
     this.deadline = Date.now() + LOAD_BUDGET_MS;
     this.ticks = 0;
+    this.cpuMark = NaN;
     let status: number;
     try {
       status = lua_pcall(L, 0, 0, 1);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { luaFolder, memoryLogger, scriptVm } from '../support/lua-harness';
@@ -79,6 +79,58 @@ test('a runaway loop is stopped by the budget, also through pcall, and the state
   }
   assert.deepEqual((await exec('return 1 + 1')).values, [2]);
   assert.equal(vm.stackHeight(), 0);
+});
+
+test('the budget counts Lua time on the CPU: a call the process was stopped during goes on, a runaway loop still ends', { skip: !fs.existsSync('/proc/thread-self/schedstat') && 'no per-thread CPU clock here' }, async () => {
+  // In a child process, stopped (SIGSTOP) for 1.5 s from within a call with a 1 s budget, once the call
+  // has run long enough to be stoppable (ready() is called after 100,000 loop turns).
+  const harness = JSON.stringify(path.join(ROOT, 'dist/test/support/lua-harness.js'));
+  const fengari = JSON.stringify(path.join(ROOT, 'dist/src/lua/fengari/index.js'));
+  const probe = `
+    const fs = require('fs');
+    const { scriptVm } = require(${harness});
+    const { lua } = require(${fengari});
+    const install = (vm) => {
+      lua.lua_pushjsfunction(vm.L, () => { fs.writeSync(1, 'stop\\n'); return 0; });
+      lua.lua_setglobal(vm.L, Buffer.from('ready'));
+    };
+    const { exec } = scriptVm({ callBudget: 1000, install });
+    const timed = async (source) => { const t = Date.now(); const r = await exec(source); return { ...r, wallMs: Date.now() - t }; };
+    (async () => {
+      // About 300 ms of CPU here after ready(), sized by a first run of the loop.
+      const sample = await timed('local x = 0 for i = 1, 200000 do x = x + i end return x');
+      const n = Math.max(200000, Math.round(200000 * 300 / Math.max(1, sample.wallMs)));
+      const honest = await timed('local x = 0 for i = 1, 100000 do x = x + i end ready() for i = 1, ' + n + ' do x = x + i end return x');
+      const runaway = await timed('for i = 1, 100000 do end ready() while true do end');
+      fs.writeSync(1, JSON.stringify({ honest, runaway }) + '\\n');
+    })();`;
+  const child = spawn(process.execPath, ['-e', probe], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const ended = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  let stops = 0;
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    const asked = output.split('stop\n').length - 1;
+    while (stops < asked) {
+      stops++;
+      child.kill('SIGSTOP');
+      setTimeout(() => child.kill('SIGCONT'), 1500);
+    }
+  });
+  const bound = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  await ended;
+  clearTimeout(bound);
+  const line = output.split('\n').find((text) => text.startsWith('{'));
+  assert.ok(line, `no result: ${output} ${stderr}`);
+  const { honest, runaway } = JSON.parse(line) as Record<string, { error: string | null; timedOut: boolean; wallMs: number }>;
+  // Stopped midway, the honest call took longer than its budget by the wall clock, and still finished.
+  assert.ok(honest.wallMs > 1000, `the honest call was not stopped midway (${honest.wallMs} ms): nothing was tested`);
+  assert.equal(honest.error, null, `the honest call was stopped after ${honest.wallMs} ms: ${honest.error}`);
+  assert.equal(runaway.timedOut, true);
+  assert.match(runaway.error ?? '', /exceeded its budget of 1000 ms/);
+  assert.ok(runaway.wallMs > 2000, `the runaway loop ran ${runaway.wallMs} ms: the 1.5 s stop was counted as its time`);
 });
 
 test('errors carry a traceback, native host errors become Lua errors', async () => {
