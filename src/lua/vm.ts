@@ -28,9 +28,14 @@ const MIN_TICKS = 20;
 const SLOW_CALL_TICKS = 5;
 /**
  * Off-CPU time (ms) below which a late call is not forgiven: the CPU clock lags by up to a scheduler
- * tick, and a runaway loop must never gain time from the clocks' disagreement.
+ * tick (10 ms at HZ=100), and a runaway loop must never gain time from the clocks' disagreement.
  */
-const OFF_CPU_SLACK_MS = 10;
+const OFF_CPU_SLACK_MS = 20;
+/**
+ * Off-CPU time one call may be forgiven, in budgets: where the CPU clock stops short of the truth (a
+ * tickless CPU), a runaway loop still ends after this many more budgets of wall time.
+ */
+const MAX_FORGIVEN_BUDGETS = 10;
 /** Top-level code of an entry file (run at load) gets this budget instead of the per-call one. */
 const LOAD_BUDGET_MS = 10_000;
 /** Hook calls between two looks at the heap when none reaches the budget hook (a look costs ~0.2 us). */
@@ -530,7 +535,8 @@ export class LuaVM<Owner = unknown> {
     const before = this.cpuMark;
     const since = this.wallMark;
     this.markCpu(now);
-    const offCpu = now - since - (this.cpuMark - before);
+    const budget = this.running ? this.options.callBudget : LOAD_BUDGET_MS;
+    const offCpu = Math.min(now - since - (this.cpuMark - before), MAX_FORGIVEN_BUDGETS * budget - this.forgiven);
     if (!(offCpu > OFF_CPU_SLACK_MS)) return false; // NaN (no CPU clock here) forgives nothing
     this.deadline += offCpu;
     this.forgiven += offCpu;
@@ -605,6 +611,7 @@ export class LuaVM<Owner = unknown> {
     this.deadline = Date.now() + LOAD_BUDGET_MS;
     this.ticks = 0;
     this.cpuMark = NaN;
+    this.forgiven = 0;
     let status: number;
     try {
       status = lua_pcall(L, 0, 0, 1);
