@@ -11,14 +11,8 @@ export function threadCpuMs(): number {
   if (schedstat === null) return NaN;
   try {
     const length = fs.readSync(schedstat, scratch, 0, scratch.length, 0);
-    // The first field: everything before the first space.
-    let ns = 0;
-    for (let i = 0; i < length; i++) {
-      const digit = scratch[i] - 0x30;
-      if (digit < 0 || digit > 9) break;
-      ns = ns * 10 + digit;
-    }
-    return ns / 1e6;
+    // The first field; parseInt stops at the space after it.
+    return parseInt(scratch.toString('latin1', 0, length), 10) / 1e6;
   } catch {
     return NaN;
   }

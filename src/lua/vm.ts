@@ -587,8 +587,7 @@ export class LuaVM<Owner = unknown> {
   }
 
   private memoryMessage(): string {
-    const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
-    return `the Lua state holds about ${mib(this.estimate)} MiB, more than engine.luavm.limits.maxMemory (${mib(this.maxMemory)} MiB)`;
+    return `the Lua state holds about ${sizeText(this.estimate)}, more than engine.luavm.limits.maxMemory (${sizeText(this.maxMemory)})`;
   }
 
   /** Compiles `source` as the entry chunk and anchors it; returns its registry ref. */

@@ -76,7 +76,7 @@ export function stringModule(load: (name: string) => Record<string, unknown>): o
   /** A Lua string of the bytes source[start..end), copied unless a shared short string has them. */
   function luaS_newrange(L: unknown, source: Uint8Array, start: number, end: number): TString {
     if (end - start <= SHORT_STRING_MAX) return shortString(L, source, start, end, false);
-    return new TString(L, new Uint8Array(source.subarray(start, end)));
+    return new TString(L, copyBytes(source, start, end));
   }
   /**
    * Strings the host passes again and again (field and method names, see luaS_intern), by the array
@@ -137,9 +137,7 @@ function sameBytes(a: Uint8Array, source: Uint8Array, start: number, end: number
 
 /** A fresh array of bytes[start..end): a plain Uint8Array even when `bytes` is a Buffer, whose slice() only views. */
 function copyBytes(bytes: Uint8Array, start: number, end: number): Uint8Array {
-  const copy = new Uint8Array(end - start);
-  for (let i = start; i < end; i++) copy[i - start] = bytes[i];
-  return copy;
+  return new Uint8Array(bytes.subarray(start, end));
 }
 
 /** Below this many bytes, String.fromCharCode beats making a Buffer view to decode. */
