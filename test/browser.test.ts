@@ -29,7 +29,7 @@ interface PageElement {
 }
 declare const document: { querySelector(selector: string): PageElement | null; querySelectorAll(selector: string): Iterable<PageElement> };
 declare const location: { href: string };
-declare const window: { shownAt?: Record<string, number> };
+declare const window: { shownAt?: Record<string, number>; historyLoaded?: boolean; art: { once(event: string, callback: () => void): void } };
 declare class MutationObserver {
   constructor(callback: (records: unknown, observer: MutationObserver) => void);
   observe(target: unknown, options: { childList: boolean; subtree: boolean; attributes?: boolean }): void;
@@ -300,6 +300,34 @@ test('"N watching" counts the viewers of the video in both players: 1, then 2, t
   await second.context().close();
   await first.waitForSelector('#watching[data-count="1"]');
   await first.context().close();
+});
+
+test('a live comment that comes while the page reloads its history is not lost', async () => {
+  const page = await openViewer(100001);
+  // The history of the next video is fetched at once but handed to the page only after a live comment
+  // has come: the plugin empties its queue when a history arrives, which used to drop that comment.
+  let fetched!: () => void;
+  const historyFetched = new Promise<void>((resolve) => (fetched = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  await page.route((url) => url.pathname.endsWith('/api/artplayer') && url.searchParams.get('video_id') === '100002', async (route) => {
+    const response = await route.fetch();
+    fetched();
+    await released;
+    await route.fulfill({ response });
+  });
+  await page.click('.video-item[data-id="100002"]');
+  await historyFetched;
+  await subscribers(100002, 1);
+  await post({ video_id: 100002, msg: 'during the reload', time: 1 });
+  await page.locator('#comments li', { hasText: 'during the reload' }).waitFor({ state: 'attached' });
+  await page.evaluate(() => {
+    window.historyLoaded = false;
+    window.art.once('artplayerPluginDanmuku:loaded', () => (window.historyLoaded = true));
+  });
+  release();
+  await page.waitForFunction(() => window.historyLoaded);
+  await comment(page, 'during the reload').waitFor({ state: 'attached' });
 });
 
 test('switching videos moves the subscription; the page resubscribes after the engine restarts', async () => {

@@ -67,6 +67,38 @@ art.on('artplayerPluginDanmuku:visible', (/** @type {Danmu & { $ref?: HTMLElemen
 });
 /** @type {any} */ (window).art = art;
 
+// A load of the history empties the plugin's queue when the history comes, so a live comment emitted while
+// one is under way would vanish: those wait here until no load is pending. The plugin's constructor started
+// the first one; a switch counts from its start, so a comment is never timed by the old source's playhead.
+let loads = 1;
+/** @type {Danmu[]} */
+const held = [];
+const loaded = () => {
+  loads -= 1;
+  if (loads === 0) for (const danmu of held.splice(0)) showLive(danmu);
+};
+art.on('artplayerPluginDanmuku:loaded', loaded);
+art.on('artplayerPluginDanmuku:error', loaded);
+
+/** Longest wait for a new source before its history loads anyway: a stalled video must not hold the comments. */
+const SOURCE_WAIT_MS = 5000;
+
+/** Loads the current video's history again once `ready` settles (a new source, say). */
+function reloadComments(/** @type {Promise<unknown>} */ ready = Promise.resolve()) {
+  loads += 1;
+  const waited = new Promise((resolve) => setTimeout(resolve, SOURCE_WAIT_MS));
+  // Either outcome of load() fires one of the events above.
+  void Promise.race([ready.catch(() => undefined), waited]).then(() => danmuku.load()).catch(() => undefined);
+}
+
+/** Shows a live comment now, wherever the playhead is, unless the player has it already. */
+function showLive(/** @type {Danmu} */ danmu) {
+  if (known.has(danmu.id)) return;
+  known.add(danmu.id);
+  // No time: the plugin shows it now.
+  danmuku.emit(danmu);
+}
+
 const live = new LiveChannel(websocketUrl(config), {
   onEvent: (barrage) => {
     const mine = barrage.uid === session.uid;
@@ -74,15 +106,13 @@ const live = new LiveChannel(websocketUrl(config), {
     const danmu = { id: String(barrage.id), text: barrage.msg, mode: MODES.indexOf(barrage.mode), color: barrage.color, border: mine };
     if (mine) own.add(danmu.id);
     remember([{ ...danmu, time: barrage.time }]);
-    if (known.has(danmu.id)) return;
-    known.add(danmu.id);
-    // No time: the plugin shows it now, wherever the playhead is.
-    danmuku.emit(/** @type {Danmu} */ (danmu));
+    if (loads > 0) held.push(/** @type {Danmu} */ (danmu));
+    else showLive(/** @type {Danmu} */ (danmu));
   },
   onWatching: showWatching,
   onStatus: showStatus,
   // Comments posted while the connection was down only reach the history: load it again.
-  onReconnect: () => void danmuku.load(),
+  onReconnect: () => reloadComments(),
 });
 
 renderVideoList();
@@ -93,12 +123,10 @@ function select(/** @type {typeof VIDEOS[number]} */ next, first = false) {
   current = next;
   comments = [];
   known.clear();
+  held.length = 0;
   renderComments();
   live.watch(next.id);
-  if (!first) {
-    void art.switchUrl(mediaUrl(next.id)).then(() => art.play()).catch(() => undefined);
-    void danmuku.load();
-  }
+  if (!first) reloadComments(art.switchUrl(mediaUrl(next.id)).then(() => art.play()));
   $('title').textContent = next.title;
   $('blurb').textContent = next.blurb;
   document.title = `${next.title} · connmix barrage`;
