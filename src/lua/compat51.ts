@@ -1,6 +1,7 @@
 import { lua, lauxlib, K, raise, type LuaState, type LuaFunction } from './fengari/index';
 import { setField, setGlobal } from './sandbox';
 import { stateLimits, markUntimed, raiseTooLarge } from './limits';
+import { openMath51 } from './math51';
 
 const { LUA_TTABLE, LUA_TNUMBER, LUA_TSTRING, lua_pushinteger, lua_pushnumber, lua_rawlen, lua_next, lua_pushnil, lua_pop,
   lua_type, lua_tonumber, lua_gettop, lua_pushstring } = lua;
@@ -8,7 +9,8 @@ const { luaL_checktype, luaL_checknumber, luaL_optinteger, luaL_newlib, luaL_loa
 
 /**
  * The Lua 5.1 surface CONNMIX scripts were written for (CONNMIX runs gopher-lua 5.1), installed on a
- * Lua 5.3 state: table.getn/maxn, unpack, loadstring, math.pow/mod, string.gfind, and the LuaBitOp
+ * Lua 5.3 state: table.getn/maxn, unpack, loadstring, math.pow and the 5.1 math functions (./math51),
+ * string.gfind, string.char and string.format as gopher-lua has them, and the LuaBitOp
  * `bit` module (returned by `bitModule` for `require "bit"`). setfenv/getfenv cannot be emulated on
  * 5.3 and raise a clear error instead of misbehaving.
  */
@@ -19,21 +21,18 @@ export function openCompat51(L: LuaState): void {
     return 1;
   }));
   setField(L, 'table', 'maxn', tableMaxn);
-  lua.lua_getglobal(L, K('string'));
-  lua.lua_getfield(L, -1, K('format'));
-  lua.lua_pushjsclosure(L, format51, 1);
-  lua.lua_setfield(L, -2, K('format'));
-  lua.lua_pop(L, 1);
+  wrapField(L, 'string', 'format', format51);
+  wrapField(L, 'string', 'char', markUntimed(char51));
   setField(L, 'math', 'pow', (L) => {
     lua_pushnumber(L, Math.pow(luaL_checknumber(L, 1), luaL_checknumber(L, 2)));
     return 1;
   });
+  openMath51(L);
   for (const name of ['setfenv', 'getfenv', 'module']) {
     setGlobal(L, name, (L) => raise(L, `${name} is not supported: scripts run on Lua 5.3 (use load's env argument)`));
   }
   const prelude = `
     unpack = table.unpack
-    math.mod = math.fmod
     string.gfind = string.gmatch
     local load = load
     function loadstring(s, chunkname) return load(s, chunkname) end
@@ -76,6 +75,8 @@ const format51: LuaFunction = (L) => {
     const hasPrecision = fmt[j] === 0x2e;
     if (hasPrecision) for (j++; isDigit(fmt[j]); j++);
     const conversion = fmt[j];
+    // Fengari read past the end for a format ending in "%" and named `undefined` as the option.
+    if (conversion === undefined) return raise(L, `invalid conversion '${Buffer.from(fmt.subarray(i)).toString('latin1')}' to 'format'`);
     if (conversion === 0x71 && j === i + 1 && lua_type(L, arg) === LUA_TSTRING) { // a bare %q of a string
       lua_pushstring(L, quoted(L, lua.lua_tolstring(L, arg)!));
       lua.lua_replace(L, arg);
@@ -106,12 +107,42 @@ const format51: LuaFunction = (L) => {
     lua_pushstring(L, Buffer.concat(parts));
     lua.lua_replace(L, 1);
   }
+  return callWrapped(L);
+};
+
+/**
+ * `string.char` as gopher-lua has it: each argument is truncated to an integer and wrapped to a byte
+ * (`string.char(256)` is "\0", `string.char(65.9)` is "A"), where Lua 5.3 raises. Past maxItems
+ * arguments the wrapped function's own limit answers.
+ */
+const char51: LuaFunction = (L) => {
+  const nargs = lua_gettop(L);
+  if (nargs <= stateLimits(L).maxItems) {
+    for (let i = 1; i <= nargs; i++) {
+      lua_pushinteger(L, Math.trunc(luaL_checknumber(L, i)) & 0xff);
+      lua.lua_replace(L, i);
+    }
+  }
+  return callWrapped(L);
+};
+
+/** Replaces `_G[table][name]` by `fn`, a closure whose upvalue is the function it replaces. */
+function wrapField(L: LuaState, table: string, name: string, fn: LuaFunction): void {
+  lua.lua_getglobal(L, K(table));
+  lua.lua_getfield(L, -1, K(name));
+  lua.lua_pushjsclosure(L, fn, 1);
+  lua.lua_setfield(L, -2, K(name));
+  lua.lua_pop(L, 1);
+}
+
+/** Calls the replaced function (upvalue 1) with the stack's arguments; one result. */
+function callWrapped(L: LuaState): number {
   const nargs = lua_gettop(L);
   lua.lua_pushvalue(L, lua.lua_upvalueindex(1));
   lua.lua_insert(L, 1);
   lua.lua_call(L, nargs, 1);
   return 1;
-};
+}
 
 /** `%d` of a whole number beyond 32 bits becomes `%.0f`. */
 const WIDE = Buffer.from('.0f');

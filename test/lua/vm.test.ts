@@ -19,6 +19,25 @@ test('Lua 5.1 surface: getn, unpack, loadstring, math.pow, bit', async () => {
   assert.deepEqual(r.values, [3, 2, 6, 1024, 15, 3, 16, 15, '00ff', 7, '100001', 'true']);
 });
 
+test('Lua 5.1 math functions, math.mod and string.char answer as gopher-lua (CONNMIX) does', async () => {
+  const { exec, lines } = scriptVm();
+  const r = await exec(`
+    local m1, e1 = math.frexp(8)
+    local m2, e2 = math.frexp(-3)
+    local m3, e3 = math.frexp(0)
+    return math.atan2(1, -1) == 3 * math.pi / 4, math.cosh(0), math.sinh(0), math.tanh(0), math.log10(1000),
+      m1, e1, m2, e2, m3, e3, math.ldexp(0.75, 3), math.ldexp(0.5, 1024) == 2^1023, math.ldexp(1, -1074) > 0,
+      math.ldexp(3, 2.9), math.mod(-5, 3), math.mod(5, -3), math.mod(5.5, 2), math.fmod(-5, 3),
+      string.char(72, 105), string.char(256, 321, -1) == "\\0A\\255", string.char(65.9)`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, [true, 1, 0, 0, 3, 0.5, 4, -0.75, 2, 0, 0, 6, true, true, 12, 1, -1, 1.5, -2, 'Hi', true, 'A']);
+  const bad = await exec('return pcall(string.char, "x")');
+  assert.deepEqual(bad.values, [false, "bad argument #1 to 'string.char' (number expected, got string)"]);
+  const format = await exec('return pcall(string.format, "%d%", 1)');
+  assert.deepEqual(format.values, [false, "invalid conversion '%' to 'format'"]);
+  assert.deepEqual(lines.filter((line) => line.includes('native error')), []);
+});
+
 test('table.getn rejects a non-table like Lua 5.1', async () => {
   const { exec } = scriptVm();
   const r = await exec(`return table.getn("x")`);
