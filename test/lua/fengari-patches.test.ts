@@ -8,6 +8,7 @@ import { lua, lauxlib, lualib, K } from '../../src/lua/fengari/index';
 import { SOURCE_PATCHES, RUNTIME_PATCHES } from '../../src/lua/fengari/patches';
 import { patchSource } from '../../src/lua/fengari/load';
 import { ROOT } from '../support/helpers';
+import { scriptVm } from '../support/lua-harness';
 
 test('popped stack slots are stored as undefined, not deleted (stack pops are stores)', () => {
   const L = lauxlib.luaL_newstate();
@@ -214,6 +215,33 @@ test('pcall of an error inside a coroutine keeps the budget hook (pcall escape)'
   assert.equal(result.timedOut, true);
   assert.match(result.error, /exceeded its budget of 50 ms/);
   assert.deepEqual({ after: result.after, height: result.height }, { after: [2], height: 0 });
+});
+
+test('integer arithmetic past 32 bits gives the float64 results gopher-lua gives (integer results past 32 bits become floats)', async () => {
+  const { exec } = scriptVm();
+  const r = await exec(`
+    local a, b, max = 100000, 46341, 2147483647
+    local sum = 0 for i = 1, 70000 do sum = sum + i end
+    local steps = 0 for i = 2147483640, 2147483650, 5 do steps = steps + 1 end
+    local last for i = 2147483645, max, 5 do last = i end
+    return 100000 * 100000, a * a, b * b, max + 1, -max - 2, -(-max - 1), sum, steps, last, 0xffffffff,
+      tonumber("ffffffff", 16), tostring(tonumber("19", 8)), tonumber("17", 8), a % 0 ~= a % 0,
+      math.type(3 * 4), math.type(a * a), 7 % -3, -7 % 3`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, [1e10, 1e10, 2147488281, 2147483648, -2147483649, 2147483648, 2450035000, 3, 2147483645,
+    4294967295, 4294967295, 'nil', 15, true, 'integer', 'float', -2, 2]);
+});
+
+test('numbers print in full, as gopher-lua prints them (numbers print as gopher-lua prints them)', async () => {
+  const { exec } = scriptVm();
+  const r = await exec(`local zero = 0
+    return tostring(123456789012345), tostring(2^53), "id:" .. 2^53 + 2, tostring(-2^63), tostring(2^63), tostring(0.1),
+      tostring(1/3), tostring(1234567.5), tostring(0.00001), tostring(0.0001), tostring(1e100), tostring(1/zero),
+      tostring(-1/zero), tostring(zero/zero), tostring(-zero), tostring(3.0), string.format("%s", 100000 * 100000)`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, ['123456789012345', '9007199254740992', 'id:9007199254740994', '-9223372036854775808',
+    '9.223372036854776e+18', '0.1', '0.3333333333333333', '1.2345675e+06', '1e-05', '0.0001', '1e+100', '+Inf', '-Inf',
+    'NaN', '0', '3', '10000000000']);
 });
 
 /** The test a patch names, `<suite>.test.ts: <title>`, is in that file; `patch` names the patch in the message. */

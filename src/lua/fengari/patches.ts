@@ -1,4 +1,5 @@
 import { stringModule } from './lstring';
+import { EXACT_INTEGER_ARITHMETIC, GOPHER_NUMBER_TO_STRING } from './numbers';
 
 /**
  * Every change we make to fengari 0.1.5, with its reason and the test that fails without it.
@@ -108,7 +109,34 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     replace: () => 'ci.callstatus = (ci.callstatus & ~lstate.CIST_OAH) | L.allowhook;',
     files: { 'lapi.js': 1 },
   },
+  {
+    name: 'integer results past 32 bits become floats',
+    reason:
+      'CONNMIX runs gopher-lua, whose numbers are all float64; fengari\'s integers are 32 bits and wrap: ' +
+      '`100000 * 100000` gave 1410065408, a running sum past 2^31 turned negative, `0xffffffff` was -1, and a ' +
+      'for loop whose last step passed 2^31 never ended. Such results are now the exact floats (see ./numbers).',
+    test: 'test/lua/fengari-patches.test.ts: integer arithmetic past 32 bits gives the float64 results gopher-lua gives (integer results past 32 bits become floats)',
+    find: alternatives(Object.keys(EXACT_INTEGER_ARITHMETIC)),
+    replace: (found: string) => EXACT_INTEGER_ARITHMETIC[found],
+    files: { 'lvm.js': 7, 'lobject.js': 7, 'lbaselib.js': 3 },
+  },
+  {
+    name: 'numbers print as gopher-lua prints them',
+    reason:
+      'fengari printed floats with 14 significant digits, so an integral float past 14 digits (an id from ' +
+      'JSON, a product) printed with other digits: 123456789012345 as "123456789012350". gopher-lua prints ' +
+      'integral numbers in full and others as Go\'s shortest %g (see ./numbers).',
+    test: 'test/lua/fengari-patches.test.ts: numbers print in full, as gopher-lua prints them (numbers print as gopher-lua prints them)',
+    find: /const lua_number2str = function\(n\) \{\n\s*return String\(Number\(n\.toPrecision\(14\)\)\);[^\n]*\n\};/g,
+    replace: () => GOPHER_NUMBER_TO_STRING,
+    files: { 'luaconf.js': 1 },
+  },
 ];
+
+/** A global regular expression matching any of `texts` literally. */
+function alternatives(texts: readonly string[]): RegExp {
+  return new RegExp(texts.map((text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+}
 
 /** Stack slots past this index are dropped as fengari does, not kept for reuse. */
 const REUSED_SLOTS = 1000;
