@@ -1,4 +1,4 @@
-import { lua, lauxlib, type LuaState, type LuaFunction } from './fengari/index';
+import { lua, lauxlib, K, type LuaState, type LuaFunction } from './fengari/index';
 import { setField } from './sandbox';
 import { markUntimed } from './limits';
 
@@ -8,10 +8,15 @@ const { luaL_checknumber } = lauxlib;
 /**
  * The math functions of Lua 5.1 that Lua 5.3 dropped, as gopher-lua (CONNMIX's Lua) has them:
  * `atan2`, `cosh`, `sinh`, `tanh`, `frexp`, `ldexp`, `log10`, and `mod`. gopher-lua's `mod` is
- * Lua's `%` (the result takes the divisor's sign: `math.mod(-5, 3)` is 1), not C's `fmod`.
+ * Lua's `%` (the result takes the divisor's sign: `math.mod(-5, 3)` is 1), not C's `fmod`. Its
+ * `math.huge` is the largest float (1.7976931348623157e+308), not infinity.
  */
 export function openMath51(L: LuaState): void {
   for (const [name, fn] of Object.entries(MATH51)) setField(L, 'math', name, markUntimed(fn));
+  lua.lua_getglobal(L, K('math'));
+  lua_pushnumber(L, Number.MAX_VALUE);
+  lua.lua_setfield(L, -2, K('huge'));
+  lua.lua_pop(L, 1);
 }
 
 const unary = (fn: (x: number) => number): LuaFunction => (L) => {

@@ -1,0 +1,161 @@
+import { lua, lauxlib, K, raise, type LuaState, type LuaFunction } from './fengari/index';
+import { stateLimits, markUntimed, raiseTooLarge } from './limits';
+import { formatNumber, NUMBER_CONVERSIONS, type NumberSpec } from './number-format';
+
+const { LUA_TSTRING, lua_pushinteger, lua_type, lua_gettop, lua_pushstring } = lua;
+const { luaL_checknumber, luaL_checklstring } = lauxlib;
+
+/**
+ * `string.format` and `string.char` as gopher-lua (CONNMIX's Lua) has them, each wrapping the stock
+ * function: numeric conversions print as Go prints them (./number-format), and `string.char` wraps its
+ * arguments to bytes.
+ */
+export function openString51(L: LuaState): void {
+  wrapField(L, 'string', 'format', format51);
+  wrapField(L, 'string', 'char', markUntimed(char51));
+}
+
+const PERCENT = 0x25;
+const FLAGS = new Set([0x2d, 0x2b, 0x20, 0x23, 0x30]); // - + space # 0
+const isDigit = (byte: number) => byte >= 0x30 && byte <= 0x39;
+const AS_STRING = Buffer.from('%s');
+const LETTER_S = Buffer.from('s');
+
+/**
+ * `string.format` with the numeric conversions done here: each such spec becomes `%s` and its argument
+ * the formatted text (a number or a numeric string, as gopher-lua takes; a float given to `%d` or `%x`
+ * is truncated). A bare `%q` of a string is quoted here too. Everything else goes to the stock function,
+ * whose errors (a missing argument, a bad conversion) name the function as usual.
+ */
+const format51: LuaFunction = (L) => {
+  const fmt: Uint8Array = luaL_checklstring(L, 1);
+  /** Pieces of the format to replace, in order. */
+  const edits: Array<{ from: number; to: number; text: Uint8Array }> = [];
+  let arg = 1;
+  for (let i = 0; i < fmt.length; i++) {
+    if (fmt[i] !== PERCENT) continue;
+    if (fmt[i + 1] === PERCENT) {
+      i++;
+      continue;
+    }
+    arg++;
+    let j = i + 1;
+    while (FLAGS.has(fmt[j])) j++;
+    const widthAt = j;
+    while (isDigit(fmt[j])) j++;
+    const widthEnd = j;
+    let precision: number | null = null;
+    let precisionDigits = 0;
+    if (fmt[j] === 0x2e) {
+      const at = ++j;
+      while (isDigit(fmt[j])) j++;
+      precisionDigits = j - at;
+      precision = Number(Buffer.from(fmt.subarray(at, j)).toString('latin1') || '0');
+    }
+    const conversion = fmt[j];
+    // Fengari read past the end for a format ending in "%" and named `undefined` as the option.
+    if (conversion === undefined) return raise(L, `invalid conversion '${Buffer.from(fmt.subarray(i)).toString('latin1')}' to 'format'`);
+    const letter = String.fromCharCode(conversion);
+    // Widths and precisions of more than two digits are left to the stock function, which refuses them.
+    if (NUMBER_CONVERSIONS.has(letter) && widthEnd - widthAt <= 2 && precisionDigits <= 2 && arg <= lua_gettop(L)) {
+      const spec: NumberSpec = {
+        flags: Buffer.from(fmt.subarray(i + 1, widthAt)).toString('latin1'),
+        width: Number(Buffer.from(fmt.subarray(widthAt, widthEnd)).toString('latin1') || '0'),
+        precision,
+        conversion: letter,
+      };
+      lua_pushstring(L, Buffer.from(formatNumber(spec, luaL_checknumber(L, arg))));
+      lua.lua_replace(L, arg);
+      edits.push({ from: i, to: j + 1, text: AS_STRING });
+    } else if (letter === 'q' && j === i + 1 && lua_type(L, arg) === LUA_TSTRING) {
+      lua_pushstring(L, quoted(L, lua.lua_tolstring(L, arg)!));
+      lua.lua_replace(L, arg);
+      edits.push({ from: j, to: j + 1, text: LETTER_S });
+    }
+    i = j;
+  }
+  if (edits.length > 0) {
+    const parts: Uint8Array[] = [];
+    let from = 0;
+    for (const edit of edits) {
+      parts.push(fmt.subarray(from, edit.from), edit.text);
+      from = edit.to;
+    }
+    parts.push(fmt.subarray(from));
+    lua_pushstring(L, Buffer.concat(parts));
+    lua.lua_replace(L, 1);
+  }
+  return callWrapped(L);
+};
+
+/**
+ * `string.char` as gopher-lua has it: each argument is truncated to an integer and wrapped to a byte
+ * (`string.char(256)` is "\0", `string.char(65.9)` is "A"), where Lua 5.3 raises. Past maxItems
+ * arguments the wrapped function's own limit answers.
+ */
+const char51: LuaFunction = (L) => {
+  const nargs = lua_gettop(L);
+  if (nargs <= stateLimits(L).maxItems) {
+    for (let i = 1; i <= nargs; i++) {
+      lua_pushinteger(L, Math.trunc(luaL_checknumber(L, i)) & 0xff);
+      lua.lua_replace(L, i);
+    }
+  }
+  return callWrapped(L);
+};
+
+/** Replaces `_G[table][name]` by `fn`, a closure whose upvalue is the function it replaces. */
+function wrapField(L: LuaState, table: string, name: string, fn: LuaFunction): void {
+  lua.lua_getglobal(L, K(table));
+  lua.lua_getfield(L, -1, K(name));
+  lua.lua_pushjsclosure(L, fn, 1);
+  lua.lua_setfield(L, -2, K(name));
+  lua.lua_pop(L, 1);
+}
+
+/** Calls the replaced function (upvalue 1) with the stack's arguments; one result. */
+function callWrapped(L: LuaState): number {
+  const nargs = lua_gettop(L);
+  lua.lua_pushvalue(L, lua.lua_upvalueindex(1));
+  lua.lua_insert(L, 1);
+  lua.lua_call(L, nargs, 1);
+  return 1;
+}
+
+const isControl = (byte: number) => byte <= 0x1f || byte === 0x7f;
+
+/**
+ * `s` quoted as `%q` does (Lua 5.3: `"`, `\` and newline escaped by a backslash, other control bytes
+ * as `\ddd`, padded to three digits before a digit). Fengari's own loop takes about a microsecond per
+ * byte, so a `%q` of 8 MiB held the node for 12 s; this takes milliseconds, and the result is checked
+ * against maxStringSize before it is built.
+ */
+function quoted(L: LuaState, s: Uint8Array): Buffer {
+  let size = 2;
+  for (let i = 0; i < s.length; i++) {
+    const b = s[i];
+    if (b === 0x22 || b === 0x5c || b === 0x0a) size += 2;
+    else if (isControl(b)) size += isDigit(s[i + 1]) ? 4 : 1 + String(b).length;
+    else size++;
+  }
+  const max = stateLimits(L).maxStringSize;
+  if (size > max) return raiseTooLarge(L, 'string', size, max);
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  out[o++] = 0x22;
+  for (let i = 0; i < s.length; i++) {
+    const b = s[i];
+    if (b === 0x22 || b === 0x5c || b === 0x0a) {
+      out[o++] = 0x5c;
+      out[o++] = b;
+    } else if (isControl(b)) {
+      const digits = isDigit(s[i + 1]) ? String(b).padStart(3, '0') : String(b);
+      out[o++] = 0x5c;
+      for (let k = 0; k < digits.length; k++) out[o++] = digits.charCodeAt(k);
+    } else {
+      out[o++] = b;
+    }
+  }
+  out[o] = 0x22;
+  return out;
+}
