@@ -232,6 +232,17 @@ test('integer arithmetic past 32 bits gives the float64 results gopher-lua gives
     4294967295, 4294967295, 'nil', 15, true, 'integer', 'float', -2, 2]);
 });
 
+test('library functions truncate a float where they take an integer, as gopher-lua does (integer arguments truncate floats)', async () => {
+  const { exec } = scriptVm();
+  const r = await exec(`local t = {1, 2, 3} table.insert(t, 1.5, "x")
+    return string.sub("hello", 1, 5 / 2), string.sub("abcdef", -2.5), string.rep("ab", 2.5), string.byte("abc", 1.5),
+      select(2.5, "a", "b"), table.concat(t, ","), table.concat({1, 2, 3}, ",", 1.5, 2.5), ("x"):rep(3.9),
+      string.sub("abc", 1, 1e10), string.find("hello", "l", 2.5), pcall(string.rep, {}, 1)`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, ['he', 'ef', 'abab', 97, 'b', 'x,1,2,3', '1,2', 'xxx', 'abc', 3, false,
+    "bad argument #1 to 'string.rep' (string expected, got table)"]);
+});
+
 test('numbers print in full, as gopher-lua prints them (numbers print as gopher-lua prints them)', async () => {
   const { exec } = scriptVm();
   const r = await exec(`local zero = 0

@@ -7,6 +7,9 @@
  * whose exact result leaves 32 bits now gives that result as a float, which is what float64 arithmetic
  * gives (for `*` the same rounding). `n % 0` is NaN, as for floats, rather than an error.
  *
+ * gopher-lua's library functions truncate a float where they take an integer (`s:sub(1, #s / 2)`,
+ * `math.random(1, n / 2)`); fengari's raised "number has no integer representation" for any fraction.
+ *
  * gopher-lua prints an integral number in [-2^63, 2^63) in full, and any other as Go's shortest "%g"
  * (exponent below -4 or from 6 up: `1.2345675e+06`, `1e-05`; `+Inf`, `-Inf`, `NaN`). Fengari printed
  * floats with 14 significant digits and JS's exponent rules: 123456789012345 became "123456789012350",
@@ -69,3 +72,14 @@ export const GOPHER_NUMBER_TO_STRING = `const lua_number2str = function(n) {
     if (exponent >= -4 && exponent < 6) return String(n);
     return shortest.slice(0, e) + (exponent < 0 ? "e-" : "e+") + String(Math.abs(exponent)).padStart(2, "0");
 };`;
+
+/** fengari's luaL_checkinteger (lauxlib.js), truncating a float as gopher-lua's CheckInt does. */
+export const TRUNCATING_CHECKINTEGER: readonly [find: string, replace: string] = [
+  'let d = lua_tointegerx(L, arg);\n    if (d === false)\n        interror(L, arg);',
+  `let d = lua_tointegerx(L, arg);
+    if (d === false) {  /* a float truncates toward zero, clamped to the 32-bit integers; only a non-number fails */
+        const n = lua_tonumberx(L, arg);
+        if (n === false) interror(L, arg);
+        d = n !== n ? -2147483648 : Math.max(-2147483648, Math.min(2147483647, Math.trunc(n)));
+    }`,
+];

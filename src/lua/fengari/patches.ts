@@ -1,5 +1,5 @@
 import { stringModule } from './lstring';
-import { EXACT_INTEGER_ARITHMETIC, GOPHER_NUMBER_TO_STRING } from './numbers';
+import { EXACT_INTEGER_ARITHMETIC, GOPHER_NUMBER_TO_STRING, TRUNCATING_CHECKINTEGER } from './numbers';
 
 /**
  * Every change we make to fengari 0.1.5, with its reason and the test that fails without it.
@@ -119,6 +119,17 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     find: alternatives(Object.keys(EXACT_INTEGER_ARITHMETIC)),
     replace: (found: string) => EXACT_INTEGER_ARITHMETIC[found],
     files: { 'lvm.js': 7, 'lobject.js': 7, 'lbaselib.js': 3 },
+  },
+  {
+    name: 'integer arguments truncate floats',
+    reason:
+      'Library functions that take an integer (string.sub, string.rep, select, table.insert, math.random, ' +
+      'unpack) raised "number has no integer representation" for a float with a fraction, so ' +
+      '`s:sub(1, #s / 2)` failed on odd lengths; gopher-lua truncates it (see ./numbers).',
+    test: 'test/lua/fengari-patches.test.ts: library functions truncate a float where they take an integer, as gopher-lua does (integer arguments truncate floats)',
+    find: alternatives([TRUNCATING_CHECKINTEGER[0]]),
+    replace: () => TRUNCATING_CHECKINTEGER[1],
+    files: { 'lauxlib.js': 1 },
   },
   {
     name: 'numbers print as gopher-lua prints them',
