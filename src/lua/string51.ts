@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, raise, type LuaState, type LuaFunction } from './fengari/index';
+import { lua, lauxlib, K, raise, bytesView, type LuaState, type LuaFunction } from './fengari/index';
 import { stateLimits, markUntimed, raiseTooLarge } from './limits';
 import { formatNumber, NUMBER_CONVERSIONS, type NumberSpec } from './number-format';
 
@@ -30,7 +30,7 @@ const LETTER_S = Buffer.from('s');
 const format51: LuaFunction = (L) => {
   const fmt: Uint8Array = luaL_checklstring(L, 1);
   /** Pieces of the format to replace, in order. */
-  const edits: Array<{ from: number; to: number; text: Uint8Array }> = [];
+  const edits: Array<{ from: number; to: number; text: Buffer }> = [];
   let arg = 1;
   for (let i = 0; i < fmt.length; i++) {
     if (fmt[i] !== PERCENT) continue;
@@ -42,15 +42,15 @@ const format51: LuaFunction = (L) => {
     let j = i + 1;
     while (FLAGS.has(fmt[j])) j++;
     const widthAt = j;
-    while (isDigit(fmt[j])) j++;
+    let width = 0;
+    for (; isDigit(fmt[j]); j++) width = width * 10 + fmt[j] - 0x30;
     const widthEnd = j;
     let precision: number | null = null;
     let precisionDigits = 0;
     if (fmt[j] === 0x2e) {
       const at = ++j;
-      while (isDigit(fmt[j])) j++;
+      for (precision = 0; isDigit(fmt[j]); j++) precision = precision * 10 + fmt[j] - 0x30;
       precisionDigits = j - at;
-      precision = Number(Buffer.from(fmt.subarray(at, j)).toString('latin1') || '0');
     }
     const conversion = fmt[j];
     // Fengari read past the end for a format ending in "%" and named `undefined` as the option.
@@ -58,12 +58,8 @@ const format51: LuaFunction = (L) => {
     const letter = String.fromCharCode(conversion);
     // Widths and precisions of more than two digits are left to the stock function, which refuses them.
     if (NUMBER_CONVERSIONS.has(letter) && widthEnd - widthAt <= 2 && precisionDigits <= 2 && arg <= lua_gettop(L)) {
-      const spec: NumberSpec = {
-        flags: Buffer.from(fmt.subarray(i + 1, widthAt)).toString('latin1'),
-        width: Number(Buffer.from(fmt.subarray(widthAt, widthEnd)).toString('latin1') || '0'),
-        precision,
-        conversion: letter,
-      };
+      const flags = widthAt === i + 1 ? '' : String.fromCharCode(...fmt.subarray(i + 1, widthAt));
+      const spec: NumberSpec = { flags, width, precision, conversion: letter };
       lua_pushstring(L, Buffer.from(formatNumber(spec, luaL_checknumber(L, arg))));
       lua.lua_replace(L, arg);
       edits.push({ from: i, to: j + 1, text: AS_STRING });
@@ -75,18 +71,28 @@ const format51: LuaFunction = (L) => {
     i = j;
   }
   if (edits.length > 0) {
-    const parts: Uint8Array[] = [];
-    let from = 0;
-    for (const edit of edits) {
-      parts.push(fmt.subarray(from, edit.from), edit.text);
-      from = edit.to;
-    }
-    parts.push(fmt.subarray(from));
-    lua_pushstring(L, Buffer.concat(parts));
+    lua_pushstring(L, edited(fmt, edits));
     lua.lua_replace(L, 1);
   }
   return callWrapped(L);
 };
+
+/** `fmt` with each edit's range replaced by its text, copied into one buffer (no view per piece). */
+function edited(fmt: Uint8Array, edits: ReadonlyArray<{ from: number; to: number; text: Buffer }>): Buffer {
+  let size = fmt.length;
+  for (const edit of edits) size += edit.text.length - (edit.to - edit.from);
+  const source = bytesView(fmt);
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  let from = 0;
+  for (const edit of edits) {
+    at += source.copy(out, at, from, edit.from);
+    at += edit.text.copy(out, at);
+    from = edit.to;
+  }
+  source.copy(out, at, from);
+  return out;
+}
 
 /**
  * `string.char` as gopher-lua has it: each argument is truncated to an integer and wrapped to a byte
