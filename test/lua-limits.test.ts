@@ -240,6 +240,8 @@ test('host calls that loop over their input count their work against maxItems an
     'bytes_tostring of a long table': ['local t = {} for i = 1, 100001 do t[i] = 65 end return mix.bytes_tostring(t)', /bytes_tostring: more than 100000 bytes/],
     'os.date past maxStringSize': ['return os.date(string.rep("%c", 2^20))', /exceeds the 16777216-byte limit/],
     'string.format %q past maxStringSize': ['return string.format("%q", string.rep("\\0", 2^23))', /string of 16777218 bytes exceeds the 16777216-byte limit/],
+    'string.format of numbers past maxStringSize': ['local t = {} for i = 1, 100000 do t[i] = 1e308 end return string.format(string.rep("%99.99f", 100000), table.unpack(t))',
+      /string.format: result exceeds the 16777216-byte limit/],
   };
   for (const [name, [source, expected]] of Object.entries(cases)) {
     const before = process.memoryUsage();

@@ -31,6 +31,10 @@ const format51: LuaFunction = (L) => {
   const fmt: Uint8Array = luaL_checklstring(L, 1);
   /** Pieces of the format to replace, in order. */
   const edits: Array<{ from: number; to: number; text: Buffer }> = [];
+  // The formatted numbers wait on the stack for the stock pass: counted, so a call past maxStringSize
+  // stops here rather than after making all of them.
+  const maxSize = stateLimits(L).maxStringSize;
+  let size = fmt.length;
   let arg = 1;
   for (let i = 0; i < fmt.length; i++) {
     if (fmt[i] !== PERCENT) continue;
@@ -60,7 +64,10 @@ const format51: LuaFunction = (L) => {
     if (NUMBER_CONVERSIONS.has(letter) && widthEnd - widthAt <= 2 && precisionDigits <= 2 && arg <= lua_gettop(L)) {
       const flags = widthAt === i + 1 ? '' : String.fromCharCode(...fmt.subarray(i + 1, widthAt));
       const spec: NumberSpec = { flags, width, precision, conversion: letter };
-      lua_pushstring(L, Buffer.from(formatNumber(spec, luaL_checknumber(L, arg))));
+      const text = Buffer.from(formatNumber(spec, luaL_checknumber(L, arg)));
+      size += text.length;
+      if (size > maxSize) return raiseTooLarge(L, 'string.format: result', null, maxSize);
+      lua_pushstring(L, text);
       lua.lua_replace(L, arg);
       edits.push({ from: i, to: j + 1, text: AS_STRING });
     } else if (letter === 'q' && j === i + 1 && lua_type(L, arg) === LUA_TSTRING) {
