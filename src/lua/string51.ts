@@ -1,18 +1,36 @@
 import { lua, lauxlib, K, raise, bytesView, type LuaState, type LuaFunction } from './fengari/index';
-import { stateLimits, markUntimed, raiseTooLarge } from './limits';
+import { stateLimits, markUntimed, raiseTooLarge, checkBudgetSoon, LARGE_BYTES } from './limits';
 import { formatNumber, NUMBER_CONVERSIONS, type NumberSpec } from './number-format';
+import { mapCase, mapsByCharacter } from './unicode-case';
 
 const { LUA_TSTRING, lua_pushinteger, lua_type, lua_gettop, lua_pushstring } = lua;
 const { luaL_checknumber, luaL_checklstring } = lauxlib;
 
 /**
- * `string.format` and `string.char` as gopher-lua (CONNMIX's Lua) has them, each wrapping the stock
- * function: numeric conversions print as Go prints them (./number-format), and `string.char` wraps its
- * arguments to bytes.
+ * `string.format`, `string.char`, `string.upper` and `string.lower` as gopher-lua (CONNMIX's Lua) has
+ * them, each wrapping the stock function: numeric conversions print as Go prints them (./number-format),
+ * `string.char` wraps its arguments to bytes, and the case functions map UTF-8 letters past ASCII
+ * (./unicode-case).
  */
 export function openString51(L: LuaState): void {
   wrapField(L, 'string', 'format', format51);
   wrapField(L, 'string', 'char', markUntimed(char51));
+  wrapField(L, 'string', 'upper', caseMapping(true));
+  wrapField(L, 'string', 'lower', caseMapping(false));
+}
+
+/** `string.upper` (or lower): UTF-8 text past ASCII by character, the rest by the stock function. */
+function caseMapping(upper: boolean): LuaFunction {
+  return (L) => {
+    const bytes: Uint8Array = luaL_checklstring(L, 1);
+    if (!mapsByCharacter(bytes)) return callWrapped(L);
+    const mapped = mapCase(bytes, upper);
+    const max = stateLimits(L).maxStringSize;
+    if (mapped.length > max) return raiseTooLarge(L, `string.${upper ? 'upper' : 'lower'}: result`, mapped.length, max);
+    if (mapped.length >= LARGE_BYTES) checkBudgetSoon(L);
+    lua_pushstring(L, mapped);
+    return 1;
+  };
 }
 
 const PERCENT = 0x25;

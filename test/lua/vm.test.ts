@@ -38,6 +38,16 @@ test('Lua 5.1 math functions, math.mod and string.char answer as gopher-lua (CON
   assert.deepEqual(lines.filter((line) => line.includes('native error')), []);
 });
 
+test('string.upper and string.lower map UTF-8 letters one for one, as gopher-lua (CONNMIX) does; other bytes stay', async () => {
+  const { exec } = scriptVm();
+  // The expected texts are what gopher-lua v1.1.1 printed for the same calls.
+  const r = await exec(`return string.upper("héllo wörld"), string.lower("ÀÉÎÕÜ"), string.upper("straße"),
+    string.lower("ΟΔΟΣ ΟΔΟΣ"), ("ǆ"):upper(), string.upper("中文弹幕 abc"), string.lower("İ"), string.upper("ﬁ"),
+    string.upper("\\255abc") == "\\255ABC", string.lower("A\\0B")`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, ['HÉLLO WÖRLD', 'àéîõü', 'STRAßE', 'οδοσ οδοσ', 'Ǆ', '中文弹幕 ABC', 'i', 'ﬁ', true, 'a\0b']);
+});
+
 test('table.getn rejects a non-table like Lua 5.1', async () => {
   const { exec } = scriptVm();
   const r = await exec(`return table.getn("x")`);
