@@ -218,7 +218,8 @@ test('pcall of an error inside a coroutine keeps the budget hook (pcall escape)'
 });
 
 test('integer arithmetic past 32 bits gives the float64 results gopher-lua gives (integer results past 32 bits become floats)', async () => {
-  const { exec } = scriptVm();
+  // A loop of 70,000 additions: a budget a busy machine cannot run out of.
+  const { exec } = scriptVm({ callBudget: 10_000 });
   const r = await exec(`
     local a, b, max = 100000, 46341, 2147483647
     local sum = 0 for i = 1, 70000 do sum = sum + i end
@@ -241,6 +242,17 @@ test('library functions truncate a float where they take an integer, as gopher-l
   assert.equal(r.error, null);
   assert.deepEqual(r.values, ['he', 'ef', 'abab', 97, 'b', 'x,1,2,3', '1,2', 'xxx', 'abc', 3, false,
     "bad argument #1 to 'string.rep' (string expected, got table)"]);
+});
+
+test('gsub and gmatch take an empty match right after a match, as Lua 5.1 and gopher-lua do (empty matches after a match count, as in Lua 5.1)', async () => {
+  const { exec } = scriptVm();
+  // The expected values are what gopher-lua v1.1.1 answered.
+  const r = await exec(`local items = {} for m in string.gmatch("abc", "b*") do items[#items + 1] = "[" .. m .. "]" end
+    local a, n = string.gsub("a b  c", "%s*", "_")
+    local b, m = string.gsub("abc", "%w*", "<%0>")
+    return string.gsub("abc", "b*", "-"), table.concat(items), a, n, b, m, (string.gsub("a,b,,c", ",", ";"))`);
+  assert.equal(r.error, null);
+  assert.deepEqual(r.values, ['-a--c-', '[][b][][]', '_a__b__c_', 6, '<abc><>', 2, 'a;b;;c']);
 });
 
 test('numbers print in full, as gopher-lua prints them (numbers print as gopher-lua prints them)', async () => {

@@ -1,4 +1,5 @@
 import { stringModule } from './lstring';
+import { MATCHES_51 } from './matches51';
 import { EXACT_INTEGER_ARITHMETIC, GOPHER_NUMBER_TO_STRING, TRUNCATING_CHECKINTEGER } from './numbers';
 
 /**
@@ -130,6 +131,17 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     find: alternatives([TRUNCATING_CHECKINTEGER[0]]),
     replace: () => TRUNCATING_CHECKINTEGER[1],
     files: { 'lauxlib.js': 1 },
+  },
+  {
+    name: 'empty matches after a match count, as in Lua 5.1',
+    reason:
+      'Lua 5.3.6 skips an empty match that ends where the previous match ended; Lua 5.1 and gopher-lua ' +
+      '(CONNMIX) take it: `string.gsub("a b  c", "%s*", "_")` is "_a__b__c_" there and was "_a_b_c_" here, ' +
+      'and gmatch yielded one item less.',
+    test: 'test/lua/fengari-patches.test.ts: gsub and gmatch take an empty match right after a match, as Lua 5.1 and gopher-lua do (empty matches after a match count, as in Lua 5.1)',
+    find: alternatives(Object.keys(MATCHES_51)),
+    replace: (found: string) => MATCHES_51[found],
+    files: { 'lstrlib.js': 2 },
   },
   {
     name: 'numbers print as gopher-lua prints them',
