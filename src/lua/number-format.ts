@@ -4,11 +4,11 @@
  * Lua: `%f` of 1/3 printed 16 decimals instead of 6, `%e` printed `1.23456789e+4`, `%x` refused 2^32 and
  * 3.7, and `%.3g` of 1234567 printed `1230000`.
  *
- * Go's rules, where they differ from C's: an integer conversion takes a float and truncates it (one out of
- * int64's range, infinities and NaN are -2^63, as Go converts them); a
- * negative number prints with a minus sign in `%x` and `%o` (`-ff`), not as two's complement; `%g`
- * without a precision prints the shortest digits that read back to the number (`0.3333333333333333`,
- * `1e+06`); infinities and NaN print as `+Inf`, `-Inf` and `NaN`; `%c` is a code point, UTF-8 encoded.
+ * Go's rules, where they differ from C's: an integer conversion truncates a float (one out of int64's
+ * range, infinities and NaN become -2^63, as Go converts them); a negative number prints with a minus
+ * sign in `%x` and `%o` (`-ff`), not as two's complement; `%g` without a precision prints the shortest
+ * digits that read back to the number (`0.3333333333333333`, `1e+06`); infinities and NaN print as
+ * `+Inf`, `-Inf` and `NaN`; `%c` is a code point, UTF-8 encoded.
  */
 
 /** One parsed conversion: `%[flags][width][.precision]conversion`. */
@@ -29,7 +29,6 @@ export const NUMBER_CONVERSIONS = new Set(['c', 'd', 'i', 'o', 'x', 'X', 'e', 'E
 export function formatNumber(spec: NumberSpec, value: number): string {
   const { flags, conversion } = spec;
   if ('cdioxX'.includes(conversion)) {
-    // Go converts the float to int64: truncated, and anything out of range (infinities, NaN) is -2^63.
     let n = Math.trunc(value);
     if (!(n >= -INT64 && n < INT64)) n = -INT64;
     // %c is the character with that code point (UTF-8 once encoded), U+FFFD for none.
@@ -98,7 +97,12 @@ function fixed(x: number, decimals: number): string {
 function exponential(x: number, decimals: number): string {
   const [digits, exponent] = significantDigits(x, decimals + 1);
   const mantissa = decimals === 0 ? digits : `${digits[0]}.${digits.slice(1)}`;
-  return `${mantissa}e${exponent < 0 ? '-' : '+'}${String(Math.abs(exponent)).padStart(2, '0')}`;
+  return mantissa + exponentText(exponent);
+}
+
+/** `e+XX` / `e-XX`, at least two digits. */
+function exponentText(exponent: number): string {
+  return `e${exponent < 0 ? '-' : '+'}${String(Math.abs(exponent)).padStart(2, '0')}`;
 }
 
 /** The first `count` significant digits of x > 0, correctly rounded, and the decimal exponent of the first. */
@@ -140,12 +144,12 @@ function scaledRound(x: number, power: number): bigint {
 function general(x: number, precision: number | null, alternate: boolean): string {
   const trim = (text: string) => (alternate || !text.includes('.') ? text : text.replace(/\.?0+$/, ''));
   if (precision === null) {
-    const [mantissa, exponentText] = x.toExponential().split('e');
-    const exponent = Number(exponentText);
+    const [mantissa, shortestExponent] = x.toExponential().split('e');
+    const exponent = Number(shortestExponent);
     // `#` keeps the shortest digits and adds zeros up to six significant ones, as Go does.
     const missing = alternate ? 6 - mantissa.replace('.', '').length : 0;
     if (exponent >= -4 && exponent < 6) return missing > 0 ? withZeros(String(x), missing) : String(x);
-    return `${missing > 0 ? withZeros(mantissa, missing) : mantissa}e${exponent < 0 ? '-' : '+'}${String(Math.abs(exponent)).padStart(2, '0')}`;
+    return (missing > 0 ? withZeros(mantissa, missing) : mantissa) + exponentText(exponent);
   }
   const significant = Math.max(precision, 1);
   const [, exponent] = significantDigits(x, significant);

@@ -43,7 +43,7 @@ const LETTER_S = Buffer.from('s');
  * `string.format` with the numeric conversions done here: each such spec becomes `%s` and its argument
  * the formatted text (a number or a numeric string, as gopher-lua takes; a float given to `%d` or `%x`
  * is truncated). A bare `%q` of a string is quoted here too. Everything else goes to the stock function,
- * whose errors (a missing argument, a bad conversion) name the function as usual.
+ * whose own errors answer a missing argument or a bad conversion.
  */
 const format51: LuaFunction = (L) => {
   const fmt: Uint8Array = luaL_checklstring(L, 1);
