@@ -127,23 +127,26 @@ export function setField(L: LuaState, table: string, name: string, fn: LuaFuncti
  * Replaces the library function `_G[table][name]` by one that runs `guard` first and `after` last.
  * The guard returns undefined to let the stock function run on the same stack frame (so its error
  * messages still name the function), or a result count when it has answered the call itself.
+ * Returns the function installed.
  */
-function guardField(L: LuaState, table: string, name: string, guard?: (L: LuaState) => number | undefined,
-  after?: (L: LuaState) => void): void {
+export function guardField(L: LuaState, table: string, name: string, guard?: (L: LuaState) => number | undefined,
+  after?: (L: LuaState) => void): LuaFunction {
   lua_getglobal(L, K(table));
   lua_getfield(L, -1, K(name));
   const stock = lua_tocfunction(L, -1) as LuaFunction | null;
   if (!stock || lua_getupvalue(L, -1, 1) !== null) throw new Error(`sandbox: ${table}.${name} is not a plain library function`);
   lua_pop(L, 1);
-  lua_pushjsfunction(L, (L: LuaState) => {
+  const guarded = (L: LuaState) => {
     const answered = guard?.(L);
     if (answered !== undefined) return answered;
     const results = stock(L);
     after?.(L);
     return results;
-  });
+  };
+  lua_pushjsfunction(L, guarded);
   lua_setfield(L, -2, K(name));
   lua_pop(L, 1);
+  return guarded;
 }
 
 /** Where the stock `load` is kept: a registry field, out of scripts' reach. */

@@ -1,4 +1,5 @@
-import { lua, lauxlib, K, raise, bytesView, type LuaState, type LuaFunction } from './fengari/index';
+import { lua, lauxlib, raise, bytesView, type LuaState } from './fengari/index';
+import { guardField } from './sandbox';
 import { stateLimits, markUntimed, raiseTooLarge, checkBudgetSoon, LARGE_BYTES } from './limits';
 import { formatNumber, NUMBER_CONVERSIONS, type NumberSpec } from './number-format';
 import { mapCase, mapsByCharacter } from './unicode-case';
@@ -8,22 +9,22 @@ const { luaL_checknumber, luaL_checklstring } = lauxlib;
 
 /**
  * `string.format`, `string.char`, `string.upper` and `string.lower` as gopher-lua (CONNMIX's Lua) has
- * them, each wrapping the stock function: numeric conversions print as Go prints them (./number-format),
- * `string.char` wraps its arguments to bytes, and the case functions map UTF-8 letters past ASCII
- * (./unicode-case).
+ * them, each a guard in front of the function it replaces (sandbox's guardField): numeric conversions
+ * print as Go prints them (./number-format), `string.char` wraps its arguments to bytes, and the case
+ * functions map UTF-8 letters past ASCII (./unicode-case).
  */
 export function openString51(L: LuaState): void {
-  wrapField(L, 'string', 'format', format51);
-  wrapField(L, 'string', 'char', markUntimed(char51));
-  wrapField(L, 'string', 'upper', caseMapping(true));
-  wrapField(L, 'string', 'lower', caseMapping(false));
+  guardField(L, 'string', 'format', format51);
+  markUntimed(guardField(L, 'string', 'char', char51));
+  guardField(L, 'string', 'upper', caseMapping(true));
+  guardField(L, 'string', 'lower', caseMapping(false));
 }
 
-/** `string.upper` (or lower): UTF-8 text past ASCII by character, the rest by the stock function. */
-function caseMapping(upper: boolean): LuaFunction {
+/** `string.upper` (or lower): UTF-8 text past ASCII by character here, the rest by the function it guards. */
+function caseMapping(upper: boolean): (L: LuaState) => number | undefined {
   return (L) => {
     const bytes: Uint8Array = luaL_checklstring(L, 1);
-    if (!mapsByCharacter(bytes)) return callWrapped(L);
+    if (!mapsByCharacter(bytes)) return undefined;
     const mapped = mapCase(bytes, upper);
     const max = stateLimits(L).maxStringSize;
     if (mapped.length > max) return raiseTooLarge(L, `string.${upper ? 'upper' : 'lower'}: result`, mapped.length, max);
@@ -45,7 +46,7 @@ const LETTER_S = Buffer.from('s');
  * is truncated). A bare `%q` of a string is quoted here too. Everything else goes to the stock function,
  * whose own errors answer a missing argument or a bad conversion.
  */
-const format51: LuaFunction = (L) => {
+const format51 = (L: LuaState): undefined => {
   const fmt: Uint8Array = luaL_checklstring(L, 1);
   /** Pieces of the format to replace, in order. */
   const edits: Array<{ from: number; to: number; text: Buffer }> = [];
@@ -99,7 +100,7 @@ const format51: LuaFunction = (L) => {
     lua_pushstring(L, edited(fmt, edits));
     lua.lua_replace(L, 1);
   }
-  return callWrapped(L);
+  return undefined;
 };
 
 /** `fmt` with each edit's range replaced by its text, copied into one buffer (no view per piece). */
@@ -122,9 +123,9 @@ function edited(fmt: Uint8Array, edits: ReadonlyArray<{ from: number; to: number
 /**
  * `string.char` as gopher-lua has it: each argument is truncated to an integer and wrapped to a byte
  * (`string.char(256)` is "\0", `string.char(65.9)` is "A"), where Lua 5.3 raises. Past maxItems
- * arguments the wrapped function's own limit answers.
+ * arguments the guarded function's own limit answers.
  */
-const char51: LuaFunction = (L) => {
+const char51 = (L: LuaState): undefined => {
   const nargs = lua_gettop(L);
   if (nargs <= stateLimits(L).maxItems) {
     for (let i = 1; i <= nargs; i++) {
@@ -132,26 +133,8 @@ const char51: LuaFunction = (L) => {
       lua.lua_replace(L, i);
     }
   }
-  return callWrapped(L);
+  return undefined;
 };
-
-/** Replaces `_G[table][name]` by `fn`, a closure whose upvalue is the function it replaces. */
-function wrapField(L: LuaState, table: string, name: string, fn: LuaFunction): void {
-  lua.lua_getglobal(L, K(table));
-  lua.lua_getfield(L, -1, K(name));
-  lua.lua_pushjsclosure(L, fn, 1);
-  lua.lua_setfield(L, -2, K(name));
-  lua.lua_pop(L, 1);
-}
-
-/** Calls the replaced function (upvalue 1) with the stack's arguments; one result. */
-function callWrapped(L: LuaState): number {
-  const nargs = lua_gettop(L);
-  lua.lua_pushvalue(L, lua.lua_upvalueindex(1));
-  lua.lua_insert(L, 1);
-  lua.lua_call(L, nargs, 1);
-  return 1;
-}
 
 const isControl = (byte: number) => byte <= 0x1f || byte === 0x7f;
 

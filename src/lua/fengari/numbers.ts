@@ -45,8 +45,8 @@ const luaV_imul = Math.imul ||`,
   'case LUA_OPSUB:  return (v1 - v2)|0;': 'case LUA_OPSUB:  return v1 - v2;',
   'case LUA_OPMUL:  return lvm.luaV_imul(v1, v2);': 'case LUA_OPMUL:  return v1 * v2;',
   'case LUA_OPUNM:  return (0 - v1)|0;': 'case LUA_OPUNM:  return 0 - v1;',
-  'res.setivalue(intarith(L, op, p1.value, p2.value));':
-    '{ const r = intarith(L, op, p1.value, p2.value); if (r === (r|0)) res.setivalue(r|0); else res.setfltvalue(r); }',
+  'res.setivalue(intarith(L, op, p1.value, p2.value));': 'lvm.setexact(res, intarith(L, op, p1.value, p2.value));',
+  'module.exports.luaV_imul        = luaV_imul;': 'module.exports.luaV_imul        = luaV_imul;\nmodule.exports.setexact         = setexact;',
   // A hex numeral past 32 bits is read as a float (l_str2d reads hex too) instead of wrapping.
   'a = (a * 16 + luaO_hexavalue(s[i]))|0;': 'a = a * 16 + luaO_hexavalue(s[i]);',
   'if (empty || (i !== s.length && s[i] !== 0)) return null;':
@@ -74,12 +74,11 @@ export const GOPHER_NUMBER_TO_STRING = `const lua_number2str = function(n) {
 };`;
 
 /** fengari's luaL_checkinteger (lauxlib.js), truncating a float as gopher-lua's CheckInt does. */
-export const TRUNCATING_CHECKINTEGER: readonly [find: string, replace: string] = [
-  'let d = lua_tointegerx(L, arg);\n    if (d === false)\n        interror(L, arg);',
-  `let d = lua_tointegerx(L, arg);
+export const TRUNCATING_CHECKINTEGER: Readonly<Record<string, string>> = {
+  'let d = lua_tointegerx(L, arg);\n    if (d === false)\n        interror(L, arg);': `let d = lua_tointegerx(L, arg);
     if (d === false) {  /* a float truncates toward zero, clamped to the 32-bit integers; only a non-number fails */
         const n = lua_tonumberx(L, arg);
         if (n === false) interror(L, arg);
         d = n !== n ? -2147483648 : Math.max(-2147483648, Math.min(2147483647, Math.trunc(n)));
     }`,
-];
+};

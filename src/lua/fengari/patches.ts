@@ -119,7 +119,7 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     test: 'test/lua/fengari-patches.test.ts: integer arithmetic past 32 bits gives the float64 results gopher-lua gives (integer results past 32 bits become floats)',
     find: alternatives(Object.keys(EXACT_INTEGER_ARITHMETIC)),
     replace: (found: string) => EXACT_INTEGER_ARITHMETIC[found],
-    files: { 'lvm.js': 7, 'lobject.js': 7, 'lbaselib.js': 3 },
+    files: { 'lvm.js': 8, 'lobject.js': 7, 'lbaselib.js': 3 },
   },
   {
     name: 'integer arguments truncate floats',
@@ -128,8 +128,8 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
       'unpack) raised "number has no integer representation" for a float with a fraction, so ' +
       '`s:sub(1, #s / 2)` failed on odd lengths; gopher-lua truncates it (see ./numbers).',
     test: 'test/lua/fengari-patches.test.ts: library functions truncate a float where they take an integer, as gopher-lua does (integer arguments truncate floats)',
-    find: alternatives([TRUNCATING_CHECKINTEGER[0]]),
-    replace: () => TRUNCATING_CHECKINTEGER[1],
+    find: alternatives(Object.keys(TRUNCATING_CHECKINTEGER)),
+    replace: (found: string) => TRUNCATING_CHECKINTEGER[found],
     files: { 'lauxlib.js': 1 },
   },
   {
