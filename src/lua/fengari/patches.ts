@@ -117,8 +117,7 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
       '`100000 * 100000` gave 1410065408, a running sum past 2^31 turned negative, `0xffffffff` was -1, and a ' +
       'for loop whose last step passed 2^31 never ended. Such results are now the exact floats (see ./numbers).',
     test: 'test/lua/fengari-patches.test.ts: integer arithmetic past 32 bits gives the float64 results gopher-lua gives (integer results past 32 bits become floats)',
-    find: alternatives(Object.keys(EXACT_INTEGER_ARITHMETIC)),
-    replace: (found: string) => EXACT_INTEGER_ARITHMETIC[found],
+    ...replacing(EXACT_INTEGER_ARITHMETIC),
     files: { 'lvm.js': 8, 'lobject.js': 7, 'lbaselib.js': 3 },
   },
   {
@@ -128,8 +127,7 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
       'unpack) raised "number has no integer representation" for a float with a fraction, so ' +
       '`s:sub(1, #s / 2)` failed on odd lengths; gopher-lua truncates it (see ./numbers).',
     test: 'test/lua/fengari-patches.test.ts: library functions truncate a float where they take an integer, as gopher-lua does (integer arguments truncate floats)',
-    find: alternatives(Object.keys(TRUNCATING_CHECKINTEGER)),
-    replace: (found: string) => TRUNCATING_CHECKINTEGER[found],
+    ...replacing(TRUNCATING_CHECKINTEGER),
     files: { 'lauxlib.js': 1 },
   },
   {
@@ -139,8 +137,7 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
       '(CONNMIX) take it: `string.gsub("a b  c", "%s*", "_")` is "_a__b__c_" there and was "_a_b_c_" here, ' +
       'and gmatch yielded one item less.',
     test: 'test/lua/fengari-patches.test.ts: gsub and gmatch take an empty match right after a match, as Lua 5.1 and gopher-lua do (empty matches after a match count, as in Lua 5.1)',
-    find: alternatives(Object.keys(MATCHES_51)),
-    replace: (found: string) => MATCHES_51[found],
+    ...replacing(MATCHES_51),
     files: { 'lstrlib.js': 2 },
   },
   {
@@ -156,9 +153,10 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
   },
 ];
 
-/** A global regular expression matching any of `texts` literally. */
-function alternatives(texts: readonly string[]): RegExp {
-  return new RegExp(texts.map((text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+/** A patch's find and replace for a map of literal texts to what each becomes. */
+function replacing(map: Readonly<Record<string, string>>): Pick<SourcePatch, 'find' | 'replace'> {
+  const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return { find: new RegExp(Object.keys(map).map(literal).join('|'), 'g'), replace: (found: string) => map[found] };
 }
 
 /** Stack slots past this index are dropped as fengari does, not kept for reuse. */
