@@ -144,6 +144,7 @@ export class Engine implements NodeServices {
     this.api?.stopAccepting();
     await Promise.all([this.broker.leave(), ...this.servers.map((server) => server.stop(CloseCode.GOING_AWAY))]);
     await Promise.all([this.api?.stop(), this.center?.stop()]);
+    this.hub.close();
     await this.broker.stop();
     this.fdGuard.stop();
   }

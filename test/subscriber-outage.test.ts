@@ -8,6 +8,7 @@ import { keySlot } from '../src/mesh/sharded-subscriber';
 import { bounded } from '../src/mesh/redis-connections';
 import { MAX_CHANNELS_IN_FLIGHT } from '../src/mesh/subscriber-link';
 import type { RedisBroker } from '../src/mesh/redis-broker';
+import type { Hub } from '../src/mesh/hub';
 
 // Viewers coming and going while a node's Redis subscriber connection is away: the node keeps the
 // channels it wants, not a queue of every (un)subscribe, and on reconnect subscribes what is wanted then.
@@ -17,6 +18,11 @@ const DISTINCT_CYCLES = 5000;
 const SAME_CHANNEL_CYCLES = 5000;
 /** Churn subscribers still in their channel when Redis comes back. */
 const STAYING = 300;
+
+/** Waits until the hub has unsubscribed the channels their last viewer left (it holds them a moment). */
+async function letGo(hub: Hub): Promise<void> {
+  await waitFor('the hub let go of the channels left', () => hub.idleChannelCount === 0);
+}
 
 function brokerOf(node: TestNode): RedisBroker {
   return node.engine.broker as RedisBroker;
@@ -75,10 +81,11 @@ test('Redis down while viewers churn: the node holds one entry per wanted channe
     assert.equal(await leaving.request('{"op":"unsubscribe","channel":"2@video"}'), '{"result":true}');
     const channels = Array.from({ length: DISTINCT_CYCLES }, (_, i) => `churn:${i}`);
     const staying = await churn(a, channels);
+    const hub = a.engine.hub;
+    await letGo(hub);
 
     // Pending work is the wanted set (local channels and the inbox), not the 20,000 calls made; all of it
     // is to be subscribed when Redis returns.
-    const hub = a.engine.hub;
     assert.equal(hub.channelCount, 2 + STAYING);
     assert.deepEqual(brokerOf(a).subscriptions(), { wanted: hub.channelCount + 1, unsynced: hub.channelCount + 1, queued: 0 });
 
@@ -145,6 +152,7 @@ test('Redis frozen while viewers churn: unanswered (un)subscribes stay bounded, 
     for (const answer of await bounded(Promise.all(answers), 30_000, 'the answers to the churn')) assert.equal(answer, null);
 
     redis.thaw();
+    await letGo(hub);
     await waitFor('A caught up', () => brokerOf(a).ready() && brokerOf(a).subscriptions().unsynced === 0, 15_000);
     const expected = [...holders.keys()].map((channel) => `o3:ch:${channel}`).sort();
     assert.equal(expected.length, hub.channelCount);
@@ -194,8 +202,8 @@ test('a Redis Cluster master down while viewers churn: its link holds the wanted
     clients.push(joining);
     assert.equal(await leaving.request(`{"op":"unsubscribe","channel":"${leftId}@video"}`), '{"result":true}');
     const staying = await churn(a, channels);
-
     const hub = a.engine.hub;
+    await letGo(hub);
     assert.equal(hub.channelCount, 2 + STAYING);
     // The links to the other masters are idle; the one to the dead master holds its wanted channels only,
     // all to be subscribed when it returns (with A's inbox, if the inbox is on that master).
@@ -247,6 +255,7 @@ test('the mesh subscription gauges in /metrics: every wanted channel unsynced wh
     clients.push(await viewer(node.wsUrl, 3));
     assert.equal(await clients[1].request('{"op":"unsubscribe","channel":"2@video"}'), '{"result":true}');
     // Redis holds none of them now: each wanted channel is to be subscribed on its return, and nothing waits on the connection.
+    await letGo(node.engine.hub);
     assert.deepEqual(await gauges(), [3, 3, 0]);
 
     await redis.restart();
@@ -281,6 +290,9 @@ test('Redis frozen while each viewer joins and leaves a channel of its own: the 
       answers.push(hub.subscribe(subscriber, [`own:${i}`]), hub.unsubscribe(subscriber, [`own:${i}`]));
       if (i % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
     }
+    // The channels left wait a moment (at most 10,000 of them), then go.
+    assert.ok(hub.idleChannelCount <= 10_000, `${hub.idleChannelCount} left channels held`);
+    await letGo(hub);
     const frozen = brokerOf(node).subscriptions();
     assert.equal(frozen.wanted, staying.length + 1);
     // What the node holds for Redis is bounded by what it wants, not by the channels that came and went.

@@ -114,7 +114,7 @@ test('viewers churning in a normal run: the audit runs often and finds nothing t
       }
       await sleep(Math.random() * 30);
     }
-    await waitFor('A settled', () => brokerOf(a).subscriptions().unsynced === 0, 10_000);
+    await waitFor('A settled, the channels left let go', () => hub.idleChannelCount === 0 && brokerOf(a).subscriptions().unsynced === 0, 10_000);
     const before = await clientListCalls(redis);
     await waitFor('more audits ran once settled', async () => (await clientListCalls(redis)) >= before + 10, 10_000);
 

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { MemoryBroker } from '../../src/mesh/memory-broker';
-import { Hub } from '../../src/mesh/hub';
+import { Hub, type HubOptions } from '../../src/mesh/hub';
 import { TestSubscriber } from '../support/mesh-node';
+import { waitFor } from '../support/helpers';
 
 // The Hub alone, over a MemoryBroker that notes which channels the hub asks it to carry: the node's
 // local subscribers, and what reaches the broker (once per channel, not once per subscriber).
@@ -19,9 +20,9 @@ class NotingBroker extends MemoryBroker {
   }
 }
 
-async function hubNode(): Promise<{ broker: NotingBroker; hub: Hub }> {
+async function hubNode(options: HubOptions = { lingerMs: 0 }): Promise<{ broker: NotingBroker; hub: Hub }> {
   const broker = new NotingBroker('127.0.0.1:1');
-  const hub = new Hub(broker);
+  const hub = new Hub(broker, undefined, options);
   await broker.start(hub);
   return { broker, hub };
 }
@@ -91,4 +92,63 @@ test('Hub.callOn: context writes apply at once, (un)subscribes go through the hu
   assert.equal(hub.callOn('7', 'unsubscribe', ['room:r1']), null);
   assert.deepEqual(broker.asked, ['+room:r1', '-room:r1']);
   assert.equal(hub.callOn('8', 'subscribe', ['room:r1']), 'client 8 not found or gone');
+});
+
+test('Hub: a channel left by its last subscriber stays at the broker a moment, and a return costs no broker call', async () => {
+  const { broker, hub } = await hubNode({ lingerMs: 50 });
+  const [a, b] = [new TestSubscriber('1'), new TestSubscriber('2')];
+  assert.equal(hub.subscribe(a, ['video:1']), null);
+  assert.equal(hub.unsubscribe(a, ['video:1']), null);
+  assert.deepEqual(broker.asked, ['+video:1'], 'not unsubscribed at once');
+  assert.deepEqual([hub.channelCount, hub.idleChannelCount, hub.count('video:1')], [0, 1, 0]);
+  assert.deepEqual(hub.deliver('video:1', Buffer.from('nobody'), false), { s: 0, f: 0 });
+
+  assert.equal(hub.subscribe(b, ['video:1']), null);
+  assert.deepEqual(broker.asked, ['+video:1'], 'the channel was still held');
+  assert.deepEqual([hub.channelCount, hub.idleChannelCount], [1, 0]);
+  assert.deepEqual(hub.deliver('video:1', Buffer.from('back'), false), { s: 1, f: 0 });
+  assert.deepEqual(b.received, ['back']);
+
+  hub.remove(b);
+  await waitFor('the left channel unsubscribed', () => broker.asked.length === 2);
+  assert.deepEqual(broker.asked, ['+video:1', '-video:1']);
+  assert.deepEqual([hub.channelCount, hub.idleChannelCount], [0, 0]);
+  assert.equal(hub.subscribe(a, ['video:1']), null);
+  assert.deepEqual(broker.asked, ['+video:1', '-video:1', '+video:1'], 'subscribed again once dropped');
+  hub.close();
+});
+
+test('Hub: left channels held are bounded; past maxIdle a left channel is unsubscribed at once', async () => {
+  const { broker, hub } = await hubNode({ lingerMs: 60_000, maxIdle: 2 });
+  const viewer = new TestSubscriber('1');
+  assert.equal(hub.subscribe(viewer, ['c1', 'c2', 'c3', 'c4']), null);
+  assert.equal(hub.unsubscribe(viewer, ['c1', 'c2', 'c3', 'c4']), null);
+  assert.deepEqual(broker.asked, ['+c1', '+c2', '+c3', '+c4', '-c3', '-c4']);
+  assert.deepEqual([hub.channelCount, hub.idleChannelCount], [0, 2]);
+  hub.close();
+});
+
+test('Hub: a subscriber joining while the broker has not confirmed the channel waits for it too', async () => {
+  let confirm!: () => void;
+  const confirmed = new Promise<void>((resolve) => (confirm = resolve));
+  class SlowBroker extends NotingBroker {
+    override subscribe(channel?: string): Promise<void> {
+      super.subscribe(channel);
+      return confirmed;
+    }
+  }
+  const broker = new SlowBroker('127.0.0.1:1');
+  const hub = new Hub(broker, undefined, { lingerMs: 0 });
+  await broker.start(hub);
+  const first = hub.subscribe(new TestSubscriber('1'), ['video:9']);
+  const second = hub.subscribe(new TestSubscriber('2'), ['video:9']);
+  assert.ok(first instanceof Promise && second instanceof Promise, 'both wait for the broker');
+  const settled: string[] = [];
+  void second.then(() => settled.push('second'));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(settled, [], 'not before the broker confirms');
+  confirm();
+  assert.deepEqual(await Promise.all([first, second]), [null, null]);
+  assert.deepEqual(broker.asked, ['+video:9']);
+  assert.equal(hub.subscribe(new TestSubscriber('3'), ['video:9']), null, 'once confirmed, at once');
 });
