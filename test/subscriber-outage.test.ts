@@ -50,7 +50,7 @@ async function churn(node: TestNode, channels: string[]): Promise<TestSubscriber
     const subscriber = new TestSubscriber(`churn-${i}`);
     answers.push(hub.subscribe(subscriber, [channels[i % channels.length]]));
     if (i >= DISTINCT_CYCLES - STAYING) staying.push(subscriber);
-    else answers.push(hub.unsubscribe(subscriber, [...subscriber.channels]));
+    else answers.push(hub.unsubscribe(subscriber, [...subscriber.channels.keys()]));
   }
   for (let i = 0; i < SAME_CHANNEL_CYCLES; i++) {
     const subscriber = new TestSubscriber(`same-${i}`);
@@ -91,7 +91,7 @@ test('Redis down while viewers churn: the node holds one entry per wanted channe
 
     await redis.restart();
     await waitFor('both nodes ready again', () => brokerOf(a).ready() && brokerOf(b).ready(), 10_000);
-    const expected = ['o1:ch:video:1', 'o1:ch:video:3', ...staying.map((subscriber) => `o1:ch:${[...subscriber.channels][0]}`)].sort();
+    const expected = ['o1:ch:video:1', 'o1:ch:video:3', ...staying.map((subscriber) => `o1:ch:${[...subscriber.channels.keys()][0]}`)].sort();
     await waitFor('A resubscribed exactly its wanted channels', async () =>
       (await redis.cli('pubsub', 'channels', 'o1:ch:*')).split('\n').filter(Boolean).sort().join() === expected.join(), 10_000);
     assert.deepEqual(brokerOf(a).subscriptions(), { wanted: hub.channelCount + 1, unsynced: 0, queued: 0 });
@@ -105,7 +105,7 @@ test('Redis down while viewers churn: the node holds one entry per wanted channe
     assert.equal((await joining.next()).data, 'joined');
     assert.deepEqual((await post(`${b.apiUrl}/v1/mesh/publish`, { c: 'video:1', d: 'kept' })).json, { E: null, r: { s: 1, f: 0 } });
     assert.equal((await kept.next()).data, 'kept');
-    const held = [...staying[0].channels][0];
+    const held = [...staying[0].channels.keys()][0];
     assert.deepEqual((await post(`${b.apiUrl}/v1/mesh/publish`, { c: held, d: 'held' })).json, { E: null, r: { s: 1, f: 0 } });
     assert.deepEqual(staying[0].received, ['held']);
     // The channel left during the outage reaches no node: A is not subscribed to it.
@@ -212,7 +212,7 @@ test('a Redis Cluster master down while viewers churn: its link holds the wanted
 
     await master.restart();
     await cluster.waitHealthy(20_000);
-    const expected = [`o2:ch:video:${keptId}`, `o2:ch:video:${joinedId}`, ...staying.map((subscriber) => `o2:ch:${[...subscriber.channels][0]}`)].sort();
+    const expected = [`o2:ch:video:${keptId}`, `o2:ch:video:${joinedId}`, ...staying.map((subscriber) => `o2:ch:${[...subscriber.channels.keys()][0]}`)].sort();
     await waitFor('A resubscribed exactly its wanted channels on the restarted master', async () =>
       (await master.cli('pubsub', 'shardchannels', 'o2:ch:*')).split('\n').filter(Boolean).sort().join() === expected.join(), 15_000);
     // One SSUBSCRIBE per slot of the wanted channels at most, and nothing of the churn replayed.

@@ -63,7 +63,7 @@ test('viewers joining more channels than fit in flight on slots that just moved:
     assert.deepEqual(late.received, ['kept']);
     assert.deepEqual((await post(`${b.apiUrl}/v1/mesh/publish`, { c: burst[0], d: 'moved' })).json, { E: null, r: { s: 1, f: 0 } });
     assert.deepEqual(joined[0].received, ['moved']);
-    const [before] = earlier[0].channels;
+    const [before] = earlier[0].channels.keys();
     assert.deepEqual((await post(`${b.apiUrl}/v1/mesh/publish`, { c: before, d: 'followed' })).json, { E: null, r: { s: 1, f: 0 } });
     assert.deepEqual(earlier[0].received, ['followed']);
     // Thousands of MOVED answers, none worth a warning: the move is logged once per route.

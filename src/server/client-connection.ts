@@ -14,7 +14,7 @@ import { Peer } from '../wire/peer';
 export abstract class ClientConnection extends Peer implements Subscriber, ScriptConnection {
   abstract readonly protocol: Protocol;
   readonly context: ConnectionContext;
-  readonly channels = new Set<string>();
+  readonly channels = new Map<string, number>();
   /** The second under which the server's TimeoutWatch filed this connection (0 = not filed); the watch's own. */
   dueAt = 0;
   /** This connection's Lua userdata, made when a script first asks for it. */

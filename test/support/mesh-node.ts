@@ -29,7 +29,7 @@ export async function meshNode(): Promise<{ broker: MemoryBroker; hub: Hub; mesh
 
 /** A connection as the hub sees it, keeping what it was given; `deliver` runs `during` first, if set. */
 export class TestSubscriber implements Subscriber {
-  readonly channels = new Set<string>();
+  readonly channels = new Map<string, number>();
   readonly context = new ConnectionContext();
   readonly received: string[] = [];
   accepts = true;

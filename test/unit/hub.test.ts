@@ -44,7 +44,7 @@ test('Hub: the broker carries a channel from its first local subscriber to its l
   hub.remove(b);
   assert.deepEqual(broker.asked, ['+video:1', '+video:2', '-video:1']);
   assert.equal(hub.connection('2'), undefined);
-  assert.deepEqual([...a.channels], ['video:2']);
+  assert.deepEqual([...a.channels.keys()], ['video:2']);
   assert.deepEqual(hub.deliver('video:1', Buffer.from('x'), false), { s: 0, f: 0 });
 });
 
@@ -53,11 +53,11 @@ test('Hub: a subscribe is all or none, and maxChannels counts only channels not 
   const limited = new TestSubscriber('1', 'websocket', 2);
   hub.add(limited);
   assert.match(String(hub.subscribe(limited, ['ok', ''])), /channel/);
-  assert.deepEqual([...limited.channels], [], 'a bad name refuses the whole list');
+  assert.deepEqual([...limited.channels.keys()], [], 'a bad name refuses the whole list');
   assert.equal(hub.subscribe(limited, ['a', 'b']), null);
   assert.equal(hub.subscribe(limited, ['a', 'b']), null, 'channels already held do not count again');
   assert.match(String(hub.subscribe(limited, ['c'])), /too many channels: a connection may subscribe to 2/);
-  assert.deepEqual([...limited.channels], ['a', 'b']);
+  assert.deepEqual([...limited.channels.keys()], ['a', 'b']);
   assert.deepEqual(broker.asked, ['+a', '+b']);
 });
 
@@ -151,4 +151,69 @@ test('Hub: a subscriber joining while the broker has not confirmed the channel w
   assert.deepEqual(await Promise.all([first, second]), [null, null]);
   assert.deepEqual(broker.asked, ['+video:9']);
   assert.equal(hub.subscribe(new TestSubscriber('3'), ['video:9']), null, 'once confirmed, at once');
+});
+
+test('Hub: after thousands of random joins and leaves, a channel delivers once to each member and to nobody else', async () => {
+  const { hub } = await hubNode();
+  let seed = 7;
+  const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  const viewers = Array.from({ length: 60 }, (_, i) => new TestSubscriber(String(i)));
+  const joined = new Set<TestSubscriber>();
+  for (let round = 0; round < 50; round++) {
+    for (let op = 0; op < 100; op++) {
+      const viewer = viewers[random(viewers.length)];
+      if (joined.has(viewer)) {
+        assert.equal(hub.unsubscribe(viewer, ['hot']), null);
+        joined.delete(viewer);
+      } else {
+        assert.equal(hub.subscribe(viewer, ['hot']), null);
+        joined.add(viewer);
+      }
+    }
+    const before = viewers.map((viewer) => viewer.received.length);
+    assert.deepEqual(hub.deliver('hot', Buffer.from(`m${round}`), false), { s: joined.size, f: 0 });
+    assert.equal(hub.count('hot'), joined.size);
+    viewers.forEach((viewer, i) => {
+      const expected = joined.has(viewer) ? [`m${round}`] : [];
+      assert.deepEqual(viewer.received.slice(before[i]), expected, `viewer ${i} in round ${round}`);
+    });
+  }
+});
+
+test('Hub: members leaving and joining while a delivery walks the channel: the left are skipped, the joined reached, each once', async () => {
+  const { hub } = await hubNode();
+  let republished = false;
+  const late = new TestSubscriber('late');
+  const viewers: TestSubscriber[] = [];
+  const viewer = (id: string, during?: () => void) => {
+    const subscriber = new TestSubscriber(id, 'websocket', 0, during);
+    viewers.push(subscriber);
+    assert.equal(hub.subscribe(subscriber, ['live']), null);
+    return subscriber;
+  };
+  const [a] = [viewer('a')];
+  const b = viewer('b', () => {
+    if (b.received.length > 0) return;
+    // b leaves, d (not reached yet) leaves, a newcomer joins, and a nested publish walks the same list.
+    hub.unsubscribe(b, ['live']);
+    hub.unsubscribe(d, ['live']);
+    hub.subscribe(late, ['live']);
+    if (!republished) {
+      republished = true;
+      assert.deepEqual(hub.deliver('live', Buffer.from('nested'), false), { s: 4, f: 0 }, 'a, c, e and the newcomer');
+    }
+  });
+  const c = viewer('c');
+  const d = viewer('d');
+  const e = viewer('e');
+  assert.deepEqual(hub.deliver('live', Buffer.from('first'), false), { s: 5, f: 0 }, 'a, b, c, e and the newcomer');
+  assert.deepEqual([a, b, c, d, e, late].map((s) => s.received), [
+    ['first', 'nested'], ['first'], ['nested', 'first'], [], ['nested', 'first'], ['nested', 'first'],
+  ]);
+  assert.equal(hub.count('live'), 4);
+  assert.deepEqual(hub.deliver('live', Buffer.from('second'), false), { s: 4, f: 0 });
+  assert.deepEqual([a, b, c, d, e, late].map((s) => s.received.at(-1)), ['second', 'first', 'second', undefined, 'second', 'second']);
+  for (const subscriber of [a, c, e, late]) assert.equal(hub.unsubscribe(subscriber, ['live']), null);
+  assert.equal(hub.count('live'), 0);
+  assert.deepEqual(hub.deliver('live', Buffer.from('nobody'), false), { s: 0, f: 0 });
 });

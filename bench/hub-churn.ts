@@ -1,0 +1,89 @@
+/**
+ * What a join and a leave cost in the hub, in-process: `npm run bench:hub -- [--seconds 2]`.
+ * Rows, each the mean over as many join+leave pairs as fit in the time:
+ *
+ * - `one viewer flapping in a channel of N`: the same viewer leaves and joins a channel held by N others
+ *   (a viewer toggling a video page, or a client sending subscribe/unsubscribe in a loop).
+ * - `viewers of N channels taking turns`: each of N viewers leaves and joins its own channel in turn (the
+ *   subscribe storm's pattern), so every leave empties its channel.
+ *
+ * No sockets, no Lua: the Hub over a MemoryBroker, with subscribers that only count deliveries.
+ */
+import { MemoryBroker } from '../src/mesh/memory-broker';
+import { Hub, type Outgoing, type Subscriber } from '../src/mesh/hub';
+import { ConnectionContext } from '../src/session/context';
+
+class CountingSubscriber implements Subscriber {
+  readonly protocol = 'websocket' as const;
+  readonly channels = new Map<string, number>();
+  readonly context = new ConnectionContext();
+  readonly maxChannels = 0;
+  received = 0;
+
+  constructor(readonly clientId: string) {}
+
+  deliver(_message: Outgoing): boolean {
+    this.received++;
+    return true;
+  }
+}
+
+/** Mean microseconds per call of `pair` over `ms`, after a warm-up of the same length. */
+function timePairs(ms: number, pair: (i: number) => void): number {
+  for (const measuring of [false, true]) {
+    let pairs = 0;
+    const started = process.hrtime.bigint();
+    const until = started + BigInt(ms) * 1_000_000n;
+    while (process.hrtime.bigint() < until) {
+      for (let k = 0; k < 1000; k++) pair(pairs++);
+    }
+    if (measuring) return Number(process.hrtime.bigint() - started) / pairs / 1000;
+  }
+  return 0;
+}
+
+function flapping(members: number, ms: number): number {
+  const hub = new Hub(new MemoryBroker('127.0.0.1:1'));
+  for (let i = 0; i < members; i++) hub.subscribe(new CountingSubscriber(`m${i}`), ['hot']);
+  const flapper = new CountingSubscriber('flapper');
+  hub.subscribe(flapper, ['hot']);
+  const us = timePairs(ms, () => {
+    hub.unsubscribe(flapper, ['hot']);
+    hub.subscribe(flapper, ['hot']);
+  });
+  hub.close();
+  return us;
+}
+
+function takingTurns(channels: number, ms: number): number {
+  const hub = new Hub(new MemoryBroker('127.0.0.1:1'));
+  const viewers = Array.from({ length: channels }, (_, i) => new CountingSubscriber(`v${i}`));
+  const names = viewers.map((_, i) => `video:${100_000 + i}`);
+  viewers.forEach((viewer, i) => hub.subscribe(viewer, [names[i]]));
+  const us = timePairs(ms, (i) => {
+    const n = i % channels;
+    // Fresh strings, as each Lua call makes them.
+    const name = `video:${100_000 + n}`;
+    hub.unsubscribe(viewers[n], [name]);
+    hub.subscribe(viewers[n], [`video:${100_000 + n}`]);
+  });
+  hub.close();
+  return us;
+}
+
+function main(): void {
+  const at = process.argv.indexOf('--seconds');
+  const ms = (at > 0 ? Number(process.argv[at + 1]) : 2) * 1000;
+  for (const members of [1_000, 20_000, 200_000]) {
+    console.log(JSON.stringify({ row: `one viewer flapping in a channel of ${members}`, usPerJoinAndLeave: round(flapping(members, ms)) }));
+  }
+  for (const channels of [200, 10_000]) {
+    console.log(JSON.stringify({ row: `viewers of ${channels} channels taking turns`, usPerJoinAndLeave: round(takingTurns(channels, ms)) }));
+  }
+}
+
+function round(us: number): number {
+  return Math.round(us * 1000) / 1000;
+}
+
+main();
