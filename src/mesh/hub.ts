@@ -42,7 +42,7 @@ interface ChannelEntry {
    * The members, each at the slot its `channels` map names. An array, not a Set: V8 keeps a deleted Set
    * key in its bucket's chain until the table is rebuilt, so one viewer joining and leaving a channel of
    * 20,000 again and again made each join walk thousands of dead entries (72 µs a join and leave in
-   * `npm run bench:hub`, against 0.1 µs now). A leave moves the last member into the freed slot;
+   * `npm run bench:churn`, against 0.1 µs now). A leave moves the last member into the freed slot;
    * during a delivery's walk it only empties the slot (null), and the walk's end closes the gaps.
    */
   readonly members: Array<Subscriber | null>;

@@ -45,6 +45,32 @@ test('a table gets its dead-key map only when a key is removed, and pairs() stil
   assert.deepEqual([lua.lua_tonumber(L, 2), lua.lua_tonumber(L, 3), lua.lua_toboolean(L, 4)], [20, 210, true]);
 });
 
+test('a key removed and set again thousands of times leaves one tombstone, and get, pairs, next and # see the table as before (removed keys leave tombstones)', () => {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const chunk = `
+    local t, seq = {}, {}
+    for i = 1, 5000 do t["user:" .. i] = i seq[i] = i end
+    for k = 1, 3000 do t["user:7"] = nil t["user:7"] = 7 end
+    t["user:9"] = nil
+    for i = 5000, 4001, -1 do seq[i] = nil end
+    local count, sum = 0, 0
+    for k, v in pairs(t) do count = count + 1 sum = sum + v end
+    local flapped, gone, length = t["user:7"], t["user:9"], #seq
+    local cleared = 0
+    for k in pairs(seq) do seq[k] = nil cleared = cleared + 1 end
+    return t, count, sum, flapped, gone == nil, length, cleared, next(seq) == nil, #seq + #t`;
+  assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=tombstones'), K('t')), lua.LUA_OK);
+  lua.lua_call(L, 0, 9);
+  const table = lua.lua_topointer(L, 1) as { strong: Map<unknown, unknown>; tombstones: number };
+  assert.equal(table.tombstones, 1, 'user:9 only: user:7 was set again in place every time');
+  assert.equal(table.strong.size, 5000, 'one Map entry per key ever set: 4,999 live and one tombstone');
+  assert.deepEqual(
+    [2, 3, 4, 5, 6, 7, 8, 9].map((index) => (index === 5 || index === 8 ? lua.lua_toboolean(L, index) : lua.lua_tonumber(L, index))),
+    [4999, (5000 * 5001) / 2 - 9, 7, true, 4000, 4000, true, 0],
+  );
+});
+
 type Fengari = { lua: typeof lua; lauxlib: typeof lauxlib; lualib: typeof lualib };
 
 /**

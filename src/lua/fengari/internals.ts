@@ -22,9 +22,10 @@ export const ltable = privateModule('ltable.js') as {
   luaH_getint(table: TableObject, key: number): StackValue;
 };
 
-/** A table (fengari's Table): its entries live in one Map. */
+/** A table (fengari's Table): its entries live in one Map, removed keys as tombstones (no value). */
 export interface TableObject {
   strong: Map<unknown, unknown>;
+  tombstones: number;
 }
 const lopcodes = privateModule('lopcodes.js') as { OpCodesI: Record<string, number> };
 const defs = privateModule('defs.js') as { constant_types: Record<string, number> };

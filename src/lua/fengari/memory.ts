@@ -37,7 +37,8 @@ interface TValue {
   value: unknown;
 }
 interface TableObject {
-  strong: Map<unknown, { key: TValue; value: TValue }>;
+  /** Removed keys stay as tombstones, without a value (see the patch 'removed keys leave tombstones'). */
+  strong: Map<unknown, { key: TValue; value: TValue | undefined }>;
   metatable: TableObject | null;
 }
 interface StringObject {
@@ -96,9 +97,9 @@ export function estimateStateBytes(L: LuaState, threads: Iterable<LuaState> = []
         break;
       case T_TABLE: {
         const table = object as TableObject;
-        bytes += TABLE + table.strong.size * ENTRY;
+        bytes += TABLE + table.strong.size * ENTRY; // tombstones hold memory too, until purged
         pushTable(table.metatable);
-        for (const entry of table.strong.values()) pending.push(entry.key, entry.value);
+        for (const entry of table.strong.values()) if (entry.value !== undefined) pending.push(entry.key, entry.value);
         break;
       }
       case T_FUNCTION: {

@@ -111,7 +111,7 @@ export function guardBulkInstructions(charge: (L: LuaState, values: number) => v
     const operand = L.stack[ci.l_base + instruction.B];
     if (!operand?.ttistable()) return;
     const table = operand.value as TableObject;
-    const size = table.strong.size;
+    const size = table.strong.size - table.tombstones;
     if (!ltable.luaH_getint(table, size + 1).ttisnil()) charge(state, size);
   });
 }

@@ -1,14 +1,18 @@
 /**
- * What a join and a leave cost in the hub, in-process: `npm run bench:hub -- [--seconds 2]`.
- * Rows, each the mean over as many join+leave pairs as fit in the time:
+ * What removing a key and adding it again costs where the node keeps keyed sets, in-process:
+ * `npm run bench:churn -- [--seconds 2]`. Rows, each the mean over as many remove+add pairs as fit in the time:
  *
  * - `one viewer flapping in a channel of N`: the same viewer leaves and joins a channel held by N others
  *   (a viewer toggling a video page, or a client sending subscribe/unsubscribe in a loop).
  * - `viewers of N channels taking turns`: each of N viewers leaves and joins its own channel in turn (the
  *   subscribe storm's pattern), so every leave empties its channel.
+ * - `one key flapping in a Lua table of N` / `keys of a Lua table of N taking turns`: a script's table
+ *   (say, who is online) where `t[k] = nil` then `t[k] = true` runs on one key, or on each key in turn.
  *
- * No sockets, no Lua: the Hub over a MemoryBroker, with subscribers that only count deliveries.
+ * No sockets: the Hub over a MemoryBroker, with subscribers that only count deliveries; a plain Lua state
+ * timing its own loop with os.clock.
  */
+import { lua, lauxlib, lualib, K } from '../src/lua/fengari/index';
 import { MemoryBroker } from '../src/mesh/memory-broker';
 import { Hub, type Outgoing, type Subscriber } from '../src/mesh/hub';
 import { ConnectionContext } from '../src/session/context';
@@ -71,6 +75,29 @@ function takingTurns(channels: number, ms: number): number {
   return us;
 }
 
+/** Mean microseconds per remove+add in a Lua table of `keys` string keys: one key flapping, or every key in turn. */
+function luaTable(keys: number, oneKey: boolean, ms: number): number {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const key = oneKey ? '"user:7"' : `"user:" .. (k % ${keys} + 1)`;
+  const chunk = `
+    local t = {}
+    for i = 1, ${keys} do t["user:" .. i] = true end
+    local function timed(seconds)
+      local n, started = 0, os.clock()
+      repeat
+        for k = 1, 1000 do local key = ${key} t[key] = nil t[key] = true end
+        n = n + 1000
+      until os.clock() - started >= seconds
+      return (os.clock() - started) / n * 1e6
+    end
+    timed(${ms / 1000})
+    return timed(${ms / 1000})`;
+  if (lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=churn'), K('t')) !== lua.LUA_OK) throw new Error('the churn chunk does not load');
+  lua.lua_call(L, 0, 1);
+  return lua.lua_tonumber(L, -1);
+}
+
 function main(): void {
   const at = process.argv.indexOf('--seconds');
   const ms = (at > 0 ? Number(process.argv[at + 1]) : 2) * 1000;
@@ -79,6 +106,10 @@ function main(): void {
   }
   for (const channels of [200, 10_000]) {
     console.log(JSON.stringify({ row: `viewers of ${channels} channels taking turns`, usPerJoinAndLeave: round(takingTurns(channels, ms)) }));
+  }
+  for (const keys of [1_000, 20_000]) {
+    console.log(JSON.stringify({ row: `one key flapping in a Lua table of ${keys}`, usPerRemoveAndAdd: round(luaTable(keys, true, ms)) }));
+    console.log(JSON.stringify({ row: `keys of a Lua table of ${keys} taking turns`, usPerRemoveAndAdd: round(luaTable(keys, false, ms)) }));
   }
 }
 
