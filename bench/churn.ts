@@ -14,12 +14,13 @@
  */
 import { lua, lauxlib, lualib, K } from '../src/lua/fengari/index';
 import { MemoryBroker } from '../src/mesh/memory-broker';
-import { Hub, type Outgoing, type Subscriber } from '../src/mesh/hub';
+import { Hub, type ChannelEntry, type Outgoing, type Subscriber } from '../src/mesh/hub';
+import { Memberships } from '../src/mesh/memberships';
 import { ConnectionContext } from '../src/session/context';
 
 class CountingSubscriber implements Subscriber {
   readonly protocol = 'websocket' as const;
-  readonly channels = new Map<string, number>();
+  readonly channels = new Memberships<ChannelEntry>();
   readonly context = new ConnectionContext();
   readonly maxChannels = 0;
   received = 0;

@@ -1,6 +1,7 @@
 import type { Broker, CallOutcome, ConnFunction, LocalDelivery, PublishResult } from './broker';
 import { ContextFullError, type ConnectionContext } from '../session/context';
 import { frame } from '../wire/frame';
+import type { Memberships } from './memberships';
 import type { Metrics, Protocol } from '../metrics';
 
 /**
@@ -26,8 +27,8 @@ export class Outgoing {
 export interface Subscriber {
   readonly clientId: string;
   readonly protocol: Protocol;
-  /** Each channel the connection holds, and its slot in that channel's member list (the hub's to keep). */
-  readonly channels: Map<string, number>;
+  /** Each channel the connection holds, with its slot in that channel's member list (the hub's to keep). */
+  readonly channels: Memberships<ChannelEntry>;
   /** Channels this connection may hold at most (0 = no limit). */
   readonly maxChannels: number;
   readonly context: ConnectionContext;
@@ -35,11 +36,11 @@ export interface Subscriber {
   deliver(message: Outgoing): boolean;
 }
 
-/** A channel's local subscribers, and the name string every subscriber's `channels` map shares. */
-interface ChannelEntry {
+/** A channel's local subscribers, and the name string every subscriber's `channels` shares. */
+export interface ChannelEntry {
   readonly name: string;
   /**
-   * The members, each at the slot its `channels` map names. An array, not a Set: V8 keeps a deleted Set
+   * The members, each at the slot its membership in `channels` names. An array, not a Set: V8 keeps a deleted Set
    * key in its bucket's chain until the table is rebuilt, so one viewer joining and leaving a channel of
    * 20,000 again and again made each join walk thousands of dead entries (72 µs a join and leave in
    * `npm run bench:churn`, against 0.1 µs now). A leave moves the last member into the freed slot;
@@ -185,7 +186,7 @@ export class Hub implements LocalDelivery {
       }
       if (entry.subscribing) (waits ??= []).push(entry.subscribing);
       // The channel's own name string: 20,000 viewers of a video then hold one copy, not 20,000.
-      subscriber.channels.set(entry.name, entry.members.length);
+      subscriber.channels.join(entry.name, entry, entry.members.length);
       entry.members.push(subscriber);
       entry.size++;
     }
@@ -197,11 +198,12 @@ export class Hub implements LocalDelivery {
   unsubscribe(subscriber: Subscriber, channels: string[]): string | null | Promise<string | null> {
     let waits: Promise<void>[] | null = null;
     for (const channel of channels) {
-      const slot = typeof channel === 'string' ? subscriber.channels.get(channel) : undefined;
-      const entry = slot === undefined ? undefined : this.byChannel.get(channel);
-      if (!entry) continue;
-      subscriber.channels.delete(channel);
-      this.leave(entry, slot!);
+      const membership = typeof channel === 'string' ? subscriber.channels.get(channel) : undefined;
+      if (membership === undefined) continue;
+      // A channel held is in byChannel: an entry is dropped only once it has no member.
+      const entry = membership.entry!;
+      this.leave(entry, membership.slot);
+      subscriber.channels.leave(membership);
       if (entry.size > 0) continue;
       if (this.lingerMs > 0 && (entry.listed || this.listed.length < this.maxIdle)) {
         this.linger(entry);
@@ -225,7 +227,7 @@ export class Hub implements LocalDelivery {
     const last = members.pop()!;
     if (slot === members.length) return;
     members[slot] = last;
-    last.channels.set(entry.name, slot);
+    last.channels.get(entry.name)!.slot = slot;
   }
 
   /** Closes the gaps leaves left during a walk, keeping the members' order. */
@@ -237,7 +239,7 @@ export class Hub implements LocalDelivery {
       if (member === null) continue;
       if (to !== from) {
         members[to] = member;
-        member.channels.set(entry.name, to);
+        member.channels.get(entry.name)!.slot = to;
       }
       to++;
     }

@@ -2,7 +2,8 @@ import type { Socket } from 'node:net';
 import { ConnectionContext } from '../session/context';
 import type { ByteBudget } from '../wire/byte-budget';
 import type { ScriptConnection } from '../lua/mix';
-import type { Subscriber, Outgoing } from '../mesh/hub';
+import type { Subscriber, Outgoing, ChannelEntry } from '../mesh/hub';
+import { Memberships } from '../mesh/memberships';
 import type { Protocol } from '../metrics';
 import { Peer } from '../wire/peer';
 
@@ -14,7 +15,7 @@ import { Peer } from '../wire/peer';
 export abstract class ClientConnection extends Peer implements Subscriber, ScriptConnection {
   abstract readonly protocol: Protocol;
   readonly context: ConnectionContext;
-  readonly channels = new Map<string, number>();
+  readonly channels = new Memberships<ChannelEntry>();
   /** The second under which the server's TimeoutWatch filed this connection (0 = not filed); the watch's own. */
   dueAt = 0;
   /** This connection's Lua userdata, made when a script first asks for it. */

@@ -1,5 +1,6 @@
 import { MemoryBroker } from '../../src/mesh/memory-broker';
-import { Hub, type Outgoing, type Subscriber } from '../../src/mesh/hub';
+import { Hub, type ChannelEntry, type Outgoing, type Subscriber } from '../../src/mesh/hub';
+import { Memberships } from '../../src/mesh/memberships';
 import { Mesh } from '../../src/mesh/mesh';
 import { Metrics } from '../../src/metrics';
 import { ConnectionContext } from '../../src/session/context';
@@ -29,7 +30,7 @@ export async function meshNode(): Promise<{ broker: MemoryBroker; hub: Hub; mesh
 
 /** A connection as the hub sees it, keeping what it was given; `deliver` runs `during` first, if set. */
 export class TestSubscriber implements Subscriber {
-  readonly channels = new Map<string, number>();
+  readonly channels = new Memberships<ChannelEntry>();
   readonly context = new ConnectionContext();
   readonly received: string[] = [];
   accepts = true;
