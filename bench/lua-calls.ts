@@ -9,6 +9,8 @@
  * - `seed, hook call`: the same messages straight to the hook call (argument table, coroutine, script).
  * - `empty on_message, hook call`: the hook call around `function on_message(msg) end`, which the
  *   server itself would skip: what a hook call costs before the script does anything.
+ * - `seed answer, round trip`: one viewer sends the seed's subscribe/unsubscribe over its socket and
+ *   waits for `{"result":true}` before the next: the latency of an answer, write window included.
  *
  * Each row gives the mean over the batches and the median (p50) of single calls, each timed on its own,
  * and the bytes the process allocates per call, garbage included (V8's sampling heap profiler over two
@@ -45,7 +47,8 @@ interface Row {
   p50Us: number;
   callsPerSecond: number;
   processCpuUsPerCall: number;
-  allocatedBytesPerCall: number;
+  /** Not measured for round trips. */
+  allocatedBytesPerCall: number | null;
 }
 
 async function main(): Promise<void> {
@@ -58,9 +61,10 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const viaServer: Deliver = (connection, message) => connection.ws.emit('message', message, false);
   const hookCall = (hooks: WebSocketHooks): Deliver => (connection, message) => hooks.onMessage(connection, message, false, failOnError);
-  await withEngine(dir, viewers, undefined, async (connections, hooks) => {
+  await withEngine(dir, viewers, undefined, async (connections, hooks, clients) => {
     rows.push(await measure('seed, via the server', seconds, connections, viaServer));
     rows.push(await measure('seed, hook call', seconds, connections, hookCall(hooks)));
+    rows.push(await roundTrips('seed answer, round trip', seconds, clients[0]));
   });
   await withEngine(dir, viewers, emptyEntry, async (connections, hooks) => {
     rows.push(await measure('empty on_message, hook call', seconds, connections, hookCall(hooks)));
@@ -75,7 +79,7 @@ function failOnError(error: Error | null): void {
 
 /** Starts an engine with the shipped yaml (its entry replaced by `entry` if given) and `viewers` connected viewers. */
 async function withEngine(dir: string, viewers: number, entry: string | undefined,
-  work: (connections: Connection[], hooks: WebSocketHooks) => Promise<void>): Promise<void> {
+  work: (connections: Connection[], hooks: WebSocketHooks, clients: WebSocket[]) => Promise<void>): Promise<void> {
   const [wsPort, apiPort] = [await freePort(), await freePort()];
   const file = path.join(dir, 'connmix.yaml');
   fs.writeFileSync(file, benchYaml(wsPort, apiPort, null, { entry }));
@@ -86,7 +90,7 @@ async function withEngine(dir: string, viewers: number, entry: string | undefine
   const connections = [...(engine.hub as unknown as { byId: Map<string, Connection> }).byId.values()];
   const hooks = (engine.servers[0] as unknown as { hooks: WebSocketHooks }).hooks;
   try {
-    await work(connections, hooks);
+    await work(connections, hooks, clients);
   } finally {
     for (const client of clients) client.terminate();
     await engine.stop();
@@ -132,6 +136,36 @@ async function bytesPerCall(connections: Connection[], messages: Buffer[][], del
   } finally {
     session.disconnect();
   }
+}
+
+/**
+ * Times round trips of one viewer for `seconds` after the warm-up: each its subscribe or unsubscribe
+ * sent, then its answer read. The mean, p50 and CPU are per round trip, client included.
+ */
+async function roundTrips(row: string, seconds: number, client: WebSocket): Promise<Row> {
+  const seed = dialect('seed');
+  const messages = [seed.unsubscribe(0), seed.subscribe(0)];
+  const trip = (i: number) => new Promise<number>((resolve) => {
+    const started = process.hrtime.bigint();
+    client.once('message', () => resolve(Number(process.hrtime.bigint() - started)));
+    client.send(messages[i & 1]);
+  });
+  for (let i = 0, until = Date.now() + WARM_UP_MS; Date.now() < until; i++) await trip(i);
+  const times: number[] = [];
+  const cpu0 = process.cpuUsage();
+  for (let i = 0, until = Date.now() + seconds * 1000; Date.now() < until; i++) times.push(await trip(i));
+  const cpu = process.cpuUsage(cpu0);
+  const busyNs = times.reduce((sum, ns) => sum + ns, 0);
+  times.sort((a, b) => a - b);
+  return {
+    row,
+    calls: times.length,
+    usPerCall: Math.round(busyNs / times.length / 10) / 100,
+    p50Us: Math.round(times[Math.floor(times.length / 2)] / 10) / 100,
+    callsPerSecond: Math.round(times.length / (busyNs / 1e9)),
+    processCpuUsPerCall: Math.round(((cpu.user + cpu.system) / times.length) * 100) / 100,
+    allocatedBytesPerCall: null,
+  };
 }
 
 interface SamplingNode {

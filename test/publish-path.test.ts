@@ -15,9 +15,9 @@ test('a publish is framed once for every subscriber and runs no Lua', async () =
     let luaCalls = 0;
     const write = WriteBatch.prototype.write;
     const call = LuaVM.prototype.call;
-    WriteBatch.prototype.write = function (this: WriteBatch, target, chunk) {
-      chunks.push(chunk);
-      return write.call(this, target, chunk);
+    WriteBatch.prototype.write = function (this: WriteBatch, ...args: Parameters<WriteBatch['write']>) {
+      chunks.push(args[1]);
+      return write.apply(this, args);
     };
     LuaVM.prototype.call = function (this: LuaVM, ...args: Parameters<LuaVM['call']>) {
       luaCalls++;

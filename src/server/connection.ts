@@ -60,18 +60,19 @@ export class Connection extends ClientConnection {
 
   /**
    * Writes one pre-built frame; false if the connection is not open or its buffer is full. A
-   * `skippable` message (a delivery) is skipped while the buffer is past the soft limit, so a slow
-   * consumer loses messages instead of growing memory; past the hard limit the connection is dropped.
+   * `delivery` (a published message) is skipped while the buffer is past the soft limit, so a slow
+   * consumer loses messages instead of growing memory, and may wait for the write window; anything else
+   * is an answer, which leaves at the end of the turn. Past the hard limit the connection is dropped.
    */
-  write(bytes: Buffer, skippable = false): boolean {
+  write(bytes: Buffer, delivery = false): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return this.dropped('closed');
     const buffered = this.socket.writableLength + this.queuedBytes;
     if (buffered + bytes.length > this.limits.maxBufferedBytes) {
       this.drop(CloseCode.POLICY, 'send buffer full');
       return this.dropped('buffer_full');
     }
-    if (skippable && buffered > this.limits.softBufferedBytes) return this.dropped('slow_consumer');
-    this.limits.batch.write(this, bytes);
+    if (delivery && buffered > this.limits.softBufferedBytes) return this.dropped('slow_consumer');
+    this.limits.batch.write(this, bytes, !delivery);
     return true;
   }
 

@@ -72,14 +72,17 @@ export class SocketConnection extends ClientConnection {
     this.pending = EMPTY;
   }
 
-  /** Writes raw bytes; false if the connection is not open or its send buffer is full. */
-  write(bytes: Buffer): boolean {
+  /**
+   * Writes raw bytes; false if the connection is not open or its send buffer is full. A `delivery` (a
+   * published message) may wait for the write window; anything else leaves at the end of the turn.
+   */
+  write(bytes: Buffer, delivery = false): boolean {
     if (!this.open) return false;
     if (this.socket.writableLength + this.queuedBytes + bytes.length > this.options.maxBufferedBytes) {
       this.abort('send buffer full');
       return false;
     }
-    this.options.batch.write(this, bytes);
+    this.options.batch.write(this, bytes, !delivery);
     return true;
   }
 
@@ -92,7 +95,7 @@ export class SocketConnection extends ClientConnection {
   deliver(message: Outgoing): boolean {
     if (!this.open) return false;
     const bytes = this.options.encode(this, message.payload);
-    return bytes !== null && this.write(bytes);
+    return bytes !== null && this.write(bytes, true);
   }
 
   /** Ends the connection once its pending writes are flushed; `error` is what on_close receives. */

@@ -8,6 +8,7 @@ import type { Batchable } from './write-batch';
 export abstract class Peer implements Batchable {
   queued: Buffer | Buffer[] | null = null;
   queuedBytes = 0;
+  hurried = false;
   /** Last time any data arrived (ms), for `readTimeout`. */
   lastReadAt = Date.now();
   /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty (for `writeTimeout`). */

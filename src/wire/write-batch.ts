@@ -7,6 +7,8 @@ export interface Batchable {
   queued: Buffer | Buffer[] | null;
   /** Bytes in `queued`, counted with the socket's own buffer against the connection's limits. */
   queuedBytes: number;
+  /** On the batch's list for the end of this event-loop turn (see WriteBatch.write's `soon`). */
+  hurried: boolean;
   /** False once the connection started closing: what is still queued then is dropped. */
   readonly flushable: boolean;
   /** Called when a flush leaves bytes in the socket's buffer (the peer is not keeping up), if set. */
@@ -22,29 +24,41 @@ const CONCAT_LIMIT = 64 * 1024;
  * first one. The write syscall is most of the fan-out cost (bench/RESULTS.md, the hot-video profiles): a socket that gets
  * several messages in a window makes one syscall for all of them, and one that gets a single message
  * skips the stream's cork/uncork bookkeeping. Each message stays its own WebSocket frame.
+ *
+ * An answer (a script's `conn:send`) does not wait for the window: it leaves at the end of the turn, with
+ * whatever its connection has queued before it, so a request and its answer cost no added millisecond.
  */
 export class WriteBatch {
   private pending: Batchable[] = [];
+  private hurried: Batchable[] = [];
   private readonly flushAll = (): void => this.flush();
+  private readonly flushHurried = (): void => this.flushSoon();
 
   /** @param windowMs how long the first frame of a batch may wait for others (0 = until the turn's I/O is done) */
   constructor(readonly windowMs: number) {}
 
-  /** Queues `chunk` for `target`; the batch writes it with whatever else the target gets meanwhile. */
-  write(target: Batchable, chunk: Buffer): void {
+  /**
+   * Queues `chunk` for `target`; the batch writes it with whatever else the target gets meanwhile.
+   * With `soon`, the target's queue leaves at the end of this turn even if the window is longer.
+   */
+  write(target: Batchable, chunk: Buffer, soon = false): void {
     const queued = target.queued;
     if (queued === null) {
       target.queued = chunk;
-      if (this.pending.push(target) === 1) {
-        if (this.windowMs > 0) setTimeout(this.flushAll, this.windowMs);
-        else setImmediate(this.flushAll);
-      }
     } else if (Array.isArray(queued)) {
       queued.push(chunk);
     } else {
       target.queued = [queued, chunk];
     }
     target.queuedBytes += chunk.length;
+    if (soon && this.windowMs > 0) {
+      if (target.hurried) return;
+      target.hurried = true;
+      if (this.hurried.push(target) === 1) setImmediate(this.flushHurried);
+    } else if (queued === null && this.pending.push(target) === 1) {
+      if (this.windowMs > 0) setTimeout(this.flushAll, this.windowMs);
+      else setImmediate(this.flushAll);
+    }
   }
 
   /** Writes what `target` has queued now: a close frame or a socket end must come after it. */
@@ -56,6 +70,15 @@ export class WriteBatch {
     const targets = this.pending;
     this.pending = [];
     for (const target of targets) if (target.queued !== null) writeQueued(target);
+  }
+
+  private flushSoon(): void {
+    const targets = this.hurried;
+    this.hurried = [];
+    for (const target of targets) {
+      target.hurried = false;
+      if (target.queued !== null) writeQueued(target);
+    }
   }
 }
 
