@@ -43,6 +43,8 @@ test('client_id and remote_addr', async () => {
   assert.equal(same, true);
   assert.equal(text, `conn: ${id}`);
   assert.match(await fails(c, 'mix.websocket().client_id({})'), /bad argument #1 to 'client_id' \(connmix\.conn expected, got table\)/);
+  assert.match(await fails(c, 'mix.websocket().send("hi")'), /bad argument #1 to 'send' \(connmix\.conn expected, got string\)/);
+  assert.match(await fails(c, 'mix.websocket().subscribe(nil, "a")'), /bad argument #1 to 'subscribe' \(connmix\.conn expected, got nil\)/);
   c.close();
 });
 

@@ -93,13 +93,9 @@ const SHORT_STRING = 64;
 export function luaToJsString(u8: Uint8Array): string {
   const length = u8.length;
   if (length < SHORT_STRING) {
-    let text = '';
-    for (let i = 0; i < length; i++) {
-      const byte = u8[i];
-      if (byte >= 0x80) return bytesView(u8).toString('utf8');
-      text += String.fromCharCode(byte);
-    }
-    return text;
+    for (let i = 0; i < length; i++) if (u8[i] >= 0x80) return bytesView(u8).toString('utf8');
+    // One flat string: appending byte by byte built a chain of partial strings, a dozen objects for a channel name.
+    return String.fromCharCode.apply(null, u8 as unknown as number[]);
   }
   return bytesView(u8).toString('utf8');
 }

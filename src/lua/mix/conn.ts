@@ -7,15 +7,22 @@ import { WaitTimeoutError, ConnectionContext, ContextFullError } from '../../ses
 import { stateLimits, markUntimed } from '../limits';
 
 const { lua_pushstring, lua_pushnil, lua_gettop, lua_settop, lua_newuserdata, lua_createtable, lua_setfield, lua_pushvalue,
-  lua_pop } = lua;
+  lua_pop, lua_touserdata } = lua;
 const { luaL_checkudata, luaL_checklstring, luaL_newmetatable, luaL_setfuncs, luaL_setmetatable, luaL_checktype, luaL_checkany,
   luaL_argerror } = lauxlib;
 
 /** The metatable name of connection userdata (error messages show it: "connmix.conn expected"). */
 const CONN = K('connmix.conn');
 
+/**
+ * The connection a method is called on. Its userdata is known by its block, which only pushConn makes:
+ * luaL_checkudata's look-up of the metatable in the registry was a fifth of a `conn:send`. It still
+ * gives the error for anything else ("connmix.conn expected").
+ */
 function self(L: LuaState): ScriptConnection {
-  return (luaL_checkudata(L, 1, CONN) as { conn: ScriptConnection }).conn;
+  const block = lua_touserdata(L, 1) as UserdataBlock | null;
+  if (block !== null && ownBlocks.has(block)) return block.conn;
+  return (luaL_checkudata(L, 1, CONN) as UserdataBlock).conn;
 }
 
 function stringArgs(L: LuaState, first: number): string[] {
@@ -181,6 +188,7 @@ export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptC
   }
   const block = lua_newuserdata(L, 0) as UserdataBlock;
   block.conn = conn;
+  ownBlocks.add(block);
   luaL_setmetatable(L, CONN);
   if (!current) return;
   blocks.set(conn, block);
@@ -199,6 +207,9 @@ interface UserdataBlock {
 
 /** The userdata block of each connection that has one. */
 const blocks = new WeakMap<ScriptConnection, UserdataBlock>();
+
+/** Every block pushConn made, in any state: only these are connections' userdata. */
+const ownBlocks = new WeakSet<UserdataBlock>();
 
 /** Stand-ins for released connections (see releaseConn). */
 const released = new WeakSet<ScriptConnection>();
