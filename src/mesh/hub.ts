@@ -200,8 +200,7 @@ export class Hub implements LocalDelivery {
     for (const channel of channels) {
       const membership = typeof channel === 'string' ? subscriber.channels.get(channel) : undefined;
       if (membership === undefined) continue;
-      // A channel held is in byChannel: an entry is dropped only once it has no member.
-      const entry = membership.entry!;
+      const entry = membership.entry;
       this.leave(entry, membership.slot);
       subscriber.channels.leave(membership);
       if (entry.size > 0) continue;

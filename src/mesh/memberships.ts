@@ -5,6 +5,9 @@ export interface Membership<Entry> {
   slot: number;
 }
 
+/** A membership of a channel still held. */
+export type HeldMembership<Entry> = Membership<Entry> & { entry: Entry };
+
 /** Tombstones kept at least, before they must also outnumber the live channels to be purged. */
 const MIN_TOMBSTONES = 8;
 
@@ -25,9 +28,9 @@ export class Memberships<Entry> {
   }
 
   /** The membership of a channel held, or undefined. */
-  get(channel: string): Membership<Entry> | undefined {
+  get(channel: string): HeldMembership<Entry> | undefined {
     const membership = this.byName.get(channel);
-    return membership === undefined || membership.entry === null ? undefined : membership;
+    return membership === undefined || membership.entry === null ? undefined : (membership as HeldMembership<Entry>);
   }
 
   has(channel: string): boolean {

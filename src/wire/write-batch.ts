@@ -7,7 +7,7 @@ export interface Batchable {
   queued: Buffer | Buffer[] | null;
   /** Bytes in `queued`, counted with the socket's own buffer against the connection's limits. */
   queuedBytes: number;
-  /** On the batch's list for the end of this event-loop turn (see WriteBatch.write's `soon`). */
+  /** Its queue leaves at the end of this event-loop turn (see WriteBatch.write's `soon`); reset once written. */
   hurried: boolean;
   /** False once the connection started closing: what is still queued then is dropped. */
   readonly flushable: boolean;
@@ -31,8 +31,16 @@ const CONCAT_LIMIT = 64 * 1024;
 export class WriteBatch {
   private pending: Batchable[] = [];
   private hurried: Batchable[] = [];
-  private readonly flushAll = (): void => this.flush();
-  private readonly flushHurried = (): void => this.flushSoon();
+  private readonly flushAll = (): void => {
+    const targets = this.pending;
+    this.pending = [];
+    writeEach(targets);
+  };
+  private readonly flushHurried = (): void => {
+    const targets = this.hurried;
+    this.hurried = [];
+    writeEach(targets);
+  };
 
   /** @param windowMs how long the first frame of a batch may wait for others (0 = until the turn's I/O is done) */
   constructor(readonly windowMs: number) {}
@@ -65,21 +73,11 @@ export class WriteBatch {
   flushNow(target: Batchable): void {
     if (target.queued !== null) writeQueued(target);
   }
+}
 
-  private flush(): void {
-    const targets = this.pending;
-    this.pending = [];
-    for (const target of targets) if (target.queued !== null) writeQueued(target);
-  }
-
-  private flushSoon(): void {
-    const targets = this.hurried;
-    this.hurried = [];
-    for (const target of targets) {
-      target.hurried = false;
-      if (target.queued !== null) writeQueued(target);
-    }
-  }
+/** Writes the queue of each target that still has one (a target may be listed twice, or written since). */
+function writeEach(targets: Batchable[]): void {
+  for (const target of targets) if (target.queued !== null) writeQueued(target);
 }
 
 function writeQueued(target: Batchable): void {
@@ -87,6 +85,7 @@ function writeQueued(target: Batchable): void {
   const bytes = target.queuedBytes;
   target.queued = null;
   target.queuedBytes = 0;
+  target.hurried = false;
   if (!target.flushable) return;
   const socket = target.socket;
   if (!Array.isArray(queued)) {

@@ -28,6 +28,11 @@ export async function meshNode(): Promise<{ broker: MemoryBroker; hub: Hub; mesh
   return { broker, hub, mesh, metrics };
 }
 
+/** How many names `memberships` holds, tombstones included (its private map's size). */
+export function storedNames(memberships: Memberships<unknown>): number {
+  return (memberships as unknown as { byName: Map<string, unknown> }).byName.size;
+}
+
 /** A connection as the hub sees it, keeping what it was given; `deliver` runs `during` first, if set. */
 export class TestSubscriber implements Subscriber {
   readonly channels = new Memberships<ChannelEntry>();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { MemoryBroker } from '../../src/mesh/memory-broker';
 import { Hub, type HubOptions } from '../../src/mesh/hub';
-import { TestSubscriber } from '../support/mesh-node';
+import { TestSubscriber, storedNames } from '../support/mesh-node';
 import { waitFor } from '../support/helpers';
 
 // The Hub alone, over a MemoryBroker that notes which channels the hub asks it to carry: the node's
@@ -216,4 +216,39 @@ test('Hub: members leaving and joining while a delivery walks the channel: the l
   for (const subscriber of [a, c, e, late]) assert.equal(hub.unsubscribe(subscriber, ['live']), null);
   assert.equal(hub.count('live'), 0);
   assert.deepEqual(hub.deliver('live', Buffer.from('nobody'), false), { s: 0, f: 0 });
+});
+
+test('Hub: thousands of random joins and leaves over many channels match a model, and no connection grows', async () => {
+  const { hub } = await hubNode();
+  let seed = 11;
+  const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  const viewers = Array.from({ length: 12 }, (_, i) => new TestSubscriber(String(i)));
+  const channels = Array.from({ length: 40 }, (_, i) => `video:${i}`);
+  const model = viewers.map(() => new Set<string>());
+  for (let round = 0; round < 40; round++) {
+    for (let op = 0; op < 200; op++) {
+      const v = random(viewers.length);
+      const channel = channels[random(channels.length)];
+      if (model[v].has(channel)) {
+        assert.equal(hub.unsubscribe(viewers[v], [channel]), null);
+        model[v].delete(channel);
+      } else {
+        assert.equal(hub.subscribe(viewers[v], [channel]), null);
+        model[v].add(channel);
+      }
+    }
+    viewers.forEach((viewer, v) => {
+      assert.deepEqual([...viewer.channels.keys()].sort(), [...model[v]].sort(), `viewer ${v} in round ${round}`);
+      assert.ok(storedNames(viewer.channels) <= Math.max(9, 2 * model[v].size + 1), `viewer ${v} stores ${storedNames(viewer.channels)} names`);
+    });
+    const channel = channels[random(channels.length)];
+    const members = viewers.filter((_, v) => model[v].has(channel));
+    const before = viewers.map((viewer) => viewer.received.length);
+    assert.deepEqual(hub.deliver(channel, Buffer.from(`m${round}`), false), { s: members.length, f: 0 });
+    viewers.forEach((viewer, v) => {
+      assert.deepEqual(viewer.received.slice(before[v]), model[v].has(channel) ? [`m${round}`] : [], `viewer ${v}, ${channel}`);
+    });
+  }
+  for (const viewer of viewers) hub.remove(viewer);
+  assert.equal(hub.channelCount, 0);
 });

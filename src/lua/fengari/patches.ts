@@ -44,6 +44,14 @@ const TOMBSTONES: Record<string, string> = {
   'let j = t.strong.size + 1;': 'let j = t.strong.size - t.tombstones + 1;',
 };
 
+/** The four uses of a table's dead-key map in ltable.js, and what each becomes. */
+const DEAD_STRONG_ON_DEMAND: Record<string, string> = {
+  'this.dead_strong = new Map();': 'this.dead_strong = void 0;',
+  't.dead_strong.clear();': 't.dead_strong = void 0;',
+  't.dead_strong.set(hash, e);': '(t.dead_strong || (t.dead_strong = new Map())).set(hash, e);',
+  'table.dead_strong.get(hash)': '(table.dead_strong && table.dead_strong.get(hash))',
+};
+
 export const SOURCE_PATCHES: readonly SourcePatch[] = [
   {
     name: 'integral floats print as integers',
@@ -125,8 +133,7 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
       'decoded JSON document, a split): the Map is created only when a key is first removed, and dropped ' +
       'instead of cleared.',
     test: 'test/lua/fengari-patches.test.ts: a table gets its dead-key map only when a key is removed, and pairs() still survives removals (dead-key maps on demand)',
-    find: /this\.dead_strong = new Map\(\);|t\.dead_strong\.clear\(\);|t\.dead_strong\.set\(hash, e\);|table\.dead_strong\.get\(hash\)/g,
-    replace: (found: string) => DEAD_STRONG_ON_DEMAND[found],
+    ...replacing(DEAD_STRONG_ON_DEMAND),
     files: { 'ltable.js': 4 },
   },
   {
@@ -215,14 +222,6 @@ const clear_slots = function(L, from, to) {
         else L.stack[i] = void 0;
     }
 };`;
-
-/** The four uses of a table's dead-key map in ltable.js, and what each becomes. */
-const DEAD_STRONG_ON_DEMAND: Record<string, string> = {
-  'this.dead_strong = new Map();': 'this.dead_strong = void 0;',
-  't.dead_strong.clear();': 't.dead_strong = void 0;',
-  't.dead_strong.set(hash, e);': '(t.dead_strong || (t.dead_strong = new Map())).set(hash, e);',
-  'table.dead_strong.get(hash)': '(table.dead_strong && table.dead_strong.get(hash))',
-};
 
 /** Fengari modules replaced whole by ours: each builds the module's exports from the copy's other modules. */
 export const REPLACED_MODULES: Readonly<Record<string, (load: (name: string) => Record<string, unknown>) => object>> = {
