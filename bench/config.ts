@@ -20,7 +20,18 @@ export interface BenchConfig {
   manyVideos: { viewers: number; videos: number; rates: number[]; stepMs: number; drainMs: number; p99LimitMs: number };
   /** `scaleOut`: the sizes for targets that add workers to hold more (connmix-ts-engine). */
   idle: { connections: number[]; scaleOut: number[]; videos: number; settleMs: number; cpuSettleMs: number; cpuWindowMs: number };
-  storm: { connections: number; concurrency: number; messageConnections: number; window: number; durationMs: number };
+  /**
+   * `warmUp`: a smaller storm first, not measured, on each target: the load processes start cold, and
+   * without it whichever target comes first pays for their compilation and heap growth.
+   */
+  storm: {
+    connections: number;
+    concurrency: number;
+    messageConnections: number;
+    window: number;
+    durationMs: number;
+    warmUp: { connections: number; durationMs: number };
+  };
   /** Members spread evenly over `rooms`; says per second (all members together) step up like hotVideo's rates. */
   chatRoom: { members: number; rooms: number; rates: number[]; stepMs: number; drainMs: number; p99LimitMs: number };
   publishApi: {
@@ -43,7 +54,10 @@ export const FULL: BenchConfig = {
   hotVideo: { viewers: [5000, 19_500], rates: [10, 50, 100, 200, 400, 800, 1600, 3200], stepMs: 10_000, drainMs: 5000, p99LimitMs: 500 },
   manyVideos: { viewers: 19_500, videos: 1000, rates: [100, 500, 1000, 2000, 4000], stepMs: 10_000, drainMs: 5000, p99LimitMs: 500 },
   idle: { connections: [10_000, 50_000], scaleOut: [100_000], videos: 1000, settleMs: 3000, cpuSettleMs: 7000, cpuWindowMs: 10_000 },
-  storm: { connections: 10_000, concurrency: 200, messageConnections: 200, window: 4, durationMs: 10_000 },
+  storm: {
+    connections: 10_000, concurrency: 200, messageConnections: 200, window: 4, durationMs: 10_000,
+    warmUp: { connections: 2000, durationMs: 2000 },
+  },
   chatRoom: { members: 2000, rooms: 40, rates: [100, 200, 400, 800, 1600, 3200, 6400], stepMs: 10_000, drainMs: 5000, p99LimitMs: 500 },
   publishApi: { channels: 10, subscribersPerChannel: 3, durationMs: 10_000, http: { connections: 4, pipeline: 16 }, ws: { connections: 2, window: 64 } },
 };
@@ -55,7 +69,10 @@ export const QUICK: BenchConfig = {
   hotVideo: { viewers: [2000], rates: [10, 50], stepMs: 1000, drainMs: 1500, p99LimitMs: 500 },
   manyVideos: { viewers: 1000, videos: 100, rates: [200], stepMs: 1000, drainMs: 1500, p99LimitMs: 500 },
   idle: { connections: [5000], scaleOut: [5000], videos: 1000, settleMs: 500, cpuSettleMs: 2000, cpuWindowMs: 3000 },
-  storm: { connections: 500, concurrency: 100, messageConnections: 100, window: 4, durationMs: 700 },
+  storm: {
+    connections: 500, concurrency: 100, messageConnections: 100, window: 4, durationMs: 700,
+    warmUp: { connections: 200, durationMs: 200 },
+  },
   chatRoom: { members: 1000, rooms: 40, rates: [50, 200], stepMs: 1000, drainMs: 1500, p99LimitMs: 500 },
   publishApi: { channels: 10, subscribersPerChannel: 3, durationMs: 700, http: { connections: 4, pipeline: 16 }, ws: { connections: 2, window: 64 } },
 };

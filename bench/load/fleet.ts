@@ -60,6 +60,12 @@ export class Fleet {
     return Promise.all(calls);
   }
 
+  /** CPU seconds the workers have used since they started, all together (user and system). */
+  async cpu(): Promise<number> {
+    const each = await this.all<number>(() => ({ op: 'cpu' }));
+    return each.reduce((sum, seconds) => sum + seconds, 0);
+  }
+
   private call<T>(worker: ChildProcess, command: Command): Promise<T> {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {

@@ -61,6 +61,15 @@ for like). Each say is answered \`{"status":"success"}\` (not counted) and deliv
 and the due time, plain ASCII without quotes or backslashes (the script does not escape it). Every member
 counts the says of its room (its own included), checks each sender's order (*out of order* must stay 0)
 and records the latency; *lost* = says sent times the members of their room, minus deliveries.
+
+subscribe-storm: 10,000 new connections (200 opening at a time) each subscribe as soon as they are open
+(*connect+subscribe/s*); then 200 of them send unsubscribe and subscribe back to back, 4 in flight each,
+for 10 s (*subscribe msgs/s*, one Lua \`on_message\` call each on connmix-ts). Before the measured storm,
+each target gets a smaller one on other videos (2,000 connections, 2 s of messages), not measured: the
+load processes start cold, and without it the first target of a run paid for their compilation. Swapping
+raw-ws and connmix-ts between two runs moved the load's CPU per connect from 208 to 329 µs for raw-ws
+and from 348 to 235 µs for connmix-ts, whichever came first, and the connect rates with it. The load's
+CPU is recorded beside the server's, per connect and per 1,000 messages.
 `;
 
 function table(headers: string[], rows: (string | number)[][]): string {
@@ -148,8 +157,10 @@ function idleTables(rows: IdleRow[]): string {
 
 function stormTables(rows: StormRow[]): string {
   const main = table(
-    ['target', 'nodes', 'new connections', 'connect+subscribe/s', 'failed', 'server CPU µs / connect', 'subscribe msgs/s (on_message calls/s)', 'sending conns', 'server CPU ms / 1k msgs', 'note'],
-    rows.map((r) => [r.target, r.nodes, r.connections, r.connectPerSec, r.connectFailed, r.cpuUsPerConnect ?? '–', r.messagesPerSec, r.messageConnections, r.cpuMsPerKMessages, r.error ?? '']),
+    ['target', 'nodes', 'new connections', 'connect+subscribe/s', 'failed', 'server CPU µs / connect', 'load CPU µs / connect',
+      'subscribe msgs/s (on_message calls/s)', 'sending conns', 'server CPU ms / 1k msgs', 'load CPU ms / 1k msgs', 'note'],
+    rows.map((r) => [r.target, r.nodes, r.connections, r.connectPerSec, r.connectFailed, r.cpuUsPerConnect ?? '–', r.loadCpuUsPerConnect ?? '–',
+      r.messagesPerSec, r.messageConnections, r.cpuMsPerKMessages, r.loadCpuMsPerKMessages ?? '–', r.error ?? '']),
   );
   const lines: (string | number)[][] = [];
   for (const { subject, peers } of COMPARISONS) {

@@ -69,11 +69,15 @@ export interface StormRow {
   connectFailed: number;
   /** Server CPU per connection opened and subscribed, in µs (absent in runs before it was recorded). */
   cpuUsPerConnect?: number;
+  /** The load processes' CPU per connection opened and subscribed, in µs (absent before it was recorded). */
+  loadCpuUsPerConnect?: number;
   /** subscribe/unsubscribe messages answered per second on open connections: on_message calls for connmix-ts. */
   messagesPerSec: number;
   messageConnections: number;
   /** Server CPU per thousand answered messages, in ms. */
   cpuMsPerKMessages: number;
+  /** The load processes' CPU per thousand answered messages, in ms (absent before it was recorded). */
+  loadCpuMsPerKMessages?: number;
   /** The message phase on the machine's monotonic clock (ms), for profiles. */
   t0: number;
   t1: number;

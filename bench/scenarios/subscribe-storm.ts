@@ -6,67 +6,107 @@ import { nowMs } from '../load/payload';
 import type { StormRow } from '../report/types';
 import { round, type Context } from './context';
 
+/** One storm: `connections` connect and subscribe, then `messageConnections` of them send for `durationMs`. */
+interface StormSize {
+  connections: number;
+  messageConnections: number;
+  durationMs: number;
+  /** The first connection's index: connection i subscribes to video 1,000,000 + i. */
+  firstIndex: number;
+}
+
+interface PhaseCounts {
+  answers: number;
+  failed: number;
+  error?: string;
+  ms: number;
+}
+
 /**
  * subscribe-storm: `connections` new connections each send the seed's subscribe as soon as they are
  * open (connections subscribed per second, handshakes included); then some of them send
  * unsubscribe/subscribe back to back, a few in flight each: answers per second there are Lua
- * on_message calls per second for connmix-ts.
+ * on_message calls per second for connmix-ts. A smaller storm on other videos runs first, unmeasured,
+ * so that every target meets warm load processes (and is warm itself), whatever its place in the run.
+ * The load's own CPU is recorded beside the server's.
  */
 export async function subscribeStorm(ctx: Context): Promise<StormRow> {
   const { target, fleet, config } = ctx;
-  const { connections, concurrency, messageConnections, window, durationMs } = config.storm;
-  const urls = target.nodes.map((node) => node.wsUrl);
-  const split = shares(connections, fleet.size);
-  const senders = shares(messageConnections, fleet.size);
+  const { connections, messageConnections, durationMs, warmUp } = config.storm;
+  await storm(ctx, { connections: warmUp.connections, messageConnections: Math.min(messageConnections, warmUp.connections), durationMs: warmUp.durationMs, firstIndex: connections });
+  const pids = target.pids;
+  const cpu = () => Promise.all([totalCpu(pids), fleet.cpu()]);
+  const marks: { t: number; cpu: [number, number] }[] = [];
+  const mark = async () => {
+    marks.push({ cpu: await cpu(), t: nowMs() });
+  };
+  const [connected, messaged] = await storm(ctx, { connections, messageConnections, durationMs, firstIndex: 0 }, mark);
+  const [start, connectEnd, end] = marks;
+  const perConnect = (side: 0 | 1) => (connected.answers > 0 ? round(((connectEnd.cpu[side] - start.cpu[side]) * 1e6) / connected.answers, 1) : 0);
+  const perKMessages = (side: 0 | 1) => (messaged.answers > 0 ? round(((end.cpu[side] - connectEnd.cpu[side]) * 1e6) / messaged.answers, 3) : 0);
+  const row: StormRow = {
+    target: target.name,
+    nodes: target.nodes.length,
+    connections,
+    connectPerSec: Math.round((connected.answers / connected.ms) * 1000),
+    connectFailed: connected.failed,
+    cpuUsPerConnect: perConnect(0),
+    loadCpuUsPerConnect: perConnect(1),
+    messagesPerSec: Math.round((messaged.answers / messaged.ms) * 1000),
+    messageConnections,
+    cpuMsPerKMessages: perKMessages(0),
+    loadCpuMsPerKMessages: perKMessages(1),
+    t0: connectEnd.t,
+    t1: end.t,
+    connectT0: start.t,
+    connectT1: connectEnd.t,
+    ...(connected.error !== undefined ? { error: connected.error } : {}),
+  };
+  ctx.log(`  ${row.connectPerSec} connect+subscribe/s (${row.connectFailed} failed), ${row.messagesPerSec} subscribe messages/s`);
+  return row;
+}
+
+/**
+ * Runs one storm on the fleet and closes its connections. `mark` runs before the connect phase,
+ * between the phases and after the message phase (the measured storm reads the CPU clocks there).
+ */
+async function storm(ctx: Context, size: StormSize, mark?: () => Promise<void>): Promise<[PhaseCounts, PhaseCounts]> {
+  const { target, fleet, config } = ctx;
+  const split = shares(size.connections, fleet.size);
+  const senders = shares(size.messageConnections, fleet.size);
   try {
-    const connectCpu0 = totalCpu(target.pids);
-    const connectT0 = nowMs();
+    await mark?.();
     const connected = await fleet.all<StormResult>((i) => ({
       op: 'storm.connect',
       params: {
-        urls,
+        urls: target.nodes.map((node) => node.wsUrl),
         dialect: target.dialect,
-        firstIndex: split[i][0],
+        firstIndex: size.firstIndex + split[i][0],
         count: split[i][1],
         addresses: sourceAddresses(split[i][1]),
-        concurrency,
+        concurrency: config.storm.concurrency,
         timeoutMs: config.connectTimeoutMs,
       },
     }));
-    const answered = connected.reduce((sum, r) => sum + r.answers, 0);
-    const failed = connected.reduce((sum, r) => sum + r.failed, 0);
-    const connectMs = Math.max(...connected.map((r) => r.ms));
-    const cpu0 = totalCpu(target.pids);
-    const connectT1 = nowMs();
-    const connectCpu = cpu0 - connectCpu0;
-    const t0 = nowMs();
+    await mark?.();
     const messaged = await fleet.all<StormResult>((i) => ({
       op: 'storm.messages',
-      params: { connections: senders[i][1], window, durationMs },
+      params: { connections: senders[i][1], window: config.storm.window, durationMs: size.durationMs },
     }));
-    const cpu = totalCpu(target.pids) - cpu0;
-    const t1 = nowMs();
-    const messages = messaged.reduce((sum, r) => sum + r.answers, 0);
-    const messageMs = Math.max(...messaged.map((r) => r.ms));
-    const row: StormRow = {
-      target: target.name,
-      nodes: target.nodes.length,
-      connections,
-      connectPerSec: Math.round((answered / connectMs) * 1000),
-      connectFailed: failed,
-      cpuUsPerConnect: answered > 0 ? round((connectCpu * 1e6) / answered, 1) : 0,
-      messagesPerSec: Math.round((messages / messageMs) * 1000),
-      messageConnections,
-      cpuMsPerKMessages: messages > 0 ? round((cpu * 1e6) / messages, 3) : 0,
-      t0,
-      t1,
-      connectT0,
-      connectT1,
-      ...(failed > 0 ? { error: connected.find((r) => r.errors.length)?.errors[0] } : {}),
-    };
-    ctx.log(`  ${row.connectPerSec} connect+subscribe/s (${failed} failed), ${row.messagesPerSec} subscribe messages/s`);
-    return row;
+    await mark?.();
+    return [counts(connected), counts(messaged)];
   } finally {
     await fleet.all(() => ({ op: 'storm.close' }));
   }
+}
+
+/** The load processes' results of one phase, together: the phase lasts as long as its slowest process. */
+function counts(results: StormResult[]): PhaseCounts {
+  const failed = results.reduce((sum, r) => sum + r.failed, 0);
+  return {
+    answers: results.reduce((sum, r) => sum + r.answers, 0),
+    failed,
+    ms: Math.max(...results.map((r) => r.ms)),
+    ...(failed > 0 ? { error: results.find((r) => r.errors.length)?.errors[0] } : {}),
+  };
 }
