@@ -45,6 +45,7 @@ export interface LuaApi {
   readonly LUA_TSTRING: number;
   readonly LUA_TTABLE: number;
   readonly LUA_TFUNCTION: number;
+  readonly LUA_TUSERDATA: number;
   lua_Debug: new () => LuaDebug;
 
   lua_absindex(L: LuaState, index: number): number;

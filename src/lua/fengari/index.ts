@@ -66,6 +66,12 @@ export function holdTop(L: LuaState): HeldValue {
   return { type, value } as unknown as HeldValue;
 }
 
+/** The block of a held full userdata (what lua_touserdata gives for it), or null for any other value. */
+export function heldUserdata(held: HeldValue): object | null {
+  const { type, value } = held as unknown as { type: number; value: { data?: object } };
+  return type === lua.LUA_TUSERDATA ? value.data ?? null : null;
+}
+
 /** Pushes a value held with holdTop (the caller has room on the stack, as for any push). */
 export function pushHeld(L: LuaState, held: HeldValue): void {
   pushobj2s(L, held as unknown as object);

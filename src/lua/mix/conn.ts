@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, raise, luaToJsString, bytesView, holdTop, pushHeld, type LuaState, type LuaFunction } from '../fengari/index';
+import { lua, lauxlib, K, raise, luaToJsString, bytesView, holdTop, pushHeld, heldUserdata, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushValue, toJs, ConversionError, type LuaValue } from '../values';
 import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
@@ -15,13 +15,15 @@ const { luaL_checkudata, luaL_checklstring, luaL_newmetatable, luaL_setfuncs, lu
 const CONN = K('connmix.conn');
 
 /**
- * The connection a method is called on. Its userdata is known by its block, which only pushConn makes:
- * luaL_checkudata's look-up of the metatable in the registry was a fifth of a `conn:send`. It still
- * gives the error for anything else ("connmix.conn expected").
+ * The connection a method is called on. Its userdata is known by the mark on its block, which only
+ * pushConn sets: luaL_checkudata's look-up of the metatable in the registry was a fifth of a
+ * `conn:send`, and a WeakSet of the blocks cost a hash look-up per call and an ephemeron per
+ * connection for the young-generation collector. It still gives the error for anything else
+ * ("connmix.conn expected").
  */
 function self(L: LuaState): ScriptConnection {
-  const block = lua_touserdata(L, 1) as UserdataBlock | null;
-  if (block !== null && ownBlocks.has(block)) return block.conn;
+  const block = lua_touserdata(L, 1) as Partial<UserdataBlock> | null;
+  if (block?.[CONN_BLOCK] === true) return block.conn!;
   return (luaL_checkudata(L, 1, CONN) as UserdataBlock).conn;
 }
 
@@ -79,7 +81,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     return bytes;
   });
   const wrote = (conn: ScriptConnection): void => {
-    if (released.has(conn)) return;
+    if (isStandIn(conn)) return;
     written.add(conn);
     writtenBy.set(conn, written);
   };
@@ -121,7 +123,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     set_context: (L) => {
       const conn = self(L);
       luaL_checktype(L, 2, lua.LUA_TTABLE);
-      if (released.has(conn)) return 0;
+      if (isStandIn(conn)) return 0;
       applyContext(L, () => conn.context.apply('set_context', contextValue(L, 2)));
       wrote(conn);
       return 0;
@@ -130,7 +132,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
       const conn = self(L);
       const key = luaToJsString(luaL_checklstring(L, 2));
       luaL_checkany(L, 3);
-      if (released.has(conn)) return 0;
+      if (isStandIn(conn)) return 0;
       applyContext(L, () => conn.context.apply('set_context_value', key, contextValue(L, 3)));
       wrote(conn);
       return 0;
@@ -143,7 +145,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     },
     unsubscribe: (L) => {
       const conn = self(L);
-      if (released.has(conn)) return pushError(L, null);
+      if (isStandIn(conn)) return pushError(L, null);
       return settle(vm, L, host.unsubscribe(conn, stringArgs(L, 2)), pushError);
     },
     send: (L) => {
@@ -188,10 +190,9 @@ export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptC
   }
   const block = lua_newuserdata(L, 0) as UserdataBlock;
   block.conn = conn;
-  ownBlocks.add(block);
+  block[CONN_BLOCK] = true;
   luaL_setmetatable(L, CONN);
   if (!current) return;
-  blocks.set(conn, block);
   lua_pushvalue(L, -1);
   conn.luaValue = holdTop(L);
   conn.luaGeneration = vm.generation;
@@ -200,19 +201,21 @@ export function pushConn(L: LuaState, vm: LuaVM<ScriptConnection>, conn: ScriptC
 /** The set of written contexts (of its VM) each connection is in. */
 const writtenBy = new WeakMap<ScriptConnection, Set<ScriptConnection>>();
 
+/** The mark of the blocks pushConn makes, in any state: only these are connections' userdata. */
+const CONN_BLOCK = Symbol('connmix.conn block');
+
 /** What a connection's userdata holds: the connection, until releaseConn swaps in a stand-in. */
 interface UserdataBlock {
   conn: ScriptConnection;
+  [CONN_BLOCK]: true;
 }
 
-/** The userdata block of each connection that has one. */
-const blocks = new WeakMap<ScriptConnection, UserdataBlock>();
+/** The mark of a released connection's stand-in (see releaseConn). */
+const STAND_IN = Symbol('connmix.conn stand-in');
 
-/** Every block pushConn made, in any state: only these are connections' userdata. */
-const ownBlocks = new WeakSet<UserdataBlock>();
-
-/** Stand-ins for released connections (see releaseConn). */
-const released = new WeakSet<ScriptConnection>();
+function isStandIn(conn: ScriptConnection): boolean {
+  return (conn as { [STAND_IN]?: true })[STAND_IN] === true;
+}
 
 /**
  * A closed connection's identity without the connection: what a script that kept a connection's
@@ -221,7 +224,8 @@ const released = new WeakSet<ScriptConnection>();
 function standIn(conn: ScriptConnection): ScriptConnection {
   const context = new ConnectionContext();
   context.close('connection closed');
-  const closed: ScriptConnection = {
+  const closed: ScriptConnection & { [STAND_IN]: true } = {
+    [STAND_IN]: true,
     clientId: conn.clientId,
     remoteAddr: conn.remoteAddr,
     context,
@@ -232,7 +236,6 @@ function standIn(conn: ScriptConnection): ScriptConnection {
     close: () => undefined,
     ...(conn.clearBuffer ? { clearBuffer: () => undefined } : {}),
   };
-  released.add(closed);
   return closed;
 }
 
@@ -243,11 +246,10 @@ function standIn(conn: ScriptConnection): ScriptConnection {
  * userdata of 128 bytes.
  */
 export function releaseConn(conn: ScriptConnection): void {
+  const block = conn.luaValue && (heldUserdata(conn.luaValue) as UserdataBlock | null);
+  if (block) block.conn = standIn(conn);
   conn.luaValue = null;
   conn.context.clear();
   writtenBy.get(conn)?.delete(conn);
   writtenBy.delete(conn);
-  const block = blocks.get(conn);
-  if (block) block.conn = standIn(conn);
-  blocks.delete(conn);
 }
