@@ -20,10 +20,7 @@ export interface BenchConfig {
   manyVideos: { viewers: number; videos: number; rates: number[]; stepMs: number; drainMs: number; p99LimitMs: number };
   /** `scaleOut`: the sizes for targets that add workers to hold more (connmix-ts-engine). */
   idle: { connections: number[]; scaleOut: number[]; videos: number; settleMs: number; cpuSettleMs: number; cpuWindowMs: number };
-  /**
-   * `warmUp`: a smaller storm first, not measured, on each target: the load processes start cold, and
-   * without it whichever target comes first pays for their compilation and heap growth.
-   */
+  /** `warmUp`: a smaller storm first, not measured, on each target, so that the measured one meets warm processes. */
   storm: {
     connections: number;
     concurrency: number;

@@ -351,12 +351,17 @@ async function main(): Promise<void> {
     profiles: [],
     failures: [],
   };
-  const fleet = await Fleet.start(workersFor(peakConnections(args), os.availableParallelism()));
-  log(`bench "${args.name}": ${args.targets.map((t) => t.name).join(', ')} × ${args.scenarios.join(', ')}; ${fleet.size} load processes`);
-  try {
-    for (const spec of args.targets) await runTarget(spec, args, fleet, record);
-  } finally {
-    await fleet.stop();
+  const loadProcesses = workersFor(peakConnections(args), os.availableParallelism());
+  log(`bench "${args.name}": ${args.targets.map((t) => t.name).join(', ')} × ${args.scenarios.join(', ')}; ${loadProcesses} load processes`);
+  for (const spec of args.targets) {
+    // Load processes of its own for each target: one that ran before would leave them compiled and
+    // their heaps grown, which made the first target of a run pay for both.
+    const fleet = await Fleet.start(loadProcesses);
+    try {
+      await runTarget(spec, args, fleet, record);
+    } finally {
+      await fleet.stop();
+    }
   }
   record.durationS = Math.round((Date.now() - runStartedAt) / 1000);
   record.loadAverage[1] = Math.round(os.loadavg()[0] * 100) / 100;

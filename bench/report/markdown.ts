@@ -35,10 +35,10 @@ Hand-written analysis lives in \`bench/notes.md\` and is copied into RESULTS.md
 (\`npm run bench -- --report-only\` rewrites the reports from results.json without running anything).
 
 How it works: the bench starts each target (its server processes, and a redis-server on a free
-127.0.0.1 port for the Redis targets), drives it with load processes (\`bench/load/worker.ts\`, at least
-one per core, at most 18,000 connections each because a process may open 20,000 files here), then
-stops everything it started, by pid. Viewers connect from 127.1.x.y source addresses (a fresh block per
-phase; each address gives ~28,000 ports), subscribe with the seed's \`{"op":"subscribe","channel":"<id>@video"}\`
+127.0.0.1 port for the Redis targets), drives it with load processes of its own (\`bench/load/worker.ts\`,
+started fresh for each target; at least one per core, at most 18,000 connections each because a process
+may open 20,000 files here), then stops everything it started, by pid. Viewers connect from 127.1.x.y
+source addresses (a fresh block per phase; each address gives ~28,000 ports), subscribe with the seed's \`{"op":"subscribe","channel":"<id>@video"}\`
 (Socket.IO: the same text as a \`message\` event) and count comments. Every comment is the seed's event
 \`{"event":"@video","data":{"s":<seq>,"t":<send time>,"p":"xx…"}}\`, 160 bytes, posted to
 \`POST /v1/mesh/publish\` at a fixed rate (open loop: \`t\` is when it was due, on CLOCK_MONOTONIC shared by
@@ -65,11 +65,15 @@ and records the latency; *lost* = says sent times the members of their room, min
 subscribe-storm: 10,000 new connections (200 opening at a time) each subscribe as soon as they are open
 (*connect+subscribe/s*); then 200 of them send unsubscribe and subscribe back to back, 4 in flight each,
 for 10 s (*subscribe msgs/s*, one Lua \`on_message\` call each on connmix-ts). Before the measured storm,
-each target gets a smaller one on other videos (2,000 connections, 2 s of messages), not measured: the
-load processes start cold, and without it the first target of a run paid for their compilation. Swapping
-raw-ws and connmix-ts between two runs moved the load's CPU per connect from 208 to 329 µs for raw-ws
-and from 348 to 235 µs for connmix-ts, whichever came first, and the connect rates with it. The load's
-CPU is recorded beside the server's, per connect and per 1,000 messages.
+each target gets a smaller one on other videos (2,000 connections, 2 s of messages), not measured, so
+that the measured one meets warm load processes and a warm server.
+
+Every target gets load processes of its own, started fresh. With one set for the whole run, the first
+target paid for compiling the load's code and growing its heaps: swapping raw-ws and connmix-ts between
+two runs moved the load's CPU per connect from 208 to 329 µs for raw-ws and from 348 to 235 µs for
+connmix-ts, whichever came first, and the connect rates with it (a warm-up alone left 80 µs of it). The
+load's CPU is recorded beside the server's, per connect and per 1,000 messages: with fresh processes it
+is the same whatever the order (263-266 µs per connect for both targets that speak the seed's protocol).
 `;
 
 function table(headers: string[], rows: (string | number)[][]): string {
