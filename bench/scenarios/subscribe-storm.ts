@@ -33,12 +33,17 @@ interface PhaseCounts {
 export async function subscribeStorm(ctx: Context): Promise<StormRow> {
   const { target, fleet, config } = ctx;
   const { connections, messageConnections, durationMs, warmUp } = config.storm;
-  await storm(ctx, { connections: warmUp.connections, messageConnections: Math.min(messageConnections, warmUp.connections), durationMs: warmUp.durationMs, firstIndex: connections });
-  const pids = target.pids;
-  const cpu = () => Promise.all([totalCpu(pids), fleet.cpu()]);
+  await storm(ctx, {
+    connections: warmUp.connections,
+    messageConnections: Math.min(messageConnections, warmUp.connections),
+    durationMs: warmUp.durationMs,
+    firstIndex: connections,
+  });
+  // CPU seconds so far, [server, load], at the start of each phase and at the end.
   const marks: { t: number; cpu: [number, number] }[] = [];
   const mark = async () => {
-    marks.push({ cpu: await cpu(), t: nowMs() });
+    const server = totalCpu(target.pids);
+    marks.push({ cpu: [server, await fleet.cpu()], t: nowMs() });
   };
   const [connected, messaged] = await storm(ctx, { connections, messageConnections, durationMs, firstIndex: 0 }, mark);
   const [start, connectEnd, end] = marks;
