@@ -158,6 +158,10 @@ test('unknown names give nil, err; wrong arguments raise', async () => {
   assert.match(await fails('r:command()'), /bad argument #1 to 'command' \(string expected, got no value\)/);
   assert.match(await fails('r:command("get", {})'), /bad argument #2 to 'command' \(string or number expected, got table\)/);
   assert.match(await fails('r.command({}, "get")'), /connmix\.redis expected/);
+  // Each kind of userdata is only itself: a connection method refuses a Redis connection object, and back.
+  assert.match(await fails('mix.websocket().send(r, "hi")'), /bad argument #1 to 'send' \(connmix\.conn expected, got connmix\.redis\)/);
+  assert.match(await fails('mix.websocket().unsubscribe(r, "video:1")'), /bad argument #1 to 'unsubscribe' \(connmix\.conn expected, got connmix\.redis\)/);
+  assert.match(await fails('r.command(mix.websocket(), "ping")'), /bad argument #1 to 'command' \(connmix\.redis expected, got connmix\.conn\)/);
 });
 
 test('a Redis that is not running fails fast', async () => {
