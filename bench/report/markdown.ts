@@ -22,7 +22,8 @@ over Redis, idle only, with as many workers as its connections need); \`--scenar
 many-videos, subscribe-storm, publish-api, chat-room); \`--viewers N,M\` and \`--rates r1,r2\` for hot-video;
 \`--step-ms\`; \`--all-rates\` (no stop at the p99 limit or a loss); \`--name\` (the run's key in results.json, default \`quick\` or \`full\`); \`--profile RATE\`
 (\`node --cpu-prof\` on the connmix-ts and raw-ws processes, summarised over the hot-video step at RATE msg/s, the
-storm's connect and message phases, each publish-API phase and the chat-room step at RATE says/s); \`--write-window MS\` (connmix-ts's
+storm's connect and message phases, each publish-API phase and the chat-room step at RATE says/s; *busy* leaves out V8's
+\`(idle)\`, which also holds libuv's socket reads: \`perf\` sees all of it, bench/notes.md's ninth session says how); \`--write-window MS\` (connmix-ts's
 \`engine.servers[].writeWindow\` instead of the shipped value);
 \`--deadline-s\` (the whole run is killed past it; default 300 quick, 4 h full); \`--wait-quiet S\` (first wait up
 to S seconds for the machine to go quiet, under 1 CPU second used per 5 s: others' test suites skew
