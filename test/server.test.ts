@@ -119,6 +119,25 @@ test('readTimeout counts from the last message: a client that talks for several 
   });
 });
 
+test('a wall-clock step does not time connections out: timeouts run on a monotonic clock', async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      readTimeout: 4' }, async (node) => {
+    const client = await TestClient.open(node.wsUrl);
+    assert.equal(await client.request('return 1'), '[1]');
+    // The wall clock jumps an hour ahead (an NTP step, a resumed VM) while the client sits quiet: every
+    // connection would look an hour silent to a watch that read Date.now().
+    const realNow = Date.now;
+    Date.now = () => realNow() + 3_600_000;
+    try {
+      // Two sweeps of the timeout watch (one a second), well within the 4 s timeout on the monotonic clock.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      assert.equal(await client.request('return "still here"'), '["still here"]');
+    } finally {
+      Date.now = realNow;
+    }
+    client.close();
+  });
+});
+
 test('a runaway hook is stopped within its budget while other connections keep being answered', async () => {
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, callBudget: 100 }, async (node) => {
     const busy = await TestClient.open(node.wsUrl);

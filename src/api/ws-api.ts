@@ -16,6 +16,7 @@ import { whenSettled, type MaybePromise } from '../wire/maybe-promise';
 import { CloseCode } from '../wire/close-codes';
 import type { ByteBudget } from '../wire/byte-budget';
 import { fromLongForm, isLongForm, longFormEvent, longFormFailure, longFormOk } from './ws-long-form';
+import { monotonicMs } from '../wire/clock';
 
 /** What the WebSocket API needs from its node: the mesh for `mesh.*` and `conn.call`, the queue for `queue.*`. */
 export interface WsApiNode {
@@ -158,7 +159,7 @@ export class WsApi {
     const session = new ApiSession(ws, socket, this.batch, this.options.maxBufferedBytes, this.log);
     this.sessions.add(session);
     const touch = () => {
-      session.lastReadAt = Date.now();
+      session.lastReadAt = monotonicMs();
     };
     ws.on('ping', touch);
     ws.on('message', (data: Buffer) => {
@@ -246,7 +247,7 @@ export class WsApi {
 
   /** Enforces readTimeout (nothing received) and writeTimeout (answers not draining), as the business servers do. */
   private sweep(): void {
-    const now = Date.now();
+    const now = monotonicMs();
     const { readTimeout, writeTimeout } = this.options;
     for (const session of this.sessions) {
       if (writeTimeout > 0 && blockedFor(session, now) > writeTimeout * 1000) session.abort(`write timeout (${CloseCode.WRITE_TIMEOUT})`);

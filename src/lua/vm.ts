@@ -11,6 +11,7 @@ import { openCompat51, bitModule } from './compat51';
 import { openRequire, forgetModules, type BuiltinModule } from './require';
 import { loadLua51 } from './syntax51';
 import type { Logger } from '../log';
+import { monotonicMs } from '../wire/clock';
 
 const {
   LUA_OK, LUA_YIELD, LUA_REGISTRYINDEX, LUA_MASKCOUNT, LUA_TFUNCTION, LUA_TSTRING, LUA_TNUMBER,
@@ -454,7 +455,7 @@ export class LuaVM<Owner = unknown> {
     const outerDeadline = this.deadline;
     const outerForgiven = this.forgiven;
     this.running = call;
-    const started = Date.now();
+    const started = monotonicMs();
     this.deadline = started + this.options.callBudget - call.used;
     this.ticks = 0;
     this.cpuMark = NaN;
@@ -467,7 +468,7 @@ export class LuaVM<Owner = unknown> {
       lua_settop(call.thread, 0);
       lua_pushstring(call.thread, Buffer.from(`host error: ${(error as Error).message}`));
     } finally {
-      call.used += Date.now() - started - this.forgiven;
+      call.used += monotonicMs() - started - this.forgiven;
       this.running = outer;
       this.deadline = outerDeadline;
       this.forgiven = outerForgiven;
@@ -511,7 +512,7 @@ export class LuaVM<Owner = unknown> {
     // is: the process was descheduled (a busy machine), and stopping it would be a false alarm.
     this.ticks += tookSlowCall(L) ? SLOW_CALL_TICKS : 1;
     if (this.ticks < MIN_TICKS) return;
-    const now = Date.now();
+    const now = monotonicMs();
     if (Number.isNaN(this.cpuMark)) this.markCpu(now);
     if (now <= this.deadline || this.forgaveOffCpu(now)) return;
     if (this.running) this.running.timedOut = true;
@@ -562,13 +563,13 @@ export class LuaVM<Owner = unknown> {
       .filter((thread) => this.inCurrentState(thread));
     // A whole walk, not one that stops past the mark: a partial count as the new mark would have the
     // next whole walk blame a call that added nothing.
-    const started = Date.now();
+    const started = monotonicMs();
     const own = estimateStateBytes(this.L, waiting);
     let estimate = own;
     for (const source of this.heldOutside) estimate += source();
     if (own > RESET_FACTOR * this.maxMemory) this.resetPending = true;
     // The walk is the host's work, not the running call's: it does not count against its budget.
-    this.deadline += Date.now() - started;
+    this.deadline += monotonicMs() - started;
     this.heapAtWalk = heapBytes();
     this.keptAtWalk = keptHeapBytes();
     this.walkAfter = Math.max(MIN_WALK_AFTER, estimate / 4);
@@ -607,7 +608,7 @@ export class LuaVM<Owner = unknown> {
     lua_pushjsfunction(L, messageHandler);
     lua_rawgeti(L, LUA_REGISTRYINDEX, chunk);
     luaL_unref(L, LUA_REGISTRYINDEX, chunk);
-    this.deadline = Date.now() + LOAD_BUDGET_MS;
+    this.deadline = monotonicMs() + LOAD_BUDGET_MS;
     this.ticks = 0;
     this.cpuMark = NaN;
     this.forgiven = 0;
@@ -723,7 +724,7 @@ function luaFiles(dir: string): string[] {
 
 /**
  * Names, sizes and modification times of `files` (as listed by luaFiles). Compared as a whole rather than
- * against a load time, because file times come from a coarse clock that lags Date.now() by milliseconds.
+ * against a load time, because file times come from a coarse clock that lags the wall clock by milliseconds.
  */
 function luaFilesSignature(files: string[]): string {
   const parts: string[] = [];

@@ -12,6 +12,7 @@ import { remoteAddress, clientIp } from '../wire/http-request';
 import { BusinessServer, type HookCall, type Session } from './business-server';
 import type { Metrics } from '../metrics';
 import { InputPacer } from './input-pacer';
+import { monotonicMs } from '../wire/clock';
 
 interface SocketSession extends Session<SocketConnection> {
   /** A packet-loop turn is queued or running; more input joins it instead of queueing another. */
@@ -97,7 +98,7 @@ export class SocketBusinessServer extends BusinessServer<SocketConnection, Socke
 
   private received(session: SocketSession, chunk: Buffer): void {
     const { conn } = session;
-    conn.lastReadAt = Date.now();
+    conn.lastReadAt = monotonicMs();
     if (!conn.open) return;
     const size = conn.pending.length + chunk.length;
     if (size > this.config.maxMessageSize) {

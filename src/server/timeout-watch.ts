@@ -2,6 +2,7 @@ import { blockedFor, type Batchable } from '../wire/write-batch';
 import { CloseCode } from '../wire/close-codes';
 import type { Logger } from '../log';
 import type { ClientConnection } from './client-connection';
+import { monotonicMs } from '../wire/clock';
 
 /** The two timeouts, in seconds (0 = off), as a business server's config has them. */
 export interface Timeouts {
@@ -43,7 +44,7 @@ export class TimeoutWatch {
   ) {
     this.readMs = timeouts.readTimeout * 1000;
     this.writeMs = timeouts.writeTimeout * 1000;
-    this.swept = Math.floor(Date.now() / 1000);
+    this.swept = Math.floor(monotonicMs() / 1000);
   }
 
   /** Starts watching a connection that was just admitted. */
@@ -61,7 +62,7 @@ export class TimeoutWatch {
 
   /** Looks at the connections due by now and at the backlogged ones; runs once a second. */
   tick(): void {
-    const now = Date.now();
+    const now = monotonicMs();
     const second = Math.floor(now / 1000);
     // Set first: connections filed again below go to later seconds, which this loop passes over.
     this.swept = second;

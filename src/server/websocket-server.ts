@@ -12,6 +12,7 @@ import { CloseCode, closeCodeLabel, protocolErrorCode } from '../wire/close-code
 import { canonicalHeaders, remoteAddress, clientIp, pathMatches, globPattern, destroySocket, type GlobMatcher } from '../wire/http-request';
 import { refuse } from '../wire/refusal';
 import type { Metrics } from '../metrics';
+import { monotonicMs } from '../wire/clock';
 
 /** Close codes that end a connection without an error for on_close (1005: the peer sent no code). */
 const CLEAN_CLOSES = new Set<number>([CloseCode.NORMAL, CloseCode.GOING_AWAY, 1005]);
@@ -142,7 +143,7 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
     };
     this.register(session);
     const touch = () => {
-      conn.lastReadAt = Date.now();
+      conn.lastReadAt = monotonicMs();
     };
     ws.on('ping', touch);
     ws.on('pong', touch);

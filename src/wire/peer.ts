@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Batchable } from './write-batch';
+import { monotonicMs } from './clock';
 
 /**
  * What every connection the engine serves has, business clients and `/ws/v1` backends alike: its
@@ -10,7 +11,7 @@ export abstract class Peer implements Batchable {
   queuedBytes = 0;
   hurried = false;
   /** Last time any data arrived (ms), for `readTimeout`. */
-  lastReadAt = Date.now();
+  lastReadAt = monotonicMs();
   /** Since when (ms) writes have been waiting to drain, 0 when the buffer is empty (for `writeTimeout`). */
   blockedSince = 0;
   /** Told when a flush leaves bytes in the socket's buffer, by whoever enforces `writeTimeout`. */
