@@ -74,9 +74,9 @@ function runningTotal(name: string, help: string, read: () => number, registers:
   });
 }
 
-/** Seconds since `started` (a `process.hrtime.bigint()` reading). */
-export function secondsSince(started: bigint): number {
-  return Number(process.hrtime.bigint() - started) / 1e9;
+/** Seconds since `started`, a `performance.now()` reading (monotonic, and no BigInt per reading as hrtime.bigint makes). */
+export function secondsSince(started: number): number {
+  return (performance.now() - started) / 1000;
 }
 
 /**

@@ -152,7 +152,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
     const accepted = session.hooks.push((done) => {
       if (bytes > 0) this.taken(session, bytes);
       if (hook !== 'on_close' && !conn.open) return done();
-      const started = this.timeHooks ? process.hrtime.bigint() : 0n;
+      const started = this.timeHooks ? performance.now() : 0;
       call(conn, a, b, (error) => {
         if (this.timeHooks) this.metrics?.observeHook(hook, secondsSince(started));
         if (error) this.hookFailed(conn, error);
