@@ -1,9 +1,9 @@
-import { performance } from 'node:perf_hooks';
 import { raise, type LuaState, type LuaFunction } from './fengari/index';
 import {
   globalStateOf, hookBeforeNextInstruction, guardConcat, concatBytesExact, raiseRuntimeError, afterHostCalls, capBuffers,
   countPatternSteps, guardCompare, guardBulkInstructions, chargeInstructions,
 } from './fengari/runtime-patches';
+import { monotonicMs } from '../wire/clock';
 
 /**
  * Caps on what one Lua library call may build or scan. The count hook that enforces
@@ -205,7 +205,7 @@ export function markUntimed(fn: LuaFunction): LuaFunction {
   return fn;
 }
 
-let lastLook = performance.now();
+let lastLook = monotonicMs();
 
 /**
  * After each timed host call: when a millisecond or more passed since the last look at the clock, have
@@ -213,7 +213,7 @@ let lastLook = performance.now();
  * budget plus one call. One clock read per call (~70 ns here), none for the cheap library functions.
  */
 function lookAtClock(L: LuaState): void {
-  const now = performance.now();
+  const now = monotonicMs();
   if (now - lastLook >= SLOW_CALL_MS) checkBudgetSoon(L);
   lastLook = now;
 }

@@ -3,6 +3,7 @@ import type { Hub, Subscriber } from './hub';
 import { SubscriberCounts } from './subscriber-counts';
 import { ClientIdGenerator, nodeNumberOf } from './ids';
 import { secondsSince, type Metrics } from '../metrics';
+import { monotonicMs } from '../wire/clock';
 
 /**
  * What the node does over the mesh, in one place: the API, the Lua host and the business servers are
@@ -30,13 +31,13 @@ export class Mesh {
   /** Delivers to every subscriber of `channel` in the mesh; `s`/`f` are summed over the nodes. */
   publish(channel: string, payload: Buffer, binary: boolean): PublishResult | Promise<PublishResult> {
     // The clock starts before the broker runs: its local fan-out happens inside the call.
-    const started = performance.now();
+    const started = monotonicMs();
     return this.timed('publish', this.publishScenario, started, this.broker.publish(channel, payload, binary));
   }
 
   /** Delivers to one connection anywhere in the mesh; false if it is unknown or gone. */
   send(clientId: string, payload: Buffer, binary: boolean): boolean | Promise<boolean> {
-    const started = performance.now();
+    const started = monotonicMs();
     const scenario = nodeNumberOf(clientId) === this.broker.nodeNumber ? 'local' : 'forward';
     return this.timed('send', scenario, started, this.broker.send(clientId, payload, binary));
   }

@@ -2,6 +2,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { SlidingSummary } from './sliding-summary';
 import { BucketHistogram } from './bucket-histogram';
 import type { PrometheusConfig } from '../config/schema';
+import { monotonicMs } from '../wire/clock';
 
 /** The business protocols, as the `protocol` label of CONNMIX's metrics names them. */
 export type Protocol = 'websocket' | 'socket';
@@ -74,9 +75,9 @@ function runningTotal(name: string, help: string, read: () => number, registers:
   });
 }
 
-/** Seconds since `started`, a `performance.now()` reading (monotonic, and no BigInt per reading as hrtime.bigint makes). */
+/** Seconds since `started`, a monotonicMs() reading (no BigInt per reading, as hrtime.bigint made). */
 export function secondsSince(started: number): number {
-  return (performance.now() - started) / 1000;
+  return (monotonicMs() - started) / 1000;
 }
 
 /**

@@ -15,6 +15,7 @@ import { CloseCode } from '../wire/close-codes';
 import { listenLogged } from '../wire/listen';
 import type { ClientConnection } from './client-connection';
 import { TimeoutWatch } from './timeout-watch';
+import { monotonicMs } from '../wire/clock';
 
 /** Events one connection may have waiting behind a hook call that waits; more closes it. */
 const MAX_PENDING_EVENTS = 1024;
@@ -152,7 +153,7 @@ export abstract class BusinessServer<C extends ClientConnection, S extends Sessi
     const accepted = session.hooks.push((done) => {
       if (bytes > 0) this.taken(session, bytes);
       if (hook !== 'on_close' && !conn.open) return done();
-      const started = this.timeHooks ? performance.now() : 0;
+      const started = this.timeHooks ? monotonicMs() : 0;
       call(conn, a, b, (error) => {
         if (this.timeHooks) this.metrics?.observeHook(hook, secondsSince(started));
         if (error) this.hookFailed(conn, error);

@@ -18,7 +18,7 @@ import { monotonicMs } from '../wire/clock';
 const CLEAN_CLOSES = new Set<number>([CloseCode.NORMAL, CloseCode.GOING_AWAY, 1005]);
 
 interface WebSocketSession extends Session<Connection> {
-  /** The second (epoch) `inWindow` counts messages for, for maxMessagesPerSecond. */
+  /** The second (of monotonicMs) `inWindow` counts messages for, for maxMessagesPerSecond. */
   window: number;
   inWindow: number;
 }
@@ -148,9 +148,10 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
     ws.on('ping', touch);
     ws.on('pong', touch);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      touch();
+      const now = monotonicMs();
+      conn.lastReadAt = now;
       this.metrics?.countRead('websocket');
-      if (this.overRate(session)) {
+      if (this.overRate(session, now)) {
         // Once closing, ws reads on until the peer answers the close or 30 s pass: a peer that keeps
         // flooding had every frame parsed meanwhile (most of a core for 30 s). It is cut instead.
         if (conn.open) conn.close(CloseCode.POLICY, 'rate limit exceeded');
@@ -184,11 +185,11 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
     this.dispatch(session, 'on_handshake', 0, this.hooks.onHandshake, canonicalHeaders(req.rawHeaders), server);
   }
 
-  /** Counts a message in the connection's current one-second window; true past maxMessagesPerSecond. */
-  private overRate(session: WebSocketSession): boolean {
+  /** Counts a message (arrived at `now`, monotonicMs) in the connection's current one-second window; true past maxMessagesPerSecond. */
+  private overRate(session: WebSocketSession, now: number): boolean {
     const limit = this.config.maxMessagesPerSecond;
     if (limit <= 0) return false;
-    const second = Math.floor(Date.now() / 1000);
+    const second = Math.floor(now / 1000);
     if (session.window !== second) {
       session.window = second;
       session.inWindow = 0;
