@@ -33,7 +33,8 @@ const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 test('WriteBatch: a delivery waits for the window; an answer takes what was queued before it at the end of the turn', async () => {
   const { target, received, close } = await socketPair();
   try {
-    const batch = new WriteBatch(100);
+    // A window far longer than a turn, even a turn on a busy machine: the delivery must still be waiting.
+    const batch = new WriteBatch(2000);
     batch.write(target, Buffer.from('A'));
     await nextTurn();
     assert.equal(target.socket.bytesWritten, 0, 'a delivery alone waits for the window');
