@@ -100,6 +100,21 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * Waits until the processes use at most `maxShare` of a core over `windowMs`, or `timeoutMs` passed:
+ * a phase measured right after closing thousands of connections would otherwise pay for their close.
+ */
+export async function quiet(pids: number[], { windowMs = 250, maxShare = 0.05, timeoutMs = 10_000 } = {}): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let before = totalCpu(pids);
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    const now = totalCpu(pids);
+    if (now - before <= (maxShare * windowMs) / 1000) return;
+    before = now;
+  }
+}
+
 /** Resident set size in bytes (0 if the process is gone). */
 export function rssBytes(pid: number): number {
   try {

@@ -1,7 +1,7 @@
 import { shares } from '../load/fleet';
 import type { StormResult } from '../load/storm';
 import { sourceAddresses } from '../lib/addresses';
-import { totalCpu } from '../lib/proc';
+import { quiet, totalCpu } from '../lib/proc';
 import { nowMs } from '../load/payload';
 import type { StormRow } from '../report/types';
 import { round, type Context } from './context';
@@ -27,8 +27,8 @@ interface PhaseCounts {
  * open (connections subscribed per second, handshakes included); then some of them send
  * unsubscribe/subscribe back to back, a few in flight each: answers per second there are Lua
  * on_message calls per second for connmix-ts. A smaller storm on other videos runs first, unmeasured,
- * so that the measured one meets warm load processes and a warm server. The load's own CPU is recorded
- * beside the server's.
+ * so that the measured one meets warm load processes and a warm server, which is let finish closing its
+ * connections first. The load's own CPU is recorded beside the server's.
  */
 export async function subscribeStorm(ctx: Context): Promise<StormRow> {
   const { target, fleet, config } = ctx;
@@ -39,6 +39,8 @@ export async function subscribeStorm(ctx: Context): Promise<StormRow> {
     durationMs: warmUp.durationMs,
     firstIndex: connections,
   });
+  // The warm-up's connections are closed by then on the load's side; the server may still be closing them.
+  await quiet(target.pids);
   // CPU seconds so far, [server, load], at the start of each phase and at the end.
   const marks: { t: number; cpu: [number, number] }[] = [];
   const mark = async () => {
