@@ -27,8 +27,8 @@ interface PhaseCounts {
  * open (connections subscribed per second, handshakes included); then some of them send
  * unsubscribe/subscribe back to back, a few in flight each: answers per second there are Lua
  * on_message calls per second for connmix-ts. A smaller storm on other videos runs first, unmeasured,
- * so that the measured one meets warm load processes and a warm server, which is let finish closing its
- * connections first. The load's own CPU is recorded beside the server's.
+ * so that the measured one meets warm load processes and a warm server that has finished closing the
+ * warm-up's connections. The load's own CPU is recorded beside the server's.
  */
 export async function subscribeStorm(ctx: Context): Promise<StormRow> {
   const { target, fleet, config } = ctx;
