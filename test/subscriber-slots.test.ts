@@ -69,7 +69,50 @@ test('viewers joining more channels than fit in flight on slots that just moved:
     // Thousands of MOVED answers, none worth a warning: the move is logged once per route.
     const warned = a.logs.filter((line) => line.includes('subscribe refused') && line.includes('"level":"warn"'));
     assert.equal(warned.length, 0, warned.slice(0, 3).join('\n'));
+    // Nor are the earlier viewers' channels, which m1 unsubscribed itself as their slots left.
+    assert.deepEqual(nodes.flatMap((node) => node.logs.filter((line) => line.includes('redis error'))), []);
     assert.ok(a.logs.some((line) => line.includes('sharded channels subscribed on their new master')));
+  } finally {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await cluster.stop();
+  }
+});
+
+test('a reshard takes a node\'s inbox and a viewer\'s channel off their master: Redis\'s own unsubscribe makes the node follow, answers reach it, and no Redis error is logged', async () => {
+  const cluster = await RedisCluster.start({ masters: 3, replicas: 0 });
+  const nodes: TestNode[] = [];
+  try {
+    const engineYaml = meshYaml(cluster.addrs, 'm2:', true);
+    nodes.push(await startNode({ engineYaml }), await startNode({ engineYaml }));
+    const [a, b] = nodes;
+    const owners = await Promise.all(cluster.servers.map((server) => slotsOf(server)));
+    const ownerOf = (slot: number): number => owners.findIndex((slots) => slots.has(slot));
+    // B's inbox, where the other nodes answer its publishes (private to the broker: read here only).
+    const inbox = (brokerOf(b) as unknown as { inbox: string }).inbox;
+    const from = ownerOf(keySlot(inbox));
+    // A viewer on A, on a channel of the same master.
+    let channel = '';
+    for (let i = 0; channel === ''; i++) {
+      const slot = keySlot(`m2:ch:video:${i}`);
+      if (ownerOf(slot) === from && slot !== keySlot(inbox)) channel = `video:${i}`;
+    }
+    const viewer = new TestSubscriber('viewer');
+    assert.equal(await a.engine.hub.subscribe(viewer, [channel]), null);
+
+    const [source, target] = [cluster.servers[from], cluster.servers[(from + 1) % cluster.servers.length]];
+    await moveSlots([keySlot(inbox), keySlot(`m2:ch:${channel}`)], source, target, cluster.servers);
+    // The old master unsubscribes both itself; each node follows on that, not on its next slot-map refresh.
+    for (const [node, what] of [[b, 'its inbox'], [a, 'its viewer\'s channel']] as const) {
+      await waitFor(`${node === a ? 'A' : 'B'} followed the move of ${what}`, () =>
+        node.logs.some((line) => line.includes('a master dropped shard channels of this node')), 20_000);
+    }
+    for (const name of [inbox, `m2:ch:${channel}`]) {
+      await waitFor(`${name} subscribed on its new master`, async () => (await target.cli('pubsub', 'shardnumsub', name)) === `${name}\n1`, 20_000);
+    }
+    // B publishes, A delivers and answers in B's inbox: B counts the delivery, none failed.
+    assert.deepEqual((await post(`${b.apiUrl}/v1/mesh/publish`, { c: channel, d: 'after the move' })).json, { E: null, r: { s: 1, f: 0 } });
+    assert.deepEqual(viewer.received, ['after the move']);
+    assert.deepEqual(nodes.flatMap((node) => node.logs.filter((line) => line.includes('redis error'))), []);
   } finally {
     await Promise.all(nodes.map((node) => node.stop()));
     await cluster.stop();

@@ -1,9 +1,10 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import type { RedisMeshConfig } from '../config/schema';
 import type { Logger } from '../log';
-import { ShardedSubscriber } from './sharded-subscriber';
+import { ShardedSubscriber, isUnaskedReply } from './sharded-subscriber';
 import { SubscriberLink, type SubscriptionStats } from './subscriber-link';
 import type { AuditOptions } from './subscription-audit';
+import { monotonicMs } from '../wire/clock';
 
 /**
  * The two Redis roles of a node: `commands` (publishes, registry keys) fails fast while Redis is away,
@@ -214,6 +215,8 @@ function watch(
 ): void {
   let up = false;
   let errorLogged = false;
+  /** When a master's dropping of shard channels was last logged (one line a second: a reshard sends one per channel). */
+  let droppedLoggedAt = -Infinity;
   client.on('ready', () => {
     up = true;
     errorLogged = false;
@@ -221,6 +224,15 @@ function watch(
     events.up(role);
   });
   client.on('error', (error: Error) => {
+    if (node !== undefined && isUnaskedReply(error)) {
+      // The ordinary course of a reshard (see isUnaskedReply), not a fault of the connection.
+      const now = monotonicMs();
+      if (now - droppedLoggedAt >= 1000) {
+        droppedLoggedAt = now;
+        log.info('redis cluster: a master dropped shard channels of this node (their slot moved); following the slot map', { redis: node });
+      }
+      return;
+    }
     // ioredis emits an error per failed attempt; the first of an outage says what is wrong.
     if (errorLogged) log.debug('redis error', { role, redis: node, error: error.message });
     else log.warn('redis error', { role, redis: node, error: error.message });

@@ -135,12 +135,26 @@ export class ShardedSubscriber {
     });
     link = new SubscriberLink(redis, this.log, { slotOf: keySlot, node }, this.auditOf(node));
     redis.on('smessageBuffer', this.onMessage);
-    // A channel answered MOVED: our slot map is stale; the refresh moves it (see follow).
+    // A channel answered MOVED, or the master dropped channels itself: the slot map is stale; the refresh moves them (see follow).
     redis.on('moved', () => this.cluster.refreshSlotsCache());
+    redis.on('error', (error: Error) => {
+      if (isUnaskedReply(error)) this.cluster.refreshSlotsCache();
+    });
     this.links.set(node, link);
     this.onConnection(redis, node);
     return link;
   }
+}
+
+/**
+ * Whether ioredis reports a reply no command asked for. On a cluster's subscriber connection, that is
+ * Redis (7 and later) unsubscribing the shard channels of a slot the master just lost: an SUNSUBSCRIBE
+ * it sends unasked, which ioredis, expecting none, reports as this error. The node then follows the
+ * slot map at once instead of at the next periodic refresh, up to 2 s in which those channels, its own
+ * inbox among them, receive nothing.
+ */
+export function isUnaskedReply(error: Error): boolean {
+  return error.message.startsWith('Command queue state error');
 }
 
 const CRC16_TABLE = (() => {

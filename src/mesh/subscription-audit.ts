@@ -54,7 +54,7 @@ export function judge(line: string, name: string, field: 'sub' | 'ssub', expecte
  * Checks now and then that Redis holds, for one subscriber connection, as many subscriptions as the
  * commands its link sent say, and repairs the connection when it does not: Redis can lose them
  * without the connection dropping (a proxy that hides a Redis restart; on a cluster, a slot that moves
- * away and back between two slot-map refreshes, whose SUNSUBSCRIBE the link never sees as such), and
+ * away and back faster than the slot-map refresh its unasked SUNSUBSCRIBE starts), and
  * a bookkeeping bug could do the same.
  *
  * A subscribed connection cannot ask about itself (RESP2 allows it only (un)subscribe and PING), so
