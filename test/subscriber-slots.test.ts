@@ -7,6 +7,8 @@ import { TestSubscriber } from './support/mesh-node';
 import { keySlot } from '../src/mesh/sharded-subscriber';
 import { MAX_CHANNELS_IN_FLIGHT } from '../src/mesh/subscriber-link';
 import type { RedisBroker } from '../src/mesh/redis-broker';
+import { connectMeshRedis } from '../src/mesh/redis-connections';
+import { memoryLogger } from './support/lua-harness';
 
 // Slots moving between Redis Cluster masters under a node's sharded subscriptions.
 
@@ -115,6 +117,40 @@ test('a reshard takes a node\'s inbox and a viewer\'s channel off their master: 
     assert.deepEqual(nodes.flatMap((node) => node.logs.filter((line) => line.includes('redis error'))), []);
   } finally {
     await Promise.all(nodes.map((node) => node.stop()));
+    await cluster.stop();
+  }
+});
+
+test('right after a reshard, a publish sent in one batch with another command for the slot\'s old master follows the move instead of failing with MOVED', async () => {
+  const cluster = await RedisCluster.start({ masters: 3, replicas: 0 });
+  const { log } = memoryLogger();
+  const received: string[] = [];
+  const config = { addrs: cluster.addrs, cluster: true, password: '', db: 0, prefix: 'm3:', auditInterval: 0 };
+  const events = (message: (channel: Buffer, message: Buffer) => void) => ({ message, up: () => undefined, down: () => undefined });
+  // Two nodes' connections: the subscriber's sees its channel dropped and follows; the publisher's has no
+  // subscription there, so its slot map stays as it was until its next periodic refresh (every 2 s).
+  const subscriber = connectMeshRedis(config, events((_channel, message) => received.push(message.toString())), log, 2000);
+  const publisher = connectMeshRedis(config, events(() => undefined), log, 2000);
+  try {
+    await waitFor('the mesh connections ready', () => subscriber.ready() && publisher.ready(), 20_000);
+    const [m1, m2] = cluster.servers;
+    const slots = [...(await slotsOf(m1))];
+    const named = (prefix: string, slot: number): string => {
+      for (let i = 0; ; i++) if (keySlot(`${prefix}${i}`) === slot) return `${prefix}${i}`;
+    };
+    const channel = named('moving:', slots[0]);
+    const key = named('staying:', slots[1]);
+    await subscriber.subscribe(channel);
+    await moveSlots([slots[0]], m1, m2, cluster.servers);
+    await waitFor('the channel subscribed on its new master', async () => (await m2.cli('pubsub', 'shardnumsub', channel)) === `${channel}\n1`, 20_000);
+    // In one tick, the publish and a write that succeeds on m1 share ioredis's automatic pipeline to m1.
+    const [published, counted] = await Promise.all([publisher.publish(channel, Buffer.from('after the move')), publisher.commands.incr(key)]);
+    assert.deepEqual({ published, counted }, { published: 1, counted: 1 });
+    await waitFor('the message delivered', () => received.length > 0, 10_000);
+    assert.deepEqual(received, ['after the move']);
+  } finally {
+    subscriber.close();
+    publisher.close();
     await cluster.stop();
   }
 });

@@ -162,7 +162,7 @@ export function connectMeshRedis(
   return {
     commands,
     publish: (channel, message) =>
-      bounded(whenReady(commands, () => commands.spublish(channel, message) as Promise<number>), commandTimeout, 'SPUBLISH'),
+      bounded(whenReady(commands, () => spublishFollowingMoves(commands, channel, message)), commandTimeout, 'SPUBLISH'),
     subscribe: (channel) => subscriber.subscribe(channel),
     unsubscribe: (channel) => subscriber.unsubscribe(channel),
     subscriptions: () => subscriber.stats(),
@@ -174,6 +174,26 @@ export function connectMeshRedis(
       commands.disconnect();
     },
   };
+}
+
+/** Attempts of a publish that Redis answers MOVED, each after a slot-map refresh. */
+const PUBLISH_ATTEMPTS = 3;
+
+/**
+ * SPUBLISH, sent again after a slot-map refresh while Redis answers MOVED: a MOVED command did not run,
+ * so nothing is delivered twice. ioredis follows MOVED itself, except in an automatic pipeline that also
+ * held a command that succeeded: right after a reshard, a publish in the same tick as any other command
+ * to the slot's old master failed with MOVED until the next periodic refresh (up to 2 s).
+ */
+async function spublishFollowingMoves(commands: Cluster, channel: string, message: Buffer): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await commands.spublish(channel, message)) as number;
+    } catch (error) {
+      if (attempt >= PUBLISH_ATTEMPTS || !(error as Error).message.startsWith('MOVED ')) throw error;
+      await new Promise<void>((resolve) => commands.refreshSlotsCache(() => resolve()));
+    }
+  }
 }
 
 /** A command that was not sent: Redis was not connected. Other failures leave its fate unknown. */
