@@ -5,8 +5,9 @@ import { RedisCluster, moveSlots, slotsOf } from './support/redis';
 import { meshYaml } from './support/mesh';
 import { TestSubscriber } from './support/mesh-node';
 import { keySlot } from '../src/mesh/sharded-subscriber';
-import { MAX_CHANNELS_IN_FLIGHT } from '../src/mesh/subscriber-link';
+import { MAX_CHANNELS_IN_FLIGHT, SubscriberLink } from '../src/mesh/subscriber-link';
 import type { RedisBroker } from '../src/mesh/redis-broker';
+import Redis from 'ioredis';
 import { connectMeshRedis } from '../src/mesh/redis-connections';
 import { memoryLogger } from './support/lua-harness';
 
@@ -151,6 +152,44 @@ test('right after a reshard, a publish sent in one batch with another command fo
   } finally {
     subscriber.close();
     publisher.close();
+    await cluster.stop();
+  }
+});
+
+test('a master dropping a connection\'s last channel while it subscribes another: ioredis, thrown out of subscriber mode, is put back, and the new channel\'s messages arrive', async () => {
+  const cluster = await RedisCluster.start({ masters: 3, replicas: 0 });
+  const [m1, m2, m3] = cluster.servers;
+  const { log } = memoryLogger();
+  // One subscriber connection to m1 as the node makes them, and a plain client for the rest.
+  const redis = new Redis({ port: m1.port, enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResubscribe: false, autoResendUnfulfilledCommands: false });
+  const link = new SubscriberLink(redis, log, { slotOf: keySlot, node: `127.0.0.1:${m1.port}` });
+  const client = new Redis({ port: m1.port });
+  const received: string[] = [];
+  redis.on('smessageBuffer', (channel: Buffer, message: Buffer) => received.push(`${channel.toString()} ${message.toString()}`));
+  try {
+    await waitFor('the link connected', () => link.ready(), 10_000);
+    const slots = [...(await slotsOf(m1))];
+    const named = (slot: number): string => {
+      for (let i = 0; ; i++) if (keySlot(`c:${i}`) === slot) return `c:${i}`;
+    };
+    const [leaving, joining] = [named(slots[0]), named(slots[1])];
+    await link.add(leaving);
+    const [m1Id, m2Id] = [await m1.cli('cluster', 'myid'), await m2.cli('cluster', 'myid')];
+    await m2.cli('cluster', 'setslot', String(slots[0]), 'importing', m1Id);
+    await m1.cli('cluster', 'setslot', String(slots[0]), 'migrating', m2Id);
+    // In one tick: m1 gives the slot away (unsubscribing \`leaving\`, the connection's only channel, with a
+    // count of 0) and the link subscribes \`joining\`, whose answer ioredis then takes that unsubscribe for.
+    const given = client.call('cluster', 'setslot', String(slots[0]), 'node', m2Id);
+    void link.add(joining);
+    assert.equal(await given, 'OK');
+    for (const server of [m2, m3]) await server.cli('cluster', 'setslot', String(slots[0]), 'node', m2Id);
+    await waitFor('a message on the joined channel arrives', async () => {
+      await client.spublish(joining, 'hello');
+      return received.includes(`${joining} hello`);
+    }, 10_000, 200);
+  } finally {
+    link.close();
+    client.disconnect();
     await cluster.stop();
   }
 });

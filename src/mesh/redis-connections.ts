@@ -1,8 +1,8 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import type { RedisMeshConfig } from '../config/schema';
 import type { Logger } from '../log';
-import { ShardedSubscriber, isUnaskedReply } from './sharded-subscriber';
-import { SubscriberLink, type SubscriptionStats } from './subscriber-link';
+import { ShardedSubscriber } from './sharded-subscriber';
+import { SubscriberLink, isUnaskedReply, type SubscriptionStats } from './subscriber-link';
 import type { AuditOptions } from './subscription-audit';
 import { monotonicMs } from '../wire/clock';
 

@@ -1,6 +1,6 @@
 import Redis, { type Cluster, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log';
-import { SubscriberLink, type SubscriptionStats } from './subscriber-link';
+import { SubscriberLink, isUnaskedReply, type SubscriptionStats } from './subscriber-link';
 import type { AuditOptions } from './subscription-audit';
 
 /**
@@ -144,17 +144,6 @@ export class ShardedSubscriber {
     this.onConnection(redis, node);
     return link;
   }
-}
-
-/**
- * Whether ioredis reports a reply no command asked for. On a cluster's subscriber connection, that is
- * Redis (7 and later) unsubscribing the shard channels of a slot the master just lost: an SUNSUBSCRIBE
- * it sends unasked, which ioredis, expecting none, reports as this error. The node then follows the
- * slot map at once instead of at the next periodic refresh, up to 2 s in which those channels, its own
- * inbox among them, receive nothing.
- */
-export function isUnaskedReply(error: Error): boolean {
-  return error.message.startsWith('Command queue state error');
 }
 
 const CRC16_TABLE = (() => {

@@ -8,6 +8,17 @@ export const CHANNELS_PER_COMMAND = 500;
 /** Channels in commands Redis has not answered yet, at most; further changes wait, merged, until answers come. */
 export const MAX_CHANNELS_IN_FLIGHT = 2000;
 
+/**
+ * Whether ioredis reports a reply no command asked for. On a cluster's subscriber connection, that is
+ * Redis (7 and later) unsubscribing the shard channels of a slot the master just lost: an SUNSUBSCRIBE
+ * it sends unasked, which ioredis, expecting none, reports as this error (after matching it to the
+ * next command waiting, if any). The node then follows the slot map at once instead of at the next
+ * periodic refresh, up to 2 s in which those channels, its own inbox among them, receive nothing.
+ */
+export function isUnaskedReply(error: Error): boolean {
+  return error.message.startsWith('Command queue state error');
+}
+
 /** What a subscriber connection holds, for operators and tests. */
 export interface SubscriptionStats {
   /** Channels the node wants subscribed (its channels with local members, and its inbox). */
@@ -71,6 +82,8 @@ export class SubscriberLink {
   /** Bumped whenever what Redis should hold may change (a command sent, the connection reset): the audit's mark. */
   private changes = 0;
   private readonly audit: SubscriptionAudit | null;
+  /** ioredis left subscriber mode on an unasked reply while Redis may still hold channels here: subscribe them again once settled. */
+  private resyncWhenSettled = false;
 
   /**
    * `redis` must not queue while disconnected nor resubscribe by itself (`enableOfflineQueue: false`,
@@ -88,6 +101,9 @@ export class SubscriberLink {
     redis.on('ready', () => this.onReady());
     redis.on('moved', () => this.onMoved());
     redis.on('close', () => this.onClose());
+    redis.on('error', (error: Error) => {
+      if (isUnaskedReply(error)) this.onUnaskedReply();
+    });
   }
 
   /**
@@ -263,7 +279,30 @@ export class SubscriberLink {
     for (const lost of this.sent.splice(0, at)) this.release(lost, new Error('no answer (MOVED)'));
     this.sent.shift();
     this.release(record, error);
-    if (this.dirty.size > 0) this.sync();
+    if (this.resyncWhenSettled && this.sent.length === 0) this.resync();
+    else if (this.dirty.size > 0) this.sync();
+  }
+
+  /**
+   * An unasked SUNSUBSCRIBE whose count was 0 makes ioredis leave subscriber mode, even when it took
+   * the place of an SSUBSCRIBE's answer: Redis then holds that channel for this connection, but
+   * ioredis drops its messages as replies nobody asked for, and the audit, which counts channels,
+   * finds nothing wrong. Subscribing the wanted channels again puts ioredis back in subscriber mode.
+   */
+  private onUnaskedReply(): void {
+    if (!this.live || this.redis.condition?.subscriber) return;
+    this.resyncWhenSettled = true;
+    if (this.sent.length === 0) this.resync();
+  }
+
+  /** Sends SSUBSCRIBE (or SUBSCRIBE) again for every wanted channel; unsubscribes not sent yet stay as they are. */
+  private resync(): void {
+    this.resyncWhenSettled = false;
+    for (const channel of this.wanted) {
+      this.server.delete(channel);
+      this.dirty.add(channel);
+    }
+    this.sync();
   }
 
   /**
