@@ -17,6 +17,11 @@ function brokerOf(node: TestNode): RedisBroker {
   return node.engine.broker as RedisBroker;
 }
 
+/** The first of `prefix`0, `prefix`1, ... in hash slot `slot`. */
+function nameInSlot(prefix: string, slot: number): string {
+  for (let i = 0; ; i++) if (keySlot(`${prefix}${i}`) === slot) return `${prefix}${i}`;
+}
+
 test('viewers joining more channels than fit in flight on slots that just moved: the old master still gets later subscribes', async () => {
   const cluster = await RedisCluster.start({ masters: 3, replicas: 0 });
   const nodes: TestNode[] = [];
@@ -136,11 +141,8 @@ test('right after a reshard, a publish sent in one batch with another command fo
     await waitFor('the mesh connections ready', () => subscriber.ready() && publisher.ready(), 20_000);
     const [m1, m2] = cluster.servers;
     const slots = [...(await slotsOf(m1))];
-    const named = (prefix: string, slot: number): string => {
-      for (let i = 0; ; i++) if (keySlot(`${prefix}${i}`) === slot) return `${prefix}${i}`;
-    };
-    const channel = named('moving:', slots[0]);
-    const key = named('staying:', slots[1]);
+    const channel = nameInSlot('moving:', slots[0]);
+    const key = nameInSlot('staying:', slots[1]);
     await subscriber.subscribe(channel);
     await moveSlots([slots[0]], m1, m2, cluster.servers);
     await waitFor('the channel subscribed on its new master', async () => (await m2.cli('pubsub', 'shardnumsub', channel)) === `${channel}\n1`, 20_000);
@@ -169,10 +171,7 @@ test('a master dropping a connection\'s last channel while it subscribes another
   try {
     await waitFor('the link connected', () => link.ready(), 10_000);
     const slots = [...(await slotsOf(m1))];
-    const named = (slot: number): string => {
-      for (let i = 0; ; i++) if (keySlot(`c:${i}`) === slot) return `c:${i}`;
-    };
-    const [leaving, joining] = [named(slots[0]), named(slots[1])];
+    const [leaving, joining] = [nameInSlot('c:', slots[0]), nameInSlot('c:', slots[1])];
     await link.add(leaving);
     const [m1Id, m2Id] = [await m1.cli('cluster', 'myid'), await m2.cli('cluster', 'myid')];
     await m2.cli('cluster', 'setslot', String(slots[0]), 'importing', m1Id);
