@@ -5,7 +5,7 @@ import { RedisCluster, moveSlots, slotsOf } from './support/redis';
 import { meshYaml } from './support/mesh';
 import { TestSubscriber } from './support/mesh-node';
 import { keySlot } from '../src/mesh/sharded-subscriber';
-import { MAX_CHANNELS_IN_FLIGHT, SubscriberLink } from '../src/mesh/subscriber-link';
+import { MAX_CHANNELS_IN_FLIGHT, LINK_CONNECTION_OPTIONS, SubscriberLink } from '../src/mesh/subscriber-link';
 import type { RedisBroker } from '../src/mesh/redis-broker';
 import Redis from 'ioredis';
 import { connectMeshRedis } from '../src/mesh/redis-connections';
@@ -163,7 +163,7 @@ test('a master dropping a connection\'s last channel while it subscribes another
   const [m1, m2, m3] = cluster.servers;
   const { log } = memoryLogger();
   // One subscriber connection to m1 as the node makes them, and a plain client for the rest.
-  const redis = new Redis({ port: m1.port, enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResubscribe: false, autoResendUnfulfilledCommands: false });
+  const redis = new Redis({ port: m1.port, ...LINK_CONNECTION_OPTIONS });
   const link = new SubscriberLink(redis, log, { slotOf: keySlot, node: `127.0.0.1:${m1.port}` });
   const client = new Redis({ port: m1.port });
   const received: string[] = [];

@@ -2,7 +2,7 @@ import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import type { RedisMeshConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { ShardedSubscriber } from './sharded-subscriber';
-import { SubscriberLink, isUnaskedReply, type SubscriptionStats } from './subscriber-link';
+import { SubscriberLink, LINK_CONNECTION_OPTIONS, isUnaskedReply, type SubscriptionStats } from './subscriber-link';
 import type { AuditOptions } from './subscription-audit';
 import { monotonicMs } from '../wire/clock';
 
@@ -108,16 +108,7 @@ export function connectMeshRedis(
       enableOfflineQueue: false,
       enableAutoPipelining: true,
     });
-    // Nothing queues while disconnected and nothing resubscribes by itself: the link does both.
-    const subscriber = new Redis({
-      ...base,
-      ...address,
-      db: config.db,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResubscribe: false,
-      autoResendUnfulfilledCommands: false,
-    });
+    const subscriber = new Redis({ ...base, ...address, db: config.db, ...LINK_CONNECTION_OPTIONS });
     const link = new SubscriberLink(subscriber, log, null, auditOf(() => commands));
     subscriber.on('messageBuffer', onMessage);
     watch(commands, 'commands', events, log, isClosed);

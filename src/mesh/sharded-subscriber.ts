@@ -1,6 +1,6 @@
 import Redis, { type Cluster, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log';
-import { SubscriberLink, isUnaskedReply, type SubscriptionStats } from './subscriber-link';
+import { SubscriberLink, LINK_CONNECTION_OPTIONS, isUnaskedReply, type SubscriptionStats } from './subscriber-link';
 import type { AuditOptions } from './subscription-audit';
 
 /**
@@ -127,11 +127,7 @@ export class ShardedSubscriber {
       ...this.options,
       host: node.slice(0, at),
       port: Number(node.slice(at + 1)),
-      // Nothing queues while disconnected and nothing resubscribes by itself: the link does both.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResubscribe: false,
-      autoResendUnfulfilledCommands: false,
+      ...LINK_CONNECTION_OPTIONS,
     });
     link = new SubscriberLink(redis, this.log, { slotOf: keySlot, node }, this.auditOf(node));
     redis.on('smessageBuffer', this.onMessage);

@@ -19,6 +19,17 @@ export function isUnaskedReply(error: Error): boolean {
   return error.message.startsWith('Command queue state error');
 }
 
+/**
+ * The ioredis options a link's connection must have: nothing queues while disconnected and nothing
+ * resubscribes by itself, because the link does both.
+ */
+export const LINK_CONNECTION_OPTIONS = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 0,
+  autoResubscribe: false,
+  autoResendUnfulfilledCommands: false,
+} as const;
+
 /** What a subscriber connection holds, for operators and tests. */
 export interface SubscriptionStats {
   /** Channels the node wants subscribed (its channels with local members, and its inbox). */
@@ -86,8 +97,7 @@ export class SubscriberLink {
   private resyncWhenSettled = false;
 
   /**
-   * `redis` must not queue while disconnected nor resubscribe by itself (`enableOfflineQueue: false`,
-   * `autoResubscribe: false`, `maxRetriesPerRequest: 0`): this link does both. `sharded` uses
+   * `redis` must be made with LINK_CONNECTION_OPTIONS. `sharded` uses
    * SSUBSCRIBE/SUNSUBSCRIBE, one slot per command (`slotOf`). `audit`: checks now and then that Redis
    * holds what was sent (SubscriptionAudit); none if absent or its `every` is 0.
    */
