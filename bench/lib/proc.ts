@@ -108,7 +108,7 @@ export async function quiet(pids: number[], { windowMs = 250, maxShare = 0.05, t
   const deadline = Date.now() + timeoutMs;
   let before = totalCpu(pids);
   while (Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    await sleep(windowMs);
     const now = totalCpu(pids);
     if (now - before <= (maxShare * windowMs) / 1000) return;
     before = now;
