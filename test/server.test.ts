@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { withNode, startNode, TestClient, post, freePort, metric, waitFor, EVAL, type TestNode } from './support/helpers';
+import { withNode, startNode, TestClient, post, freePort, metric, waitFor, sleep, EVAL, type TestNode } from './support/helpers';
 import { Engine } from '../src/engine';
 import { parseConfig } from '../src/config';
 import { memoryLogger } from './support/lua-harness';
@@ -84,7 +84,7 @@ test('readTimeout: a silent client that answers pings stays; one that does not i
     const { code, reason } = await deaf.waitClosed(20_000);
     assert.equal(code, 4001);
     assert.equal(reason, 'read timeout');
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await sleep(1500);
     assert.equal(await quiet.request('return "still here"'), '["still here"]');
     quiet.close();
   });
@@ -94,7 +94,6 @@ test('readTimeout counts from the last message: a client that talks for several 
   await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      readTimeout: 4' }, async (node) => {
     const talker = await TestClient.open(node.wsUrl);
     const deafLater = await TestClient.open(node.wsUrl, { autoPong: false });
-    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     // Both talk every 500 ms for 6 s, past one whole readTimeout, so each is looked at while active.
     for (let i = 0; i < 12; i++) {
       assert.equal(await deafLater.request(`return ${i}`), `[${i}]`);
@@ -129,7 +128,7 @@ test('a wall-clock step does not time connections out: timeouts run on a monoton
     Date.now = () => realNow() + 3_600_000;
     try {
       // Two sweeps of the timeout watch (one a second), well within the 4 s timeout on the monotonic clock.
-      await new Promise((resolve) => setTimeout(resolve, 2500));
+      await sleep(2500);
       assert.equal(await client.request('return "still here"'), '["still here"]');
     } finally {
       Date.now = realNow;
@@ -325,7 +324,7 @@ test('a node that is draining answers an upgrade that completes meanwhile with 5
   const late = await rawSocket(`GET ${url.pathname} HTTP/1.1\r\nHost: x\r\n`);
   await waitFor('the 101 of the first client', () => /^HTTP\/1\.1 101/.test(stubborn.received()), 10_000);
   const stopped = node.stop();
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await sleep(200);
   late.socket.write(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
   await waitFor('an answer to the late upgrade', () => late.received().includes('\r\n'), 10_000);
   assert.match(late.received(), /^HTTP\/1\.1 503/);
