@@ -16,7 +16,10 @@
  * and the bytes the process allocates per call, garbage included (V8's sampling heap profiler over two
  * more seconds; the viewers reading the answers are in this process and count too).
  *
- *   node dist/bench/lua-calls.js [--seconds 10] [--viewers 200]
+ *   node dist/bench/lua-calls.js [--seconds 10] [--viewers 200] [--warm-up 3]
+ *
+ * `--warm-up` is the seconds each row runs before it is timed; the allocation sample runs 2 s, or
+ * `--seconds` when shorter (test/bench.test.ts runs every row briefly).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -33,9 +36,15 @@ import { freePort } from './lib/proc';
 import { dialect } from './load/dialects';
 
 const BATCH = 1000;
-const WARM_UP_MS = 3000;
 const ALLOC_SAMPLE_MS = 2000;
 const EMPTY_ENTRY = 'function on_handshake(client_id, headers, server) end\nfunction on_message(msg) end\nfunction on_close(client_id, err) end\n';
+
+/** How long each row runs: warming up, then timed, then sampled for allocations. */
+interface Timing {
+  warmUpMs: number;
+  timedMs: number;
+  allocSampleMs: number;
+}
 
 /** Hands one message to a connection's hook; the answer (if any) is queued for the socket. */
 type Deliver = (connection: Connection, message: Buffer) => void;
@@ -55,6 +64,7 @@ async function main(): Promise<void> {
   const option = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(`--${name}`) + 1]) || fallback;
   const seconds = option('seconds', 10);
   const viewers = option('viewers', 200);
+  const timing: Timing = { warmUpMs: option('warm-up', 3) * 1000, timedMs: seconds * 1000, allocSampleMs: Math.min(ALLOC_SAMPLE_MS, seconds * 1000) };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connmix-lua-calls-'));
   const emptyEntry = path.join(dir, 'empty.lua');
   fs.writeFileSync(emptyEntry, EMPTY_ENTRY);
@@ -62,12 +72,12 @@ async function main(): Promise<void> {
   const viaServer: Deliver = (connection, message) => connection.ws.emit('message', message, false);
   const hookCall = (hooks: WebSocketHooks): Deliver => (connection, message) => hooks.onMessage(connection, message, false, failOnError);
   await withEngine(dir, viewers, undefined, async (connections, hooks, clients) => {
-    rows.push(await measure('seed, via the server', seconds, connections, viaServer));
-    rows.push(await measure('seed, hook call', seconds, connections, hookCall(hooks)));
-    rows.push(await roundTrips('seed answer, round trip', seconds, clients[0]));
+    rows.push(await measure('seed, via the server', timing, connections, viaServer));
+    rows.push(await measure('seed, hook call', timing, connections, hookCall(hooks)));
+    rows.push(await roundTrips('seed answer, round trip', timing, clients[0]));
   });
   await withEngine(dir, viewers, emptyEntry, async (connections, hooks) => {
-    rows.push(await measure('empty on_message, hook call', seconds, connections, hookCall(hooks)));
+    rows.push(await measure('empty on_message, hook call', timing, connections, hookCall(hooks)));
   });
   for (const row of rows) console.log(JSON.stringify(row));
   fs.rmSync(dir, { recursive: true, force: true });
@@ -97,19 +107,19 @@ async function withEngine(dir: string, viewers: number, entry: string | undefine
   }
 }
 
-/** Warms up, then times `deliver` for `seconds`: batches for the mean, single calls for the median. */
-async function measure(row: string, seconds: number, connections: Connection[], deliver: Deliver): Promise<Row> {
+/** Warms up, then times `deliver`: batches for the mean, single calls for the median. */
+async function measure(row: string, timing: Timing, connections: Connection[], deliver: Deliver): Promise<Row> {
   const seed = dialect('seed');
   const messages = connections.map((_connection, video) => [seed.unsubscribe(video), seed.subscribe(video)].map((m) => Buffer.from(m)));
   // The first seconds are V8 warming up (optimising fengari's interpreter), not the steady state.
-  await callsFor(WARM_UP_MS, connections, messages, deliver, null);
+  await callsFor(timing.warmUpMs, connections, messages, deliver, null);
   const singles: number[] = [];
   const cpu0 = process.cpuUsage();
-  const { calls, busyNs } = await callsFor(seconds * 1000, connections, messages, deliver, singles);
+  const { calls, busyNs } = await callsFor(timing.timedMs, connections, messages, deliver, singles);
   const cpu = process.cpuUsage(cpu0);
   const allCalls = calls + singles.length;
   singles.sort((a, b) => a - b);
-  const allocatedBytesPerCall = await bytesPerCall(connections, messages, deliver);
+  const allocatedBytesPerCall = await bytesPerCall(timing.allocSampleMs, connections, messages, deliver);
   return {
     row,
     calls,
@@ -121,15 +131,15 @@ async function measure(row: string, seconds: number, connections: Connection[], 
   };
 }
 
-/** Bytes allocated per call while `deliver` runs for ALLOC_SAMPLE_MS, objects already collected included. */
-async function bytesPerCall(connections: Connection[], messages: Buffer[][], deliver: Deliver): Promise<number> {
+/** Bytes allocated per call while `deliver` runs for `ms`, objects already collected included. */
+async function bytesPerCall(ms: number, connections: Connection[], messages: Buffer[][], deliver: Deliver): Promise<number> {
   const session = new Session();
   session.connect();
   const post = (method: string, params?: object) => new Promise<unknown>((resolve, reject) =>
     session.post(method, params as never, (error: Error | null, result: unknown) => (error ? reject(error) : resolve(result))));
   try {
     await post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMinorGC: true, includeObjectsCollectedByMajorGC: true });
-    const { calls } = await callsFor(ALLOC_SAMPLE_MS, connections, messages, deliver, null);
+    const { calls } = await callsFor(ms, connections, messages, deliver, null);
     const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: { head: SamplingNode } };
     const total = (node: SamplingNode): number => node.selfSize + node.children.reduce((sum, child) => sum + total(child), 0);
     return Math.round(total(profile.head) / calls);
@@ -139,10 +149,10 @@ async function bytesPerCall(connections: Connection[], messages: Buffer[][], del
 }
 
 /**
- * Times round trips of one viewer for `seconds` after the warm-up: each its subscribe or unsubscribe
+ * Times round trips of one viewer for the timed span after the warm-up: each its subscribe or unsubscribe
  * sent, then its answer read. The mean, p50 and CPU are per round trip, client included.
  */
-async function roundTrips(row: string, seconds: number, client: WebSocket): Promise<Row> {
+async function roundTrips(row: string, timing: Timing, client: WebSocket): Promise<Row> {
   const seed = dialect('seed');
   const messages = [seed.unsubscribe(0), seed.subscribe(0)];
   const trip = (i: number) => new Promise<number>((resolve) => {
@@ -150,10 +160,10 @@ async function roundTrips(row: string, seconds: number, client: WebSocket): Prom
     client.once('message', () => resolve(Number(process.hrtime.bigint() - started)));
     client.send(messages[i & 1]);
   });
-  for (let i = 0, until = Date.now() + WARM_UP_MS; Date.now() < until; i++) await trip(i);
+  for (let i = 0, until = Date.now() + timing.warmUpMs; Date.now() < until; i++) await trip(i);
   const times: number[] = [];
   const cpu0 = process.cpuUsage();
-  for (let i = 0, until = Date.now() + seconds * 1000; Date.now() < until; i++) times.push(await trip(i));
+  for (let i = 0, until = Date.now() + timing.timedMs; Date.now() < until; i++) times.push(await trip(i));
   const cpu = process.cpuUsage(cpu0);
   const busyNs = times.reduce((sum, ns) => sum + ns, 0);
   times.sort((a, b) => a - b);

@@ -1,6 +1,7 @@
 /**
  * The benchmark suite: every target, the same workload, one invocation. See bench/RESULTS.md ("How to
- * run") for the options; results go to bench/results.json, bench/RESULTS.md and bench/p99-vs-rate.svg.
+ * run") for the options; results go to bench/results.json, bench/RESULTS.md and bench/p99-vs-rate.svg
+ * (or the folder `--out` names).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -27,9 +28,9 @@ import type { RunRecord } from './report/types';
 const SCENARIOS = ['idle', 'hot-video', 'many-videos', 'subscribe-storm', 'publish-api', 'chat-room'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
-/** Where results live: bench/ of the repository (this file runs from dist/bench). */
+/** Where results live unless `--out` says otherwise: bench/ of the repository (this file runs from dist/bench). */
 const ROOT = path.resolve(__dirname, '..', '..');
-const OUT = path.join(ROOT, 'bench');
+const BENCH_DIR = path.join(ROOT, 'bench');
 
 interface Args {
   quick: boolean;
@@ -44,6 +45,8 @@ interface Args {
   waitQuietS: number;
   /** connmix-ts's write window in ms, when `--write-window` overrides the shipped yaml. */
   writeWindow?: number;
+  /** The folder of results.json, RESULTS.md, the chart and the notes RESULTS.md copies. */
+  out: string;
   config: BenchConfig;
 }
 
@@ -56,7 +59,7 @@ function parseArgs(argv: string[]): Args {
     if (key === 'quick' || key === 'all-rates' || key === 'report-only') flags.set(key, 'true');
     else flags.set(key, inline ?? argv[++i] ?? '');
   }
-  const known = ['report-only', 'quick', 'targets', 'scenarios', 'name', 'profile', 'deadline-s', 'viewers', 'rates', 'step-ms', 'wait-quiet', 'all-rates', 'write-window'];
+  const known = ['report-only', 'quick', 'targets', 'scenarios', 'name', 'profile', 'deadline-s', 'viewers', 'rates', 'step-ms', 'wait-quiet', 'all-rates', 'write-window', 'out'];
   for (const key of flags.keys()) if (!known.includes(key)) throw new Error(`unknown option --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
   const quick = flags.has('quick');
   const config: BenchConfig = structuredClone(quick ? QUICK : FULL);
@@ -91,6 +94,7 @@ function parseArgs(argv: string[]): Args {
     deadlineS: Number(flags.get('deadline-s') ?? (quick ? 300 : 4 * 3600)),
     waitQuietS: Number(flags.get('wait-quiet') ?? 0),
     writeWindow: flags.has('write-window') ? Number(flags.get('write-window')) : undefined,
+    out: flags.has('out') ? path.resolve(flags.get('out') || fail('--out: a folder is needed')) : BENCH_DIR,
     config,
   };
 }
@@ -261,28 +265,28 @@ async function runSeedScenarios(spec: TargetSpec, args: Args, fleet: Fleet, reco
   return pids;
 }
 
-function readRuns(): RunRecord[] {
+function readRuns(out: string): RunRecord[] {
   try {
-    return (JSON.parse(fs.readFileSync(path.join(OUT, 'results.json'), 'utf8')) as { runs: RunRecord[] }).runs ?? [];
+    return (JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')) as { runs: RunRecord[] }).runs ?? [];
   } catch {
     return []; // first run, or an unreadable file: start again
   }
 }
 
 /** Stores the run in results.json (replacing the run of the same name), then rewrites the reports. */
-function writeResults(record: RunRecord): void {
-  const runs = readRuns();
+function writeResults(out: string, record: RunRecord): void {
+  const runs = readRuns(out);
   const at = runs.findIndex((run) => run.name === record.name);
   if (at >= 0) runs[at] = record;
   else runs.push(record);
-  fs.writeFileSync(path.join(OUT, 'results.json'), `${JSON.stringify({ runs }, null, 1)}\n`);
-  writeReports(runs);
+  fs.writeFileSync(path.join(out, 'results.json'), `${JSON.stringify({ runs }, null, 1)}\n`);
+  writeReports(out, runs);
 }
 
-function writeReports(runs: RunRecord[]): void {
-  const notesFile = path.join(OUT, 'notes.md');
+function writeReports(out: string, runs: RunRecord[]): void {
+  const notesFile = path.join(out, 'notes.md');
   const notes = fs.existsSync(notesFile) ? fs.readFileSync(notesFile, 'utf8') : null;
-  fs.writeFileSync(path.join(OUT, 'RESULTS.md'), resultsMarkdown(runs, notes));
+  fs.writeFileSync(path.join(out, 'RESULTS.md'), resultsMarkdown(runs, notes));
   const panels: Panel[] = [];
   // The reference runs only: experiments with other names (and profiled runs, which pay the
   // profiler's overhead) would crowd the chart.
@@ -291,7 +295,7 @@ function writeReports(runs: RunRecord[]): void {
       panels.push({ title: `run "${run.name}": hot-video, ${viewers} viewers of one video`, rows: run.hotVideo.filter((row) => row.viewers === viewers) });
     }
   }
-  fs.writeFileSync(path.join(OUT, 'p99-vs-rate.svg'), p99Chart(panels, FULL.hotVideo.p99LimitMs));
+  fs.writeFileSync(path.join(out, 'p99-vs-rate.svg'), p99Chart(panels, FULL.hotVideo.p99LimitMs));
 }
 
 async function main(): Promise<void> {
@@ -303,8 +307,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (args.reportOnly) {
-    writeReports(readRuns());
-    log('rewrote bench/RESULTS.md and bench/p99-vs-rate.svg from bench/results.json');
+    writeReports(args.out, readRuns(args.out));
+    log(`rewrote RESULTS.md and p99-vs-rate.svg from results.json in ${args.out}`);
     return;
   }
   if (args.waitQuietS > 0) {
@@ -365,8 +369,8 @@ async function main(): Promise<void> {
   }
   record.durationS = Math.round((Date.now() - runStartedAt) / 1000);
   record.loadAverage[1] = Math.round(os.loadavg()[0] * 100) / 100;
-  writeResults(record);
-  log(`done in ${record.durationS} s: bench/RESULTS.md, bench/results.json, bench/p99-vs-rate.svg${record.failures.length ? `; ${record.failures.length} failures` : ''}`);
+  writeResults(args.out, record);
+  log(`done in ${record.durationS} s: RESULTS.md, results.json, p99-vs-rate.svg in ${args.out}${record.failures.length ? `; ${record.failures.length} failures` : ''}`);
   for (const failure of record.failures) log(`  failure: ${failure.split('\n')[0]}`);
 }
 

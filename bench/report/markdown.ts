@@ -31,7 +31,8 @@ every figure; each fan-out step reports the CPU that processes outside the run u
 \`BENCH_SERVER_FLAGS="--max-semi-space-size=64"\` passes node flags to the connmix-ts and raw-ws server processes;
 \`BENCH_KEEP_PROFILES=1\` keeps the raw \`--profile\` files and prints their folder. Each run replaces the run of the same name in
 \`bench/results.json\`; \`bench/RESULTS.md\` is rewritten from all stored runs, and \`bench/p99-vs-rate.svg\` from
-the runs named \`full\` and \`quick\`.
+the runs named \`full\` and \`quick\`; \`--out DIR\` keeps all three (and the notes RESULTS.md copies) in DIR instead
+(test/bench.test.ts runs the quick storm and chat room that way).
 Hand-written analysis lives in \`bench/notes.md\` and is copied into RESULTS.md
 (\`npm run bench -- --report-only\` rewrites the reports from results.json without running anything).
 
