@@ -1,4 +1,5 @@
 import { lua, lauxlib, lualib, K, raise, luaToJsString, bytesView, type LuaState, type LuaFunction } from './fengari/index';
+import { installFrameCompiler } from './fengari/compile';
 import { installLimits, resolveLimits, limitsOf, markUntimed, checkBudgetSoon, raiseTooLarge, LARGE_BYTES, type SandboxLimits } from './limits';
 
 const {
@@ -19,7 +20,8 @@ export { DEFAULT_LIMITS, type SandboxLimits } from './limits';
  * Opens the safe standard libraries and removes every way out of the sandbox: no io, no package
  * search path, no debug, no file loading, no bytecode, no string.dump. `os` keeps only its clock
  * functions, and `print` goes to the host's log. `limits` (defaults in limits.ts) cap what one library
- * call may build or scan, since no hook can interrupt a single call.
+ * call may build or scan, since no hook can interrupt a single call. Lua functions run compiled to JS
+ * (fengari/compile.ts), with the interpreter's behaviour.
  */
 export function openSandbox(L: LuaState, print: (line: string) => void, options: SandboxLimits = {}): void {
   const limits = resolveLimits(options);
@@ -54,6 +56,7 @@ export function openSandbox(L: LuaState, print: (line: string) => void, options:
   });
   openOs(L);
   installLimits(L, limits);
+  installFrameCompiler();
   setField(L, 'string', 'rep', cappedRep(limits.maxStringSize));
   guardField(L, 'string', 'find', plainFind);
   guardField(L, 'string', 'byte', sliceGuard('string.byte', limits.maxItems));

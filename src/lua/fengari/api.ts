@@ -38,6 +38,9 @@ export interface LuaApi {
   readonly LUA_MULTRET: number;
   readonly LUA_REGISTRYINDEX: number;
   readonly LUA_MASKCOUNT: number;
+  readonly LUA_MASKLINE: number;
+  readonly LUA_MASKCALL: number;
+  readonly LUA_MASKRET: number;
   readonly LUA_TNONE: number;
   readonly LUA_TNIL: number;
   readonly LUA_TBOOLEAN: number;

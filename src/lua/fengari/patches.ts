@@ -52,6 +52,29 @@ const DEAD_STRONG_ON_DEMAND: Record<string, string> = {
   'table.dead_strong.get(hash)': '(table.dead_strong && table.dead_strong.get(hash))',
 };
 
+/**
+ * The places where luaV_execute starts a Lua frame, and the module tail that lets ./compile in: the
+ * frame runner (null until installed) runs compiled frames until one returns to luaV_execute's caller
+ * (true) or an interpreted frame is on top (false). Compiled code is evaluated in this module's scope,
+ * so the cases it is made from see the same helpers.
+ */
+export const ENTER_COMPILED = 'if (frameRunner !== null) { if (frameRunner(L)) return; ci = L.ci; }';
+const COMPILED_FRAMES: Record<string, string> = {
+  'ci.callstatus |= lstate.CIST_FRESH;\n    newframe:': `ci.callstatus |= lstate.CIST_FRESH;\n    ${ENTER_COMPILED}\n    newframe:`,
+  'continue newframe;': `${ENTER_COMPILED} continue newframe;`,
+  'module.exports.tonumber         = tonumber;': [
+    'module.exports.tonumber         = tonumber;',
+    'let frameRunner = null;',
+    'module.exports.luaV_setFrameRunner = function(run) { frameRunner = run; };',
+    'module.exports.luaV_execute_source = luaV_execute.toString();',
+    'module.exports.luaV_evalInScope = function(source) { return eval(source); };',
+  ].join('\n'),
+  'this.source = null;       // used for debug information': [
+    'this.source = null;       // used for debug information',
+    '        this.compiled = null;     // connmix-ts: the compiled function (./compile), false if it cannot be',
+  ].join('\n'),
+};
+
 export const SOURCE_PATCHES: readonly SourcePatch[] = [
   {
     name: 'integral floats print as integers',
@@ -188,6 +211,20 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     find: /const lua_number2str = function\(n\) \{\n\s*return String\(Number\(n\.toPrecision\(14\)\)\);[^\n]*\n\};/g,
     replace: () => GOPHER_NUMBER_TO_STRING,
     files: { 'luaconf.js': 1 },
+  },
+  {
+    name: 'hot functions run compiled',
+    reason:
+      'Fengari runs every instruction through one big switch: it fetches and decodes the instruction, ' +
+      'reloads the frame (closure, constants, base) and goes through the hook check, before doing the ' +
+      'instruction\'s own work. ./compile turns a function, at its first call, into JS of its ' +
+      'own, made from this same switch\'s cases with the operands written in; the VM hands it the frame ' +
+      'wherever a Lua frame starts or resumes (a call, a return to it, a resumed coroutine), and gets the ' +
+      'frame back at each call to or return from another Lua function. Nothing is compiled until ' +
+      'installFrameCompiler runs.',
+    test: 'test/lua/fengari-compile.test.ts: compiled functions give the same results as the interpreter: loops, closures, varargs, tail calls and tables (hot functions run compiled)',
+    ...replacing(COMPILED_FRAMES),
+    files: { 'lvm.js': 5, 'lfunc.js': 1 },
   },
 ];
 

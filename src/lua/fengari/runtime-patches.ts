@@ -138,6 +138,19 @@ const OPEN_RUN = 2;
 const watched = new Uint8Array(64);
 
 /**
+ * Whether the instruction check of an opcode may run before an instruction with operand `B`, as a mask
+ * of `instructionWatch()`'s entries (./compile calls the wrapper only where it has something to do).
+ */
+export function watchMask(B: number): number {
+  return B === 0 ? EVERY | OPEN_RUN : EVERY;
+}
+
+/** The live table of watched opcodes (see `watchMask`); checks installed later show in it. */
+export function instructionWatch(): Uint8Array {
+  return watched;
+}
+
+/**
  * Runs `check` before instructions of opcode `op` (all of them, or with `when` OPEN_RUN only those
  * moving a run of values up to the top) while the count hook is armed: the VM calls luaG_traceexec
  * before each instruction then. One wrapper serves every opcode, installed with the first check.
