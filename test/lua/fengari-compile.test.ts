@@ -2,12 +2,14 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { lua, lauxlib, lualib, K, luaToJsString, type LuaState, type LuaDebug } from '../../src/lua/fengari/index';
 import { installFrameCompiler, uninstallFrameCompiler, isCompiled } from '../../src/lua/fengari/compile';
+import { estimateStateBytes } from '../../src/lua/fengari/memory';
 
 /**
  * Compiled functions (src/lua/fengari/compile.ts) must be indistinguishable from fengari's interpreter.
  * Each program here runs twice on fresh states, interpreted and compiled, and everything observable is
  * compared: results, error messages (with their lines and variable names), coroutine hand-offs, and
- * where a count or line hook fires.
+ * where a count or line hook fires. Compiled runs compile every function at its first call, the main
+ * chunk included, so that everything a program runs, runs compiled.
  */
 
 interface Run {
@@ -19,7 +21,7 @@ interface Run {
 
 /** Runs `chunk` on a fresh state, compiled or interpreted; `hook` sets a hook of that mask and count. */
 function run(chunk: string, compiled: boolean, hook?: { mask: number; count: number }): Run {
-  if (compiled) installFrameCompiler();
+  if (compiled) installFrameCompiler({ compileAtCall: 1 });
   else uninstallFrameCompiler();
   try {
     const L = lauxlib.luaL_newstate();
@@ -197,7 +199,7 @@ test('a count hook fires at the same instructions and lines, compiled or not', (
 
 test('a function longer than the limit stays interpreted, and still runs right', () => {
   const long = `function probe() local x = 0 ${'x = x + 1 '.repeat(50)} return x end return probe()`;
-  installFrameCompiler({ maxInstructions: 40 });
+  installFrameCompiler({ compileAtCall: 1, maxInstructions: 40 });
   try {
     const L = lauxlib.luaL_newstate();
     lualib.luaL_openlibs(L);
@@ -210,4 +212,31 @@ test('a function longer than the limit stays interpreted, and still runs right',
     installFrameCompiler();
   }
   assert.equal(same(long).compiled, true, 'under the default limit it is compiled');
+});
+
+test('by default a function is compiled at its second call, a chunk run once never, and compiled code counts in the memory estimate', () => {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const chunk = 'function twice(n) local s = 0 for i = 1, n do s = s + i end return s end function once() return 1 end';
+  assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=policy'), K('t')), lua.LUA_OK);
+  lua.lua_pushvalue(L, -1);
+  lua.lua_call(L, 0, 0);
+  assert.equal(isCompiled(L), false, 'the main chunk, run once');
+  lua.lua_pop(L, 1);
+  const compiledNot = estimateStateBytes(L);
+  const call = (name: string) => {
+    lua.lua_getglobal(L, K(name));
+    lua.lua_pushinteger(L, 10);
+    lua.lua_call(L, 1, 1);
+    assert.ok(lua.lua_tonumber(L, -1) > 0);
+    lua.lua_pop(L, 1);
+    lua.lua_getglobal(L, K(name));
+    const compiled = isCompiled(L);
+    lua.lua_pop(L, 1);
+    return compiled;
+  };
+  assert.equal(call('twice'), false, 'after one call');
+  assert.equal(call('once'), false);
+  assert.equal(call('twice'), true, 'after two calls');
+  assert.ok(estimateStateBytes(L) > compiledNot + 5000, 'the compiled function\'s code is counted');
 });

@@ -30,6 +30,8 @@ interface Proto {
   code: Instruction[];
   /** The compiled function, null before it is tried, false when it stays interpreted. */
   compiled: CompiledFrame | null | false;
+  /** Frames of it started while it was not compiled. */
+  calls: number;
 }
 
 interface Instruction {
@@ -53,11 +55,14 @@ const FRAME_CHANGED = 1;
 
 /** What installFrameCompiler takes. */
 export interface FrameCompilerOptions {
+  /** A function is compiled when a frame of it starts for this many times (default COMPILE_AT_CALL). */
+  compileAtCall?: number;
   /** Longer functions stay interpreted (default MAX_INSTRUCTIONS). */
   maxInstructions?: number;
 }
 
 const MAX_INSTRUCTIONS = 400;
+const COMPILE_AT_CALL = 2;
 
 const lvm = privateFengari().module('lvm.js') as {
   luaV_setFrameRunner(run: ((L: LuaState) => boolean) | null): void;
@@ -71,11 +76,13 @@ const defs = privateFengari().module('defs.js') as { LUA_MASKLINE: number; LUA_M
 
 /**
  * Makes every Lua frame that starts from now on run compiled, its function compiled when a frame of it
- * first starts (so that a loop in a function called once runs compiled too). A second call only
+ * starts for the second time (by default): compiling costs about ten times what running a function once
+ * costs, which a main chunk (or a string `load`ed and run once) would pay for nothing. A second call only
  * changes the options. `uninstallFrameCompiler` goes back to interpreting every frame (functions
  * already compiled keep their code for a later install).
  */
 export function installFrameCompiler(options: FrameCompilerOptions = {}): void {
+  const compileAtCall = options.compileAtCall ?? COMPILE_AT_CALL;
   const maxInstructions = options.maxInstructions ?? MAX_INSTRUCTIONS;
   const cases = opcodeCases();
   lvm.luaV_setFrameRunner((L) => {
@@ -83,7 +90,10 @@ export function installFrameCompiler(options: FrameCompilerOptions = {}): void {
       const ci = (L as unknown as { ci: Frame }).ci;
       const p = ci.func.value.p;
       let run = p.compiled;
-      if (run === null) run = p.compiled = p.code.length <= maxInstructions ? compileOrInterpret(p, cases) : false;
+      if (run === null) {
+        if (++p.calls < compileAtCall) return false;
+        run = p.compiled = p.code.length <= maxInstructions ? compileOrInterpret(p, cases) : false;
+      }
       if (run === false) return false;
       if (run(L, ci) === RETURNED_FRESH) return true;
     }

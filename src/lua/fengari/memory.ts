@@ -24,6 +24,8 @@ const UPVALUE = 40;
 const USERDATA = 128;
 const THREAD = 512;
 const SLOT = 40; // a stack slot's TValue
+/** What a compiled function (./compile) holds per instruction: its JS source and V8's code for it. */
+const COMPILED_INSTRUCTION = 700;
 
 /* Fengari's basic type tags (lua.h), read from `TValue.type & 0x0f`. */
 const T_STRING = 4;
@@ -53,6 +55,7 @@ interface ProtoObject {
   k: TValue[];
   p: ProtoObject[];
   code: unknown[];
+  compiled?: unknown;
 }
 interface UserdataObject {
   metatable: TableObject | null;
@@ -132,11 +135,11 @@ export function estimateStateBytes(L: LuaState, threads: Iterable<LuaState> = []
   return bytes;
 }
 
-/** A function prototype's code and constants (shared by its closures: counted once), and those nested in it. */
+/** A function prototype's code (compiled too) and constants (shared by its closures: counted once), and those nested in it. */
 function protoBytes(proto: ProtoObject, seen: Set<unknown>, pending: TValue[]): number {
   if (seen.has(proto)) return 0;
   seen.add(proto);
-  let bytes = CLOSURE + proto.code.length * SLOT;
+  let bytes = CLOSURE + proto.code.length * (typeof proto.compiled === 'function' ? SLOT + COMPILED_INSTRUCTION : SLOT);
   for (const constant of proto.k) pending.push(constant);
   for (const inner of proto.p) bytes += protoBytes(inner, seen, pending);
   return bytes;

@@ -72,6 +72,7 @@ const COMPILED_FRAMES: Record<string, string> = {
   'this.source = null;       // used for debug information': [
     'this.source = null;       // used for debug information',
     '        this.compiled = null;     // connmix-ts: the compiled function (./compile), false if it cannot be',
+    '        this.calls = 0;           // connmix-ts: frames started before it is compiled',
   ].join('\n'),
 };
 
@@ -217,7 +218,7 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     reason:
       'Fengari runs every instruction through one big switch: it fetches and decodes the instruction, ' +
       'reloads the frame (closure, constants, base) and goes through the hook check, before doing the ' +
-      'instruction\'s own work. ./compile turns a function, at its first call, into JS of its ' +
+      'instruction\'s own work. ./compile turns a function, at its second call, into JS of its ' +
       'own, made from this same switch\'s cases with the operands written in; the VM hands it the frame ' +
       'wherever a Lua frame starts or resumes (a call, a return to it, a resumed coroutine), and gets the ' +
       'frame back at each call to or return from another Lua function. Nothing is compiled until ' +
