@@ -114,6 +114,25 @@ out[#out + 1] = ("b" > "a") and ("abc" <= "abd") and not ("x" == "y")
 return table.concat(out, " ")
 `;
 
+const TABLE_READS = `
+function probe() end
+local out = {}
+local function add(x) out[#out + 1] = tostring(x) end
+local t = {name = "n", [1] = "one", [2.5] = "float", [-0] = "zero", flag = false}
+add(t.name) add(t[1]) add(t[2.5]) add(t[0]) add(t.flag) add(t.missing) add(t[3])
+t.name = nil add(t.name) t.name = "again" add(t.name)
+for i = 1, 40 do t["k" .. i] = i t["k" .. i] = nil end add(t.k7)
+local base = {inherited = "from base", name = "base name"}
+local child = setmetatable({name = "own"}, {__index = base})
+add(child.name) add(child.inherited) add(child.nothing)
+local calls = 0
+local lazy = setmetatable({}, {__index = function(_, k) calls = calls + 1 return k .. "!" end})
+add(lazy.a) add(lazy[1]) rawset(lazy, "a", "set") add(lazy.a) add(calls)
+local s = "text" add(s.len) add(("x").upper)
+add(math.pi) add(string.format) add(_ENV.table ~= nil)
+return table.concat(out, " ")
+`;
+
 const ERRORS = [
   'local t = nil; return t.x',
   'local t = {}; return t.x.y',
@@ -134,6 +153,8 @@ const ERRORS = [
   'string.rep()',
   'return 1 // 0',
   'return ("x"):bad()',
+  'local n = 5; return n.field',
+  'local t = setmetatable({}, {__index = 7}); return t.k',
 ];
 
 test('compiled functions give the same results as the interpreter: arithmetic, coercions and metamethods', () => {
@@ -142,6 +163,10 @@ test('compiled functions give the same results as the interpreter: arithmetic, c
 
 test('compiled functions give the same results as the interpreter: loops, closures, varargs, tail calls and tables (hot functions run compiled)', () => {
   assert.equal(same(CONTROL).compiled, true);
+});
+
+test('compiled functions read tables by constant keys as the interpreter does: present, absent, removed, inherited, on strings', () => {
+  same(TABLE_READS);
 });
 
 test('compiled functions raise the same errors as the interpreter, with the same lines and variable names', () => {

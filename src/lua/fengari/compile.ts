@@ -28,6 +28,7 @@ import type { LuaState } from './api';
 /** A function prototype as fengari keeps it, with the two fields ./patches adds. */
 interface Proto {
   code: Instruction[];
+  k: Constant[];
   /** The compiled function, null before it is tried, false when it stays interpreted. */
   compiled: CompiledFrame | null | false;
   /** Frames of it started while it was not compiled. */
@@ -42,6 +43,12 @@ interface Instruction {
   Bx: number;
   sBx: number;
   Ax: number;
+}
+
+/** A constant of a function (a TValue). */
+interface Constant {
+  type: number;
+  value: unknown;
 }
 
 interface Frame {
@@ -72,7 +79,12 @@ const lvm = privateFengari().module('lvm.js') as {
 const lopcodes = privateFengari().module('lopcodes.js') as { OpCodes: string[]; ISK(x: number): number; INDEXK(x: number): number };
 /** Opcode names as luaV_execute's cases name them (OP_MOVE...), by opcode number. */
 const OPCODE_NAMES = lopcodes.OpCodes.map((name) => `OP_${name}`);
-const defs = privateFengari().module('defs.js') as { LUA_MASKLINE: number; LUA_MASKCOUNT: number };
+const defs = privateFengari().module('defs.js') as {
+  LUA_MASKLINE: number;
+  LUA_MASKCOUNT: number;
+  constant_types: Record<string, number>;
+};
+const { luaS_hashlongstr } = privateFengari().module('lstring.js') as { luaS_hashlongstr(ts: unknown): string };
 
 /**
  * Makes every Lua frame that starts from now on run compiled, its function compiled when a frame of it
@@ -169,7 +181,7 @@ function compileOrInterpret(p: Proto, cases: Cases): CompiledFrame | false {
 function compile(p: Proto, cases: Cases): CompiledFrame | false {
   const parts: string[] = [];
   for (let pc = 0; pc < p.code.length; pc++) {
-    const body = instructionBody(p.code, pc, cases);
+    const body = instructionBody(p.code, p.k, pc, cases);
     if (body === null) return false;
     parts.push(`case ${pc}: ci.l_savedpc = ${pc + 1};\n${hookCheck(p.code[pc])}\n${body}`);
   }
@@ -201,7 +213,7 @@ function hookCheck(i: Instruction): string {
 }
 
 /** The JS of instruction `pc` (after its hook check), or null if it cannot be compiled. */
-function instructionBody(code: Instruction[], pc: number, cases: Cases): string | null {
+function instructionBody(code: Instruction[], constants: Constant[], pc: number, cases: Cases): string | null {
   const i = code[pc];
   const name = OPCODE_NAMES[i.opcode];
   let template = cases.get(name);
@@ -217,10 +229,32 @@ function instructionBody(code: Instruction[], pc: number, cases: Cases): string 
     template = template.slice(0, cut);
     tail = `ci.l_savedpc = ${pc + 2};\n${registers(loop, next, pc + 1)}`;
   }
-  const body = operands(template, i);
+  let body = operands(template, i);
   if (body === null) return null;
+  const read = constantKeyRead(code[pc], name, constants);
+  if (read !== null) body = `${read} else {${body}}`;
   const jumps = /l_savedpc|dojump|donextjump/.test(body + tail);
   return `${registers(body, i, pc)}\n${tail}\n${jumps ? 'pc = ci.l_savedpc; continue dispatch;' : ''}`;
+}
+
+const { LUA_TTABLE, LUA_TNIL, LUA_TSHRSTR, LUA_TLNGSTR, LUA_TNUMINT, LUA_TNUMFLT } = defs.constant_types;
+
+/**
+ * `t.k` and `t[1]` (GETTABLE or GETTABUP with a constant string or number key) on a table that holds a
+ * value there: read straight from the table's map, with the key fengari would compute for it written in,
+ * as the condition-and-action of an `if` whose `else` is fengari's case (a missing key, a metatable's
+ * `__index`, a value that is not a table, its errors). Null for any other instruction.
+ */
+function constantKeyRead(i: Instruction, name: string, constants: Constant[]): string | null {
+  if ((name !== 'OP_GETTABLE' && name !== 'OP_GETTABUP') || !lopcodes.ISK(i.C)) return null;
+  const key = constants[lopcodes.INDEXK(i.C)];
+  let hash: string;
+  if (key.type === LUA_TSHRSTR || key.type === LUA_TLNGSTR) hash = JSON.stringify(luaS_hashlongstr(key.value));
+  else if ((key.type === LUA_TNUMINT || key.type === LUA_TNUMFLT) && Number.isFinite(key.value)) hash = String(key.value);
+  else return null;
+  const table = name === 'OP_GETTABUP' ? `cl.upvals[${i.B}]` : `L.stack[base + ${i.B}]`;
+  return `const t = ${table}; const e = t.type === ${LUA_TTABLE} ? t.value.strong.get(${hash}) : undefined;
+    if (e !== undefined && e.value !== undefined && e.value.type !== ${LUA_TNIL}) L.stack[base + ${i.A}].setfrom(e.value);`;
 }
 
 /** `body` in a block, after setting the variables it reads of its instruction (`ra`, `i`). */
