@@ -16,7 +16,11 @@
  * and the bytes the process allocates per call, garbage included (V8's sampling heap profiler over two
  * more seconds; the viewers reading the answers are in this process and count too).
  *
- *   node dist/bench/lua-calls.js [--seconds 10] [--viewers 200] [--warm-up 3]
+ *   node dist/bench/lua-calls.js [--seconds 10] [--viewers 200] [--warm-up 3] [--against-interpreter]
+ *
+ * `--against-interpreter` adds a line comparing the seed's hook call compiled (src/lua/fengari/compile.ts)
+ * and interpreted in this one process: half-second windows of each, alternated `--seconds` times, the
+ * median process CPU per call of each (the machine's drift hits both alike).
  *
  * `--warm-up` is the seconds each row runs before it is timed; the allocation sample runs 2 s, or
  * `--seconds` when shorter (test/bench.test.ts runs every row briefly).
@@ -31,6 +35,7 @@ import { loadConfig } from '../src/config';
 import { Logger } from '../src/log';
 import type { Connection } from '../src/server/connection';
 import type { WebSocketHooks } from '../src/lua/hooks';
+import { installFrameCompiler, uninstallFrameCompiler } from '../src/lua/fengari/compile';
 import { benchYaml, viewerPath } from './targets/connmix';
 import { freePort } from './lib/proc';
 import { dialect } from './load/dialects';
@@ -69,17 +74,20 @@ async function main(): Promise<void> {
   const emptyEntry = path.join(dir, 'empty.lua');
   fs.writeFileSync(emptyEntry, EMPTY_ENTRY);
   const rows: Row[] = [];
+  let comparison: Comparison | null = null;
   const viaServer: Deliver = (connection, message) => connection.ws.emit('message', message, false);
   const hookCall = (hooks: WebSocketHooks): Deliver => (connection, message) => hooks.onMessage(connection, message, false, failOnError);
   await withEngine(dir, viewers, undefined, async (connections, hooks, clients) => {
     rows.push(await measure('seed, via the server', timing, connections, viaServer));
     rows.push(await measure('seed, hook call', timing, connections, hookCall(hooks)));
     rows.push(await roundTrips('seed answer, round trip', timing, clients[0]));
+    if (process.argv.includes('--against-interpreter')) comparison = await againstInterpreter(seconds, connections, hookCall(hooks));
   });
   await withEngine(dir, viewers, emptyEntry, async (connections, hooks) => {
     rows.push(await measure('empty on_message, hook call', timing, connections, hookCall(hooks)));
   });
   for (const row of rows) console.log(JSON.stringify(row));
+  if (comparison) console.log(JSON.stringify(comparison));
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
@@ -128,6 +136,48 @@ async function measure(row: string, timing: Timing, connections: Connection[], d
     callsPerSecond: Math.round(calls / (Number(busyNs) / 1e9)),
     processCpuUsPerCall: Math.round(((cpu.user + cpu.system) / allCalls) * 100) / 100,
     allocatedBytesPerCall,
+  };
+}
+
+interface Comparison {
+  row: string;
+  windows: number;
+  interpretedCpuUsPerCall: number;
+  compiledCpuUsPerCall: number;
+  /** Interpreted over compiled CPU per call. */
+  ratio: number;
+}
+
+const COMPARISON_WINDOW_MS = 500;
+
+/** The seed's hook call interpreted and compiled, alternated `pairs` times (see the file's comment). */
+async function againstInterpreter(pairs: number, connections: Connection[], deliver: Deliver): Promise<Comparison> {
+  const seed = dialect('seed');
+  const messages = connections.map((_connection, video) => [seed.unsubscribe(video), seed.subscribe(video)].map((m) => Buffer.from(m)));
+  const cpuPerCall = { interpreted: [] as number[], compiled: [] as number[] };
+  try {
+    for (let pair = 0; pair < pairs; pair++) {
+      // Each goes first every other pair.
+      for (const mode of pair % 2 === 0 ? ['interpreted', 'compiled'] as const : ['compiled', 'interpreted'] as const) {
+        if (mode === 'compiled') installFrameCompiler();
+        else uninstallFrameCompiler();
+        const cpu0 = process.cpuUsage();
+        const { calls } = await callsFor(COMPARISON_WINDOW_MS, connections, messages, deliver, null);
+        const cpu = process.cpuUsage(cpu0);
+        cpuPerCall[mode].push((cpu.user + cpu.system) / calls);
+      }
+    }
+  } finally {
+    installFrameCompiler();
+  }
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  const [interpreted, compiled] = [median(cpuPerCall.interpreted), median(cpuPerCall.compiled)];
+  return {
+    row: 'seed, hook call: interpreted against compiled',
+    windows: pairs,
+    interpretedCpuUsPerCall: Math.round(interpreted * 100) / 100,
+    compiledCpuUsPerCall: Math.round(compiled * 100) / 100,
+    ratio: Math.round((interpreted / compiled) * 1000) / 1000,
   };
 }
 

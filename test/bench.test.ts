@@ -105,10 +105,17 @@ test('the quick subscribe storm and chat room run on connmix-ts, Socket.IO and r
   }
 });
 
-test('bench:lua reports the seed\'s call, its round trip and the empty hook call, each measured', { timeout: 120_000 }, async () => {
-  const run = await runScript('bench/lua-calls.js', ['--seconds', '1', '--warm-up', '0.5', '--viewers', '20'], 100_000);
+test('bench:lua reports the seed\'s call, its round trip, the empty hook call and compiled against interpreted, each measured', { timeout: 120_000 }, async () => {
+  const run = await runScript('bench/lua-calls.js', ['--seconds', '2', '--warm-up', '0.5', '--viewers', '20', '--against-interpreter'], 100_000);
   assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
-  const rows = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, number | string | null>);
+  const lines = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, number | string | null>);
+  const comparison = lines.pop()!;
+  assert.equal(comparison.row, 'seed, hook call: interpreted against compiled');
+  assert.equal(comparison.windows, 2);
+  for (const figure of ['interpretedCpuUsPerCall', 'compiledCpuUsPerCall', 'ratio']) {
+    assert.ok(Number.isFinite(comparison[figure]) && (comparison[figure] as number) > 0, `${figure} = ${comparison[figure]}`);
+  }
+  const rows = lines;
   assert.deepEqual(rows.map((row) => row.row), ['seed, via the server', 'seed, hook call', 'seed answer, round trip', 'empty on_message, hook call']);
   for (const row of rows) {
     for (const figure of ['calls', 'usPerCall', 'p50Us', 'callsPerSecond', 'processCpuUsPerCall']) {
