@@ -26,6 +26,10 @@ function run(chunk: string, compiled: boolean, hook?: { mask: number; count: num
   try {
     const L = lauxlib.luaL_newstate();
     lualib.luaL_openlibs(L);
+    for (const name of ['ud1', 'ud2']) {
+      lua.lua_newuserdata(L, 0);
+      lua.lua_setglobal(L, K(name));
+    }
     const trace: string[] = [];
     if (hook) {
       lua.lua_sethook(L, (H: LuaState, ar: LuaDebug) => {
@@ -130,6 +134,17 @@ local lazy = setmetatable({}, {__index = function(_, k) calls = calls + 1 return
 add(lazy.a) add(lazy[1]) rawset(lazy, "a", "set") add(lazy.a) add(calls)
 local s = "text" add(s.len) add(("x").upper)
 add(math.pi) add(string.format) add(_ENV.table ~= nil)
+local obj = {n = 3} function obj:twice() return self.n * 2 end add(obj:twice())
+local proto = {greet = function(self, who) return self.name .. " greets " .. who end}
+local inst = setmetatable({name = "inst"}, {__index = proto}) add(inst:greet("you"))
+local dyn = setmetatable({}, {__index = function(_, k) return function(self, x) return k .. x end end}) add(dyn:any("!"))
+add(("abc"):upper()) add(("x"):rep(3))
+add(pcall(function() return obj:missing() end))
+add(pcall(function() local n = 5 return n:method() end))
+add(pcall(function() return coroutine.running():status() end))
+debug.setmetatable(ud1, {__index = {get = function(self, x) return "got " .. x end}})
+debug.setmetatable(ud2, {__index = function(self, k) return function(_, x) return k .. "=" .. x end end})
+add(ud1:get(1)) add(ud2:dynamic(2)) add(pcall(function() return ud1:nothing() end)) add(ud1.get ~= nil)
 return table.concat(out, " ")
 `;
 
@@ -165,7 +180,7 @@ test('compiled functions give the same results as the interpreter: loops, closur
   assert.equal(same(CONTROL).compiled, true);
 });
 
-test('compiled functions read tables by constant keys as the interpreter does: present, absent, removed, inherited, on strings', () => {
+test('compiled functions read tables and call methods by constant keys as the interpreter does: present, absent, removed, inherited, on strings and userdata', () => {
   same(TABLE_READS);
 });
 
