@@ -134,6 +134,8 @@ local lazy = setmetatable({}, {__index = function(_, k) calls = calls + 1 return
 add(lazy.a) add(lazy[1]) rawset(lazy, "a", "set") add(lazy.a) add(calls)
 local s = "text" add(s.len) add(("x").upper)
 add(math.pi) add(string.format) add(_ENV.table ~= nil)
+local odd = {["a\\"b\\\\c\\n\\0d"] = 1, ["'); throw 1; ('"] = 2, ["\\255\\128"] = 3, [1e300] = 4}
+add(odd["a\\"b\\\\c\\n\\0d"]) add(odd["'); throw 1; ('"]) add(odd["\\255\\128"]) add(odd[1e300]) add(odd["a"])
 local obj = {n = 3} function obj:twice() return self.n * 2 end add(obj:twice())
 local proto = {greet = function(self, who) return self.name .. " greets " .. who end}
 local inst = setmetatable({name = "inst"}, {__index = proto}) add(inst:greet("you"))
