@@ -136,6 +136,7 @@ local s = "text" add(s.len) add(("x").upper)
 add(math.pi) add(string.format) add(_ENV.table ~= nil)
 local odd = {["a\\"b\\\\c\\n\\0d"] = 1, ["'); throw 1; ('"] = 2, ["\\255\\128"] = 3, [1e300] = 4}
 add(odd["a\\"b\\\\c\\n\\0d"]) add(odd["'); throw 1; ('"]) add(odd["\\255\\128"]) add(odd[1e300]) add(odd["a"])
+odd["${'long'.repeat(40)}"] = 5 add(odd["${'long'.repeat(40)}"])
 local obj = {n = 3} function obj:twice() return self.n * 2 end add(obj:twice())
 local proto = {greet = function(self, who) return self.name .. " greets " .. who end}
 local inst = setmetatable({name = "inst"}, {__index = proto}) add(inst:greet("you"))
@@ -281,4 +282,25 @@ test('by default a function is compiled at its second call, a chunk run once nev
   assert.equal(call('once'), false);
   assert.equal(call('twice'), true, 'after two calls');
   assert.ok(estimateStateBytes(L) > compiledNot + 5000, 'the compiled function\'s code is counted');
+});
+
+test('a long constant key is not written into compiled code: its size stays that of the instructions', () => {
+  const key = 'k'.repeat(10_000);
+  const chunk = `local t = {["${key}"] = 1} function probe() local s = 0 ${`s = s + t["${key}"] `.repeat(100)} return s end return probe() + probe()`;
+  installFrameCompiler({ compileAtCall: 1 });
+  try {
+    const L = lauxlib.luaL_newstate();
+    lualib.luaL_openlibs(L);
+    assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=long key'), K('t')), lua.LUA_OK);
+    lua.lua_call(L, 0, 1);
+    assert.equal(lua.lua_tonumber(L, -1), 200);
+    lua.lua_getglobal(L, K('probe'));
+    assert.equal(isCompiled(L), true);
+    const thread = L as unknown as { stack: Array<{ value: { p: { compiled: () => void } } }>; top: number };
+    const code = String(thread.stack[thread.top - 1].value.p.compiled);
+    // Written in once per read, the key alone would be 100 * 10,000 characters.
+    assert.ok(code.length < (100 * key.length) / 2, `${code.length} characters of compiled code`);
+  } finally {
+    installFrameCompiler();
+  }
 });

@@ -239,6 +239,9 @@ function instructionBody(code: Instruction[], constants: Constant[], pc: number,
   return `${registers(body, i, pc)}\n${tail}\n${jumps ? 'pc = ci.l_savedpc; continue dispatch;' : ''}`;
 }
 
+/** Longest string key (in the characters of fengari's table key, "|" and one per byte) written into compiled code. */
+const MAX_WRITTEN_KEY = 64;
+
 const { LUA_TTABLE, LUA_TNIL, LUA_TSHRSTR, LUA_TLNGSTR, LUA_TNUMINT, LUA_TNUMFLT } = defs.constant_types;
 
 /**
@@ -251,8 +254,13 @@ function constantKeyRead(i: Instruction, name: string, constants: Constant[]): s
   if ((name !== 'OP_GETTABLE' && name !== 'OP_GETTABUP') || !lopcodes.ISK(i.C)) return null;
   const key = constants[lopcodes.INDEXK(i.C)];
   let hash: string;
-  if (key.type === LUA_TSHRSTR || key.type === LUA_TLNGSTR) hash = JSON.stringify(luaS_hashlongstr(key.value));
-  else if ((key.type === LUA_TNUMINT || key.type === LUA_TNUMFLT) && Number.isFinite(key.value)) hash = String(key.value);
+  if (key.type === LUA_TSHRSTR || key.type === LUA_TLNGSTR) {
+    // The key is written into the code once per read: a long one (a script's 1 MiB literal, read by
+    // each of 400 instructions) would make the code that long, so only short keys are.
+    const text = luaS_hashlongstr(key.value);
+    if (text.length > MAX_WRITTEN_KEY) return null;
+    hash = JSON.stringify(text);
+  } else if ((key.type === LUA_TNUMINT || key.type === LUA_TNUMFLT) && Number.isFinite(key.value)) hash = String(key.value);
   else return null;
   const table = name === 'OP_GETTABUP' ? `cl.upvals[${i.B}]` : `L.stack[base + ${i.B}]`;
   return `const t = ${table}; const e = t.type === ${LUA_TTABLE} ? t.value.strong.get(${hash}) : undefined;
