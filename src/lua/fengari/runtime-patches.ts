@@ -127,19 +127,18 @@ type InstructionCheck = (state: LuaState, L: Thread, ci: Thread['ci'], instructi
 /** Checks by opcode, run by the one wrapper of luaG_traceexec before their instruction. */
 const instructionChecks: Array<InstructionCheck | undefined> = [];
 
-/** When an opcode's check runs: never, before every such instruction, or only for an open run (B = 0). */
-const UNWATCHED = 0;
+/** When an opcode's check runs: before every such instruction, or only for an open run (B = 0); 0 is never. */
 const EVERY = 1;
 const OPEN_RUN = 2;
 /**
- * Each opcode's UNWATCHED, EVERY or OPEN_RUN. Every instruction of every call passes the wrapper: most
+ * Each opcode's 0, EVERY or OPEN_RUN. Every instruction of every call passes the wrapper: most
  * leave after one byte read, and calls and returns of a fixed number of values without calling a check.
  */
 const watched = new Uint8Array(64);
 
 /**
- * Whether the instruction check of an opcode may run before an instruction with operand `B`, as a mask
- * of `instructionWatch()`'s entries (./compile calls the wrapper only where it has something to do).
+ * The entries of `watched` whose check runs before an instruction with operand `B`: the one rule the
+ * wrapper and ./compile (which calls the wrapper only where it has something to do) both apply.
  */
 export function watchMask(B: number): number {
   return B === 0 ? EVERY | OPEN_RUN : EVERY;
@@ -163,8 +162,7 @@ function watchInstructions(op: number, check: InstructionCheck, when: typeof EVE
       const L = threadOf(state);
       const ci = L.ci;
       const instruction = ci.l_code[ci.l_savedpc - 1];
-      const kind = watched[instruction.opcode];
-      if (kind !== UNWATCHED && (kind === EVERY || instruction.B === 0)) {
+      if ((watched[instruction.opcode] & watchMask(instruction.B)) !== 0) {
         (instructionChecks[instruction.opcode] as InstructionCheck)(state, L, ci, instruction);
       }
       traceexec(state);
