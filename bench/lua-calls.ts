@@ -115,10 +115,15 @@ async function withEngine(dir: string, viewers: number, entry: string | undefine
   }
 }
 
+/** Each viewer's seed unsubscribe and subscribe, on a video of its own (as in the subscribe storm). */
+function seedMessages(connections: Connection[]): Buffer[][] {
+  const seed = dialect('seed');
+  return connections.map((_connection, video) => [seed.unsubscribe(video), seed.subscribe(video)].map((m) => Buffer.from(m)));
+}
+
 /** Warms up, then times `deliver`: batches for the mean, single calls for the median. */
 async function measure(row: string, timing: Timing, connections: Connection[], deliver: Deliver): Promise<Row> {
-  const seed = dialect('seed');
-  const messages = connections.map((_connection, video) => [seed.unsubscribe(video), seed.subscribe(video)].map((m) => Buffer.from(m)));
+  const messages = seedMessages(connections);
   // The first seconds are V8 warming up (optimising fengari's interpreter), not the steady state.
   await callsFor(timing.warmUpMs, connections, messages, deliver, null);
   const singles: number[] = [];
@@ -152,8 +157,7 @@ const COMPARISON_WINDOW_MS = 500;
 
 /** The seed's hook call interpreted and compiled, alternated `pairs` times (see the file's comment). */
 async function againstInterpreter(pairs: number, connections: Connection[], deliver: Deliver): Promise<Comparison> {
-  const seed = dialect('seed');
-  const messages = connections.map((_connection, video) => [seed.unsubscribe(video), seed.subscribe(video)].map((m) => Buffer.from(m)));
+  const messages = seedMessages(connections);
   const cpuPerCall = { interpreted: [] as number[], compiled: [] as number[] };
   try {
     for (let pair = 0; pair < pairs; pair++) {
