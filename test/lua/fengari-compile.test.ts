@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { lua, lauxlib, lualib, K, luaToJsString, type LuaState, type LuaDebug } from '../../src/lua/fengari/index';
-import { installFrameCompiler, uninstallFrameCompiler, isCompiled } from '../../src/lua/fengari/compile';
+import { installFrameCompiler, uninstallFrameCompiler, isCompiled, type FrameCompilerOptions } from '../../src/lua/fengari/compile';
 import { estimateStateBytes } from '../../src/lua/fengari/memory';
 
 /**
@@ -19,13 +19,31 @@ interface Run {
   compiled: boolean;
 }
 
+function newState(): LuaState {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  return L;
+}
+
+/** A fresh state that ran `chunk` (its one result left on the stack) with the compiler installed with `options`. */
+function stateAfter(chunk: string, options: FrameCompilerOptions): LuaState {
+  installFrameCompiler(options);
+  try {
+    const L = newState();
+    assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=chunk'), K('t')), lua.LUA_OK);
+    lua.lua_call(L, 0, 1);
+    return L;
+  } finally {
+    installFrameCompiler();
+  }
+}
+
 /** Runs `chunk` on a fresh state, compiled or interpreted; `hook` sets a hook of that mask and count. */
 function run(chunk: string, compiled: boolean, hook?: { mask: number; count: number }): Run {
   if (compiled) installFrameCompiler({ compileAtCall: 1 });
   else uninstallFrameCompiler();
   try {
-    const L = lauxlib.luaL_newstate();
-    lualib.luaL_openlibs(L);
+    const L = newState();
     for (const name of ['ud1', 'ud2']) {
       lua.lua_newuserdata(L, 0);
       lua.lua_setglobal(L, K(name));
@@ -242,24 +260,15 @@ test('a count hook fires at the same instructions and lines, compiled or not', (
 
 test('a function longer than the limit stays interpreted, and still runs right', () => {
   const long = `function probe() local x = 0 ${'x = x + 1 '.repeat(50)} return x end return probe()`;
-  installFrameCompiler({ compileAtCall: 1, maxInstructions: 40 });
-  try {
-    const L = lauxlib.luaL_newstate();
-    lualib.luaL_openlibs(L);
-    assert.equal(lauxlib.luaL_loadbufferx(L, K(long), null, K('=long'), K('t')), lua.LUA_OK);
-    lua.lua_call(L, 0, 1);
-    assert.equal(lua.lua_tonumber(L, -1), 50);
-    lua.lua_getglobal(L, K('probe'));
-    assert.equal(isCompiled(L), false);
-  } finally {
-    installFrameCompiler();
-  }
+  const L = stateAfter(long, { compileAtCall: 1, maxInstructions: 40 });
+  assert.equal(lua.lua_tonumber(L, -1), 50);
+  lua.lua_getglobal(L, K('probe'));
+  assert.equal(isCompiled(L), false);
   assert.equal(same(long).compiled, true, 'under the default limit it is compiled');
 });
 
 test('by default a function is compiled at its second call, a chunk run once never, and compiled code counts in the memory estimate', () => {
-  const L = lauxlib.luaL_newstate();
-  lualib.luaL_openlibs(L);
+  const L = newState();
   const chunk = 'function twice(n) local s = 0 for i = 1, n do s = s + i end return s end function once() return 1 end';
   assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=policy'), K('t')), lua.LUA_OK);
   lua.lua_pushvalue(L, -1);
@@ -287,20 +296,12 @@ test('by default a function is compiled at its second call, a chunk run once nev
 test('a long constant key is not written into compiled code: its size stays that of the instructions', () => {
   const key = 'k'.repeat(10_000);
   const chunk = `local t = {["${key}"] = 1} function probe() local s = 0 ${`s = s + t["${key}"] `.repeat(100)} return s end return probe() + probe()`;
-  installFrameCompiler({ compileAtCall: 1 });
-  try {
-    const L = lauxlib.luaL_newstate();
-    lualib.luaL_openlibs(L);
-    assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=long key'), K('t')), lua.LUA_OK);
-    lua.lua_call(L, 0, 1);
-    assert.equal(lua.lua_tonumber(L, -1), 200);
-    lua.lua_getglobal(L, K('probe'));
-    assert.equal(isCompiled(L), true);
-    const thread = L as unknown as { stack: Array<{ value: { p: { compiled: () => void } } }>; top: number };
-    const code = String(thread.stack[thread.top - 1].value.p.compiled);
-    // Written in once per read, the key alone would be 100 * 10,000 characters.
-    assert.ok(code.length < (100 * key.length) / 2, `${code.length} characters of compiled code`);
-  } finally {
-    installFrameCompiler();
-  }
+  const L = stateAfter(chunk, { compileAtCall: 1 });
+  assert.equal(lua.lua_tonumber(L, -1), 200);
+  lua.lua_getglobal(L, K('probe'));
+  assert.equal(isCompiled(L), true);
+  const thread = L as unknown as { stack: Array<{ value: { p: { compiled: () => void } } }>; top: number };
+  const code = String(thread.stack[thread.top - 1].value.p.compiled);
+  // Written in once per read, the key alone would be 100 * 10,000 characters.
+  assert.ok(code.length < (100 * key.length) / 2, `${code.length} characters of compiled code`);
 });
