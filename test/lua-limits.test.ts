@@ -318,6 +318,9 @@ test('a loop of slow calls is stopped by the budget, not after a thousand instru
     'local s = string.rep("a", 1e4) while true do pcall(string.find, s, ".-.-.-b") end',
     'local s = string.rep("x", 2^22) local t = {} for i = 1, 1e9 do t[i] = s .. i end',
     'local s = string.rep("0,", 40000) while true do mix.json_decode("[" .. s .. "0]") end',
+    // Under the 64 KiB of a large string, and still milliseconds of values per call.
+    'local s = "[" .. string.rep("{},", 21000) .. "0]" while true do mix.json_decode(s) end',
+    'local s = string.rep(",", 60000) while true do mix.str_split(s, ",") end',
     'local co = coroutine.wrap(function() while true do spin(20) coroutine.yield() end end) while true do co() end',
   ]) {
     const r = await timed(exec, source);

@@ -124,6 +124,11 @@ export function installLimits(L: LuaState, limits: Required<SandboxLimits>): voi
 
 /** Strings from this size on take long enough to copy or scan that the budget is checked after them. */
 export const LARGE_BYTES = 65_536;
+/**
+ * Text from this size on, when a host function parses it into Lua values (a table slot or string per
+ * byte or two), asks for a budget check: such functions are not timed, and below it they take microseconds.
+ */
+export const PARSED_TEXT_BYTES = 1024;
 /** Upper bound on the text of a number (`%.14g` or a 32-bit integer). */
 const NUMBER_TEXT = 32;
 /** A `..` at least this long also asks for a budget check (copying it takes a while). */

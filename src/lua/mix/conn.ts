@@ -137,23 +137,26 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
       wrote(conn);
       return 0;
     },
-    subscribe: (L) => {
+    // Not timed (nor is send): the hub's work is constant per channel, and a call of an unpacked list
+    // of channels is charged as bulk instructions. A loop of sends fills the connection's buffer,
+    // which drops it, long before its copies add up to a budget.
+    subscribe: markUntimed((L) => {
       const conn = self(L);
       const channels = stringArgs(L, 2);
       if (!conn.open) return pushError(L, 'connection closed');
       return settle(vm, L, host.subscribe(conn, channels), pushError);
-    },
-    unsubscribe: (L) => {
+    }),
+    unsubscribe: markUntimed((L) => {
       const conn = self(L);
       if (isStandIn(conn)) return pushError(L, null);
       return settle(vm, L, host.unsubscribe(conn, stringArgs(L, 2)), pushError);
-    },
-    send: (L) => {
+    }),
+    send: markUntimed((L) => {
       const conn = self(L);
       const data = bytesView(luaL_checklstring(L, 2));
       const binary = checkMessageType(L, 3);
       return pushError(L, conn.send(data, binary) ? null : 'send failed: connection closed or its buffer is full');
-    },
+    }),
     close: (L) => {
       self(L).close();
       return pushError(L, null);

@@ -2,7 +2,7 @@
 import { lua, lauxlib, luaToJsString, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushValue, ConversionError, MAX_DEPTH, roomFor, type Room } from '../values';
 import { pushNilError } from '../vm';
-import { stateLimits } from '../limits';
+import { stateLimits, markUntimed, checkBudgetSoon, PARSED_TEXT_BYTES } from '../limits';
 import { pushJsonDocument } from './json-parse';
 
 const {
@@ -162,13 +162,14 @@ export const jsonEncode: LuaFunction = (L) => {
  * test `err` and close the connection). Numbers arrive as floats; JSON null inside objects
  * disappears (Lua cannot store nil); a top-level `null` gives a lone nil.
  */
-export const jsonDecode: LuaFunction = (L) => {
+export const jsonDecode: LuaFunction = markUntimed((L) => {
   const type = lua_type(L, 1);
   if (type !== LUA_TSTRING && type !== LUA_TNUMBER) {
     return pushNilError(L, `json_decode expects a string, got ${typeName(L, 1)}`);
   }
   const maxItems = stateLimits(L).maxItems;
   const text: Uint8Array = lua_tolstring(L, 1)!;
+  if (text.length >= PARSED_TEXT_BYTES) checkBudgetSoon(L);
   // Refused before parsing, by one cheap pass over the bytes: JSON.parse of a 16 MiB `[0,0,...]` alone
   // takes seconds and 350 MiB, and building its first maxItems values as Lua tables a tenth of a second.
   const tooMuch = jsonTextTooLarge(text, maxItems);
@@ -193,7 +194,7 @@ export const jsonDecode: LuaFunction = (L) => {
     return pushNilError(L, `invalid JSON: ${error.message}`);
   }
   return 1;
-};
+});
 
 /**
  * A cheap look at JSON text before it is parsed: why it surely holds more than `max` values (each `,`

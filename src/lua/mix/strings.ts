@@ -1,6 +1,6 @@
 /** `mix.str_split` and `mix.bytes_tostring`: binary-safe string helpers. */
 import { lua, lauxlib, raise, pushStringRange, type LuaFunction } from '../fengari/index';
-import { stateLimits } from '../limits';
+import { stateLimits, markUntimed, checkBudgetSoon, PARSED_TEXT_BYTES } from '../limits';
 import { searchBytes } from '../sandbox';
 
 const {
@@ -14,10 +14,11 @@ const { luaL_checklstring, luaL_checktype, luaL_argerror } = lauxlib;
  * `sep`, empty pieces kept (`"@user"` → `{"", "user"}`), binary-safe. An empty `sep` raises, and so
  * does a split into more than maxItems pieces (each costs a Lua string and a table slot).
  */
-export const strSplit: LuaFunction = (L) => {
+export const strSplit: LuaFunction = markUntimed((L) => {
   const s: Uint8Array = luaL_checklstring(L, 1);
   const sep: Uint8Array = luaL_checklstring(L, 2);
   if (sep.length === 0) return luaL_argerror(L, 2, 'separator must not be empty');
+  if (s.length >= PARSED_TEXT_BYTES) checkBudgetSoon(L);
   const maxItems = stateLimits(L).maxItems;
   lua_createtable(L, 0, 0);
   let start = 0;
@@ -31,7 +32,7 @@ export const strSplit: LuaFunction = (L) => {
     if (at < 0) return 1;
     start = at + sep.length;
   }
-};
+});
 
 /** `mix.bytes_tostring(tb)` → the string of the byte values tb[1..#tb]; anything but 0..255 raises. */
 export const bytesToString: LuaFunction = (L) => {
