@@ -150,7 +150,7 @@ function installPatches(): void {
     tooMany: (L, max) => raise(L, `pattern too complex: more than ${max} matching steps`),
   });
   guardConcat(NUMBER_TEXT, checkConcat);
-  guardCompare(checkCompare);
+  guardCompare(checkBudgetSoon, LARGE_BYTES); // a `==`, `<` or `<=` reading long strings
   guardBulkInstructions(chargeBulk);
   afterHostCalls(untimed, lookAtClock);
   capBuffers({
@@ -182,11 +182,6 @@ function checkConcat(L: LuaState, bytes: number): void {
   if (exact > limits.maxStringSize) {
     raiseRuntimeError(L, `string concatenation of ${exact} bytes exceeds the ${limits.maxStringSize}-byte limit`);
   }
-}
-
-/** A `==`, `<` or `<=` about to read `bytes` of each of two strings: a long one asks for a budget check. */
-function checkCompare(L: LuaState, bytes: number): void {
-  if (bytes >= LARGE_BYTES) checkBudgetSoon(L);
 }
 
 /** Values below this many an instruction moves in the time of a few instructions: not worth a charge. */

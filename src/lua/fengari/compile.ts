@@ -51,6 +51,8 @@ interface Instruction {
 interface Constant {
   type: number;
   value: unknown;
+  ttisstring(): boolean;
+  vslen(): number;
 }
 
 interface Frame {
@@ -185,7 +187,7 @@ function compile(p: Proto, cases: Cases): CompiledFrame | false {
   for (let pc = 0; pc < p.code.length; pc++) {
     const body = instructionBody(p.code, p.k, pc, cases);
     if (body === null) return false;
-    parts.push(`case ${pc}: ci.l_savedpc = ${pc + 1};\n${hookCheck(p.code[pc])}\n${body}`);
+    parts.push(`case ${pc}: ci.l_savedpc = ${pc + 1};\n${hookCheck(p.code[pc], p.k)}\n${body}`);
   }
   const source = `(function (watched) { return function compiledFrame(L, ci) {
     const cl = ci.func.value;
@@ -209,8 +211,8 @@ ${parts.join('\n')}
  * the compiled code does that itself; it calls luaG_traceexec when the count is about to run out,
  * when a line hook is set, or when a check is installed for the instruction's opcode.
  */
-function hookCheck(i: Instruction): string {
-  const full = `(watched[${i.opcode}] & ${watchMask(i.B)}) !== 0 || (L.hookmask & ${defs.LUA_MASKLINE}) !== 0 || L.hookcount <= 1`;
+function hookCheck(i: Instruction, k: Constant[]): string {
+  const full = `(watched[${i.opcode}] & ${watchMask(i, k)}) !== 0 || (L.hookmask & ${defs.LUA_MASKLINE}) !== 0 || L.hookcount <= 1`;
   return `if (L.hookmask & ${HOOK_MASK}) { if (${full}) ldebug.luaG_traceexec(L); else L.hookcount--; }`;
 }
 

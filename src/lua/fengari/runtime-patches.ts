@@ -68,10 +68,12 @@ export function guardConcat(numberBytes: number, check: (L: LuaState, bytes: num
  * `==`, `<` and `<=` of two strings compare their bytes in one JS call (fengari's luastring_eq is a
  * byte loop): two equal 16 MiB strings take milliseconds, and a loop of such compares ran hundreds
  * of them between two looks of the count hook. `check(L, bytes)` runs before a compare of two strings
- * whose bytes it would have to read: the shorter one's length (strings of different lengths are
- * unequal at once for `==`).
+ * whose bytes it would have to read, when that is `fromBytes` or more: the shorter one's length
+ * (strings of different lengths are unequal at once for `==`). A compare with a constant operand that
+ * is not such a string never needs it, and compiled code skips it (see `watchMask`).
  */
-export function guardCompare(check: (L: LuaState, bytes: number) => void): void {
+export function guardCompare(check: (L: LuaState, bytes: number) => void, fromBytes: number): void {
+  compareFromBytes = fromBytes;
   for (const op of [OP_EQ, OP_LT, OP_LE]) {
     watchInstructions(op, (state, L, ci, instruction) => {
       const k = ci.func.value.p?.k ?? [];
@@ -81,10 +83,14 @@ export function guardCompare(check: (L: LuaState, bytes: number) => void): void 
       const left = b.vslen();
       const right = c.vslen();
       if (op === OP_EQ && left !== right) return;
-      check(state, Math.min(left, right));
-    });
+      const bytes = Math.min(left, right);
+      if (bytes >= fromBytes) check(state, bytes);
+    }, LONG_STRINGS);
   }
 }
+
+/** The `fromBytes` of guardCompare; until it is installed, any string may be long. */
+let compareFromBytes = 0;
 
 /** An RK operand with this bit set names a constant of the running function (lopcodes BITRK). */
 const RK_CONSTANT = 1 << 8;
@@ -127,21 +133,42 @@ type InstructionCheck = (state: LuaState, L: Thread, ci: Thread['ci'], instructi
 /** Checks by opcode, run by the one wrapper of luaG_traceexec before their instruction. */
 const instructionChecks: Array<InstructionCheck | undefined> = [];
 
-/** When an opcode's check runs: before every such instruction, or only for an open run (B = 0); 0 is never. */
+/**
+ * When an opcode's check runs: before every such instruction, only for an open run (B = 0), or only
+ * for a compare whose constant operands, if any, are strings of guardCompare's `fromBytes` or more; 0 is never.
+ */
 const EVERY = 1;
 const OPEN_RUN = 2;
+const LONG_STRINGS = 4;
 /**
- * Each opcode's 0, EVERY or OPEN_RUN. Every instruction of every call passes the wrapper: most
+ * Each opcode's 0 or one of the kinds above. Every instruction of every call passes the wrapper: most
  * leave after one byte read, and calls and returns of a fixed number of values without calling a check.
  */
 const watched = new Uint8Array(64);
 
+interface Operands {
+  B: number;
+  C: number;
+}
+
+/** The constants of a function (fengari's Proto.k), as `watchMask` reads them. */
+type Constants = ReadonlyArray<{ ttisstring(): boolean; vslen(): number } | undefined>;
+
 /**
- * The entries of `watched` whose check runs before an instruction with operand `B`: the one rule the
- * wrapper and ./compile (which calls the wrapper only where it has something to do) both apply.
+ * The kinds of `watched` whose check runs before instruction `i` of a function with constants `k`: the
+ * one rule the wrapper and ./compile (which calls the wrapper only where it has something to do, the
+ * mask computed once per instruction) both apply.
  */
-export function watchMask(B: number): number {
-  return B === 0 ? EVERY | OPEN_RUN : EVERY;
+export function watchMask(i: Operands, k: Constants): number {
+  const mask = i.B === 0 ? EVERY | OPEN_RUN : EVERY;
+  return mayBeLongString(i.B, k) && mayBeLongString(i.C, k) ? mask | LONG_STRINGS : mask;
+}
+
+/** Whether RK operand `rk` may hold a string of compareFromBytes or more: any register may. */
+function mayBeLongString(rk: number, k: Constants): boolean {
+  if (!(rk & RK_CONSTANT)) return true;
+  const constant = k[rk & ~RK_CONSTANT];
+  return constant !== undefined && constant.ttisstring() && constant.vslen() >= compareFromBytes;
 }
 
 /** The live table of watched opcodes (see `watchMask`); checks installed later show in it. */
@@ -154,7 +181,7 @@ export function instructionWatch(): Uint8Array {
  * moving a run of values up to the top) while the count hook is armed: the VM calls luaG_traceexec
  * before each instruction then. One wrapper serves every opcode, installed with the first check.
  */
-function watchInstructions(op: number, check: InstructionCheck, when: typeof EVERY | typeof OPEN_RUN = EVERY): void {
+function watchInstructions(op: number, check: InstructionCheck, when: typeof EVERY | typeof OPEN_RUN | typeof LONG_STRINGS = EVERY): void {
   if (instructionChecks.length === 0) {
     const traceexec = ldebug.luaG_traceexec;
     if (typeof traceexec !== 'function') throw new Error('fengari internals changed: ldebug.luaG_traceexec is missing');
@@ -162,7 +189,8 @@ function watchInstructions(op: number, check: InstructionCheck, when: typeof EVE
       const L = threadOf(state);
       const ci = L.ci;
       const instruction = ci.l_code[ci.l_savedpc - 1];
-      if ((watched[instruction.opcode] & watchMask(instruction.B)) !== 0) {
+      const when = watched[instruction.opcode];
+      if (when !== 0 && (when & watchMask(instruction, ci.func.value.p?.k ?? [])) !== 0) {
         (instructionChecks[instruction.opcode] as InstructionCheck)(state, L, ci, instruction);
       }
       traceexec(state);
