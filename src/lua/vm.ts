@@ -460,15 +460,15 @@ export class LuaVM<Owner = unknown> {
     this.ticks = 0;
     this.cpuMark = NaN;
     this.forgiven = 0;
-    let status: number;
+    let status = -1;
     try {
       status = lua_resume(call.thread, null, nargs);
     } catch (error) {
-      status = -1;
       lua_settop(call.thread, 0);
       lua_pushstring(call.thread, Buffer.from(`host error: ${(error as Error).message}`));
     } finally {
-      call.used += monotonicMs() - started - this.forgiven;
+      // Only a call that waits runs again, with what is left of its budget: the others need no second clock read.
+      if (status === LUA_YIELD) call.used += monotonicMs() - started - this.forgiven;
       this.running = outer;
       this.deadline = outerDeadline;
       this.forgiven = outerForgiven;
