@@ -1,5 +1,5 @@
 import type { SocketHookSetting } from '../config/schema';
-import { lua, K, bytesView, luaToJsString, type LuaState } from './fengari/index';
+import { lua, K, bytesView, luaToJsString, setNewTableFields, type LuaState } from './fengari/index';
 import { LuaLoadError, type LuaHookError, type LuaVM } from './vm';
 import type { ScriptConnection } from './mix';
 import { pushConn } from './mix/conn';
@@ -34,6 +34,7 @@ export const INIT_HOOK = 'init';
 const TYPE = K('type');
 const DATA = K('data');
 const FINISH = K('finish');
+const MESSAGE_FIELDS = [TYPE, DATA, FINISH];
 const TEXT = K('text');
 const BINARY = K('binary');
 
@@ -215,11 +216,9 @@ export class SocketHooks {
 function pushMessage(L: LuaState, data: Buffer, isBinary: boolean): number {
   lua_createtable(L, 0, 3);
   lua_pushstring(L, isBinary ? BINARY : TEXT);
-  lua_setfield(L, -2, TYPE);
   lua_pushstring(L, data);
-  lua_setfield(L, -2, DATA);
   lua_pushboolean(L, true);
-  lua_setfield(L, -2, FINISH);
+  setNewTableFields(L, MESSAGE_FIELDS);
   return 1;
 }
 

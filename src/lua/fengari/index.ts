@@ -14,6 +14,7 @@
  */
 import { privateFengari } from './load';
 import type { LuaApi, LauxlibApi, LualibApi, LuaState } from './api';
+import { lobject, ltable, threadOf, LUA_TLNGSTR, type TableObject } from './internals';
 
 const copy = privateFengari();
 const fengari = copy.module('fengari.js');
@@ -40,9 +41,30 @@ const { pushsvalue2s, pushobj2s } = copy.module('lobject.js') as {
   pushobj2s(L: LuaState, value: object): void;
 };
 
-const { luaS_newrange } = copy.module('lstring.js') as {
+const { luaS_newrange, luaS_new } = copy.module('lstring.js') as {
   luaS_newrange(L: LuaState, source: Uint8Array, start: number, end: number): object;
+  luaS_new(L: LuaState, bytes: Uint8Array): object;
 };
+
+/** The key luaH_setfrom reads (and copies) in setNewTableFields: one object, refilled for each field. */
+const fieldKey = new lobject.TValue(LUA_TLNGSTR, null);
+
+/**
+ * Sets fields `names` (K() names) of the table just below their values, the last name's value on top,
+ * and pops the values: lua_setfield for each, without pushing each name and looking for a
+ * __newindex. The table must be one the caller just made (no metatable yet).
+ */
+export function setNewTableFields(L: LuaState, names: readonly Uint8Array[]): void {
+  const thread = threadOf(L);
+  const first = thread.top - names.length;
+  const table = thread.stack[first - 1].value as TableObject;
+  for (let i = 0; i < names.length; i++) {
+    fieldKey.value = luaS_new(L, names[i]);
+    ltable.luaH_setfrom(L, table, fieldKey, thread.stack[first + i]);
+  }
+  fieldKey.value = null;
+  lua.lua_pop(L, names.length);
+}
 
 /**
  * Pushes the bytes source[start..end) as a Lua string: a copy, or none for a short string that is

@@ -17,9 +17,11 @@ export const ldebug = privateModule('ldebug.js') as {
 };
 export const lobject = privateModule('lobject.js') as {
   luaO_tostring(L: LuaState, value: object): void;
+  TValue: new (type: number, value: unknown) => StackValue;
 };
 export const ltable = privateModule('ltable.js') as {
   luaH_getint(table: TableObject, key: number): StackValue;
+  luaH_setfrom(L: LuaState, table: TableObject, key: StackValue, value: StackValue): void;
 };
 
 /** A table (fengari's Table): its entries live in one Map, removed keys as tombstones (no value). */
@@ -43,6 +45,8 @@ export const OP_RETURN = lopcodes.OpCodesI.OP_RETURN;
 /** Value types of a Lua closure and of a JS function, as fengari tags stack values. */
 export const LUA_TLCL = defs.constant_types.LUA_TLCL;
 export const LUA_TLCF = defs.constant_types.LUA_TLCF;
+/** The value type fengari gives every string on the stack. */
+export const LUA_TLNGSTR = defs.constant_types.LUA_TLNGSTR;
 
 /** A stack value (TValue). */
 export interface StackValue {
