@@ -1,11 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { lua, lauxlib, K, raise, luaToJsString, type LuaState, type LuaFunction } from './fengari/index';
+import { lua, K, raise, luaToJsString, checkJsString, type LuaState, type LuaFunction } from './fengari/index';
 import { loadLua51 } from './syntax51';
 
 const { LUA_OK, LUA_REGISTRYINDEX, lua_getfield, lua_setfield, lua_isnil, lua_pop, lua_pushvalue, lua_call,
   lua_pushboolean, lua_newtable, lua_tolstring } = lua;
-const { luaL_checklstring } = lauxlib;
 
 /** Registry field holding the table of loaded modules (what `package.loaded` is in stock Lua). */
 const LOADED = K('connmix.loaded');
@@ -25,7 +24,7 @@ export function openRequire(L: LuaState, roots: readonly string[], builtins: Rec
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, LOADED);
   const require: LuaFunction = (L) => {
-    const name = luaToJsString(luaL_checklstring(L, 1));
+    const name = checkJsString(L, 1);
     lua_getfield(L, LUA_REGISTRYINDEX, LOADED);
     lua_getfield(L, -1, Buffer.from(name));
     if (!lua_isnil(L, -1)) return 1;

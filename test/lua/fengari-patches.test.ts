@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import { lua, lauxlib, lualib, K } from '../../src/lua/fengari/index';
+import { lua, lauxlib, lualib, K, checkJsString, luaToJsString, type LuaState } from '../../src/lua/fengari/index';
 import { SOURCE_PATCHES, RUNTIME_PATCHES } from '../../src/lua/fengari/patches';
 import { patchSource } from '../../src/lua/fengari/load';
 import { ROOT } from '../support/helpers';
@@ -335,4 +335,28 @@ test('nothing in src/ outside src/lua/fengari/ requires or imports fengari', () 
   };
   walk(path.join(ROOT, 'src'));
   assert.deepEqual(offenders, []);
+});
+
+test('checkJsString reads a string argument as luaL_checklstring and luaToJsString do, a short one decoded once for all its uses', () => {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const seen: string[] = [];
+  lua.lua_pushjsfunction(L, (state: LuaState) => {
+    seen.push(checkJsString(state, 1));
+    return 0;
+  });
+  lua.lua_setglobal(L, K('f'));
+  const chunk = `local s = "video:" .. 7 f(s) f("video:7") f(12) f(1.5) f("\\255x") f(string.rep("é", 30))
+    return pcall(f, {})`;
+  assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=decode'), K('t')), lua.LUA_OK);
+  lua.lua_call(L, 0, 2);
+  assert.deepEqual(seen, ['video:7', 'video:7', '12', '1.5', '\uFFFDx', 'é'.repeat(30)]);
+  assert.equal(lua.lua_toboolean(L, 1), false);
+  assert.match(luaToJsString(lua.lua_tolstring(L, 2)!), /bad argument #1 .*string expected, got table/);
+  // "video:7", made twice, is one shared short string, which kept the text decoded at its first use.
+  lua.lua_settop(L, 0);
+  lua.lua_pushstring(L, Buffer.from('video:7'));
+  const thread = L as unknown as { stack: Array<{ value: { js: string | null } }>; top: number };
+  assert.equal(thread.stack[thread.top - 1].value.js, 'video:7');
+  lua.lua_settop(L, 0);
 });

@@ -109,6 +109,23 @@ export function luaString(text: string): Uint8Array {
   return to_luastring(text);
 }
 
+/** Strings up to this many bytes keep their decoded text (Lua's short strings, which are shared). */
+const DECODED_KEPT_MAX = 40;
+
+/**
+ * Argument `arg` (a string, or a number made one, as luaL_checklstring) decoded as UTF-8 for the host.
+ * A short string keeps its text: the channel or key a script passes on every call is decoded once,
+ * and the hub's maps find it by the same JS string each time.
+ */
+export function checkJsString(L: LuaState, arg: number): string {
+  const bytes: Uint8Array = lauxlib.luaL_checklstring(L, arg);
+  if (bytes.length > DECODED_KEPT_MAX) return luaToJsString(bytes);
+  const thread = threadOf(L);
+  const string = thread.stack[thread.ci.funcOff + arg].value as { realstring: Uint8Array; js: string | null };
+  if (string.realstring !== bytes) return luaToJsString(bytes);
+  return (string.js ??= luaToJsString(bytes));
+}
+
 /** Lua bytes (a Uint8Array) as a Buffer view, without copying. */
 export function bytesView(u8: Uint8Array): Buffer {
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);

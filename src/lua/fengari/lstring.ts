@@ -23,6 +23,8 @@ export function stringModule(load: (name: string) => Record<string, unknown>): o
 
   class TString {
     hash: string | null = null;
+    /** The string as the host decoded it (see checkJsString), kept for short strings only. */
+    js: string | null = null;
     constructor(
       _L: unknown,
       readonly realstring: Uint8Array,

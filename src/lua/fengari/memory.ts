@@ -17,6 +17,8 @@ import type { LuaState } from './index';
 const TABLE = 280; // Table + its two Maps
 const ENTRY = 160; // Map slot + {key, value, p, n} + two TValues, with the Map's spare room
 const STRING = 170; // TString + Uint8Array header + TValue
+/** A short string's decoded text, when the host kept it: a V8 string of at most 40 characters. */
+const KEPT_TEXT = 64;
 /** A string's bytes below this many cost as much as this many (the typed array's smallest store). */
 const STRING_BYTES_AT_LEAST = 64;
 const CLOSURE = 96;
@@ -45,6 +47,8 @@ interface TableObject {
 }
 interface StringObject {
   realstring: Uint8Array;
+  /** Its decoded text, when the host kept it (index.ts checkJsString). */
+  js: string | null;
 }
 interface ClosureObject {
   upvals?: TValue[];
@@ -97,6 +101,7 @@ export function estimateStateBytes(L: LuaState, threads: Iterable<LuaState> = []
     switch (type) {
       case T_STRING:
         bytes += STRING + Math.max((object as StringObject).realstring.length, STRING_BYTES_AT_LEAST);
+        if ((object as StringObject).js) bytes += KEPT_TEXT;
         break;
       case T_TABLE: {
         const table = object as TableObject;

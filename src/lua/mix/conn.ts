@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, raise, luaToJsString, bytesView, holdTop, pushHeld, heldUserdata, type LuaState, type LuaFunction } from '../fengari/index';
+import { lua, lauxlib, K, raise, checkJsString, holdTop, pushHeld, heldUserdata, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushValue, toJs, ConversionError, type LuaValue } from '../values';
 import type { LuaVM } from '../vm';
 import type { MixHost, ScriptConnection } from './host';
@@ -29,7 +29,7 @@ function self(L: LuaState): ScriptConnection {
 
 function stringArgs(L: LuaState, first: number): string[] {
   const values: string[] = [];
-  for (let i = first, n = lua_gettop(L); i <= n; i++) values.push(luaToJsString(luaL_checklstring(L, i)));
+  for (let i = first, n = lua_gettop(L); i <= n; i++) values.push(checkJsString(L, i));
   return values;
 }
 
@@ -105,12 +105,12 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     },
     context_value: (L) => {
       const conn = self(L);
-      pushValue(L, conn.context.get(luaToJsString(luaL_checklstring(L, 2))) ?? null);
+      pushValue(L, conn.context.get(checkJsString(L, 2)) ?? null);
       return 1;
     },
     wait_context_value: (L) => {
       const conn = self(L);
-      const key = luaToJsString(luaL_checklstring(L, 2));
+      const key = checkJsString(L, 2);
       const value = conn.context.get(key);
       if (value !== undefined) return pushContextValue(L, value);
       const seconds = stateLimits(L).waitTimeout;
@@ -130,7 +130,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     },
     set_context_value: (L) => {
       const conn = self(L);
-      const key = luaToJsString(luaL_checklstring(L, 2));
+      const key = checkJsString(L, 2);
       luaL_checkany(L, 3);
       if (isStandIn(conn)) return 0;
       applyContext(L, () => conn.context.apply('set_context_value', key, contextValue(L, 3)));
@@ -153,7 +153,7 @@ export function registerConnType(vm: LuaVM<ScriptConnection>, host: MixHost): vo
     }),
     send: markUntimed((L) => {
       const conn = self(L);
-      const data = bytesView(luaL_checklstring(L, 2));
+      const data: Uint8Array = luaL_checklstring(L, 2); // framed (copied) by the connection: no Buffer view needed
       const binary = checkMessageType(L, 3);
       return pushError(L, conn.send(data, binary) ? null : 'send failed: connection closed or its buffer is full');
     }),

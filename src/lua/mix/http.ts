@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari/index';
+import { lua, lauxlib, K, bytesView, luaToJsString, checkJsString, type LuaState, type LuaFunction } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import { settle } from './settle';
 import { stateLimits } from '../limits';
@@ -7,7 +7,7 @@ import type { ScriptConnection } from './host';
 const { LUA_TNIL, LUA_TNONE, LUA_TSTRING, LUA_TNUMBER, LUA_TTABLE, lua_type, lua_typename, lua_tonumber, lua_tolstring,
   lua_getfield, lua_next, lua_pop, lua_pushnil, lua_pushstring, lua_pushnumber, lua_createtable, lua_setfield,
   lua_newtable } = lua;
-const { luaL_checklstring, luaL_argerror, luaL_checkstack } = lauxlib;
+const { luaL_argerror, luaL_checkstack } = lauxlib;
 
 /** How long a request (connect, redirects, headers and body) may take when `timeout` is not given. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -160,8 +160,8 @@ function authOption(L: LuaState): HttpRequest['auth'] {
 
 /** Reads `method, url[, options]`; wrong types raise Lua argument errors. */
 function readRequest(L: LuaState): HttpRequest {
-  const method = luaToJsString(luaL_checklstring(L, 1)).toUpperCase();
-  const url = luaToJsString(luaL_checklstring(L, 2));
+  const method = checkJsString(L, 1).toUpperCase();
+  const url = checkJsString(L, 2);
   const optionsType = lua_type(L, OPTIONS);
   const request: HttpRequest = {
     method, url, query: null, body: null, headers: [], cookies: [], auth: null, timeoutMs: DEFAULT_TIMEOUT_MS,

@@ -1,4 +1,4 @@
-import { lua, lauxlib, K, luaToJsString, bytesView, type LuaState, type LuaFunction } from '../fengari/index';
+import { lua, lauxlib, K, luaToJsString, checkJsString, bytesView, type LuaState, type LuaFunction } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import type { LogLevel } from '../../config/schema';
 import type { CountResult, PublishResult } from '../../mesh/broker';
@@ -63,7 +63,7 @@ function mixLog(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
   return (L) => {
     let level: LogLevel | undefined;
     if (lua_type(L, 1) === LUA_TNUMBER) level = LEVELS[lua_tonumber(L, 1)];
-    else level = LEVELS.find((name) => name === luaToJsString(luaL_checklstring(L, 1)).toLowerCase());
+    else level = LEVELS.find((name) => name === checkJsString(L, 1).toLowerCase());
     if (!level) return luaL_argerror(L, 1, K('level must be mix.DEBUG, mix.INFO, mix.WARN or mix.ERROR'));
     const parts: string[] = [];
     for (let i = 2, n = lua_gettop(L); i <= n; i++) {
@@ -98,7 +98,7 @@ function currentConn(vm: LuaVM<ScriptConnection>, protocol: 'websocket' | 'socke
 
 function serverOption(host: MixHost): LuaFunction {
   return (L) => {
-    const value = host.serverOptions.get(luaToJsString(luaL_checklstring(L, 1)));
+    const value = host.serverOptions.get(checkJsString(L, 1));
     if (value === undefined) lua_pushnil(L);
     else lua_pushstring(L, Buffer.from(value));
     return 1;
@@ -124,7 +124,7 @@ function pushMeshFailure(L: LuaState, error: Error): number {
 function meshPublish(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
   const pushCounts = (L: LuaState, result: PublishResult): number => pushTwoCounts(L, result.s, result.f);
   return (L) => {
-    const channel = luaToJsString(luaL_checklstring(L, 1));
+    const channel = checkJsString(L, 1);
     const data = bytesView(luaL_checklstring(L, 2));
     const binary = checkMessageType(L, 3);
     const invalid = channelError(channel);
@@ -142,7 +142,7 @@ function meshPublish(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
 /** `mix.mesh.send(client_id, data[, type])` → `err` (nil on success). */
 function meshSend(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
   return (L) => {
-    const clientId = luaToJsString(luaL_checklstring(L, 1));
+    const clientId = checkJsString(L, 1);
     const data = bytesView(luaL_checklstring(L, 2));
     const binary = checkMessageType(L, 3);
     const pushOutcome = (L: LuaState, delivered: boolean): number => {
@@ -164,7 +164,7 @@ function meshSend(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
 function meshCount(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFunction {
   const pushCounts = (L: LuaState, result: CountResult): number => pushTwoCounts(L, result.n, result.f);
   return (L) => {
-    const channel = luaToJsString(luaL_checklstring(L, 1));
+    const channel = checkJsString(L, 1);
     const invalid = channelError(channel) ?? (host.count ? null : 'mix.mesh.count is not available on this host');
     if (invalid) return pushMeshFailure(L, new Error(invalid));
     let answer: CountResult | Promise<CountResult>;

@@ -1,4 +1,4 @@
-import { lua, lauxlib, luaToJsString, type LuaFunction, type LuaState } from '../fengari/index';
+import { lua, lauxlib, checkJsString, type LuaFunction, type LuaState } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import { pushNilError } from '../vm';
 import { luaToJson, JsonEncodeError } from './json';
@@ -6,7 +6,7 @@ import type { MixHost, ScriptConnection } from './host';
 import type { QueueItem } from '../../queue/memory-queue';
 
 const { LUA_TTABLE, lua_type, lua_pushnumber, lua_pushboolean, lua_settop, lua_gettop } = lua;
-const { luaL_checklstring, luaL_checknumber, luaL_argerror } = lauxlib;
+const { luaL_checknumber, luaL_argerror } = lauxlib;
 
 /**
  * `mix.queue.push(topic, data)` → `n, err`: queues `data` (a string, or a table sent as a JSON object)
@@ -32,7 +32,7 @@ export function queuePush(vm: LuaVM<ScriptConnection>, host: MixHost): LuaFuncti
  * cannot be JSON gives `nil, err` instead: the count of values pushed is returned then.
  */
 export function queueItemArgs(L: LuaState, vm: LuaVM<ScriptConnection>, fn: string, noun: string): QueueItem | number {
-  const topic = luaToJsString(luaL_checklstring(L, 1));
+  const topic = checkJsString(L, 1);
   if (topic.length === 0) return luaL_argerror(L, 1, Buffer.from(`${noun} must not be empty`));
   try {
     return { topic, dataJson: queueDataJson(L, 2), clientId: vm.current?.clientId ?? '' };
@@ -44,7 +44,7 @@ export function queueItemArgs(L: LuaState, vm: LuaVM<ScriptConnection>, fn: stri
 
 /** The JSON text of a queued item's data at `index`: a table as JSON, anything else as a string. */
 function queueDataJson(L: LuaState, index: number): string {
-  if (lua_type(L, index) !== LUA_TTABLE) return JSON.stringify(luaToJsString(luaL_checklstring(L, index)));
+  if (lua_type(L, index) !== LUA_TTABLE) return JSON.stringify(checkJsString(L, index));
   const top = lua_gettop(L);
   try {
     return luaToJson(L, index);
@@ -60,7 +60,7 @@ function queueDataJson(L: LuaState, index: number): string {
  */
 export function queueNew(host: MixHost): LuaFunction {
   return (L) => {
-    const topic = luaToJsString(luaL_checklstring(L, 1));
+    const topic = checkJsString(L, 1);
     if (topic.length === 0) return luaL_argerror(L, 1, Buffer.from('queue name must not be empty'));
     const size = luaL_checknumber(L, 2);
     if (!Number.isInteger(size) || size < 1) return luaL_argerror(L, 2, Buffer.from('size must be a positive integer'));

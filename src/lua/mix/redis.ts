@@ -1,6 +1,6 @@
 import Redis from 'ioredis';
 import type { Socket } from 'node:net';
-import { lua, lauxlib, K, bytesView, luaToJsString, type LuaState, type LuaFunction } from '../fengari/index';
+import { lua, lauxlib, K, bytesView, luaToJsString, checkJsString, type LuaState, type LuaFunction } from '../fengari/index';
 import { pushNilError, type LuaVM } from '../vm';
 import type { LuaRedisConfig } from '../../config/schema';
 import type { Logger } from '../../log';
@@ -265,7 +265,7 @@ const stringBytes = (value: unknown): number =>
 function command<Owner>(vm: LuaVM<Owner>): LuaFunction {
   return (L) => {
     const client = self(L);
-    const name = luaToJsString(luaL_checklstring(L, 2));
+    const name = checkJsString(L, 2);
     const args: Array<Buffer | string> = [];
     for (let i = 3, n = lua_gettop(L); i <= n; i++) args.push(commandArg(L, i));
     return settle(vm, L, client.command(name, args), pushCheckedReply);
@@ -280,7 +280,7 @@ export interface RedisHost {
 /** `mix.redis.connection(name)` → `redis, err`. */
 function connection(host: RedisHost): LuaFunction {
   return (L) => {
-    const name = luaToJsString(luaL_checklstring(L, 1));
+    const name = checkJsString(L, 1);
     const client = host.redis?.get(name) ?? null;
     if (!client) return pushNilError(L, `redis connection "${name}" is not configured (engine.luavm.redis[].name)`);
     (lua_newuserdata(L, 0) as { client: LuaRedisClient }).client = client;

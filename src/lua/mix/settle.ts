@@ -1,9 +1,9 @@
-import { lua, lauxlib, luaToJsString, type LuaState } from '../fengari/index';
+import { lua, lauxlib, checkJsString, type LuaState } from '../fengari/index';
 import type { LuaVM } from '../vm';
 import type { MaybePromise } from '../../wire/maybe-promise';
 
 const { lua_isnoneornil, lua_pushnil, lua_pushstring } = lua;
-const { luaL_checklstring, luaL_argerror } = lauxlib;
+const { luaL_argerror } = lauxlib;
 
 /**
  * Pushes a host answer that may be a promise: a plain value is pushed at once, a promise suspends the
@@ -31,7 +31,7 @@ function pushNilMessage(L: LuaState, error: Error): number {
 /** The optional message type argument: `"text"` (default) or `"binary"`. */
 export function checkMessageType(L: LuaState, index: number): boolean {
   if (lua_isnoneornil(L, index)) return false;
-  const type = luaToJsString(luaL_checklstring(L, index));
+  const type = checkJsString(L, index);
   if (type === 'text') return false;
   if (type === 'binary') return true;
   return luaL_argerror(L, index, Buffer.from(`type must be "text" or "binary", got "${type}"`));
