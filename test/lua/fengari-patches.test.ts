@@ -360,3 +360,36 @@ test('checkJsString reads a string argument as luaL_checklstring and luaToJsStri
   assert.equal(thread.stack[thread.top - 1].value.js, 'video:7');
   lua.lua_settop(L, 0);
 });
+
+test('short concatenations are built in one scratch array and give strings of their own bytes (short concatenations in place)', () => {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const run = (chunk: string): string => {
+    assert.equal(lauxlib.luaL_loadbufferx(L, K(chunk), null, K('=concat'), K('t')), lua.LUA_OK);
+    lua.lua_call(L, 0, 1);
+    const result = luaToJsString(lua.lua_tolstring(L, -1)!);
+    lua.lua_settop(L, 0);
+    return result;
+  };
+  // Each new result is a string of its own: building the next one in the scratch array changes none before it.
+  assert.equal(run(`local made = {} for i = 1, 200 do made[i] = "k" .. i .. ":" .. string.rep("x", i % 9) end
+    local long = string.rep("y", 30) .. string.rep("z", 30)
+    for i = 1, 200 do if made[i] ~= string.format("k%d:%s", i, string.rep("x", i % 9)) then return "changed: " .. made[i] end end
+    return #long .. long:sub(30, 31)`), '60yz');
+  // A result already shared is found without allocating its bytes.
+  assert.equal(run('shared = "video:" .. "7" return shared'), 'video:7');
+  const counted = globalThis.Uint8Array;
+  let made = 0;
+  globalThis.Uint8Array = new Proxy(counted, {
+    construct(target, args) {
+      made++;
+      return Reflect.construct(target, args) as object;
+    },
+  });
+  try {
+    assert.equal(run('local a, b, s = "video:", "7" for i = 1, 100 do s = a .. b end return s'), 'video:7');
+  } finally {
+    globalThis.Uint8Array = counted;
+  }
+  assert.ok(made < 10, `100 concatenations of a shared result made ${made} byte arrays`);
+});

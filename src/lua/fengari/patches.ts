@@ -76,6 +76,23 @@ const COMPILED_FRAMES: Record<string, string> = {
   ].join('\n'),
 };
 
+/** Short results of `..` are built in one scratch array (see "short concatenations in place"). */
+const SHORT_CONCAT: Record<string, string> = {
+  '            let buff = new Uint8Array(tl);\n            copy2buff(L, top, n, buff);\n            let ts = luaS_bless(L, buff);': [
+    '            let ts;',
+    '            if (tl <= concatScratch.length) {',
+    '                copy2buff(L, top, n, concatScratch);',
+    '                ts = luaS_newrange(L, concatScratch, 0, tl);',
+    '            } else {',
+    '                let buff = new Uint8Array(tl);',
+    '                copy2buff(L, top, n, buff);',
+    '                ts = luaS_bless(L, buff);',
+    '            }',
+  ].join('\n'),
+  '    luaS_bless,\n    luaS_eqlngstr,': '    luaS_bless,\n    luaS_newrange,\n    luaS_eqlngstr,',
+  'const MAXTAGLOOP = 2000;': 'const concatScratch = new Uint8Array(40);\n\nconst MAXTAGLOOP = 2000;',
+};
+
 export const SOURCE_PATCHES: readonly SourcePatch[] = [
   {
     name: 'integral floats print as integers',
@@ -226,6 +243,18 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     test: 'test/lua/fengari-compile.test.ts: compiled functions give the same results as the interpreter: loops, closures, varargs, tail calls and tables (hot functions run compiled)',
     ...replacing(COMPILED_FRAMES),
     files: { 'lvm.js': 5, 'lfunc.js': 1 },
+  },
+  {
+    name: 'short concatenations in place',
+    reason:
+      'Fengari builds every `..` result in a new array, which for a short result (40 bytes or less) is ' +
+      'then mostly dropped for the shared string with those bytes (see the string module): a channel ' +
+      'name a hook builds on each call (`"video:" .. id`) allocated its bytes each time. Short results ' +
+      'are now built in one scratch array, from which the shared string module copies only a string it ' +
+      'does not have yet.',
+    test: 'test/lua/fengari-patches.test.ts: short concatenations are built in one scratch array and give strings of their own bytes (short concatenations in place)',
+    ...replacing(SHORT_CONCAT),
+    files: { 'lvm.js': 3 },
   },
 ];
 
