@@ -393,3 +393,22 @@ test('short concatenations are built in one scratch array and give strings of th
   }
   assert.ok(made < 10, `100 concatenations of a shared result made ${made} byte arrays`);
 });
+
+test('a value popped by the C API leaves its slot in place, set to nil (popped slots kept)', () => {
+  const L = lauxlib.luaL_newstate();
+  const thread = L as unknown as { stack: Array<{ type: number; value: unknown } | undefined>; top: number };
+  lua.lua_newtable(L);
+  lua.lua_pushstring(L, K('value'));
+  const slot = thread.stack[thread.top - 1];
+  lua.lua_setfield(L, -2, K('key'));
+  // The pop left the same object, now nil, for the next frame to fill.
+  assert.equal(thread.stack[thread.top], slot);
+  assert.equal(slot?.type, lua.LUA_TNIL);
+  lua.lua_pushinteger(L, 7);
+  lua.lua_rawseti(L, -2, 1);
+  assert.equal(thread.stack[thread.top]?.type, lua.LUA_TNIL);
+  lua.lua_getfield(L, -1, K('key'));
+  lua.lua_rawgeti(L, -2, 1);
+  assert.deepEqual([luaToJsString(lua.lua_tolstring(L, -2)!), lua.lua_tointeger(L, -1)], ['value', 7]);
+  lua.lua_settop(L, 0);
+});

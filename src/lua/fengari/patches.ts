@@ -117,14 +117,15 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
       'those objects (luaF_close) before the local\'s slot can go above the top. Slots past REUSED_SLOTS ' +
       'are still dropped, so a deep recursion does not keep its objects.',
     test: 'test/lua/fengari-patches.test.ts: stack slots above the top are reused in place, and closures keep their upvalues (stack slots reused)',
-    find: /const adjust_top = function\(L, newtop\) \{[^]*?\n\};|for \(let i=L\.top; i>=\(res \+ nres\); i--\)\n\s*delete L\.stack\[i\];|for \(let i=L\.top; i>=newtop; i--\)\n\s*delete L\.stack\[i\];|L\.stack\[L\.top\+\+\] = new lobject\.TValue\(LUA_TNIL, null\); \/\/ complete missing arguments/g,
+    find: /const adjust_top = function\(L, newtop\) \{[^]*?\n\};|for \(let i=L\.top; i>=\(res \+ nres\); i--\)\n\s*delete L\.stack\[i\];|for \(let i=L\.top; i>=newtop; i--\)\n\s*delete L\.stack\[i\];|L\.stack\[L\.top\+\+\] = new lobject\.TValue\(LUA_TNIL, null\); \/\/ complete missing arguments|module\.exports\.adjust_top {11}= adjust_top;/g,
     replace: (found: string) => {
       if (found.startsWith('const adjust_top')) return ADJUST_TOP_REUSING_SLOTS;
+      if (found.startsWith('module.exports')) return `${found}\nmodule.exports.clear_slot = clear_slot;`;
       if (found.includes('(res + nres)')) return 'clear_slots(L, res + nres, L.top);';
       if (found.includes('newtop')) return 'clear_slots(L, newtop, L.top);';
       return 'nil_slot(L, L.top++);';
     },
-    files: { 'ldo.js': 4 },
+    files: { 'ldo.js': 5 },
   },
   {
     name: 'call frames reused',
@@ -143,15 +144,29 @@ export const SOURCE_PATCHES: readonly SourcePatch[] = [
     files: { 'lstate.js': 1, 'ldo.js': 1, 'lvm.js': 1 },
   },
   {
+    name: 'popped slots kept',
+    reason:
+      'The C API pops values (lua_setfield, lua_rawset, lua_rawseti, lua_pop...) and `..` its operands ' +
+      'by dropping their slots, so the next Lua frame that covers them allocates new value objects (see ' +
+      '"stack slots reused"): every host function that builds a table paid for it again after the call. ' +
+      'lapi and lvm now set popped slots to nil in place. Each of those pops comes after its value was ' +
+      'copied (into a table, an upvalue, a register), so nothing still reads the object.',
+    test: 'test/lua/fengari-patches.test.ts: a value popped by the C API leaves its slot in place, set to nil (popped slots kept)',
+    find: /delete (\w+)\.stack\[([^\]]+)\]/g,
+    replace: (_pop: string, state: string, index: string) => `ldo.clear_slot(${state}, ${index})`,
+    files: { 'lapi.js': 18, 'lvm.js': 3 },
+  },
+  {
     name: 'stack pops are stores',
     reason:
       'Fengari empties stack slots with `delete L.stack[i]`, which punches holes in a JS array: V8 then ' +
       'runs every Lua call and return 5-8 times slower. Storing `undefined` instead is the same to ' +
-      'fengari (nothing in it tells a hole from undefined).',
+      'fengari (nothing in it tells a hole from undefined). The pops of lapi and lvm keep their slots ' +
+      '(see "popped slots kept").',
     test: 'test/lua/fengari-patches.test.ts: popped stack slots are stored as undefined, not deleted (stack pops are stores)',
     find: /delete (\w+)\.stack\[([^\]]+)\]/g,
     replace: (_pop: string, state: string, index: string) => `${state}.stack[${index}] = void 0`,
-    files: { 'lapi.js': 18, 'ldebug.js': 1, 'ldo.js': 2, 'lparser.js': 1, 'ltm.js': 1, 'lvm.js': 3 },
+    files: { 'ldebug.js': 1, 'ldo.js': 2, 'lparser.js': 1, 'ltm.js': 1 },
   },
   {
     name: 'removed keys leave tombstones',
@@ -281,13 +296,14 @@ const nil_slot = function(L, i) {
     if (slot === undefined) L.stack[i] = new lobject.TValue(LUA_TNIL, null);
     else slot.setnilvalue();
 };
+const clear_slot = function(L, i) {
+    const slot = L.stack[i];
+    if (slot === undefined) return;
+    if (i < ${REUSED_SLOTS}) slot.setnilvalue();
+    else L.stack[i] = void 0;
+};
 const clear_slots = function(L, from, to) {
-    for (let i = to; i >= from; i--) {
-        const slot = L.stack[i];
-        if (slot === undefined) continue;
-        if (i < ${REUSED_SLOTS}) slot.setnilvalue();
-        else L.stack[i] = void 0;
-    }
+    for (let i = to; i >= from; i--) clear_slot(L, i);
 };`;
 
 /** Fengari modules replaced whole by ours: each builds the module's exports from the copy's other modules. */
