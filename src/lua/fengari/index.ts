@@ -15,6 +15,7 @@
 import { privateFengari } from './load';
 import type { LuaApi, LauxlibApi, LualibApi, LuaState } from './api';
 import { lobject, ltable, threadOf, LUA_TLNGSTR, type TableObject } from './internals';
+import { SHORT_STRING_MAX } from './lstring';
 
 const copy = privateFengari();
 const fengari = copy.module('fengari.js');
@@ -109,9 +110,6 @@ export function luaString(text: string): Uint8Array {
   return to_luastring(text);
 }
 
-/** Strings up to this many bytes keep their decoded text (Lua's short strings, which are shared). */
-const DECODED_KEPT_MAX = 40;
-
 /**
  * Argument `arg` (a string, or a number made one, as luaL_checklstring) decoded as UTF-8 for the host.
  * A short string keeps its text: the channel or key a script passes on every call is decoded once,
@@ -119,7 +117,7 @@ const DECODED_KEPT_MAX = 40;
  */
 export function checkJsString(L: LuaState, arg: number): string {
   const bytes: Uint8Array = lauxlib.luaL_checklstring(L, arg);
-  if (bytes.length > DECODED_KEPT_MAX) return luaToJsString(bytes);
+  if (bytes.length > SHORT_STRING_MAX) return luaToJsString(bytes); // only shared strings keep their text
   const thread = threadOf(L);
   const string = thread.stack[thread.ci.funcOff + arg].value as { realstring: Uint8Array; js: string | null };
   if (string.realstring !== bytes) return luaToJsString(bytes);

@@ -116,7 +116,7 @@ export function stringModule(load: (name: string) => Record<string, unknown>): o
 }
 
 /** Strings up to this many bytes are shared (Lua's own short-string limit, LUAI_MAXSHORTLEN). */
-const SHORT_STRING_MAX = 40;
+export const SHORT_STRING_MAX = 40;
 /** Slots of the shared short strings (2,048 pairs): 4,096 strings of at most 40 bytes, about 1 MB at most. */
 const SHORT_STRING_SLOT_BITS = 12;
 const SHORT_STRING_SLOTS = 1 << SHORT_STRING_SLOT_BITS;

@@ -1,4 +1,4 @@
-import { stringModule } from './lstring';
+import { stringModule, SHORT_STRING_MAX } from './lstring';
 import { MATCHES_51 } from './matches51';
 import { EXACT_INTEGER_ARITHMETIC, GOPHER_NUMBER_TO_STRING, TRUNCATING_CHECKINTEGER } from './numbers';
 
@@ -90,7 +90,7 @@ const SHORT_CONCAT: Record<string, string> = {
     '            }',
   ].join('\n'),
   '    luaS_bless,\n    luaS_eqlngstr,': '    luaS_bless,\n    luaS_newrange,\n    luaS_eqlngstr,',
-  'const MAXTAGLOOP = 2000;': 'const concatScratch = new Uint8Array(40);\n\nconst MAXTAGLOOP = 2000;',
+  'const MAXTAGLOOP = 2000;': `const concatScratch = new Uint8Array(${SHORT_STRING_MAX});\n\nconst MAXTAGLOOP = 2000;`,
 };
 
 export const SOURCE_PATCHES: readonly SourcePatch[] = [

@@ -84,7 +84,7 @@ export function guardCompare(check: (L: LuaState, bytes: number) => void, fromBy
       const right = c.vslen();
       if (op === OP_EQ && left !== right) return;
       const bytes = Math.min(left, right);
-      if (bytes >= fromBytes) check(state, bytes);
+      if (bytes >= compareFromBytes) check(state, bytes);
     }, LONG_STRINGS);
   }
 }
