@@ -1,9 +1,12 @@
-import type { WebSocket } from 'ws';
+/** What a dialect answers protocol frames on: a ws client or the storm's bare socket. */
+export interface TextSender {
+  send(text: string): void;
+}
 
 /**
  * How a load client speaks to a target. `seed` is the CONNMIX barrage protocol (connmix-ts and raw-ws):
- * plain text frames. `socketio` is Socket.IO 4 over its WebSocket transport, spoken directly on a ws
- * socket (Engine.IO v4 packets) so that the client side costs the same for every target and only the
+ * plain text frames. `socketio` is Socket.IO 4 over its WebSocket transport, spoken directly on a
+ * WebSocket (Engine.IO v4 packets) so that the client side costs the same for every target and only the
  * servers differ.
  */
 export interface Dialect {
@@ -14,7 +17,7 @@ export interface Dialect {
    * Handles protocol frames (open, namespace connect, ping). Returns 'ready' when the connection may now
    * subscribe, 'handled' when the frame was protocol only, or 'data' for an application frame.
    */
-  control(ws: WebSocket, data: Buffer): 'ready' | 'handled' | 'data';
+  control(ws: TextSender, data: Buffer): 'ready' | 'handled' | 'data';
   /** True if the connection may subscribe as soon as the WebSocket is open. */
   readonly readyOnOpen: boolean;
   /** The frame that carries the seed protocol's text `text` (Socket.IO: a `message` event). */

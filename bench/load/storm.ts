@@ -1,7 +1,7 @@
-import type { WebSocket } from 'ws';
 import { dialect as dialectOf, type Dialect } from './dialects';
 import type { OpenClients } from './audience';
-import { openClient, forEachLimit, closeAll } from './connect';
+import { forEachLimit } from './connect';
+import { BareSocket } from './bare-socket';
 
 /** Parameters of `storm.connect`: as an audience's open, each connection a group of its own (connection i uses urls[i % urls.length]). */
 export type StormConnect = OpenClients;
@@ -22,7 +22,7 @@ export interface StormResult {
 }
 
 interface StormClient {
-  ws: WebSocket;
+  socket: BareSocket;
   video: number;
   /** Called on each `{"result":true}`. */
   onResult: () => void;
@@ -31,7 +31,9 @@ interface StormClient {
 /**
  * subscribe-storm: new connections that subscribe at once, as fast as the target takes them; then the
  * same connections sending subscribe/unsubscribe messages back to back, which isolates the cost of one
- * script call (on_message) from the cost of a WebSocket handshake.
+ * script call (on_message) from the cost of a WebSocket handshake. The clients are bare sockets
+ * (bare-socket.ts), so that the load costs less per connect than any server and the rate measures the
+ * servers.
  */
 export class Storm {
   private clients: StormClient[] = [];
@@ -45,25 +47,15 @@ export class Storm {
     let failed = 0;
     await forEachLimit(params.count, params.concurrency, async (i) => {
       const index = params.firstIndex + i;
-      const client: StormClient = { ws: null as unknown as WebSocket, video: 1_000_000 + index, onResult: () => {} };
       try {
-        const answered = new Promise<void>((resolve) => (client.onResult = resolve));
-        client.ws = await openClient({
+        this.clients.push(await subscribed(dialect, {
           url: dialect.url(params.urls[index % params.urls.length]),
-          dialect,
           localAddress: params.addresses[index % params.addresses.length],
           timeoutMs: params.timeoutMs,
-          onData: (_ws, data) => {
-            if (dialect.isResult(data)) client.onResult();
-          },
-        });
-        client.ws.send(dialect.subscribe(client.video));
-        await withTimeout(answered, params.timeoutMs, 'no answer to subscribe');
+        }, 1_000_000 + index));
         answers++;
-        this.clients.push(client);
       } catch (error) {
         failed++;
-        client.ws?.terminate();
         if (errors.length < 5) errors.push((error as Error).message);
       }
     });
@@ -85,7 +77,7 @@ export class Storm {
         let flip = false;
         const sendOne = () => {
           flip = !flip;
-          client.ws.send(flip ? dialect.unsubscribe(client.video) : dialect.subscribe(client.video));
+          client.socket.send(flip ? dialect.unsubscribe(client.video) : dialect.subscribe(client.video));
         };
         let inFlight = params.window;
         client.onResult = () => {
@@ -110,15 +102,54 @@ export class Storm {
   }
 
   async close(): Promise<void> {
-    await closeAll(this.clients.map((client) => client.ws));
+    const gone = this.clients.map((client) => {
+      client.socket.terminate();
+      return client.socket.whenClosed();
+    });
     this.clients = [];
+    // Bounded, as connect.ts's closeAll: the fds are free for the next phase, or the run goes on anyway.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(gone), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
+    clearTimeout(timer);
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms))),
-  ]);
+/**
+ * Opens one client, waits for the dialect's handshake, subscribes to `video` and resolves on the answer.
+ * Rejects (the socket terminated) on a failure or when all this takes longer than timeoutMs.
+ */
+function subscribed(dialect: Dialect, where: { url: string; localAddress: string; timeoutMs: number }, video: number): Promise<StormClient> {
+  return new Promise<StormClient>((resolve, reject) => {
+    let settled = false;
+    const client: StormClient = {
+      socket: null as unknown as BareSocket,
+      video,
+      onResult: () => {
+        settled = true;
+        clearTimeout(timer);
+        resolve(client);
+      },
+    };
+    const fail = (reason: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      client.socket?.terminate();
+      reject(new Error(reason));
+    };
+    const timer = setTimeout(() => fail(`no answer to subscribe after ${where.timeoutMs} ms`), where.timeoutMs);
+    BareSocket.open({
+      ...where,
+      onMessage: (data, socket) => {
+        const kind = dialect.control(socket, data);
+        if (kind === 'ready') socket.send(dialect.subscribe(video));
+        else if (kind === 'data' && dialect.isResult(data)) client.onResult();
+      },
+    }).then((socket) => {
+      client.socket = socket;
+      if (settled) return socket.terminate();
+      socket.onClose = (reason) => fail(`closed before the answer: ${reason}`);
+      if (dialect.readyOnOpen) socket.send(dialect.subscribe(video));
+    }, (error: Error) => fail(error.message));
+  });
 }
