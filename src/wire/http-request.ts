@@ -63,7 +63,10 @@ export function globPattern(glob: string): GlobMatcher {
  * anything below it when `path` ends with "/" (Go ServeMux rules, which CONNMIX's listener follows).
  */
 export function pathMatches(path: string, url: string | undefined): boolean {
-  const pathname = (url ?? '/').split('?', 1)[0];
+  const target = url ?? '/';
+  const query = target.indexOf('?');
+  // Runs on every upgrade: no array from split() for the common URL that has no query.
+  const pathname = query < 0 ? target : target.slice(0, query);
   return path.endsWith('/') ? pathname.startsWith(path) : pathname === path;
 }
 
