@@ -279,6 +279,8 @@ function writeResults(out: string, record: RunRecord): void {
   const at = runs.findIndex((run) => run.name === record.name);
   if (at >= 0) runs[at] = record;
   else runs.push(record);
+  // A fresh --out folder is made here, at the end, rather than losing the run it was given for.
+  fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, 'results.json'), `${JSON.stringify({ runs }, null, 1)}\n`);
   writeReports(out, runs);
 }
