@@ -61,6 +61,8 @@ export class BareSocket {
   private fragmentBytes = 0;
   private reason = 'closed by the server';
   private closeWaiters: Array<() => void> = [];
+  /** Set by open() while the handshake runs. */
+  private onOpen: () => void = () => {};
 
   private constructor(
     private readonly socket: net.Socket,
@@ -122,9 +124,6 @@ export class BareSocket {
     if (this.state === 'closed') return Promise.resolve();
     return new Promise((resolve) => this.closeWaiters.push(resolve));
   }
-
-  /** Set by open() while the handshake runs. */
-  private onOpen: () => void = () => {};
 
   private fail(reason: string): void {
     if (this.state === 'failing' || this.state === 'closed') return;
