@@ -78,6 +78,12 @@ two runs moved the load's CPU per connect from 208 to 329 µs for raw-ws and fro
 connmix-ts, whichever came first, and the connect rates with it (a warm-up alone left 80 µs of it). The
 load's CPU is recorded beside the server's, per connect and per 1,000 messages: with fresh processes it
 is the same whatever the order (263-266 µs per connect for both targets that speak the seed's protocol).
+
+The storm's clients are bare TCP sockets that speak WebSocket themselves (\`bench/load/bare-socket.ts\`:
+no HTTP client, one handshake key per process, frames masked with a zero key). With ws's client the load
+cost 160-220 µs per connect, more than any server, and set every target's connect rate on two cores; on
+bare sockets it costs about 110 µs for the seed's protocol and 134 µs for Socket.IO's (from the runs of
+2026-12-04 on; earlier storm rows were measured with ws's client).
 `;
 
 function table(headers: string[], rows: (string | number)[][]): string {
