@@ -114,5 +114,12 @@ export async function closeAll(clients: Iterable<WebSocket>, timeoutMs = 5000): 
     // terminate: no close handshake to wait for; the server sees the TCP close at once.
     ws.terminate();
   }
-  await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, timeoutMs))]);
+  await allWithin(waits, timeoutMs);
+}
+
+/** Waits until every promise has resolved, or `timeoutMs` passed: a phase of the load never hangs on stragglers. */
+export async function allWithin(waits: Promise<unknown>[], timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(waits), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+  clearTimeout(timer);
 }

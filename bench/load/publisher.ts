@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import { comment, nowMs, openLoop } from './payload';
+import { allWithin } from './connect';
 
 export interface PublishRun {
   /** Publishes accepted by the server (HTTP 200 with "E":null), per channel. */
@@ -36,7 +37,7 @@ export class Publisher {
       this.seqs.set(channel, seq + 1);
       answers.push(this.post(channel, comment(seq, due), result));
     });
-    await Promise.race([Promise.all(answers), new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    await allWithin(answers, 15_000);
     result.ms = nowMs() - started;
     return result;
   }

@@ -1,6 +1,6 @@
 import { dialect as dialectOf, type Dialect } from './dialects';
 import type { OpenClients } from './audience';
-import { forEachLimit } from './connect';
+import { forEachLimit, allWithin } from './connect';
 import { BareSocket } from './bare-socket';
 
 /** Parameters of `storm.connect`: as an audience's open, each connection a group of its own (connection i uses urls[i % urls.length]). */
@@ -107,10 +107,8 @@ export class Storm {
       return client.socket.whenClosed();
     });
     this.clients = [];
-    // Bounded, as connect.ts's closeAll: the fds are free for the next phase, or the run goes on anyway.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(gone), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
-    clearTimeout(timer);
+    // Bounded, as closeAll: the fds are free for the next phase, or the run goes on anyway.
+    await allWithin(gone, 5000);
   }
 }
 
