@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { SlidingSummary } from '../src/metrics/sliding-summary';
 import { BucketHistogram } from '../src/metrics/bucket-histogram';
+import { collectProcessMetrics, EVENT_LOOP_SAMPLE_MS } from '../src/metrics/process-metrics';
 import { withNode, post, metric, EVAL, waitFor } from './support/helpers';
 import { LineClient } from './support/line-client';
 
@@ -58,6 +59,40 @@ test('observations older than maxAge leave the quantiles; sum and count keep the
   assert.match(text, /quantile="0\.5",scenario="local"\} Nan$/m); // prom-client writes NaN as "Nan"
   assert.match(text, /test_duration_seconds_count\{scenario="local"\} 1/);
   assert.match(text, /test_duration_seconds_sum\{scenario="local"\} 0\.25/);
+});
+
+test("the event loop's delay is how late its sampling timer ran, without the period; a held loop shows, and each scrape starts afresh", async () => {
+  const registry = new Registry();
+  collectProcessMetrics(registry);
+  const scrape = async () => {
+    const text = await registry.metrics();
+    const value = (name: string) => {
+      const found = new RegExp(`^nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text);
+      assert.ok(found, `nodejs_eventloop_lag_${name}_seconds missing`);
+      return Number(found[1]);
+    };
+    return { text, min: value('min'), max: value('max'), p99: value('p99') };
+  };
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  await sleep(EVENT_LOOP_SAMPLE_MS * 12);
+  const idle = await scrape();
+  // prom-client's own figures include the period: its fastest sample read 10 ms at least.
+  assert.ok(idle.min < 0.005, `an idle loop's fastest sample was ${idle.min} s late`);
+  assert.match(idle.text, /^nodejs_eventloop_lag_seconds /m);
+  for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_stddev_seconds']) {
+    assert.match(idle.text, new RegExp(`^${name} `, 'm'), `${name} missing`);
+  }
+
+  const heldFrom = Date.now();
+  while (Date.now() - heldFrom < 400);
+  await sleep(EVENT_LOOP_SAMPLE_MS * 3);
+  const held = await scrape();
+  assert.ok(held.max >= 0.25 && held.p99 >= 0.25, `after a 400 ms hold: max ${held.max}, p99 ${held.p99}`);
+
+  await sleep(EVENT_LOOP_SAMPLE_MS * 12);
+  const after = await scrape();
+  assert.ok(after.max < 0.25, `the hold was still counted a scrape later: ${after.max}`);
 });
 
 test('a bucket histogram reports cumulative buckets, +Inf, sum and count, in the Prometheus text format', async () => {

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from './process-metrics';
 import { SlidingSummary } from './sliding-summary';
 import { BucketHistogram } from './bucket-histogram';
 import type { PrometheusConfig } from '../config/schema';
@@ -125,7 +126,7 @@ export class Metrics {
       for (const tally of this.tallies) tally.flush();
     };
     this.registry.setDefaultLabels(labels);
-    collectDefaultMetrics({ register: this.registry });
+    collectProcessMetrics(this.registry);
     new Gauge({
       name: 'connmix_engine_servers_clients',
       help: 'Connected clients.',
