@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { EVAL, TestClient, post, withNode, type TestNode } from './support/helpers';
+import { EVAL, TestClient, post, sleep, waitFor, withNode, type TestNode } from './support/helpers';
+import { clientFrame, rawUpgrade, serverFrames } from './support/raw-ws';
 
 // engine.servers[].writeWindow: frames to one connection within the window leave in one socket write,
 // each still its own WebSocket message; a close frame never overtakes frames still in the window.
@@ -55,6 +56,33 @@ test('a close from Lua comes after the frames still waiting in the window', asyn
     assert.equal((await client.next()).data, 'first');
     assert.equal((await client.next()).data, 'last');
     assert.equal((await client.waitClosed()).code, 1000);
+  });
+});
+
+test("a client's close frame drops what waits in the window: no frame follows the node's close frame, and later deliveries fail", async () => {
+  await withNode({ lua: { 'lua/entry.websocket.lua': EVAL }, serverYaml: '      writeWindow: 100' }, async (node) => {
+    const publisher = await TestClient.open(node.wsUrl);
+    const kinds = (bytes: Buffer) => serverFrames(bytes).map((f) => (f.opcode === 0x8 ? 'close' : f.payload.toString()));
+    // The client closes as soon as the publish is answered, well within the window its delivery waits
+    // in; a machine too busy for that in one round gets a few.
+    let dropped = false;
+    for (let round = 0; round < 5 && !dropped; round++) {
+      const peer = await rawUpgrade(node, 20_000, true);
+      peer.socket.write(clientFrame(0x1, Buffer.from(`mix.websocket():subscribe("r${round}") return 1`)));
+      await waitFor('the subscribe answer', () => kinds(peer.after()).length === 1);
+      assert.equal(await publisher.request(`mix.mesh.publish("r${round}", "queued") return 1`), '[1]');
+      peer.socket.write(clientFrame(0x8, Buffer.from([0x03, 0xe8])));
+      await waitFor("the node's close frame", () => kinds(peer.after()).includes('close'));
+      // The connection is closing: a delivery now fails, and its socket stays (the client keeps its side open).
+      assert.deepEqual((await post(`${node.apiUrl}/v1/mesh/publish`, { c: `r${round}`, d: 'late' })).json, { E: null, r: { s: 0, f: 1 } });
+      await sleep(300);
+      const seen = kinds(peer.after());
+      assert.equal(seen.at(-1), 'close', `frames after the close frame: ${seen.join(', ')}`);
+      dropped = !seen.includes('queued');
+      peer.socket.destroy();
+    }
+    assert.ok(dropped, 'the frame waiting in the window was never dropped by a close frame');
+    publisher.close();
   });
 });
 

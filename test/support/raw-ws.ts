@@ -10,10 +10,13 @@ export interface RawPeer {
   closed: Promise<void>;
 }
 
-/** Performs a real WebSocket upgrade on `node`'s viewer endpoint; rejects if it is refused or unanswered within `ms`. */
-export async function rawUpgrade(node: TestNode, ms = 20_000): Promise<RawPeer> {
+/**
+ * Performs a real WebSocket upgrade on `node`'s viewer endpoint; rejects if it is refused or unanswered
+ * within `ms`. With `allowHalfOpen`, the socket does not end its side when the node ends its own.
+ */
+export async function rawUpgrade(node: TestNode, ms = 20_000, allowHalfOpen = false): Promise<RawPeer> {
   const url = new URL(node.wsUrl);
-  const socket = net.connect(Number(url.port), '127.0.0.1');
+  const socket = net.connect({ port: Number(url.port), host: '127.0.0.1', allowHalfOpen });
   socket.on('error', () => undefined);
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   let received = Buffer.alloc(0);
@@ -83,4 +86,17 @@ export function encodeFrame(spec: FrameSpec): Buffer {
 /** One masked client frame, as a browser would send it: `fin` false for all but a message's last fragment. */
 export function clientFrame(opcode: number, payload: Buffer, fin = true): Buffer {
   return encodeFrame({ fin, rsv: 0, opcode, payload, masked: true, lengthForm: 'minimal' });
+}
+
+/** The frames in `bytes` as a server sends them (unmasked, whole), in order. */
+export function serverFrames(bytes: Buffer): Array<{ opcode: number; payload: Buffer }> {
+  const frames: Array<{ opcode: number; payload: Buffer }> = [];
+  for (let at = 0; at + 2 <= bytes.length;) {
+    const short = bytes[at + 1] & 0x7f;
+    const [head, length] = short === 126 ? [4, bytes.readUInt16BE(at + 2)] : short === 127 ? [10, Number(bytes.readBigUInt64BE(at + 2))] : [2, short];
+    if (at + head + length > bytes.length) break;
+    frames.push({ opcode: bytes[at] & 0x0f, payload: bytes.subarray(at + head, at + head + length) });
+    at += head + length;
+  }
+  return frames;
 }
