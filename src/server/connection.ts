@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import type { OpenFlag, TrackedWebSocket } from '../wire/tracked-websocket';
 import type { Outgoing } from '../mesh/hub';
 import { frame } from '../wire/frame';
 import type { WriteBatch } from '../wire/write-batch';
@@ -28,10 +27,8 @@ export interface ConnectionLimits {
  * publishes) go to the socket through the server's write batch; ws keeps reading, control frames and
  * the close handshake.
  */
-export class Connection extends ClientConnection implements OpenFlag {
+export class Connection extends ClientConnection {
   readonly protocol = 'websocket' as const;
-  /** The WebSocket is OPEN: kept by it (see TrackedWebSocket), read here on every write. */
-  wsOpen = false;
   /** When the server last pinged this connection (ms), so a silent one is pinged once per silence. */
   pingedAt = 0;
   /** Why the engine dropped the connection without a close handshake, if it did. */
@@ -39,18 +36,17 @@ export class Connection extends ClientConnection implements OpenFlag {
 
   /** @param socket the upgraded request's socket, which `ws` writes to */
   constructor(
-    readonly ws: TrackedWebSocket,
+    readonly ws: WebSocket,
     socket: Socket,
     clientId: string,
     remoteAddr: string,
     private readonly limits: ConnectionLimits,
   ) {
     super(socket, clientId, remoteAddr, limits.maxChannels, limits.contexts);
-    ws.track(this);
   }
 
   get open(): boolean {
-    return this.wsOpen;
+    return this.ws.readyState === WebSocket.OPEN;
   }
 
   get alive(): boolean {
@@ -59,7 +55,7 @@ export class Connection extends ClientConnection implements OpenFlag {
 
   /** Frames still in the write batch are dropped once a close began (they would follow the close frame). */
   get flushable(): boolean {
-    return this.wsOpen;
+    return this.open;
   }
 
   /**
@@ -69,7 +65,7 @@ export class Connection extends ClientConnection implements OpenFlag {
    * is an answer, which leaves at the end of the turn. Past the hard limit the connection is dropped.
    */
   write(bytes: Buffer, delivery = false): boolean {
-    if (!this.wsOpen) return this.dropped('closed');
+    if (this.ws.readyState !== WebSocket.OPEN) return this.dropped('closed');
     const buffered = this.socket.writableLength + this.queuedBytes;
     if (buffered + bytes.length > this.limits.maxBufferedBytes) {
       this.drop(CloseCode.POLICY, 'send buffer full');

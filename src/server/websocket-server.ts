@@ -1,7 +1,6 @@
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
-import { WebSocketServer, type Server } from 'ws';
-import { TrackedWebSocket } from '../wire/tracked-websocket';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { BusinessServerConfig } from '../config/schema';
 import type { Logger } from '../log';
 import { WebSocketHooks, WEBSOCKET_HOOKS, WEBSOCKET_HOOK_ALIASES } from '../lua/hooks';
@@ -32,7 +31,7 @@ interface WebSocketSession extends Session<Connection> {
 export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocketSession> {
   readonly protocol = 'websocket' as const;
   protected readonly listener: http.Server;
-  private readonly wss: Server<typeof TrackedWebSocket>;
+  private readonly wss: WebSocketServer;
   protected readonly hooks: WebSocketHooks;
   private readonly path: string;
   /** What every connection of this server shares: its limits and its write batch. */
@@ -62,7 +61,6 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
     this.origins = config.origins.length > 0 ? config.origins.map(globPattern) : null;
     this.path = config.options.find((option) => option.name === 'path')?.value ?? '/';
     this.wss = new WebSocketServer({
-      WebSocket: TrackedWebSocket,
       noServer: true,
       maxPayload: config.maxMessageSize,
       perMessageDeflate: false,
@@ -138,7 +136,7 @@ export class WebSocketBusinessServer extends BusinessServer<Connection, WebSocke
     return { status: reason === 'max_connections_per_ip' ? 429 : 503, reason };
   }
 
-  private accept(ws: TrackedWebSocket, req: http.IncomingMessage, socket: Socket): void {
+  private accept(ws: WebSocket, req: http.IncomingMessage, socket: Socket): void {
     const conn = new Connection(ws, socket, this.services.mesh.nextClientId(), remoteAddress(socket), this.limits);
     const session: WebSocketSession = {
       conn, hooks: this.newHookQueue(), ip: clientIp(socket), pendingBytes: 0, paused: false, window: 0, inWindow: 0,
