@@ -14,6 +14,7 @@
 import { lua, lauxlib, K, luaToJsString } from '../src/lua/fengari/index';
 import { openSandbox } from '../src/lua/sandbox';
 import { installFrameCompiler, uninstallFrameCompiler } from '../src/lua/fengari/compile';
+import { median } from './lib/stats';
 
 const WORKLOADS: Record<string, string> = {
   'fib': 'local function fib(n) if n < 2 then return n end return fib(n - 1) + fib(n - 2) end return function() return fib(20) end',
@@ -48,11 +49,6 @@ function time(workload: string, compiled: boolean): number {
   } finally {
     installFrameCompiler();
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 function main(): void {
