@@ -126,3 +126,15 @@ test('bench:lua reports the seed\'s call, its round trip, the empty hook call an
     else assert.ok((row.allocatedBytesPerCall as number) > 0, `${row.row}: allocatedBytesPerCall = ${row.allocatedBytesPerCall}`);
   }
 });
+
+test('bench:side-by-side measures both servers in both start orders and reports their ratio', { timeout: 150_000 }, async () => {
+  const run = await runScript('bench/side-by-side.js', ['--viewers', '200', '--rounds', '2', '--step-ms', '1000'], 130_000);
+  assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+  const rounds = [...run.stdout.matchAll(/^\s+\d+\s+(connmix-ts|raw-ws)\s+(\S+)\s+(\S+)\s+(\S+)$/gm)];
+  assert.deepEqual(rounds.map((round) => round[1]), ['connmix-ts', 'raw-ws'], run.stdout);
+  for (const [, , ours, raw, ratio] of rounds) {
+    assert.ok(Number(ours) > 0 && Number(raw) > 0, run.stdout);
+    assert.ok(Math.abs(Number(ratio) - Number(ours) / Number(raw)) < 0.01, run.stdout);
+  }
+  assert.match(run.stdout, /^median ratio \d+\.\d{3}: \d+\.\d{3} \(.*\) with connmix-ts started first, \d+\.\d{3} \(.*\) with raw-ws first$/m);
+});

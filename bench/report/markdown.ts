@@ -14,6 +14,7 @@ npm run bench -- --quick             # every target and scenario at small sizes,
 npm run bench                        # the full run (tens of minutes; nothing else should run meanwhile)
 npm run bench -- --targets raw-ws,connmix-ts --scenarios hot-video --viewers 5000 --rates 10,50 --all-rates --name hot-video-5k --profile 50
 npm run bench -- --targets connmix-ts,socketio-redis,raw-ws --scenarios chat-room --name chat-room
+npm run bench:side-by-side           # fan-out CPU of connmix-ts and raw-ws at 10 comments/s, both at once
 \`\`\`
 
 \`npm run bench\` builds, then runs \`dist/bench/run.js\`. Options: \`--quick\`; \`--targets a,b\` (raw-ws,
