@@ -8,7 +8,7 @@ import { ApiClient, type ApiFrame } from './support/api-client';
 import { assertHealthy, seedEngineFolder, startListening, stopEngine, residentBytes, mib } from './support/engine-process';
 import { RedisServer } from './support/redis';
 import { meshYaml } from './support/mesh';
-import { upgradeRequest, rawUpgrade, clientFrame } from './support/raw-ws';
+import { upgradeRequest, rawUpgrade, clientFrame, serverFrames } from './support/raw-ws';
 
 // Hostile clients against an engine in a process of its own, so that a request that kills or freezes
 // the node shows as the node's death (not this test process's): what each sends is answered with a
@@ -303,13 +303,7 @@ test('a client flooding on past maxMessagesPerSecond once closed for it is cut: 
     }
     await withTimeout(flooder.closed, 20_000, 'the flooder was not cut');
     // The echoes of its first messages, then the close frame (frames from the node are not masked).
-    let close: Buffer | null = null;
-    for (let at = 0, bytes = flooder.after(); at + 2 <= bytes.length && !close;) {
-      const short = bytes[at + 1] & 0x7f;
-      const [head, length] = short === 126 ? [4, bytes.readUInt16BE(at + 2)] : short === 127 ? [10, Number(bytes.readBigUInt64BE(at + 2))] : [2, short];
-      if ((bytes[at] & 0x0f) === 0x8) close = bytes.subarray(at + head, at + head + length);
-      at += head + length;
-    }
+    const close = serverFrames(flooder.after()).find((frame) => frame.opcode === 0x8)?.payload;
     assert.ok(close, 'a close frame');
     assert.equal(close.readUInt16BE(0), 1008);
     assert.equal(close.subarray(2).toString(), 'rate limit exceeded');
