@@ -26,7 +26,7 @@ import type { RunningTarget, TargetSpec } from './targets/target';
 interface Side {
   target: RunningTarget;
   fleet: Fleet;
-  /** Null until its viewers are in (a side that failed to open them is still stopped). */
+  /** Null until its viewers are in. */
   group: ViewerGroup | null;
   publisher: Publisher;
 }
@@ -42,14 +42,19 @@ function flag(name: string, fallback: number): number {
 async function open(spec: TargetSpec, viewers: number): Promise<Side> {
   const target = await spec.start({ nodes: 1 });
   const side: Side = { target, fleet: await Fleet.start(1), group: null, publisher: new Publisher(target.nodes[0].httpHost, target.nodes[0].httpPort) };
-  side.group = await ViewerGroup.open(side.fleet, target, {
-    viewers,
-    videos: 1,
-    concurrency: FULL.connectConcurrency,
-    timeoutMs: FULL.connectTimeoutMs,
-  });
-  if (side.group.opened < viewers) throw new Error(`${target.name}: ${side.group.opened}/${viewers} viewers subscribed (${side.group.failed} failed)`);
-  return side;
+  try {
+    side.group = await ViewerGroup.open(side.fleet, target, {
+      viewers,
+      videos: 1,
+      concurrency: FULL.connectConcurrency,
+      timeoutMs: FULL.connectTimeoutMs,
+    });
+    if (side.group.opened < viewers) throw new Error(`${target.name}: ${side.group.opened}/${viewers} viewers subscribed (${side.group.failed} failed)`);
+    return side;
+  } catch (error) {
+    await close(side);
+    throw error;
+  }
 }
 
 async function close(side: Side): Promise<void> {
