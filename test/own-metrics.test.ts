@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { SlidingSummary } from '../src/metrics/sliding-summary';
 import { BucketHistogram } from '../src/metrics/bucket-histogram';
 import { collectProcessMetrics, EVENT_LOOP_SAMPLE_MS } from '../src/metrics/process-metrics';
-import { withNode, post, metric, EVAL, waitFor } from './support/helpers';
+import { withNode, post, metric, EVAL, waitFor, sleep } from './support/helpers';
 import { LineClient } from './support/line-client';
 
 function summary(registry: Registry, maxAgeSeconds = 600, sampleSize = 500) {
@@ -73,8 +73,6 @@ test("the event loop's delay is how late its sampling timer ran, without the per
     };
     return { text, min: value('min'), max: value('max'), p99: value('p99') };
   };
-  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
   await sleep(EVENT_LOOP_SAMPLE_MS * 12);
   const idle = await scrape();
   // prom-client's own figures include the period: its fastest sample read 10 ms at least.
