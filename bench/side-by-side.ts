@@ -16,6 +16,7 @@ import { Fleet } from './load/fleet';
 import { Publisher } from './load/publisher';
 import { totalCpu } from './lib/proc';
 import { median } from './lib/stats';
+import { numberOption } from './lib/options';
 import { nowMs } from './load/payload';
 import { FULL } from './config';
 import { ViewerGroup, FIRST_VIDEO } from './scenarios/viewer-group';
@@ -26,55 +27,54 @@ import type { RunningTarget, TargetSpec } from './targets/target';
 interface Side {
   target: RunningTarget;
   fleet: Fleet;
-  /** Null until its viewers are in. */
-  group: ViewerGroup | null;
+  group: ViewerGroup;
   publisher: Publisher;
 }
 
 function flag(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  if (at < 0) return fallback;
-  const value = Number(process.argv[at + 1]);
+  const value = numberOption(name, fallback);
   if (!(value > 0)) throw new Error(`--${name} needs a positive number`);
   return value;
 }
 
 async function open(spec: TargetSpec, viewers: number): Promise<Side> {
   const target = await spec.start({ nodes: 1 });
-  const side: Side = { target, fleet: await Fleet.start(1), group: null, publisher: new Publisher(target.nodes[0].httpHost, target.nodes[0].httpPort) };
+  const fleet = await Fleet.start(1);
+  let group: ViewerGroup | undefined;
   try {
-    side.group = await ViewerGroup.open(side.fleet, target, {
+    group = await ViewerGroup.open(fleet, target, {
       viewers,
       videos: 1,
       concurrency: FULL.connectConcurrency,
       timeoutMs: FULL.connectTimeoutMs,
     });
-    if (side.group.opened < viewers) throw new Error(`${target.name}: ${side.group.opened}/${viewers} viewers subscribed (${side.group.failed} failed)`);
-    return side;
+    if (group.opened < viewers) throw new Error(`${target.name}: ${group.opened}/${viewers} viewers subscribed (${group.failed} failed)`);
   } catch (error) {
-    await close(side);
+    await group?.close();
+    await fleet.stop();
+    await target.stop();
     throw error;
   }
+  return { target, fleet, group, publisher: new Publisher(target.nodes[0].httpHost, target.nodes[0].httpPort) };
 }
 
 async function close(side: Side): Promise<void> {
   side.publisher.close();
-  await side.group?.close();
+  await side.group.close();
   await side.fleet.stop();
   await side.target.stop();
 }
 
 /** One round on every side at once: the CPU seconds each server used per million deliveries. */
 async function round(sides: Side[], rate: number, stepMs: number): Promise<number[]> {
-  const groups = sides.map((side) => side.group!);
   const t0 = nowMs();
-  await Promise.all(groups.map((group) => group.reset(t0)));
+  await Promise.all(sides.map((side) => side.group.reset(t0)));
   const cpu0 = sides.map((side) => totalCpu(side.target.pids));
   const runs = await Promise.all(sides.map((side) => side.publisher.run(rate, stepMs, () => `video:${FIRST_VIDEO}`)));
-  const expected = runs.map((run, i) => groups[i].expected(run.perChannel));
-  await Promise.all(groups.map((group, i) => group.drain(expected[i], 1000, 10_000)));
+  const expected = runs.map((run, i) => sides[i].group.expected(run.perChannel));
+  await Promise.all(sides.map((side, i) => side.group.drain(expected[i], 1000, 10_000)));
   const cpu = sides.map((side, i) => totalCpu(side.target.pids) - cpu0[i]);
-  const stats = await Promise.all(groups.map((group) => group.stats()));
+  const stats = await Promise.all(sides.map((side) => side.group.stats()));
   stats.forEach((stat, i) => {
     if (stat.delivered < expected[i]) throw new Error(`${sides[i].target.name}: ${stat.delivered} of ${expected[i]} deliveries`);
   });

@@ -12,18 +12,14 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WebSocket } from 'ws';
+import { numberOption } from './lib/options';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
-function option(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  return at > 0 ? Number(process.argv[at + 1]) : fallback;
-}
-
-const SECONDS = option('seconds', 600);
-const VIEWERS = option('viewers', 2000);
-const VIDEOS = option('videos', 50);
-const RATE = option('rate', 20);
+const SECONDS = numberOption('seconds', 600);
+const VIEWERS = numberOption('viewers', 2000);
+const VIDEOS = numberOption('videos', 50);
+const RATE = numberOption('rate', 20);
 const CHURN_PER_SECOND = Math.max(1, Math.round(VIEWERS * 0.05));
 
 const children: ChildProcess[] = [];
